@@ -1,0 +1,204 @@
+// Package bench is the load harness: it simulates managed clients through the client SDK
+// against a running site over HTTP, and checks what the site reports against an oracle
+// computed from the same messages. Smoke is the first scenario: every client sends one full
+// update-compliance scan; the run ends when the compliance report shows every message.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statepipe/statepipe/client"
+	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
+)
+
+// SmokeConfig sizes the smoke scenario.
+type SmokeConfig struct {
+	URL         string
+	Site        string
+	Clients     int
+	Updates     int
+	Concurrency int           // clients posting at once (default 32)
+	Timeout     time.Duration // for the whole run (default 10 min)
+	Progress    io.Writer     // a progress line while it runs; nil for none
+}
+
+// SmokeResult is what one run measured.
+type SmokeResult struct {
+	Messages         int64   `json:"messages"`
+	Reports          int64   `json:"reports"`
+	PostSeconds      float64 `json:"post_seconds"`    // until the last report was acknowledged
+	VisibleSeconds   float64 `json:"visible_seconds"` // until the report showed every message
+	IngestMsgsPerS   float64 `json:"ingest_msgs_per_second"`
+	EndToEndMsgsPerS float64 `json:"e2e_msgs_per_second"`
+	OracleOK         bool    `json:"oracle_ok"`
+}
+
+// UpdateID names update u of the simulated catalog.
+func UpdateID(u int) string { return fmt.Sprintf("upd-%05d", u) }
+
+// ClientID names simulated client c.
+func ClientID(c int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", c) }
+
+// SmokeState is the oracle: the compliance state client c reports for update u.
+func SmokeState(c, u int) int32 { return int32((c*7 + u*3) % 4) }
+
+// Smoke runs the scenario.
+func Smoke(ctx context.Context, cfg SmokeConfig) (*SmokeResult, error) {
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}}
+	res := &SmokeResult{}
+	start := time.Now()
+	next := int64(-1)
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.Concurrency)
+	stopProgress := progress(cfg.Progress, start, &sent, int64(cfg.Clients))
+	for w := 0; w < cfg.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msgs := make([]schema.StateMessage, cfg.Updates)
+			for {
+				c := int(atomic.AddInt64(&next, 1))
+				if c >= cfg.Clients || ctx.Err() != nil {
+					return
+				}
+				cl, err := client.New(client.Config{URL: cfg.URL, Site: cfg.Site, ClientID: ClientID(c), HTTPClient: hc})
+				if err != nil {
+					errs <- err
+					return
+				}
+				for u := range msgs {
+					msgs[u] = schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: UpdateID(u), State: SmokeState(c, u)}
+				}
+				if err := cl.Report(ctx, true, msgs...); err != nil {
+					errs <- fmt.Errorf("client %d: %w", c, err)
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		stopProgress()
+		return nil, err
+	}
+	res.Reports = sent.Load()
+	res.Messages = res.Reports * int64(cfg.Updates)
+	res.PostSeconds = time.Since(start).Seconds()
+	want := oracle(cfg)
+	var last *report.Compliance
+	for {
+		got, err := compliance(ctx, hc, cfg.URL)
+		if err == nil {
+			last = got
+			if equal(got, want) {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			stopProgress()
+			return res, fmt.Errorf("report never matched the oracle (last: %s): %w", summary(last), ctx.Err())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopProgress()
+	res.VisibleSeconds = time.Since(start).Seconds()
+	res.OracleOK = true
+	res.IngestMsgsPerS = float64(res.Messages) / res.PostSeconds
+	res.EndToEndMsgsPerS = float64(res.Messages) / res.VisibleSeconds
+	return res, nil
+}
+
+// oracle computes the expected per-update counts from the generated history.
+func oracle(cfg SmokeConfig) map[string][4]int64 {
+	want := map[string][4]int64{}
+	for u := 0; u < cfg.Updates; u++ {
+		var counts [4]int64
+		for c := 0; c < cfg.Clients; c++ {
+			counts[SmokeState(c, u)]++
+		}
+		want[UpdateID(u)] = counts
+	}
+	return want
+}
+
+func equal(got *report.Compliance, want map[string][4]int64) bool {
+	if len(got.Updates) != len(want) {
+		return false
+	}
+	for _, u := range got.Updates {
+		w, ok := want[u.UpdateID]
+		if !ok || u.Unknown != w[0] || u.NotRequired != w[1] || u.Required != w[2] || u.Installed != w[3] {
+			return false
+		}
+	}
+	return true
+}
+
+func summary(c *report.Compliance) string {
+	if c == nil {
+		return "no report"
+	}
+	var total int64
+	for _, u := range c.Updates {
+		total += u.Installed + u.Required + u.NotRequired
+	}
+	return fmt.Sprintf("%d updates, %d known states", len(c.Updates), total)
+}
+
+func compliance(ctx context.Context, hc *http.Client, base string) (*report.Compliance, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/reports/compliance", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, errors.New(resp.Status)
+	}
+	var c report.Compliance
+	return &c, json.NewDecoder(resp.Body).Decode(&c)
+}
+
+// progress prints a line a second until stopped.
+func progress(w io.Writer, start time.Time, done *atomic.Int64, total int64) func() {
+	if w == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprintln(w)
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "\r%6.1fs  %d/%d clients reported", time.Since(start).Seconds(), done.Load(), total)
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(stop) }) }
+}

@@ -1,0 +1,204 @@
+// Package client is the Go SDK that agents and the load harness use to report state: it keeps
+// the per-client serial, builds and encodes reports (msgpack), posts them and retries what is
+// safe to retry (503 and 429 honouring Retry-After, and network errors) with capped
+// exponential back-off. A retried report carries the same serials, so the server folds it once.
+//
+// Enrollment, signatures and resync answers arrive with the trust boundary; Config has the
+// seams (ClientID, Site) they build on.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Config says where and as whom to report.
+type Config struct {
+	URL      string // base URL of the site's ingest, e.g. http://127.0.0.1:8080
+	Site     string
+	ClientID string
+	// NextSerial is the first serial to use (default 1). An agent persists LastSerial across
+	// restarts and passes LastSerial+1 here: serials must never repeat.
+	NextSerial uint64
+	// HTTPClient defaults to a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// MaxAttempts bounds tries per report (default 8); BackoffMin/Max bound the wait between
+	// them when the server gives no Retry-After (defaults 100 ms and 10 s).
+	MaxAttempts int
+	BackoffMin  time.Duration
+	BackoffMax  time.Duration
+}
+
+// Client reports for one managed machine. It is safe for concurrent use; reports are sent one
+// at a time so serials reach the server in order.
+type Client struct {
+	cfg  Config
+	http *http.Client
+
+	mu     sync.Mutex
+	serial uint64 // last serial assigned
+}
+
+// New returns a client.
+func New(cfg Config) (*Client, error) {
+	if cfg.URL == "" || cfg.Site == "" || cfg.ClientID == "" {
+		return nil, errors.New("client: URL, Site and ClientID are required")
+	}
+	if cfg.NextSerial == 0 {
+		cfg.NextSerial = 1
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 8
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = 100 * time.Millisecond
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = 10 * time.Second
+	}
+	cfg.URL = strings.TrimRight(cfg.URL, "/")
+	return &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1}, nil
+}
+
+// LastSerial returns the last serial assigned; persist it to survive restarts.
+func (c *Client) LastSerial() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.serial
+}
+
+// Report assigns the next serials to msgs (in order), and sends them as one report. With full,
+// the report is full for every topic type it carries: it replaces the client's key set of
+// those types.
+func (c *Client) Report(ctx context.Context, full bool, msgs ...schema.StateMessage) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rep := &schema.Report{V: schema.Version, Client: c.cfg.ClientID, Site: c.cfg.Site, Messages: msgs}
+	now := time.Now().UnixMilli()
+	seen := map[schema.TopicType]bool{}
+	for i := range msgs {
+		c.serial++
+		msgs[i].Serial = c.serial
+		if msgs[i].Time == 0 {
+			msgs[i].Time = now
+		}
+		if full && msgs[i].TopicType.Keyed() && !seen[msgs[i].TopicType] {
+			seen[msgs[i].TopicType] = true
+			rep.FullTypes = append(rep.FullTypes, msgs[i].TopicType)
+		}
+	}
+	_, err := c.send(ctx, rep)
+	return err
+}
+
+// Send posts a report exactly as given (serials included), retrying what is safe to retry.
+func (c *Client) Send(ctx context.Context, rep *schema.Report) (*schema.Ack, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.send(ctx, rep)
+}
+
+// APIError is an error answer from the server.
+type APIError struct {
+	Status     int
+	RetryAfter time.Duration
+	schema.ErrorDetail
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("server answered %d %s: %s", e.Status, e.Code, e.Message)
+	if e.Field != "" {
+		s += " (field " + e.Field + ")"
+	}
+	return s
+}
+
+// Temporary reports whether retrying later may succeed (429, 503).
+func (e *APIError) Temporary() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
+}
+
+func (c *Client) send(ctx context.Context, rep *schema.Report) (*schema.Ack, error) {
+	var body bytes.Buffer
+	if err := schema.EncodeReport(&body, rep); err != nil {
+		return nil, fmt.Errorf("cannot encode report: %w", err)
+	}
+	backoff := c.cfg.BackoffMin
+	var lastErr error
+	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
+		ack, wait, err := c.post(ctx, body.Bytes())
+		if err == nil {
+			return ack, nil
+		}
+		lastErr = err
+		var apiErr *APIError
+		if errors.As(err, &apiErr) && !apiErr.Temporary() {
+			return nil, err
+		}
+		if wait == 0 {
+			// Full jitter keeps a fleet that failed together from retrying together.
+			wait = time.Duration(rand.Int64N(int64(backoff)) + 1)
+			backoff = min(backoff*2, c.cfg.BackoffMax)
+		}
+		if attempt == c.cfg.MaxAttempts {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cannot send report (gave up waiting to retry): %w (last error: %v)", ctx.Err(), lastErr)
+		case <-time.After(wait):
+		}
+	}
+	return nil, fmt.Errorf("cannot send report after %d attempts: %w", c.cfg.MaxAttempts, lastErr)
+}
+
+// post sends once; wait is the server's Retry-After when it gave one.
+func (c *Client) post(ctx context.Context, body []byte) (*schema.Ack, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+"/v1/reports", bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", schema.MediaMsgpack)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.StatusCode == http.StatusOK {
+		var ack schema.Ack
+		if err := json.Unmarshal(raw, &ack); err != nil {
+			return nil, 0, fmt.Errorf("cannot decode acknowledgement: %w", err)
+		}
+		return &ack, 0, nil
+	}
+	apiErr := &APIError{Status: resp.StatusCode}
+	var eb schema.ErrorBody
+	if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
+		apiErr.ErrorDetail = eb.Error
+	} else {
+		apiErr.Code, apiErr.Message = "http", strings.TrimSpace(string(raw))
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		apiErr.RetryAfter = time.Duration(s) * time.Second
+	}
+	return nil, apiErr.RetryAfter, apiErr
+}

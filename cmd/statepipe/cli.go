@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/statepipe/statepipe/client"
+	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
+)
+
+var httpClient = &http.Client{Timeout: 60 * time.Second}
+
+// getJSON fetches url and decodes a JSON answer into v, turning error bodies into errors.
+func doJSON(req *http.Request, v any) error {
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb schema.ErrorBody
+		if json.Unmarshal(body, &eb) == nil && eb.Error.Code != "" {
+			msg := fmt.Sprintf("%d %s: %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
+			if eb.Error.Field != "" {
+				msg += " (field " + eb.Error.Field + ")"
+			}
+			return errors.New(msg)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if raw, ok := v.(*json.RawMessage); ok {
+		*raw = body
+		return nil
+	}
+	return json.Unmarshal(body, v)
+}
+
+func cmdReport(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
+	site := fs.String("site", "", "site (default: the one the URL serves)")
+	list := fs.String("list", "", "update list id")
+	updates := fs.String("updates", "", "comma-separated update ids")
+	collection := fs.String("collection", "", "collection id")
+	asJSON := fs.Bool("json", false, "print the JSON answer")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return errors.New("usage: statepipe report NAME [--url URL] [--site S] [--list L | --updates A,B] [--collection C] [--json]")
+	}
+	name := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"site": *site, "list": *list, "updates": *updates, "collection": *collection} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	u := strings.TrimRight(*base, "/") + "/v1/reports/" + url.PathEscape(name)
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	var raw json.RawMessage
+	if err := doJSON(req, &raw); err != nil {
+		return fmt.Errorf("cannot get report %s: %w", name, err)
+	}
+	if *asJSON || name != "compliance" {
+		_, err := os.Stdout.Write(raw)
+		return err
+	}
+	var c report.Compliance
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(os.Stdout, "compliance — site %s, as of %s\n", c.Site, c.AsOf.Format(time.RFC3339))
+	fmt.Fprintln(tw, "update\tinstalled\trequired\tnot required\tunknown\ttotal\tcompliant %\t")
+	for _, up := range c.Updates {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", up.UpdateID, up.Installed, up.Required, up.NotRequired, up.Unknown, up.Total, up.CompliantPct)
+	}
+	_ = tw.Flush()
+	fmt.Printf("computers: %d compliant, %d non-compliant, %d unknown, %d total\n",
+		c.Computers.Compliant, c.Computers.NonCompliant, c.Computers.Unknown, c.Computers.Total)
+	return nil
+}
+
+func cmdSQL(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sql", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
+	asJSON := fs.Bool("json", false, "print the JSON answer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New(`usage: statepipe sql [--url URL] [--json] "SELECT …"`)
+	}
+	body, _ := json.Marshal(report.SQLRequest{Query: fs.Arg(0)})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/sql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	var raw json.RawMessage
+	if err := doJSON(req, &raw); err != nil {
+		return fmt.Errorf("cannot run sql: %w", err)
+	}
+	if *asJSON {
+		_, err := os.Stdout.Write(raw)
+		return err
+	}
+	var res schema.Result
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	for i, c := range res.Columns {
+		if i > 0 {
+			fmt.Fprint(tw, "\t")
+		}
+		fmt.Fprint(tw, c.Name)
+	}
+	fmt.Fprintln(tw)
+	for _, row := range res.Rows {
+		for i, v := range row {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprint(tw, v)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+func cmdClient(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "send" {
+		return errors.New("usage: statepipe client send --url URL REPORT.json")
+	}
+	fs := flag.NewFlagSet("client send", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: statepipe client send --url URL REPORT.json")
+	}
+	raw, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var rep schema.Report
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&rep); err != nil {
+		return fmt.Errorf("cannot read report %s: %w", fs.Arg(0), err)
+	}
+	if err := rep.Validate(schema.Limits{}); err != nil {
+		return fmt.Errorf("cannot send report %s: %w", fs.Arg(0), err)
+	}
+	c, err := client.New(client.Config{URL: *base, Site: rep.Site, ClientID: rep.Client})
+	if err != nil {
+		return err
+	}
+	ack, err := c.Send(ctx, &rep)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("accepted %d state messages for client %s at site %s\n", ack.Accepted, rep.Client, rep.Site)
+	return nil
+}

@@ -1,0 +1,160 @@
+// Command statepipe is the one binary of statepipe: `run` hosts a whole site in one process
+// (embedded broker and engine by default), the role subcommands run one role against a real
+// Kafka cluster and ClickHouse server, and the rest are the scriptable client side (report,
+// sql, client send, bench). This package is the composition root: the only place that
+// imports every component and adapter and wires them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "host a whole site in one process (embedded Kafka and ClickHouse by default)", cmdRun},
+		{"ingest", "run the ingest role against Kafka", cmdIngest},
+		{"projector", "run the projector role: Kafka → ClickHouse", cmdProjector},
+		{"report", "print a named report from a running site", cmdReport},
+		{"sql", "run read-only SQL against a running site", cmdSQL},
+		{"client", "client-side tools: send a report", cmdClient},
+		{"bench", "load harness: bench smoke posts clients × updates and measures end to end", cmdBench},
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: statepipe COMMAND [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(os.Stderr, "\n`statepipe COMMAND -h` lists a command's flags.")
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	name := os.Args[1]
+	for _, c := range commands {
+		if c.name == name {
+			err := c.run(ctx, os.Args[2:])
+			if errors.Is(err, flag.ErrHelp) {
+				os.Exit(0)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "statepipe "+name+": "+err.Error())
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	if name == "-h" || name == "--help" || name == "help" {
+		usage()
+		return
+	}
+	fmt.Fprintf(os.Stderr, "statepipe: unknown command %q\n\n", name)
+	usage()
+	os.Exit(2)
+}
+
+func logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func cmdRun(ctx context.Context, args []string) error {
+	var cfg runConfig
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfg.registerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	embeddedKafka := len(cfg.Kafka.Brokers) == 0
+	n, err := startRun(ctx, cfg, nil, logger())
+	if err != nil {
+		return err
+	}
+	if !embeddedKafka {
+		cfg.KafkaListen = ""
+	}
+	cfg.Kafka.Brokers = n.sites[0].cfg.Kafka.Brokers
+	printWelcome(os.Stdout, n.url(), cfg)
+	return n.run(ctx)
+}
+
+func parseRole(name string, args []string, cfg *runConfig) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address (ingest: reports; both: /metrics, /healthz)")
+	fs.StringVar(&cfg.Site, "site", "P01", "site code")
+	cfg.Kafka.RegisterFlags("kafka.", fs)
+	cfg.Ingest.RegisterFlags("ingest.", fs)
+	cfg.Projector.RegisterFlags("projector.", fs)
+	cfg.Store.registerFlags(fs)
+	fs.StringVar(&cfg.Store.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
+	return fs.Parse(args)
+}
+
+func cmdIngest(ctx context.Context, args []string) error {
+	var cfg runConfig
+	if err := parseRole("ingest", args, &cfg); err != nil {
+		return err
+	}
+	log := logger()
+	n := newNode(log)
+	if err := n.listen(cfg.Listen); err != nil {
+		return err
+	}
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, RunIngest: true}, nil, n.reg, log)
+	if err != nil {
+		return err
+	}
+	n.addSite(s)
+	log.Info("ingest serving", "url", n.url()+"/v1/reports", "site", cfg.Site, "brokers", cfg.Kafka.Brokers)
+	return n.run(ctx)
+}
+
+func cmdProjector(ctx context.Context, args []string) error {
+	var cfg runConfig
+	if err := parseRole("projector", args, &cfg); err != nil {
+		return err
+	}
+	log := logger()
+	n := newNode(log)
+	if err := n.listen(cfg.Listen); err != nil {
+		return err
+	}
+	st, err := cfg.Store.open(ctx)
+	if err != nil {
+		return err
+	}
+	n.onClose(func() { _ = st.Close() })
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Projector: cfg.Projector,
+		RunProjector: true, RunReports: true}, st, n.reg, log)
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	n.addSite(s)
+	log.Info("projector running", "site", cfg.Site, "brokers", cfg.Kafka.Brokers, "reports", n.url()+"/v1/reports/compliance")
+	return n.run(ctx)
+}
+
+// quietLogger logs warnings and errors only (bench and tests).
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+
+	"github.com/statepipe/statepipe/ingest"
+	"github.com/statepipe/statepipe/internal/kafka"
+	"github.com/statepipe/statepipe/projector"
+)
+
+// runConfig is `statepipe run`: every role of one site in one process. Without
+// --kafka.brokers it starts the embedded broker; without --clickhouse.dsn, the embedded
+// engine.
+type runConfig struct {
+	Data        string
+	Listen      string
+	KafkaListen string
+	Site        string
+	Group       string // projector consumer group override (tests: replay)
+	Kafka       kafka.Config
+	Ingest      ingest.Config
+	Projector   projector.Config
+	Store       storeConfig
+}
+
+func (c *runConfig) registerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Data, "data", "data", "data directory (embedded Kafka log, embedded ClickHouse tables)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address: ingest, reports, SQL, metrics")
+	fs.StringVar(&c.KafkaListen, "kafka.listen", "127.0.0.1:9092", "embedded broker address (Kafka tools can read it)")
+	fs.StringVar(&c.Site, "site", "P01", "site code")
+	c.Kafka.RegisterFlags("kafka.", fs)
+	c.Ingest.RegisterFlags("ingest.", fs)
+	c.Projector.RegisterFlags("projector.", fs)
+	c.Store.registerFlags(fs)
+}
+
+// startRun builds the embedded node; the caller runs it.
+func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore, log *slog.Logger) (*node, error) {
+	n := newNode(log)
+	fail := func(err error) (*node, error) {
+		for i := len(n.closers) - 1; i >= 0; i-- {
+			n.closers[i]()
+		}
+		return nil, err
+	}
+	if err := n.listen(cfg.Listen); err != nil {
+		return fail(err)
+	}
+	n.onClose(func() { _ = n.listener.Close() })
+	if len(cfg.Kafka.Brokers) == 0 {
+		host, portStr, err := net.SplitHostPort(cfg.KafkaListen)
+		if err != nil || host != "127.0.0.1" {
+			return fail(fmt.Errorf("cannot use --kafka.listen %q: want 127.0.0.1:PORT", cfg.KafkaListen))
+		}
+		port, _ := strconv.Atoi(portStr)
+		b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Dir: filepath.Join(cfg.Data, "kafka"), Port: port})
+		if err != nil {
+			return fail(err)
+		}
+		n.onClose(b.Close)
+		cfg.Kafka.Brokers = b.Addrs()
+	}
+	if cfg.Store.ChdbPath == "" {
+		cfg.Store.ChdbPath = filepath.Join(cfg.Data, "chdb")
+	}
+	st, err := cfg.Store.open(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	n.onClose(func() { _ = st.Close() })
+	if wrap != nil {
+		st = wrap(st)
+	}
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Projector: cfg.Projector,
+		ProjectorGroup: cfg.Group, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
+	if err != nil {
+		return fail(err)
+	}
+	n.addSite(s)
+	return n, nil
+}
+
+func printWelcome(w io.Writer, url string, cfg runConfig) {
+	fmt.Fprintf(w, `statepipe is running: site %[2]s, embedded=%[3]v
+  ingest    POST %[1]s/v1/reports   (application/msgpack or application/json)
+  reports   GET  %[1]s/v1/reports/compliance
+  sql       POST %[1]s/v1/sql       (statepipe sql --url %[1]s "SELECT …")
+  metrics   GET  %[1]s/metrics
+  health    GET  %[1]s/healthz
+  kafka     %[4]v  topic %[5]s
+  data      %[6]s
+
+Try it:
+  curl -s -H 'Content-Type: application/json' %[1]s/v1/reports -d '{"v":1,"client":"pc-0001","site":"%[2]s","full_types":[500],"messages":[{"serial":1,"time":1764100000000,"topic_type":500,"topic_id":"KB5044284","state":2,"error":0},{"serial":2,"time":1764100000000,"topic_type":500,"topic_id":"KB5043050","state":3,"error":0}]}'
+  ./bin/statepipe client send --url %[1]s examples/report.json
+  ./bin/statepipe report compliance --url %[1]s
+  ./bin/statepipe sql --url %[1]s "SELECT update_id, state_name, count() FROM %[7]s.v_update_compliance GROUP BY ALL"
+`, url, cfg.Site, len(cfg.Kafka.Brokers) == 0 || cfg.KafkaListen != "", cfg.Kafka.Brokers, kafka.StateTopic(cfg.Site), cfg.Data, database(cfg.Site))
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// node is one process's HTTP surface and actors: whatever sites and roles it hosts.
+type node struct {
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	mux      *http.ServeMux
+	ready    atomic.Bool
+	listener net.Listener
+	sites    []*site
+	closers  []func() // run in reverse order after the actors stopped
+}
+
+func newNode(log *slog.Logger) *node {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n := &node{log: log, reg: reg, mux: http.NewServeMux()}
+	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	n.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return n
+}
+
+// listen binds the HTTP address early so the URL can be printed before serving.
+func (n *node) listen(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+	}
+	n.listener = l
+	return nil
+}
+
+// url returns the node's base URL.
+func (n *node) url() string { return "http://" + n.listener.Addr().String() }
+
+func (n *node) addSite(s *site) {
+	n.sites = append(n.sites, s)
+	s.register(n.mux)
+}
+
+func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
+
+// run serves HTTP and runs every site's projector until ctx is done or one actor fails, then
+// stops them in reverse order, logging how long each took.
+func (n *node) run(ctx context.Context) error {
+	var g run.Group
+	ctx, cancel := context.WithCancel(ctx)
+	g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
+
+	srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second}
+	g.Add(func() error {
+		if err := srv.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		start := time.Now()
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		_ = srv.Shutdown(sctx)
+		n.log.Info("stopped http", "took", time.Since(start))
+	})
+	for _, s := range n.sites {
+		if s.proj == nil {
+			continue
+		}
+		pctx, pcancel := context.WithCancel(context.Background())
+		s := s
+		g.Add(func() error { return s.proj.Run(pctx) }, func(error) {
+			start := time.Now()
+			pcancel()
+			n.log.Info("stopping projector", "site", s.cfg.Code, "took", time.Since(start))
+		})
+	}
+	n.ready.Store(true)
+	err := g.Run()
+	n.ready.Store(false)
+	for _, s := range n.sites {
+		s.close()
+	}
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+	return err
+}

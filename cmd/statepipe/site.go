@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/ingest"
+	"github.com/statepipe/statepipe/internal/kafka"
+	"github.com/statepipe/statepipe/projector"
+	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
+)
+
+// siteStore is what a site needs of its store: the schema contract plus read-only SQL.
+type siteStore interface {
+	schema.Store
+	report.ReadOnlyQuerier
+}
+
+var siteCode = regexp.MustCompile(`^[A-Z0-9]{1,16}$`)
+
+// database returns the ClickHouse database of a site.
+func database(site string) string { return "statepipe_" + strings.ToLower(site) }
+
+// siteConfig is everything one site's roles need.
+type siteConfig struct {
+	Code      string
+	Kafka     kafka.Config
+	Ingest    ingest.Config
+	Projector projector.Config
+	// ProjectorGroup is the projector's consumer group (default statepipe-projector-<site>).
+	// A new group re-folds the topic from its start: a replay.
+	ProjectorGroup string
+	// Roles to host; the embedded run hosts all.
+	RunIngest, RunProjector, RunReports bool
+}
+
+// site is one site's roles wired to its Kafka topics and store.
+type site struct {
+	cfg     siteConfig
+	db      string
+	writer  *kafkago.Writer
+	dlq     *kafkago.Writer
+	reader  *kafkago.Reader
+	proj    *projector.Projector
+	ingest  *ingest.Handler
+	reports *report.API
+}
+
+// newSite migrates the site's database, creates its topics and builds its roles.
+func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.Registerer, log *slog.Logger) (*site, error) {
+	if !siteCode.MatchString(cfg.Code) {
+		return nil, fmt.Errorf("cannot use site code %q: 1-16 characters A-Z, 0-9", cfg.Code)
+	}
+	if err := cfg.Kafka.Validate(); err != nil {
+		return nil, err
+	}
+	s := &site{cfg: cfg, db: database(cfg.Code)}
+	log = log.With("site", cfg.Code)
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"site": cfg.Code}, reg)
+	topic := kafka.StateTopic(cfg.Code)
+	if cfg.RunProjector || cfg.RunReports {
+		applied, err := schema.Migrate(ctx, st, s.db)
+		if err != nil {
+			return nil, err
+		}
+		if len(applied) > 0 {
+			log.Info("migrated store", "database", s.db, "applied", applied)
+		}
+	}
+	if cfg.RunIngest || cfg.RunProjector {
+		for _, t := range []string{topic, topic + ".dlq"} {
+			if err := kafka.EnsureTopic(ctx, cfg.Kafka, t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cfg.RunIngest {
+		cfg.Ingest.Site = cfg.Code
+		s.writer = kafka.NewWriter(cfg.Kafka, topic)
+		h, err := ingest.New(cfg.Ingest, s.writer, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.ingest = h
+	}
+	if cfg.RunProjector {
+		cfg.Projector.Database = s.db
+		group := cfg.ProjectorGroup
+		if group == "" {
+			group = "statepipe-projector-" + cfg.Code
+		}
+		s.reader = kafka.NewGroupReader(cfg.Kafka, topic, group)
+		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
+		p, err := projector.New(cfg.Projector, projector.Params{
+			Consumer: s.reader, Store: st, DeadLetters: s.dlq, Registerer: reg, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.proj = p
+	}
+	if cfg.RunReports {
+		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st}
+	}
+	return s, nil
+}
+
+// register adds the site's HTTP routes.
+func (s *site) register(mux *http.ServeMux) {
+	if s.ingest != nil {
+		mux.Handle("POST /v1/reports", s.ingest)
+	}
+	if s.reports != nil {
+		s.reports.Register(mux)
+	}
+}
+
+// close releases the site's Kafka clients (after its actors stopped).
+func (s *site) close() {
+	if s.writer != nil {
+		_ = s.writer.Close()
+	}
+	if s.dlq != nil {
+		_ = s.dlq.Close()
+	}
+	if s.reader != nil {
+		_ = s.reader.Close()
+	}
+}

@@ -1,0 +1,248 @@
+// Package ingest is the HTTP receiver of state reports: POST /v1/reports in msgpack or JSON,
+// bounded in size, validated against DESIGN §3, produced to the site's Kafka topic keyed by
+// client id, and acknowledged with 200 only after Kafka acknowledged the record with acks=all.
+//
+// One report becomes one Kafka record (value: the report re-encoded in canonical msgpack;
+// timestamp: the acceptance time the projector measures visibility from). Keying by client
+// keeps one client's reports in one partition, in order.
+//
+// Errors use schema.ErrorBody with the status DESIGN §4 assigns: 400 malformed (naming the
+// field), 403 wrong site, 413 too large, 415 unknown media type, 503 broker unavailable (with
+// Retry-After). Authentication (401/403 per client) and pacing (429) plug in as middleware in
+// front of this handler.
+//
+// It must not talk to the store: a report is the broker's once acknowledged.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Producer is the part of a Kafka writer ingest needs (*kafka-go Writer with acks=all).
+type Producer interface {
+	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+// Config bounds what ingest accepts.
+type Config struct {
+	// Site is the site code this ingest serves; reports for another site get 403.
+	Site string
+	// MaxBodyBytes is the largest request body (default 8 MiB): a full scan of 30,000
+	// updates in msgpack is about 2.5 MiB.
+	MaxBodyBytes int64
+	// MaxMessages is the most state messages one report may carry (default 50,000).
+	MaxMessages int
+	// ProduceTimeout bounds the wait for Kafka's acknowledgement before answering 503
+	// (default 10 s).
+	ProduceTimeout time.Duration
+	// RetryAfter is the Retry-After (seconds) sent with 503 (default 2).
+	RetryAfter int
+}
+
+// RegisterFlags registers ingest's flags under prefix.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.Int64Var(&c.MaxBodyBytes, prefix+"max-body-bytes", 8<<20, "largest report body in bytes (413 above)")
+	fs.IntVar(&c.MaxMessages, prefix+"max-messages", schema.DefaultLimits.MaxMessages, "most state messages per report (413 above)")
+	fs.DurationVar(&c.ProduceTimeout, prefix+"produce-timeout", 10*time.Second, "longest wait for Kafka's acknowledgement before answering 503")
+	fs.IntVar(&c.RetryAfter, prefix+"retry-after", 2, "Retry-After seconds sent with 503")
+}
+
+// Validate reports a config that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Site == "":
+		return errors.New("ingest: site is required")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("ingest: max-body-bytes must be at least 1024")
+	case c.MaxMessages < 1:
+		return errors.New("ingest: max-messages must be at least 1")
+	case c.ProduceTimeout <= 0:
+		return errors.New("ingest: produce-timeout must be positive")
+	}
+	return nil
+}
+
+// Handler serves POST /v1/reports.
+type Handler struct {
+	cfg    Config
+	prod   Producer
+	log    *slog.Logger
+	limits schema.Limits
+
+	requests *prometheus.CounterVec
+	messages prometheus.Counter
+	duration prometheus.Histogram
+	bodies   sync.Pool
+}
+
+// New builds the handler; reg (may be nil) receives its metrics, already labelled by site.
+func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	f := promauto.With(reg)
+	lim := schema.DefaultLimits
+	lim.MaxMessages = cfg.MaxMessages
+	return &Handler{
+		cfg: cfg, prod: prod, log: log, limits: lim,
+		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_requests_total",
+			Help: "Report requests by outcome (accepted or the error code)."}, []string{"code"}),
+		messages: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_ingest_messages_total",
+			Help: "State messages accepted (acknowledged by Kafka)."}),
+		duration: f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_ingest_request_duration_seconds",
+			Help:    "Time from request to answer for accepted reports (includes Kafka's acks=all).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+		bodies: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+	}, nil
+}
+
+// ServeHTTP handles one report.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.fail(w, http.StatusMethodNotAllowed, schema.CodeMalformed, "use POST", "")
+		return
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != schema.MediaMsgpack && mt != "application/x-msgpack" && mt != schema.MediaJSON) {
+		h.fail(w, http.StatusUnsupportedMediaType, schema.CodeUnsupportedMedia,
+			fmt.Sprintf("Content-Type %q is not supported: use %s or %s", r.Header.Get("Content-Type"), schema.MediaMsgpack, schema.MediaJSON), "Content-Type")
+		return
+	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
+			fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), "body")
+		return
+	}
+	buf := h.bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 4*int(h.cfg.MaxBodyBytes) {
+			buf.Reset()
+			h.bodies.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
+				fmt.Sprintf("body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes), "body")
+			return
+		}
+		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, "cannot read body: "+err.Error(), "body")
+		return
+	}
+	var rep schema.Report
+	if mt == schema.MediaJSON {
+		err = decodeJSON(buf.Bytes(), &rep)
+	} else {
+		err = schema.DecodeReport(buf.Bytes(), &rep)
+	}
+	if err != nil {
+		h.failInput(w, err)
+		return
+	}
+	if len(rep.Messages) > h.cfg.MaxMessages {
+		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
+			fmt.Sprintf("%d messages exceed the limit of %d per report", len(rep.Messages), h.cfg.MaxMessages), "messages")
+		return
+	}
+	if err := rep.Validate(h.limits); err != nil {
+		h.failInput(w, err)
+		return
+	}
+	if rep.Site != h.cfg.Site {
+		h.fail(w, http.StatusForbidden, schema.CodeForbidden,
+			fmt.Sprintf("this ingest serves site %s, not %s", h.cfg.Site, rep.Site), "site")
+		return
+	}
+	// Re-encode canonically: what lands in Kafka is always the current msgpack version,
+	// whatever the client sent.
+	var value bytes.Buffer
+	value.Grow(buf.Len())
+	if err := schema.EncodeReport(&value, &rep); err != nil {
+		panic("BUG: cannot encode a validated report: " + err.Error())
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ProduceTimeout)
+	defer cancel()
+	err = h.prod.WriteMessages(ctx, kafkago.Message{
+		Key:     []byte(rep.Client),
+		Value:   value.Bytes(),
+		Time:    time.Now(),
+		Headers: []kafkago.Header{{Key: "v", Value: []byte(strconv.Itoa(schema.Version))}},
+	})
+	if err != nil {
+		h.log.Warn("kafka did not acknowledge a report", "client", rep.Client, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
+		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, "the broker did not acknowledge the report; retry later", "")
+		return
+	}
+	h.messages.Add(float64(len(rep.Messages)))
+	h.requests.WithLabelValues("accepted").Inc()
+	h.duration.Observe(time.Since(start).Seconds())
+	writeJSON(w, http.StatusOK, schema.Ack{Accepted: len(rep.Messages)})
+}
+
+// decodeJSON decodes a JSON report strictly: unknown fields are errors that name the field,
+// so a typo (e.g. "topicType") is not silently dropped.
+func decodeJSON(b []byte, rep *schema.Report) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(rep); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			return &schema.FieldError{Field: te.Field, Reason: fmt.Sprintf("must be %s, got JSON %s", te.Type, te.Value)}
+		case errors.As(err, &se):
+			return &schema.FieldError{Field: "body", Reason: fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, err)}
+		default:
+			return &schema.FieldError{Field: "body", Reason: err.Error()}
+		}
+	}
+	if d.More() {
+		return &schema.FieldError{Field: "body", Reason: "more than one JSON value"}
+	}
+	return nil
+}
+
+func (h *Handler) failInput(w http.ResponseWriter, err error) {
+	var fe *schema.FieldError
+	if errors.As(err, &fe) {
+		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, fe.Error(), fe.Field)
+		return
+	}
+	h.fail(w, http.StatusBadRequest, schema.CodeMalformed, err.Error(), "body")
+}
+
+func (h *Handler) fail(w http.ResponseWriter, status int, code, msg, field string) {
+	h.requests.WithLabelValues(code).Inc()
+	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,181 @@
+package chdb
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Config selects the library and the data directory.
+type Config struct {
+	LibPath string // path to libchdb.so; empty searches LibraryCandidates
+	Path    string // data directory; empty or ":memory:" keeps everything in memory
+}
+
+// Store implements schema.Store on the process's chDB session.
+type Store struct {
+	s *Session
+}
+
+var _ schema.Store = (*Store)(nil)
+
+// sessionSettings make JSON output match schema.Result's normalisation: 64-bit integers as
+// numbers, not quoted strings.
+const sessionSettings = "SET output_format_json_quote_64bit_integers = 0"
+
+// New opens (or joins) the process's chDB session.
+func New(cfg Config) (*Store, error) {
+	s, err := Open(cfg.LibPath, cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Query([]byte(sessionSettings), ""); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("cannot configure chdb session: %w", err)
+	}
+	return &Store{s: s}, nil
+}
+
+// Close releases this store's reference to the session.
+func (st *Store) Close() error { return st.s.Close() }
+
+// Exec runs a statement that returns no rows.
+func (st *Store) Exec(ctx context.Context, query string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err := st.s.Query([]byte(query), "")
+	return err
+}
+
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// Insert sends rows as one RowBinary insert.
+func (st *Store) Insert(ctx context.Context, rows schema.Rows) error {
+	if rows.Len() == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := append((*bp)[:0], "INSERT INTO "...)
+	b = append(b, rows.Table()...)
+	b = append(b, " ("...)
+	b = append(b, strings.Join(rows.Columns(), ", ")...)
+	b = append(b, ") FORMAT RowBinary\n"...)
+	for i := 0; i < rows.Len(); i++ {
+		b = rows.AppendRowBinary(b, i)
+	}
+	_, err := st.s.Query(b, "")
+	*bp = b
+	bufPool.Put(bp)
+	if err != nil {
+		return fmt.Errorf("cannot insert %d rows into %s: %w", rows.Len(), rows.Table(), err)
+	}
+	return nil
+}
+
+type jsonCompact struct {
+	Meta []schema.Column     `json:"meta"`
+	Data [][]json.RawMessage `json:"data"`
+}
+
+// Query runs a read statement and returns normalised rows.
+func (st *Store) Query(ctx context.Context, query string) (*schema.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out, err := st.s.Query([]byte(query), "JSONCompact")
+	if err != nil {
+		return nil, err
+	}
+	res := &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}
+	if len(bytes.TrimSpace(out)) == 0 {
+		return res, nil
+	}
+	var jc jsonCompact
+	if err := json.Unmarshal(out, &jc); err != nil {
+		return nil, fmt.Errorf("cannot decode chdb result: %w", err)
+	}
+	res.Columns = jc.Meta
+	res.Rows = make([][]any, len(jc.Data))
+	for i, row := range jc.Data {
+		vals := make([]any, len(row))
+		for j, raw := range row {
+			v, err := normalize(jc.Meta[j].Type, raw)
+			if err != nil {
+				return nil, fmt.Errorf("cannot decode column %s (%s): %w", jc.Meta[j].Name, jc.Meta[j].Type, err)
+			}
+			vals[j] = v
+		}
+		res.Rows[i] = vals
+	}
+	return res, nil
+}
+
+// normalize turns one JSON value of ClickHouse type typ into schema.Result's value types.
+func normalize(typ string, raw json.RawMessage) (any, error) {
+	typ = unwrapType(typ)
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	switch {
+	case strings.HasPrefix(typ, "Array("):
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, err
+		}
+		inner := strings.TrimSuffix(strings.TrimPrefix(typ, "Array("), ")")
+		out := make([]any, len(items))
+		for i, it := range items {
+			v, err := normalize(inner, it)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	case strings.HasPrefix(typ, "Int") || strings.HasPrefix(typ, "UInt"):
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		var n json.Number
+		if err := d.Decode(&n); err != nil {
+			return nil, err
+		}
+		if v, err := n.Int64(); err == nil {
+			return v, nil
+		}
+		var u uint64
+		_, err := fmt.Sscan(n.String(), &u)
+		return u, err
+	case strings.HasPrefix(typ, "Float") || strings.HasPrefix(typ, "Decimal"):
+		var f float64
+		err := json.Unmarshal(raw, &f)
+		return f, err
+	case typ == "Bool":
+		var b bool
+		err := json.Unmarshal(raw, &b)
+		return b, err
+	default:
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return string(raw), nil
+		}
+		return s, nil
+	}
+}
+
+func unwrapType(t string) string {
+	for _, w := range []string{"Nullable(", "LowCardinality("} {
+		for strings.HasPrefix(t, w) {
+			t = strings.TrimSuffix(strings.TrimPrefix(t, w), ")")
+		}
+	}
+	return t
+}

@@ -1,0 +1,103 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// NewWriter returns a producer for topic that waits for every in-sync replica (acks=all)
+// before WriteMessages returns, so a caller answers its client only after Kafka has the
+// records. Records are partitioned by key with murmur2, the Java client's partitioner, so
+// statepipe and other Kafka tools agree on where a client's records live.
+func NewWriter(c Config, topic string) *kafkago.Writer {
+	return &kafkago.Writer{
+		Addr:         kafkago.TCP(c.Brokers...),
+		Topic:        topic,
+		Balancer:     &kafkago.Murmur2Balancer{},
+		RequiredAcks: kafkago.RequireAll, // kafka-go's zero value is acks=1 only if set; be explicit
+		BatchTimeout: c.BatchTimeout,
+		BatchBytes:   c.BatchBytes,
+		BatchSize:    10000,
+		// Retries are the caller's: ingest answers 503 and the client retries, so a slow
+		// broker shows up as back-pressure rather than as a growing queue in memory.
+		MaxAttempts:  3,
+		WriteTimeout: 10 * time.Second,
+		ReadTimeout:  10 * time.Second,
+		Compression:  kafkago.Lz4,
+	}
+}
+
+// NewGroupReader returns a consumer-group reader with manual commits (CommitInterval 0 makes
+// CommitMessages synchronous): the projector commits only after the store acknowledged.
+func NewGroupReader(c Config, topic, group string) *kafkago.Reader {
+	return kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        c.Brokers,
+		Topic:          topic,
+		GroupID:        group,
+		MinBytes:       1,
+		MaxBytes:       32 << 20,
+		MaxWait:        c.FetchMaxWait,
+		QueueCapacity:  1000,
+		CommitInterval: 0,
+		StartOffset:    kafkago.FirstOffset,
+		// A consumer that dies is noticed after SessionTimeout; its partitions then move.
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		HeartbeatInterval: time.Second,
+		ReadBackoffMin:    10 * time.Millisecond,
+		ReadBackoffMax:    250 * time.Millisecond,
+	})
+}
+
+// EnsureTopic creates topic with the config's partition count and replication factor unless
+// it exists. It is safe to call from every role at start.
+func EnsureTopic(ctx context.Context, c Config, topic string, extra ...kafkago.ConfigEntry) error {
+	var lastErr error
+	for attempt := 0; attempt < 20; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("cannot create topic %s: %w (last error: %v)", topic, ctx.Err(), lastErr)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		if lastErr = ensureTopicOnce(ctx, c, topic, extra); lastErr == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("cannot create topic %s on %v: %w", topic, c.Brokers, lastErr)
+}
+
+func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkago.ConfigEntry) error {
+	d := &kafkago.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", c.Brokers[0])
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctrl, err := conn.Controller()
+	if err != nil {
+		return err
+	}
+	cc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	err = cc.CreateTopics(kafkago.TopicConfig{
+		Topic:             topic,
+		NumPartitions:     c.Partitions,
+		ReplicationFactor: c.ReplicationFactor,
+		ConfigEntries:     extra,
+	})
+	if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package kafka
+
+import (
+	"errors"
+	"flag"
+	"strings"
+	"time"
+)
+
+// Config is how a role reaches Kafka.
+type Config struct {
+	// Brokers is the bootstrap list. Empty in embedded mode, where the composition root fills
+	// it with the embedded broker's address.
+	Brokers []string
+	// Partitions is the partition count used when statepipe creates a state topic. More
+	// partitions let more projector instances share a site's load (default 8).
+	Partitions int
+	// ReplicationFactor for created topics (default 1; use 3 on a production cluster).
+	ReplicationFactor int
+	// BatchTimeout is how long the producer waits to fill a batch. kafka-go's default is 1 s,
+	// a trap for request/response ingest: every report would wait up to a second for its
+	// acknowledgement (segmentio/kafka-go#326). 2 ms keeps latency low while concurrent
+	// requests still share batches.
+	BatchTimeout time.Duration
+	// BatchBytes caps one produce request (default 16 MiB, below the broker's default
+	// message.max.bytes per batch... raise both together).
+	BatchBytes int64
+	// FetchMaxWait bounds how long a fetch waits for data (default 250 ms): low enough that a
+	// quiet topic still folds promptly.
+	FetchMaxWait time.Duration
+}
+
+// RegisterFlags registers the config's flags under prefix (e.g. "kafka.").
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.Func(prefix+"brokers", "comma-separated Kafka bootstrap brokers (host:port); empty in embedded mode", func(s string) error {
+		c.Brokers = nil
+		for _, b := range strings.Split(s, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				c.Brokers = append(c.Brokers, b)
+			}
+		}
+		return nil
+	})
+	fs.IntVar(&c.Partitions, prefix+"partitions", 8, "partitions of state topics statepipe creates")
+	fs.IntVar(&c.ReplicationFactor, prefix+"replication-factor", 1, "replication factor of topics statepipe creates")
+	fs.DurationVar(&c.BatchTimeout, prefix+"batch-timeout", 2*time.Millisecond, "producer linger; kafka-go's 1s default would delay every acknowledgement")
+	fs.Int64Var(&c.BatchBytes, prefix+"batch-bytes", 16<<20, "largest produce request in bytes")
+	fs.DurationVar(&c.FetchMaxWait, prefix+"fetch-max-wait", 250*time.Millisecond, "longest a fetch waits for data")
+}
+
+// Defaults returns a Config with the flag defaults (for tests and in-process wiring).
+func Defaults() Config {
+	var c Config
+	c.RegisterFlags("", flag.NewFlagSet("", flag.ContinueOnError))
+	return c
+}
+
+// Validate reports a config that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("kafka: no brokers (set --kafka.brokers)")
+	case c.Partitions < 1:
+		return errors.New("kafka: partitions must be at least 1")
+	case c.ReplicationFactor < 1:
+		return errors.New("kafka: replication factor must be at least 1")
+	case c.BatchTimeout <= 0:
+		return errors.New("kafka: batch timeout must be positive")
+	}
+	return nil
+}
+
+// StateTopic is the topic a site's state messages land in.
+func StateTopic(site string) string { return "state." + site }

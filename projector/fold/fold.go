@@ -1,0 +1,190 @@
+// Package fold turns decoded reports into the rows the projector writes: the raw message log
+// and the current state per key. It is pure (no I/O, no clock) and deterministic — the same
+// records give the same rows in the same order — so a replayed batch writes identical rows and
+// the store's ReplacingMergeTree tables make replays and duplicates change nothing.
+//
+// Folding rule (DESIGN §3, rule 1): the current state of a key (client, topic_type, topic_id)
+// is the message with the greatest serial; time never orders. Within a batch the fold keeps
+// only the greatest serial per key; across batches the store keeps the greatest (the table's
+// version column is serial). Full-report key removal, Not-required inference and resync come
+// with the full state model.
+package fold
+
+import (
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Record is one Kafka record's report with where and when it was accepted.
+type Record struct {
+	Partition  int
+	Offset     int64
+	AcceptedAt int64 // Unix ms, the record's timestamp set by ingest
+	Report     *schema.Report
+}
+
+// Batch accumulates the rows of many records.
+type Batch struct {
+	Raw     RawRows
+	Current CurrentRows
+	index   map[stateKey]int // key → position in Current
+}
+
+type stateKey struct {
+	client  string
+	topic   schema.TopicType
+	topicID string
+}
+
+// NewBatch returns an empty batch writing to database db.
+func NewBatch(db string) *Batch {
+	return &Batch{
+		Raw:     RawRows{table: db + ".state_messages"},
+		Current: CurrentRows{table: db + ".current_state"},
+		index:   map[stateKey]int{},
+	}
+}
+
+// Messages returns how many state messages the batch holds.
+func (b *Batch) Messages() int { return len(b.Raw.rows) }
+
+// Add folds one record into the batch.
+func (b *Batch) Add(rec Record) {
+	r := rec.Report
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		full := uint8(0)
+		if r.IsFull(m.TopicType) {
+			full = 1
+		}
+		b.Raw.rows = append(b.Raw.rows, rawRow{
+			client: r.Client, msg: m, full: full,
+			acceptedAt: rec.AcceptedAt, partition: int32(rec.Partition), offset: rec.Offset,
+		})
+		if !m.TopicType.Keyed() {
+			continue
+		}
+		k := stateKey{r.Client, m.TopicType, m.TopicID}
+		row := currentRow{client: r.Client, msg: m, acceptedAt: rec.AcceptedAt}
+		if j, ok := b.index[k]; ok {
+			if b.Current.rows[j].msg.Serial < m.Serial {
+				b.Current.rows[j] = row
+			}
+			continue
+		}
+		b.index[k] = len(b.Current.rows)
+		b.Current.rows = append(b.Current.rows, row)
+	}
+}
+
+// Reset empties the batch for reuse.
+func (b *Batch) Reset() {
+	b.Raw.rows = b.Raw.rows[:0]
+	b.Current.rows = b.Current.rows[:0]
+	clear(b.index)
+}
+
+type rawRow struct {
+	client     string
+	msg        *schema.StateMessage
+	full       uint8
+	acceptedAt int64
+	partition  int32
+	offset     int64
+}
+
+// RawRows are rows of the state_messages table.
+type RawRows struct {
+	table string
+	rows  []rawRow
+}
+
+var rawColumns = []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset"}
+
+func (r *RawRows) Table() string     { return r.table }
+func (r *RawRows) Columns() []string { return rawColumns }
+func (r *RawRows) Len() int          { return len(r.rows) }
+
+func (r *RawRows) AppendRowBinary(b []byte, i int) []byte {
+	w := &r.rows[i]
+	m := w.msg
+	b = schema.AppendString(b, w.client)
+	b = schema.AppendUInt64(b, m.Serial)
+	b = schema.AppendInt64(b, m.Time)
+	b = schema.AppendUInt16(b, uint16(m.TopicType))
+	b = schema.AppendString(b, m.TopicID)
+	b = schema.AppendInt16(b, int16(m.State))
+	b = schema.AppendInt32(b, m.Error)
+	b = schema.AppendStrings(b, m.Params)
+	b = schema.AppendUInt8(b, w.full)
+	b = schema.AppendInt64(b, w.acceptedAt)
+	b = schema.AppendInt32(b, w.partition)
+	return schema.AppendInt64(b, w.offset)
+}
+
+func (r *RawRows) Values(i int) []any {
+	w := &r.rows[i]
+	m := w.msg
+	params := m.Params
+	if params == nil {
+		params = []string{}
+	}
+	return []any{w.client, m.Serial, schema.MillisTime(m.Time), uint16(m.TopicType), m.TopicID,
+		int16(m.State), m.Error, params, w.full, schema.MillisTime(w.acceptedAt), w.partition, w.offset}
+}
+
+type currentRow struct {
+	client     string
+	msg        *schema.StateMessage
+	acceptedAt int64
+}
+
+// CurrentRows are rows of the current_state table: one per key, its greatest serial.
+type CurrentRows struct {
+	table string
+	rows  []currentRow
+}
+
+var currentColumns = []string{"topic_type", "topic_id", "client", "serial", "state", "error", "time", "accepted_at"}
+
+func (c *CurrentRows) Table() string     { return c.table }
+func (c *CurrentRows) Columns() []string { return currentColumns }
+func (c *CurrentRows) Len() int          { return len(c.rows) }
+
+func (c *CurrentRows) AppendRowBinary(b []byte, i int) []byte {
+	w := &c.rows[i]
+	m := w.msg
+	b = schema.AppendUInt16(b, uint16(m.TopicType))
+	b = schema.AppendString(b, m.TopicID)
+	b = schema.AppendString(b, w.client)
+	b = schema.AppendUInt64(b, m.Serial)
+	b = schema.AppendInt16(b, int16(m.State))
+	b = schema.AppendInt32(b, m.Error)
+	b = schema.AppendInt64(b, m.Time)
+	return schema.AppendInt64(b, w.acceptedAt)
+}
+
+func (c *CurrentRows) Values(i int) []any {
+	w := &c.rows[i]
+	m := w.msg
+	return []any{uint16(m.TopicType), m.TopicID, w.client, m.Serial, int16(m.State), m.Error,
+		schema.MillisTime(m.Time), schema.MillisTime(w.acceptedAt)}
+}
+
+// State is one current-state row, for tests and tools that read a batch back.
+type State struct {
+	Client    string           `json:"client"`
+	TopicType schema.TopicType `json:"topic_type"`
+	TopicID   string           `json:"topic_id"`
+	Serial    uint64           `json:"serial"`
+	State     int32            `json:"state"`
+	Error     int32            `json:"error"`
+}
+
+// States returns the batch's current-state rows.
+func (c *CurrentRows) States() []State {
+	out := make([]State, len(c.rows))
+	for i, w := range c.rows {
+		out[i] = State{w.client, w.msg.TopicType, w.msg.TopicID, w.msg.Serial, w.msg.State, w.msg.Error}
+	}
+	return out
+}

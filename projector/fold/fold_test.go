@@ -1,0 +1,158 @@
+package fold
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// A case file holds batches of reports (each batch is what one projector insert would see)
+// and the current state expected after all of them. The runner folds the batches in order,
+// in reverse, and with every report in a batch of its own, through a model of the store's
+// ReplacingMergeTree(serial); every order must give the expected state.
+type foldCase struct {
+	Batches [][]schema.Report `json:"batches"`
+	Current []State           `json:"current"`
+}
+
+func TestFoldCases(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fold cases: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c foldCase
+			if err := json.Unmarshal(raw, &c); err != nil {
+				t.Fatalf("bad case file: %v", err)
+			}
+			for _, b := range c.Batches {
+				for i := range b {
+					if err := b[i].Validate(schema.Limits{}); err != nil {
+						t.Fatalf("case has an invalid report: %v", err)
+					}
+				}
+			}
+			want := sortStates(c.Current)
+			orders := map[string][][]schema.Report{
+				"in order":   c.Batches,
+				"reversed":   reversed(c.Batches),
+				"one by one": oneByOne(c.Batches),
+			}
+			for name, batches := range orders {
+				got := sortStates(foldIntoStore(batches))
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s:\n got  %+v\n want %+v", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// foldIntoStore folds each batch and merges it the way ReplacingMergeTree(serial) + FINAL
+// does: per key, the row with the greatest serial wins.
+func foldIntoStore(batches [][]schema.Report) []State {
+	store := map[stateKey]State{}
+	for _, reports := range batches {
+		b := NewBatch("db")
+		for i := range reports {
+			b.Add(Record{Report: &reports[i]})
+		}
+		for _, s := range b.Current.States() {
+			k := stateKey{s.Client, s.TopicType, s.TopicID}
+			if old, ok := store[k]; !ok || old.Serial < s.Serial {
+				store[k] = s
+			}
+		}
+	}
+	out := make([]State, 0, len(store))
+	for _, s := range store {
+		out = append(out, s)
+	}
+	return out
+}
+
+func sortStates(s []State) []State {
+	out := append([]State{}, s...)
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Client != b.Client {
+			return a.Client < b.Client
+		}
+		if a.TopicType != b.TopicType {
+			return a.TopicType < b.TopicType
+		}
+		return a.TopicID < b.TopicID
+	})
+	return out
+}
+
+func reversed(b [][]schema.Report) [][]schema.Report {
+	out := make([][]schema.Report, 0, len(b))
+	for i := len(b) - 1; i >= 0; i-- {
+		batch := append([]schema.Report{}, b[i]...)
+		for l, r := 0, len(batch)-1; l < r; l, r = l+1, r-1 {
+			batch[l], batch[r] = batch[r], batch[l]
+		}
+		out = append(out, batch)
+	}
+	return out
+}
+
+func oneByOne(b [][]schema.Report) [][]schema.Report {
+	var out [][]schema.Report
+	for _, batch := range b {
+		for _, r := range batch {
+			out = append(out, []schema.Report{r})
+		}
+	}
+	return out
+}
+
+func TestRowsEncodeEveryColumn(t *testing.T) {
+	b := NewBatch("db")
+	b.Add(Record{Partition: 2, Offset: 9, AcceptedAt: 1700000000000, Report: &schema.Report{V: 1, Client: "c", Site: "P01",
+		Messages: []schema.StateMessage{{Serial: 1, Time: 1, TopicType: 500, TopicID: "u", State: 2, Error: -1, Params: []string{"a"}}}}})
+	for _, rows := range []schema.Rows{&b.Raw, &b.Current} {
+		if got, want := len(rows.Values(0)), len(rows.Columns()); got != want {
+			t.Errorf("%s: %d values for %d columns", rows.Table(), got, want)
+		}
+		if len(rows.AppendRowBinary(nil, 0)) == 0 {
+			t.Errorf("%s: empty RowBinary", rows.Table())
+		}
+	}
+}
+
+func BenchmarkFold(b *testing.B) {
+	// 300 update-compliance messages per report, as in an initial scan.
+	r := &schema.Report{V: 1, Client: "00000000-0000-0000-0000-000000000001", Site: "P01", FullTypes: []schema.TopicType{500}}
+	for i := 0; i < 300; i++ {
+		r.Messages = append(r.Messages, schema.StateMessage{Serial: uint64(i + 1), Time: 1700000000000,
+			TopicType: 500, TopicID: "update-" + string(rune('a'+i%26)) + string(rune('a'+i/26)), State: int32(i % 4)})
+	}
+	batch := NewBatch("db")
+	buf := make([]byte, 0, 1<<20)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		batch.Add(Record{Report: r})
+		buf = buf[:0]
+		for j := 0; j < batch.Raw.Len(); j++ {
+			buf = batch.Raw.AppendRowBinary(buf, j)
+		}
+		for j := 0; j < batch.Current.Len(); j++ {
+			buf = batch.Current.AppendRowBinary(buf, j)
+		}
+		batch.Reset()
+	}
+	b.ReportMetric(float64(b.N*len(r.Messages))/b.Elapsed().Seconds(), "msgs/s")
+}

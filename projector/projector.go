@@ -1,0 +1,277 @@
+// Package projector consumes a site's state topic as a consumer group and folds it into the
+// store: decode ► fold (package fold) ► batch insert ► commit offsets.
+//
+// Delivery: Kafka gives at-least-once; the fold is deterministic and the tables are
+// ReplacingMergeTree keyed so that re-inserting a row changes nothing, which makes the effect
+// exactly once. Offsets are committed only after the store acknowledged every row of the
+// batch, so a crash at any instant loses nothing (the batch is redelivered) and doubles
+// nothing (the redelivered rows are identical). One goroutine does fetch, fold, insert and
+// commit in order, so the committed offset is always the highest below which all is stored.
+//
+// Records that cannot be decoded go to the site's dead-letter topic with the reason and
+// their source position, counted, and never stop the projector.
+//
+// It must not know which Kafka or ClickHouse it talks to: it takes the small interfaces below.
+package projector
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/projector/fold"
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Consumer is the part of a consumer-group reader the projector needs (*kafka-go Reader).
+type Consumer interface {
+	FetchMessage(ctx context.Context) (kafkago.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+// Inserter writes a batch of rows and returns once the store acknowledged it.
+type Inserter interface {
+	Insert(ctx context.Context, rows schema.Rows) error
+}
+
+// DeadLetters takes records that cannot be folded (*kafka-go Writer on the DLQ topic).
+type DeadLetters interface {
+	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+// Config tunes batching.
+type Config struct {
+	// Database is the site's ClickHouse database.
+	Database string
+	// BatchMessages flushes a batch once it holds this many state messages (default 200,000):
+	// ClickHouse wants few large inserts; each insert creates a part.
+	BatchMessages int
+	// BatchWait flushes a non-empty batch this long after its first record (default 200 ms):
+	// the bound on how long a quiet site waits to see a report.
+	BatchWait time.Duration
+	// RetryMax caps the back-off between attempts while the store is unavailable (default 5 s).
+	RetryMax time.Duration
+}
+
+// RegisterFlags registers the batching flags under prefix.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.BatchMessages, prefix+"batch-messages", 200000, "flush a batch at this many state messages")
+	fs.DurationVar(&c.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "flush a non-empty batch after this long")
+	fs.DurationVar(&c.RetryMax, prefix+"retry-max", 5*time.Second, "longest back-off while the store is unavailable")
+}
+
+// Validate reports a config that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Database == "":
+		return errors.New("projector: database is required")
+	case c.BatchMessages < 1:
+		return errors.New("projector: batch-messages must be at least 1")
+	case c.BatchWait <= 0:
+		return errors.New("projector: batch-wait must be positive")
+	case c.RetryMax <= 0:
+		return errors.New("projector: retry-max must be positive")
+	}
+	return nil
+}
+
+// Params are the projector's collaborators.
+type Params struct {
+	Consumer    Consumer
+	Store       Inserter
+	DeadLetters DeadLetters
+	Registerer  prometheus.Registerer // wrapped with the site label by the caller
+	Logger      *slog.Logger
+}
+
+// Projector folds one site's topic.
+type Projector struct {
+	cfg Config
+	p   Params
+	m   metrics
+}
+
+type metrics struct {
+	folded      prometheus.Counter
+	records     prometheus.Counter
+	batches     prometheus.Counter
+	deadLetters *prometheus.CounterVec
+	storeErrors prometheus.Counter
+	insertTime  prometheus.Histogram
+	visible     prometheus.Histogram
+	offset      *prometheus.GaugeVec
+}
+
+// New builds a projector.
+func New(cfg Config, p Params) (*Projector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	f := promauto.With(p.Registerer) // a nil Registerer (tests) creates unregistered metrics
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60}
+	m := metrics{
+		folded:      f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_messages_total", Help: "State messages folded and committed."}),
+		records:     f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_records_total", Help: "Kafka records (reports) folded and committed."}),
+		batches:     f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_batches_total", Help: "Batches inserted and committed."}),
+		deadLetters: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason."}, []string{"reason"}),
+		storeErrors: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_store_errors_total", Help: "Failed insert attempts (retried until the store acknowledges)."}),
+		insertTime:  f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_insert_duration_seconds", Help: "Time to insert one batch (all tables).", Buckets: buckets}),
+		visible:     f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_visible_delay_seconds", Help: "From ingest acceptance to committed in the store, per record.", Buckets: buckets}),
+		offset:      f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per partition, after the last commit."}, []string{"partition"}),
+	}
+	return &Projector{cfg: cfg, p: p, m: m}, nil
+}
+
+// Run folds until ctx is done or the consumer fails.
+func (pr *Projector) Run(ctx context.Context) error {
+	batch := fold.NewBatch(pr.cfg.Database)
+	var pending []kafkago.Message // records in the batch, to commit after the insert
+	var reports []*schema.Report  // decoded reports kept alive until the batch is written
+	var deadline time.Time
+	for {
+		fetchCtx := ctx
+		var cancel context.CancelFunc = func() {}
+		if len(pending) > 0 {
+			fetchCtx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		msg, err := pr.p.Consumer.FetchMessage(fetchCtx)
+		cancel()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil // shutting down: the unflushed batch is redelivered to whoever runs next
+		case errors.Is(err, context.DeadlineExceeded):
+			// linger over: flush below
+		default:
+			return fmt.Errorf("cannot fetch from kafka: %w", err)
+		}
+		if err == nil {
+			if len(pending) == 0 {
+				deadline = time.Now().Add(pr.cfg.BatchWait)
+			}
+			pending = append(pending, msg)
+			r := new(schema.Report)
+			if derr := schema.DecodeReport(msg.Value, r); derr != nil {
+				if err := pr.deadLetter(ctx, msg, "undecodable", derr); err != nil {
+					return err
+				}
+			} else if verr := r.Validate(schema.Limits{}); verr != nil {
+				if err := pr.deadLetter(ctx, msg, "invalid", verr); err != nil {
+					return err
+				}
+			} else {
+				reports = append(reports, r)
+				batch.Add(fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: msg.Time.UnixMilli(), Report: r})
+			}
+			if batch.Messages() < pr.cfg.BatchMessages && time.Now().Before(deadline) {
+				continue
+			}
+		}
+		if len(pending) == 0 {
+			continue
+		}
+		if err := pr.flush(ctx, batch, pending); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		batch.Reset()
+		pending = pending[:0]
+		clear(reports)
+		reports = reports[:0]
+	}
+}
+
+// flush inserts the batch, retrying with back-off until the store acknowledges, then commits.
+func (pr *Projector) flush(ctx context.Context, b *fold.Batch, pending []kafkago.Message) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := pr.insert(ctx, b)
+		if err == nil {
+			pr.m.insertTime.Observe(time.Since(start).Seconds())
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		pr.m.storeErrors.Inc()
+		pr.p.Logger.Warn("store insert failed; retrying", "attempt", attempt, "messages", b.Messages(), "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, pr.cfg.RetryMax)
+	}
+	if err := pr.p.Consumer.CommitMessages(ctx, pending...); err != nil {
+		// After a rebalance the partition may belong to another member, which will redeliver
+		// the batch; the rows are identical, so nothing doubles.
+		return fmt.Errorf("cannot commit offsets after insert (%d records): %w", len(pending), err)
+	}
+	now := time.Now()
+	next := map[int]int64{}
+	for _, m := range pending {
+		pr.m.visible.Observe(now.Sub(m.Time).Seconds())
+		next[m.Partition] = max(next[m.Partition], m.Offset+1)
+	}
+	for p, o := range next {
+		pr.m.offset.WithLabelValues(strconv.Itoa(p)).Set(float64(o))
+	}
+	pr.m.records.Add(float64(len(pending)))
+	pr.m.folded.Add(float64(b.Messages()))
+	pr.m.batches.Inc()
+	return nil
+}
+
+// insert writes the raw log first, then current state: if the second insert fails, the
+// retry rewrites both, and the raw rows are idempotent.
+func (pr *Projector) insert(ctx context.Context, b *fold.Batch) error {
+	if err := pr.p.Store.Insert(ctx, &b.Raw); err != nil {
+		return err
+	}
+	return pr.p.Store.Insert(ctx, &b.Current)
+}
+
+func (pr *Projector) deadLetter(ctx context.Context, msg kafkago.Message, reason string, cause error) error {
+	pr.p.Logger.Warn("dead-lettering record", "partition", msg.Partition, "offset", msg.Offset, "reason", reason, "err", cause)
+	dl := kafkago.Message{
+		Key:   msg.Key,
+		Value: msg.Value,
+		Headers: append(append([]kafkago.Header{}, msg.Headers...),
+			kafkago.Header{Key: "statepipe-dlq-reason", Value: []byte(reason + ": " + cause.Error())},
+			kafkago.Header{Key: "statepipe-dlq-source", Value: []byte(fmt.Sprintf("%s/%d/%d", msg.Topic, msg.Partition, msg.Offset))}),
+	}
+	if pr.p.DeadLetters == nil {
+		return fmt.Errorf("cannot dead-letter record %s/%d/%d (%s): no dead-letter topic configured", msg.Topic, msg.Partition, msg.Offset, reason)
+	}
+	for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, pr.cfg.RetryMax) {
+		err := pr.p.DeadLetters.WriteMessages(ctx, dl)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		pr.p.Logger.Warn("dead-letter write failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+	pr.m.deadLetters.WithLabelValues(reason).Inc()
+	return nil
+}

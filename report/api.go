@@ -1,0 +1,105 @@
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Store is what the API needs of a site's store.
+type Store interface {
+	Querier
+	ReadOnlyQuerier
+}
+
+// API serves one site's reports and SQL.
+type API struct {
+	Site     string
+	Database string
+	Store    Store
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/reports/{name}", a.report)
+	mux.HandleFunc("POST /v1/sql", a.sql)
+}
+
+func (a *API) report(w http.ResponseWriter, r *http.Request) {
+	qs := r.URL.Query()
+	if s := qs.Get("site"); s != "" && s != a.Site {
+		fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %s is not served here (this is %s)", s, a.Site), "site")
+		return
+	}
+	switch name := r.PathValue("name"); name {
+	case "compliance":
+		for _, f := range []string{"list", "collection"} {
+			if qs.Get(f) != "" {
+				fail(w, http.StatusBadRequest, schema.CodeMalformed,
+					f+" scoping needs imported reference data, which this version does not have yet; use updates=ID,ID…", f)
+				return
+			}
+		}
+		var p ComplianceParams
+		if u := qs.Get("updates"); u != "" {
+			for _, id := range strings.Split(u, ",") {
+				if id = strings.TrimSpace(id); id != "" {
+					p.Updates = append(p.Updates, id)
+				}
+			}
+		}
+		rep, err := ComplianceReport(r.Context(), a.Store, a.Database, a.Site, p)
+		if err != nil {
+			fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, err.Error(), "")
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	default:
+		fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("no report named %q (available: compliance)", name), "name")
+	}
+}
+
+// SQLRequest is the body of POST /v1/sql.
+type SQLRequest struct {
+	Query string `json:"query"`
+}
+
+func (a *API) sql(w http.ResponseWriter, r *http.Request) {
+	var req SQLRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil || strings.TrimSpace(req.Query) == "" {
+		fail(w, http.StatusBadRequest, schema.CodeMalformed, `body must be {"query": "SELECT …"}`, "query")
+		return
+	}
+	res, err := a.Store.QueryReadOnly(r.Context(), req.Query)
+	if err != nil {
+		var fe *schema.FieldError
+		if errors.As(err, &fe) {
+			fail(w, http.StatusBadRequest, schema.CodeMalformed, fe.Error(), "query")
+			return
+		}
+		fail(w, http.StatusBadRequest, schema.CodeMalformed, err.Error(), "query")
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func fail(w http.ResponseWriter, status int, code, msg, field string) {
+	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

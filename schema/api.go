@@ -1,0 +1,38 @@
+package schema
+
+// Media types ingest accepts for POST /v1/reports.
+const (
+	MediaMsgpack = "application/msgpack"
+	MediaJSON    = "application/json"
+)
+
+// Error codes in ErrorBody.Error.Code, one per HTTP status family (schema/README.md).
+const (
+	CodeMalformed        = "malformed"         // 400
+	CodeUnauthenticated  = "unauthenticated"   // 401
+	CodeForbidden        = "forbidden"         // 403
+	CodeNotFound         = "not_found"         // 404
+	CodeConflict         = "conflict"          // 409
+	CodeTooLarge         = "too_large"         // 413
+	CodeUnsupportedMedia = "unsupported_media" // 415
+	CodePaced            = "paced"             // 429
+	CodeUnavailable      = "unavailable"       // 503
+	CodeInternal         = "internal"          // 500
+)
+
+// ErrorBody is every API error: {"error": {"code", "message", "field"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong and, for input errors, which field.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// Ack is the 200 answer to an accepted report: Kafka has it (acks=all).
+type Ack struct {
+	Accepted int `json:"accepted"` // state messages in the report
+}

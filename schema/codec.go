@@ -1,0 +1,220 @@
+package schema
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The msgpack encoding of a Report is a map keyed by the same field names as the JSON form
+// (schema/README.md): self-describing, so fields can be added within a version and unknown
+// keys are skipped. Encoding and decoding are written by hand against msgpack's streaming
+// API: no reflection and no map[string]any per message on the hot path.
+
+var (
+	_ msgpack.CustomEncoder = (*Report)(nil)
+	_ msgpack.CustomDecoder = (*Report)(nil)
+)
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (r *Report) EncodeMsgpack(e *msgpack.Encoder) error {
+	n := 4
+	if len(r.FullTypes) > 0 {
+		n++
+	}
+	if err := e.EncodeMapLen(n); err != nil {
+		return err
+	}
+	_ = e.EncodeString("v")
+	_ = e.EncodeInt(int64(r.V))
+	_ = e.EncodeString("client")
+	_ = e.EncodeString(r.Client)
+	_ = e.EncodeString("site")
+	_ = e.EncodeString(r.Site)
+	if len(r.FullTypes) > 0 {
+		_ = e.EncodeString("full_types")
+		_ = e.EncodeArrayLen(len(r.FullTypes))
+		for _, t := range r.FullTypes {
+			_ = e.EncodeUint(uint64(t))
+		}
+	}
+	_ = e.EncodeString("messages")
+	if err := e.EncodeArrayLen(len(r.Messages)); err != nil {
+		return err
+	}
+	for i := range r.Messages {
+		if err := r.Messages[i].encode(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *StateMessage) encode(e *msgpack.Encoder) error {
+	n := 6
+	if len(m.Params) > 0 {
+		n++
+	}
+	_ = e.EncodeMapLen(n)
+	_ = e.EncodeString("serial")
+	_ = e.EncodeUint(m.Serial)
+	_ = e.EncodeString("time")
+	_ = e.EncodeInt(m.Time)
+	_ = e.EncodeString("topic_type")
+	_ = e.EncodeUint(uint64(m.TopicType))
+	_ = e.EncodeString("topic_id")
+	_ = e.EncodeString(m.TopicID)
+	_ = e.EncodeString("state")
+	_ = e.EncodeInt(int64(m.State))
+	_ = e.EncodeString("error")
+	err := e.EncodeInt(int64(m.Error))
+	if len(m.Params) > 0 {
+		_ = e.EncodeString("params")
+		_ = e.EncodeArrayLen(len(m.Params))
+		for _, p := range m.Params {
+			err = e.EncodeString(p)
+		}
+	}
+	return err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder. Type errors name the field.
+func (r *Report) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return &FieldError{Field: "report", Reason: "must be a map: " + err.Error()}
+	}
+	*r = Report{Messages: r.Messages[:0]}
+	for i := 0; i < n; i++ {
+		key, err := d.DecodeString()
+		if err != nil {
+			return &FieldError{Field: "report", Reason: "keys must be strings"}
+		}
+		switch key {
+		case "v":
+			v, err := d.DecodeInt()
+			if err != nil {
+				return fieldErr("v", err)
+			}
+			r.V = v
+		case "client":
+			if r.Client, err = d.DecodeString(); err != nil {
+				return fieldErr("client", err)
+			}
+		case "site":
+			if r.Site, err = d.DecodeString(); err != nil {
+				return fieldErr("site", err)
+			}
+		case "full_types":
+			l, err := d.DecodeArrayLen()
+			if err != nil {
+				return fieldErr("full_types", err)
+			}
+			if l > 0 {
+				r.FullTypes = make([]TopicType, l)
+			}
+			for j := 0; j < l; j++ {
+				t, err := d.DecodeUint16()
+				if err != nil {
+					return fieldErr(fmt.Sprintf("full_types[%d]", j), err)
+				}
+				r.FullTypes[j] = TopicType(t)
+			}
+		case "messages":
+			l, err := d.DecodeArrayLen()
+			if err != nil {
+				return fieldErr("messages", err)
+			}
+			if l < 0 {
+				l = 0
+			}
+			if cap(r.Messages) < l {
+				r.Messages = make([]StateMessage, l)
+			}
+			r.Messages = r.Messages[:l]
+			for j := 0; j < l; j++ {
+				if err := r.Messages[j].decode(d, j); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := d.Skip(); err != nil {
+				return fieldErr(key, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *StateMessage) decode(d *msgpack.Decoder, idx int) error {
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return &FieldError{Field: fmt.Sprintf("messages[%d]", idx), Reason: "must be a map: " + err.Error()}
+	}
+	*m = StateMessage{}
+	for i := 0; i < n; i++ {
+		key, err := d.DecodeString()
+		if err != nil {
+			return &FieldError{Field: fmt.Sprintf("messages[%d]", idx), Reason: "keys must be strings"}
+		}
+		switch key {
+		case "serial":
+			m.Serial, err = d.DecodeUint64()
+		case "time":
+			m.Time, err = d.DecodeInt64()
+		case "topic_type":
+			var t uint16
+			t, err = d.DecodeUint16()
+			m.TopicType = TopicType(t)
+		case "topic_id":
+			m.TopicID, err = d.DecodeString()
+		case "state":
+			m.State, err = d.DecodeInt32()
+		case "error":
+			m.Error, err = d.DecodeInt32()
+		case "params":
+			var l int
+			if l, err = d.DecodeArrayLen(); err == nil && l > 0 {
+				m.Params = make([]string, l)
+				for j := 0; j < l && err == nil; j++ {
+					m.Params[j], err = d.DecodeString()
+				}
+			}
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return fieldErr(fmt.Sprintf("messages[%d].%s", idx, key), err)
+		}
+	}
+	return nil
+}
+
+func fieldErr(field string, err error) error {
+	return &FieldError{Field: field, Reason: "wrong type: " + err.Error()}
+}
+
+// EncodeReport appends the msgpack encoding of r to buf.
+func EncodeReport(buf *bytes.Buffer, r *Report) error {
+	e := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(e)
+	e.Reset(buf)
+	return r.EncodeMsgpack(e)
+}
+
+// DecodeReport decodes one msgpack report from b into r, reusing r's message slice. Trailing
+// bytes are an error: a body is exactly one report.
+func DecodeReport(b []byte, r *Report) error {
+	rd := bytes.NewReader(b)
+	d := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(d)
+	d.Reset(rd)
+	if err := r.DecodeMsgpack(d); err != nil {
+		return err
+	}
+	if rd.Len() != 0 {
+		return &FieldError{Field: "report", Reason: fmt.Sprintf("%d bytes after the end of the report", rd.Len())}
+	}
+	return nil
+}

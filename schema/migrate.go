@@ -1,0 +1,128 @@
+package schema
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+//go:embed ddl/*.sql
+var ddlFiles embed.FS
+
+// Migration is one numbered DDL file from ddl/.
+type Migration struct {
+	Version    int
+	Name       string
+	Statements []string // with {db} still in place
+}
+
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+
+// Migrations returns the embedded DDL files in version order.
+func Migrations() ([]Migration, error) {
+	entries, err := fs.ReadDir(ddlFiles, "ddl")
+	if err != nil {
+		return nil, fmt.Errorf("cannot read embedded ddl: %w", err)
+	}
+	var ms []Migration
+	for _, e := range entries {
+		m := migrationName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("cannot use ddl file %q: name must be NNNN_name.sql", e.Name())
+		}
+		body, err := ddlFiles.ReadFile("ddl/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("cannot read ddl file %q: %w", e.Name(), err)
+		}
+		v, _ := strconv.Atoi(m[1])
+		ms = append(ms, Migration{Version: v, Name: m[2], Statements: splitStatements(string(body))})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].Version == ms[i-1].Version {
+			return nil, fmt.Errorf("cannot use ddl: version %d appears twice", ms[i].Version)
+		}
+	}
+	return ms, nil
+}
+
+// splitStatements splits a DDL file on semicolons that end a line, dropping comment lines.
+func splitStatements(body string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(t, ";") {
+			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Execer runs statements and queries; both store adapters satisfy it.
+type Execer interface {
+	Exec(ctx context.Context, query string) error
+	Query(ctx context.Context, query string) (*Result, error)
+}
+
+var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Migrate brings database db up to the newest embedded DDL version. It is idempotent: applied
+// versions are recorded in db.schema_migrations and skipped, and every statement is written
+// with IF NOT EXISTS so a migration interrupted half-way can simply run again.
+func Migrate(ctx context.Context, ex Execer, db string) (applied []int, err error) {
+	if !databaseName.MatchString(db) {
+		return nil, fmt.Errorf("cannot migrate database %q: not a plain identifier", db)
+	}
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + db,
+		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version",
+	} {
+		if err := ex.Exec(ctx, q); err != nil {
+			return nil, fmt.Errorf("cannot prepare migrations in %s: %w", db, err)
+		}
+	}
+	res, err := ex.Query(ctx, "SELECT version FROM "+db+".schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("cannot read applied migrations of %s: %w", db, err)
+	}
+	done := map[int64]bool{}
+	for _, row := range res.Rows {
+		if v, ok := row[0].(int64); ok {
+			done[v] = true
+		}
+	}
+	for _, m := range ms {
+		if done[int64(m.Version)] {
+			continue
+		}
+		for _, st := range m.Statements {
+			if err := ex.Exec(ctx, strings.ReplaceAll(st, "{db}", db)); err != nil {
+				return applied, fmt.Errorf("cannot apply migration %04d_%s to %s: %w", m.Version, m.Name, db, err)
+			}
+		}
+		if err := ex.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name) VALUES (%d, '%s')", db, m.Version, m.Name)); err != nil {
+			return applied, fmt.Errorf("cannot record migration %04d in %s: %w", m.Version, db, err)
+		}
+		applied = append(applied, m.Version)
+	}
+	return applied, nil
+}
