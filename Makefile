@@ -1,0 +1,53 @@
+# statepipe — the two commands that matter: `make run` and `make test`.
+SHELL := bash
+GO ?= go
+CHDB_LIB := $(CURDIR)/.deps/chdb/libchdb.so
+export CHDB_LIB_PATH ?= $(CHDB_LIB)
+# cgo on: purego then dlopens libchdb.so through the system loader (C++ runtime, TLS) — the
+# library is still loaded at run time, never linked.
+export CGO_ENABLED ?= 1
+
+.PHONY: all build deps run test test-unit test-kafka bench bench-go vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o bin/statepipe ./cmd/statepipe
+
+$(CHDB_LIB):
+	scripts/fetch-chdb.sh >/dev/null
+
+## deps: fetch chDB's libchdb.so (pinned, checksum-verified) into .deps/
+deps: $(CHDB_LIB)
+
+## run: the whole pipeline, embedded (Kafka-protocol broker + ClickHouse engine in-process)
+run: deps build
+	./bin/statepipe run --data data
+
+## test: unit + end-to-end on the embedded broker, then end-to-end on real Apache Kafka (needs Java)
+test: deps vet test-unit test-kafka
+
+vet:
+	$(GO) vet ./...
+
+test-unit:
+	STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 ./...
+
+test-kafka:
+	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
+		echo "== end-to-end on real Apache Kafka (KRaft, from Maven Central)"; \
+		scripts/kafka.sh run -- env STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 ./cmd/statepipe/; \
+	else \
+		echo "SKIPPED: end-to-end tests against real Apache Kafka need java and mvn (install OpenJDK 17+ and Maven)"; \
+	fi
+
+## bench: Go benchmarks (codec, fold) and the end-to-end smoke on the embedded pipeline
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./schema/ ./projector/...
+	./bin/statepipe bench smoke --clients 5000 --updates 100
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin data
