@@ -7,7 +7,7 @@ export CHDB_LIB_PATH ?= $(CHDB_LIB)
 # library is still loaded at run time, never linked.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build deps run test test-unit test-kafka bench bench-go vet fmt clean
+.PHONY: all build deps run test test-unit test-kafka check-compose bench vet fmt clean
 
 all: build
 
@@ -25,7 +25,7 @@ run: deps build
 	./bin/statepipe run --data data
 
 ## test: unit + end-to-end on the embedded broker, then end-to-end on real Apache Kafka (needs Java)
-test: deps vet test-unit test-kafka
+test: deps vet test-unit test-kafka check-compose
 
 vet:
 	$(GO) vet ./...
@@ -40,6 +40,10 @@ test-kafka:
 	else \
 		echo "SKIPPED: end-to-end tests against real Apache Kafka need java and mvn (install OpenJDK 17+ and Maven)"; \
 	fi
+
+## check-compose: docker-compose.yml and the Prometheus config stay valid (skips without docker-compose)
+check-compose:
+	scripts/check-compose.sh
 
 ## bench: Go benchmarks (codec, fold) and the end-to-end smoke on the embedded pipeline
 bench: deps build

@@ -33,14 +33,21 @@ want_stamp="package=$CHDB_NPM_PACKAGE version=$CHDB_VERSION sha256=$CHDB_TGZ_SHA
 log() { printf 'fetch-chdb: %s\n' "$*" >&2; }
 die() { printf 'fetch-chdb: ERROR: %s\n' "$*" >&2; exit 1; }
 
-if [[ -f "$dest" && -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]]; then
-	log "up to date ($CHDB_NPM_PACKAGE@$CHDB_VERSION)"
-	printf '%s\n' "$dest"
-	exit 0
-fi
+up_to_date() {
+	if [[ -f "$dest" && -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]]; then
+		log "up to date ($CHDB_NPM_PACKAGE@$CHDB_VERSION)"
+		printf '%s\n' "$dest"
+		exit 0
+	fi
+}
+up_to_date
 
 dest_dir="$(dirname "$dest")"
 mkdir -p "$dest_dir"
+# One fetch at a time (parallel test runs); the lock goes when this process exits.
+exec {lock}>"$dest.lock"
+flock "$lock"
+up_to_date
 # Work next to the destination so the final move is a rename on the same file system
 # (the library is ~560 MB unpacked).
 tmp="$(mktemp -d "$dest_dir/.fetch-chdb.XXXXXX")"

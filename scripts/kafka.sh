@@ -65,15 +65,23 @@ run_mvn() {
 
 cmd_fetch() {
 	need java "install a JDK 17+, e.g. apt-get install openjdk-17-jre-headless"
-	local want
+	local want lock
 	want="pom-sha256=$(sha256sum "$pom" | cut -d' ' -f1) recipe=$fetch_recipe"
-	if [[ -f "$libs_stamp" && "$(cat "$libs_stamp")" == "$want" ]] &&
-		compgen -G "$libs/kafka_2.13-*.jar" >/dev/null; then
+	libs_current() {
+		[[ -f "$libs_stamp" && "$(cat "$libs_stamp")" == "$want" ]] &&
+			compgen -G "$libs/kafka_2.13-*.jar" >/dev/null
+	}
+	libs_current && return 0
+	need mvn "install Maven, e.g. apt-get install maven"
+	mkdir -p "$deps"
+	# One fetch at a time (parallel test runs); the lock goes when this process exits.
+	exec {lock}>"$deps/.fetch.lock"
+	flock "$lock"
+	if libs_current; then
+		exec {lock}>&-
 		return 0
 	fi
-	need mvn "install Maven, e.g. apt-get install maven"
 	log "fetching Kafka jars with Maven (scripts/kafka/pom.xml) → $libs"
-	mkdir -p "$deps"
 	local tmp
 	tmp="$(mktemp -d "$deps/.libs.XXXXXX")"
 	if ! run_mvn -f "$pom" dependency:copy-dependencies \
@@ -106,6 +114,7 @@ cmd_fetch() {
 	mv "$tmp" "$libs"
 	printf '%s\n' "$want" >"$libs_stamp"
 	log "fetched $(find "$libs" -name '*.jar' | wc -l) jars"
+	exec {lock}>&-
 }
 
 # tools_log4j: print the path of a Log4j 2 config for CLI tools (WARN and above to stderr).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/statepipe/statepipe/bench"
@@ -29,10 +30,22 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "clients posting at once")
 	brokers := fs.String("kafka.brokers", "", "use this Kafka instead of the embedded broker")
 	out := fs.String("out", "", "also write the result as JSON to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (harness and site) to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	cfg.Progress = os.Stderr
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if cfg.URL == "" {
 		dir, err := os.MkdirTemp("", "statepipe-bench-")
 		if err != nil {
