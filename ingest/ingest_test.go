@@ -1,0 +1,60 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// failingProducer stands in for a broker that does not acknowledge: the one fault here a
+// unit test cannot cause with a real broker cheaply (the end-to-end suite covers the rest).
+type failingProducer struct{ block bool }
+
+func (p failingProducer) WriteMessages(ctx context.Context, _ ...kafkago.Message) error {
+	if p.block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return errors.New("kafka: not enough replicas")
+}
+
+func TestBrokerFailureIs503WithRetryAfter(t *testing.T) {
+	for name, prod := range map[string]Producer{"error": failingProducer{}, "timeout": failingProducer{block: true}} {
+		t.Run(name, func(t *testing.T) {
+			h, err := New(Config{Site: "P01", MaxBodyBytes: 1 << 20, MaxMessages: 10, ProduceTimeout: 50 * time.Millisecond, RetryAfter: 3}, prod, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			var body bytes.Buffer
+			_ = schema.EncodeReport(&body, &schema.Report{V: 1, Client: "c", Site: "P01",
+				Messages: []schema.StateMessage{{Serial: 1, TopicType: 500, TopicID: "u", State: 1}}})
+			resp, err := http.Post(srv.URL, schema.MediaMsgpack, &body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var eb schema.ErrorBody
+			_ = json.NewDecoder(resp.Body).Decode(&eb)
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "3" || eb.Error.Code != schema.CodeUnavailable {
+				t.Errorf("got %d Retry-After=%q %+v", resp.StatusCode, resp.Header.Get("Retry-After"), eb)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if _, err := New(Config{}, failingProducer{}, nil, nil); err == nil {
+		t.Error("empty config accepted")
+	}
+}
