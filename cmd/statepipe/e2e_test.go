@@ -34,6 +34,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	chdbDir = dir
+	if b := realKafka(); b != nil {
+		fmt.Fprintf(os.Stderr, "end-to-end tests on real Kafka at %v\n", b)
+	} else {
+		fmt.Fprintln(os.Stderr, "end-to-end tests on the embedded broker (set KAFKA_BROKERS for a real one)")
+	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)

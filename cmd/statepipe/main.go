@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -89,11 +90,11 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !embeddedKafka {
-		cfg.KafkaListen = ""
-	}
 	cfg.Kafka.Brokers = n.sites[0].cfg.Kafka.Brokers
-	printWelcome(os.Stdout, n.url(), cfg)
+	if cfg.Store.ChdbPath == "" {
+		cfg.Store.ChdbPath = filepath.Join(cfg.Data, "chdb")
+	}
+	printWelcome(os.Stdout, n.url(), cfg, embeddedKafka)
 	return n.run(ctx)
 }
 

@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	neturl "net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
@@ -87,20 +89,37 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	return n, nil
 }
 
-func printWelcome(w io.Writer, url string, cfg runConfig) {
-	fmt.Fprintf(w, `statepipe is running: site %[2]s, embedded=%[3]v
+func printWelcome(w io.Writer, url string, cfg runConfig, embeddedKafka bool) {
+	broker := fmt.Sprintf("brokers %s", strings.Join(cfg.Kafka.Brokers, ","))
+	if embeddedKafka {
+		broker = fmt.Sprintf("embedded broker at %s (Kafka tools can read it)", strings.Join(cfg.Kafka.Brokers, ","))
+	}
+	store := "embedded ClickHouse engine (chDB) in " + cfg.Store.ChdbPath
+	if cfg.Store.ClickHouse.DSN != "" {
+		store = "ClickHouse server " + redactDSN(cfg.Store.ClickHouse.DSN)
+	}
+	fmt.Fprintf(w, `statepipe is running: site %[2]s
   ingest    POST %[1]s/v1/reports   (application/msgpack or application/json)
   reports   GET  %[1]s/v1/reports/compliance
-  sql       POST %[1]s/v1/sql       (statepipe sql --url %[1]s "SELECT …")
+  sql       POST %[1]s/v1/sql       (read-only)
   metrics   GET  %[1]s/metrics
   health    GET  %[1]s/healthz
-  kafka     %[4]v  topic %[5]s
-  data      %[6]s
+  kafka     %[3]s, topic %[4]s
+  store     %[5]s, database %[6]s
 
 Try it:
   curl -s -H 'Content-Type: application/json' %[1]s/v1/reports -d '{"v":1,"client":"pc-0001","site":"%[2]s","full_types":[500],"messages":[{"serial":1,"time":1764100000000,"topic_type":500,"topic_id":"KB5044284","state":2,"error":0},{"serial":2,"time":1764100000000,"topic_type":500,"topic_id":"KB5043050","state":3,"error":0}]}'
   ./bin/statepipe client send --url %[1]s examples/report.json
   ./bin/statepipe report compliance --url %[1]s
-  ./bin/statepipe sql --url %[1]s "SELECT update_id, state_name, count() FROM %[7]s.v_update_compliance GROUP BY ALL"
-`, url, cfg.Site, len(cfg.Kafka.Brokers) == 0 || cfg.KafkaListen != "", cfg.Kafka.Brokers, kafka.StateTopic(cfg.Site), cfg.Data, database(cfg.Site))
+  ./bin/statepipe sql --url %[1]s "SELECT update_id, state_name, count() FROM %[6]s.v_update_compliance GROUP BY ALL"
+`, url, cfg.Site, broker, kafka.StateTopic(cfg.Site), store, database(cfg.Site))
+}
+
+// redactDSN hides a DSN's password.
+func redactDSN(dsn string) string {
+	u, err := neturl.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Redacted()
 }

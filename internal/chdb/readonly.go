@@ -20,7 +20,7 @@ func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Resul
 	if strings.Contains(q, ";") {
 		return nil, &schema.FieldError{Field: "query", Reason: "one statement only (found ';')"}
 	}
-	first := strings.ToUpper(strings.SplitN(strings.Fields(q+" x")[0], "(", 2)[0])
+	first := strings.ToUpper(strings.SplitN(strings.Fields(q + " x")[0], "(", 2)[0])
 	if !readOnlyFirstWords[first] {
 		return nil, &schema.FieldError{Field: "query", Reason: first + " is not allowed: read-only SQL (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)"}
 	}

@@ -5,7 +5,8 @@ import (
 )
 
 func TestSessionSmoke(t *testing.T) {
-	s, err := Open("", t.TempDir())
+	requireLibrary(t)
+	s, err := Open("", testDataDir) // the process's one session (see TestMain)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -19,7 +21,8 @@ type Config struct {
 
 // Store implements schema.Store on the process's chDB session.
 type Store struct {
-	s *Session
+	s     *Session
+	spool string // directory for insert spool files
 }
 
 var _ schema.Store = (*Store)(nil)
@@ -38,7 +41,15 @@ func New(cfg Config) (*Store, error) {
 		_ = s.Close()
 		return nil, fmt.Errorf("cannot configure chdb session: %w", err)
 	}
-	return &Store{s: s}, nil
+	spool := filepath.Join(os.TempDir(), "statepipe-chdb-spool")
+	if cfg.Path != "" && cfg.Path != ":memory:" {
+		spool = filepath.Join(cfg.Path, "statepipe-spool")
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("cannot create spool directory %s: %w", spool, err)
+	}
+	return &Store{s: s, spool: spool}, nil
 }
 
 // Close releases this store's reference to the session.
@@ -55,7 +66,12 @@ func (st *Store) Exec(ctx context.Context, query string) error {
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// Insert sends rows as one RowBinary insert.
+// Insert writes rows as one RowBinary insert. The data goes through a spool file read with
+// INSERT … FROM INFILE, not inline after the statement: chDB runs every query text through
+// clickhouse-local's multi-statement splitter, which ends inline INSERT data at the first
+// blank line — and RowBinary holds "\n\n" whenever a value's bytes do (an offset of 2570, a
+// serial of 0x0a0a…), so inline batches were cut short at random rows. The file is written to
+// the page cache and removed after the insert.
 func (st *Store) Insert(ctx context.Context, rows schema.Rows) error {
 	if rows.Len() == 0 {
 		return nil
@@ -64,21 +80,35 @@ func (st *Store) Insert(ctx context.Context, rows schema.Rows) error {
 		return err
 	}
 	bp := bufPool.Get().(*[]byte)
-	b := append((*bp)[:0], "INSERT INTO "...)
-	b = append(b, rows.Table()...)
-	b = append(b, " ("...)
-	b = append(b, strings.Join(rows.Columns(), ", ")...)
-	b = append(b, ") FORMAT RowBinary\n"...)
+	defer bufPool.Put(bp)
+	b := (*bp)[:0]
 	for i := 0; i < rows.Len(); i++ {
 		b = rows.AppendRowBinary(b, i)
 	}
-	_, err := st.s.Query(b, "")
 	*bp = b
-	bufPool.Put(bp)
+	f, err := os.CreateTemp(st.spool, "insert-*.rowbinary")
 	if err != nil {
+		return fmt.Errorf("cannot create spool file for %s: %w", rows.Table(), err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot write spool file %s: %w", f.Name(), err)
+	}
+	q := "INSERT INTO " + rows.Table() + " (" + strings.Join(rows.Columns(), ", ") + ") FROM INFILE " +
+		quote(f.Name()) + " FORMAT RowBinary"
+	if _, err := st.s.Query([]byte(q), ""); err != nil {
 		return fmt.Errorf("cannot insert %d rows into %s: %w", rows.Len(), rows.Table(), err)
 	}
 	return nil
+}
+
+// quote returns s as a ClickHouse string literal.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
 type jsonCompact struct {

@@ -1,0 +1,173 @@
+package main
+
+// System tests of the real binary: built with `go build`, started as a process.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/internal/kafka"
+	"github.com/statepipe/statepipe/schema"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "statepipe-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "statepipe")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("cannot build statepipe: %v", buildErr)
+	}
+	return binPath
+}
+
+// envWithoutChdb is the environment of a machine that has no libchdb.so.
+func envWithoutChdb() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "CHDB_LIB_PATH=") {
+			env = append(env, e)
+		}
+	}
+	return env
+}
+
+// Server mode must start on a machine without libchdb.so: the ingest role needs only Kafka.
+func TestBinaryIngestRoleRunsWithoutChdb(t *testing.T) {
+	bin := buildBinary(t)
+	brokers := realKafka()
+	if brokers == nil {
+		b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		brokers = b.Addrs()
+	}
+	site := "B" + strings.ToUpper(strings.ReplaceAll(t.Name()[len(t.Name())-6:], "_", "X"))
+	cmd := exec.Command(bin, "ingest", "--kafka.brokers", strings.Join(brokers, ","), "--site", site, "--listen", "127.0.0.1:0")
+	cmd.Dir = t.TempDir() // no .deps/ here
+	cmd.Env = envWithoutChdb()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	urlRe := regexp.MustCompile(`url=(http://[0-9.:]+)/v1/reports`)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := urlRe.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	var base string
+	select {
+	case base = <-found:
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingest did not start")
+	}
+	body, _ := jsonReport(site)
+	resp, err := httpPost(base+"/v1/reports", schema.MediaJSON, body)
+	if err != nil || resp != 200 {
+		t.Fatalf("post: status %d, err %v", resp, err)
+	}
+	// The record is in Kafka, keyed by client.
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: kafka.StateTopic(site), Partition: partitionOf(t, brokers, site, "bin-client"), MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m, err := r.ReadMessage(ctx)
+	if err != nil {
+		t.Fatalf("record not in kafka: %v", err)
+	}
+	var rep schema.Report
+	if err := schema.DecodeReport(m.Value, &rep); err != nil || string(m.Key) != "bin-client" || rep.Messages[0].TopicID != "KB1" {
+		t.Errorf("record key %q report %+v err %v", m.Key, rep, err)
+	}
+}
+
+// Embedded mode without the library fails at once and says how to install it.
+func TestBinaryRunWithoutChdbSaysHowToInstall(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "run", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--kafka.listen", "127.0.0.1:0")
+	cmd.Dir = t.TempDir()
+	cmd.Env = envWithoutChdb()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(out.String(), "make deps") || !strings.Contains(out.String(), "@chdb/lib-linux-x64-gnu") {
+			t.Errorf("exit %v, output %q: want a failure saying how to install libchdb", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("run without libchdb did not exit")
+	}
+}
+
+func jsonReport(site string) ([]byte, error) {
+	return []byte(`{"v":1,"client":"bin-client","site":"` + site + `","messages":[{"serial":1,"time":1,"topic_type":500,"topic_id":"KB1","state":2,"error":0}]}`), nil
+}
+
+func httpPost(url, ctype string, body []byte) (int, error) {
+	resp, err := httpClient.Post(url, ctype, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// partitionOf returns the partition murmur2 assigns key to, as the writer does.
+func partitionOf(t *testing.T, brokers []string, site, key string) int {
+	t.Helper()
+	conn, err := kafkago.Dial("tcp", brokers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions(kafka.StateTopic(site))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int, len(parts))
+	for i := range parts {
+		ids[i] = i
+	}
+	return (&kafkago.Murmur2Balancer{}).Balance(kafkago.Message{Key: []byte(key)}, ids...)
+}

@@ -1,0 +1,15 @@
+// Package clickhouse is the server adapter of the storage contract: it implements
+// schema.Store over a ClickHouse server (or cluster) with github.com/ClickHouse/clickhouse-go/v2's
+// native protocol. Statements go through Exec and Query; inserts use the driver's batch API
+// (PrepareBatch, Append of schema.Rows.Values, Send), so a batch is one INSERT that the server
+// has acknowledged when Insert returns.
+//
+// Query scans each column into a value of the driver's scan type and normalises it to the
+// value types schema.Result documents, so results agree with the embedded adapter
+// (internal/chdb) value for value: integers as int64 (uint64 only above MaxInt64), floats as
+// float64, Bool as bool, arrays as []any, dates, times, UUIDs, enums and strings as strings in
+// ClickHouse's text format. internal/storetest holds the contract tests both adapters run.
+//
+// It must not know about components: it imports only schema of the project. The DDL comes
+// from schema (schema.Migrate), not from here.
+package clickhouse
