@@ -192,6 +192,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Time:    time.Now(),
 		Headers: []kafkago.Header{{Key: "v", Value: []byte(strconv.Itoa(schema.Version))}},
 	})
+	if tooLargeForKafka(err) {
+		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
+			"the report is larger than the Kafka topic accepts (max.message.bytes); send fewer messages per report", "body")
+		return
+	}
 	if err != nil {
 		h.log.Warn("kafka did not acknowledge a report", "client", rep.Client, "err", err)
 		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
@@ -202,6 +207,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.WithLabelValues("accepted").Inc()
 	h.duration.Observe(time.Since(start).Seconds())
 	writeJSON(w, http.StatusOK, schema.Ack{Accepted: len(rep.Messages)})
+}
+
+// tooLargeForKafka reports whether the producer or the broker refused the record for its
+// size: the report can never be accepted as it is, so 413 rather than 503.
+func tooLargeForKafka(err error) bool {
+	var tooLarge kafkago.MessageTooLargeError
+	if errors.As(err, &tooLarge) || errors.Is(err, kafkago.MessageSizeTooLarge) {
+		return true
+	}
+	var werrs kafkago.WriteErrors
+	if errors.As(err, &werrs) {
+		for _, e := range werrs {
+			if e != nil && tooLargeForKafka(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // decodeJSON decodes a JSON report strictly: unknown fields are errors that name the field,

@@ -17,9 +17,15 @@ import (
 
 // failingProducer stands in for a broker that does not acknowledge: the one fault here a
 // unit test cannot cause with a real broker cheaply (the end-to-end suite covers the rest).
-type failingProducer struct{ block bool }
+type failingProducer struct {
+	block bool
+	err   error
+}
 
 func (p failingProducer) WriteMessages(ctx context.Context, _ ...kafkago.Message) error {
+	if p.err != nil {
+		return p.err
+	}
 	if p.block {
 		<-ctx.Done()
 		return ctx.Err()
@@ -56,5 +62,24 @@ func TestBrokerFailureIs503WithRetryAfter(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	if _, err := New(Config{}, failingProducer{}, nil, nil); err == nil {
 		t.Error("empty config accepted")
+	}
+}
+
+// A record the broker refuses for its size can never be accepted: 413, not 503.
+func TestRecordTooLargeForTheTopicIs413(t *testing.T) {
+	h, _ := New(Config{Site: "P01", MaxBodyBytes: 1 << 20, MaxMessages: 10, ProduceTimeout: time.Second},
+		failingProducer{err: kafkago.WriteErrors{kafkago.MessageSizeTooLarge}}, nil, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var body bytes.Buffer
+	_ = schema.EncodeReport(&body, &schema.Report{V: 1, Client: "c", Site: "P01",
+		Messages: []schema.StateMessage{{Serial: 1, TopicType: 500, TopicID: "u", State: 1}}})
+	resp, err := http.Post(srv.URL, schema.MediaMsgpack, &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("status %d, want 413", resp.StatusCode)
 	}
 }

@@ -522,3 +522,22 @@ func TestReplayByNewGroup(t *testing.T) {
 	}
 	s2.waitFor(o)
 }
+
+// A full scan of a real catalog (30,000 updates, ~2.5 MB) is one report and one Kafka record:
+// above Kafka's 1 MiB default, so statepipe creates its topics with a larger max.message.bytes.
+func TestFullScanOfALargeCatalogIsAccepted(t *testing.T) {
+	s := startSite(t, siteOpts{})
+	msgs := make([]schema.StateMessage, 30000)
+	o := oracle{}
+	for u := range msgs {
+		// Update ids are random GUIDs, as in a real catalog: they do not compress away.
+		msgs[u] = schema.StateMessage{TopicType: 500, TopicID: fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x",
+			rand.Uint32(), rand.IntN(1<<16), rand.IntN(1<<12), rand.IntN(1<<12), rand.Int64N(1<<48)), State: int32(u % 4),
+			Params: []string{fmt.Sprintf("%x", rand.Uint64())}}
+	}
+	if err := s.client("big-client").Report(context.Background(), true, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	o.add(&schema.Report{Client: "big-client", Messages: msgs})
+	s.waitFor(o)
+}

@@ -98,14 +98,10 @@ func cmdRun(ctx context.Context, args []string) error {
 	return n.run(ctx)
 }
 
+// parseRole parses the flags of a server-mode role.
 func parseRole(name string, args []string, cfg *runConfig) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address (ingest: reports; both: /metrics, /healthz)")
-	fs.StringVar(&cfg.Site, "site", "P01", "site code")
-	cfg.Kafka.RegisterFlags("kafka.", fs)
-	cfg.Ingest.RegisterFlags("ingest.", fs)
-	cfg.Projector.RegisterFlags("projector.", fs)
-	cfg.Store.registerFlags(fs)
+	cfg.registerSiteFlags(fs)
 	fs.StringVar(&cfg.Store.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
 	return fs.Parse(args)
 }

@@ -32,10 +32,16 @@ type runConfig struct {
 	Store       storeConfig
 }
 
+// registerFlags registers the flags of `statepipe run`.
 func (c *runConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Data, "data", "data", "data directory (embedded Kafka log, embedded ClickHouse tables)")
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address: ingest, reports, SQL, metrics")
 	fs.StringVar(&c.KafkaListen, "kafka.listen", "127.0.0.1:9092", "embedded broker address (Kafka tools can read it)")
+	c.registerSiteFlags(fs)
+}
+
+// registerSiteFlags registers the flags every way of running a site shares.
+func (c *runConfig) registerSiteFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address: ingest, reports, SQL, /metrics, /healthz")
 	fs.StringVar(&c.Site, "site", "P01", "site code")
 	c.Kafka.RegisterFlags("kafka.", fs)
 	c.Ingest.RegisterFlags("ingest.", fs)

@@ -331,40 +331,9 @@ func precision(params string) int {
 	return min(p, 9)
 }
 
-// splitTop splits type parameters on commas outside parentheses and quotes.
-func splitTop(s string) []string {
-	var out []string
-	depth, start := 0, 0
-	var quote byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote != 0:
-			if c == '\\' {
-				i++
-			} else if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '`' || c == '"':
-			quote = c
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-		case c == ',' && depth == 0:
-			out = append(out, strings.TrimSpace(s[start:i]))
-			start = i + 1
-		}
-	}
-	if rest := strings.TrimSpace(s[start:]); rest != "" {
-		out = append(out, rest)
-	}
-	return out
-}
-
-// topLevelSpace returns the index of the first space outside parentheses and quotes (the
-// separator of a named tuple element "name Type"), or -1.
-func topLevelSpace(s string) int {
+// scanTop calls visit for every byte of s outside parentheses and quotes, with its index,
+// until visit returns true.
+func scanTop(s string, visit func(i int, c byte) bool) {
 	depth := 0
 	var quote byte
 	for i := 0; i < len(s); i++ {
@@ -382,9 +351,39 @@ func topLevelSpace(s string) int {
 			depth++
 		case c == ')':
 			depth--
-		case c == ' ' && depth == 0:
-			return i
+		case depth == 0 && visit(i, c):
+			return
 		}
 	}
-	return -1
+}
+
+// splitTop splits type parameters on commas outside parentheses and quotes.
+func splitTop(s string) []string {
+	var out []string
+	start := 0
+	scanTop(s, func(i int, c byte) bool {
+		if c == ',' {
+			out = append(out, strings.TrimSpace(s[start:i]))
+			start = i + 1
+		}
+		return false
+	})
+	if rest := strings.TrimSpace(s[start:]); rest != "" {
+		out = append(out, rest)
+	}
+	return out
+}
+
+// topLevelSpace returns the index of the first space outside parentheses and quotes (the
+// separator of a named tuple element "name Type"), or -1.
+func topLevelSpace(s string) int {
+	at := -1
+	scanTop(s, func(i int, c byte) bool {
+		if c == ' ' {
+			at = i
+			return true
+		}
+		return false
+	})
+	return at
 }

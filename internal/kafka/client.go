@@ -94,7 +94,9 @@ func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkag
 		Topic:             topic,
 		NumPartitions:     c.Partitions,
 		ReplicationFactor: c.ReplicationFactor,
-		ConfigEntries:     extra,
+		ConfigEntries: append([]kafkago.ConfigEntry{
+			{ConfigName: "max.message.bytes", ConfigValue: strconv.FormatInt(c.BatchBytes, 10)},
+		}, extra...),
 	})
 	if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
 		return err

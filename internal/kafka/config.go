@@ -22,8 +22,10 @@ type Config struct {
 	// acknowledgement (segmentio/kafka-go#326). 2 ms keeps latency low while concurrent
 	// requests still share batches.
 	BatchTimeout time.Duration
-	// BatchBytes caps one produce request (default 16 MiB, below the broker's default
-	// message.max.bytes per batch... raise both together).
+	// BatchBytes caps one produce batch per partition, and statepipe creates its topics with
+	// max.message.bytes of the same value (default 16 MiB): a full scan of a 30,000-update
+	// catalog is one ~2.5 MiB record, above Kafka's 1 MiB default record-batch limit. For
+	// topics created by operators, set max.message.bytes to at least ingest's max body.
 	BatchBytes int64
 	// FetchMaxWait bounds how long a fetch waits for data (default 250 ms): low enough that a
 	// quiet topic still folds promptly.
