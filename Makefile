@@ -36,7 +36,7 @@ test-unit:
 test-kafka:
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
 		echo "== end-to-end on real Apache Kafka (KRaft, from Maven Central)"; \
-		scripts/kafka.sh run -- env STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 ./cmd/statepipe/; \
+		scripts/kafka.sh run -- env STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -v ./cmd/statepipe/; \
 	else \
 		echo "SKIPPED: end-to-end tests against real Apache Kafka need java and mvn (install OpenJDK 17+ and Maven)"; \
 	fi
