@@ -51,6 +51,9 @@ type DeadLetters interface {
 type Config struct {
 	// Database is the site's ClickHouse database.
 	Database string
+	// RefTopic is the site's reference-data topic (ref.<site>); records from it fold into the
+	// ref_* tables, every other topic's records are reports.
+	RefTopic string
 	// BatchMessages flushes a batch once it holds this many state messages (default 200,000):
 	// ClickHouse wants few large inserts; each insert creates a part.
 	BatchMessages int
@@ -162,7 +165,16 @@ func (pr *Projector) Run(ctx context.Context) error {
 			}
 			pending = append(pending, msg)
 			r := new(schema.Report)
-			if derr := schema.DecodeReport(msg.Value, r); derr != nil {
+			if msg.Topic == pr.cfg.RefTopic && pr.cfg.RefTopic != "" {
+				// Tombstones (compaction deletes) carry no value: nothing to fold.
+				if msg.Value != nil {
+					if rerr := batch.AddRef(string(msg.Key), msg.Value, msg.Offset, msg.Time.UnixMilli()); rerr != nil {
+						if err := pr.deadLetter(ctx, msg, "undecodable", rerr); err != nil {
+							return err
+						}
+					}
+				}
+			} else if derr := schema.DecodeReport(msg.Value, r); derr != nil {
 				if err := pr.deadLetter(ctx, msg, "undecodable", derr); err != nil {
 					return err
 				}
@@ -174,7 +186,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 				reports = append(reports, r)
 				batch.Add(fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: msg.Time.UnixMilli(), Report: r})
 			}
-			if batch.Messages() < pr.cfg.BatchMessages && time.Now().Before(deadline) {
+			if batch.Size() < pr.cfg.BatchMessages && time.Now().Before(deadline) {
 				continue
 			}
 		}
@@ -236,13 +248,15 @@ func (pr *Projector) flush(ctx context.Context, b *fold.Batch, pending []kafkago
 	return nil
 }
 
-// insert writes the raw log first, then current state: if the second insert fails, the
-// retry rewrites both, and the raw rows are idempotent.
+// insert writes the raw log first, then the derived tables: if a later insert fails, the
+// retry rewrites them all, and every table's rows are idempotent.
 func (pr *Projector) insert(ctx context.Context, b *fold.Batch) error {
-	if err := pr.p.Store.Insert(ctx, &b.Raw); err != nil {
-		return err
+	for _, rows := range b.Tables() {
+		if err := pr.p.Store.Insert(ctx, rows); err != nil {
+			return err
+		}
 	}
-	return pr.p.Store.Insert(ctx, &b.Current)
+	return nil
 }
 
 func (pr *Projector) deadLetter(ctx context.Context, msg kafkago.Message, reason string, cause error) error {

@@ -28,6 +28,12 @@ const (
 	ComplianceInstalled   = 3
 )
 
+// Scan (501) states that count as a successful scan.
+const (
+	ScanCompleted           = 3
+	ScanCompletedWithErrors = 6
+)
+
 // topicInfo describes one topic type: its name, whether it is keyed by a topic id, and the
 // display names of its states (index = state).
 type topicInfo struct {

@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
 type command struct {
@@ -32,6 +34,10 @@ func init() {
 		{"report", "print a named report from a running site", cmdReport},
 		{"sql", "run read-only SQL against a running site", cmdSQL},
 		{"client", "client-side tools: send a report", cmdClient},
+		{"catalog", "catalog import --url URL FILE.jsonl: import update catalog entries", refCommand(schema.RefCatalog, "import")},
+		{"lists", "lists apply --url URL FILE.jsonl: create or replace update lists", refCommand(schema.RefUpdateLists, "apply")},
+		{"collections", "collections apply --url URL FILE.jsonl: create or replace collections", refCommand(schema.RefCollections, "apply")},
+		{"deployments", "deployments apply --url URL FILE.jsonl: create or replace deployments", refCommand(schema.RefDeployments, "apply")},
 		{"bench", "load harness: bench smoke posts clients × updates and measures end to end", cmdBench},
 	}
 }

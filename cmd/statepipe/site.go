@@ -52,6 +52,9 @@ type site struct {
 	proj    *projector.Projector
 	ingest  *ingest.Handler
 	reports *report.API
+
+	refWriter *kafkago.Writer
+	refImport *ingest.RefHandler
 }
 
 // newSite migrates the site's database, creates its topics and builds its roles.
@@ -75,11 +78,15 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			log.Info("migrated store", "database", s.db, "applied", applied)
 		}
 	}
+	refTopic := kafka.RefTopic(cfg.Code)
 	if cfg.RunIngest || cfg.RunProjector {
 		for _, t := range []string{topic, topic + ".dlq"} {
 			if err := kafka.EnsureTopic(ctx, cfg.Kafka, t); err != nil {
 				return nil, err
 			}
+		}
+		if err := kafka.EnsureTopic(ctx, cfg.Kafka, refTopic, kafka.Compacted); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.RunIngest {
@@ -90,14 +97,17 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			return nil, err
 		}
 		s.ingest = h
+		s.refWriter = kafka.NewWriter(cfg.Kafka, refTopic)
+		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: s.refWriter}
 	}
 	if cfg.RunProjector {
 		cfg.Projector.Database = s.db
+		cfg.Projector.RefTopic = refTopic
 		group := cfg.ProjectorGroup
 		if group == "" {
 			group = "statepipe-projector-" + cfg.Code
 		}
-		s.reader = kafka.NewGroupReader(cfg.Kafka, topic, group)
+		s.reader = kafka.NewGroupReader(cfg.Kafka, group, topic, refTopic)
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
 		p, err := projector.New(cfg.Projector, projector.Params{
 			Consumer: s.reader, Store: st, DeadLetters: s.dlq, Registerer: reg, Logger: log,
@@ -117,6 +127,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 func (s *site) register(mux *http.ServeMux) {
 	if s.ingest != nil {
 		mux.Handle("POST /v1/reports", s.ingest)
+		mux.Handle("POST /v1/ref/{kind}", s.refImport)
 	}
 	if s.reports != nil {
 		s.reports.Register(mux)
@@ -127,6 +138,9 @@ func (s *site) register(mux *http.ServeMux) {
 func (s *site) close() {
 	if s.writer != nil {
 		_ = s.writer.Close()
+	}
+	if s.refWriter != nil {
+		_ = s.refWriter.Close()
 	}
 	if s.dlq != nil {
 		_ = s.dlq.Close()

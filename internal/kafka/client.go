@@ -33,12 +33,13 @@ func NewWriter(c Config, topic string) *kafkago.Writer {
 	}
 }
 
-// NewGroupReader returns a consumer-group reader with manual commits (CommitInterval 0 makes
-// CommitMessages synchronous): the projector commits only after the store acknowledged.
-func NewGroupReader(c Config, topic, group string) *kafkago.Reader {
+// NewGroupReader returns a consumer-group reader of topics with manual commits
+// (CommitInterval 0 makes CommitMessages synchronous): the projector commits only after the
+// store acknowledged.
+func NewGroupReader(c Config, group string, topics ...string) *kafkago.Reader {
 	return kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:        c.Brokers,
-		Topic:          topic,
+		GroupTopics:    topics,
 		GroupID:        group,
 		MinBytes:       1,
 		MaxBytes:       32 << 20,

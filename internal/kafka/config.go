@@ -5,6 +5,8 @@ import (
 	"flag"
 	"strings"
 	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // Config is how a role reaches Kafka.
@@ -74,3 +76,10 @@ func (c *Config) Validate() error {
 
 // StateTopic is the topic a site's state messages land in.
 func StateTopic(site string) string { return "state." + site }
+
+// RefTopic is the compacted topic of a site's reference data (catalog, update lists,
+// collections, deployments), keyed "<kind>/<id>".
+func RefTopic(site string) string { return "ref." + site }
+
+// Compacted is the topic config of a compacted topic: Kafka keeps the latest record per key.
+var Compacted = kafkago.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"}

@@ -26,7 +26,14 @@ type Record struct {
 type Batch struct {
 	Raw     RawRows
 	Current CurrentRows
+	Full    FullRows         // full-report markers (rule 2)
+	Clients ClientRows       // one row per record: the client and its greatest serial
+	Scans   ScanRows         // successful scans (501 state 3 or 6), for Not-required inference
 	index   map[stateKey]int // key → position in Current
+
+	db       string
+	ref      map[schema.RefKind]*RefRows
+	refCount int
 }
 
 type stateKey struct {
@@ -38,8 +45,12 @@ type stateKey struct {
 // NewBatch returns an empty batch writing to database db.
 func NewBatch(db string) *Batch {
 	return &Batch{
+		db:      db,
 		Raw:     RawRows{table: db + ".state_messages"},
 		Current: CurrentRows{table: db + ".current_state"},
+		Full:    FullRows{table: db + ".full_reports"},
+		Clients: ClientRows{table: db + ".clients"},
+		Scans:   ScanRows{table: db + ".scan_history"},
 		index:   map[stateKey]int{},
 	}
 }
@@ -47,11 +58,41 @@ func NewBatch(db string) *Batch {
 // Messages returns how many state messages the batch holds.
 func (b *Batch) Messages() int { return len(b.Raw.rows) }
 
+// Tables returns the batch's row sets in insert order: reference data first, so a report that
+// arrives with its catalog sees it.
+func (b *Batch) Tables() []schema.Rows {
+	var out []schema.Rows
+	for _, k := range schema.RefKinds {
+		if r, ok := b.ref[k]; ok && r.Len() > 0 {
+			out = append(out, r)
+		}
+	}
+	return append(out, &b.Raw, &b.Current, &b.Full, &b.Clients, &b.Scans)
+}
+
+// Size returns how many rows the batch will write for its records (messages and reference
+// records), the measure batching flushes on.
+func (b *Batch) Size() int { return len(b.Raw.rows) + b.refCount }
+
 // Add folds one record into the batch.
 func (b *Batch) Add(rec Record) {
 	r := rec.Report
+	minSerial, maxSerial := r.Messages[0].Serial, r.Messages[0].Serial
+	for i := range r.Messages {
+		minSerial = min(minSerial, r.Messages[i].Serial)
+		maxSerial = max(maxSerial, r.Messages[i].Serial)
+	}
+	for _, t := range r.FullTypes {
+		// Every key the report carries has serial >= minSerial; every key of an earlier report
+		// has a smaller one. Markers only grow, so order of arrival does not matter.
+		b.Full.rows = append(b.Full.rows, fullRow{client: r.Client, topic: t, serial: minSerial, acceptedAt: rec.AcceptedAt})
+	}
+	b.Clients.rows = append(b.Clients.rows, clientRow{client: r.Client, serial: maxSerial, acceptedAt: rec.AcceptedAt})
 	for i := range r.Messages {
 		m := &r.Messages[i]
+		if m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) {
+			b.Scans.rows = append(b.Scans.rows, scanRow{client: r.Client, msg: m})
+		}
 		full := uint8(0)
 		if r.IsFull(m.TopicType) {
 			full = 1
@@ -80,6 +121,13 @@ func (b *Batch) Add(rec Record) {
 func (b *Batch) Reset() {
 	b.Raw.rows = b.Raw.rows[:0]
 	b.Current.rows = b.Current.rows[:0]
+	b.Full.rows = b.Full.rows[:0]
+	b.Clients.rows = b.Clients.rows[:0]
+	b.Scans.rows = b.Scans.rows[:0]
+	for _, r := range b.ref {
+		r.rows = r.rows[:0]
+	}
+	b.refCount = 0
 	clear(b.index)
 }
 
@@ -185,6 +233,111 @@ func (c *CurrentRows) States() []State {
 	out := make([]State, len(c.rows))
 	for i, w := range c.rows {
 		out[i] = State{w.client, w.msg.TopicType, w.msg.TopicID, w.msg.Serial, w.msg.State, w.msg.Error}
+	}
+	return out
+}
+
+type fullRow struct {
+	client     string
+	topic      schema.TopicType
+	serial     uint64
+	acceptedAt int64
+}
+
+// FullRows are rows of the full_reports table.
+type FullRows struct {
+	table string
+	rows  []fullRow
+}
+
+func (f *FullRows) Table() string { return f.table }
+func (f *FullRows) Columns() []string {
+	return []string{"client", "topic_type", "serial", "accepted_at"}
+}
+func (f *FullRows) Len() int { return len(f.rows) }
+
+func (f *FullRows) AppendRowBinary(b []byte, i int) []byte {
+	w := &f.rows[i]
+	b = schema.AppendString(b, w.client)
+	b = schema.AppendUInt16(b, uint16(w.topic))
+	b = schema.AppendUInt64(b, w.serial)
+	return schema.AppendInt64(b, w.acceptedAt)
+}
+
+func (f *FullRows) Values(i int) []any {
+	w := &f.rows[i]
+	return []any{w.client, uint16(w.topic), w.serial, schema.MillisTime(w.acceptedAt)}
+}
+
+type clientRow struct {
+	client     string
+	serial     uint64
+	acceptedAt int64
+}
+
+// ClientRows are rows of the clients table.
+type ClientRows struct {
+	table string
+	rows  []clientRow
+}
+
+func (c *ClientRows) Table() string     { return c.table }
+func (c *ClientRows) Columns() []string { return []string{"client", "last_serial", "last_seen"} }
+func (c *ClientRows) Len() int          { return len(c.rows) }
+
+func (c *ClientRows) AppendRowBinary(b []byte, i int) []byte {
+	w := &c.rows[i]
+	b = schema.AppendString(b, w.client)
+	b = schema.AppendUInt64(b, w.serial)
+	return schema.AppendInt64(b, w.acceptedAt)
+}
+
+func (c *ClientRows) Values(i int) []any {
+	w := &c.rows[i]
+	return []any{w.client, w.serial, schema.MillisTime(w.acceptedAt)}
+}
+
+type scanRow struct {
+	client string
+	msg    *schema.StateMessage
+}
+
+// ScanRows are rows of the scan_history table.
+type ScanRows struct {
+	table string
+	rows  []scanRow
+}
+
+func (s *ScanRows) Table() string     { return s.table }
+func (s *ScanRows) Columns() []string { return []string{"client", "serial", "source", "state", "time"} }
+func (s *ScanRows) Len() int          { return len(s.rows) }
+
+func (s *ScanRows) AppendRowBinary(b []byte, i int) []byte {
+	w := &s.rows[i]
+	b = schema.AppendString(b, w.client)
+	b = schema.AppendUInt64(b, w.msg.Serial)
+	b = schema.AppendString(b, w.msg.TopicID)
+	b = schema.AppendInt16(b, int16(w.msg.State))
+	return schema.AppendInt64(b, w.msg.Time)
+}
+
+func (s *ScanRows) Values(i int) []any {
+	w := &s.rows[i]
+	return []any{w.client, w.msg.Serial, w.msg.TopicID, int16(w.msg.State), schema.MillisTime(w.msg.Time)}
+}
+
+// Marker is one full-report marker, for tests and tools that read a batch back.
+type Marker struct {
+	Client    string
+	TopicType schema.TopicType
+	Serial    uint64
+}
+
+// Markers returns the batch's full-report markers.
+func (f *FullRows) Markers() []Marker {
+	out := make([]Marker, len(f.rows))
+	for i, w := range f.rows {
+		out[i] = Marker{w.client, w.topic, w.serial}
 	}
 	return out
 }

@@ -58,14 +58,21 @@ func TestFoldCases(t *testing.T) {
 	}
 }
 
-// foldIntoStore folds each batch and merges it the way ReplacingMergeTree(serial) + FINAL
-// does: per key, the row with the greatest serial wins.
+// foldIntoStore folds each batch and merges it the way the store's tables and v_live_state
+// do: per key, the row with the greatest serial wins (ReplacingMergeTree(serial) + FINAL),
+// and it is live only if its serial is at least the greatest full-report marker of its
+// (client, topic type).
 func foldIntoStore(batches [][]schema.Report) []State {
 	store := map[stateKey]State{}
+	greatest := map[[2]any]uint64{}
 	for _, reports := range batches {
 		b := NewBatch("db")
 		for i := range reports {
 			b.Add(Record{Report: &reports[i]})
+		}
+		for _, m := range b.Full.Markers() {
+			k := [2]any{m.Client, m.TopicType}
+			greatest[k] = max(greatest[k], m.Serial)
 		}
 		for _, s := range b.Current.States() {
 			k := stateKey{s.Client, s.TopicType, s.TopicID}
@@ -76,7 +83,9 @@ func foldIntoStore(batches [][]schema.Report) []State {
 	}
 	out := make([]State, 0, len(store))
 	for _, s := range store {
-		out = append(out, s)
+		if s.Serial >= greatest[[2]any{s.Client, s.TopicType}] {
+			out = append(out, s)
+		}
 	}
 	return out
 }

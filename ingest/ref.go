@@ -1,0 +1,101 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// RefHandler serves POST /v1/ref/{kind}: a reference-data file as JSON lines (catalog, lists,
+// collections, deployments). Every line is validated first; one bad line rejects the whole
+// file with every error listed by line number, so an import never lands half-way. A valid
+// file is produced to the site's compacted topic ref.<site>, one record per line keyed
+// "<kind>/<id>", and acknowledged (acks=all) before the 200.
+type RefHandler struct {
+	Site     string
+	Producer Producer
+	MaxBytes int64 // default 256 MiB
+}
+
+// RefAck is the answer to an accepted import.
+type RefAck struct {
+	Kind     schema.RefKind `json:"kind"`
+	Imported int            `json:"imported"`
+}
+
+// RefErrorBody is the 400 answer to a file with bad lines: the usual error plus every line.
+type RefErrorBody struct {
+	Error schema.ErrorDetail `json:"error"`
+	Lines []schema.LineError `json:"lines"`
+}
+
+func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	kind := schema.RefKind(r.PathValue("kind"))
+	if !kind.Valid() {
+		writeJSON(w, http.StatusNotFound, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeNotFound,
+			Message: fmt.Sprintf("no reference kind %q (catalog, lists, collections, deployments)", kind), Field: "kind"}})
+		return
+	}
+	limit := h.MaxBytes
+	if limit == 0 {
+		limit = 256 << 20
+	}
+	recs, lineErrs := schema.ParseRefLines(kind, http.MaxBytesReader(w, r.Body, limit))
+	if len(lineErrs) > 0 {
+		first := lineErrs[0]
+		writeJSON(w, http.StatusBadRequest, RefErrorBody{
+			Error: schema.ErrorDetail{Code: schema.CodeMalformed, Field: "line " + strconv.Itoa(first.Line),
+				Message: fmt.Sprintf("%d bad line(s); nothing imported; first: %s", len(lineErrs), first.Error())},
+			Lines: lineErrs,
+		})
+		return
+	}
+	if len(recs) == 0 {
+		writeJSON(w, http.StatusBadRequest, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeMalformed,
+			Message: "the file has no records", Field: "body"}})
+		return
+	}
+	now := time.Now()
+	msgs := make([]kafkago.Message, len(recs))
+	for i, rec := range recs {
+		value := rec.Value
+		if kind == schema.RefDeployments {
+			value = stampSite(value, h.Site)
+		}
+		msgs[i] = kafkago.Message{Key: []byte(rec.Key(kind)), Value: value, Time: now}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+	defer cancel()
+	if err := h.Producer.WriteMessages(ctx, msgs...); err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeUnavailable,
+			Message: "the broker did not acknowledge the import; nothing may be assumed imported, retry (imports are idempotent): " + err.Error()}})
+		return
+	}
+	writeJSON(w, http.StatusOK, RefAck{Kind: kind, Imported: len(recs)})
+}
+
+// stampSite sets a deployment's originating site when the file leaves it empty.
+func stampSite(value []byte, site string) []byte {
+	v, err := schema.DecodeRef(schema.RefDeployments, value)
+	if err != nil {
+		return value
+	}
+	d := v.(*schema.Deployment)
+	if d.Site != "" {
+		return value
+	}
+	d.Site = site
+	out, err := json.Marshal(d)
+	if err != nil {
+		return value
+	}
+	return out
+}

@@ -1,0 +1,265 @@
+package schema
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// RefKind is a kind of reference data. Reference data is imported as JSON lines (one object a
+// line), produced to the site's compacted topic ref.<site> keyed "<kind>/<id>", and folded
+// into the ref_* tables; reports read the latest version of each id.
+type RefKind string
+
+// The kinds of reference data and the file format of each (schema/README.md).
+const (
+	RefCatalog     RefKind = "catalog"     // Update
+	RefUpdateLists RefKind = "lists"       // UpdateList
+	RefCollections RefKind = "collections" // Collection
+	RefDeployments RefKind = "deployments" // Deployment
+)
+
+// RefKinds lists every kind.
+var RefKinds = []RefKind{RefCatalog, RefUpdateLists, RefCollections, RefDeployments}
+
+// Valid reports whether k is a known kind.
+func (k RefKind) Valid() bool {
+	for _, x := range RefKinds {
+		if k == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Update is one catalog entry.
+type Update struct {
+	ID             string    `json:"id"`
+	Article        string    `json:"article"`
+	Title          string    `json:"title"`
+	Classification string    `json:"classification"`
+	Severity       string    `json:"severity"`
+	Product        string    `json:"product"`
+	Bundle         string    `json:"bundle"`
+	SupersededBy   []string  `json:"superseded_by"`
+	Expired        bool      `json:"expired"`
+	FirstSynced    time.Time `json:"first_synced"`
+}
+
+// UpdateList is a named set of updates.
+type UpdateList struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Updates []string `json:"updates"`
+}
+
+// Collection is a named set of clients.
+type Collection struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Members []string `json:"members"`
+}
+
+// Deployment targets a collection with updates between start and deadline.
+type Deployment struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Updates    []string  `json:"updates"`
+	Collection string    `json:"collection"`
+	Start      time.Time `json:"start"`
+	Deadline   time.Time `json:"deadline"`
+	Mandatory  bool      `json:"mandatory"`
+	Site       string    `json:"site,omitempty"` // originating site; set by the importing site when empty
+}
+
+// RefRecord is one validated line: its id and its canonical JSON encoding.
+type RefRecord struct {
+	Line  int
+	ID    string
+	Value []byte
+}
+
+// Key is the record's Kafka key.
+func (r RefRecord) Key(k RefKind) string { return string(k) + "/" + r.ID }
+
+// LineError is a rejected line of a reference-data file.
+type LineError struct {
+	Line   int    `json:"line"`
+	Field  string `json:"field,omitempty"`
+	Reason string `json:"reason"`
+}
+
+func (e LineError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("line %d: field %s: %s", e.Line, e.Field, e.Reason)
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+}
+
+// MaxRefLineBytes bounds one line of a reference-data file (a collection of 100,000 members
+// is about 4 MB).
+const MaxRefLineBytes = 16 << 20
+
+// ParseRefLines validates every line of a reference-data file of kind k. It returns the valid
+// records and every error (by line number); callers import nothing when any line is bad.
+// Blank lines are skipped; an id appearing twice is an error.
+func ParseRefLines(k RefKind, r io.Reader) ([]RefRecord, []LineError) {
+	var recs []RefRecord
+	var errs []LineError
+	seen := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxRefLineBytes)
+	line := 0
+	for sc.Scan() {
+		line++
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		id, value, err := parseRef(k, raw)
+		if err != nil {
+			err.Line = line
+			errs = append(errs, *err)
+			continue
+		}
+		if first, dup := seen[id]; dup {
+			errs = append(errs, LineError{Line: line, Field: "id", Reason: fmt.Sprintf("%q already appears on line %d", id, first)})
+			continue
+		}
+		seen[id] = line
+		recs = append(recs, RefRecord{Line: line, ID: id, Value: value})
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, LineError{Line: line + 1, Reason: "cannot read: " + err.Error()})
+	}
+	return recs, errs
+}
+
+// DecodeRef decodes a canonical value of kind k (as stored in Kafka) into its struct.
+func DecodeRef(k RefKind, value []byte) (any, error) {
+	var v any
+	switch k {
+	case RefCatalog:
+		v = new(Update)
+	case RefUpdateLists:
+		v = new(UpdateList)
+	case RefCollections:
+		v = new(Collection)
+	case RefDeployments:
+		v = new(Deployment)
+	default:
+		return nil, fmt.Errorf("unknown reference kind %q", k)
+	}
+	if err := json.Unmarshal(value, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	var v any
+	var id string
+	var check func() *LineError
+	switch k {
+	case RefCatalog:
+		u := new(Update)
+		v, check = u, func() *LineError {
+			id = u.ID
+			switch {
+			case u.FirstSynced.IsZero():
+				return &LineError{Field: "first_synced", Reason: "required (RFC 3339)"}
+			case u.Title == "":
+				return &LineError{Field: "title", Reason: "required"}
+			}
+			return ids("superseded_by", u.SupersededBy)
+		}
+	case RefUpdateLists:
+		l := new(UpdateList)
+		v, check = l, func() *LineError {
+			id = l.ID
+			if len(l.Updates) == 0 {
+				return &LineError{Field: "updates", Reason: "at least one update id is required"}
+			}
+			return ids("updates", l.Updates)
+		}
+	case RefCollections:
+		c := new(Collection)
+		v, check = c, func() *LineError {
+			id = c.ID
+			return ids("members", c.Members)
+		}
+	case RefDeployments:
+		dp := new(Deployment)
+		v, check = dp, func() *LineError {
+			id = dp.ID
+			switch {
+			case len(dp.Updates) == 0:
+				return &LineError{Field: "updates", Reason: "at least one update id is required"}
+			case dp.Collection == "":
+				return &LineError{Field: "collection", Reason: "required"}
+			case dp.Start.IsZero():
+				return &LineError{Field: "start", Reason: "required (RFC 3339)"}
+			case dp.Deadline.IsZero():
+				return &LineError{Field: "deadline", Reason: "required (RFC 3339)"}
+			case dp.Deadline.Before(dp.Start):
+				return &LineError{Field: "deadline", Reason: "is before start"}
+			}
+			return ids("updates", dp.Updates)
+		}
+	default:
+		return "", nil, &LineError{Reason: fmt.Sprintf("unknown reference kind %q", k)}
+	}
+	if err := d.Decode(v); err != nil {
+		return "", nil, jsonLineError(err)
+	}
+	if d.More() {
+		return "", nil, &LineError{Reason: "more than one JSON value on the line"}
+	}
+	if le := check(); le != nil {
+		return "", nil, le
+	}
+	switch {
+	case id == "":
+		return "", nil, &LineError{Field: "id", Reason: "required"}
+	case len(id) > DefaultLimits.MaxIDBytes:
+		return "", nil, &LineError{Field: "id", Reason: fmt.Sprintf("longer than %d bytes", DefaultLimits.MaxIDBytes)}
+	}
+	value, err := json.Marshal(v)
+	if err != nil {
+		panic("BUG: cannot encode a decoded reference record: " + err.Error())
+	}
+	return id, value, nil
+}
+
+func ids(field string, list []string) *LineError {
+	for i, s := range list {
+		if strings.TrimSpace(s) == "" || len(s) > DefaultLimits.MaxIDBytes {
+			return &LineError{Field: fmt.Sprintf("%s[%d]", field, i), Reason: "must be a non-empty id of at most 128 bytes"}
+		}
+	}
+	return nil
+}
+
+func jsonLineError(err error) *LineError {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	var pe *time.ParseError
+	switch {
+	case errors.As(err, &te):
+		return &LineError{Field: te.Field, Reason: fmt.Sprintf("must be %s, got JSON %s", te.Type, te.Value)}
+	case errors.As(err, &se):
+		return &LineError{Reason: fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, err)}
+	case errors.As(err, &pe):
+		return &LineError{Reason: "time must be RFC 3339 (2026-11-10T18:00:00Z): " + err.Error()}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return &LineError{Field: strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), Reason: "unknown field"}
+	}
+	return &LineError{Reason: err.Error()}
+}
