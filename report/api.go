@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/statepipe/statepipe/schema"
 )
@@ -22,6 +23,8 @@ type API struct {
 	Site     string
 	Database string
 	Store    Store
+	// ExpiredCleanup is how long an expired update stays in reports (default 7 days).
+	ExpiredCleanup time.Duration
 }
 
 // Register adds the API's routes to mux.
@@ -38,14 +41,7 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 	}
 	switch name := r.PathValue("name"); name {
 	case "compliance":
-		for _, f := range []string{"list", "collection"} {
-			if qs.Get(f) != "" {
-				fail(w, http.StatusBadRequest, schema.CodeMalformed,
-					f+" scoping needs imported reference data, which this version does not have yet; use updates=ID,ID…", f)
-				return
-			}
-		}
-		var p ComplianceParams
+		p := ComplianceParams{List: qs.Get("list"), Scope: Scope{Collection: qs.Get("collection")}, ExpiredCleanup: a.ExpiredCleanup}
 		if u := qs.Get("updates"); u != "" {
 			for _, id := range strings.Split(u, ",") {
 				if id = strings.TrimSpace(id); id != "" {
@@ -53,15 +49,30 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
+		if p.List != "" && len(p.Updates) > 0 {
+			fail(w, http.StatusBadRequest, schema.CodeMalformed, "give list or updates, not both", "updates")
+			return
+		}
 		rep, err := ComplianceReport(r.Context(), a.Store, a.Database, a.Site, p)
 		if err != nil {
-			fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, err.Error(), "")
+			reportError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, rep)
 	default:
 		fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("no report named %q (available: compliance)", name), "name")
 	}
+}
+
+// reportError answers a report's failure: 404 naming the parameter for something the site
+// does not have, 503 for a store that did not answer.
+func reportError(w http.ResponseWriter, err error) {
+	var nf *NotFoundError
+	if errors.As(err, &nf) {
+		fail(w, http.StatusNotFound, schema.CodeNotFound, nf.Message, nf.Field)
+		return
+	}
+	fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, err.Error(), "")
 }
 
 // SQLRequest is the body of POST /v1/sql.

@@ -2,8 +2,11 @@
 // GET /v1/reports/NAME as JSON (the same structures back `statepipe report NAME` and, later,
 // the Grafana datasource), and POST /v1/sql, read-only SQL for analysts in embedded mode.
 //
-// Reports read current state exactly: argMax(state, serial) per key, so an unmerged duplicate
-// or an older state still waiting for ClickHouse's background merge never shows.
+// Every report reads state through the view v_live_state: the greatest serial per key, minus
+// keys a later full report removed (folding rules 1 and 2), so an unmerged duplicate or a
+// replaced key never shows. Compliance applies rule 3: a client in scope with no live
+// Installed / Required / Not required state for an update is Not required when its latest
+// successful scan is newer than the update's first synchronisation, and Unknown otherwise.
 //
 // It must not write: every query it runs is a read.
 package report
@@ -29,13 +32,19 @@ type ReadOnlyQuerier interface {
 
 // ComplianceParams scope the compliance report.
 type ComplianceParams struct {
-	Updates []string // update ids; empty means every update the site has states for
+	List    string   // update list id; or
+	Updates []string // update ids; neither: every catalog update (or, with no catalog, every update with states)
+	Scope   Scope
+	// ExpiredCleanup drops updates that have been expired for longer than this (default 7 days).
+	ExpiredCleanup time.Duration
 }
 
 // Compliance is the compliance report (DESIGN §4).
 type Compliance struct {
 	Site      string             `json:"site"`
 	AsOf      time.Time          `json:"as_of"`
+	List      string             `json:"list,omitempty"`
+	Scope     string             `json:"collection,omitempty"`
 	Updates   []UpdateCompliance `json:"updates"`
 	Computers ComputerCounts     `json:"computers"`
 }
@@ -62,61 +71,137 @@ type ComputerCounts struct {
 	Total        int64 `json:"total"`
 }
 
-// ComplianceReport computes the compliance report of site (database db). Until reference data
-// (collections, catalog) is imported, the scope is every client that has reported update
-// compliance at the site, and a client with no state for an update counts as Unknown.
+// ComplianceReport computes the compliance report of site (database db).
 func ComplianceReport(ctx context.Context, q Querier, db, site string, p ComplianceParams) (*Compliance, error) {
-	filter := ""
-	if len(p.Updates) > 0 {
-		quoted := make([]string, len(p.Updates))
-		for i, u := range p.Updates {
-			quoted[i] = Quote(u)
-		}
-		filter = " AND topic_id IN (" + strings.Join(quoted, ", ") + ")"
+	if p.ExpiredCleanup == 0 {
+		p.ExpiredCleanup = 7 * 24 * time.Hour
 	}
-	per := fmt.Sprintf(`SELECT topic_id, client, argMax(state, serial) AS state
-		FROM %s.current_state WHERE topic_type = 500%s GROUP BY topic_id, client`, db, filter)
-	scope, err := q.Query(ctx, fmt.Sprintf("SELECT uniqExact(client) FROM %s.current_state WHERE topic_type = 500", db))
+	if err := p.Scope.check(ctx, q, db); err != nil {
+		return nil, err
+	}
+	// The update set as a subquery of one column, uid: a catalog-sized set never inflates the
+	// query text, and expired updates past the cleanup age drop out in SQL.
+	var base string
+	switch {
+	case p.List != "":
+		if _, err := listUpdates(ctx, q, db, p.List); err != nil {
+			return nil, err
+		}
+		base = fmt.Sprintf("SELECT arrayJoin(updates) AS uid FROM %s.v_update_lists WHERE id = %s", db, Quote(p.List))
+	case len(p.Updates) > 0:
+		base = "SELECT arrayJoin(" + sqlArray(p.Updates) + ") AS uid"
+	default:
+		catalog, err := count(ctx, q, "SELECT count() FROM "+db+".v_updates")
+		if err != nil {
+			return nil, err
+		}
+		base = fmt.Sprintf("SELECT id AS uid FROM %s.v_updates", db)
+		if catalog == 0 {
+			base = fmt.Sprintf("SELECT DISTINCT topic_id AS uid FROM %s.v_live_state WHERE topic_type = 500", db)
+		}
+	}
+	idSQL := fmt.Sprintf(`(SELECT DISTINCT uid FROM (%s) WHERE uid NOT IN
+		(SELECT id FROM %s.v_updates WHERE expired = 1 AND expired_at <= now64(3) - toIntervalSecond(%d)))`,
+		base, db, int64(p.ExpiredCleanup.Seconds()))
+	idRes, err := q.Query(ctx, "SELECT uid FROM "+idSQL+" ORDER BY uid")
+	if err != nil {
+		return nil, fmt.Errorf("cannot resolve the update set: %w", err)
+	}
+	ids := make([]string, len(idRes.Rows))
+	for i, r := range idRes.Rows {
+		ids[i] = r[0].(string)
+	}
+	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, Scope: p.Scope.Collection, Updates: []UpdateCompliance{}}
+	if len(ids) == 0 {
+		total, err := count(ctx, q, "SELECT count() FROM ("+p.Scope.clientsSQL(db)+")")
+		rep.Computers = ComputerCounts{Unknown: total, Total: total}
+		return rep, err
+	}
+	// The pieces every query shares: the clients in scope, the updates (with first
+	// synchronisation; absent from the catalog means no inference), each client's latest
+	// successful scan, and the live update-compliance states of scope × updates.
+	with := fmt.Sprintf(`WITH
+	scope AS (%[2]s),
+	upd AS (SELECT id, title, first_synced FROM %[1]s.v_updates WHERE id IN %[3]s),
+	scans AS (SELECT client, max(time) AS last_scan FROM %[1]s.scan_history WHERE client IN (SELECT client FROM scope) GROUP BY client),
+	st AS (SELECT topic_id, client, state FROM %[1]s.v_live_state
+	       WHERE topic_type = 500 AND topic_id IN %[3]s AND client IN (SELECT client FROM scope)),
+	stx AS (SELECT st.topic_id AS topic_id, st.client AS client, st.state AS state,
+	               st.state IN (1, 2, 3) AND u.id != '' AND sc.last_scan > u.first_synced AS stated_scanned
+	        FROM st LEFT JOIN scans AS sc ON sc.client = st.client LEFT JOIN upd AS u ON u.id = st.topic_id)
+`, db, p.Scope.clientsSQL(db), idSQL)
+	total, err := count(ctx, q, with+"SELECT count() FROM scope")
 	if err != nil {
 		return nil, fmt.Errorf("cannot count clients in scope: %w", err)
 	}
-	total := scope.Rows[0][0].(int64)
-	byUpdate, err := q.Query(ctx, fmt.Sprintf(`SELECT topic_id, countIf(state = 3), countIf(state = 2), countIf(state = 1)
-		FROM (%s) GROUP BY topic_id ORDER BY topic_id`, per))
+	// Per update: live counts, and how many clients in scope scanned after the update was
+	// synchronised (inferred Not required = those without a live 1/2/3 state).
+	byUpdate, err := q.Query(ctx, with+`SELECT topic_id, countIf(state = 3), countIf(state = 2), countIf(state = 1), countIf(stated_scanned)
+	FROM stx GROUP BY topic_id`)
 	if err != nil {
 		return nil, fmt.Errorf("cannot count compliance per update: %w", err)
 	}
-	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), Updates: []UpdateCompliance{}}
-	counted := map[string]UpdateCompliance{}
-	for _, row := range byUpdate.Rows {
-		u := UpdateCompliance{UpdateID: row[0].(string), Installed: row[1].(int64), Required: row[2].(int64), NotRequired: row[3].(int64)}
-		counted[u.UpdateID] = u
+	scanned, err := q.Query(ctx, with+`, (SELECT groupArray(last_scan) FROM scans) AS ls
+	SELECT id, title, arrayCount(x -> x > first_synced, ls) FROM upd`)
+	if err != nil {
+		return nil, fmt.Errorf("cannot count scans per update: %w", err)
 	}
-	ids := p.Updates
-	if len(ids) == 0 {
-		for _, row := range byUpdate.Rows {
-			ids = append(ids, row[0].(string))
+	type counts struct{ n3, n2, n1, statedScanned, scannedAfter int64 }
+	per := map[string]*counts{}
+	titles := map[string]string{}
+	get := func(id string) *counts {
+		if per[id] == nil {
+			per[id] = &counts{}
 		}
+		return per[id]
+	}
+	for _, r := range byUpdate.Rows {
+		c := get(r[0].(string))
+		c.n3, c.n2, c.n1, c.statedScanned = r[1].(int64), r[2].(int64), r[3].(int64), r[4].(int64)
+	}
+	for _, r := range scanned.Rows {
+		titles[r[0].(string)] = r[1].(string)
+		get(r[0].(string)).scannedAfter = r[2].(int64)
 	}
 	for _, id := range ids {
-		u := counted[id]
-		u.UpdateID = id
-		u.Total = total
+		c := get(id)
+		u := UpdateCompliance{UpdateID: id, Title: titles[id], Installed: c.n3, Required: c.n2,
+			NotRequired: c.n1 + c.scannedAfter - c.statedScanned, Total: total}
 		u.Unknown = total - u.Installed - u.Required - u.NotRequired
 		if total > 0 {
 			u.CompliantPct = round2(float64(u.Installed+u.NotRequired) * 100 / float64(total))
 		}
 		rep.Updates = append(rep.Updates, u)
 	}
-	comp, err := q.Query(ctx, fmt.Sprintf(`SELECT countIf(required = 0 AND ok = %d), countIf(required > 0)
-		FROM (SELECT client, countIf(state = 2) AS required, countIf(state IN (1, 3)) AS ok FROM (%s) GROUP BY client)`,
-		len(ids), per))
+	// Per computer: compliant when every update is 3 or 1 (stated, or inferred from a scan
+	// newer than the update), non-compliant when any is 2.
+	comp, err := q.Query(ctx, with+fmt.Sprintf(`, (SELECT groupArray(first_synced) FROM upd) AS fss
+	SELECT countIf(required > 0), countIf(required = 0 AND ok + arrayCount(x -> x < last_scan, fss) - stated_scanned = %d)
+	FROM (
+		SELECT s.client AS client, a.required AS required, a.ok AS ok, a.stated_scanned AS stated_scanned, sc.last_scan AS last_scan
+		FROM scope AS s
+		LEFT JOIN (SELECT client, countIf(state = 2) AS required, countIf(state IN (1, 3)) AS ok, countIf(stated_scanned) AS stated_scanned
+		           FROM stx GROUP BY client) AS a ON a.client = s.client
+		LEFT JOIN scans AS sc ON sc.client = s.client)`, len(ids)))
 	if err != nil {
 		return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
 	}
-	rep.Computers = ComputerCounts{Compliant: comp.Rows[0][0].(int64), NonCompliant: comp.Rows[0][1].(int64), Total: total}
+	rep.Computers = ComputerCounts{NonCompliant: comp.Rows[0][0].(int64), Compliant: comp.Rows[0][1].(int64), Total: total}
 	rep.Computers.Unknown = total - rep.Computers.Compliant - rep.Computers.NonCompliant
 	return rep, nil
+}
+
+// sqlArray renders ids as a ClickHouse array literal.
+func sqlArray(ids []string) string {
+	return "[" + strings.TrimSuffix(strings.TrimPrefix(inList(ids), "("), ")") + "]"
+}
+
+func count(ctx context.Context, q Querier, sql string) (int64, error) {
+	res, err := q.Query(ctx, sql)
+	if err != nil {
+		return 0, err
+	}
+	return res.Rows[0][0].(int64), nil
 }
 
 // Quote returns s as a ClickHouse string literal.

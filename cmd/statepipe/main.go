@@ -147,7 +147,7 @@ func cmdProjector(ctx context.Context, args []string) error {
 	}
 	n.onClose(func() { _ = st.Close() })
 	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Projector: cfg.Projector,
-		RunProjector: true, RunReports: true}, st, n.reg, log)
+		ExpiredCleanup: cfg.ExpiredCleanup, RunProjector: true, RunReports: true}, st, n.reg, log)
 	if err != nil {
 		_ = st.Close()
 		return err

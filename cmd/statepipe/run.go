@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
@@ -21,15 +22,16 @@ import (
 // --kafka.brokers it starts the embedded broker; without --clickhouse.dsn, the embedded
 // engine.
 type runConfig struct {
-	Data        string
-	Listen      string
-	KafkaListen string
-	Site        string
-	Group       string // projector consumer group override (tests: replay)
-	Kafka       kafka.Config
-	Ingest      ingest.Config
-	Projector   projector.Config
-	Store       storeConfig
+	Data           string
+	Listen         string
+	KafkaListen    string
+	Site           string
+	Group          string // projector consumer group override (tests: replay)
+	ExpiredCleanup time.Duration
+	Kafka          kafka.Config
+	Ingest         ingest.Config
+	Projector      projector.Config
+	Store          storeConfig
 }
 
 // registerFlags registers the flags of `statepipe run`.
@@ -43,6 +45,7 @@ func (c *runConfig) registerFlags(fs *flag.FlagSet) {
 func (c *runConfig) registerSiteFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address: ingest, reports, SQL, /metrics, /healthz")
 	fs.StringVar(&c.Site, "site", "P01", "site code")
+	fs.DurationVar(&c.ExpiredCleanup, "reports.expired-cleanup", 7*24*time.Hour, "how long an expired update stays in reports")
 	c.Kafka.RegisterFlags("kafka.", fs)
 	c.Ingest.RegisterFlags("ingest.", fs)
 	c.Projector.RegisterFlags("projector.", fs)
@@ -87,7 +90,7 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 		st = wrap(st)
 	}
 	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Projector: cfg.Projector,
-		ProjectorGroup: cfg.Group, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
+		ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
 	if err != nil {
 		return fail(err)
 	}

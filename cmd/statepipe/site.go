@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
@@ -35,6 +36,8 @@ type siteConfig struct {
 	Kafka     kafka.Config
 	Ingest    ingest.Config
 	Projector projector.Config
+	// ExpiredCleanup is how long expired updates stay in reports.
+	ExpiredCleanup time.Duration
 	// ProjectorGroup is the projector's consumer group (default statepipe-projector-<site>).
 	// A new group re-folds the topic from its start: a replay.
 	ProjectorGroup string
@@ -118,7 +121,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.proj = p
 	}
 	if cfg.RunReports {
-		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st}
+		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st, ExpiredCleanup: cfg.ExpiredCleanup}
 	}
 	return s, nil
 }
