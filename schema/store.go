@@ -100,3 +100,12 @@ func AppendStrings(b []byte, ss []string) []byte {
 
 // MillisTime converts Unix milliseconds to a UTC time for the native protocol's DateTime64(3).
 func MillisTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// AppendUInt16s appends an Array(UInt16).
+func AppendUInt16s[T ~uint16](b []byte, vs []T) []byte {
+	b = binary.AppendUvarint(b, uint64(len(vs)))
+	for _, v := range vs {
+		b = AppendUInt16(b, uint16(v))
+	}
+	return b
+}

@@ -15,7 +15,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
+	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -132,6 +134,9 @@ func cmdIngest(ctx context.Context, args []string) error {
 }
 
 func cmdProjector(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "rebuild" {
+		return cmdRebuild(ctx, args[1:])
+	}
 	var cfg runConfig
 	if err := parseRole("projector", args, &cfg); err != nil {
 		return err
@@ -160,4 +165,31 @@ func cmdProjector(ctx context.Context, args []string) error {
 // quietLogger logs warnings and errors only (bench and tests).
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// cmdRebuild re-folds a site's projections from its raw log (the projector must be stopped).
+func cmdRebuild(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("projector rebuild", flag.ContinueOnError)
+	var st storeConfig
+	site := fs.String("site", "P01", "site code")
+	st.registerFlags(fs)
+	fs.StringVar(&st.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	store, err := st.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if _, err := schema.Migrate(ctx, store, database(*site)); err != nil {
+		return err
+	}
+	stats, err := projector.Rebuild(ctx, store, database(*site))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rebuilt %s from %d raw messages in %s (%.0f messages/s)\n",
+		database(*site), stats.Messages, stats.Duration.Round(time.Millisecond), stats.MessagesPerSecond())
+	return nil
 }

@@ -100,6 +100,7 @@ func (b *Batch) Add(rec Record) {
 		b.Raw.rows = append(b.Raw.rows, rawRow{
 			client: r.Client, msg: m, full: full,
 			acceptedAt: rec.AcceptedAt, partition: int32(rec.Partition), offset: rec.Offset,
+			reportSerial: minSerial, fullTypes: r.FullTypes,
 		})
 		if !m.TopicType.Keyed() {
 			continue
@@ -132,12 +133,14 @@ func (b *Batch) Reset() {
 }
 
 type rawRow struct {
-	client     string
-	msg        *schema.StateMessage
-	full       uint8
-	acceptedAt int64
-	partition  int32
-	offset     int64
+	client       string
+	msg          *schema.StateMessage
+	full         uint8
+	acceptedAt   int64
+	partition    int32
+	offset       int64
+	reportSerial uint64
+	fullTypes    []schema.TopicType
 }
 
 // RawRows are rows of the state_messages table.
@@ -146,7 +149,7 @@ type RawRows struct {
 	rows  []rawRow
 }
 
-var rawColumns = []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset"}
+var rawColumns = []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset", "report_serial", "full_types"}
 
 func (r *RawRows) Table() string     { return r.table }
 func (r *RawRows) Columns() []string { return rawColumns }
@@ -166,7 +169,9 @@ func (r *RawRows) AppendRowBinary(b []byte, i int) []byte {
 	b = schema.AppendUInt8(b, w.full)
 	b = schema.AppendInt64(b, w.acceptedAt)
 	b = schema.AppendInt32(b, w.partition)
-	return schema.AppendInt64(b, w.offset)
+	b = schema.AppendInt64(b, w.offset)
+	b = schema.AppendUInt64(b, w.reportSerial)
+	return schema.AppendUInt16s(b, w.fullTypes)
 }
 
 func (r *RawRows) Values(i int) []any {
@@ -176,8 +181,13 @@ func (r *RawRows) Values(i int) []any {
 	if params == nil {
 		params = []string{}
 	}
+	fullTypes := make([]uint16, len(w.fullTypes))
+	for i, t := range w.fullTypes {
+		fullTypes[i] = uint16(t)
+	}
 	return []any{w.client, m.Serial, schema.MillisTime(m.Time), uint16(m.TopicType), m.TopicID,
-		int16(m.State), m.Error, params, w.full, schema.MillisTime(w.acceptedAt), w.partition, w.offset}
+		int16(m.State), m.Error, params, w.full, schema.MillisTime(w.acceptedAt), w.partition, w.offset,
+		w.reportSerial, fullTypes}
 }
 
 type currentRow struct {

@@ -1,0 +1,120 @@
+package bench
+
+// Report latency at DESIGN §5 scale: 100,000 clients × 300 applicable updates = 30 M current
+// states, generated inside the engine (INSERT … SELECT FROM numbers()), then the compliance
+// report for a 100-update list over a 100,000-client collection and the deployment query.
+//
+//	CHDB_LIB_PATH=… go test ./bench -run '^$' -bench Reports -benchtime 5x -timeout 30m
+//
+// STATEPIPE_BENCH_DIR keeps the generated store between runs (generation takes minutes).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/statepipe/statepipe/internal/chdb"
+	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
+)
+
+const (
+	benchClients = 100000
+	benchUpdates = 300
+	benchList    = 100
+	benchDB      = "statepipe_bench30m"
+)
+
+func openBenchStore(b *testing.B) *chdb.Store {
+	dir := os.Getenv("STATEPIPE_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	st, err := chdb.New(chdb.Config{Path: dir})
+	if err != nil {
+		b.Skipf("chDB not available: %v", err)
+	}
+	ctx := context.Background()
+	if _, err := schema.Migrate(ctx, st, benchDB); err != nil {
+		b.Fatal(err)
+	}
+	res, err := st.Query(ctx, "SELECT count() FROM "+benchDB+".current_state")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Rows[0][0].(int64) >= benchClients*benchUpdates {
+		return st
+	}
+	start := time.Now()
+	db := benchDB
+	for _, q := range []string{
+		// Catalog: 300 updates, first synchronised over the last year.
+		fmt.Sprintf(`INSERT INTO %s.ref_updates (id, title, first_synced, imported_at, version)
+			SELECT concat('upd-', leftPad(toString(number), 5, '0')), concat('Update ', toString(number)),
+			       toDateTime64('2025-11-01 00:00:00', 3, 'UTC') + toIntervalDay(number), now64(3), 1 FROM numbers(%d)`, db, benchUpdates),
+		fmt.Sprintf(`INSERT INTO %s.ref_update_lists (id, name, updates, imported_at, version)
+			SELECT 'list-100', 'first hundred', groupArray(concat('upd-', leftPad(toString(number), 5, '0'))), now64(3), 1 FROM numbers(%d)`, db, benchList),
+		fmt.Sprintf(`INSERT INTO %s.ref_collections (id, name, members, imported_at, version)
+			SELECT 'all', 'all clients', groupArray(concat('client-', toString(number))), now64(3), 1 FROM numbers(%d)`, db, benchClients),
+		fmt.Sprintf(`INSERT INTO %s.ref_deployments (id, name, updates, collection, start, deadline, mandatory, site, imported_at, version)
+			VALUES ('dep-1', 'bench deployment', ['upd-00000'], 'all', now64(3), now64(3) + toIntervalDay(7), 1, 'P01', now64(3), 1)`, db),
+		fmt.Sprintf(`INSERT INTO %s.clients SELECT concat('client-', toString(number)), %d, now64(3) FROM numbers(%d)`, db, benchUpdates+2, benchClients),
+		// One full report per client (marker serial 1), a successful scan for 90 % of them.
+		fmt.Sprintf(`INSERT INTO %s.full_reports SELECT concat('client-', toString(number)), 500, 1, now64(3) FROM numbers(%d)`, db, benchClients),
+		fmt.Sprintf(`INSERT INTO %s.scan_history SELECT concat('client-', toString(number)), %d, 'wsus', 3,
+			toDateTime64('2026-06-01 00:00:00', 3, 'UTC') FROM numbers(%d) WHERE number %% 10 != 0`, db, benchUpdates+1, benchClients),
+		// 30 M update-compliance states: client-major, as projector batches arrive.
+		fmt.Sprintf(`INSERT INTO %s.current_state
+			SELECT 500, concat('upd-', leftPad(toString(number %% %d), 5, '0')), concat('client-', toString(intDiv(number, %d))),
+			       number %% %d + 1, toInt16(cityHash64(number) %% 4), 0, now64(3), now64(3)
+			FROM numbers(%d) SETTINGS max_insert_threads = 2`, db, benchUpdates, benchUpdates, benchUpdates, benchClients*benchUpdates),
+		// Deployment enforcement for 80 % of targeted clients.
+		fmt.Sprintf(`INSERT INTO %s.current_state
+			SELECT 301, 'dep-1', concat('client-', toString(number)), %d, toInt16(cityHash64(number) %% 11), 0, now64(3), now64(3)
+			FROM numbers(%d) WHERE number %% 5 != 0`, db, benchUpdates+2, benchClients),
+		fmt.Sprintf(`OPTIMIZE TABLE %s.current_state FINAL`, db),
+	} {
+		if err := st.Exec(ctx, q); err != nil {
+			b.Fatalf("cannot generate bench data: %v\n%s", err, q)
+		}
+	}
+	b.Logf("generated %d current states in %s", benchClients*benchUpdates, time.Since(start).Round(time.Millisecond))
+	return st
+}
+
+func BenchmarkReports30M(b *testing.B) {
+	st := openBenchStore(b)
+	defer st.Close()
+	ctx := context.Background()
+	b.Run("compliance-list100-collection100k", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			rep, err := report.ComplianceReport(ctx, st, benchDB, "P01", report.ComplianceParams{List: "list-100", Scope: report.Scope{Collection: "all"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(rep.Updates) != benchList || rep.Computers.Total != benchClients {
+				b.Fatalf("report covers %d updates and %d clients", len(rep.Updates), rep.Computers.Total)
+			}
+		}
+	})
+	b.Run("compliance-list100-site", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := report.ComplianceReport(ctx, st, benchDB, "P01", report.ComplianceParams{List: "list-100"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("deployment-states", func(b *testing.B) {
+		q := fmt.Sprintf(`SELECT coalesce(s.state, 0) AS state, count() FROM
+			(SELECT client FROM %[1]s.v_collection_members WHERE collection = 'all') AS m
+			LEFT JOIN (SELECT client, state FROM %[1]s.v_live_state WHERE topic_type = 301 AND topic_id = 'dep-1') AS s ON s.client = m.client
+			GROUP BY state ORDER BY state`, benchDB)
+		for i := 0; i < b.N; i++ {
+			if _, err := st.Query(ctx, q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
