@@ -39,6 +39,12 @@ type Config struct {
 	MaxAttempts int
 	BackoffMin  time.Duration
 	BackoffMax  time.Duration
+	// OnResync answers the site's resync request (folding rule 5): it returns the client's
+	// whole current state, which the SDK sends as one report, full for every type in
+	// ResyncTypes, led by a 700 resync message. Nil ignores requests.
+	OnResync func(ctx context.Context) ([]schema.StateMessage, error)
+	// ResyncTypes are the topic types a resync answer replaces (default every keyed type).
+	ResyncTypes []schema.TopicType
 }
 
 // Client reports for one managed machine. It is safe for concurrent use; reports are sent one
@@ -71,6 +77,10 @@ func New(cfg Config) (*Client, error) {
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = 10 * time.Second
 	}
+	if len(cfg.ResyncTypes) == 0 {
+		cfg.ResyncTypes = []schema.TopicType{schema.TopicUpdateCompliance, schema.TopicScan, schema.TopicUpdateEnforcement,
+			schema.TopicDeploymentCompliance, schema.TopicDeploymentEnforcement, schema.TopicDeploymentEvaluation}
+	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
 	return &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1}, nil
 }
@@ -84,25 +94,52 @@ func (c *Client) LastSerial() uint64 {
 
 // Report assigns the next serials to msgs (in order), and sends them as one report. With full,
 // the report is full for every topic type it carries: it replaces the client's key set of
-// those types.
+// those types. When the site answers with a resync request and OnResync is set, Report sends
+// the full report OnResync returns before it returns.
 func (c *Client) Report(ctx context.Context, full bool, msgs ...schema.StateMessage) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rep := &schema.Report{V: schema.Version, Client: c.cfg.ClientID, Site: c.cfg.Site, Messages: msgs}
+	c.number(msgs)
+	if full {
+		seen := map[schema.TopicType]bool{}
+		for _, m := range msgs {
+			if m.TopicType.Keyed() && !seen[m.TopicType] {
+				seen[m.TopicType] = true
+				rep.FullTypes = append(rep.FullTypes, m.TopicType)
+			}
+		}
+	}
+	ack, err := c.send(ctx, rep)
+	if err != nil || !ack.Resync || c.cfg.OnResync == nil {
+		return err
+	}
+	return c.resync(ctx)
+}
+
+// number assigns the next serials, and the current time to messages without one.
+func (c *Client) number(msgs []schema.StateMessage) {
 	now := time.Now().UnixMilli()
-	seen := map[schema.TopicType]bool{}
 	for i := range msgs {
 		c.serial++
 		msgs[i].Serial = c.serial
 		if msgs[i].Time == 0 {
 			msgs[i].Time = now
 		}
-		if full && msgs[i].TopicType.Keyed() && !seen[msgs[i].TopicType] {
-			seen[msgs[i].TopicType] = true
-			rep.FullTypes = append(rep.FullTypes, msgs[i].TopicType)
-		}
 	}
-	_, err := c.send(ctx, rep)
+}
+
+// resync answers a resync request with a full report of the client's whole state.
+func (c *Client) resync(ctx context.Context) error {
+	state, err := c.cfg.OnResync(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot collect state to answer a resync request: %w", err)
+	}
+	msgs := append([]schema.StateMessage{{TopicType: schema.TopicResync}}, state...)
+	c.number(msgs)
+	rep := &schema.Report{V: schema.Version, Client: c.cfg.ClientID, Site: c.cfg.Site,
+		FullTypes: c.cfg.ResyncTypes, Messages: msgs}
+	_, err = c.send(ctx, rep)
 	return err
 }
 

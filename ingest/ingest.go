@@ -54,6 +54,8 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// RetryAfter is the Retry-After (seconds) sent with 503 (default 2).
 	RetryAfter int
+	// Resync is the set of clients asked for a full report; nil asks nobody.
+	Resync *ResyncSet `json:"-"`
 }
 
 // RegisterFlags registers ingest's flags under prefix.
@@ -206,7 +208,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.messages.Add(float64(len(rep.Messages)))
 	h.requests.WithLabelValues("accepted").Inc()
 	h.duration.Observe(time.Since(start).Seconds())
-	writeJSON(w, http.StatusOK, schema.Ack{Accepted: len(rep.Messages)})
+	ack := schema.Ack{Accepted: len(rep.Messages)}
+	if len(rep.FullTypes) > 0 {
+		h.cfg.Resync.Answered(rep.Client) // the projector confirms through the resync topic
+	} else {
+		ack.Resync = h.cfg.Resync.Wanted(rep.Client)
+	}
+	writeJSON(w, http.StatusOK, ack)
 }
 
 // tooLargeForKafka reports whether the producer or the broker refused the record for its

@@ -62,6 +62,9 @@ type Config struct {
 	BatchWait time.Duration
 	// RetryMax caps the back-off between attempts while the store is unavailable (default 5 s).
 	RetryMax time.Duration
+	// ResyncAfter is how old a serial gap may grow before the client is asked for a full
+	// report (default 5 min; ConfigMgr waits 2 days). Zero disables gap-driven resync.
+	ResyncAfter time.Duration
 }
 
 // RegisterFlags registers the batching flags under prefix.
@@ -69,6 +72,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchMessages, prefix+"batch-messages", 200000, "flush a batch at this many state messages")
 	fs.DurationVar(&c.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "flush a non-empty batch after this long")
 	fs.DurationVar(&c.RetryMax, prefix+"retry-max", 5*time.Second, "longest back-off while the store is unavailable")
+	fs.DurationVar(&c.ResyncAfter, prefix+"resync-after", 5*time.Minute, "ask a client for a full report when a gap in its serials is this old (0: never)")
 }
 
 // Validate reports a config that cannot work.
@@ -91,15 +95,19 @@ type Params struct {
 	Consumer    Consumer
 	Store       Inserter
 	DeadLetters DeadLetters
-	Registerer  prometheus.Registerer // wrapped with the site label by the caller
-	Logger      *slog.Logger
+	// Resync takes resync requests (key client, JSON value) and their answers (key client, no
+	// value) for ingest (*kafka-go Writer on the compacted resync.<site> topic); nil disables.
+	Resync     DeadLetters
+	Registerer prometheus.Registerer // wrapped with the site label by the caller
+	Logger     *slog.Logger
 }
 
 // Projector folds one site's topic.
 type Projector struct {
-	cfg Config
-	p   Params
-	m   metrics
+	cfg     Config
+	p       Params
+	m       metrics
+	tracker *Tracker
 }
 
 type metrics struct {
@@ -111,6 +119,7 @@ type metrics struct {
 	insertTime  prometheus.Histogram
 	visible     prometheus.Histogram
 	offset      *prometheus.GaugeVec
+	resyncs     *prometheus.CounterVec
 }
 
 // New builds a projector.
@@ -131,9 +140,11 @@ func New(cfg Config, p Params) (*Projector, error) {
 		storeErrors: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_store_errors_total", Help: "Failed insert attempts (retried until the store acknowledges)."}),
 		insertTime:  f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_insert_duration_seconds", Help: "Time to insert one batch (all tables).", Buckets: buckets}),
 		visible:     f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_visible_delay_seconds", Help: "From ingest acceptance to committed in the store, per record.", Buckets: buckets}),
-		offset:      f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per partition, after the last commit."}, []string{"partition"}),
+		resyncs: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_resync_requests_total",
+			Help: "Resync requests published (reason gap) and answered by a full report (reason answered)."}, []string{"reason"}),
+		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per partition, after the last commit."}, []string{"partition"}),
 	}
-	return &Projector{cfg: cfg, p: p, m: m}, nil
+	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker()}, nil
 }
 
 // Run folds until ctx is done or the consumer fails.
@@ -142,12 +153,14 @@ func (pr *Projector) Run(ctx context.Context) error {
 	var pending []kafkago.Message // records in the batch, to commit after the insert
 	var reports []*schema.Report  // decoded reports kept alive until the batch is written
 	var deadline time.Time
+	nextSweep := time.Now().Add(pr.sweepEvery())
 	for {
-		fetchCtx := ctx
-		var cancel context.CancelFunc = func() {}
-		if len(pending) > 0 {
-			fetchCtx, cancel = context.WithDeadline(ctx, deadline)
+		// Wait for the next record at most until the batch must flush or gaps must be swept.
+		wait := nextSweep
+		if len(pending) > 0 && deadline.Before(wait) {
+			wait = deadline
 		}
+		fetchCtx, cancel := context.WithDeadline(ctx, wait)
 		msg, err := pr.p.Consumer.FetchMessage(fetchCtx)
 		cancel()
 		switch {
@@ -155,7 +168,16 @@ func (pr *Projector) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil // shutting down: the unflushed batch is redelivered to whoever runs next
 		case errors.Is(err, context.DeadlineExceeded):
-			// linger over: flush below
+			// linger over: flush below; and sweep gaps that aged without new records
+			if time.Now().After(nextSweep) {
+				if err := pr.requestResyncs(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				nextSweep = time.Now().Add(pr.sweepEvery())
+			}
 		default:
 			return fmt.Errorf("cannot fetch from kafka: %w", err)
 		}
@@ -194,6 +216,12 @@ func (pr *Projector) Run(ctx context.Context) error {
 			continue
 		}
 		if err := pr.flush(ctx, batch, pending); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := pr.track(ctx, reports, pending); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -288,4 +316,88 @@ func (pr *Projector) deadLetter(ctx context.Context, msg kafkago.Message, reason
 	}
 	pr.m.deadLetters.WithLabelValues(reason).Inc()
 	return nil
+}
+
+// sweepEvery is how often aged gaps are looked for when no records arrive.
+func (pr *Projector) sweepEvery() time.Duration {
+	if pr.cfg.ResyncAfter <= 0 {
+		return time.Hour
+	}
+	return min(max(pr.cfg.ResyncAfter/4, 50*time.Millisecond), 30*time.Second)
+}
+
+// track feeds the committed batch's reports to the serial tracker, publishes an answer for
+// every outstanding resync request a full report answered, then requests for aged gaps.
+func (pr *Projector) track(ctx context.Context, reports []*schema.Report, pending []kafkago.Message) error {
+	if pr.p.Resync == nil || pr.cfg.ResyncAfter <= 0 {
+		return nil
+	}
+	at := time.Now()
+	if len(pending) > 0 {
+		at = pending[len(pending)-1].Time
+	}
+	var answers []kafkago.Message
+	serials := make([]uint64, 0, 64)
+	for _, r := range reports {
+		serials = serials[:0]
+		lowest := r.Messages[0].Serial
+		for i := range r.Messages {
+			serials = append(serials, r.Messages[i].Serial)
+			lowest = min(lowest, r.Messages[i].Serial)
+		}
+		fullFrom := uint64(0)
+		if len(r.FullTypes) > 0 {
+			fullFrom = lowest
+		}
+		if pr.tracker.Observe(r.Client, serials, fullFrom, at) {
+			answers = append(answers, kafkago.Message{Key: []byte(r.Client)}) // tombstone: answered
+		}
+	}
+	if len(answers) > 0 {
+		if err := pr.publish(ctx, answers); err != nil {
+			return err
+		}
+		pr.m.resyncs.WithLabelValues("answered").Add(float64(len(answers)))
+	}
+	return pr.requestResyncs(ctx)
+}
+
+// requestResyncs publishes a request for every client whose gap is older than ResyncAfter.
+func (pr *Projector) requestResyncs(ctx context.Context) error {
+	if pr.p.Resync == nil || pr.cfg.ResyncAfter <= 0 {
+		return nil
+	}
+	due := pr.tracker.Due(time.Now(), pr.cfg.ResyncAfter)
+	if len(due) == 0 {
+		return nil
+	}
+	msgs := make([]kafkago.Message, len(due))
+	for i, c := range due {
+		contiguous, _ := pr.tracker.Contiguous(c)
+		msgs[i] = kafkago.Message{Key: []byte(c), Value: []byte(fmt.Sprintf(`{"client":%q,"reason":"gap","contiguous":%d}`, c, contiguous))}
+	}
+	if err := pr.publish(ctx, msgs); err != nil {
+		return err
+	}
+	pr.m.resyncs.WithLabelValues("gap").Add(float64(len(msgs)))
+	pr.p.Logger.Info("requested resync for clients with aged serial gaps", "clients", len(msgs))
+	return nil
+}
+
+func (pr *Projector) publish(ctx context.Context, msgs []kafkago.Message) error {
+	for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, pr.cfg.RetryMax) {
+		err := pr.p.Resync.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		pr.p.Logger.Warn("resync publish failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
 }

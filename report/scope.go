@@ -67,3 +67,19 @@ func inList(ids []string) string {
 	}
 	return "(" + strings.Join(q, ", ") + ")"
 }
+
+// ScopeClients lists the clients in scope (for administrative actions such as resync).
+func ScopeClients(ctx context.Context, q Querier, db string, s Scope) ([]string, error) {
+	if err := s.check(ctx, q, db); err != nil {
+		return nil, err
+	}
+	res, err := q.Query(ctx, "SELECT client FROM ("+s.clientsSQL(db)+") ORDER BY client")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(res.Rows))
+	for i, r := range res.Rows {
+		out[i] = r[0].(string)
+	}
+	return out, nil
+}

@@ -35,4 +35,7 @@ type ErrorDetail struct {
 // Ack is the 200 answer to an accepted report: Kafka has it (acks=all).
 type Ack struct {
 	Accepted int `json:"accepted"` // state messages in the report
+	// Resync asks the client for a full report of every topic type it tracks (folding rule 5):
+	// the site found a gap in its serials older than resync-after, or an administrator asked.
+	Resync bool `json:"resync,omitempty"`
 }

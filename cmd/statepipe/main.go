@@ -6,17 +6,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -40,6 +45,7 @@ func init() {
 		{"lists", "lists apply --url URL FILE.jsonl: create or replace update lists", refCommand(schema.RefUpdateLists, "apply")},
 		{"collections", "collections apply --url URL FILE.jsonl: create or replace collections", refCommand(schema.RefCollections, "apply")},
 		{"deployments", "deployments apply --url URL FILE.jsonl: create or replace deployments", refCommand(schema.RefDeployments, "apply")},
+		{"resync", "resync --url URL --site S | --collection C: ask clients for full reports", cmdResync},
 		{"bench", "load harness: bench smoke posts clients × updates and measures end to end", cmdBench},
 	}
 }
@@ -191,5 +197,27 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("rebuilt %s from %d raw messages in %s (%.0f messages/s)\n",
 		database(*site), stats.Messages, stats.Duration.Round(time.Millisecond), stats.MessagesPerSecond())
+	return nil
+}
+
+func cmdResync(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("resync", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site")
+	site := fs.String("site", "", "ask every client of this site")
+	collection := fs.String("collection", "", "ask every member of this collection")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (*site == "") == (*collection == "") {
+		return errors.New("usage: statepipe resync --url URL --site S | --collection C")
+	}
+	body, _ := json.Marshal(ingest.ResyncRequest{Site: *site, Collection: *collection})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/resync", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	var ack ingest.ResyncAck
+	if err := doJSON(req, &ack); err != nil {
+		return fmt.Errorf("cannot request resync: %w", err)
+	}
+	fmt.Printf("asked %d client(s) for a full report; each is asked in its next ingest answer\n", ack.Requested)
 	return nil
 }

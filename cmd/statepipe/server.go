@@ -83,6 +83,11 @@ func (n *node) run(ctx context.Context) error {
 		n.log.Info("stopped http", "took", time.Since(start))
 	})
 	for _, s := range n.sites {
+		for _, bg := range s.background {
+			bctx, bcancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			g.Add(func() error { bg(bctx); close(done); return nil }, func(error) { bcancel(); <-done })
+		}
 		if s.proj == nil {
 			continue
 		}

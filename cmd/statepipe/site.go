@@ -58,6 +58,10 @@ type site struct {
 
 	refWriter *kafkago.Writer
 	refImport *ingest.RefHandler
+
+	resyncWriter *kafkago.Writer
+	resyncAdmin  *ingest.ResyncAdmin
+	background   []func(ctx context.Context) // run by the node until it stops
 }
 
 // newSite migrates the site's database, creates its topics and builds its roles.
@@ -81,19 +85,31 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			log.Info("migrated store", "database", s.db, "applied", applied)
 		}
 	}
-	refTopic := kafka.RefTopic(cfg.Code)
+	refTopic, resyncTopic := kafka.RefTopic(cfg.Code), kafka.ResyncTopic(cfg.Code)
 	if cfg.RunIngest || cfg.RunProjector {
 		for _, t := range []string{topic, topic + ".dlq"} {
 			if err := kafka.EnsureTopic(ctx, cfg.Kafka, t); err != nil {
 				return nil, err
 			}
 		}
-		if err := kafka.EnsureTopic(ctx, cfg.Kafka, refTopic, kafka.Compacted); err != nil {
-			return nil, err
+		for _, t := range []string{refTopic, resyncTopic} {
+			if err := kafka.EnsureTopic(ctx, cfg.Kafka, t, kafka.Compacted); err != nil {
+				return nil, err
+			}
 		}
+		s.resyncWriter = kafka.NewWriter(cfg.Kafka, resyncTopic)
 	}
 	if cfg.RunIngest {
 		cfg.Ingest.Site = cfg.Code
+		resync := ingest.NewResyncSet()
+		cfg.Ingest.Resync = resync
+		parts, err := kafka.Partitions(ctx, cfg.Kafka, resyncTopic)
+		if err != nil {
+			return nil, err
+		}
+		s.background = append(s.background, func(ctx context.Context) {
+			resync.Follow(ctx, parts, func(p int) *kafkago.Reader { return kafka.NewPartitionReader(cfg.Kafka, resyncTopic, p) }, log)
+		})
 		s.writer = kafka.NewWriter(cfg.Kafka, topic)
 		h, err := ingest.New(cfg.Ingest, s.writer, reg, log)
 		if err != nil {
@@ -113,7 +129,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.reader = kafka.NewGroupReader(cfg.Kafka, group, topic, refTopic)
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
 		p, err := projector.New(cfg.Projector, projector.Params{
-			Consumer: s.reader, Store: st, DeadLetters: s.dlq, Registerer: reg, Logger: log,
+			Consumer: s.reader, Store: st, DeadLetters: s.dlq, Resync: s.resyncWriter, Registerer: reg, Logger: log,
 		})
 		if err != nil {
 			return nil, err
@@ -122,6 +138,12 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 	}
 	if cfg.RunReports {
 		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st, ExpiredCleanup: cfg.ExpiredCleanup}
+		if s.resyncWriter != nil {
+			s.resyncAdmin = &ingest.ResyncAdmin{Site: cfg.Code, Producer: s.resyncWriter,
+				Clients: func(ctx context.Context, collection string) ([]string, error) {
+					return report.ScopeClients(ctx, st, s.db, report.Scope{Collection: collection})
+				}}
+		}
 	}
 	return s, nil
 }
@@ -135,6 +157,9 @@ func (s *site) register(mux *http.ServeMux) {
 	if s.reports != nil {
 		s.reports.Register(mux)
 	}
+	if s.resyncAdmin != nil {
+		mux.Handle("POST /v1/resync", s.resyncAdmin)
+	}
 }
 
 // close releases the site's Kafka clients (after its actors stopped).
@@ -144,6 +169,9 @@ func (s *site) close() {
 	}
 	if s.refWriter != nil {
 		_ = s.refWriter.Close()
+	}
+	if s.resyncWriter != nil {
+		_ = s.resyncWriter.Close()
 	}
 	if s.dlq != nil {
 		_ = s.dlq.Close()

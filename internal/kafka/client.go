@@ -104,3 +104,36 @@ func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkag
 	}
 	return nil
 }
+
+// NewPartitionReader reads one partition of topic from its start, outside any consumer group
+// (every reader sees every record: for small compacted topics each node mirrors in full).
+func NewPartitionReader(c Config, topic string, partition int) *kafkago.Reader {
+	return kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:     c.Brokers,
+		Topic:       topic,
+		Partition:   partition,
+		MinBytes:    1,
+		MaxBytes:    1 << 20,
+		MaxWait:     c.FetchMaxWait,
+		StartOffset: kafkago.FirstOffset,
+	})
+}
+
+// Partitions returns the partition ids of topic.
+func Partitions(ctx context.Context, c Config, topic string) ([]int, error) {
+	d := &kafkago.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", c.Brokers[0])
+	if err != nil {
+		return nil, fmt.Errorf("cannot read partitions of %s: %w", topic, err)
+	}
+	defer conn.Close()
+	ps, err := conn.ReadPartitions(topic)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read partitions of %s: %w", topic, err)
+	}
+	ids := make([]int, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	return ids, nil
+}

@@ -81,5 +81,9 @@ func StateTopic(site string) string { return "state." + site }
 // collections, deployments), keyed "<kind>/<id>".
 func RefTopic(site string) string { return "ref." + site }
 
+// ResyncTopic is the compacted topic of a site's resync requests, keyed by client: a value is
+// an open request, no value an answered one.
+func ResyncTopic(site string) string { return "resync." + site }
+
 // Compacted is the topic config of a compacted topic: Kafka keeps the latest record per key.
 var Compacted = kafkago.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"}
