@@ -86,12 +86,13 @@ func (r *Report) DecodeMsgpack(d *msgpack.Decoder) error {
 		return &FieldError{Field: "report", Reason: "must be a map: " + err.Error()}
 	}
 	*r = Report{Messages: r.Messages[:0]}
+	var kb keyBuf
 	for i := 0; i < n; i++ {
-		key, err := d.DecodeString()
+		key, err := decodeKey(d, &kb)
 		if err != nil {
 			return &FieldError{Field: "report", Reason: "keys must be strings"}
 		}
-		switch key {
+		switch string(key) {
 		case "v":
 			v, err := d.DecodeInt()
 			if err != nil {
@@ -140,7 +141,7 @@ func (r *Report) DecodeMsgpack(d *msgpack.Decoder) error {
 			}
 		default:
 			if err := d.Skip(); err != nil {
-				return fieldErr(key, err)
+				return fieldErr(string(key), err)
 			}
 		}
 	}
@@ -153,12 +154,13 @@ func (m *StateMessage) decode(d *msgpack.Decoder, idx int) error {
 		return &FieldError{Field: fmt.Sprintf("messages[%d]", idx), Reason: "must be a map: " + err.Error()}
 	}
 	*m = StateMessage{}
+	var kb keyBuf
 	for i := 0; i < n; i++ {
-		key, err := d.DecodeString()
+		key, err := decodeKey(d, &kb)
 		if err != nil {
 			return &FieldError{Field: fmt.Sprintf("messages[%d]", idx), Reason: "keys must be strings"}
 		}
-		switch key {
+		switch string(key) {
 		case "serial":
 			m.Serial, err = d.DecodeUint64()
 		case "time":
@@ -185,10 +187,31 @@ func (m *StateMessage) decode(d *msgpack.Decoder, idx int) error {
 			err = d.Skip()
 		}
 		if err != nil {
-			return fieldErr(fmt.Sprintf("messages[%d].%s", idx, key), err)
+			return fieldErr(fmt.Sprintf("messages[%d].%s", idx, string(key)), err)
 		}
 	}
 	return nil
+}
+
+// keyBuf holds a map key read without allocating: field names are short fixstr.
+type keyBuf [32]byte
+
+// decodeKey reads a map key. A fixstr (every field name of ours) is read into buf; anything
+// else falls back to DecodeString.
+func decodeKey(d *msgpack.Decoder, buf *keyBuf) ([]byte, error) {
+	c, err := d.PeekCode()
+	if err != nil {
+		return nil, err
+	}
+	if c >= 0xa0 && c <= 0xbf { // fixstr: 0b101xxxxx, length in the low five bits
+		n := int(c & 0x1f)
+		if err := d.ReadFull(buf[:n+1]); err != nil {
+			return nil, err
+		}
+		return buf[1 : n+1], nil
+	}
+	s, err := d.DecodeString()
+	return []byte(s), err
 }
 
 func fieldErr(field string, err error) error {
