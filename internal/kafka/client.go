@@ -30,6 +30,11 @@ func NewWriter(c Config, topic string) *kafkago.Writer {
 		WriteTimeout: 10 * time.Second,
 		ReadTimeout:  10 * time.Second,
 		Compression:  kafkago.Lz4,
+		// A transport of its own: kafka-go's shared DefaultTransport caches the metadata of
+		// every topic it has seen for 6 s, so a writer for a topic created after that cache was
+		// filled (a second site, a new compacted topic) got UnknownTopicOrPartition until it
+		// expired.
+		Transport: &kafkago.Transport{MetadataTopics: []string{topic}},
 	}
 }
 
@@ -69,7 +74,10 @@ func EnsureTopic(ctx context.Context, c Config, topic string, extra ...kafkago.C
 			}
 		}
 		if lastErr = ensureTopicOnce(ctx, c, topic, extra); lastErr == nil {
-			return nil
+			// The controller accepted the topic; a KRaft broker lists it a moment later, and
+			// producing before then fails with UnknownTopicOrPartition. Return when it is usable.
+			_, err := Partitions(ctx, c, topic)
+			return err
 		}
 	}
 	return fmt.Errorf("cannot create topic %s on %v: %w", topic, c.Brokers, lastErr)
@@ -119,21 +127,48 @@ func NewPartitionReader(c Config, topic string, partition int) *kafkago.Reader {
 	})
 }
 
-// Partitions returns the partition ids of topic.
+// Partitions returns the partition ids of topic. A topic created a moment ago may not be in
+// the broker's metadata yet (a KRaft broker answers UnknownTopicOrPartition until it is), so
+// that answer is retried for up to 10 s.
 func Partitions(ctx context.Context, c Config, topic string) ([]int, error) {
 	d := &kafkago.Dialer{Timeout: 5 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.Brokers[0])
-	if err != nil {
-		return nil, fmt.Errorf("cannot read partitions of %s: %w", topic, err)
+	var lastErr error
+	for attempt := 0; attempt < 40; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("cannot read partitions of %s: %w (last error: %v)", topic, ctx.Err(), lastErr)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		conn, err := d.DialContext(ctx, "tcp", c.Brokers[0])
+		if err != nil {
+			return nil, fmt.Errorf("cannot read partitions of %s: %w", topic, err)
+		}
+		ps, err := conn.ReadPartitions(topic)
+		_ = conn.Close()
+		if err == nil && len(ps) > 0 && allLed(ps) {
+			ids := make([]int, len(ps))
+			for i, p := range ps {
+				ids[i] = p.ID
+			}
+			return ids, nil
+		}
+		if err != nil && !errors.Is(err, kafkago.UnknownTopicOrPartition) && !errors.Is(err, kafkago.LeaderNotAvailable) {
+			return nil, fmt.Errorf("cannot read partitions of %s: %w", topic, err)
+		}
+		lastErr = err
 	}
-	defer conn.Close()
-	ps, err := conn.ReadPartitions(topic)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read partitions of %s: %w", topic, err)
+	return nil, fmt.Errorf("cannot read partitions of %s: not in the broker's metadata after 10 s (last error: %v)", topic, lastErr)
+}
+
+// allLed reports whether every partition has a leader (a new topic's leaders are elected just
+// after it appears in the metadata).
+func allLed(ps []kafkago.Partition) bool {
+	for _, p := range ps {
+		if p.Leader.Host == "" || p.Leader.ID < 0 {
+			return false
+		}
 	}
-	ids := make([]int, len(ps))
-	for i, p := range ps {
-		ids[i] = p.ID
-	}
-	return ids, nil
+	return true
 }
