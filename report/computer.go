@@ -1,0 +1,195 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// ComputerParams select the computer report: one client against an update list (or ids).
+type ComputerParams struct {
+	Client  string   // required
+	List    string   // update list id; or
+	Updates []string // update ids
+	// ExpiredCleanup drops updates expired for longer than this, as the compliance report
+	// does (default 7 days).
+	ExpiredCleanup time.Duration
+}
+
+// Computer compliance values (folding rule 3).
+const (
+	ComputerCompliant    = "compliant"     // every update Installed or Not required
+	ComputerNonCompliant = "non_compliant" // some update Required
+	ComputerUnknown      = "unknown"       // otherwise (also for an empty update set)
+)
+
+// Computer is the computer report (DESIGN §4): one machine against a set of updates.
+type Computer struct {
+	Site         string           `json:"site"`
+	AsOf         time.Time        `json:"as_of"`
+	Client       string           `json:"client"`
+	List         string           `json:"list,omitempty"`
+	LastScanTime *time.Time       `json:"last_scan_time"` // latest successful scan (client clock); null if none
+	Compliant    string           `json:"compliant"`      // ComputerCompliant, ComputerNonCompliant or ComputerUnknown
+	Updates      []ComputerUpdate `json:"updates"`
+}
+
+// ComputerUpdate is the client's compliance with one update, and its enforcement if any.
+type ComputerUpdate struct {
+	UpdateID  string     `json:"update_id"`
+	Title     string     `json:"title"`
+	State     int        `json:"state"` // 500 state: 0 unknown, 1 not required, 2 required, 3 installed
+	StateName string     `json:"state_name"`
+	Serial    uint64     `json:"serial"`   // of the live 500 state; 0 when inferred or unknown
+	Time      *time.Time `json:"time"`     // client clock of the live 500 state; null otherwise
+	Inferred  bool       `json:"inferred"` // Not required inferred from a scan newer than the update
+
+	// The live update enforcement (402) state, when the client has one for the update.
+	EnforcementState *int   `json:"enforcement_state,omitempty"`
+	EnforcementName  string `json:"enforcement_state_name,omitempty"`
+	Error            *int32 `json:"error,omitempty"`
+	Hex              string `json:"hex,omitempty"`
+}
+
+// ComputerReport computes the computer report of site (database db). Each update's state
+// follows folding rule 3: the live 500 state when it is 1, 2 or 3; else Not required when the
+// client's latest successful scan is newer than the update's first synchronisation (an update
+// missing from the catalog cannot be inferred); else Unknown. A client the site never heard
+// from and no collection names is a NotFoundError.
+func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerParams) (*Computer, error) {
+	if p.Client == "" {
+		return nil, &ParamError{Field: "client", Message: "client (a client id) is required"}
+	}
+	ids, err := updateSet(ctx, q, db, p.List, p.Updates, p.ExpiredCleanup)
+	if err != nil {
+		return nil, err
+	}
+	c := Quote(p.Client)
+	lastScan := fmt.Sprintf("(SELECT maxOrNull(time) FROM %s.scan_history WHERE client = %s)", db, c)
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT %[3]s,
+	    (SELECT count() FROM %[1]s.clients WHERE client = %[2]s) + (SELECT count() FROM %[1]s.v_collection_members WHERE client = %[2]s)`,
+		db, c, lastScan))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read client %q: %w", p.Client, err)
+	}
+	if res.Rows[0][1].(int64) == 0 {
+		return nil, &NotFoundError{Field: "client", Message: fmt.Sprintf("no client %q at this site: it never reported and no collection names it", p.Client)}
+	}
+	rep := &Computer{Site: site, AsOf: time.Now().UTC(), Client: p.Client, List: p.List, Updates: make([]ComputerUpdate, len(ids))}
+	if rep.LastScanTime, err = parseTime(res.Rows[0][0]); err != nil {
+		return nil, err
+	}
+	byID := map[string]*ComputerUpdate{}
+	for i, id := range ids {
+		rep.Updates[i] = ComputerUpdate{UpdateID: id}
+		byID[id] = &rep.Updates[i]
+	}
+	if len(ids) == 0 {
+		rep.Compliant = ComputerUnknown
+		return rep, nil
+	}
+	set := inList(ids)
+	catalog, err := q.Query(ctx, fmt.Sprintf(`SELECT id, title, ifNull(first_synced < %s, 0) AS scanned_after
+	FROM %s.v_updates WHERE id IN %s`, lastScan, db, set))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the catalog: %w", err)
+	}
+	scannedAfter := map[string]bool{}
+	for _, r := range catalog.Rows {
+		byID[r[0].(string)].Title = r[1].(string)
+		scannedAfter[r[0].(string)] = r[2].(int64) == 1
+	}
+	live, err := q.Query(ctx, fmt.Sprintf(`SELECT topic_type, topic_id, state, serial, time, error
+	FROM %s.v_live_state WHERE client = %s AND topic_type IN (402, 500) AND topic_id IN %s`, db, c, set))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the states of client %q: %w", p.Client, err)
+	}
+	for _, r := range live.Rows {
+		u, state := byID[r[1].(string)], int(r[2].(int64))
+		switch schema.TopicType(r[0].(int64)) {
+		case schema.TopicUpdateCompliance:
+			if state == schema.ComplianceUnknown {
+				continue // rule 3: only 1, 2 or 3 are a stated compliance
+			}
+			u.State, u.Serial = state, toUint64(r[3])
+			if u.Time, err = parseTime(r[4]); err != nil {
+				return nil, err
+			}
+		case schema.TopicUpdateEnforcement:
+			code := int32(r[5].(int64))
+			u.EnforcementState, u.EnforcementName = &state, schema.TopicUpdateEnforcement.StateName(state)
+			u.Error, u.Hex = &code, schema.HRESULTHex(code)
+		}
+	}
+	required, ok := false, true
+	for i := range rep.Updates {
+		u := &rep.Updates[i]
+		if u.State == schema.ComplianceUnknown && scannedAfter[u.UpdateID] {
+			u.State, u.Inferred = schema.ComplianceNotRequired, true
+		}
+		u.StateName = schema.TopicUpdateCompliance.StateName(u.State)
+		required = required || u.State == schema.ComplianceRequired
+		ok = ok && (u.State == schema.ComplianceInstalled || u.State == schema.ComplianceNotRequired)
+	}
+	switch {
+	case required:
+		rep.Compliant = ComputerNonCompliant
+	case ok:
+		rep.Compliant = ComputerCompliant
+	default:
+		rep.Compliant = ComputerUnknown
+	}
+	return rep, nil
+}
+
+// updateSet resolves the updates a report is about: an imported list's, or the ids given,
+// sorted and without duplicates, minus updates expired for longer than cleanup (default 7
+// days) — the same set the compliance report uses.
+func updateSet(ctx context.Context, q Querier, db, list string, updates []string, cleanup time.Duration) ([]string, error) {
+	var ids []string
+	switch {
+	case list != "" && len(updates) > 0:
+		return nil, &ParamError{Field: "updates", Message: "give list or updates, not both"}
+	case list != "":
+		var err error
+		if ids, err = listUpdates(ctx, q, db, list); err != nil {
+			return nil, err
+		}
+	case len(updates) > 0:
+		ids = slices.Clone(updates)
+	default:
+		return nil, &ParamError{Field: "list", Message: "list (an update list id) or updates (comma-separated update ids) is required"}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) == 0 {
+		return ids, nil
+	}
+	if cleanup == 0 {
+		cleanup = 7 * 24 * time.Hour
+	}
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT id FROM %s.v_updates
+	WHERE id IN %s AND expired = 1 AND expired_at <= now64(3) - toIntervalSecond(%d)`, db, inList(ids), int64(cleanup.Seconds())))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read expired updates: %w", err)
+	}
+	gone := map[string]bool{}
+	for _, r := range res.Rows {
+		gone[r[0].(string)] = true
+	}
+	return slices.DeleteFunc(ids, func(id string) bool { return gone[id] }), nil
+}
+
+// toUint64 reads a UInt64 result value (int64, or uint64 above MaxInt64).
+func toUint64(v any) uint64 {
+	switch n := v.(type) {
+	case int64:
+		return uint64(n)
+	case uint64:
+		return n
+	}
+	return 0
+}

@@ -1,0 +1,146 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// DeploymentParams select the deployment report.
+type DeploymentParams struct {
+	Deployment string // deployment id; required
+	State      *int   // drill-down: also list the clients in this 301 state
+}
+
+// Deployment is the deployment report (DESIGN §4, ConfigMgr's "States 1" for a deployment):
+// the clients of the deployment's target collection counted by their deployment-enforcement
+// (301) state, every state listed even when empty. A targeted client with no 301 state
+// counts as state 0 (folding rule 4). With a drill-down state, Machines lists the clients in
+// it, sorted.
+type Deployment struct {
+	Site         string       `json:"site"`
+	AsOf         time.Time    `json:"as_of"`
+	DeploymentID string       `json:"deployment_id"`
+	Name         string       `json:"name"`
+	Collection   string       `json:"collection"`
+	Total        int64        `json:"total"`
+	States       []StateCount `json:"states"`
+	State        *int         `json:"state,omitempty"`   // the drill-down state, when asked
+	Machines     []string     `json:"machines,omitzero"` // present (possibly empty) with a drill-down
+}
+
+// StateCount counts the clients in one state of a topic type.
+type StateCount struct {
+	State   int    `json:"state"`
+	Name    string `json:"name"`
+	Clients int64  `json:"clients"`
+}
+
+// ParamError is a report parameter that is missing or malformed; the API answers 400 naming
+// Field.
+type ParamError struct {
+	Field, Message string
+}
+
+func (e *ParamError) Error() string { return e.Message }
+
+// DeploymentReport computes the deployment report of site (database db). It counts the
+// deployment's target collection at this site; a deployment whose collection is not imported
+// here targets no one.
+func DeploymentReport(ctx context.Context, q Querier, db, site string, p DeploymentParams) (*Deployment, error) {
+	if p.Deployment == "" {
+		return nil, &ParamError{Field: "deployment", Message: "deployment (a deployment id) is required"}
+	}
+	states := schema.TopicDeploymentEnforcement
+	if p.State != nil && (*p.State < 0 || *p.State >= states.StateCount()) {
+		return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state must be a deployment enforcement state, 0 to %d", states.StateCount()-1)}
+	}
+	dep, err := lookupDeployment(ctx, q, db, p.Deployment)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Deployment{Site: site, AsOf: time.Now().UTC(), DeploymentID: p.Deployment, Name: dep.name,
+		Collection: dep.collection, State: p.State}
+	// Every targeted client with its live 301 state for this deployment, 0 when it has none.
+	targeted := fmt.Sprintf(`SELECT t.client AS client, ifNull(s.state, 0) AS state
+	FROM (%s) AS t
+	LEFT JOIN (SELECT client, state FROM %s.v_live_state WHERE topic_type = 301 AND topic_id = %s) AS s
+	    ON s.client = t.client`, Scope{Collection: dep.collection}.clientsSQL(db), db, Quote(p.Deployment))
+	res, err := q.Query(ctx, "SELECT state, count() FROM ("+targeted+") GROUP BY state")
+	if err != nil {
+		return nil, fmt.Errorf("cannot count deployment states (%s): %w", p.Deployment, err)
+	}
+	rep.States, rep.Total = stateCounts(states, res)
+	if p.State != nil {
+		res, err := q.Query(ctx, fmt.Sprintf("SELECT client FROM (%s) WHERE state = %d ORDER BY client", targeted, *p.State))
+		if err != nil {
+			return nil, fmt.Errorf("cannot list clients in deployment state %d (%s): %w", *p.State, p.Deployment, err)
+		}
+		rep.Machines = column[string](res, 0)
+	}
+	return rep, nil
+}
+
+type deploymentRef struct{ name, collection string }
+
+// lookupDeployment returns an imported deployment, or a NotFoundError naming the parameter.
+func lookupDeployment(ctx context.Context, q Querier, db, id string) (*deploymentRef, error) {
+	res, err := q.Query(ctx, fmt.Sprintf("SELECT name, collection FROM %s.v_deployments WHERE id = %s", db, Quote(id)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read deployment %q: %w", id, err)
+	}
+	if len(res.Rows) == 0 {
+		return nil, &NotFoundError{Field: "deployment", Message: fmt.Sprintf("no deployment %q at this site (import it with statepipe deployments apply)", id)}
+	}
+	return &deploymentRef{name: res.Rows[0][0].(string), collection: res.Rows[0][1].(string)}, nil
+}
+
+// stateCounts lists every state of topic type t with the clients counted in res (rows of
+// state, clients), and returns the total.
+func stateCounts(t schema.TopicType, res *schema.Result) ([]StateCount, int64) {
+	out := make([]StateCount, t.StateCount())
+	for i := range out {
+		out[i] = StateCount{State: i, Name: t.StateName(i)}
+	}
+	var total int64
+	for _, r := range res.Rows {
+		st, n := int(r[0].(int64)), r[1].(int64)
+		total += n
+		if st >= 0 && st < len(out) {
+			out[st].Clients = n
+		}
+	}
+	return out, total
+}
+
+// column returns column i of every row as T.
+func column[T any](res *schema.Result, i int) []T {
+	out := make([]T, len(res.Rows))
+	for j, r := range res.Rows {
+		out[j] = r[i].(T)
+	}
+	return out
+}
+
+// chTimeLayout is how ClickHouse prints a DateTime64(3) (in UTC here).
+const chTimeLayout = "2006-01-02 15:04:05.000"
+
+// parseTime reads a DateTime64(3, 'UTC') value of a result; nil (NULL) gives nil.
+func parseTime(v any) (*time.Time, error) {
+	s, ok := v.(string)
+	if !ok {
+		return nil, nil
+	}
+	t, err := time.ParseInLocation(chTimeLayout, s, time.UTC)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read time %q: %w", s, err)
+	}
+	return &t, nil
+}
+
+// sqlTime renders t (to the millisecond) as a DateTime64(3, 'UTC') expression.
+func sqlTime(t time.Time) string {
+	return fmt.Sprintf("fromUnixTimestamp64Milli(toInt64(%d), 'UTC')", t.UnixMilli())
+}

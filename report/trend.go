@@ -1,0 +1,177 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// TrendParams select the trend report.
+type TrendParams struct {
+	List    string   // update list id; or
+	Updates []string // update ids
+	Scope   Scope
+	// From and To bound the time axis (server clock); zero To is now, zero From is To − 7 days.
+	From, To time.Time
+	// Step is the distance between points (default 1 hour; whole milliseconds).
+	Step time.Duration
+	// ExpiredCleanup drops updates expired for longer than this, as the compliance report
+	// does (default 7 days).
+	ExpiredCleanup time.Duration
+}
+
+// MaxTrendPoints caps the points of one trend report.
+const MaxTrendPoints = 10000
+
+// Trend is the trend report (DESIGN §4): compliance with a set of updates over time.
+type Trend struct {
+	Site       string       `json:"site"`
+	AsOf       time.Time    `json:"as_of"`
+	List       string       `json:"list,omitempty"`
+	Collection string       `json:"collection,omitempty"`
+	Updates    []string     `json:"updates"`
+	From       time.Time    `json:"from"`
+	To         time.Time    `json:"to"`
+	Step       string       `json:"step"`
+	Points     []TrendPoint `json:"points"`
+}
+
+// TrendPoint counts (client, update) pairs by compliance state as of Time.
+type TrendPoint struct {
+	Time         time.Time `json:"time"`
+	Installed    int64     `json:"installed"`
+	Required     int64     `json:"required"`
+	NotRequired  int64     `json:"not_required"`
+	Unknown      int64     `json:"unknown"`       // total − installed − required − not_required
+	Clients      int64     `json:"clients"`       // clients in scope at Time
+	Total        int64     `json:"total"`         // clients × updates
+	CompliantPct float64   `json:"compliant_pct"` // (installed + not_required) / total × 100
+}
+
+// TrendReport computes the trend report of site (database db) from the raw message history.
+//
+// Points are at From, From+Step, … up to To. As of a point T, the state of a (client, update)
+// pair is the update-compliance (500) state of its greatest serial among the messages accepted
+// by T (accepted_at, the server's clock: client clocks are shown, never used to order). Scope
+// is the collection's current members, or the clients the site had heard from by T; pairs
+// without a state by T are unknown.
+//
+// Simplifications, stated: full-report removal (folding rule 2) is ignored — a key removed by
+// a later full report keeps its last state here — and Not-required inference from scans
+// (rule 3) is not applied, so a trend's last point can differ from the compliance report when
+// full reports removed keys or clients are compliant by inference. Deltas are exact.
+//
+// The history is read without FINAL on purpose: a copy of a message (a client's retry, which
+// ingest accepts again) has the same serial and state, so it never changes a pair's state, and
+// reading every copy makes a message count from its first acceptance. FINAL would keep an
+// arbitrary copy and could move the change to the retry's time.
+func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams) (*Trend, error) {
+	now := time.Now().UTC()
+	if p.To.IsZero() {
+		p.To = now
+	}
+	if p.From.IsZero() {
+		p.From = p.To.Add(-7 * 24 * time.Hour)
+	}
+	if p.Step == 0 {
+		p.Step = time.Hour
+	}
+	from, to, step := p.From.UnixMilli(), p.To.UnixMilli(), p.Step.Milliseconds()
+	switch {
+	case step <= 0:
+		return nil, &ParamError{Field: "step", Message: "step must be a positive duration of at least 1ms"}
+	case to < from:
+		return nil, &ParamError{Field: "from", Message: "from must not be after to"}
+	case (to-from)/step+1 > MaxTrendPoints:
+		return nil, &ParamError{Field: "step", Message: fmt.Sprintf("from, to and step give %d points; at most %d", (to-from)/step+1, MaxTrendPoints)}
+	}
+	if err := p.Scope.check(ctx, q, db); err != nil {
+		return nil, err
+	}
+	ids, err := updateSet(ctx, q, db, p.List, p.Updates, p.ExpiredCleanup)
+	if err != nil {
+		return nil, err
+	}
+	n := int((to-from)/step + 1)
+	last := from + int64(n-1)*step
+	rep := &Trend{Site: site, AsOf: now, List: p.List, Collection: p.Scope.Collection, Updates: ids,
+		From: time.UnixMilli(from).UTC(), To: time.UnixMilli(last).UTC(), Step: time.Duration(step * int64(time.Millisecond)).String(),
+		Points: make([]TrendPoint, n)}
+	for i := range rep.Points {
+		rep.Points[i].Time = time.UnixMilli(from + int64(i)*step).UTC()
+	}
+	// bucket(t) is the first point at or after t: a message accepted at t is visible from it.
+	bucket := func(col string) string {
+		return fmt.Sprintf("greatest(0, intDiv(toUnixTimestamp64Milli(%s) - %d + %d, %d))", col, from, step-1, step)
+	}
+	inScope := ""
+	if p.Scope.Collection != "" {
+		inScope = " AND client IN (" + p.Scope.clientsSQL(db) + ")"
+	}
+	accepted := fmt.Sprintf("accepted_at <= %s%s", sqlTime(time.UnixMilli(last)), inScope)
+
+	// Clients in scope per point: the collection's members, or the clients first heard from by
+	// then (counted per bucket, summed below).
+	clients := make([]int64, n)
+	if p.Scope.Collection != "" {
+		res, err := q.Query(ctx, "SELECT count() FROM ("+p.Scope.clientsSQL(db)+")")
+		if err != nil {
+			return nil, fmt.Errorf("cannot count the collection's members: %w", err)
+		}
+		clients[0] = res.Rows[0][0].(int64)
+	} else {
+		res, err := q.Query(ctx, fmt.Sprintf(`SELECT %s AS bucket, count()
+		FROM (SELECT client, min(accepted_at) AS first_accepted FROM %s.state_messages WHERE %s GROUP BY client)
+		GROUP BY bucket`, bucket("first_accepted"), db, accepted))
+		if err != nil {
+			return nil, fmt.Errorf("cannot count clients over time: %w", err)
+		}
+		for _, r := range res.Rows {
+			clients[r[0].(int64)] += r[1].(int64)
+		}
+	}
+
+	// Per bucket, how many pairs entered and left each state: per pair and bucket the state of
+	// the greatest serial accepted in it, carried forward over buckets by greatest serial
+	// (cur), against the pair's state at its previous bucket (prev, -1 for none).
+	deltas := make([][3]int64, n) // installed, required, not required
+	if len(ids) > 0 {
+		res, err := q.Query(ctx, fmt.Sprintf(`SELECT bucket,
+		       countIf(cur = 3) - countIf(prev = 3), countIf(cur = 2) - countIf(prev = 2), countIf(cur = 1) - countIf(prev = 1)
+		FROM (SELECT bucket, cur,
+		             lagInFrame(cur, 1, -1) OVER (PARTITION BY client, topic_id ORDER BY bucket
+		                                          ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS prev
+		      FROM (SELECT client, topic_id, bucket,
+		                   argMax(bucket_state, bucket_serial) OVER (PARTITION BY client, topic_id ORDER BY bucket
+		                                                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cur
+		            FROM (SELECT client, topic_id, %[1]s AS bucket,
+		                         argMax(state, serial) AS bucket_state, max(serial) AS bucket_serial
+		                  FROM %[2]s.state_messages
+		                  WHERE topic_type = 500 AND topic_id IN %[3]s AND %[4]s
+		                  GROUP BY client, topic_id, bucket)))
+		GROUP BY bucket`, bucket("accepted_at"), db, inList(ids), accepted))
+		if err != nil {
+			return nil, fmt.Errorf("cannot compute compliance over time: %w", err)
+		}
+		for _, r := range res.Rows {
+			deltas[r[0].(int64)] = [3]int64{r[1].(int64), r[2].(int64), r[3].(int64)}
+		}
+	}
+	var inst, req, notReq, cl int64
+	for i := range rep.Points {
+		pt := &rep.Points[i]
+		inst, req, notReq = inst+deltas[i][0], req+deltas[i][1], notReq+deltas[i][2]
+		if p.Scope.Collection != "" {
+			cl = clients[0]
+		} else {
+			cl += clients[i]
+		}
+		pt.Installed, pt.Required, pt.NotRequired, pt.Clients = inst, req, notReq, cl
+		pt.Total = cl * int64(len(ids))
+		pt.Unknown = pt.Total - inst - req - notReq
+		if pt.Total > 0 {
+			pt.CompliantPct = round2(float64(inst+notReq) * 100 / float64(pt.Total))
+		}
+	}
+	return rep, nil
+}
