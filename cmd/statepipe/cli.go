@@ -51,25 +51,41 @@ func doJSON(req *http.Request, v any) error {
 	return json.Unmarshal(body, v)
 }
 
+// reportParams are the query parameters of GET /v1/reports/NAME, one flag each.
+var reportParams = []struct{ name, usage string }{
+	{"site", "site (default: the one the URL serves)"},
+	{"list", "update list id (compliance, computer, trend)"},
+	{"updates", "comma-separated update ids (compliance, computer, trend)"},
+	{"collection", "collection id (compliance, scan, update, trend)"},
+	{"deployment", "deployment id (deployment; optional for errors)"},
+	{"state", "drill down to the machines in this state (deployment)"},
+	{"client", "client id (computer)"},
+	{"update", "update id (update)"},
+	{"days", "no successful scan in this many days (scan)"},
+	{"from", "start, RFC 3339 (trend)"},
+	{"to", "end, RFC 3339 (trend)"},
+	{"step", "interval, e.g. 1h (trend)"},
+}
+
 func cmdReport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
-	site := fs.String("site", "", "site (default: the one the URL serves)")
-	list := fs.String("list", "", "update list id")
-	updates := fs.String("updates", "", "comma-separated update ids")
-	collection := fs.String("collection", "", "collection id")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
+	values := map[string]*string{}
+	for _, p := range reportParams {
+		values[p.name] = fs.String(p.name, "", p.usage)
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("usage: statepipe report NAME [--url URL] [--site S] [--list L | --updates A,B] [--collection C] [--json]")
+		return fmt.Errorf("usage: statepipe report NAME [--url URL] [--json] [flags]; NAME is one of %s", strings.Join(report.ReportNames, ", "))
 	}
 	name := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	q := url.Values{}
-	for k, v := range map[string]string{"site": *site, "list": *list, "updates": *updates, "collection": *collection} {
-		if v != "" {
-			q.Set(k, v)
+	for k, v := range values {
+		if *v != "" {
+			q.Set(k, *v)
 		}
 	}
 	u := strings.TrimRight(*base, "/") + "/v1/reports/" + url.PathEscape(name)
@@ -81,10 +97,51 @@ func cmdReport(ctx context.Context, args []string) error {
 	if err := doJSON(req, &raw); err != nil {
 		return fmt.Errorf("cannot get report %s: %w", name, err)
 	}
-	if *asJSON || name != "compliance" {
+	if *asJSON {
 		_, err := os.Stdout.Write(raw)
 		return err
 	}
+	switch name {
+	case "compliance":
+		return printCompliance(raw)
+	case "deployment":
+		var d report.Deployment
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		fmt.Printf("deployment %s (%s) — site %s, collection %s, %d targeted, as of %s\n", d.DeploymentID, d.Name, d.Site, d.Collection, d.Total, d.AsOf.Format(time.RFC3339))
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "state\tname\tclients")
+		for _, st := range d.States {
+			fmt.Fprintf(tw, "%d\t%s\t%d\n", st.State, st.Name, st.Clients)
+		}
+		_ = tw.Flush()
+		for _, m := range d.Machines {
+			fmt.Println(m)
+		}
+		return nil
+	case "errors":
+		var e report.Errors
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "error\tmachines\tdescription")
+		for _, r := range e.Errors {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", r.Hex, r.Machines, r.Description)
+		}
+		return tw.Flush()
+	default:
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, raw, "", "  ") == nil {
+			raw = pretty.Bytes()
+		}
+		_, err := os.Stdout.Write(raw)
+		return err
+	}
+}
+
+func printCompliance(raw []byte) error {
 	var c report.Compliance
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return err
