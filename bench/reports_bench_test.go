@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/statepipe/statepipe/internal/chdb"
+	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -117,4 +118,43 @@ func BenchmarkReports30M(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRebuild re-folds every projection from a raw log of 1,000 messages per client
+// report shape (10,000 clients × 300 updates × 3 reports = 9 M raw messages), generated in the
+// engine. The goal (DESIGN §5) is ≥ 500,000 messages/s.
+func BenchmarkRebuild(b *testing.B) {
+	st := openBenchStore(b)
+	defer st.Close()
+	ctx := context.Background()
+	const db = "statepipe_benchrebuild"
+	const clients, updates, reports = 10000, 300, 3
+	if _, err := schema.Migrate(ctx, st, db); err != nil {
+		b.Fatal(err)
+	}
+	res, err := st.Query(ctx, "SELECT count() FROM "+db+".state_messages")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Rows[0][0].(int64) < clients*updates*reports {
+		// Client c's report r carries serials r*updates+1 … (r+1)*updates; the first is full.
+		q := fmt.Sprintf(`INSERT INTO %s.state_messages
+			(client, serial, time, topic_type, topic_id, state, error, params, full, accepted_at, partition, offset, report_serial, full_types)
+			SELECT concat('client-', toString(c)), r * %[2]d + u + 1, now64(3), 500,
+			       concat('upd-', leftPad(toString(u), 5, '0')), toInt16(cityHash64(c, u, r) %% 4), 0, [], r = 0,
+			       now64(3), toInt32(c %% 8), toInt64(c * %[3]d + r), r * %[2]d + 1, if(r = 0, [500], [])
+			FROM (SELECT intDiv(number, %[2]d * %[3]d) AS c, intDiv(number %% (%[2]d * %[3]d), %[2]d) AS r, number %% %[2]d AS u
+			      FROM numbers(%[4]d))`, db, updates, reports, clients*updates*reports)
+		if err := st.Exec(ctx, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		stats, err := projector.Rebuild(ctx, st, db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(stats.MessagesPerSecond(), "msgs/s")
+	}
 }
