@@ -120,6 +120,7 @@ type metrics struct {
 	visible     prometheus.Histogram
 	offset      *prometheus.GaugeVec
 	resyncs     *prometheus.CounterVec
+	kafkaErrors *prometheus.CounterVec
 }
 
 // New builds a projector.
@@ -140,9 +141,11 @@ func New(cfg Config, p Params) (*Projector, error) {
 		storeErrors: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_store_errors_total", Help: "Failed insert attempts (retried until the store acknowledges)."}),
 		insertTime:  f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_insert_duration_seconds", Help: "Time to insert one batch (all tables).", Buckets: buckets}),
 		visible:     f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_visible_delay_seconds", Help: "From ingest acceptance to committed in the store, per record.", Buckets: buckets}),
+		kafkaErrors: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_kafka_errors_total",
+			Help: "Failed fetches and commits (retried; a failed commit means the batch is redelivered)."}, []string{"op"}),
 		resyncs: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_resync_requests_total",
 			Help: "Resync requests published (reason gap) and answered by a full report (reason answered)."}, []string{"reason"}),
-		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per partition, after the last commit."}, []string{"partition"}),
+		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
 	}
 	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker()}, nil
 }
@@ -179,7 +182,17 @@ func (pr *Projector) Run(ctx context.Context) error {
 				nextSweep = time.Now().Add(pr.sweepEvery())
 			}
 		default:
-			return fmt.Errorf("cannot fetch from kafka: %w", err)
+			// kafka-go reports a failed group join or fetch here and recovers on the next
+			// call (a coordinator restart, a rebalance during a rolling scale-out): back off
+			// and go on rather than stop the process.
+			pr.m.kafkaErrors.WithLabelValues("fetch").Inc()
+			pr.p.Logger.Warn("kafka fetch failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		if err == nil {
 			if len(pending) == 0 {
@@ -257,18 +270,27 @@ func (pr *Projector) flush(ctx context.Context, b *fold.Batch, pending []kafkago
 		backoff = min(backoff*2, pr.cfg.RetryMax)
 	}
 	if err := pr.p.Consumer.CommitMessages(ctx, pending...); err != nil {
-		// After a rebalance the partition may belong to another member, which will redeliver
-		// the batch; the rows are identical, so nothing doubles.
-		return fmt.Errorf("cannot commit offsets after insert (%d records): %w", len(pending), err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// After a rebalance the partition may belong to another member, which redelivers the
+		// batch; its rows are identical, so nothing doubles. Go on with the next batch.
+		pr.m.kafkaErrors.WithLabelValues("commit").Inc()
+		pr.p.Logger.Warn("cannot commit offsets after insert; the batch will be redelivered", "records", len(pending), "err", err)
 	}
 	now := time.Now()
-	next := map[int]int64{}
+	type tp struct {
+		topic     string
+		partition int
+	}
+	next := map[tp]int64{}
 	for _, m := range pending {
 		pr.m.visible.Observe(now.Sub(m.Time).Seconds())
-		next[m.Partition] = max(next[m.Partition], m.Offset+1)
+		k := tp{m.Topic, m.Partition}
+		next[k] = max(next[k], m.Offset+1)
 	}
-	for p, o := range next {
-		pr.m.offset.WithLabelValues(strconv.Itoa(p)).Set(float64(o))
+	for k, o := range next {
+		pr.m.offset.WithLabelValues(k.topic, strconv.Itoa(k.partition)).Set(float64(o))
 	}
 	pr.m.records.Add(float64(len(pending)))
 	pr.m.folded.Add(float64(b.Messages()))

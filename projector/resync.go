@@ -55,12 +55,18 @@ func (t *Tracker) Observe(client string, serials []uint64, fullFrom uint64, at t
 			s.pending[v] = struct{}{}
 		}
 	}
+	before := s.contiguous
 	for {
 		if _, ok := s.pending[s.contiguous+1]; !ok {
 			break
 		}
 		delete(s.pending, s.contiguous+1)
 		s.contiguous++
+	}
+	if s.contiguous != before && len(s.pending) > 0 {
+		// The oldest gap closed but a newer one is open: it is only as old as now (the
+		// tracker does not remember when each gap opened; erring late is safe).
+		s.gapSince = at
 	}
 	for v := range s.pending {
 		if v <= s.contiguous {

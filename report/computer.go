@@ -68,7 +68,7 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 		return nil, err
 	}
 	c := Quote(p.Client)
-	lastScan := fmt.Sprintf("(SELECT maxOrNull(time) FROM %s.scan_history WHERE client = %s)", db, c)
+	lastScan := fmt.Sprintf("(SELECT argMaxOrNull(time, serial) FROM %s.scan_history WHERE client = %s)", db, c)
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT %[3]s,
 	    (SELECT count() FROM %[1]s.clients WHERE client = %[2]s) + (SELECT count() FROM %[1]s.v_collection_members WHERE client = %[2]s)`,
 		db, c, lastScan))

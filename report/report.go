@@ -123,7 +123,7 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	with := fmt.Sprintf(`WITH
 	scope AS (%[2]s),
 	upd AS (SELECT id, title, first_synced FROM %[1]s.v_updates WHERE id IN %[3]s),
-	scans AS (SELECT client, max(time) AS last_scan FROM %[1]s.scan_history WHERE client IN (SELECT client FROM scope) GROUP BY client),
+	scans AS (SELECT client, argMax(time, serial) AS last_scan FROM %[1]s.scan_history WHERE client IN (SELECT client FROM scope) GROUP BY client),
 	st AS (SELECT topic_id, client, state FROM %[1]s.v_live_state
 	       WHERE topic_type = 500 AND topic_id IN %[3]s AND client IN (SELECT client FROM scope)),
 	stx AS (SELECT st.topic_id AS topic_id, st.client AS client, st.state AS state,

@@ -62,7 +62,7 @@ func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (
 	res, err = q.Query(ctx, fmt.Sprintf(`SELECT count(), arraySlice(arraySort(groupArray(client)), 1, %[4]d)
 	FROM (SELECT c.client AS client
 	      FROM (%[2]s) AS c
-	      LEFT JOIN (SELECT client, max(time) AS last_scan, 1 AS scanned FROM %[1]s.scan_history
+	      LEFT JOIN (SELECT client, argMax(time, serial) AS last_scan, 1 AS scanned FROM %[1]s.scan_history
 	                 WHERE client IN (%[2]s) GROUP BY client) AS h ON h.client = c.client
 	      WHERE h.scanned = 0 OR h.last_scan < %[3]s)`, db, scope, sqlTime(since), MaxStaleListed))
 	if err != nil {

@@ -73,7 +73,7 @@ func UpdateReport(ctx context.Context, q Querier, db, site string, p UpdateParam
 	      FROM (%[2]s) AS c
 	      LEFT JOIN (SELECT client, state FROM %[1]s.v_live_state WHERE topic_type = 500 AND topic_id = %[3]s) AS s
 	          ON s.client = c.client
-	      LEFT JOIN (SELECT client, max(time) AS last_scan, 1 AS scanned FROM %[1]s.scan_history
+	      LEFT JOIN (SELECT client, argMax(time, serial) AS last_scan, 1 AS scanned FROM %[1]s.scan_history
 	                 WHERE client IN (%[2]s) GROUP BY client) AS h
 	          ON h.client = c.client)`, db, scope, u, inferred))
 	if err != nil {

@@ -129,6 +129,7 @@ func TestValidate(t *testing.T) {
 		{"full type unknown", func(r *Report) { r.FullTypes = []TopicType{42} }, "full_types[0]"},
 		{"full type unkeyed", func(r *Report) { r.FullTypes = []TopicType{701} }, "full_types[0]"},
 		{"serial zero", func(r *Report) { r.Messages[1].Serial = 0 }, "messages[1].serial"},
+		{"serial repeated", func(r *Report) { r.Messages[2].Serial = 1 }, "messages[2].serial"},
 		{"unknown topic", func(r *Report) { r.Messages[0].TopicType = 499 }, "messages[0].topic_type"},
 		{"500 state 4", func(r *Report) { r.Messages[0].State = 4 }, "messages[0].state"},
 		{"402 state 14 ok", func(r *Report) { r.Messages[1].State = 14 }, ""},

@@ -52,10 +52,22 @@ func (r *Report) Validate(lim Limits) error {
 			return &FieldError{"full_types[" + strconv.Itoa(i) + "]", fmt.Sprintf("%d is not a keyed topic type", t)}
 		}
 	}
+	increasing := true
 	for i := range r.Messages {
 		if err := r.Messages[i].validate(lim); err != nil {
 			err.Field = "messages[" + strconv.Itoa(i) + "]." + err.Field
 			return err
+		}
+		increasing = increasing && (i == 0 || r.Messages[i].Serial > r.Messages[i-1].Serial)
+	}
+	if !increasing { // the SDK numbers in order; only other clients need the map
+		seen := make(map[uint64]int, len(r.Messages))
+		for i := range r.Messages {
+			if j, dup := seen[r.Messages[i].Serial]; dup {
+				return &FieldError{"messages[" + strconv.Itoa(i) + "].serial",
+					fmt.Sprintf("%d repeats the serial of messages[%d]: every message has its own serial", r.Messages[i].Serial, j)}
+			}
+			seen[r.Messages[i].Serial] = i
 		}
 	}
 	return nil

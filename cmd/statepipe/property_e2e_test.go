@@ -566,6 +566,7 @@ func (h *propHistory) oracle() *propOracle {
 	}
 	marker := map[ct]uint64{} // greatest smallest-serial of a full report, per (client, type)
 	lastScan := map[string]int64{}
+	lastScanSerial := map[string]uint64{}
 	latest := map[propKey]schema.StateMessage{}
 	for _, r := range h.reports {
 		o.messages += len(r.Messages)
@@ -578,7 +579,10 @@ func (h *propHistory) oracle() *propOracle {
 		}
 		for _, m := range r.Messages {
 			if m.TopicType == schema.TopicScan && (m.State == 3 || m.State == 6) {
-				if at, ok := lastScan[r.Client]; !ok || m.Time > at {
+				// The latest successful scan is the one with the greatest serial (time is
+				// shown, never used to order); its client time is what is compared.
+				if s, ok := lastScanSerial[r.Client]; !ok || m.Serial > s {
+					lastScanSerial[r.Client] = m.Serial
 					lastScan[r.Client] = m.Time
 				}
 			}

@@ -27,9 +27,10 @@ type Store struct {
 
 var _ schema.Store = (*Store)(nil)
 
-// sessionSettings make JSON output match schema.Result's normalisation: 64-bit integers as
-// numbers, not quoted strings.
-const sessionSettings = "SET output_format_json_quote_64bit_integers = 0"
+// sessionSettings make JSON output match schema.Result's normalisation (64-bit integers as
+// numbers, not quoted strings) and pin join_use_nulls = 0, which the views and reports are
+// written for (an unmatched LEFT JOIN column is its type's default).
+const sessionSettings = "SET output_format_json_quote_64bit_integers = 0, join_use_nulls = 0"
 
 // New opens (or joins) the process's chDB session.
 func New(cfg Config) (*Store, error) {

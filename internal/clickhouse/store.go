@@ -32,6 +32,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cannot parse clickhouse dsn: %w", err)
 	}
 	addr := strings.Join(opts.Addr, ",") + "/" + opts.Auth.Database
+	// The views and reports are written for join_use_nulls = 0 (an unmatched LEFT JOIN column
+	// is its type's default); pin it whatever the server profile says.
+	if opts.Settings == nil {
+		opts.Settings = ch.Settings{}
+	}
+	opts.Settings["join_use_nulls"] = 0
 	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open clickhouse (%s): %w", addr, err)

@@ -17,7 +17,7 @@ FROM (SELECT DISTINCT client FROM {db}.clients) AS c
 CROSS JOIN (SELECT id, first_synced FROM {db}.v_updates WHERE expired = 0) AS u
 LEFT JOIN (SELECT client, topic_id, state FROM {db}.v_live_state WHERE topic_type = 500) AS s
     ON s.client = c.client AND s.topic_id = u.id
-LEFT JOIN (SELECT client, CAST(max(time) AS Nullable(DateTime64(3, 'UTC'))) AS last_scan_time
+LEFT JOIN (SELECT client, CAST(argMax(time, serial) AS Nullable(DateTime64(3, 'UTC'))) AS last_scan_time
            FROM {db}.scan_history GROUP BY client) AS h
     ON h.client = c.client;
 
@@ -54,7 +54,7 @@ SELECT l.client AS client,
        l.time AS last_scan_time,
        h.last_successful_scan_time AS last_successful_scan_time
 FROM {db}.v_live_state AS l
-LEFT JOIN (SELECT client, source, CAST(max(time) AS Nullable(DateTime64(3, 'UTC'))) AS last_successful_scan_time
+LEFT JOIN (SELECT client, source, CAST(argMax(time, serial) AS Nullable(DateTime64(3, 'UTC'))) AS last_successful_scan_time
            FROM {db}.scan_history GROUP BY client, source) AS h
     ON h.client = l.client AND h.source = l.topic_id
 WHERE l.topic_type = 501;
