@@ -3,8 +3,8 @@
 // safe to retry (503 and 429 honouring Retry-After, and network errors) with capped
 // exponential back-off. A retried report carries the same serials, so the server folds it once.
 //
-// Enrollment, signatures and resync answers arrive with the trust boundary; Config has the
-// seams (ClientID, Site) they build on.
+// It answers the site's resync requests through Config.OnResync. Enrollment and signatures
+// arrive with the trust boundary; Config has the seams (ClientID, Site) they build on.
 package client
 
 import (

@@ -6,8 +6,9 @@
 // Folding rule (DESIGN §3, rule 1): the current state of a key (client, topic_type, topic_id)
 // is the message with the greatest serial; time never orders. Within a batch the fold keeps
 // only the greatest serial per key; across batches the store keeps the greatest (the table's
-// version column is serial). Full-report key removal, Not-required inference and resync come
-// with the full state model.
+// version column is serial). Full reports emit markers (rule 2: the report's smallest serial per
+// full type) that the live-state view applies; Not-required inference is the reports' (rule 3)
+// and resync the projector's tracker (rule 5).
 package fold
 
 import (

@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS {db}.state_messages
     error        Int32 COMMENT 'HRESULT as signed 32-bit integer, 0 if none',
     params       Array(String),
     full         UInt8 COMMENT '1 when the report was full for this topic type',
-    accepted_at  DateTime64(3, 'UTC') COMMENT 'when ingest had Kafka acknowledge it',
+    accepted_at  DateTime64(3, 'UTC') COMMENT 'when ingest accepted it (the Kafka record timestamp)',
     partition    Int32,
     offset       Int64
 )
