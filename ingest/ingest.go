@@ -55,7 +55,7 @@ type Config struct {
 	// RetryAfter is the Retry-After (seconds) sent with 503 (default 2).
 	RetryAfter int
 	// Resync is the set of clients asked for a full report; nil asks nobody.
-	Resync *ResyncSet `json:"-"`
+	Resync ResyncSet `json:"-"`
 }
 
 // RegisterFlags registers ingest's flags under prefix.
@@ -92,6 +92,7 @@ type Handler struct {
 	messages prometheus.Counter
 	duration prometheus.Histogram
 	bodies   sync.Pool
+	answered answered
 }
 
 // New builds the handler; reg (may be nil) receives its metrics, already labelled by site.
@@ -209,10 +210,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.WithLabelValues("accepted").Inc()
 	h.duration.Observe(time.Since(start).Seconds())
 	ack := schema.Ack{Accepted: len(rep.Messages)}
-	if len(rep.FullTypes) > 0 {
-		h.cfg.Resync.Answered(rep.Client) // the projector confirms through the resync topic
-	} else {
-		ack.Resync = h.cfg.Resync.Wanted(rep.Client)
+	switch {
+	case h.cfg.Resync == nil:
+	case len(rep.FullTypes) > 0:
+		h.answered.mark(rep.Client, start) // the projector confirms through the resync topic
+	default:
+		ack.Resync = h.answered.wanted(h.cfg.Resync, rep.Client)
 	}
 	writeJSON(w, http.StatusOK, ack)
 }

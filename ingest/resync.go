@@ -3,9 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -15,79 +13,47 @@ import (
 	"github.com/statepipe/statepipe/schema"
 )
 
-// ResyncSet is the set of clients asked for a full report (folding rule 5). It mirrors the
-// site's compacted topic resync.<site> — key client, a value for an open request, no value
-// once answered — which the projector (aged serial gaps) and administrators (statepipe
-// resync) write. Every ingest node reads the whole topic, so any node answers any client.
-type ResyncSet struct {
-	mu      sync.RWMutex
-	clients map[string]struct{}
+// ResyncSet is the set of clients asked for a full report (folding rule 5): the site's
+// compacted topic resync.<site> — key client, a value for an open request, no value once
+// answered — which the projector (aged serial gaps) and administrators write, mirrored by
+// every ingest node (internal/kafka.KeySet), so any node answers any client.
+type ResyncSet interface {
+	// Since returns when the client's open request was made, if it has one.
+	Since(client string) (time.Time, bool)
 }
 
-// NewResyncSet returns an empty set.
-func NewResyncSet() *ResyncSet { return &ResyncSet{clients: map[string]struct{}{}} }
+// answered remembers which clients sent a full report to this node since their request was
+// made, until the projector's answer removes the request from the topic: the shared mirror is
+// not changed locally, because the projector decides from it that a full report answered a
+// request.
+type answered struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
 
-// Wanted reports whether client is asked for a full report.
-func (s *ResyncSet) Wanted(client string) bool {
-	if s == nil {
+func (a *answered) mark(client string, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.at == nil {
+		a.at = map[string]time.Time{}
+	}
+	a.at[client] = at
+}
+
+// wanted reports whether client has a request newer than its last full report here.
+func (a *answered) wanted(set ResyncSet, client string) bool {
+	since, open := set.Since(client)
+	if !open {
 		return false
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, ok := s.clients[client]
-	return ok
-}
-
-// Answered removes client: it just sent a full report.
-func (s *ResyncSet) Answered(client string) {
-	if s == nil {
-		return
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	last, ok := a.at[client]
+	if ok && !since.After(last) {
+		return false
 	}
-	s.mu.Lock()
-	delete(s.clients, client)
-	s.mu.Unlock()
-}
-
-func (s *ResyncSet) apply(m kafkago.Message) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if m.Value == nil {
-		delete(s.clients, string(m.Key))
-		return
-	}
-	s.clients[string(m.Key)] = struct{}{}
-}
-
-// Follow reads every partition of topic from the start until ctx ends, applying each record.
-// newReader builds a reader of one partition (kafka-go, no consumer group: every node reads
-// everything).
-func (s *ResyncSet) Follow(ctx context.Context, partitions []int, newReader func(partition int) *kafkago.Reader, log *slog.Logger) {
-	var wg sync.WaitGroup
-	for _, p := range partitions {
-		wg.Add(1)
-		go func(p int) {
-			defer wg.Done()
-			r := newReader(p)
-			defer r.Close()
-			for {
-				m, err := r.ReadMessage(ctx)
-				if err != nil {
-					if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-						return
-					}
-					log.Warn("cannot read resync requests; retrying", "partition", p, "err", err)
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(time.Second):
-					}
-					continue
-				}
-				s.apply(m)
-			}
-		}(p)
-	}
-	wg.Wait()
+	delete(a.at, client)
+	return true
 }
 
 // ResyncAdmin serves POST /v1/resync: an administrator asks a whole site, or a collection's

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -97,9 +98,12 @@ type Params struct {
 	DeadLetters DeadLetters
 	// Resync takes resync requests (key client, JSON value) and their answers (key client, no
 	// value) for ingest (*kafka-go Writer on the compacted resync.<site> topic); nil disables.
-	Resync     DeadLetters
-	Registerer prometheus.Registerer // wrapped with the site label by the caller
-	Logger     *slog.Logger
+	Resync DeadLetters
+	// OpenResyncs mirrors resync.<site>: a full report from a client with an open request
+	// (from an administrator, another projector process, or before a restart) answers it.
+	OpenResyncs interface{ Has(client string) bool }
+	Registerer  prometheus.Registerer // wrapped with the site label by the caller
+	Logger      *slog.Logger
 }
 
 // Projector folds one site's topic.
@@ -351,7 +355,7 @@ func (pr *Projector) sweepEvery() time.Duration {
 // track feeds the committed batch's reports to the serial tracker, publishes an answer for
 // every outstanding resync request a full report answered, then requests for aged gaps.
 func (pr *Projector) track(ctx context.Context, reports []*schema.Report, pending []kafkago.Message) error {
-	if pr.p.Resync == nil || pr.cfg.ResyncAfter <= 0 {
+	if pr.p.Resync == nil {
 		return nil
 	}
 	at := time.Now()
@@ -371,7 +375,11 @@ func (pr *Projector) track(ctx context.Context, reports []*schema.Report, pendin
 		if len(r.FullTypes) > 0 {
 			fullFrom = lowest
 		}
-		if pr.tracker.Observe(r.Client, serials, fullFrom, at) {
+		answered := pr.tracker.Observe(r.Client, serials, fullFrom, at)
+		if fullFrom > 0 && pr.p.OpenResyncs != nil && pr.p.OpenResyncs.Has(r.Client) {
+			answered = true
+		}
+		if answered && !slices.ContainsFunc(answers, func(m kafkago.Message) bool { return string(m.Key) == r.Client }) {
 			answers = append(answers, kafkago.Message{Key: []byte(r.Client)}) // tombstone: answered
 		}
 	}

@@ -66,7 +66,8 @@ func TestGapOlderThanResyncAfterAsksForAFullReport(t *testing.T) {
 
 // An administrator asks a collection for full reports; members are asked, others are not.
 func TestAdministratorResyncOfACollection(t *testing.T) {
-	s := startSite(t, siteOpts{})
+	data := t.TempDir()
+	s := startSite(t, siteOpts{data: data})
 	ctx := context.Background()
 	s.importRef("collections", `{"id":"ring0","name":"ring 0","members":["m1","m2"]}`)
 	eventually(t, func() string {
@@ -104,4 +105,21 @@ func TestAdministratorResyncOfACollection(t *testing.T) {
 		t.Errorf("unknown collection: %d", resp.StatusCode)
 	}
 	resp.Body.Close()
+	// The answers closed the requests in resync.<site> itself (not only in this ingest's
+	// memory): after a restart the members are not asked again.
+	time.Sleep(time.Second) // the projector folds the full reports and publishes the answers
+	s.stop()
+	s2 := startSite(t, siteOpts{code: s.code, data: data})
+	time.Sleep(500 * time.Millisecond) // the new ingest mirrors the topic from its start
+	for _, id := range []string{"m1", "m2"} {
+		n := asked[id]
+		c, _ := client.New(client.Config{URL: s2.url, Site: s2.code, ClientID: id, NextSerial: 100,
+			OnResync: func(context.Context) ([]schema.StateMessage, error) { n.Add(1); return nil, nil }})
+		if err := c.Report(ctx, false, schema.StateMessage{TopicType: 701}); err != nil {
+			t.Fatal(err)
+		}
+		if n.Load() != 1 {
+			t.Errorf("%s asked again after a restart (%d answers)", id, n.Load())
+		}
+	}
 }

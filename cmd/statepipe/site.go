@@ -60,6 +60,7 @@ type site struct {
 	refImport *ingest.RefHandler
 
 	resyncWriter *kafkago.Writer
+	resyncs      *kafka.KeySet // open resync requests, mirrored from resync.<site>
 	resyncAdmin  *ingest.ResyncAdmin
 	background   []func(ctx context.Context) // run by the node until it stops
 }
@@ -98,18 +99,16 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			}
 		}
 		s.resyncWriter = kafka.NewWriter(cfg.Kafka, resyncTopic)
+		s.resyncs = kafka.NewKeySet()
+		s.background = append(s.background, func(ctx context.Context) {
+			if err := s.resyncs.Follow(ctx, cfg.Kafka, resyncTopic, log); err != nil && ctx.Err() == nil {
+				log.Error("cannot follow resync requests", "err", err)
+			}
+		})
 	}
 	if cfg.RunIngest {
 		cfg.Ingest.Site = cfg.Code
-		resync := ingest.NewResyncSet()
-		cfg.Ingest.Resync = resync
-		parts, err := kafka.Partitions(ctx, cfg.Kafka, resyncTopic)
-		if err != nil {
-			return nil, err
-		}
-		s.background = append(s.background, func(ctx context.Context) {
-			resync.Follow(ctx, parts, func(p int) *kafkago.Reader { return kafka.NewPartitionReader(cfg.Kafka, resyncTopic, p) }, log)
-		})
+		cfg.Ingest.Resync = s.resyncs
 		s.writer = kafka.NewWriter(cfg.Kafka, topic)
 		h, err := ingest.New(cfg.Ingest, s.writer, reg, log)
 		if err != nil {
@@ -129,7 +128,8 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.reader = kafka.NewGroupReader(cfg.Kafka, group, topic, refTopic)
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
 		p, err := projector.New(cfg.Projector, projector.Params{
-			Consumer: s.reader, Store: st, DeadLetters: s.dlq, Resync: s.resyncWriter, Registerer: reg, Logger: log,
+			Consumer: s.reader, Store: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
+			Registerer: reg, Logger: log,
 		})
 		if err != nil {
 			return nil, err

@@ -1,0 +1,81 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// KeySet mirrors a small compacted topic as the set of its keys that have a value: a record
+// with a value adds its key, a record without one (a tombstone) removes it. Every process that
+// follows the topic reads all of it from the start, outside any consumer group.
+type KeySet struct {
+	mu   sync.RWMutex
+	keys map[string]time.Time // key → timestamp of the record that added it
+}
+
+// NewKeySet returns an empty set.
+func NewKeySet() *KeySet { return &KeySet{keys: map[string]time.Time{}} }
+
+// Has reports whether key is in the set.
+func (s *KeySet) Has(key string) bool {
+	_, ok := s.Since(key)
+	return ok
+}
+
+// Since returns when key was added (its record's timestamp) and whether it is in the set.
+func (s *KeySet) Since(key string) (time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.keys[key]
+	return t, ok
+}
+
+func (s *KeySet) apply(m kafkago.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.Value == nil {
+		delete(s.keys, string(m.Key))
+		return
+	}
+	s.keys[string(m.Key)] = m.Time
+}
+
+// Follow reads every partition of topic until ctx ends, applying each record.
+func (s *KeySet) Follow(ctx context.Context, c Config, topic string, log *slog.Logger) error {
+	parts, err := Partitions(ctx, c, topic)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			r := NewPartitionReader(c, topic, p)
+			defer r.Close()
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+						return
+					}
+					log.Warn("cannot read compacted topic; retrying", "topic", topic, "partition", p, "err", err)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(time.Second):
+					}
+					continue
+				}
+				s.apply(m)
+			}
+		}(p)
+	}
+	wg.Wait()
+	return nil
+}
