@@ -165,9 +165,16 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// Temporary reports whether retrying later may succeed (429, 503).
+// Temporary reports whether retrying later may succeed: 429 and 503 from statepipe, and
+// 500, 502 and 504 from whatever stands in between. Retrying is safe because a retried report
+// carries the same serials: the site folds it once.
 func (e *APIError) Temporary() bool {
-	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
+	switch e.Status {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable,
+		http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 func (c *Client) send(ctx context.Context, rep *schema.Report) (*schema.Ack, error) {
