@@ -28,13 +28,15 @@ func (s RebuildStats) MessagesPerSecond() float64 {
 
 // derived lists every projection of the raw log with the SELECT that re-folds it from
 // state_messages ({db} is the database). Each follows the same rules as package fold:
-// greatest serial per key; full-report markers = a report's smallest serial per full type
+// greatest serial per key (of equal serials the latest record: a client's records are in one
+// partition, so (serial, partition, offset) orders them as they were folded); full-report markers = a report's smallest serial per full type
 // (report_serial and full_types are the same in every delivery of a report); the client's
 // greatest serial; successful scans.
 var derived = []struct{ table, columns, query string }{
 	{"current_state", "topic_type, topic_id, client, serial, state, error, time, accepted_at",
-		`SELECT topic_type, topic_id, client, max(serial), argMax(state, serial), argMax(error, serial),
-		        argMax(time, serial), argMax(accepted_at, serial)
+		`SELECT topic_type, topic_id, client, max(serial), argMax(state, (serial, partition, offset)),
+		        argMax(error, (serial, partition, offset)), argMax(time, (serial, partition, offset)),
+		        argMax(accepted_at, (serial, partition, offset))
 		 FROM {db}.state_messages WHERE topic_type NOT IN (700, 701)
 		 GROUP BY topic_type, topic_id, client`},
 	{"full_reports", "client, topic_type, serial, accepted_at",

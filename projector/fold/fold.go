@@ -109,7 +109,9 @@ func (b *Batch) Add(rec Record) {
 		k := stateKey{r.Client, m.TopicType, m.TopicID}
 		row := currentRow{client: r.Client, msg: m, acceptedAt: rec.AcceptedAt}
 		if j, ok := b.index[k]; ok {
-			if b.Current.rows[j].msg.Serial < m.Serial {
+			// <=: of two messages with the same serial (a conflict; identical duplicates are the
+			// usual case) the later record wins, as ReplacingMergeTree keeps the last inserted.
+			if b.Current.rows[j].msg.Serial <= m.Serial {
 				b.Current.rows[j] = row
 			}
 			continue
