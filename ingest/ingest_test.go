@@ -40,18 +40,7 @@ func TestBrokerFailureIs503WithRetryAfter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := httptest.NewServer(h)
-			defer srv.Close()
-			var body bytes.Buffer
-			_ = schema.EncodeReport(&body, &schema.Report{V: 1, Client: "c", Site: "P01",
-				Messages: []schema.StateMessage{{Serial: 1, TopicType: 500, TopicID: "u", State: 1}}})
-			resp, err := http.Post(srv.URL, schema.MediaMsgpack, &body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var eb schema.ErrorBody
-			_ = json.NewDecoder(resp.Body).Decode(&eb)
+			resp, eb := postOne(t, h)
 			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "3" || eb.Error.Code != schema.CodeUnavailable {
 				t.Errorf("got %d Retry-After=%q %+v", resp.StatusCode, resp.Header.Get("Retry-After"), eb)
 			}
@@ -69,6 +58,14 @@ func TestConfigValidate(t *testing.T) {
 func TestRecordTooLargeForTheTopicIs413(t *testing.T) {
 	h, _ := New(Config{Site: "P01", MaxBodyBytes: 1 << 20, MaxMessages: 10, ProduceTimeout: time.Second},
 		failingProducer{err: kafkago.WriteErrors{kafkago.MessageSizeTooLarge}}, nil, nil)
+	if resp, _ := postOne(t, h); resp.StatusCode != 413 {
+		t.Errorf("status %d, want 413", resp.StatusCode)
+	}
+}
+
+// postOne serves h over real HTTP and posts one valid msgpack report to it.
+func postOne(t *testing.T, h http.Handler) (*http.Response, schema.ErrorBody) {
+	t.Helper()
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	var body bytes.Buffer
@@ -78,8 +75,8 @@ func TestRecordTooLargeForTheTopicIs413(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 413 {
-		t.Errorf("status %d, want 413", resp.StatusCode)
-	}
+	defer resp.Body.Close()
+	var eb schema.ErrorBody
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	return resp, eb
 }

@@ -2,9 +2,10 @@
 // GET /v1/reports/NAME as JSON (the same structures back `statepipe report NAME` and, later,
 // the Grafana datasource), and POST /v1/sql, read-only SQL for analysts in embedded mode.
 //
-// Every report reads state through the view v_live_state: the greatest serial per key, minus
-// keys a later full report removed (folding rules 1 and 2), so an unmerged duplicate or a
-// replaced key never shows. Compliance applies rule 3: a client in scope with no live
+// Every report but trend reads state through the view v_live_state: the greatest serial per
+// key, minus keys a later full report removed (folding rules 1 and 2), so an unmerged
+// duplicate or a replaced key never shows. Trend reads the raw history (state_messages) to
+// rebuild past states, without full-report removal. Compliance applies rule 3: a client in scope with no live
 // Installed / Required / Not required state for an update is Not required when its latest
 // successful scan is newer than the update's first synchronisation, and Unknown otherwise.
 //
