@@ -12,6 +12,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
@@ -85,28 +87,58 @@ func openBenchStore(b *testing.B) *chdb.Store {
 	return st
 }
 
+// ensureAggregates derives the aggregate tables from the generated states, as a projector
+// restoring its index at start does (the generated data bypassed the projector).
+func ensureAggregates(b *testing.B, st *chdb.Store) {
+	ctx := context.Background()
+	res, err := st.Query(ctx, "SELECT count() FROM "+benchDB+".agg_lists")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Rows[0][0].(int64) > 0 {
+		return
+	}
+	start := time.Now()
+	if err := projector.RebuildAggregates(ctx, st, benchDB, 7*24*time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("derived the aggregates of %d current states (index restore + write) in %s", benchClients*benchUpdates, time.Since(start).Round(time.Millisecond))
+}
+
 func BenchmarkReports30M(b *testing.B) {
 	st := openBenchStore(b)
 	defer st.Close()
+	ensureAggregates(b, st)
 	ctx := context.Background()
-	b.Run("compliance-list100-collection100k", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			rep, err := report.ComplianceReport(ctx, st, benchDB, "P01", report.ComplianceParams{List: "list-100", Scope: report.Scope{Collection: "all"}})
-			if err != nil {
-				b.Fatal(err)
+	var agg, scan *report.Compliance
+	for _, c := range []struct {
+		name string
+		p    report.ComplianceParams
+		keep **report.Compliance
+	}{
+		{"compliance-list100-collection100k", report.ComplianceParams{List: "list-100", Scope: report.Scope{Collection: "all"}}, &agg},
+		{"compliance-list100-site", report.ComplianceParams{List: "list-100"}, nil},
+		// The same report computed by scanning the live states (source=scan), for comparison.
+		{"compliance-list100-collection100k-scan", report.ComplianceParams{List: "list-100", Scope: report.Scope{Collection: "all"}, Scan: true}, &scan},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				rep, err := report.ComplianceReport(ctx, st, benchDB, "P01", c.p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(rep.Updates) != benchList || rep.Computers.Total != benchClients {
+					b.Fatalf("report covers %d updates and %d clients", len(rep.Updates), rep.Computers.Total)
+				}
+				if c.keep != nil {
+					*c.keep = rep
+				}
 			}
-			if len(rep.Updates) != benchList || rep.Computers.Total != benchClients {
-				b.Fatalf("report covers %d updates and %d clients", len(rep.Updates), rep.Computers.Total)
-			}
-		}
-	})
-	b.Run("compliance-list100-site", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			if _, err := report.ComplianceReport(ctx, st, benchDB, "P01", report.ComplianceParams{List: "list-100"}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		})
+	}
+	if agg != nil && scan != nil && (!reflect.DeepEqual(agg.Updates, scan.Updates) || agg.Computers != scan.Computers) {
+		b.Errorf("aggregates and scan disagree:\n agg  %+v\n scan %+v", agg, scan)
+	}
 	b.Run("deployment-states", func(b *testing.B) {
 		q := fmt.Sprintf(`SELECT coalesce(s.state, 0) AS state, count() FROM
 			(SELECT client FROM %[1]s.v_collection_members WHERE collection = 'all') AS m
@@ -151,10 +183,36 @@ func BenchmarkRebuild(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		stats, err := projector.Rebuild(ctx, st, db)
+		stats, err := projector.Rebuild(ctx, st, db, 7*24*time.Hour)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(stats.MessagesPerSecond(), "msgs/s")
+	}
+}
+
+// BenchmarkRestoreIndex30M restores the projector's in-memory index from the 30 M-state store
+// (what a projector does at start) and reports states/s and the index's heap.
+func BenchmarkRestoreIndex30M(b *testing.B) {
+	st := openBenchStore(b)
+	defer st.Close()
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		x, err := projector.RestoreIndex(ctx, st, benchDB, 7*24*time.Hour, time.Now(), true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		rows := x.Changed(benchDB)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(x.Keys())/took.Seconds(), "states/s")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "index-MiB")
+		b.ReportMetric(float64(len(rows)), "corrections")
+		runtime.KeepAlive(x)
 	}
 }

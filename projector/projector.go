@@ -1,5 +1,6 @@
 // Package projector consumes a site's state topic as a consumer group and folds it into the
-// store: decode ► fold (package fold) ► batch insert ► commit offsets.
+// store: decode ► fold (package fold) ► batch insert ► fold into the in-memory index (package
+// index) and insert the aggregate cells the batch changed ► commit offsets.
 //
 // Delivery: Kafka gives at-least-once; the fold is deterministic and the tables are
 // ReplacingMergeTree keyed so that re-inserting a row changes nothing, which makes the effect
@@ -7,6 +8,12 @@
 // batch, so a crash at any instant loses nothing (the batch is redelivered) and doubles
 // nothing (the redelivered rows are identical). One goroutine does fetch, fold, insert and
 // commit in order, so the committed offset is always the highest below which all is stored.
+//
+// Aggregates: cells carry absolute values per Kafka partition, versioned by the partition's
+// last folded offset, and a process restores its index from the store at start (and when it
+// meets offsets another member folded), writing only cells that differ from the store; so
+// kills, rebalances and replays leave the cells equal to a computation from the live state
+// (indexing.go explains the life cycle).
 //
 // Records that cannot be decoded go to the site's dead-letter topic with the reason and
 // their source position, counted, and never stop the projector.
@@ -29,6 +36,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/projector/fold"
+	"github.com/statepipe/statepipe/projector/index"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -63,6 +71,12 @@ type Config struct {
 	BatchWait time.Duration
 	// RetryMax caps the back-off between attempts while the store is unavailable (default 5 s).
 	RetryMax time.Duration
+	// ExpiredCleanup is how long an expired update stays in the update lists the aggregates
+	// count (default 7 days; the reports use the same setting).
+	ExpiredCleanup time.Duration
+	// RefPoll is how often reference data imported by other projector processes, and expiry
+	// crossing the cleanup age, are looked for (default 2 s).
+	RefPoll time.Duration
 	// ResyncAfter is how old a serial gap may grow before the client is asked for a full
 	// report (default 5 min; ConfigMgr waits 2 days). Zero disables gap-driven resync.
 	ResyncAfter time.Duration
@@ -73,6 +87,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchMessages, prefix+"batch-messages", 200000, "flush a batch at this many state messages")
 	fs.DurationVar(&c.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "flush a non-empty batch after this long")
 	fs.DurationVar(&c.RetryMax, prefix+"retry-max", 5*time.Second, "longest back-off while the store is unavailable")
+	fs.DurationVar(&c.RefPoll, prefix+"ref-poll", 2*time.Second, "how often to look for reference data changes that alter aggregates")
 	fs.DurationVar(&c.ResyncAfter, prefix+"resync-after", 5*time.Minute, "ask a client for a full report when a gap in its serials is this old (0: never)")
 }
 
@@ -87,14 +102,19 @@ func (c *Config) Validate() error {
 		return errors.New("projector: batch-wait must be positive")
 	case c.RetryMax <= 0:
 		return errors.New("projector: retry-max must be positive")
+	case c.RefPoll < 0:
+		return errors.New("projector: ref-poll must not be negative")
 	}
 	return nil
 }
 
 // Params are the projector's collaborators.
 type Params struct {
-	Consumer    Consumer
-	Store       Inserter
+	Consumer Consumer
+	Store    Inserter
+	// Reader reads the store back to restore the in-memory index behind the aggregates
+	// (package index); nil disables aggregates.
+	Reader      Reader
 	DeadLetters DeadLetters
 	// Resync takes resync requests (key client, JSON value) and their answers (key client, no
 	// value) for ingest (*kafka-go Writer on the compacted resync.<site> topic); nil disables.
@@ -112,6 +132,9 @@ type Projector struct {
 	p       Params
 	m       metrics
 	tracker *Tracker
+
+	idx      *index.Index // nil: aggregates disabled
+	refPrint string       // fingerprint of the reference data idx was given
 }
 
 type metrics struct {
@@ -125,6 +148,10 @@ type metrics struct {
 	offset      *prometheus.GaugeVec
 	resyncs     *prometheus.CounterVec
 	kafkaErrors *prometheus.CounterVec
+	aggRows     prometheus.Counter
+	restores    prometheus.Counter
+	restoreTime prometheus.Gauge
+	idxClients  prometheus.Gauge
 }
 
 // New builds a projector.
@@ -134,6 +161,12 @@ func New(cfg Config, p Params) (*Projector, error) {
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
+	}
+	if cfg.ExpiredCleanup == 0 {
+		cfg.ExpiredCleanup = 7 * 24 * time.Hour
+	}
+	if cfg.RefPoll == 0 {
+		cfg.RefPoll = 2 * time.Second
 	}
 	f := promauto.With(p.Registerer) // a nil Registerer (tests) creates unregistered metrics
 	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60}
@@ -149,7 +182,11 @@ func New(cfg Config, p Params) (*Projector, error) {
 			Help: "Failed fetches and commits (retried; a failed commit means the batch is redelivered)."}, []string{"op"}),
 		resyncs: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_resync_requests_total",
 			Help: "Resync requests published (reason gap) and answered by a full report (reason answered)."}, []string{"reason"}),
-		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
+		aggRows:     f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_aggregate_rows_total", Help: "Aggregate cells written (changed values)."}),
+		restores:    f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_index_restores_total", Help: "Restores of the in-memory index from the store (start, or records another projector folded)."}),
+		restoreTime: f.NewGauge(prometheus.GaugeOpts{Name: "statepipe_projector_index_restore_seconds", Help: "Duration of the last index restore."}),
+		idxClients:  f.NewGauge(prometheus.GaugeOpts{Name: "statepipe_projector_index_clients", Help: "Clients in the in-memory index."}),
+		offset:      f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
 	}
 	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker()}, nil
 }
@@ -159,11 +196,25 @@ func (pr *Projector) Run(ctx context.Context) error {
 	batch := fold.NewBatch(pr.cfg.Database)
 	var pending []kafkago.Message // records in the batch, to commit after the insert
 	var reports []*schema.Report  // decoded reports kept alive until the batch is written
+	var recs []fold.Record        // the same with their positions, for the index
 	var deadline time.Time
+	if pr.p.Reader != nil {
+		if err := pr.restore(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 	nextSweep := time.Now().Add(pr.sweepEvery())
+	nextRefPoll := time.Now().Add(pr.cfg.RefPoll)
 	for {
-		// Wait for the next record at most until the batch must flush or gaps must be swept.
+		// Wait for the next record at most until the batch must flush, gaps must be swept or
+		// reference data looked at.
 		wait := nextSweep
+		if pr.idx != nil && nextRefPoll.Before(wait) {
+			wait = nextRefPoll
+		}
 		if len(pending) > 0 && deadline.Before(wait) {
 			wait = deadline
 		}
@@ -184,6 +235,15 @@ func (pr *Projector) Run(ctx context.Context) error {
 					return err
 				}
 				nextSweep = time.Now().Add(pr.sweepEvery())
+			}
+			if pr.idx != nil && time.Now().After(nextRefPoll) {
+				if err := pr.pollRef(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				nextRefPoll = time.Now().Add(pr.cfg.RefPoll)
 			}
 		default:
 			// kafka-go reports a failed group join or fetch here and recovers on the next
@@ -223,7 +283,9 @@ func (pr *Projector) Run(ctx context.Context) error {
 				}
 			} else {
 				reports = append(reports, r)
-				batch.Add(fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: msg.Time.UnixMilli(), Report: r})
+				rec := fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: msg.Time.UnixMilli(), Report: r}
+				recs = append(recs, rec)
+				batch.Add(rec)
 			}
 			if batch.Size() < pr.cfg.BatchMessages && time.Now().Before(deadline) {
 				continue
@@ -232,7 +294,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 		if len(pending) == 0 {
 			continue
 		}
-		if err := pr.flush(ctx, batch, pending); err != nil {
+		if err := pr.flush(ctx, batch, pending, recs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -248,11 +310,14 @@ func (pr *Projector) Run(ctx context.Context) error {
 		pending = pending[:0]
 		clear(reports)
 		reports = reports[:0]
+		clear(recs)
+		recs = recs[:0]
 	}
 }
 
-// flush inserts the batch, retrying with back-off until the store acknowledges, then commits.
-func (pr *Projector) flush(ctx context.Context, b *fold.Batch, pending []kafkago.Message) error {
+// flush inserts the batch, retrying with back-off until the store acknowledges, folds it into
+// the index and writes the aggregate cells it changed, then commits.
+func (pr *Projector) flush(ctx context.Context, b *fold.Batch, pending []kafkago.Message, recs []fold.Record) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -272,6 +337,9 @@ func (pr *Projector) flush(ctx context.Context, b *fold.Batch, pending []kafkago
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, pr.cfg.RetryMax)
+	}
+	if err := pr.indexBatch(ctx, b.RefRecords() > 0, pending, recs); err != nil {
+		return err
 	}
 	if err := pr.p.Consumer.CommitMessages(ctx, pending...); err != nil {
 		if ctx.Err() != nil {

@@ -52,6 +52,14 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
+		switch qs.Get("source") {
+		case "", "aggregates":
+		case "scan":
+			p.Scan = true
+		default:
+			fail(w, http.StatusBadRequest, schema.CodeMalformed, fmt.Sprintf("source %q: want aggregates (default) or scan", qs.Get("source")), "source")
+			return
+		}
 		if p.List != "" && len(p.Updates) > 0 {
 			fail(w, http.StatusBadRequest, schema.CodeMalformed, "give list or updates, not both", "updates")
 			return

@@ -114,7 +114,7 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 			if state == schema.ComplianceUnknown {
 				continue // rule 3: only 1, 2 or 3 are a stated compliance
 			}
-			u.State, u.Serial = state, toUint64(r[3])
+			u.State, u.Serial = state, schema.ToUint64(r[3])
 			if u.Time, err = parseTime(r[4]); err != nil {
 				return nil, err
 			}
@@ -181,15 +181,4 @@ func updateSet(ctx context.Context, q Querier, db, list string, updates []string
 		gone[r[0].(string)] = true
 	}
 	return slices.DeleteFunc(ids, func(id string) bool { return gone[id] }), nil
-}
-
-// toUint64 reads a UInt64 result value (int64, or uint64 above MaxInt64).
-func toUint64(v any) uint64 {
-	switch n := v.(type) {
-	case int64:
-		return uint64(n)
-	case uint64:
-		return n
-	}
-	return 0
 }

@@ -38,6 +38,9 @@ type ComplianceParams struct {
 	Scope   Scope
 	// ExpiredCleanup drops updates that have been expired for longer than this (default 7 days).
 	ExpiredCleanup time.Duration
+	// Scan computes every count from the live states instead of the projector's aggregates
+	// (slower; the aggregates must always agree with it).
+	Scan bool
 }
 
 // Compliance is the compliance report (DESIGN §4).
@@ -83,6 +86,7 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	// The update set as a subquery of one column, uid: a catalog-sized set never inflates the
 	// query text, and expired updates past the cleanup age drop out in SQL.
 	var base string
+	var catalog int64
 	switch {
 	case p.List != "":
 		if _, err := listUpdates(ctx, q, db, p.List); err != nil {
@@ -92,7 +96,8 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	case len(p.Updates) > 0:
 		base = "SELECT arrayJoin(" + sqlArray(p.Updates) + ") AS uid"
 	default:
-		catalog, err := count(ctx, q, "SELECT count() FROM "+db+".v_updates")
+		var err error
+		catalog, err = count(ctx, q, "SELECT count() FROM "+db+".v_updates")
 		if err != nil {
 			return nil, err
 		}
@@ -118,34 +123,49 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		rep.Computers = ComputerCounts{Unknown: total, Total: total}
 		return rep, err
 	}
-	// The pieces every query shares: the clients in scope, the updates (with first
-	// synchronisation; absent from the catalog means no inference), each client's latest
-	// successful scan, and the live update-compliance states of scope × updates.
-	with := fmt.Sprintf(`WITH
+	// The clients in scope, the updates (with first synchronisation; absent from the catalog
+	// means no inference) and each in-scope client's latest successful scan. A resolved set
+	// of modest size is inlined, which spares every query re-reading the catalog.
+	if len(ids) <= 2000 {
+		idSQL = inList(ids)
+	}
+	scanScope := ""
+	if p.Scope.Collection != "" {
+		scanScope = "WHERE client IN (SELECT client FROM scope)" // every scanning client is a site client
+	}
+	cte := fmt.Sprintf(`WITH
 	scope AS (%[2]s),
 	upd AS (SELECT id, title, first_synced FROM %[1]s.v_updates WHERE id IN %[3]s),
-	scans AS (SELECT client, argMax(time, serial) AS last_scan FROM %[1]s.scan_history WHERE client IN (SELECT client FROM scope) GROUP BY client),
-	st AS (SELECT topic_id, client, state FROM %[1]s.v_live_state
-	       WHERE topic_type = 500 AND topic_id IN %[3]s AND client IN (SELECT client FROM scope)),
-	stx AS (SELECT st.topic_id AS topic_id, st.client AS client, st.state AS state,
-	               st.state IN (1, 2, 3) AND u.id != '' AND sc.last_scan > u.first_synced AS stated_scanned
-	        FROM st LEFT JOIN scans AS sc ON sc.client = st.client LEFT JOIN upd AS u ON u.id = st.topic_id)
-`, db, p.Scope.clientsSQL(db), idSQL)
-	total, err := count(ctx, q, with+"SELECT count() FROM scope")
+	scans AS (SELECT client, argMax(time, serial) AS last_scan FROM %[1]s.client_scans %[4]s GROUP BY client)
+`, db, p.Scope.clientsSQL(db), idSQL, scanScope)
+	total, err := count(ctx, q, cte+"SELECT count() FROM scope")
 	if err != nil {
 		return nil, fmt.Errorf("cannot count clients in scope: %w", err)
 	}
-	// Per update: live counts, and how many clients in scope scanned after the update was
-	// synchronised (inferred Not required = those without a live 1/2/3 state).
-	byUpdate, err := q.Query(ctx, with+`SELECT topic_id, countIf(state = 3), countIf(state = 2), countIf(state = 1), countIf(stated_scanned)
-	FROM stx GROUP BY topic_id`)
-	if err != nil {
-		return nil, fmt.Errorf("cannot count compliance per update: %w", err)
-	}
-	scanned, err := q.Query(ctx, with+`, (SELECT groupArray(last_scan) FROM scans) AS ls
-	SELECT id, title, arrayCount(x -> x > first_synced, ls) FROM upd`)
+	// Per update: how many clients in scope scanned after the update was synchronised; the
+	// inferred Not required are those of them without a live 1/2/3 state (rule 3). The
+	// distinct scan times carry how many scans are at least as new (a running sum); each
+	// update takes that of the oldest scan newer than its first synchronisation (ASOF).
+	scanned, err := q.Query(ctx, cte+`,
+	dist AS (SELECT 1 AS k, last_scan, sum(count()) OVER (ORDER BY last_scan DESC) AS newer FROM scans GROUP BY last_scan)
+	SELECT u.id, u.title, s.newer FROM (SELECT 1 AS k, id, title, first_synced FROM upd) AS u
+	ASOF LEFT JOIN dist AS s ON u.k = s.k AND u.first_synced < s.last_scan`)
 	if err != nil {
 		return nil, fmt.Errorf("cannot count scans per update: %w", err)
+	}
+	// Per update: live counts of 3/2/1 and how many of those clients scanned after the
+	// update's first synchronisation — from the aggregates, or by scanning the live states.
+	var byUpdate *schema.Result
+	if p.Scan {
+		byUpdate, err = q.Query(ctx, cte+liveSQL(db, idSQL)+`SELECT topic_id, state, count(), countIf(stated_scanned)
+		FROM stx WHERE state IN (1, 2, 3) GROUP BY topic_id, state`)
+	} else {
+		byUpdate, err = q.Query(ctx, fmt.Sprintf(`SELECT topic_id, state, sum(clients), sum(scanned) FROM %s.agg_states FINAL
+		WHERE scope = %s AND topic_type = 500 AND state IN (1, 2, 3) AND topic_id IN %s GROUP BY topic_id, state`,
+			db, Quote(p.Scope.Collection), idSQL))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot count compliance per update: %w", err)
 	}
 	type counts struct{ n3, n2, n1, statedScanned, scannedAfter int64 }
 	per := map[string]*counts{}
@@ -158,7 +178,16 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	}
 	for _, r := range byUpdate.Rows {
 		c := get(r[0].(string))
-		c.n3, c.n2, c.n1, c.statedScanned = r[1].(int64), r[2].(int64), r[3].(int64), r[4].(int64)
+		n := r[2].(int64)
+		switch r[1].(int64) {
+		case 3:
+			c.n3 = n
+		case 2:
+			c.n2 = n
+		case 1:
+			c.n1 = n
+		}
+		c.statedScanned += r[3].(int64)
 	}
 	for _, r := range scanned.Rows {
 		titles[r[0].(string)] = r[1].(string)
@@ -175,21 +204,57 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		rep.Updates = append(rep.Updates, u)
 	}
 	// Per computer: compliant when every update is 3 or 1 (stated, or inferred from a scan
-	// newer than the update), non-compliant when any is 2.
-	comp, err := q.Query(ctx, with+fmt.Sprintf(`, (SELECT groupArray(first_synced) FROM upd) AS fss
-	SELECT countIf(required > 0), countIf(required = 0 AND ok + arrayCount(x -> x < last_scan, fss) - stated_scanned = %d)
-	FROM (
-		SELECT s.client AS client, a.required AS required, a.ok AS ok, a.stated_scanned AS stated_scanned, sc.last_scan AS last_scan
-		FROM scope AS s
-		LEFT JOIN (SELECT client, countIf(state = 2) AS required, countIf(state IN (1, 3)) AS ok, countIf(stated_scanned) AS stated_scanned
-		           FROM stx GROUP BY client) AS a ON a.client = s.client
-		LEFT JOIN scans AS sc ON sc.client = s.client)`, len(ids)))
-	if err != nil {
-		return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
+	// newer than the update), non-compliant when any is 2. The projector keeps these counts
+	// per update list and for the whole catalog; an ad-hoc set of updates is evaluated here.
+	var compliant, nonCompliant int64
+	if list, ok := aggregatedList(p, catalog); ok && !p.Scan {
+		res, err := q.Query(ctx, fmt.Sprintf(`SELECT sumIf(clients, status = 1), sumIf(clients, status = 2) FROM %s.agg_lists FINAL
+		WHERE scope = %s AND list = %s`, db, Quote(p.Scope.Collection), Quote(list)))
+		if err != nil {
+			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
+		}
+		compliant, nonCompliant = res.Rows[0][0].(int64), res.Rows[0][1].(int64)
+	} else {
+		res, err := q.Query(ctx, cte+liveSQL(db, idSQL)+fmt.Sprintf(`, (SELECT groupArray(first_synced) FROM upd) AS fss
+		SELECT countIf(required = 0 AND ok + arrayCount(x -> x < last_scan, fss) - stated_scanned = %d), countIf(required > 0)
+		FROM (
+			SELECT s.client AS client, a.required AS required, a.ok AS ok, a.stated_scanned AS stated_scanned, sc.last_scan AS last_scan
+			FROM scope AS s
+			LEFT JOIN (SELECT client, countIf(state = 2) AS required, countIf(state IN (1, 3)) AS ok, countIf(stated_scanned) AS stated_scanned
+			           FROM stx GROUP BY client) AS a ON a.client = s.client
+			LEFT JOIN scans AS sc ON sc.client = s.client)`, len(ids)))
+		if err != nil {
+			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
+		}
+		compliant, nonCompliant = res.Rows[0][0].(int64), res.Rows[0][1].(int64)
 	}
-	rep.Computers = ComputerCounts{NonCompliant: comp.Rows[0][0].(int64), Compliant: comp.Rows[0][1].(int64), Total: total}
-	rep.Computers.Unknown = total - rep.Computers.Compliant - rep.Computers.NonCompliant
+	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total}
+	rep.Computers.Unknown = total - compliant - nonCompliant
 	return rep, nil
+}
+
+// aggregatedList names the list whose per-computer counts the projector aggregates for p:
+// the update list, or (no list and no update ids, with a catalog) the whole catalog.
+func aggregatedList(p ComplianceParams, catalog int64) (string, bool) {
+	switch {
+	case p.List != "":
+		return p.List, true
+	case len(p.Updates) == 0 && catalog > 0:
+		return "", true
+	}
+	return "", false
+}
+
+// liveSQL continues a WITH (after cte) with the live update-compliance states of scope ×
+// updates, each with whether the client scanned after the update's first synchronisation.
+func liveSQL(db, idSQL string) string {
+	return fmt.Sprintf(`,
+	st AS (SELECT topic_id, client, state FROM %[1]s.v_live_state
+	       WHERE topic_type = 500 AND topic_id IN %[2]s AND client IN (SELECT client FROM scope)),
+	stx AS (SELECT st.topic_id AS topic_id, st.client AS client, st.state AS state,
+	               st.state IN (1, 2, 3) AND u.id != '' AND sc.last_scan > u.first_synced AS stated_scanned
+	        FROM st LEFT JOIN scans AS sc ON sc.client = st.client LEFT JOIN upd AS u ON u.id = st.topic_id)
+`, db, idSQL)
 }
 
 // sqlArray renders ids as a ClickHouse array literal.

@@ -186,7 +186,9 @@ func TestMigrationsAreNumberedAndIdempotentlyWritten(t *testing.T) {
 			t.Errorf("migration %d has version %d: versions must be 1, 2, 3…", i, m.Version)
 		}
 		for _, st := range m.Statements {
-			if !strings.Contains(st, "IF NOT EXISTS") && !strings.Contains(st, "CREATE OR REPLACE VIEW") {
+			// A backfill INSERT … SELECT into a ReplacingMergeTree table re-inserts identical
+			// rows when re-run, which the table collapses.
+			if !strings.Contains(st, "IF NOT EXISTS") && !strings.Contains(st, "CREATE OR REPLACE VIEW") && !strings.HasPrefix(st, "INSERT INTO {db}.client_scans") {
 				t.Errorf("%04d_%s: statement without IF NOT EXISTS cannot be re-run: %.60s", m.Version, m.Name, st)
 			}
 			if !strings.Contains(st, "{db}.") {

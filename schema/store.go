@@ -16,6 +16,11 @@ type Store interface {
 	Exec(ctx context.Context, query string) error
 	// Query runs one read statement and returns its rows with normalised values.
 	Query(ctx context.Context, query string) (*Result, error)
+	// Each runs one read statement and passes every row to fn as it is read, so results
+	// larger than memory (restoring the projector's index) stream. The row slice is reused
+	// between calls; values are normalised as in Query. Columns may be strings, integers or
+	// arrays of them (convert times with toUnixTimestamp64Milli).
+	Each(ctx context.Context, query string, fn func(row []any) error) error
 	// Insert writes a batch of rows in one insert; it returns only after the engine has
 	// acknowledged the whole batch.
 	Insert(ctx context.Context, rows Rows) error
@@ -39,6 +44,17 @@ type Rows interface {
 type Result struct {
 	Columns []Column `json:"columns"`
 	Rows    [][]any  `json:"rows"`
+}
+
+// ToUint64 reads a UInt64 result value (int64, or uint64 above MaxInt64); 0 for anything else.
+func ToUint64(v any) uint64 {
+	switch n := v.(type) {
+	case int64:
+		return uint64(n)
+	case uint64:
+		return n
+	}
+	return 0
 }
 
 // Column names a result column and its ClickHouse type.

@@ -178,6 +178,7 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("projector rebuild", flag.ContinueOnError)
 	var st storeConfig
 	site := fs.String("site", "P01", "site code")
+	cleanup := fs.Duration("reports.expired-cleanup", 7*24*time.Hour, "how long an expired update stays in update lists (as the site's setting)")
 	st.registerFlags(fs)
 	fs.StringVar(&st.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
 	if err := fs.Parse(args); err != nil {
@@ -191,7 +192,7 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	if _, err := schema.Migrate(ctx, store, database(*site)); err != nil {
 		return err
 	}
-	stats, err := projector.Rebuild(ctx, store, database(*site))
+	stats, err := projector.Rebuild(ctx, store, database(*site), *cleanup)
 	if err != nil {
 		return err
 	}

@@ -178,6 +178,9 @@ func TestPropertyReportsEqualOracleUnderDuplicatesReorderingAndKills(t *testing.
 	}{
 		{"collection " + h.collID, "?list=" + h.listID + "&collection=" + h.collID, o.collection},
 		{"site", "?list=" + h.listID, o.site},
+		// The same computed by scanning the live states: the aggregates must agree with it.
+		{"collection " + h.collID + " (scan)", "?list=" + h.listID + "&collection=" + h.collID + "&source=scan", o.collection},
+		{"site (scan)", "?list=" + h.listID + "&source=scan", o.site},
 	}
 	// The raw log holding every distinct message means the topic is folded; from then on a
 	// mismatch that outlives a short settling time is a wrong answer, not a late one.

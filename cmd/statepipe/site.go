@@ -121,6 +121,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 	if cfg.RunProjector {
 		cfg.Projector.Database = s.db
 		cfg.Projector.RefTopic = refTopic
+		cfg.Projector.ExpiredCleanup = cfg.ExpiredCleanup
 		group := cfg.ProjectorGroup
 		if group == "" {
 			group = "statepipe-projector-" + cfg.Code
@@ -128,7 +129,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.reader = kafka.NewGroupReader(cfg.Kafka, group, topic, refTopic)
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
 		p, err := projector.New(cfg.Projector, projector.Params{
-			Consumer: s.reader, Store: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
+			Consumer: s.reader, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
 			Registerer: reg, Logger: log,
 		})
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -124,12 +125,26 @@ func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Resul
 var anyType = reflect.TypeOf((*any)(nil)).Elem()
 
 func readRows(rows driver.Rows) (*schema.Result, error) {
+	res := &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}
+	err := eachRow(rows, func(cols []schema.Column) { res.Columns = cols }, func(row []any) error {
+		res.Rows = append(res.Rows, slices.Clone(row))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// eachRow scans every row into values of the driver's scan types, normalises them and passes
+// them to fn (the slice is reused between rows).
+func eachRow(rows driver.Rows, header func([]schema.Column), fn func(row []any) error) error {
 	types := rows.ColumnTypes()
-	res := &schema.Result{Columns: make([]schema.Column, len(types)), Rows: [][]any{}}
+	cols := make([]schema.Column, len(types))
 	norms := make([]*normalizer, len(types))
 	dest := make([]any, len(types))
 	for i, ct := range types {
-		res.Columns[i] = schema.Column{Name: ct.Name(), Type: ct.DatabaseTypeName()}
+		cols[i] = schema.Column{Name: ct.Name(), Type: ct.DatabaseTypeName()}
 		norms[i] = newNormalizer(ct.DatabaseTypeName())
 		t := ct.ScanType()
 		if t == nil {
@@ -137,18 +152,32 @@ func readRows(rows driver.Rows) (*schema.Result, error) {
 		}
 		dest[i] = reflect.New(t).Interface()
 	}
-	for rows.Next() {
+	header(cols)
+	vals := make([]any, len(dest))
+	for n := 0; rows.Next(); n++ {
 		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("cannot scan row %d: %w", len(res.Rows), err)
+			return fmt.Errorf("cannot scan row %d: %w", n, err)
 		}
-		vals := make([]any, len(dest))
 		for i, d := range dest {
 			vals[i] = norms[i].normalize(reflect.ValueOf(d).Elem().Interface())
 		}
-		res.Rows = append(res.Rows, vals)
+		if err := fn(vals); err != nil {
+			return err
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	return rows.Err()
+}
+
+// Each runs a read statement and passes every row to fn as it arrives, without holding the
+// result (the slice is reused between rows; values are normalised as in Query).
+func (st *Store) Each(ctx context.Context, query string, fn func(row []any) error) error {
+	rows, err := st.conn.Query(ctx, query)
+	if err != nil {
+		return err
 	}
-	return res, nil
+	err = eachRow(rows, func([]schema.Column) {}, fn)
+	if cerr := rows.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("cannot close result: %w", cerr)
+	}
+	return err
 }

@@ -8,6 +8,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -54,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) schema.Store, db string) {
 	t.Run("value types", func(t *testing.T) { testValueTypes(t, st) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, st, db) })
 	t.Run("empty result", func(t *testing.T) { testEmpty(t, st, db) })
+	t.Run("Each streams the rows Query returns", func(t *testing.T) { testEach(t, st) })
 	t.Run("read-only query", func(t *testing.T) {
 		ro, ok := st.(ReadOnlyQuerier)
 		if !ok {
@@ -277,6 +279,37 @@ func testEmpty(t *testing.T, st schema.Store, db string) {
 	}
 	if len(res.Columns) > 0 && (len(res.Columns) != 2 || res.Columns[0].Name != "client" || res.Columns[1].Name != "serial") {
 		t.Errorf("columns: got %+v, want client and serial (or none)", res.Columns)
+	}
+}
+
+func testEach(t *testing.T, st schema.Store) {
+	ctx := context.Background()
+	q := `SELECT toString(number) || '\n\nx' AS s, toUInt16(number) AS u16, -toInt32(number) AS i32, toInt16(-3) AS i16,
+	             toUInt64(number) * 1000000007 AS u64, toUInt8(number % 2) AS u8, [toString(number), 'b'] AS arr,
+	             toUnixTimestamp64Milli(toDateTime64('2026-01-02 03:04:05.678', 3, 'UTC')) AS ms
+	      FROM numbers(5) ORDER BY number`
+	want := query(t, st, q)
+	var got [][]any
+	if err := st.Each(ctx, q, func(row []any) error {
+		got = append(got, slices.Clone(row))
+		return nil
+	}); err != nil {
+		t.Fatalf("Each: %v", err)
+	}
+	if !reflect.DeepEqual(got, want.Rows) {
+		t.Errorf("Each rows differ from Query's:\n got %#v\nwant %#v", got, want.Rows)
+	}
+	if len(got) != 5 || got[4][7] != int64(1767323045678) {
+		t.Errorf("Each: got %d rows, last %v; want 5 rows ending with the time in ms", len(got), got)
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := st.Each(ctx, "SELECT number FROM numbers(10)", func([]any) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("Each with fn failing: got %v after %d rows, want fn's error after 1", err, n)
+	}
+	if err := st.Each(ctx, "SELECT nonsense FROM nowhere", func([]any) error { return nil }); err == nil {
+		t.Error("Each of a bad query: got nil error")
 	}
 }
 

@@ -30,6 +30,7 @@ type Batch struct {
 	Full    FullRows         // full-report markers (rule 2)
 	Clients ClientRows       // one row per record: the client and its greatest serial
 	Scans   ScanRows         // successful scans (501 state 3 or 6), for Not-required inference
+	Latest  LatestScanRows   // the same scans into client_scans, which keeps each client's latest
 	index   map[stateKey]int // key → position in Current
 
 	db       string
@@ -52,6 +53,7 @@ func NewBatch(db string) *Batch {
 		Full:    FullRows{table: db + ".full_reports"},
 		Clients: ClientRows{table: db + ".clients"},
 		Scans:   ScanRows{table: db + ".scan_history"},
+		Latest:  LatestScanRows{table: db + ".client_scans"},
 		index:   map[stateKey]int{},
 	}
 }
@@ -68,8 +70,12 @@ func (b *Batch) Tables() []schema.Rows {
 			out = append(out, r)
 		}
 	}
-	return append(out, &b.Raw, &b.Current, &b.Full, &b.Clients, &b.Scans)
+	b.Latest.rows = b.Scans.rows
+	return append(out, &b.Raw, &b.Current, &b.Full, &b.Clients, &b.Scans, &b.Latest)
 }
+
+// RefRecords returns how many reference-data records the batch holds.
+func (b *Batch) RefRecords() int { return b.refCount }
 
 // Size returns how many rows the batch will write for its records (messages and reference
 // records), the measure batching flushes on.
@@ -88,7 +94,7 @@ func (b *Batch) Add(rec Record) {
 		// has a smaller one. Markers only grow, so order of arrival does not matter.
 		b.Full.rows = append(b.Full.rows, fullRow{client: r.Client, topic: t, serial: minSerial, acceptedAt: rec.AcceptedAt})
 	}
-	b.Clients.rows = append(b.Clients.rows, clientRow{client: r.Client, serial: maxSerial, acceptedAt: rec.AcceptedAt})
+	b.Clients.rows = append(b.Clients.rows, clientRow{client: r.Client, serial: maxSerial, acceptedAt: rec.AcceptedAt, partition: int32(rec.Partition)})
 	for i := range r.Messages {
 		m := &r.Messages[i]
 		if m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) {
@@ -286,6 +292,7 @@ type clientRow struct {
 	client     string
 	serial     uint64
 	acceptedAt int64
+	partition  int32
 }
 
 // ClientRows are rows of the clients table.
@@ -294,20 +301,23 @@ type ClientRows struct {
 	rows  []clientRow
 }
 
-func (c *ClientRows) Table() string     { return c.table }
-func (c *ClientRows) Columns() []string { return []string{"client", "last_serial", "last_seen"} }
-func (c *ClientRows) Len() int          { return len(c.rows) }
+func (c *ClientRows) Table() string { return c.table }
+func (c *ClientRows) Columns() []string {
+	return []string{"client", "last_serial", "last_seen", "partition"}
+}
+func (c *ClientRows) Len() int { return len(c.rows) }
 
 func (c *ClientRows) AppendRowBinary(b []byte, i int) []byte {
 	w := &c.rows[i]
 	b = schema.AppendString(b, w.client)
 	b = schema.AppendUInt64(b, w.serial)
-	return schema.AppendInt64(b, w.acceptedAt)
+	b = schema.AppendInt64(b, w.acceptedAt)
+	return schema.AppendInt32(b, w.partition)
 }
 
 func (c *ClientRows) Values(i int) []any {
 	w := &c.rows[i]
-	return []any{w.client, w.serial, schema.MillisTime(w.acceptedAt)}
+	return []any{w.client, w.serial, schema.MillisTime(w.acceptedAt), w.partition}
 }
 
 type scanRow struct {
@@ -337,6 +347,29 @@ func (s *ScanRows) AppendRowBinary(b []byte, i int) []byte {
 func (s *ScanRows) Values(i int) []any {
 	w := &s.rows[i]
 	return []any{w.client, w.msg.Serial, w.msg.TopicID, int16(w.msg.State), schema.MillisTime(w.msg.Time)}
+}
+
+// LatestScanRows are rows of the client_scans table: every successful scan, of which the
+// table keeps each client's greatest serial.
+type LatestScanRows struct {
+	table string
+	rows  []scanRow
+}
+
+func (s *LatestScanRows) Table() string     { return s.table }
+func (s *LatestScanRows) Columns() []string { return []string{"client", "serial", "time"} }
+func (s *LatestScanRows) Len() int          { return len(s.rows) }
+
+func (s *LatestScanRows) AppendRowBinary(b []byte, i int) []byte {
+	w := &s.rows[i]
+	b = schema.AppendString(b, w.client)
+	b = schema.AppendUInt64(b, w.msg.Serial)
+	return schema.AppendInt64(b, w.msg.Time)
+}
+
+func (s *LatestScanRows) Values(i int) []any {
+	w := &s.rows[i]
+	return []any{w.client, w.msg.Serial, schema.MillisTime(w.msg.Time)}
 }
 
 // Marker is one full-report marker, for tests and tools that read a batch back.

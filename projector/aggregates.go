@@ -1,0 +1,164 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/statepipe/statepipe/projector/index"
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Reader streams query results (both store adapters).
+type Reader interface {
+	Query(ctx context.Context, query string) (*schema.Result, error)
+	Each(ctx context.Context, query string, fn func(row []any) error) error
+}
+
+// LoadRef reads the site's reference data as the index needs it.
+func LoadRef(ctx context.Context, rd Reader, db string) (index.Ref, error) {
+	ref := index.Ref{Catalog: map[string]index.Update{}, Lists: map[string][]string{}, Collections: map[string][]string{}}
+	err := rd.Each(ctx, fmt.Sprintf(`SELECT id, toUnixTimestamp64Milli(first_synced), expired,
+		ifNull(toUnixTimestamp64Milli(expired_at), 0) FROM %s.v_updates`, db), func(r []any) error {
+		ref.Catalog[r[0].(string)] = index.Update{FirstSynced: r[1].(int64), Expired: r[2].(int64) == 1, ExpiredAt: r[3].(int64)}
+		return nil
+	})
+	if err != nil {
+		return ref, fmt.Errorf("cannot read the catalog: %w", err)
+	}
+	for _, t := range []struct {
+		query string
+		into  map[string][]string
+	}{
+		{"SELECT id, updates FROM " + db + ".v_update_lists", ref.Lists},
+		{"SELECT id, members FROM " + db + ".v_collections", ref.Collections},
+	} {
+		err := rd.Each(ctx, t.query, func(r []any) error {
+			arr := r[1].([]any)
+			ids := make([]string, len(arr))
+			for i, v := range arr {
+				ids[i] = v.(string)
+			}
+			t.into[r[0].(string)] = ids
+			return nil
+		})
+		if err != nil {
+			return ref, fmt.Errorf("cannot read reference data (%s): %w", t.query, err)
+		}
+	}
+	return ref, nil
+}
+
+// refFingerprint changes whenever any reference data the index depends on is imported.
+func refFingerprint(ctx context.Context, rd Reader, db string) (string, error) {
+	res, err := rd.Query(ctx, fmt.Sprintf(`SELECT
+		(SELECT toString(count()) || '/' || toString(sum(version)) FROM %[1]s.ref_updates) || ':' ||
+		(SELECT toString(count()) || '/' || toString(sum(version)) FROM %[1]s.ref_update_lists) || ':' ||
+		(SELECT toString(count()) || '/' || toString(sum(version)) FROM %[1]s.ref_collections)`, db))
+	if err != nil {
+		return "", err
+	}
+	return res.Rows[0][0].(string), nil
+}
+
+// RestoreIndex builds a site's index from the store: reference data, every client with its
+// partition, full-report markers, latest scans, current states, each partition's last folded
+// offset, and (with cells) the aggregate cells the store holds, so the caller writes only
+// corrections; without, every non-zero cell is written.
+func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Duration, now time.Time, cells bool) (*index.Index, error) {
+	ref, err := LoadRef(ctx, rd, db)
+	if err != nil {
+		return nil, err
+	}
+	x := index.New(cleanup)
+	x.SetRef(ref, now)
+	steps := []struct {
+		what, query string
+		row         func(r []any)
+	}{
+		{"partitions", `SELECT partition, max(offset) FROM {db}.state_messages GROUP BY partition
+			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_states GROUP BY partition
+			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_errors GROUP BY partition
+			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_lists GROUP BY partition`,
+			func(r []any) { x.LoadPartition(int32(r[0].(int64)), r[1].(int64)) }},
+		// A client's partition is fixed (its id keys its reports); rows written before 0005
+		// have -1, and the raw log says which.
+		{"clients", `SELECT c.client, if(c.p >= 0, c.p, m.p) FROM
+			(SELECT client, max(partition) AS p FROM {db}.clients GROUP BY client) AS c
+			LEFT JOIN (SELECT client, argMax(partition, offset) AS p FROM {db}.state_messages
+			           WHERE client IN (SELECT client FROM {db}.clients GROUP BY client HAVING max(partition) < 0)
+			           GROUP BY client) AS m ON m.client = c.client`,
+			func(r []any) { x.LoadClient(r[0].(string), int32(r[1].(int64))) }},
+		{"full-report markers", `SELECT client, topic_type, max(serial) FROM {db}.full_reports GROUP BY client, topic_type`,
+			func(r []any) { x.LoadMarker(r[0].(string), schema.TopicType(r[1].(int64)), schema.ToUint64(r[2])) }},
+		{"scans", `SELECT client, max(serial), argMax(toUnixTimestamp64Milli(time), serial) FROM {db}.scan_history GROUP BY client`,
+			func(r []any) { x.LoadScan(r[0].(string), schema.ToUint64(r[1]), r[2].(int64)) }},
+		{"current states", `SELECT client, topic_type, topic_id, serial, state, error FROM {db}.current_state FINAL`,
+			func(r []any) {
+				x.LoadState(r[0].(string), schema.TopicType(r[1].(int64)), r[2].(string), schema.ToUint64(r[3]), int16(r[4].(int64)), int32(r[5].(int64)))
+			}},
+		{"agg_states", `SELECT partition, scope, topic_id, topic_type, state, clients, scanned, version FROM {db}.agg_states FINAL`,
+			func(r []any) { loadCell(x, "agg_states", r) }},
+		{"agg_errors", `SELECT partition, scope, topic_id, topic_type, error, clients, 0, version FROM {db}.agg_errors FINAL`,
+			func(r []any) { loadCell(x, "agg_errors", r) }},
+		{"agg_lists", `SELECT partition, scope, list, 0, status, clients, 0, version FROM {db}.agg_lists FINAL`,
+			func(r []any) { loadCell(x, "agg_lists", r) }},
+	}
+	if !cells {
+		steps = steps[:len(steps)-3]
+	}
+	for _, s := range steps {
+		err := rd.Each(ctx, replaceDB(s.query, db), func(r []any) error { s.row(r); return nil })
+		if err != nil {
+			return nil, fmt.Errorf("cannot restore the index (%s): %w", s.what, err)
+		}
+	}
+	x.Recompute()
+	return x, nil
+}
+
+func loadCell(x *index.Index, table string, r []any) {
+	var state int16
+	var code int32
+	if table == "agg_errors" {
+		code = int32(r[4].(int64))
+	} else {
+		state = int16(r[4].(int64))
+	}
+	x.LoadCell(int32(r[0].(int64)), table, r[1].(string), r[2].(string), uint16(r[3].(int64)), state, code, r[5].(int64), r[6].(int64), int64(schema.ToUint64(r[7])))
+}
+
+// RebuildAggregates re-derives the aggregate tables of db from its (rebuilt) live state into
+// fresh tables and swaps them in.
+func RebuildAggregates(ctx context.Context, st schema.Store, db string, cleanup time.Duration) error {
+	tables := []string{"agg_states", "agg_errors", "agg_lists"}
+	for _, t := range tables {
+		for _, q := range []string{
+			"DROP TABLE IF EXISTS " + db + "." + t + "_rebuild",
+			"CREATE TABLE " + db + "." + t + "_rebuild AS " + db + "." + t,
+		} {
+			if err := st.Exec(ctx, q); err != nil {
+				return fmt.Errorf("cannot rebuild %s.%s: %w", db, t, err)
+			}
+		}
+	}
+	x, err := RestoreIndex(ctx, st, db, cleanup, time.Now(), false)
+	if err != nil {
+		return err
+	}
+	for _, rows := range x.ChangedInto(db, "_rebuild") {
+		if err := st.Insert(ctx, rows); err != nil {
+			return fmt.Errorf("cannot write rebuilt aggregates: %w", err)
+		}
+	}
+	for _, t := range tables {
+		live, fresh := db+"."+t, db+"."+t+"_rebuild"
+		if err := st.Exec(ctx, "EXCHANGE TABLES "+live+" AND "+fresh); err != nil {
+			return fmt.Errorf("cannot swap in rebuilt %s: %w", live, err)
+		}
+		if err := st.Exec(ctx, "DROP TABLE "+fresh); err != nil {
+			return fmt.Errorf("cannot drop replaced %s: %w", live, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package index_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/statepipe/statepipe/projector/index"
+	"github.com/statepipe/statepipe/schema"
+)
+
+// BenchmarkFold folds one full report per client (1,000 clients × 300 updates, plus a scan)
+// in batches of 100 reports, as the projector does: Fold each report, End, Changed. Every
+// iteration is a new round (higher serials, other states), so each round replaces every key
+// and rewrites the cells it moves. One op is a whole round of 301,000 messages.
+func BenchmarkFold(b *testing.B) {
+	const clients, updates, batch, parts = 1000, 300, 100, 4
+	ref := index.Ref{Catalog: map[string]index.Update{}, Lists: map[string][]string{}, Collections: map[string][]string{}}
+	ids := make([]string, updates)
+	for u := range ids {
+		ids[u] = fmt.Sprintf("KB50%05d", u)
+		ref.Catalog[ids[u]] = index.Update{FirstSynced: t0ms + int64(u)*minute}
+	}
+	for l := range 5 {
+		ref.Lists[fmt.Sprintf("L%d", l)] = ids[l*50 : l*50+40]
+	}
+	reports := make([]*schema.Report, clients)
+	for c := range reports {
+		name := fmt.Sprintf("9f1c2d3e-0000-4000-8000-%012d", c)
+		if c%10 == 0 {
+			ref.Collections["C1"] = append(ref.Collections["C1"], name)
+		}
+		r := &schema.Report{V: schema.Version, Client: name, Site: "P01", FullTypes: []schema.TopicType{500}}
+		for _, id := range ids {
+			r.Messages = append(r.Messages, schema.StateMessage{TopicType: 500, TopicID: id})
+		}
+		r.Messages = append(r.Messages, schema.StateMessage{TopicType: 501, TopicID: "S0", State: 3})
+		reports[c] = r
+	}
+	msgs := clients * (updates + 1)
+
+	x := index.New(cleanup)
+	x.SetRef(ref, t0)
+	offsets := make([]int64, parts)
+	round := func(n int) {
+		for c, r := range reports {
+			for i := range r.Messages {
+				m := &r.Messages[i]
+				m.Serial = uint64(n*(updates+1) + i + 1)
+				m.Time = t0ms + int64(m.Serial)*minute
+				if m.TopicType == 500 {
+					m.State = int32((c + i + n) % 4)
+				}
+			}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		round(n)
+		b.StartTimer()
+		for i := 0; i < clients; i += batch {
+			for c := i; c < i+batch; c++ {
+				p := int32(c % parts)
+				x.Fold(p, offsets[p], reports[c])
+				offsets[p]++
+			}
+			x.End()
+			_ = x.Changed("db")
+		}
+	}
+	b.ReportMetric(float64(msgs)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

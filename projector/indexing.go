@@ -1,0 +1,160 @@
+package projector
+
+import (
+	"context"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/projector/fold"
+)
+
+// The in-memory index (package index) turns folding into aggregate cells. Its life cycle in
+// the projector:
+//
+//   - At start, and whenever a record follows offsets this process did not fold (another
+//     group member folded them before a rebalance), the index is restored from the store:
+//     the store is always at least as new as the committed offsets, and folding is
+//     idempotent, so re-folding what the store already holds changes nothing. The cells the
+//     store holds are loaded too, and only differences are written.
+//   - Each batch: the base tables are inserted first, then the batch's reports fold into the
+//     index and the changed cells are inserted, then offsets are committed. A crash anywhere
+//     redelivers the batch to a process that restores from the store, so the cells always
+//     end equal to a computation from the live state.
+//   - Reference data folded in a batch, imported through another projector process, or an
+//     expired update crossing the cleanup age recomputes every contribution (RefPoll).
+
+// restore replaces the index with one restored from the store, retrying until the store
+// answers, and writes the cells that differ from what the store holds.
+func (pr *Projector) restore(ctx context.Context) error {
+	return pr.retry(ctx, "restore the index", func() error {
+		start := time.Now()
+		fp, err := refFingerprint(ctx, pr.p.Reader, pr.cfg.Database)
+		if err != nil {
+			return err
+		}
+		x, err := RestoreIndex(ctx, pr.p.Reader, pr.cfg.Database, pr.cfg.ExpiredCleanup, time.Now(), true)
+		if err != nil {
+			return err
+		}
+		pr.idx, pr.refPrint = x, fp
+		pr.m.restores.Inc()
+		pr.m.restoreTime.Set(time.Since(start).Seconds())
+		pr.p.Logger.Info("restored the aggregate index from the store", "clients", x.Clients(), "keys", x.Keys(), "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	}, pr.writeAggregates)
+}
+
+// indexBatch folds a stored batch into the index and writes the cells it changed.
+func (pr *Projector) indexBatch(ctx context.Context, hasRef bool, pending []kafkago.Message, recs []fold.Record) error {
+	if pr.idx == nil {
+		return nil
+	}
+	if hasRef {
+		if err := pr.reloadRef(ctx, ""); err != nil {
+			return err
+		}
+	}
+	j := 0
+	for _, m := range pending {
+		if m.Topic == pr.cfg.RefTopic && pr.cfg.RefTopic != "" {
+			continue
+		}
+		p := int32(m.Partition)
+		if pr.idx.NeedsRestore(p, m.Offset) {
+			pr.p.Logger.Info("records of a partition were folded elsewhere; restoring the index", "partition", p, "offset", m.Offset)
+			// The store holds this batch already: the restored index includes it.
+			if err := pr.restore(ctx); err != nil {
+				return err
+			}
+		}
+		if j < len(recs) && recs[j].Partition == m.Partition && recs[j].Offset == m.Offset {
+			pr.idx.Fold(p, m.Offset, recs[j].Report)
+			j++
+		} else {
+			pr.idx.Seen(p, m.Offset) // dead-lettered
+		}
+	}
+	pr.idx.End()
+	return pr.writeAggregates(ctx)
+}
+
+// pollRef looks for reference data imported by another process, and lets expiry advance.
+func (pr *Projector) pollRef(ctx context.Context) error {
+	var fp string
+	if err := pr.retry(ctx, "read reference data", func() (err error) {
+		fp, err = refFingerprint(ctx, pr.p.Reader, pr.cfg.Database)
+		return err
+	}, nil); err != nil {
+		return err
+	}
+	if fp != pr.refPrint {
+		return pr.reloadRef(ctx, fp)
+	}
+	if pr.idx.Tick(time.Now()) {
+		return pr.writeAggregates(ctx)
+	}
+	return nil
+}
+
+// reloadRef gives the index the store's reference data (fingerprint fp, or read now).
+func (pr *Projector) reloadRef(ctx context.Context, fp string) error {
+	return pr.retry(ctx, "read reference data", func() error {
+		if fp == "" {
+			p, err := refFingerprint(ctx, pr.p.Reader, pr.cfg.Database)
+			if err != nil {
+				return err
+			}
+			fp = p
+		}
+		ref, err := LoadRef(ctx, pr.p.Reader, pr.cfg.Database)
+		if err != nil {
+			return err
+		}
+		if pr.idx.SetRef(ref, time.Now()) {
+			pr.p.Logger.Info("reference data changed; recomputed the aggregates")
+		}
+		pr.refPrint = fp
+		return nil
+	}, pr.writeAggregates)
+}
+
+// writeAggregates inserts the cells that changed, retrying until the store acknowledges.
+func (pr *Projector) writeAggregates(ctx context.Context) error {
+	rows := pr.idx.Changed(pr.cfg.Database)
+	pr.m.idxClients.Set(float64(pr.idx.Clients()))
+	for _, r := range rows {
+		if err := pr.retry(ctx, "insert aggregates", func() error { return pr.p.Store.Insert(ctx, r) }, nil); err != nil {
+			return err
+		}
+		pr.m.aggRows.Add(float64(r.Len()))
+	}
+	return nil
+}
+
+// retry runs op until it succeeds (backing off while the store is unavailable) or ctx ends,
+// then runs then (if any).
+func (pr *Projector) retry(ctx context.Context, what string, op func() error, then func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		pr.m.storeErrors.Inc()
+		pr.p.Logger.Warn("cannot "+what+"; retrying", "attempt", attempt, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, pr.cfg.RetryMax)
+	}
+	if then != nil {
+		return then(ctx)
+	}
+	return nil
+}
