@@ -7,7 +7,7 @@ export CHDB_LIB_PATH ?= $(CHDB_LIB)
 # library is still loaded at run time, never linked.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build deps run test test-unit test-kafka check-compose bench vet fmt clean
+.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose bench vet fmt clean
 
 all: build
 
@@ -25,13 +25,20 @@ run: deps build
 	./bin/statepipe run --data data
 
 ## test: unit + end-to-end on the embedded broker, then end-to-end on real Apache Kafka (needs Java)
-test: deps vet test-unit test-kafka check-compose
+test: deps vet test-unit test-fuzz test-kafka check-compose
 
 vet:
 	$(GO) vet ./...
 
 test-unit:
 	STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 ./...
+
+## test-fuzz: each fuzz target briefly (FUZZTIME per target), from its seed corpus
+FUZZTIME ?= 8s
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReport$$' -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCredential$$' -fuzztime $(FUZZTIME) ./schema/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./ingest/
 
 test-kafka:
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \

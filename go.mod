@@ -14,6 +14,8 @@ require (
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 )
 
+require golang.org/x/time v0.16.0 // indirect
+
 require (
 	github.com/ClickHouse/ch-go v0.75.0 // indirect
 	github.com/andybalholm/brotli v1.2.7 // indirect

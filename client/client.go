@@ -3,8 +3,10 @@
 // safe to retry (503 and 429 honouring Retry-After, and network errors) with capped
 // exponential back-off. A retried report carries the same serials, so the server folds it once.
 //
-// It answers the site's resync requests through Config.OnResync. Enrollment and signatures
-// arrive with the trust boundary; Config has the seams (ClientID, Site) they build on.
+// It answers the site's resync requests through Config.OnResync. Enroll claims the client id
+// at the site with a new Ed25519 key (or Config.Identity's), after which every report carries
+// the site-signed credential and the client's signature over the body; an expired or revoked
+// credential is renewed by enrolling again with the same key.
 package client
 
 import (
@@ -45,6 +47,12 @@ type Config struct {
 	OnResync func(ctx context.Context) ([]schema.StateMessage, error)
 	// ResyncTypes are the topic types a resync answer replaces (default every keyed type).
 	ResyncTypes []schema.TopicType
+	// Identity signs every report (LoadIdentity, or Enroll creates one); nil sends unsigned.
+	Identity *Identity
+	// Name is the machine's name, sent at enrolment.
+	Name string
+	// EnrollToken is the site's enrolment token, if it requires one.
+	EnrollToken string
 }
 
 // Client reports for one managed machine. It is safe for concurrent use; reports are sent one
@@ -55,6 +63,9 @@ type Client struct {
 
 	mu     sync.Mutex
 	serial uint64 // last serial assigned
+
+	idMu sync.Mutex
+	id   *Identity
 }
 
 // New returns a client.
@@ -82,7 +93,10 @@ func New(cfg Config) (*Client, error) {
 			schema.TopicDeploymentCompliance, schema.TopicDeploymentEnforcement, schema.TopicDeploymentEvaluation}
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	return &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1}, nil
+	if cfg.Identity != nil && (cfg.Identity.Client != cfg.ClientID || cfg.Identity.Site != cfg.Site) {
+		return nil, fmt.Errorf("client: identity is for client %s at site %s, not %s at %s", cfg.Identity.Client, cfg.Identity.Site, cfg.ClientID, cfg.Site)
+	}
+	return &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1, id: cfg.Identity}, nil
 }
 
 // LastSerial returns the last serial assigned; persist it to survive restarts.
@@ -184,12 +198,20 @@ func (c *Client) send(ctx context.Context, rep *schema.Report) (*schema.Ack, err
 	}
 	backoff := c.cfg.BackoffMin
 	var lastErr error
+	renewed := false
 	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
 		ack, wait, err := c.post(ctx, body.Bytes())
 		if err == nil {
 			return ack, nil
 		}
 		lastErr = err
+		if !renewed && c.renewable(err) {
+			renewed = true
+			if rerr := c.enroll(ctx); rerr != nil {
+				return nil, fmt.Errorf("%w (and enrolling again failed: %v)", err, rerr)
+			}
+			continue
+		}
 		var apiErr *APIError
 		if errors.As(err, &apiErr) && !apiErr.Temporary() {
 			return nil, err
@@ -218,6 +240,10 @@ func (c *Client) post(ctx context.Context, body []byte) (*schema.Ack, time.Durat
 		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", schema.MediaMsgpack)
+	if cred, sig := c.sign(body); cred != "" {
+		req.Header.Set(schema.HeaderCredential, cred)
+		req.Header.Set(schema.HeaderSignature, sig)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, 0, err
@@ -234,6 +260,12 @@ func (c *Client) post(ctx context.Context, body []byte) (*schema.Ack, time.Durat
 		}
 		return &ack, 0, nil
 	}
+	apiErr := apiError(resp, raw)
+	return nil, apiErr.RetryAfter, apiErr
+}
+
+// apiError reads an error answer.
+func apiError(resp *http.Response, raw []byte) *APIError {
 	apiErr := &APIError{Status: resp.StatusCode}
 	var eb schema.ErrorBody
 	if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
@@ -244,5 +276,5 @@ func (c *Client) post(ctx context.Context, body []byte) (*schema.Ack, time.Durat
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 		apiErr.RetryAfter = time.Duration(s) * time.Second
 	}
-	return nil, apiErr.RetryAfter, apiErr
+	return apiErr
 }

@@ -7,9 +7,11 @@
 // keeps one client's reports in one partition, in order.
 //
 // Errors use schema.ErrorBody with the status DESIGN §4 assigns: 400 malformed (naming the
-// field), 403 wrong site, 413 too large, 415 unknown media type, 503 broker unavailable (with
-// Retry-After). Authentication (401/403 per client) and pacing (429) plug in as middleware in
-// front of this handler.
+// field), 401 unsigned or badly signed, 403 wrong site or client, 413 too large, 415 unknown
+// media type, 429 a client over its rate, 503 broker unavailable (with Retry-After). The
+// trust boundary (auth.go, enroll.go) verifies the site-signed credential and the client's
+// signature over the exact body before decoding, then that the report is the credential's
+// client's at its site.
 //
 // It must not talk to the store: a report is the broker's once acknowledged.
 package ingest
@@ -56,6 +58,9 @@ type Config struct {
 	RetryAfter int
 	// Resync is the set of clients asked for a full report; nil asks nobody.
 	Resync ResyncSet `json:"-"`
+	// Auth verifies credentials and signatures and paces clients; nil accepts everyone
+	// (tests of other concerns).
+	Auth *Auth `json:"-"`
 }
 
 // RegisterFlags registers ingest's flags under prefix.
@@ -89,6 +94,7 @@ type Handler struct {
 	limits schema.Limits
 
 	requests *prometheus.CounterVec
+	rejected *prometheus.CounterVec
 	messages prometheus.Counter
 	duration prometheus.Histogram
 	bodies   sync.Pool
@@ -110,6 +116,8 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 		cfg: cfg, prod: prod, log: log, limits: lim,
 		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_requests_total",
 			Help: "Report requests by outcome (accepted or the error code)."}, []string{"code"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_rejected_total",
+			Help: "Reports refused, by reason (the limit or check that refused them)."}, []string{"reason"}),
 		messages: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_ingest_messages_total",
 			Help: "State messages accepted (acknowledged by Kafka)."}),
 		duration: f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_ingest_request_duration_seconds",
@@ -134,6 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.rejected.WithLabelValues("body_too_large").Inc()
 		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
 			fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), "body")
 		return
@@ -149,12 +158,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
+			h.rejected.WithLabelValues("body_too_large").Inc()
 			h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
 				fmt.Sprintf("body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes), "body")
 			return
 		}
 		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, "cannot read body: "+err.Error(), "body")
 		return
+	}
+	now := time.Now()
+	var cred *schema.Credential
+	if h.cfg.Auth != nil {
+		var rej *rejection
+		if cred, rej = h.cfg.Auth.authenticate(r, buf.Bytes(), now); rej != nil {
+			h.reject(w, rej)
+			return
+		}
 	}
 	var rep schema.Report
 	if mt == schema.MediaJSON {
@@ -163,22 +182,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = schema.DecodeReport(buf.Bytes(), &rep)
 	}
 	if err != nil {
+		h.rejected.WithLabelValues("invalid").Inc()
 		h.failInput(w, err)
 		return
 	}
 	if len(rep.Messages) > h.cfg.MaxMessages {
+		h.rejected.WithLabelValues("too_many_messages").Inc()
 		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
 			fmt.Sprintf("%d messages exceed the limit of %d per report", len(rep.Messages), h.cfg.MaxMessages), "messages")
 		return
 	}
 	if err := rep.Validate(h.limits); err != nil {
+		h.rejected.WithLabelValues("invalid").Inc()
 		h.failInput(w, err)
 		return
 	}
 	if rep.Site != h.cfg.Site {
+		h.rejected.WithLabelValues("wrong_site").Inc()
 		h.fail(w, http.StatusForbidden, schema.CodeForbidden,
 			fmt.Sprintf("this ingest serves site %s, not %s", h.cfg.Site, rep.Site), "site")
 		return
+	}
+	if h.cfg.Auth != nil {
+		if rej := h.cfg.Auth.authorize(cred, &rep, now); rej != nil {
+			h.reject(w, rej)
+			return
+		}
 	}
 	// Re-encode canonically: what lands in Kafka is always the current msgpack version,
 	// whatever the client sent.
@@ -268,6 +297,14 @@ func (h *Handler) failInput(w http.ResponseWriter, err error) {
 		return
 	}
 	h.fail(w, http.StatusBadRequest, schema.CodeMalformed, err.Error(), "body")
+}
+
+func (h *Handler) reject(w http.ResponseWriter, rej *rejection) {
+	h.rejected.WithLabelValues(rej.reason).Inc()
+	if rej.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((rej.retryAfter+time.Second-1)/time.Second)))
+	}
+	h.fail(w, rej.status, rej.code, rej.message, rej.field)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, status int, code, msg, field string) {

@@ -28,12 +28,18 @@ type API struct {
 	Store    Store
 	// ExpiredCleanup is how long an expired update stays in reports (default 7 days).
 	ExpiredCleanup time.Duration
+	// Guard wraps POST /v1/sql (administrator authentication); nil leaves it open.
+	Guard func(http.Handler) http.Handler
 }
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/reports/{name}", a.report)
-	mux.HandleFunc("POST /v1/sql", a.sql)
+	var sql http.Handler = http.HandlerFunc(a.sql)
+	if a.Guard != nil {
+		sql = a.Guard(sql)
+	}
+	mux.Handle("POST /v1/sql", sql)
 }
 
 func (a *API) report(w http.ResponseWriter, r *http.Request) {

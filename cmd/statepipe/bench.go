@@ -53,7 +53,7 @@ func cmdBench(ctx context.Context, args []string) error {
 		}
 		defer os.RemoveAll(dir)
 		rc := runConfig{Data: dir, Listen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0", Site: cfg.Site,
-			Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Projector: projectorDefaults()}
+			Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
 		if *brokers != "" {
 			rc.Kafka.Brokers = []string{*brokers}
 		}
@@ -90,6 +90,12 @@ func cmdBench(ctx context.Context, args []string) error {
 func ingestDefaults() ingest.Config {
 	var c ingest.Config
 	c.RegisterFlags("", flag.NewFlagSet("", flag.ContinueOnError))
+	return c
+}
+
+func authDefaults(mode string) ingest.AuthConfig {
+	var c ingest.AuthConfig
+	c.RegisterFlags("", flag.NewFlagSet("", flag.ContinueOnError), mode)
 	return c
 }
 

@@ -17,6 +17,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -72,8 +73,16 @@ func TestBinaryIngestRoleRunsWithoutChdb(t *testing.T) {
 		brokers = b.Addrs()
 	}
 	site := "B" + strings.ToUpper(strings.ReplaceAll(t.Name()[len(t.Name())-6:], "_", "X"))
-	cmd := exec.Command(bin, "ingest", "--kafka.brokers", strings.Join(brokers, ","), "--site", site, "--listen", "127.0.0.1:0")
-	cmd.Dir = t.TempDir() // no .deps/ here
+	dir := t.TempDir() // no .deps/ here
+	// The server role requires signed reports: without a site key it refuses to start.
+	noKey := exec.Command(bin, "ingest", "--kafka.brokers", strings.Join(brokers, ","), "--site", site, "--listen", "127.0.0.1:0")
+	noKey.Dir, noKey.Env = dir, envWithoutChdb()
+	if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "site-key") {
+		t.Fatalf("ingest without a site key: err %v, output %s; want a refusal naming --ingest.site-key", err, out)
+	}
+	cmd := exec.Command(bin, "ingest", "--kafka.brokers", strings.Join(brokers, ","), "--site", site, "--listen", "127.0.0.1:0",
+		"--ingest.site-key", filepath.Join(dir, "site.key"))
+	cmd.Dir = dir
 	cmd.Env = envWithoutChdb()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -97,9 +106,15 @@ func TestBinaryIngestRoleRunsWithoutChdb(t *testing.T) {
 		t.Fatal("ingest did not start")
 	}
 	body, _ := jsonReport(site)
-	resp, err := httpPost(base+"/v1/reports", schema.MediaJSON, body)
-	if err != nil || resp != 200 {
-		t.Fatalf("post: status %d, err %v", resp, err)
+	if resp, err := httpPost(base+"/v1/reports", schema.MediaJSON, body); err != nil || resp != 401 {
+		t.Fatalf("unsigned post: status %d, err %v; want 401", resp, err)
+	}
+	c, err := client.Enroll(context.Background(), client.Config{URL: base, Site: site, ClientID: "bin-client"})
+	if err != nil {
+		t.Fatalf("enrol: %v", err)
+	}
+	if err := c.Report(context.Background(), false, schema.StateMessage{TopicType: 500, TopicID: "KB1", State: 2}); err != nil {
+		t.Fatalf("signed report: %v", err)
 	}
 	// The record is in Kafka, keyed by client.
 	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: kafka.StateTopic(site), Partition: partitionOf(t, brokers, site, "bin-client"), MaxWait: 100 * time.Millisecond})

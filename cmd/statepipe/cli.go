@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/statepipe/statepipe/client"
+	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -204,16 +205,56 @@ func cmdSQL(ctx context.Context, args []string) error {
 }
 
 func cmdClient(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "send" {
-		return errors.New("usage: statepipe client send --url URL REPORT.json")
+	const usage = "usage: statepipe client enroll --url URL --site SITE --id CLIENT --out IDENTITY | send --url URL [--identity IDENTITY] REPORT.json | revoke --url URL --id CLIENT"
+	if len(args) == 0 {
+		return errors.New(usage)
 	}
+	switch args[0] {
+	case "enroll":
+		return cmdClientEnroll(ctx, args[1:])
+	case "send":
+		return cmdClientSend(ctx, args[1:])
+	case "revoke":
+		return cmdClientRevoke(ctx, args[1:])
+	}
+	return errors.New(usage)
+}
+
+func cmdClientEnroll(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("client enroll", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
+	site := fs.String("site", "", "site code")
+	id := fs.String("id", "", "client id (the machine's GUID)")
+	name := fs.String("name", "", "machine name")
+	token := fs.String("token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "the site's enrolment token, if it requires one (default $STATEPIPE_ENROLL_TOKEN)")
+	out := fs.String("out", "", "identity file to write (private key and credential; mode 0600)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *site == "" || *id == "" || *out == "" {
+		return errors.New("usage: statepipe client enroll --url URL --site SITE --id CLIENT --out IDENTITY")
+	}
+	c, err := client.Enroll(ctx, client.Config{URL: *base, Site: *site, ClientID: *id, Name: *name, EnrollToken: *token})
+	if err != nil {
+		return err
+	}
+	ident := c.Identity()
+	if err := ident.Save(*out); err != nil {
+		return err
+	}
+	fmt.Printf("enrolled client %s at site %s; credential valid until %s; identity in %s\n", *id, *site, ident.Expires.Format(time.RFC3339), *out)
+	return nil
+}
+
+func cmdClientSend(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("client send", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
-	if err := fs.Parse(args[1:]); err != nil {
+	identity := fs.String("identity", "", "identity file from statepipe client enroll: sign the report")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: statepipe client send --url URL REPORT.json")
+		return errors.New("usage: statepipe client send --url URL [--identity IDENTITY] REPORT.json")
 	}
 	raw, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
@@ -228,7 +269,13 @@ func cmdClient(ctx context.Context, args []string) error {
 	if err := rep.Validate(schema.Limits{}); err != nil {
 		return fmt.Errorf("cannot send report %s: %w", fs.Arg(0), err)
 	}
-	c, err := client.New(client.Config{URL: *base, Site: rep.Site, ClientID: rep.Client})
+	cfg := client.Config{URL: *base, Site: rep.Site, ClientID: rep.Client}
+	if *identity != "" {
+		if cfg.Identity, err = client.LoadIdentity(*identity); err != nil {
+			return err
+		}
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -236,6 +283,42 @@ func cmdClient(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *identity != "" {
+		// A renewed credential is kept for next time.
+		if err := c.Identity().Save(*identity); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("accepted %d state messages for client %s at site %s\n", ack.Accepted, rep.Client, rep.Site)
+	return nil
+}
+
+func cmdClientRevoke(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("client revoke", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
+	id := fs.String("id", "", "client id to revoke")
+	token := fs.String("admin-token", os.Getenv("STATEPIPE_ADMIN_TOKEN"), "the site's administrator token (default $STATEPIPE_ADMIN_TOKEN)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *id == "" {
+		return errors.New("usage: statepipe client revoke --url URL --id CLIENT")
+	}
+	body, _ := json.Marshal(ingest.RevokeRequest{Client: *id})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/revoke", bytes.NewReader(body))
+	req.Header.Set("Content-Type", schema.MediaJSON)
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoke answered %d: %s", resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	fmt.Printf("revoked client %s: its credentials are refused from now on; it may enrol again\n", *id)
 	return nil
 }

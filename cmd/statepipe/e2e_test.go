@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/statepipe/statepipe/client"
+	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/chdb"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/report"
@@ -98,7 +99,7 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 		data = t.TempDir()
 	}
 	cfg := runConfig{Data: data, Listen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0", Site: code, Group: o.group,
-		Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Projector: projectorDefaults()}
+		Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
 	cfg.Kafka.Brokers = realKafka()
 	cfg.Kafka.Partitions = 4
 	cfg.Projector.BatchWait = 50 * time.Millisecond

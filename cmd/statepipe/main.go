@@ -115,7 +115,7 @@ func cmdRun(ctx context.Context, args []string) error {
 // parseRole parses the flags of a server-mode role.
 func parseRole(name string, args []string, cfg *runConfig) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	cfg.registerSiteFlags(fs)
+	cfg.registerSiteFlags(fs, ingest.AuthRequired)
 	fs.StringVar(&cfg.Store.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
 	return fs.Parse(args)
 }
@@ -130,7 +130,7 @@ func cmdIngest(ctx context.Context, args []string) error {
 	if err := n.listen(cfg.Listen); err != nil {
 		return err
 	}
-	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, RunIngest: true}, nil, n.reg, log)
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, RunIngest: true}, nil, n.reg, log)
 	if err != nil {
 		return err
 	}

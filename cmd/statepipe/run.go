@@ -30,6 +30,8 @@ type runConfig struct {
 	ExpiredCleanup time.Duration
 	Kafka          kafka.Config
 	Ingest         ingest.Config
+	Auth           ingest.AuthConfig
+	AdminToken     string
 	Projector      projector.Config
 	Store          storeConfig
 }
@@ -38,16 +40,21 @@ type runConfig struct {
 func (c *runConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Data, "data", "data", "data directory (embedded Kafka log, embedded ClickHouse tables)")
 	fs.StringVar(&c.KafkaListen, "kafka.listen", "127.0.0.1:9092", "embedded broker address (Kafka tools can read it)")
-	c.registerSiteFlags(fs)
+	// Embedded mode is for trying statepipe: unsigned reports are accepted, signed ones
+	// verified. The server roles require signatures.
+	c.registerSiteFlags(fs, ingest.AuthOptional)
 }
 
-// registerSiteFlags registers the flags every way of running a site shares.
-func (c *runConfig) registerSiteFlags(fs *flag.FlagSet) {
+// registerSiteFlags registers the flags every way of running a site shares; authMode is the
+// default of --ingest.auth.
+func (c *runConfig) registerSiteFlags(fs *flag.FlagSet, authMode string) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address: ingest, reports, SQL, /metrics, /healthz")
 	fs.StringVar(&c.Site, "site", "P01", "site code")
 	fs.DurationVar(&c.ExpiredCleanup, "reports.expired-cleanup", 7*24*time.Hour, "how long an expired update stays in reports")
 	c.Kafka.RegisterFlags("kafka.", fs)
 	c.Ingest.RegisterFlags("ingest.", fs)
+	c.Auth.RegisterFlags("ingest.", fs, authMode)
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by administrative endpoints (/v1/ref, /v1/resync, /v1/revoke, /v1/sql); empty: open")
 	c.Projector.RegisterFlags("projector.", fs)
 	c.Store.registerFlags(fs)
 }
@@ -89,7 +96,10 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	if wrap != nil {
 		st = wrap(st)
 	}
-	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Projector: cfg.Projector,
+	if cfg.Auth.SiteKeyFile == "" && cfg.Auth.Mode != ingest.AuthOff {
+		cfg.Auth.SiteKeyFile = filepath.Join(cfg.Data, "site-"+cfg.Site+".key")
+	}
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, Projector: cfg.Projector,
 		ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
 	if err != nil {
 		return fail(err)

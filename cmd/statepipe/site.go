@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -32,10 +33,13 @@ func database(site string) string { return "statepipe_" + strings.ToLower(site) 
 
 // siteConfig is everything one site's roles need.
 type siteConfig struct {
-	Code      string
-	Kafka     kafka.Config
-	Ingest    ingest.Config
-	Projector projector.Config
+	Code   string
+	Kafka  kafka.Config
+	Ingest ingest.Config
+	Auth   ingest.AuthConfig
+	// AdminToken guards the administrative endpoints when set.
+	AdminToken string
+	Projector  projector.Config
 	// ExpiredCleanup is how long expired updates stay in reports.
 	ExpiredCleanup time.Duration
 	// ProjectorGroup is the projector's consumer group (default statepipe-projector-<site>).
@@ -62,6 +66,9 @@ type site struct {
 	resyncWriter *kafkago.Writer
 	resyncs      *kafka.KeySet // open resync requests, mirrored from resync.<site>
 	resyncAdmin  *ingest.ResyncAdmin
+	enroller     *ingest.Enroller
+	enrollWriter *kafkago.Writer
+	revokeWriter *kafkago.Writer
 	background   []func(ctx context.Context) // run by the node until it stops
 }
 
@@ -107,6 +114,9 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		})
 	}
 	if cfg.RunIngest {
+		if err := s.trust(ctx, &cfg, log); err != nil {
+			return nil, err
+		}
 		cfg.Ingest.Site = cfg.Code
 		cfg.Ingest.Resync = s.resyncs
 		s.writer = kafka.NewWriter(cfg.Kafka, topic)
@@ -149,17 +159,65 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 	return s, nil
 }
 
-// register adds the site's HTTP routes.
+// trust sets up the site's trust boundary (ingest.Auth, enrolment, revocation): the site
+// key, and the enrolled-clients and revocations topics every ingest node mirrors.
+func (s *site) trust(ctx context.Context, cfg *siteConfig, log *slog.Logger) error {
+	var key ed25519.PrivateKey
+	if cfg.Auth.Mode != ingest.AuthOff && cfg.Auth.SiteKeyFile != "" {
+		k, err := ingest.LoadOrCreateSiteKey(cfg.Auth.SiteKeyFile)
+		if err != nil {
+			return err
+		}
+		key = k
+	}
+	enrolled, revoked := kafka.NewKeySet(), kafka.NewKeySet()
+	auth, err := ingest.NewAuth(cfg.Auth, key, revoked)
+	if err != nil {
+		return err
+	}
+	cfg.Ingest.Auth = auth
+	if cfg.Auth.Mode == ingest.AuthOff {
+		return nil
+	}
+	enrollTopic, revokeTopic := kafka.EnrollTopic(cfg.Code), kafka.RevokeTopic(cfg.Code)
+	for _, t := range []string{enrollTopic, revokeTopic} {
+		if err := kafka.EnsureTopic(ctx, cfg.Kafka, t, kafka.Compacted); err != nil {
+			return err
+		}
+		set := enrolled
+		if t == revokeTopic {
+			set = revoked
+		}
+		s.background = append(s.background, func(ctx context.Context) {
+			if err := set.Follow(ctx, cfg.Kafka, t, log); err != nil && ctx.Err() == nil {
+				log.Error("cannot follow compacted topic", "topic", t, "err", err)
+			}
+		})
+	}
+	s.enrollWriter = kafka.NewWriter(cfg.Kafka, enrollTopic)
+	s.revokeWriter = kafka.NewWriter(cfg.Kafka, revokeTopic)
+	s.enroller = &ingest.Enroller{Site: cfg.Code, Auth: auth, Enrolled: enrolled, Enrollments: s.enrollWriter,
+		Revocations: s.revokeWriter, Log: log}
+	return nil
+}
+
+// register adds the site's HTTP routes; administrative ones need the admin token when set.
 func (s *site) register(mux *http.ServeMux) {
+	admin := func(h http.Handler) http.Handler { return ingest.RequireBearer(s.cfg.AdminToken, h) }
 	if s.ingest != nil {
 		mux.Handle("POST /v1/reports", s.ingest)
-		mux.Handle("POST /v1/ref/{kind}", s.refImport)
+		mux.Handle("POST /v1/ref/{kind}", admin(s.refImport))
+	}
+	if s.enroller != nil {
+		mux.HandleFunc("POST /v1/enroll", s.enroller.ServeEnroll)
+		mux.Handle("POST /v1/revoke", admin(http.HandlerFunc(s.enroller.ServeRevoke)))
 	}
 	if s.reports != nil {
+		s.reports.Guard = admin
 		s.reports.Register(mux)
 	}
 	if s.resyncAdmin != nil {
-		mux.Handle("POST /v1/resync", s.resyncAdmin)
+		mux.Handle("POST /v1/resync", admin(s.resyncAdmin))
 	}
 }
 
@@ -170,6 +228,11 @@ func (s *site) close() {
 	}
 	if s.refWriter != nil {
 		_ = s.refWriter.Close()
+	}
+	for _, w := range []*kafkago.Writer{s.enrollWriter, s.revokeWriter} {
+		if w != nil {
+			_ = w.Close()
+		}
 	}
 	if s.resyncWriter != nil {
 		_ = s.resyncWriter.Close()

@@ -85,5 +85,13 @@ func RefTopic(site string) string { return "ref." + site }
 // an open request, no value an answered one.
 func ResyncTopic(site string) string { return "resync." + site }
 
+// EnrollTopic is the compacted topic of a site's enrolled clients: key client id, value its
+// public key; a tombstone frees the id.
+func EnrollTopic(site string) string { return "enrollments." + site }
+
+// RevokeTopic is the compacted topic of a site's revocations: key client id; the record's
+// timestamp is when every credential issued to the client until then became invalid.
+func RevokeTopic(site string) string { return "revocations." + site }
+
 // Compacted is the topic config of a compacted topic: Kafka keeps the latest record per key.
 var Compacted = kafkago.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"}

@@ -11,15 +11,29 @@ import (
 )
 
 // KeySet mirrors a small compacted topic as the set of its keys that have a value: a record
-// with a value adds its key, a record without one (a tombstone) removes it. Every process that
-// follows the topic reads all of it from the start, outside any consumer group.
+// with a value adds its key (or replaces its value), a record without one (a tombstone)
+// removes it. Every process that follows the topic reads all of it from the start, outside any
+// consumer group.
 type KeySet struct {
 	mu   sync.RWMutex
-	keys map[string]time.Time // key → timestamp of the record that added it
+	keys map[string]entry
+}
+
+type entry struct {
+	at    time.Time // timestamp of the record that set it
+	value []byte
 }
 
 // NewKeySet returns an empty set.
-func NewKeySet() *KeySet { return &KeySet{keys: map[string]time.Time{}} }
+func NewKeySet() *KeySet { return &KeySet{keys: map[string]entry{}} }
+
+// Get returns key's value and record timestamp, and whether it is in the set.
+func (s *KeySet) Get(key string) ([]byte, time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.keys[key]
+	return e.value, e.at, ok
+}
 
 // Has reports whether key is in the set.
 func (s *KeySet) Has(key string) bool {
@@ -29,10 +43,14 @@ func (s *KeySet) Has(key string) bool {
 
 // Since returns when key was added (its record's timestamp) and whether it is in the set.
 func (s *KeySet) Since(key string) (time.Time, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	t, ok := s.keys[key]
-	return t, ok
+	_, at, ok := s.Get(key)
+	return at, ok
+}
+
+// Put sets key's value locally, ahead of its record coming back from the topic (the writer
+// of a record sees its own write at once); a nil value removes the key.
+func (s *KeySet) Put(key string, value []byte, at time.Time) {
+	s.apply(kafkago.Message{Key: []byte(key), Value: value, Time: at})
 }
 
 func (s *KeySet) apply(m kafkago.Message) {
@@ -42,7 +60,7 @@ func (s *KeySet) apply(m kafkago.Message) {
 		delete(s.keys, string(m.Key))
 		return
 	}
-	s.keys[string(m.Key)] = m.Time
+	s.keys[string(m.Key)] = entry{at: m.Time, value: m.Value}
 }
 
 // Follow reads every partition of topic until ctx ends, applying each record.

@@ -1,0 +1,269 @@
+package main
+
+// The trust boundary end to end (issue 4): enrolment, signed reports and every rejection
+// path, each asserting the status and the error body's field, against a site with
+// --ingest.auth required, the real HTTP stack and Kafka.
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/statepipe/statepipe/client"
+	"github.com/statepipe/statepipe/ingest"
+	"github.com/statepipe/statepipe/schema"
+)
+
+type trustSite struct {
+	*testSite
+	key ed25519.PrivateKey // the site key, as an attacker who stole it would have it
+}
+
+func startTrustSite(t *testing.T, tune func(*runConfig)) *trustSite {
+	t.Helper()
+	data := t.TempDir()
+	s := startSite(t, siteOpts{data: data, tune: func(c *runConfig) {
+		c.Auth = authDefaults(ingest.AuthRequired)
+		c.AdminToken = "admin-secret"
+		if tune != nil {
+			tune(c)
+		}
+	}})
+	key, err := ingest.LoadOrCreateSiteKey(filepath.Join(data, "site-"+s.code+".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &trustSite{s, key}
+}
+
+// post sends body with the given headers and returns the status, Retry-After and error body.
+func (s *trustSite) post(t *testing.T, path string, body []byte, headers map[string]string) (int, string, schema.ErrorDetail) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.url+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", schema.MediaJSON)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var eb schema.ErrorBody
+	_ = json.Unmarshal(raw, &eb)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), eb.Error
+}
+
+func reportJSON(client, site string, serial uint64, t int64) []byte {
+	b, _ := json.Marshal(schema.Report{V: 1, Client: client, Site: site, Messages: []schema.StateMessage{
+		{Serial: serial, Time: t, TopicType: schema.TopicUpdateCompliance, TopicID: "KB1", State: 2}}})
+	return b
+}
+
+// signed returns the headers of body signed by key with credential.
+func signed(cred string, key ed25519.PrivateKey, body []byte) map[string]string {
+	return map[string]string{schema.HeaderCredential: cred, schema.HeaderSignature: schema.SignBody(key, body)}
+}
+
+func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
+	s := startTrustSite(t, func(c *runConfig) { c.Auth.ClientRate, c.Auth.ClientBurst = 1, 3 })
+	ctx := context.Background()
+	alice, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "alice", Name: "ALICE-PC"})
+	if err != nil {
+		t.Fatalf("enrol: %v", err)
+	}
+	if err := alice.Report(ctx, true, msg(0, "KB1", 3)); err != nil {
+		t.Fatalf("signed report refused: %v", err)
+	}
+	id := alice.Identity()
+	aliceKey := ed25519.PrivateKey(id.PrivateKey)
+	now := time.Now()
+	sign := func(c schema.Credential, key ed25519.PrivateKey) string {
+		tok, err := schema.SignCredential(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	pub := aliceKey.Public().(ed25519.PublicKey)
+	_, forger, _ := ed25519.GenerateKey(rand.Reader)
+	_, mallory, _ := ed25519.GenerateKey(rand.Reader)
+
+	body := reportJSON("alice", s.code, 100, now.UnixMilli())
+	tampered := bytes.Replace(body, []byte(`"state":2`), []byte(`"state":3`), 1)
+	cases := []struct {
+		name    string
+		body    []byte
+		headers map[string]string
+		status  int
+		field   string
+		reason  string
+	}{
+		{"unsigned", body, nil, 401, schema.HeaderCredential, "unsigned"},
+		{"signature over another body", tampered, signed(id.Credential, aliceKey, body), 401, schema.HeaderSignature, "bad_signature"},
+		{"signed with another key", body, signed(id.Credential, mallory, body), 401, schema.HeaderSignature, "bad_signature"},
+		{"credential forged by another site key", body, signed(sign(schema.Credential{Client: "alice", Site: s.code, Key: pub,
+			Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}, forger), aliceKey, body), 401, schema.HeaderCredential, "bad_credential"},
+		{"garbage credential", body, signed("not-a-credential", aliceKey, body), 401, schema.HeaderCredential, "bad_credential"},
+		{"expired credential", body, signed(sign(schema.Credential{Client: "alice", Site: s.code, Key: pub,
+			Issued: now.Add(-2 * time.Hour).UnixMilli(), Expires: now.Add(-time.Hour).UnixMilli()}, s.key), aliceKey, body), 401, schema.HeaderCredential, "expired_credential"},
+		{"reporting for another client", reportJSON("bob", s.code, 1, now.UnixMilli()),
+			signed(id.Credential, aliceKey, reportJSON("bob", s.code, 1, now.UnixMilli())), 403, "client", "wrong_client"},
+		{"credential of another site", body, signed(sign(schema.Credential{Client: "alice", Site: "P99", Key: pub,
+			Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}, s.key), aliceKey, body), 403, "site", "wrong_site"},
+		{"clock far ahead", reportJSON("alice", s.code, 101, now.Add(3*time.Hour).UnixMilli()),
+			signed(id.Credential, aliceKey, reportJSON("alice", s.code, 101, now.Add(3*time.Hour).UnixMilli())), 400, "messages[0].time", "clock_skew"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, _, e := s.post(t, "/v1/reports", c.body, c.headers)
+			if status != c.status || e.Field != c.field || e.Message == "" {
+				t.Errorf("got %d %+v, want %d naming %q", status, e, c.status, c.field)
+			}
+		})
+	}
+
+	// Per-client rate: a burst of 3 at 1 report/s, then 429 with Retry-After; other clients
+	// are not affected.
+	var paced bool
+	for i := 0; i < 6 && !paced; i++ {
+		b := reportJSON("alice", s.code, uint64(200+i), time.Now().UnixMilli())
+		status, retry, e := s.post(t, "/v1/reports", b, signed(id.Credential, aliceKey, b))
+		if status == 429 {
+			paced = true
+			if retry == "" || e.Field != "client" || e.Code != schema.CodePaced {
+				t.Errorf("429 without Retry-After or naming %q (%+v)", e.Field, e)
+			}
+		}
+	}
+	if !paced {
+		t.Error("a client over its rate was never answered 429")
+	}
+
+	// Nothing refused reached the store: alice's only folded report is the first one.
+	time.Sleep(300 * time.Millisecond)
+	res, code := s.sqlAdmin(t, "SELECT count() FROM "+database(s.code)+".state_messages WHERE serial >= 100 AND serial < 200")
+	if code != 200 || res.Rows[0][0].(float64) != 0 {
+		t.Errorf("refused reports reached the raw log: %d %v", code, res.Rows)
+	}
+	metrics := s.metrics(t)
+	for _, c := range cases {
+		if !strings.Contains(metrics, fmt.Sprintf(`statepipe_ingest_rejected_total{reason=%q,site=%q}`, c.reason, s.code)) {
+			t.Errorf("no rejection counted for reason %s", c.reason)
+		}
+	}
+}
+
+func TestEnrolmentClaimsAnIdAndRevocationFreesIt(t *testing.T) {
+	s := startTrustSite(t, func(c *runConfig) { c.Auth.EnrollToken = "enrol-secret" })
+	ctx := context.Background()
+	cfg := client.Config{URL: s.url, Site: s.code, ClientID: "pc-1"}
+	if _, err := client.Enroll(ctx, cfg); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("enrolment without the token: got %v, want 401", err)
+	}
+	cfg.EnrollToken = "enrol-secret"
+	first, err := client.Enroll(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another machine claiming the id with its own key is refused once every ingest node
+	// has seen the claim (the enrolments topic is mirrored asynchronously).
+	eventually(t, func() string {
+		_, err := client.Enroll(ctx, cfg)
+		if err == nil || !strings.Contains(err.Error(), "409") {
+			return fmt.Sprintf("second enrolment of a claimed id with another key: got %v, want 409", err)
+		}
+		return ""
+	})
+	// The holder may renew with the same key.
+	cfg.Identity = first.Identity()
+	if _, err := client.Enroll(ctx, cfg); err != nil {
+		t.Fatalf("re-enrolment with the same key: %v", err)
+	}
+	if err := first.Report(ctx, false, msg(0, "KB1", 2)); err != nil {
+		t.Fatal(err)
+	}
+	// Administrative endpoints need the admin token.
+	if status, _, e := s.post(t, "/v1/revoke", []byte(`{"client":"pc-1"}`), nil); status != 401 || e.Field != "Authorization" {
+		t.Fatalf("revoke without the admin token: got %d %+v", status, e)
+	}
+	if _, code := s.sql("SELECT 1"); code != 401 {
+		t.Errorf("SQL without the admin token: got %d, want 401", code)
+	}
+	if status, _, _ := s.post(t, "/v1/revoke", []byte(`{"client":"pc-1"}`), map[string]string{"Authorization": "Bearer admin-secret"}); status != 200 {
+		t.Fatalf("revoke: got %d", status)
+	}
+	eventually(t, func() string {
+		err := first.Report(ctx, false, msg(0, "KB1", 3))
+		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "revoked") {
+			return fmt.Sprintf("report with a revoked credential: got %v, want 401 revoked", err)
+		}
+		return ""
+	})
+	// The id is free again: a new key may claim it.
+	_, fresh, _ := ed25519.GenerateKey(rand.Reader)
+	eventually(t, func() string {
+		cfg.Identity = &client.Identity{Client: "pc-1", Site: s.code, PrivateKey: fresh}
+		c, err := client.Enroll(ctx, cfg)
+		if err != nil {
+			return "enrolment after revocation: " + err.Error()
+		}
+		if err := c.Report(ctx, true, msg(0, "KB1", 3)); err != nil {
+			return "report after re-enrolment: " + err.Error()
+		}
+		return ""
+	})
+}
+
+func TestSDKRenewsAnExpiredCredential(t *testing.T) {
+	s := startTrustSite(t, func(c *runConfig) { c.Auth.CredentialTTL = time.Second })
+	ctx := context.Background()
+	c, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "pc-renew"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.Identity().Credential
+	time.Sleep(2100 * time.Millisecond)
+	if err := c.Report(ctx, true, msg(0, "KB1", 3)); err != nil {
+		t.Fatalf("report after the credential expired: %v", err)
+	}
+	if c.Identity().Credential == before {
+		t.Error("the credential was not renewed")
+	}
+}
+
+func (s *trustSite) sqlAdmin(t *testing.T, q string) (*schema.Result, int) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"query": q})
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/sql", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer admin-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res schema.Result
+	_ = json.NewDecoder(resp.Body).Decode(&res)
+	return &res, resp.StatusCode
+}
+
+func (s *testSite) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
