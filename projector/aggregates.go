@@ -79,7 +79,8 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 		{"partitions", `SELECT partition, max(offset) FROM {db}.state_messages GROUP BY partition
 			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_states GROUP BY partition
 			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_errors GROUP BY partition
-			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_lists GROUP BY partition`,
+			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_lists GROUP BY partition
+			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_scans GROUP BY partition`,
 			func(r []any) { x.LoadPartition(int32(r[0].(int64)), r[1].(int64)) }},
 		// A client's partition is fixed (its id keys its reports); rows written before 0005
 		// have -1, and the raw log says which.
@@ -103,9 +104,11 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 			func(r []any) { loadCell(x, "agg_errors", r) }},
 		{"agg_lists", `SELECT partition, scope, list, 0, status, clients, 0, version FROM {db}.agg_lists FINAL`,
 			func(r []any) { loadCell(x, "agg_lists", r) }},
+		{"agg_scans", `SELECT partition, scope, '', 0, 0, clients, 0, version, toUnixTimestamp64Milli(last_scan) FROM {db}.agg_scans FINAL`,
+			func(r []any) { loadCell(x, "agg_scans", r) }},
 	}
 	if !cells {
-		steps = steps[:len(steps)-3]
+		steps = steps[:len(steps)-4]
 	}
 	for _, s := range steps {
 		err := rd.Each(ctx, replaceDB(s.query, db), func(r []any) error { s.row(r); return nil })
@@ -125,13 +128,17 @@ func loadCell(x *index.Index, table string, r []any) {
 	} else {
 		state = int16(r[4].(int64))
 	}
-	x.LoadCell(int32(r[0].(int64)), table, r[1].(string), r[2].(string), uint16(r[3].(int64)), state, code, r[5].(int64), r[6].(int64), int64(schema.ToUint64(r[7])))
+	var scan int64
+	if table == "agg_scans" {
+		scan = r[8].(int64)
+	}
+	x.LoadCell(int32(r[0].(int64)), table, r[1].(string), r[2].(string), uint16(r[3].(int64)), state, code, scan, r[5].(int64), r[6].(int64), int64(schema.ToUint64(r[7])))
 }
 
 // RebuildAggregates re-derives the aggregate tables of db from its (rebuilt) live state into
 // fresh tables and swaps them in.
 func RebuildAggregates(ctx context.Context, st schema.Store, db string, cleanup time.Duration) error {
-	tables := []string{"agg_states", "agg_errors", "agg_lists"}
+	tables := []string{"agg_states", "agg_errors", "agg_lists", "agg_scans"}
 	for _, t := range tables {
 		for _, q := range []string{
 			"DROP TABLE IF EXISTS " + db + "." + t + "_rebuild",

@@ -79,6 +79,18 @@ func (pr *Projector) indexBatch(ctx context.Context, hasRef bool, pending []kafk
 	return pr.writeAggregates(ctx)
 }
 
+// pollRefIfDue polls reference data when *next has passed, and sets the next time.
+func (pr *Projector) pollRefIfDue(ctx context.Context, next *time.Time) error {
+	if pr.idx == nil || time.Now().Before(*next) {
+		return nil
+	}
+	if err := pr.pollRef(ctx); err != nil {
+		return err
+	}
+	*next = time.Now().Add(pr.cfg.RefPoll)
+	return nil
+}
+
 // pollRef looks for reference data imported by another process, and lets expiry advance.
 func (pr *Projector) pollRef(ctx context.Context) error {
 	var fp string

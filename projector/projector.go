@@ -236,14 +236,11 @@ func (pr *Projector) Run(ctx context.Context) error {
 				}
 				nextSweep = time.Now().Add(pr.sweepEvery())
 			}
-			if pr.idx != nil && time.Now().After(nextRefPoll) {
-				if err := pr.pollRef(ctx); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return err
+			if err := pr.pollRefIfDue(ctx, &nextRefPoll); err != nil {
+				if ctx.Err() != nil {
+					return nil
 				}
-				nextRefPoll = time.Now().Add(pr.cfg.RefPoll)
+				return err
 			}
 		default:
 			// kafka-go reports a failed group join or fetch here and recovers on the next
@@ -301,6 +298,13 @@ func (pr *Projector) Run(ctx context.Context) error {
 			return err
 		}
 		if err := pr.track(ctx, reports, pending); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		// Under steady load fetches never time out: look at reference data here too.
+		if err := pr.pollRefIfDue(ctx, &nextRefPoll); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

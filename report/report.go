@@ -2,8 +2,10 @@
 // GET /v1/reports/NAME as JSON (the same structures back `statepipe report NAME` and, later,
 // the Grafana datasource), and POST /v1/sql, read-only SQL for analysts in embedded mode.
 //
-// Every report but trend reads state through the view v_live_state: the greatest serial per
-// key, minus keys a later full report removed (folding rules 1 and 2), so an unmerged
+// Compliance reads the projector's aggregates (agg_states, agg_lists, agg_scans: counts kept
+// per scope as reports fold) unless asked to scan. Every other report but trend, and
+// compliance with source=scan, read state through the view v_live_state: the greatest serial
+// per key, minus keys a later full report removed (folding rules 1 and 2), so an unmerged
 // duplicate or a replaced key never shows. Trend reads the raw history (state_messages) to
 // rebuild past states, without full-report removal. Compliance applies rule 3: a client in scope with no live
 // Installed / Required / Not required state for an update is Not required when its latest
@@ -136,7 +138,7 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	cte := fmt.Sprintf(`WITH
 	scope AS (%[2]s),
 	upd AS (SELECT id, title, first_synced FROM %[1]s.v_updates WHERE id IN %[3]s),
-	scans AS (SELECT client, argMax(time, serial) AS last_scan FROM %[1]s.client_scans %[4]s GROUP BY client)
+	scans AS (SELECT client, time AS last_scan FROM %[1]s.client_scans FINAL %[4]s)
 `, db, p.Scope.clientsSQL(db), idSQL, scanScope)
 	total, err := count(ctx, q, cte+"SELECT count() FROM scope")
 	if err != nil {
@@ -145,9 +147,15 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	// Per update: how many clients in scope scanned after the update was synchronised; the
 	// inferred Not required are those of them without a live 1/2/3 state (rule 3). The
 	// distinct scan times carry how many scans are at least as new (a running sum); each
-	// update takes that of the oldest scan newer than its first synchronisation (ASOF).
+	// update takes that of the oldest scan newer than its first synchronisation (ASOF). The
+	// aggregate path counts scans from agg_scans, the same generation as agg_states.
+	dist := `dist AS (SELECT 1 AS k, last_scan, sum(count()) OVER (ORDER BY last_scan DESC) AS newer FROM scans GROUP BY last_scan)`
+	if !p.Scan {
+		dist = fmt.Sprintf(`dist AS (SELECT 1 AS k, last_scan, sum(sum(clients)) OVER (ORDER BY last_scan DESC) AS newer
+		     FROM %s.agg_scans FINAL WHERE scope = %s GROUP BY last_scan HAVING sum(clients) != 0)`, db, Quote(p.Scope.Collection))
+	}
 	scanned, err := q.Query(ctx, cte+`,
-	dist AS (SELECT 1 AS k, last_scan, sum(count()) OVER (ORDER BY last_scan DESC) AS newer FROM scans GROUP BY last_scan)
+	`+dist+`
 	SELECT u.id, u.title, s.newer FROM (SELECT 1 AS k, id, title, first_synced FROM upd) AS u
 	ASOF LEFT JOIN dist AS s ON u.k = s.k AND u.first_synced < s.last_scan`)
 	if err != nil {

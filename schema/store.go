@@ -16,9 +16,11 @@ type Store interface {
 	Exec(ctx context.Context, query string) error
 	// Query runs one read statement and returns its rows with normalised values.
 	Query(ctx context.Context, query string) (*Result, error)
-	// Each runs one read statement and passes every row to fn as it is read, so results
-	// larger than memory (restoring the projector's index) stream. The row slice is reused
-	// between calls; values are normalised as in Query. Columns may be strings, integers or
+	// Each runs one read statement and passes every row to fn, one at a time, without
+	// building a Result (restoring the projector's index reads tens of millions of rows). The
+	// row slice is reused between calls; values are normalised as in Query. The server
+	// adapter streams; the embedded engine hands over its whole binary result at once, which
+	// is held while the rows are passed. Columns may be strings, integers or
 	// arrays of them (convert times with toUnixTimestamp64Milli).
 	Each(ctx context.Context, query string, fn func(row []any) error) error
 	// Insert writes a batch of rows in one insert; it returns only after the engine has

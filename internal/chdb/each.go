@@ -85,7 +85,7 @@ func (d *rbDecoder) uvarint() int {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || v > uint64(len(d.b)) { // a length can never exceed what is left
 		d.err = errShort
 		d.b = nil
 		return 0

@@ -57,6 +57,7 @@ const (
 	kindState kind = 1 + iota
 	kindError
 	kindList
+	kindScan
 )
 
 type cellKey struct {
@@ -66,6 +67,7 @@ type cellKey struct {
 	scope uint32
 	id    uint32 // topic id (kindState, kindError) or list id (kindList)
 	err   int32
+	scan  int64 // latest successful scan, Unix ms (kindScan)
 }
 
 type cell struct {
@@ -232,9 +234,11 @@ func (x *Index) LoadState(name string, tt schema.TopicType, topicID string, seri
 
 // LoadCell records an aggregate row the store holds (the latest version of partition p), so
 // Rows writes exactly the cells whose value differs from it.
-func (x *Index) LoadCell(p int32, table string, scope, topicOrList string, tt uint16, stateOrStatus int16, errCode int32, clients, scanned int64, version int64) {
+func (x *Index) LoadCell(p int32, table string, scope, topicOrList string, tt uint16, stateOrStatus int16, errCode int32, scanMs int64, clients, scanned int64, version int64) {
 	k := cellKey{scope: x.intern(scope), id: x.intern(topicOrList), tt: tt, state: stateOrStatus, err: errCode}
 	switch table {
+	case "agg_scans":
+		k = cellKey{kind: kindScan, scope: k.scope, scan: scanMs}
 	case "agg_states":
 		k.kind = kindState
 	case "agg_errors":
@@ -404,9 +408,15 @@ func (x *Index) setRef(r Ref, now time.Time) {
 // Fold applies one report of partition p at offset. Call End after the batch's last Fold.
 func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 	c := x.clients[r.Client]
-	if c == nil {
+	switch {
+	case c == nil:
 		c = x.loadClient(r.Client, p)
-	} else if !c.touched {
+	case c.touched:
+	case !x.changes(c, r):
+		// A heartbeat, a redelivery, a replay: nothing to subtract and add back.
+		x.Seen(p, offset)
+		return
+	default:
 		x.contribute(c, -1)
 	}
 	if !c.touched {
@@ -432,6 +442,40 @@ func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 			x.apply(c, m.TopicType, m.TopicID, m.Serial, int16(m.State), m.Error)
 		}
 	}
+}
+
+// changes reports whether folding r would change anything of client c.
+func (x *Index) changes(c *client, r *schema.Report) bool {
+	if len(r.FullTypes) > 0 {
+		lowest := r.Messages[0].Serial
+		for i := range r.Messages {
+			lowest = min(lowest, r.Messages[i].Serial)
+		}
+		for _, t := range r.FullTypes {
+			if lowest > c.marker(t) {
+				return true
+			}
+		}
+	}
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) &&
+			(m.Serial > c.scanSerial || m.Serial == c.scanSerial && m.Time != c.scanTime) {
+			return true
+		}
+		if !m.TopicType.Keyed() || m.Serial < c.marker(m.TopicType) {
+			continue
+		}
+		id, ok := x.ids[m.TopicID]
+		if !ok {
+			return true
+		}
+		old, ok := c.keys[uint64(m.TopicType)<<32|uint64(id)]
+		if !ok || old.serial < m.Serial || old.serial == m.Serial && (old.state != int16(m.State) || old.err != m.Error) {
+			return true
+		}
+	}
+	return false
 }
 
 // End adds the contributions of the clients the batch touched.
@@ -497,6 +541,9 @@ func (x *Index) contribute(c *client, sign int64) {
 	x.scopesBuf = scopes
 	for _, s := range scopes {
 		pt.add(cellKey{kind: kindState, scope: s}, sign, 0)
+		if c.scanSerial > 0 {
+			pt.add(cellKey{kind: kindScan, scope: s, scan: c.scanTime}, sign, 0)
+		}
 	}
 	clear(x.acc)
 	errs := x.errs[:0]
@@ -540,6 +587,9 @@ func (x *Index) contribute(c *client, sign int64) {
 	}
 	for i := range x.lists {
 		l, a := &x.lists[i], x.acc[i]
+		if l.n == 0 {
+			continue // nothing to comply with: the report shows such a list as all unknown
+		}
 		status := int16(StatusUnknown)
 		if a.req > 0 {
 			status = StatusNonCompliant
@@ -580,6 +630,7 @@ func (x *Index) ChangedInto(db, suffix string) []schema.Rows {
 	st := &CellRows{table: db + ".agg_states" + suffix, kind: kindState, names: x.names}
 	er := &CellRows{table: db + ".agg_errors" + suffix, kind: kindError, names: x.names}
 	li := &CellRows{table: db + ".agg_lists" + suffix, kind: kindList, names: x.names}
+	sc := &CellRows{table: db + ".agg_scans" + suffix, kind: kindScan, names: x.names}
 	parts := make([]int32, 0, len(x.parts))
 	for p := range x.parts {
 		parts = append(parts, p)
@@ -607,6 +658,8 @@ func (x *Index) ChangedInto(db, suffix string) []schema.Rows {
 				er.rows = append(er.rows, r)
 			case kindList:
 				li.rows = append(li.rows, r)
+			case kindScan:
+				sc.rows = append(sc.rows, r)
 			}
 			c.wa, c.wb, c.written = c.a, c.b, true
 			if c.a == 0 && c.b == 0 {
@@ -619,7 +672,7 @@ func (x *Index) ChangedInto(db, suffix string) []schema.Rows {
 		pt.dirty = pt.dirty[:0]
 	}
 	var out []schema.Rows
-	for _, r := range []schema.Rows{st, er, li} {
+	for _, r := range []schema.Rows{st, er, li, sc} {
 		if r.Len() > 0 {
 			out = append(out, r)
 		}
@@ -651,6 +704,8 @@ func (r *CellRows) Columns() []string {
 		return []string{"scope", "topic_type", "topic_id", "state", "partition", "clients", "scanned", "version"}
 	case kindError:
 		return []string{"scope", "topic_type", "topic_id", "error", "partition", "clients", "version"}
+	case kindScan:
+		return []string{"scope", "last_scan", "partition", "clients", "version"}
 	}
 	return []string{"scope", "list", "status", "partition", "clients", "version"}
 }
@@ -670,6 +725,8 @@ func (r *CellRows) AppendRowBinary(b []byte, i int) []byte {
 	case kindList:
 		b = schema.AppendString(b, r.names[w.key.id])
 		b = schema.AppendUInt8(b, uint8(w.key.state))
+	case kindScan:
+		b = schema.AppendInt64(b, w.key.scan)
 	}
 	b = schema.AppendInt32(b, w.part)
 	b = schema.AppendInt64(b, w.a)
@@ -687,6 +744,8 @@ func (r *CellRows) Values(i int) []any {
 		return []any{scope, w.key.tt, id, w.key.state, w.part, w.a, w.b, w.version}
 	case kindError:
 		return []any{scope, w.key.tt, id, w.key.err, w.part, w.a, w.version}
+	case kindScan:
+		return []any{scope, schema.MillisTime(w.key.scan), w.part, w.a, w.version}
 	}
 	return []any{scope, id, int8(w.key.state), w.part, w.a, w.version}
 }
@@ -699,6 +758,7 @@ type Cell struct {
 	Type    uint16
 	State   int16 // state, or list status
 	Error   int32
+	Scan    int64 // latest successful scan, Unix ms (agg_scans)
 	Clients int64
 	Scanned int64
 }
@@ -717,8 +777,8 @@ func (x *Index) Cells() map[Cell]bool {
 		if v[0] == 0 && v[1] == 0 {
 			continue
 		}
-		c := Cell{Scope: x.names[k.scope], Topic: x.names[k.id], Type: k.tt, State: k.state, Error: k.err, Clients: v[0], Scanned: v[1]}
-		c.Table = map[kind]string{kindState: "agg_states", kindError: "agg_errors", kindList: "agg_lists"}[k.kind]
+		c := Cell{Scope: x.names[k.scope], Topic: x.names[k.id], Type: k.tt, State: k.state, Error: k.err, Scan: k.scan, Clients: v[0], Scanned: v[1]}
+		c.Table = map[kind]string{kindState: "agg_states", kindError: "agg_errors", kindList: "agg_lists", kindScan: "agg_scans"}[k.kind]
 		out[c] = true
 	}
 	return out

@@ -110,14 +110,16 @@ type ckey struct {
 	tt                  uint16
 	state               int16
 	err                 int32
+	scan                int64 // agg_scans: the latest successful scan, Unix ms
 }
 
 func (k ckey) cell(clients, scanned int64) index.Cell {
-	return index.Cell{Table: k.table, Scope: k.scope, Topic: k.topic, Type: k.tt, State: k.state, Error: k.err, Clients: clients, Scanned: scanned}
+	return index.Cell{Table: k.table, Scope: k.scope, Topic: k.topic, Type: k.tt, State: k.state, Error: k.err, Scan: k.scan, Clients: clients, Scanned: scanned}
 }
 
 // oracleLists returns the update lists at now (rule 5): every Ref list and, when the catalog
-// is not empty, the catalog list; updates expired past the cleanup age are left out.
+// is not empty, the catalog list; updates expired past the cleanup age are left out (a list
+// left empty is returned empty: the oracle gives it no cells).
 func oracleLists(ref index.Ref, now time.Time) map[string]map[string]bool {
 	cut := now.Add(-cleanup).UnixMilli()
 	excluded := func(u string) bool {
@@ -188,6 +190,11 @@ func oracle(model map[string]*oclient, ref index.Ref, now time.Time) map[index.C
 		}
 		for _, s := range scopes {
 			add(ckey{table: "agg_states", scope: s}, 0)
+			// agg_scans: clients per scope by the time of their latest successful scan (the
+			// greatest-serial 501 of state 3 or 6); a client that never scanned is in no cell.
+			if c.scan != nil {
+				add(ckey{table: "agg_scans", scope: s, scan: c.scan.Time}, 0)
+			}
 		}
 		errs := map[int32]bool{}
 		for k := range c.keys {
@@ -217,6 +224,9 @@ func oracle(model map[string]*oclient, ref index.Ref, now time.Time) map[index.C
 			}
 		}
 		for id, set := range lists {
+			if len(set) == 0 {
+				continue // nothing to comply with: an empty list has no cells
+			}
 			required, all := false, true
 			for u := range set {
 				switch compliance(c, ref, u) {
@@ -256,6 +266,7 @@ type skey struct {
 	tt                  uint16
 	state               int16 // state or list status
 	err                 int32
+	scan                int64 // agg_scans.last_scan, Unix ms
 	part                int32
 }
 
@@ -328,6 +339,15 @@ func decode(t testing.TB, rows []schema.Rows) []struct {
 			case "agg_lists":
 				k.topic = as[string](t, get("list"), "list")
 				k.state = int16(as[int8](t, get("status"), "status"))
+			case "agg_scans":
+				ls := as[time.Time](t, get("last_scan"), "last_scan")
+				if ls.Location() != time.UTC {
+					t.Fatalf("agg_scans row %d: last_scan %v is not UTC", i, ls)
+				}
+				k.scan = ls.UnixMilli()
+				if !ls.Equal(time.UnixMilli(k.scan)) {
+					t.Fatalf("agg_scans row %d: last_scan %v is not a whole millisecond", i, ls)
+				}
 			default:
 				t.Fatalf("unexpected table %s", rs.Table())
 			}
@@ -367,7 +387,7 @@ func (s store) sum() map[index.Cell]bool {
 	type val struct{ clients, scanned int64 }
 	sums := map[ckey]val{}
 	for k, r := range s {
-		ck := ckey{table: k.table, scope: k.scope, topic: k.topic, tt: k.tt, state: k.state, err: k.err}
+		ck := ckey{table: k.table, scope: k.scope, topic: k.topic, tt: k.tt, state: k.state, err: k.err, scan: k.scan}
 		v := sums[ck]
 		sums[ck] = val{v.clients + r.clients, v.scanned + r.scanned}
 	}
@@ -387,7 +407,7 @@ func (s store) sortedKeys() []skey {
 	}
 	slices.SortFunc(keys, func(a, b skey) int {
 		return cmp.Or(strings.Compare(a.table, b.table), strings.Compare(a.scope, b.scope), strings.Compare(a.topic, b.topic),
-			cmp.Compare(a.tt, b.tt), cmp.Compare(a.state, b.state), cmp.Compare(a.err, b.err), cmp.Compare(a.part, b.part))
+			cmp.Compare(a.tt, b.tt), cmp.Compare(a.state, b.state), cmp.Compare(a.err, b.err), cmp.Compare(a.scan, b.scan), cmp.Compare(a.part, b.part))
 	})
 	return keys
 }
@@ -827,6 +847,22 @@ func testRandomized(t *testing.T, seed uint64) {
 		stale2 := skey{table: "agg_lists", scope: "", topic: "L-gone", state: 1, part: 7} // a partition without clients
 		bad[stale2] = srow{clients: 5, version: 9}
 		expected[stale2] = srow{}
+		stale3 := skey{table: "agg_scans", scope: "C1", scan: t0ms - 7, part: 1} // a scan time no client has
+		bad[stale3] = srow{clients: 2, version: 1}
+		expected[stale3] = srow{}
+		// An agg_scans row stored under a wrong scan time: the right cell is lost, a wrong one stale.
+		for _, k := range nonzero {
+			moved := k
+			moved.scan++
+			if _, taken := st[moved]; k.table != "agg_scans" || k == off || k == lost || taken {
+				continue
+			}
+			expected[k] = srow{clients: st[k].clients}
+			expected[moved] = srow{}
+			bad[moved] = bad[k]
+			delete(bad, k)
+			break
+		}
 
 		y := restore(t, rng, w, model, bad, ref, now, f.offsets)
 		rows := y.Changed("db")
@@ -922,7 +958,7 @@ func restore(t testing.TB, rng *rand.Rand, w *world, model map[string]*oclient, 
 	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
 	for _, k := range keys {
 		r := st[k]
-		y.LoadCell(k.part, k.table, k.scope, k.topic, k.tt, k.state, k.err, r.clients, r.scanned, int64(r.version))
+		y.LoadCell(k.part, k.table, k.scope, k.topic, k.tt, k.state, k.err, k.scan, r.clients, r.scanned, int64(r.version))
 	}
 	y.Recompute()
 	y.Recompute() // idempotent
@@ -944,9 +980,14 @@ func checkCoverage(t *testing.T, model map[string]*oclient, want map[index.Cell]
 		}
 	}
 	status := map[int16]int{}
-	var scanned, errAll, errSum, collectionCells int
+	var scanned, errAll, errSum, collectionCells, scanCells, sharedScans int
 	for c := range want {
 		switch {
+		case c.Table == "agg_scans":
+			scanCells++
+			if c.Clients > 1 {
+				sharedScans++
+			}
 		case c.Table == "agg_lists":
 			status[c.State]++
 		case c.Table == "agg_states" && c.Scanned > 0 && c.Scanned < c.Clients:
@@ -960,9 +1001,10 @@ func checkCoverage(t *testing.T, model map[string]*oclient, want map[index.Cell]
 			collectionCells++
 		}
 	}
-	if dead == 0 || noScan == 0 || status[0] == 0 || status[1] == 0 || status[2] == 0 || scanned == 0 || errAll == 0 || errSum == 0 || collectionCells == 0 {
-		t.Errorf("weak coverage: dead keys %d, clients without scan %d, list statuses %v, partly scanned cells %d, error cells %d/%d, collection cells %d",
-			dead, noScan, status, scanned, errAll, errSum, collectionCells)
+	if dead == 0 || noScan == 0 || status[0] == 0 || status[1] == 0 || status[2] == 0 || scanned == 0 || errAll == 0 || errSum == 0 || collectionCells == 0 ||
+		scanCells == 0 || sharedScans == 0 {
+		t.Errorf("weak coverage: dead keys %d, clients without scan %d, list statuses %v, partly scanned cells %d, error cells %d/%d, collection cells %d, scan cells %d (%d shared)",
+			dead, noScan, status, scanned, errAll, errSum, collectionCells, scanCells, sharedScans)
 	}
 }
 
@@ -994,7 +1036,8 @@ func TestIndexByHand(t *testing.T) {
 			m(1, 500, "B", 1, 0, 1), m(2, 501, "S", 6, 0, 300), m(3, 402, "B", 5, e, 1), m(4, 301, "D", 6, e, 1), m(5, 300, "D", 2, f, 1),
 			m(6, 501, "S2", 5, 0, 900)}}, // a failed scan is not a scan
 		{Client: "c3", Messages: []schema.StateMessage{m(1, 701, "", 0, 0, 1)}},
-		{Client: "c4", Messages: []schema.StateMessage{m(10, 500, "A", 2, 0, 1)}},
+		// the greatest serial sets the latest scan, not the latest time: 400, so A counts scanned
+		{Client: "c4", Messages: []schema.StateMessage{m(10, 500, "A", 2, 0, 1), m(12, 501, "S", 6, 0, 400), m(11, 501, "S3", 3, 0, 700)}},
 	}
 	S := func(scope string, tt uint16, id string, state int16, clients, scanned int64) index.Cell {
 		return index.Cell{Table: "agg_states", Scope: scope, Type: tt, Topic: id, State: state, Clients: clients, Scanned: scanned}
@@ -1005,13 +1048,17 @@ func TestIndexByHand(t *testing.T) {
 	L := func(scope, list string, status int16, clients int64) index.Cell {
 		return index.Cell{Table: "agg_lists", Scope: scope, Topic: list, State: status, Clients: clients}
 	}
+	N := func(scope string, scan int64, clients int64) index.Cell {
+		return index.Cell{Table: "agg_scans", Scope: scope, Scan: scan, Clients: clients}
+	}
 	want := map[index.Cell]bool{
 		S("", 0, "", 0, 4, 0):    true,
 		S("", 500, "A", 3, 1, 1): true, S("", 402, "A", 11, 1, 0): true, S("", 501, "S", 3, 1, 0): true, // c1
-		S("", 500, "B", 1, 1, 1): true, S("", 501, "S", 6, 1, 0): true, S("", 402, "B", 5, 1, 0): true, // c2
+		S("", 500, "B", 1, 1, 1): true, S("", 501, "S", 6, 2, 0): true, S("", 402, "B", 5, 1, 0): true, // c2 (S 6: and c4)
 		S("", 301, "D", 6, 1, 0): true, S("", 300, "D", 2, 1, 0): true, S("", 501, "S2", 5, 1, 0): true,
-		S("", 500, "A", 2, 1, 0): true, // c4
-		E("", 402, "A", e, 1):    true, E("", 402, "B", e, 1): true, E("", 301, "D", e, 1): true, E("", 0, "", e, 2): true,
+		S("", 500, "A", 2, 1, 1): true, S("", 501, "S3", 3, 1, 0): true, // c4
+		N("", 150, 1): true, N("", 300, 1): true, N("", 400, 1): true, N("G", 150, 1): true, // c1, c2, c4; c3 never scanned
+		E("", 402, "A", e, 1): true, E("", 402, "B", e, 1): true, E("", 301, "D", e, 1): true, E("", 0, "", e, 2): true,
 		L("", "L", 0, 3): true, L("", "L", 2, 1): true, // c2: A inferred, B stated, C unknown
 		L("", "", 0, 2): true, L("", "", 1, 1): true, L("", "", 2, 1): true,
 		S("G", 0, "", 0, 1, 0): true, S("G", 500, "A", 3, 1, 1): true, S("G", 402, "A", 11, 1, 0): true, S("G", 501, "S", 3, 1, 0): true,
@@ -1075,22 +1122,71 @@ func TestEqualSerialLaterWins(t *testing.T) {
 		{Table: "agg_states", Type: 501, Topic: "S", State: 3, Clients: 1}:             true,
 		{Table: "agg_states", Type: 500, Topic: "A", State: 3, Clients: 1, Scanned: 1}: true,
 		{Table: "agg_lists", Topic: "", State: 1, Clients: 1}:                          true,
+		{Table: "agg_scans", Scan: 150, Clients: 1}:                                    true,
 	}
 	checkCells(t, "cells after two scans with one serial", got, want)
 }
 
-// TestSetRefRenamedEmptyList: a list that is renamed (same, empty, content) moves its cells.
-// An empty list holds every client as compliant (no update is outstanding).
+// TestSetRefRenamedEmptyList: a list whose effective update set is empty has no cells (it
+// is not counted as compliant or otherwise), before and after it is renamed.
 func TestSetRefRenamedEmptyList(t *testing.T) {
 	now := time.UnixMilli(1000)
 	x := index.New(cleanup)
-	x.SetRef(index.Ref{Lists: map[string][]string{"a": {}}}, now)
-	x.Fold(0, 0, &schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 1, TopicType: 701}}})
-	x.End()
-	ref := index.Ref{Lists: map[string][]string{"b": {}}}
-	x.SetRef(ref, now)
+	ref := index.Ref{Lists: map[string][]string{"a": {}}}
+	x.SetRef(cloneRef(ref), now)
 	history := []*schema.Report{{Client: "c", Messages: []schema.StateMessage{{Serial: 1, TopicType: 701}}}}
-	checkCells(t, "after renaming list a to b", x.Cells(), oracle(buildModel(history), ref, now))
+	x.Fold(0, 0, history[0])
+	x.End()
+	want := map[index.Cell]bool{{Table: "agg_states", Clients: 1}: true}
+	checkCells(t, "oracle with empty list a", oracle(buildModel(history), ref, now), want)
+	checkCells(t, "with empty list a", x.Cells(), want)
+	ref = index.Ref{Lists: map[string][]string{"b": {}}}
+	x.SetRef(cloneRef(ref), now)
+	checkCells(t, "oracle with empty list b", oracle(buildModel(history), ref, now), want)
+	checkCells(t, "after renaming list a to b", x.Cells(), want)
+}
+
+// TestListEmptiedByExpiry: a list (and the catalog list) whose every update expires past the
+// cleanup age loses all its cells, and the store is told so.
+func TestListEmptiedByExpiry(t *testing.T) {
+	now := time.UnixMilli(t0ms)
+	ref := index.Ref{
+		Catalog: map[string]index.Update{"U": {FirstSynced: t0ms - 10*minute, Expired: true, ExpiredAt: t0ms - minute}},
+		Lists:   map[string][]string{"L": {"U"}, "M": {"U", "V"}}, // V is not in the catalog
+	}
+	history := []*schema.Report{{Client: "c", Messages: []schema.StateMessage{
+		{Serial: 1, TopicType: 500, TopicID: "U", State: 3},
+		{Serial: 2, Time: t0ms - 5*minute, TopicType: 501, TopicID: "S", State: 3}}}}
+	x := index.New(cleanup)
+	x.SetRef(cloneRef(ref), now)
+	x.Fold(0, 0, history[0])
+	x.End()
+	st := store{}
+	st.apply(t, x.Changed("db"))
+	base := map[index.Cell]bool{
+		{Table: "agg_states", Clients: 1}:                                              true,
+		{Table: "agg_states", Type: 500, Topic: "U", State: 3, Clients: 1, Scanned: 1}: true,
+		{Table: "agg_states", Type: 501, Topic: "S", State: 3, Clients: 1}:             true,
+		{Table: "agg_scans", Scan: t0ms - 5*minute, Clients: 1}:                        true,
+	}
+	want := maps.Clone(base)
+	want[index.Cell{Table: "agg_lists", Topic: "", State: index.StatusCompliant, Clients: 1}] = true
+	want[index.Cell{Table: "agg_lists", Topic: "L", State: index.StatusCompliant, Clients: 1}] = true
+	want[index.Cell{Table: "agg_lists", Topic: "M", State: index.StatusUnknown, Clients: 1}] = true
+	checkCells(t, "oracle before the cleanup age", oracle(buildModel(history), ref, now), want)
+	checkCells(t, "index before the cleanup age", x.Cells(), want)
+	checkCells(t, "store before the cleanup age", st.sum(), want)
+
+	now = now.Add(cleanup)
+	if !x.Tick(now) {
+		t.Fatal("Tick past U's cleanup age did not recompute")
+	}
+	st.apply(t, x.Changed("db"))
+	want = maps.Clone(base)
+	want[index.Cell{Table: "agg_lists", Topic: "M", State: index.StatusUnknown, Clients: 1}] = true // V is left
+	checkCells(t, "oracle past the cleanup age", oracle(buildModel(history), ref, now), want)
+	checkCells(t, "index past the cleanup age", x.Cells(), want)
+	checkCells(t, "store past the cleanup age", st.sum(), want)
 }
 
 func TestNeedsRestore(t *testing.T) {
