@@ -31,6 +31,9 @@ type SmokeConfig struct {
 	Concurrency int           // clients posting at once (default 32)
 	Timeout     time.Duration // for the whole run (default 10 min)
 	Progress    io.Writer     // a progress line while it runs; nil for none
+	// Signed enrols every client first (not timed) and signs every report: the ingest
+	// verifies an Ed25519 credential and body signature per report.
+	Signed bool
 }
 
 // SmokeResult is what one run measured.
@@ -42,6 +45,36 @@ type SmokeResult struct {
 	IngestMsgsPerS   float64 `json:"ingest_msgs_per_second"`
 	EndToEndMsgsPerS float64 `json:"e2e_msgs_per_second"`
 	OracleOK         bool    `json:"oracle_ok"`
+	Signed           bool    `json:"signed"`
+	EnrollSeconds    float64 `json:"enroll_seconds,omitempty"` // enrolling every client, before the timed run
+}
+
+// forEachClient runs fn for every client, cfg.Concurrency at a time, stopping at the first
+// error.
+func forEachClient(ctx context.Context, cfg SmokeConfig, fn func(c int) error) error {
+	next := int64(-1)
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.Concurrency)
+	for w := 0; w < cfg.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c := int(atomic.AddInt64(&next, 1))
+				if c >= cfg.Clients || ctx.Err() != nil {
+					return
+				}
+				if err := fn(c); err != nil {
+					errs <- err
+					atomic.StoreInt64(&next, int64(cfg.Clients))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // UpdateID names update u of the simulated catalog.
@@ -64,42 +97,38 @@ func Smoke(ctx context.Context, cfg SmokeConfig) (*SmokeResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}}
-	res := &SmokeResult{}
-	start := time.Now()
-	next := int64(-1)
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, cfg.Concurrency)
-	stopProgress := progress(cfg.Progress, start, &sent, int64(cfg.Clients))
-	for w := 0; w < cfg.Concurrency; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msgs := make([]schema.StateMessage, cfg.Updates)
-			for {
-				c := int(atomic.AddInt64(&next, 1))
-				if c >= cfg.Clients || ctx.Err() != nil {
-					return
-				}
-				cl, err := client.New(client.Config{URL: cfg.URL, Site: cfg.Site, ClientID: ClientID(c), HTTPClient: hc})
-				if err != nil {
-					errs <- err
-					return
-				}
-				for u := range msgs {
-					msgs[u] = schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: UpdateID(u), State: SmokeState(c, u)}
-				}
-				if err := cl.Report(ctx, true, msgs...); err != nil {
-					errs <- fmt.Errorf("client %d: %w", c, err)
-					return
-				}
-				sent.Add(1)
-			}
-		}()
+	res := &SmokeResult{Signed: cfg.Signed}
+	clients := make([]*client.Client, cfg.Clients)
+	enrollStart := time.Now()
+	if err := forEachClient(ctx, cfg, func(c int) (err error) {
+		ccfg := client.Config{URL: cfg.URL, Site: cfg.Site, ClientID: ClientID(c), HTTPClient: hc}
+		if cfg.Signed {
+			clients[c], err = client.Enroll(ctx, ccfg)
+		} else {
+			clients[c], err = client.New(ccfg)
+		}
+		return err
+	}); err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if cfg.Signed {
+		res.EnrollSeconds = time.Since(enrollStart).Seconds()
+	}
+	start := time.Now()
+	var sent atomic.Int64
+	stopProgress := progress(cfg.Progress, start, &sent, int64(cfg.Clients))
+	err := forEachClient(ctx, cfg, func(c int) error {
+		msgs := make([]schema.StateMessage, cfg.Updates)
+		for u := range msgs {
+			msgs[u] = schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: UpdateID(u), State: SmokeState(c, u)}
+		}
+		if err := clients[c].Report(ctx, true, msgs...); err != nil {
+			return fmt.Errorf("client %d: %w", c, err)
+		}
+		sent.Add(1)
+		return nil
+	})
+	if err != nil {
 		stopProgress()
 		return nil, err
 	}

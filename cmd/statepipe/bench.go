@@ -19,7 +19,7 @@ import (
 
 func cmdBench(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "smoke" {
-		return errors.New("usage: statepipe bench smoke [--url URL] [--clients N] [--updates M]")
+		return errors.New("usage: statepipe bench smoke [--url URL] [--clients N] [--updates M] [--signed]")
 	}
 	fs := flag.NewFlagSet("bench smoke", flag.ContinueOnError)
 	var cfg bench.SmokeConfig
@@ -28,6 +28,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Clients, "clients", 2000, "simulated clients")
 	fs.IntVar(&cfg.Updates, "updates", 100, "update-compliance states per client")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "clients posting at once")
+	fs.BoolVar(&cfg.Signed, "signed", false, "enrol every client first and sign every report (the embedded site then requires signatures)")
 	brokers := fs.String("kafka.brokers", "", "use this Kafka instead of the embedded broker")
 	out := fs.String("out", "", "also write the result as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (harness and site) to this file")
@@ -54,6 +55,9 @@ func cmdBench(ctx context.Context, args []string) error {
 		defer os.RemoveAll(dir)
 		rc := runConfig{Data: dir, Listen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0", Site: cfg.Site,
 			Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
+		if cfg.Signed {
+			rc.Auth = authDefaults(ingest.AuthRequired)
+		}
 		if *brokers != "" {
 			rc.Kafka.Brokers = []string{*brokers}
 		}
