@@ -76,11 +76,10 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 		what, query string
 		row         func(r []any)
 	}{
-		{"partitions", `SELECT partition, max(offset) FROM {db}.state_messages GROUP BY partition
-			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_states GROUP BY partition
-			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_errors GROUP BY partition
-			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_lists GROUP BY partition
-			UNION ALL SELECT partition, toInt64(max(version)) FROM {db}.agg_scans GROUP BY partition`,
+		// Read first: the states read after it are at least this new. (state_messages covers
+		// data folded before 0007.)
+		{"partitions", `SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition
+			UNION ALL SELECT partition, max(offset) FROM {db}.state_messages GROUP BY partition`,
 			func(r []any) { x.LoadPartition(int32(r[0].(int64)), r[1].(int64)) }},
 		// A client's partition is fixed (its id keys its reports); rows written before 0005
 		// have -1, and the raw log says which.

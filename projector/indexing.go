@@ -104,7 +104,7 @@ func (pr *Projector) pollRef(ctx context.Context) error {
 		return pr.reloadRef(ctx, fp)
 	}
 	if pr.idx.Tick(time.Now()) {
-		return pr.writeAggregates(ctx)
+		return pr.writeOrRestore(ctx)
 	}
 	return nil
 }
@@ -128,12 +128,39 @@ func (pr *Projector) reloadRef(ctx context.Context, fp string) error {
 		}
 		pr.refPrint = fp
 		return nil
-	}, pr.writeAggregates)
+	}, pr.writeOrRestore)
 }
 
-// writeAggregates inserts the cells that changed, retrying until the store acknowledges.
+// writeOrRestore writes the changed cells; when some partitions' cells could not be written
+// because the group committed records there this process has not folded (another member folds
+// them, or did until it left), the view of those partitions is stale: restore from the store,
+// which holds what every member folded, and write what the fresh view changes.
+func (pr *Projector) writeOrRestore(ctx context.Context) error {
+	if err := pr.writeAggregates(ctx); err != nil {
+		return err
+	}
+	if len(pr.idx.Pending()) == 0 {
+		return nil
+	}
+	pr.p.Logger.Info("reference data changed for partitions another member folded; restoring the index", "partitions", pr.idx.Pending())
+	return pr.restore(ctx)
+}
+
+// writeAggregates inserts the cells that changed in the partitions this process is current
+// on, retrying until the store acknowledges.
 func (pr *Projector) writeAggregates(ctx context.Context) error {
-	rows := pr.idx.Changed(pr.cfg.Database)
+	var allow func(int32) bool
+	if pr.p.Committed != nil {
+		var committed map[int]int64
+		if err := pr.retry(ctx, "read the group's committed offsets", func() (err error) {
+			committed, err = pr.p.Committed(ctx)
+			return err
+		}, nil); err != nil {
+			return err
+		}
+		allow = func(p int32) bool { return committed[int(p)] <= pr.idx.Next(p) }
+	}
+	rows := pr.idx.ChangedFor(pr.cfg.Database, "", allow)
 	pr.m.idxClients.Set(float64(pr.idx.Clients()))
 	for _, r := range rows {
 		if err := pr.retry(ctx, "insert aggregates", func() error { return pr.p.Store.Insert(ctx, r) }, nil); err != nil {

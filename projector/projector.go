@@ -114,7 +114,11 @@ type Params struct {
 	Store    Inserter
 	// Reader reads the store back to restore the in-memory index behind the aggregates
 	// (package index); nil disables aggregates.
-	Reader      Reader
+	Reader Reader
+	// Committed returns the group's committed offsets of the state topic by partition: the
+	// projector writes a partition's aggregate cells only when it has folded every committed
+	// record of it (otherwise another member owns it). Nil: this process owns every partition.
+	Committed func(ctx context.Context) (map[int]int64, error)
 	DeadLetters DeadLetters
 	// Resync takes resync requests (key client, JSON value) and their answers (key client, no
 	// value) for ingest (*kafka-go Writer on the compacted resync.<site> topic); nil disables.
@@ -260,6 +264,9 @@ func (pr *Projector) Run(ctx context.Context) error {
 				deadline = time.Now().Add(pr.cfg.BatchWait)
 			}
 			pending = append(pending, msg)
+			if msg.Topic != pr.cfg.RefTopic || pr.cfg.RefTopic == "" {
+				batch.Processed(msg.Partition, msg.Offset)
+			}
 			r := new(schema.Report)
 			if msg.Topic == pr.cfg.RefTopic && pr.cfg.RefTopic != "" {
 				// Tombstones (compaction deletes) carry no value: nothing to fold.

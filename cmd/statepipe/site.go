@@ -53,6 +53,7 @@ type siteConfig struct {
 type site struct {
 	cfg     siteConfig
 	db      string
+	store   siteStore
 	writer  *kafkago.Writer
 	dlq     *kafkago.Writer
 	reader  *kafkago.Reader
@@ -80,7 +81,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 	if err := cfg.Kafka.Validate(); err != nil {
 		return nil, err
 	}
-	s := &site{cfg: cfg, db: database(cfg.Code)}
+	s := &site{cfg: cfg, db: database(cfg.Code), store: st}
 	log = log.With("site", cfg.Code)
 	reg = prometheus.WrapRegistererWith(prometheus.Labels{"site": cfg.Code}, reg)
 	topic := kafka.StateTopic(cfg.Code)
@@ -138,8 +139,12 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		}
 		s.reader = kafka.NewGroupReader(cfg.Kafka, group, topic, refTopic)
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
+		kc := cfg.Kafka
 		p, err := projector.New(cfg.Projector, projector.Params{
 			Consumer: s.reader, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
+			Committed: func(ctx context.Context) (map[int]int64, error) {
+				return kafka.CommittedOffsets(ctx, kc, group, topic)
+			},
 			Registerer: reg, Logger: log,
 		})
 		if err != nil {

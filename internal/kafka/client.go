@@ -172,3 +172,30 @@ func allLed(ps []kafkago.Partition) bool {
 	}
 	return true
 }
+
+// CommittedOffsets returns group's committed offsets (the next offset to consume) of topic,
+// by partition; a partition without one is absent.
+func CommittedOffsets(ctx context.Context, c Config, group, topic string) (map[int]int64, error) {
+	parts, err := Partitions(ctx, c, topic)
+	if err != nil {
+		return nil, err
+	}
+	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: 5 * time.Second}
+	resp, err := cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read committed offsets of group %s: %w", group, err)
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("cannot read committed offsets of group %s: %w", group, resp.Error)
+	}
+	out := map[int]int64{}
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("cannot read committed offset of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		if p.CommittedOffset >= 0 {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out, nil
+}

@@ -12,6 +12,8 @@
 package fold
 
 import (
+	"slices"
+
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -31,6 +33,7 @@ type Batch struct {
 	Clients ClientRows       // one row per record: the client and its greatest serial
 	Scans   ScanRows         // successful scans (501 state 3 or 6), for Not-required inference
 	Latest  LatestScanRows   // the same scans into client_scans, which keeps each client's latest
+	Offsets OffsetRows       // per partition, the greatest offset processed (folded or dead-lettered)
 	index   map[stateKey]int // key → position in Current
 
 	db       string
@@ -54,6 +57,7 @@ func NewBatch(db string) *Batch {
 		Clients: ClientRows{table: db + ".clients"},
 		Scans:   ScanRows{table: db + ".scan_history"},
 		Latest:  LatestScanRows{table: db + ".client_scans"},
+		Offsets: OffsetRows{table: db + ".offsets", max: map[int32]int64{}},
 		index:   map[stateKey]int{},
 	}
 }
@@ -71,7 +75,25 @@ func (b *Batch) Tables() []schema.Rows {
 		}
 	}
 	b.Latest.rows = b.Scans.rows
-	return append(out, &b.Raw, &b.Current, &b.Full, &b.Clients, &b.Scans, &b.Latest)
+	out = append(out, &b.Raw, &b.Current, &b.Full, &b.Clients, &b.Scans, &b.Latest)
+	if len(b.Offsets.max) > 0 {
+		b.Offsets.parts = b.Offsets.parts[:0]
+		for p := range b.Offsets.max {
+			b.Offsets.parts = append(b.Offsets.parts, p)
+		}
+		slices.Sort(b.Offsets.parts)
+		out = append(out, &b.Offsets)
+	}
+	return out
+}
+
+// Processed records that the state-topic record at offset of partition was handled (folded
+// or dead-lettered).
+func (b *Batch) Processed(partition int, offset int64) {
+	p := int32(partition)
+	if o, ok := b.Offsets.max[p]; !ok || offset > o {
+		b.Offsets.max[p] = offset
+	}
 }
 
 // RefRecords returns how many reference-data records the batch holds.
@@ -139,6 +161,7 @@ func (b *Batch) Reset() {
 	}
 	b.refCount = 0
 	clear(b.index)
+	clear(b.Offsets.max)
 }
 
 type rawRow struct {
@@ -371,6 +394,24 @@ func (s *LatestScanRows) Values(i int) []any {
 	w := &s.rows[i]
 	return []any{w.client, w.msg.Serial, schema.MillisTime(w.msg.Time)}
 }
+
+// OffsetRows are rows of the offsets table: one per partition of the batch.
+type OffsetRows struct {
+	table string
+	max   map[int32]int64
+	parts []int32
+}
+
+func (o *OffsetRows) Table() string     { return o.table }
+func (o *OffsetRows) Columns() []string { return []string{"partition", "offset"} }
+func (o *OffsetRows) Len() int          { return len(o.parts) }
+
+func (o *OffsetRows) AppendRowBinary(b []byte, i int) []byte {
+	b = schema.AppendInt32(b, o.parts[i])
+	return schema.AppendInt64(b, o.max[o.parts[i]])
+}
+
+func (o *OffsetRows) Values(i int) []any { return []any{o.parts[i], o.max[o.parts[i]]} }
 
 // Marker is one full-report marker, for tests and tools that read a batch back.
 type Marker struct {

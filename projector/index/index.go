@@ -182,6 +182,27 @@ func (x *Index) NeedsRestore(p int32, offset int64) bool {
 	return offset > 0 && (pt == nil || offset > pt.next)
 }
 
+// Next returns the next offset of partition p the index expects: everything before it is
+// folded (0 for a partition it knows nothing of).
+func (x *Index) Next(p int32) int64 {
+	if pt := x.parts[p]; pt != nil {
+		return pt.next
+	}
+	return 0
+}
+
+// Pending returns the partitions with cells not yet written.
+func (x *Index) Pending() []int32 {
+	var out []int32
+	for p, pt := range x.parts {
+		if len(pt.dirty) > 0 {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Seen records that the record at offset of partition p was handled (folded or dead-lettered).
 func (x *Index) Seen(p int32, offset int64) {
 	pt := x.part(p)
@@ -248,8 +269,11 @@ func (x *Index) LoadCell(p int32, table string, scope, topicOrList string, tt ui
 	default:
 		return
 	}
+	// The version is not taken from the cell: cells may be newer than the states loaded
+	// before them (another process folding meanwhile), and writing corrections under their
+	// version would let a stale view win. Partition offsets come from LoadPartition only.
+	_ = version
 	pt := x.part(p)
-	pt.version = max(pt.version, version)
 	c := pt.cells[k]
 	c.wa, c.wb, c.written = clients, scanned, true
 	pt.mark(k, &c)
@@ -623,10 +647,16 @@ func (pt *part) mark(k cellKey, c *cell) {
 // Changed collects the cells whose value differs from what the store holds, in rows for the
 // agg_* tables of database db, and records them as written. Call it after a batch's End (or
 // a restore, or a SetRef that recomputed) and insert the rows before committing the batch.
-func (x *Index) Changed(db string) []schema.Rows { return x.ChangedInto(db, "") }
+func (x *Index) Changed(db string) []schema.Rows { return x.ChangedFor(db, "", nil) }
 
 // ChangedInto is Changed writing to the agg_* tables with suffix appended to their names.
-func (x *Index) ChangedInto(db, suffix string) []schema.Rows {
+func (x *Index) ChangedInto(db, suffix string) []schema.Rows { return x.ChangedFor(db, suffix, nil) }
+
+// ChangedFor is ChangedInto for the partitions allow accepts (nil: all); the changed cells
+// of the others stay pending until a later call allows them. A process writes only the
+// partitions whose every committed record it has folded: another group member owns the rest,
+// and this process's view of them may be stale.
+func (x *Index) ChangedFor(db, suffix string, allow func(p int32) bool) []schema.Rows {
 	st := &CellRows{table: db + ".agg_states" + suffix, kind: kindState, names: x.names}
 	er := &CellRows{table: db + ".agg_errors" + suffix, kind: kindError, names: x.names}
 	li := &CellRows{table: db + ".agg_lists" + suffix, kind: kindList, names: x.names}
@@ -637,6 +667,9 @@ func (x *Index) ChangedInto(db, suffix string) []schema.Rows {
 	}
 	slices.Sort(parts)
 	for _, p := range parts {
+		if allow != nil && !allow(p) {
+			continue
+		}
 		pt := x.parts[p]
 		version := uint64(max(pt.version, 0))
 		for _, k := range pt.dirty {
