@@ -118,7 +118,7 @@ type Params struct {
 	// Committed returns the group's committed offsets of the state topic by partition: the
 	// projector writes a partition's aggregate cells only when it has folded every committed
 	// record of it (otherwise another member owns it). Nil: this process owns every partition.
-	Committed func(ctx context.Context) (map[int]int64, error)
+	Committed   func(ctx context.Context) (map[int]int64, error)
 	DeadLetters DeadLetters
 	// Resync takes resync requests (key client, JSON value) and their answers (key client, no
 	// value) for ingest (*kafka-go Writer on the compacted resync.<site> topic); nil disables.
