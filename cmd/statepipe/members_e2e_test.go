@@ -54,9 +54,10 @@ func startMember(t *testing.T, s *testSite) (stop func()) {
 	}
 }
 
-// Known to fail about one run in three (see schema/README.md, "One projector process per
-// site"): a cell of a partition that moved between members keeps a stale value after a
-// reference-data change. It reproduces the open bug; run it with STATEPIPE_MULTI_MEMBER=1.
+// Known to fail about one run in twelve (schema/README.md, "Several projector processes"):
+// some cells of a partition that moved between members keep the values written at an older
+// offset. It reproduces the open bug; run it with STATEPIPE_MULTI_MEMBER=1 (or =debug to log
+// the stale cells).
 func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 	if os.Getenv("STATEPIPE_MULTI_MEMBER") == "" {
 		t.Skip("reproduction of the open multi-member aggregates bug; set STATEPIPE_MULTI_MEMBER=1 to run it")
@@ -134,9 +135,67 @@ func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 				return fmt.Sprintf("%s scan: %d", q, code)
 			}
 			if !reflect.DeepEqual(agg.Updates, scan.Updates) || agg.Computers != scan.Computers {
+				if os.Getenv("STATEPIPE_MULTI_MEMBER") == "debug" {
+					dumpStaleCells(t, s)
+				}
 				return fmt.Sprintf("compliance%s: aggregates differ from the scan:\n agg  %+v %+v\n scan %+v %+v", q, agg.Updates, agg.Computers, scan.Updates, scan.Computers)
 			}
 			return ""
 		})
 	}
+}
+
+// dumpStaleCells logs the stored aggregate rows that differ from a computation from the
+// live state, per partition (debugging the multi-member bug).
+func dumpStaleCells(t *testing.T, s *testSite) {
+	st := s.node.sites[0].store
+	db := database(s.code)
+	x, err := projector.RestoreIndex(context.Background(), st, db, 7*24*time.Hour, time.Now(), false)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	type val struct{ a, b int64 }
+	fresh := map[string]val{}
+	for _, rows := range x.Changed(db) {
+		for i := 0; i < rows.Len(); i++ {
+			v := rows.Values(i)
+			switch rows.Table() {
+			case db + ".agg_states":
+				fresh["s"+fmt.Sprint(v[0], v[1], v[2], v[3], v[4])] = val{v[5].(int64), v[6].(int64)}
+			case db + ".agg_lists":
+				fresh["l"+fmt.Sprint(v[0], v[1], v[2], v[3])] = val{v[4].(int64), 0}
+			}
+		}
+	}
+	stored := map[string]val{}
+	versions := map[string]any{}
+	for _, q := range []string{
+		"SELECT 's', scope, topic_type, topic_id, state, partition, clients, scanned, version FROM " + db + ".agg_states FINAL",
+		"SELECT 'l', scope, list, status, partition, clients, 0, version FROM " + db + ".agg_lists FINAL",
+	} {
+		res, err := st.Query(context.Background(), q)
+		if err != nil {
+			t.Log(err)
+			return
+		}
+		for _, r := range res.Rows {
+			n := len(r)
+			k := r[0].(string) + fmt.Sprint(r[1:n-3]...)
+			stored[k] = val{r[n-3].(int64), r[n-2].(int64)}
+			versions[k] = r[n-1]
+		}
+	}
+	for k, v := range stored {
+		if fresh[k] != v {
+			t.Logf("stale cell %s: stored %v (version %v), live state says %v", k, v, versions[k], fresh[k])
+		}
+	}
+	for k, v := range fresh {
+		if _, ok := stored[k]; !ok {
+			t.Logf("missing cell %s: live state says %v", k, v)
+		}
+	}
+	off, _ := st.Query(context.Background(), "SELECT partition, max(offset) FROM "+db+".offsets GROUP BY partition ORDER BY 1")
+	t.Logf("offsets: %v", off.Rows)
 }
