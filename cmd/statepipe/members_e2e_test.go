@@ -191,6 +191,19 @@ func dumpStaleCells(t *testing.T, s *testSite) {
 			t.Logf("stale cell %s: stored %v (version %v), live state says %v", k, v, versions[k], fresh[k])
 		}
 	}
+	// Every row ever written for the stale agg_states cells (before merges collapse them).
+	res, err := st.Query(context.Background(), "SELECT f.scope, f.topic_id, f.state, f.partition, a.clients, a.scanned, a.version, a._part FROM "+db+
+		".agg_states AS a INNER JOIN (SELECT scope, topic_id, state, partition FROM "+db+".agg_states FINAL WHERE topic_type = 500) AS f USING (scope, topic_id, state, partition) WHERE a.topic_type = 500 ORDER BY f.partition, f.topic_id, f.state, f.scope, a._part")
+	if err == nil {
+		for _, r := range res.Rows {
+			k := "s" + fmt.Sprint(r[0], 500, r[1], r[2], r[3])
+			if fresh[k] != stored[k] {
+				t.Logf("  history %s: %v %v v%v %v", k, r[4], r[5], r[6], r[7])
+			}
+		}
+	} else {
+		t.Log(err)
+	}
 	for k, v := range fresh {
 		if _, ok := stored[k]; !ok {
 			t.Logf("missing cell %s: live state says %v", k, v)
