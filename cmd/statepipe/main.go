@@ -46,6 +46,7 @@ func init() {
 		{"collections", "collections apply --url URL FILE.jsonl: create or replace collections", refCommand(schema.RefCollections, "apply")},
 		{"deployments", "deployments apply --url URL FILE.jsonl: create or replace deployments", refCommand(schema.RefDeployments, "apply")},
 		{"resync", "resync --url URL --site S | --collection C: ask clients for full reports", cmdResync},
+		{"dlq", "dlq list|replay --site S: show a site's dead letters, or produce them again after a fix", cmdDLQ},
 		{"bench", "load harness: bench smoke posts clients × updates and measures end to end", cmdBench},
 	}
 }
