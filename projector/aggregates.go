@@ -72,15 +72,17 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 	}
 	x := index.New(cleanup)
 	x.SetRef(ref, now)
+	before := map[int32]int64{} // how far each partition was processed when the restore began
 	steps := []struct {
 		what, query string
 		row         func(r []any)
 	}{
-		// Read first: the states read after it are at least this new. (state_messages covers
-		// data folded before 0007.)
-		{"partitions", `SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition
-			UNION ALL SELECT partition, max(offset) FROM {db}.state_messages GROUP BY partition`,
-			func(r []any) { x.LoadPartition(int32(r[0].(int64)), r[1].(int64)) }},
+		// Read first: the states read after it are at least this new.
+		{"partitions", partitionsSQL, func(r []any) {
+			p, o := int32(r[0].(int64)), r[1].(int64)
+			x.LoadPartition(p, o)
+			before[p] = max(before[p], o)
+		}},
 		// A client's partition is fixed (its id keys its reports); rows written before 0005
 		// have -1, and the raw log says which.
 		{"clients", `SELECT c.client, if(c.p >= 0, c.p, m.p) FROM
@@ -115,9 +117,25 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 			return nil, fmt.Errorf("cannot restore the index (%s): %w", s.what, err)
 		}
 	}
+	// Partitions another process wrote while the tables were read one after another are
+	// torn: hold their cells back until the index has folded past what they reached.
+	err = rd.Each(ctx, replaceDB(partitionsSQL, db), func(r []any) error {
+		if p, o := int32(r[0].(int64)), r[1].(int64); o > before[p] {
+			x.MarkTorn(p, o)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot restore the index (partitions, again): %w", err)
+	}
 	x.Recompute()
 	return x, nil
 }
+
+// partitionsSQL reads how far each partition was processed (state_messages covers data folded
+// before 0007).
+const partitionsSQL = `SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition
+	UNION ALL SELECT partition, max(offset) FROM {db}.state_messages GROUP BY partition`
 
 func loadCell(x *index.Index, table string, r []any) {
 	var state int16

@@ -81,6 +81,10 @@ type cell struct {
 type part struct {
 	version int64 // last offset folded (or restored)
 	next    int64 // next offset expected from the state topic
+	// tornUntil: the restore read this partition while another process wrote it, so the
+	// view may mix tables of different moments; its cells are not written until the index
+	// has folded past this offset (records it re-folds repair the view).
+	tornUntil int64
 	cells   map[cellKey]cell
 	dirty   []cellKey
 }
@@ -156,7 +160,7 @@ func (x *Index) intern(s string) uint32 {
 func (x *Index) part(p int32) *part {
 	pt := x.parts[p]
 	if pt == nil {
-		pt = &part{version: -1, cells: map[cellKey]cell{}}
+		pt = &part{version: -1, tornUntil: -1, cells: map[cellKey]cell{}}
 		x.parts[p] = pt
 	}
 	return pt
@@ -180,6 +184,13 @@ func (x *Index) Keys() int {
 func (x *Index) NeedsRestore(p int32, offset int64) bool {
 	pt := x.parts[p]
 	return offset > 0 && (pt == nil || offset > pt.next)
+}
+
+// MarkTorn records that partition p changed while it was being restored, up to offset
+// until: its cells are held back until the index has folded past it.
+func (x *Index) MarkTorn(p int32, until int64) {
+	pt := x.part(p)
+	pt.tornUntil = max(pt.tornUntil, until)
 }
 
 // Next returns the next offset of partition p the index expects: everything before it is
@@ -667,10 +678,10 @@ func (x *Index) ChangedFor(db, suffix string, allow func(p int32) bool) []schema
 	}
 	slices.Sort(parts)
 	for _, p := range parts {
-		if allow != nil && !allow(p) {
+		pt := x.parts[p]
+		if allow != nil && !allow(p) || pt.next <= pt.tornUntil {
 			continue
 		}
-		pt := x.parts[p]
 		version := uint64(max(pt.version, 0))
 		for _, k := range pt.dirty {
 			c := pt.cells[k]
