@@ -128,7 +128,7 @@ func cmdIngest(ctx context.Context, args []string) error {
 	}
 	log := logger()
 	n := newNode(log)
-	if err := n.listen(cfg.Listen); err != nil {
+	if err := n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey); err != nil {
 		return err
 	}
 	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, RunIngest: true}, nil, n.reg, log)
@@ -150,7 +150,7 @@ func cmdProjector(ctx context.Context, args []string) error {
 	}
 	log := logger()
 	n := newNode(log)
-	if err := n.listen(cfg.Listen); err != nil {
+	if err := n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey); err != nil {
 		return err
 	}
 	st, err := cfg.Store.open(ctx)

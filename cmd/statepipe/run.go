@@ -32,6 +32,8 @@ type runConfig struct {
 	Ingest         ingest.Config
 	Auth           ingest.AuthConfig
 	AdminToken     string
+	TLSCert        string
+	TLSKey         string
 	Projector      projector.Config
 	Store          storeConfig
 }
@@ -49,6 +51,8 @@ func (c *runConfig) registerFlags(fs *flag.FlagSet) {
 // default of --ingest.auth.
 func (c *runConfig) registerSiteFlags(fs *flag.FlagSet, authMode string) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address: ingest, reports, SQL, /metrics, /healthz")
+	fs.StringVar(&c.TLSCert, "tls.cert", "", "serve HTTPS with this certificate (PEM; with --tls.key)")
+	fs.StringVar(&c.TLSKey, "tls.key", "", "private key of --tls.cert (PEM)")
 	fs.StringVar(&c.Site, "site", "P01", "site code")
 	fs.DurationVar(&c.ExpiredCleanup, "reports.expired-cleanup", 7*24*time.Hour, "how long an expired update stays in reports")
 	c.Kafka.RegisterFlags("kafka.", fs)
@@ -68,7 +72,7 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 		}
 		return nil, err
 	}
-	if err := n.listen(cfg.Listen); err != nil {
+	if err := n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey); err != nil {
 		return fail(err)
 	}
 	n.onClose(func() { _ = n.listener.Close() })

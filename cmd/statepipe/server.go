@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ type node struct {
 	mux      *http.ServeMux
 	ready    atomic.Bool
 	listener net.Listener
+	scheme   string // http, or https with a certificate
 	sites    []*site
 	closers  []func() // run in reverse order after the actors stopped
 }
@@ -42,18 +44,32 @@ func newNode(log *slog.Logger) *node {
 	return n
 }
 
-// listen binds the HTTP address early so the URL can be printed before serving.
-func (n *node) listen(addr string) error {
+// listen binds the HTTP address early so the URL can be printed before serving; with a
+// certificate and key (PEM files) it serves HTTPS.
+func (n *node) listen(addr, certFile, keyFile string) error {
+	n.scheme = "http"
+	var cfg *tls.Config
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return fmt.Errorf("cannot load --tls.cert/--tls.key: %w", err)
+		}
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		n.scheme = "https"
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+	}
+	if cfg != nil {
+		l = tls.NewListener(l, cfg)
 	}
 	n.listener = l
 	return nil
 }
 
 // url returns the node's base URL.
-func (n *node) url() string { return "http://" + n.listener.Addr().String() }
+func (n *node) url() string { return n.scheme + "://" + n.listener.Addr().String() }
 
 func (n *node) addSite(s *site) {
 	n.sites = append(n.sites, s)

@@ -9,10 +9,17 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -266,4 +273,44 @@ func (s *testSite) metrics(t *testing.T) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// With --tls.cert and --tls.key the site serves HTTPS, and the SDK reports over it.
+func TestIngestServesHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600)
+	s := startTrustSite(t, func(c *runConfig) { c.TLSCert, c.TLSKey = certFile, keyFile })
+	if !strings.HasPrefix(s.url, "https://") {
+		t.Fatalf("site URL %s is not https", s.url)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	ctx := context.Background()
+	c, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "tls-pc", HTTPClient: hc})
+	if err != nil {
+		t.Fatalf("enrol over HTTPS: %v", err)
+	}
+	if err := c.Report(ctx, true, msg(0, "KB1", 3)); err != nil {
+		t.Fatalf("report over HTTPS: %v", err)
+	}
+	// Plain HTTP to the HTTPS port is refused.
+	if resp, err := http.Post("http://"+strings.TrimPrefix(s.url, "https://")+"/v1/reports", schema.MediaJSON, strings.NewReader("{}")); err == nil {
+		if resp.StatusCode < 400 {
+			t.Errorf("plain HTTP answered %d", resp.StatusCode)
+		}
+		resp.Body.Close()
+	}
 }
