@@ -56,6 +56,10 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// RetryAfter is the Retry-After (seconds) sent with 503 (default 2).
 	RetryAfter int
+	// MaxInFlight bounds the reports being read, checked and produced at once (default 256):
+	// above it ingest answers 503 with Retry-After at once instead of buffering more bodies,
+	// so memory stays below about MaxInFlight × MaxBodyBytes however hard clients push.
+	MaxInFlight int
 	// Resync is the set of clients asked for a full report; nil asks nobody.
 	Resync ResyncSet `json:"-"`
 	// Auth verifies credentials and signatures and paces clients; nil accepts everyone
@@ -69,6 +73,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMessages, prefix+"max-messages", schema.DefaultLimits.MaxMessages, "most state messages per report (413 above)")
 	fs.DurationVar(&c.ProduceTimeout, prefix+"produce-timeout", 10*time.Second, "longest wait for Kafka's acknowledgement before answering 503")
 	fs.IntVar(&c.RetryAfter, prefix+"retry-after", 2, "Retry-After seconds sent with 503")
+	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", 256, "most reports handled at once; above it 503 with Retry-After (bounds memory)")
 }
 
 // Validate reports a config that cannot work.
@@ -99,6 +104,7 @@ type Handler struct {
 	duration prometheus.Histogram
 	bodies   sync.Pool
 	answered answered
+	inFlight chan struct{} // one token per report being handled
 }
 
 // New builds the handler; reg (may be nil) receives its metrics, already labelled by site.
@@ -123,7 +129,8 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 		duration: f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_ingest_request_duration_seconds",
 			Help:    "Time from request to answer for accepted reports (includes Kafka's acks=all).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
-		bodies: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		bodies:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		inFlight: make(chan struct{}, max(cfg.MaxInFlight, 1)),
 	}, nil
 }
 
@@ -139,6 +146,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil || (mt != schema.MediaMsgpack && mt != "application/x-msgpack" && mt != schema.MediaJSON) {
 		h.fail(w, http.StatusUnsupportedMediaType, schema.CodeUnsupportedMedia,
 			fmt.Sprintf("Content-Type %q is not supported: use %s or %s", r.Header.Get("Content-Type"), schema.MediaMsgpack, schema.MediaJSON), "Content-Type")
+		return
+	}
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		h.rejected.WithLabelValues("overloaded").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
+		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable,
+			fmt.Sprintf("ingest is handling %d reports already; retry later", cap(h.inFlight)), "")
 		return
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {

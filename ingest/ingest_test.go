@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +80,52 @@ func postOne(t *testing.T, h http.Handler) (*http.Response, schema.ErrorBody) {
 	var eb schema.ErrorBody
 	_ = json.NewDecoder(resp.Body).Decode(&eb)
 	return resp, eb
+}
+
+// Overload is shed: with every slot taken by a report waiting on Kafka, the next report is
+// answered 503 with Retry-After at once, and counted.
+func TestOverloadIsShedWith503(t *testing.T) {
+	h, err := New(Config{Site: "P01", MaxBodyBytes: 1 << 20, MaxMessages: 10, ProduceTimeout: 5 * time.Second, RetryAfter: 1, MaxInFlight: 2},
+		failingProducer{block: true}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	body := func() *bytes.Buffer {
+		var b bytes.Buffer
+		_ = schema.EncodeReport(&b, &schema.Report{V: 1, Client: "c", Site: "P01",
+			Messages: []schema.StateMessage{{Serial: 1, TopicType: 500, TopicID: "u", State: 1}}})
+		return &b
+	}
+	// Two reports occupy both slots (their produce blocks until the timeout).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, body())
+		req.Header.Set("Content-Type", schema.MediaMsgpack)
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.inFlight) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, err := http.Post(srv.URL, schema.MediaMsgpack, body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb schema.ErrorBody
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || eb.Error.Code != schema.CodeUnavailable {
+		t.Errorf("third report: got %d Retry-After=%q %+v, want 503 at once", resp.StatusCode, resp.Header.Get("Retry-After"), eb)
+	}
+	// Shed, not queued behind the blocked reports (whose own answer would be a produce timeout).
+	if !strings.Contains(eb.Error.Message, "handling 2 reports") {
+		t.Errorf("third report was not shed for overload: %q", eb.Error.Message)
+	}
 }
