@@ -14,7 +14,13 @@ require (
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 )
 
-require golang.org/x/time v0.16.0 // indirect
+require (
+	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
+	github.com/xdg-go/scram v1.1.2 // indirect
+	github.com/xdg-go/stringprep v1.0.4 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	golang.org/x/time v0.16.0
+)
 
 require (
 	github.com/ClickHouse/ch-go v0.75.0 // indirect

@@ -34,7 +34,7 @@ func NewWriter(c Config, topic string) *kafkago.Writer {
 		// every topic it has seen for 6 s, so a writer for a topic created after that cache was
 		// filled (a second site, a new compacted topic) got UnknownTopicOrPartition until it
 		// expired.
-		Transport: &kafkago.Transport{MetadataTopics: []string{topic}},
+		Transport: c.transport(topic),
 	}
 }
 
@@ -44,6 +44,7 @@ func NewWriter(c Config, topic string) *kafkago.Writer {
 func NewGroupReader(c Config, group string, topics ...string) *kafkago.Reader {
 	return kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:        c.Brokers,
+		Dialer:         c.dialer(),
 		GroupTopics:    topics,
 		GroupID:        group,
 		MinBytes:       1,
@@ -84,7 +85,7 @@ func EnsureTopic(ctx context.Context, c Config, topic string, extra ...kafkago.C
 }
 
 func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkago.ConfigEntry) error {
-	d := &kafkago.Dialer{Timeout: 5 * time.Second}
+	d := c.dialer()
 	conn, err := d.DialContext(ctx, "tcp", c.Brokers[0])
 	if err != nil {
 		return err
@@ -118,6 +119,7 @@ func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkag
 func NewPartitionReader(c Config, topic string, partition int) *kafkago.Reader {
 	return kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:     c.Brokers,
+		Dialer:      c.dialer(),
 		Topic:       topic,
 		Partition:   partition,
 		MinBytes:    1,
@@ -131,7 +133,7 @@ func NewPartitionReader(c Config, topic string, partition int) *kafkago.Reader {
 // the broker's metadata yet (a KRaft broker answers UnknownTopicOrPartition until it is), so
 // that answer is retried for up to 10 s.
 func Partitions(ctx context.Context, c Config, topic string) ([]int, error) {
-	d := &kafkago.Dialer{Timeout: 5 * time.Second}
+	d := c.dialer()
 	var lastErr error
 	for attempt := 0; attempt < 40; attempt++ {
 		if attempt > 0 {
@@ -180,7 +182,7 @@ func CommittedOffsets(ctx context.Context, c Config, group, topic string) (map[i
 	if err != nil {
 		return nil, err
 	}
-	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: 5 * time.Second}
+	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: 5 * time.Second, Transport: c.transport(topic)}
 	resp, err := cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
 		return nil, fmt.Errorf("cannot read committed offsets of group %s: %w", group, err)

@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"flag"
+	"os"
 	"strings"
 	"time"
 
@@ -32,6 +33,8 @@ type Config struct {
 	// FetchMaxWait bounds how long a fetch waits for data (default 250 ms): low enough that a
 	// quiet topic still folds promptly.
 	FetchMaxWait time.Duration
+	// Security: SASL and TLS towards the brokers.
+	Security Security
 }
 
 // RegisterFlags registers the config's flags under prefix (e.g. "kafka.").
@@ -50,6 +53,11 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.BatchTimeout, prefix+"batch-timeout", 2*time.Millisecond, "producer linger; kafka-go's 1s default would delay every acknowledgement")
 	fs.Int64Var(&c.BatchBytes, prefix+"batch-bytes", 16<<20, "largest produce request in bytes")
 	fs.DurationVar(&c.FetchMaxWait, prefix+"fetch-max-wait", 250*time.Millisecond, "longest a fetch waits for data")
+	fs.StringVar(&c.Security.SASLMechanism, prefix+"sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
+	fs.StringVar(&c.Security.SASLUser, prefix+"sasl-user", "", "SASL user")
+	fs.StringVar(&c.Security.SASLPassword, prefix+"sasl-password", os.Getenv("STATEPIPE_KAFKA_PASSWORD"), "SASL password (default $STATEPIPE_KAFKA_PASSWORD)")
+	fs.BoolVar(&c.Security.TLS, prefix+"tls", false, "connect to the brokers over TLS")
+	fs.StringVar(&c.Security.TLSCAFile, prefix+"tls-ca", "", "PEM file of the CA that signed the brokers' certificates (default: the system's)")
 }
 
 // Defaults returns a Config with the flag defaults (for tests and in-process wiring).
@@ -71,7 +79,7 @@ func (c *Config) Validate() error {
 	case c.BatchTimeout <= 0:
 		return errors.New("kafka: batch timeout must be positive")
 	}
-	return nil
+	return c.Security.validate()
 }
 
 // StateTopic is the topic a site's state messages land in.

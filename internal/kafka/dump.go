@@ -17,7 +17,7 @@ func ReadAll(ctx context.Context, c Config, topic string, fn func(kafkago.Messag
 		return err
 	}
 	for _, p := range parts {
-		conn, err := kafkago.DialLeader(ctx, "tcp", c.Brokers[0], topic, p)
+		conn, err := c.dialer().DialLeader(ctx, "tcp", c.Brokers[0], topic, p)
 		if err != nil {
 			return fmt.Errorf("cannot reach the leader of %s/%d: %w", topic, p, err)
 		}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -18,6 +19,9 @@ type EmbeddedConfig struct {
 	Dir string
 	// Port to listen on at 127.0.0.1 (0 picks a free one).
 	Port int
+	// Users, when set, enable SASL: each is "MECHANISM:user:password" (PLAIN, SCRAM-SHA-256,
+	// SCRAM-SHA-512). Tests use it to run statepipe against an authenticating broker.
+	Users []string
 }
 
 // StartEmbedded starts a single-broker kfake cluster.
@@ -27,6 +31,16 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		kfake.Ports(cfg.Port),
 		kfake.ClusterID("statepipe-embedded"),
 		kfake.DefaultNumPartitions(8),
+	}
+	if len(cfg.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range cfg.Users {
+			parts := strings.SplitN(u, ":", 3)
+			if len(parts) != 3 {
+				return nil, fmt.Errorf("embedded kafka user %q: want MECHANISM:user:password", u)
+			}
+			opts = append(opts, kfake.Superuser(parts[0], parts[1], parts[2]))
+		}
 	}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
