@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -154,6 +155,9 @@ func (pr *Projector) writeAggregates(ctx context.Context) error {
 		var committed map[int]int64
 		if err := pr.retry(ctx, "read the group's committed offsets", func() (err error) {
 			committed, err = pr.p.Committed(ctx)
+			if err != nil {
+				pr.m.kafkaErrors.WithLabelValues("offsets").Inc()
+			}
 			return err
 		}, nil); err != nil {
 			return err
@@ -183,7 +187,9 @@ func (pr *Projector) retry(ctx context.Context, what string, op func() error, th
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		pr.m.storeErrors.Inc()
+		if !strings.Contains(what, "offsets") { // Kafka's, counted by the caller
+			pr.m.storeErrors.Inc()
+		}
 		pr.p.Logger.Warn("cannot "+what+"; retrying", "attempt", attempt, "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():

@@ -183,7 +183,7 @@ func New(cfg Config, p Params) (*Projector, error) {
 		insertTime:  f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_insert_duration_seconds", Help: "Time to insert one batch (all tables).", Buckets: buckets}),
 		visible:     f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_visible_delay_seconds", Help: "From ingest acceptance to committed in the store, per record.", Buckets: buckets}),
 		kafkaErrors: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_kafka_errors_total",
-			Help: "Failed fetches and commits (retried; a failed commit means the batch is redelivered)."}, []string{"op"}),
+			Help: "Failed fetches, commits and committed-offset reads (retried; a failed commit means the batch is redelivered)."}, []string{"op"}),
 		resyncs: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_resync_requests_total",
 			Help: "Resync requests published (reason gap) and answered by a full report (reason answered)."}, []string{"reason"}),
 		aggRows:     f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_aggregate_rows_total", Help: "Aggregate cells written (changed values)."}),

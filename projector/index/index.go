@@ -85,8 +85,8 @@ type part struct {
 	// view may mix tables of different moments; its cells are not written until the index
 	// has folded past this offset (records it re-folds repair the view).
 	tornUntil int64
-	cells   map[cellKey]cell
-	dirty   []cellKey
+	cells     map[cellKey]cell
+	dirty     []cellKey
 }
 
 type key struct {
