@@ -40,7 +40,7 @@ func init() {
 		{"projector", "run the projector role: Kafka → ClickHouse", cmdProjector},
 		{"report", "print a named report from a running site", cmdReport},
 		{"sql", "run read-only SQL against a running site", cmdSQL},
-		{"client", "client-side tools: send a report", cmdClient},
+		{"client", "client enroll | send [--identity] | revoke: a machine's side", cmdClient},
 		{"catalog", "catalog import --url URL FILE.jsonl: import update catalog entries", refCommand(schema.RefCatalog, "import")},
 		{"lists", "lists apply --url URL FILE.jsonl: create or replace update lists", refCommand(schema.RefUpdateLists, "apply")},
 		{"collections", "collections apply --url URL FILE.jsonl: create or replace collections", refCommand(schema.RefCollections, "apply")},

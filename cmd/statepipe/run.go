@@ -133,6 +133,9 @@ func printWelcome(w io.Writer, url string, cfg runConfig, embeddedKafka bool) {
 Try it:
   curl -s -H 'Content-Type: application/json' %[1]s/v1/reports -d '{"v":1,"client":"pc-0001","site":"%[2]s","full_types":[500],"messages":[{"serial":1,"time":1764100000000,"topic_type":500,"topic_id":"KB5044284","state":2,"error":0},{"serial":2,"time":1764100000000,"topic_type":500,"topic_id":"KB5043050","state":3,"error":0}]}'
   ./bin/statepipe client send --url %[1]s examples/report.json
+  # signed, as agents report (this embedded site also accepts unsigned reports):
+  ./bin/statepipe client enroll --url %[1]s --site %[2]s --id 9f1c2d3e-0000-4000-8000-000000000001 --out pc.identity
+  ./bin/statepipe client send --url %[1]s --identity pc.identity examples/report.json
   ./bin/statepipe report compliance --url %[1]s
   ./bin/statepipe sql --url %[1]s "SELECT update_id, state_name, count() FROM %[6]s.v_update_compliance GROUP BY ALL"
 `, url, cfg.Site, broker, kafka.StateTopic(cfg.Site), store, database(cfg.Site))
