@@ -82,8 +82,8 @@ type part struct {
 	version int64 // last offset folded (or restored)
 	next    int64 // next offset expected from the state topic
 	// tornUntil: the restore read this partition while another process wrote it, so the
-	// view may mix tables of different moments; its cells are not written until the index
-	// has folded past this offset (records it re-folds repair the view).
+	// view may mix tables of different moments (even miss clients): its cells are not
+	// written, and its next record restores the index again.
 	tornUntil int64
 	cells     map[cellKey]cell
 	dirty     []cellKey
@@ -183,7 +183,9 @@ func (x *Index) Keys() int {
 // from the store before folding it.
 func (x *Index) NeedsRestore(p int32, offset int64) bool {
 	pt := x.parts[p]
-	return offset > 0 && (pt == nil || offset > pt.next)
+	// A torn partition (written while it was being restored) may lack whole clients whose
+	// rows were inserted between the restore's reads: re-folding cannot repair that.
+	return offset > 0 && (pt == nil || offset > pt.next || pt.next <= pt.tornUntil)
 }
 
 // MarkTorn records that partition p changed while it was being restored, up to offset
