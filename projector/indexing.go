@@ -2,9 +2,9 @@ package projector
 
 import (
 	"context"
-	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/projector/fold"
@@ -28,7 +28,7 @@ import (
 // restore replaces the index with one restored from the store, retrying until the store
 // answers, and writes the cells that differ from what the store holds.
 func (pr *Projector) restore(ctx context.Context) error {
-	return pr.retry(ctx, "restore the index", func() error {
+	return pr.retry(ctx, "restore the index", pr.m.storeErrors, func() error {
 		start := time.Now()
 		fp, err := refFingerprint(ctx, pr.p.Reader, pr.cfg.Database)
 		if err != nil {
@@ -95,7 +95,7 @@ func (pr *Projector) pollRefIfDue(ctx context.Context, next *time.Time) error {
 // pollRef looks for reference data imported by another process, and lets expiry advance.
 func (pr *Projector) pollRef(ctx context.Context) error {
 	var fp string
-	if err := pr.retry(ctx, "read reference data", func() (err error) {
+	if err := pr.retry(ctx, "read reference data", pr.m.storeErrors, func() (err error) {
 		fp, err = refFingerprint(ctx, pr.p.Reader, pr.cfg.Database)
 		return err
 	}, nil); err != nil {
@@ -112,7 +112,7 @@ func (pr *Projector) pollRef(ctx context.Context) error {
 
 // reloadRef gives the index the store's reference data (fingerprint fp, or read now).
 func (pr *Projector) reloadRef(ctx context.Context, fp string) error {
-	return pr.retry(ctx, "read reference data", func() error {
+	return pr.retry(ctx, "read reference data", pr.m.storeErrors, func() error {
 		if fp == "" {
 			p, err := refFingerprint(ctx, pr.p.Reader, pr.cfg.Database)
 			if err != nil {
@@ -151,13 +151,10 @@ func (pr *Projector) writeOrRestore(ctx context.Context) error {
 // on, retrying until the store acknowledges.
 func (pr *Projector) writeAggregates(ctx context.Context) error {
 	var allow func(int32) bool
-	if pr.p.Committed != nil {
+	if pr.p.Committed != nil && len(pr.idx.Pending()) > 0 { // nothing to write: no need to ask Kafka
 		var committed map[int]int64
-		if err := pr.retry(ctx, "read the group's committed offsets", func() (err error) {
+		if err := pr.retry(ctx, "read the group's committed offsets", pr.m.kafkaErrors.WithLabelValues("offsets"), func() (err error) {
 			committed, err = pr.p.Committed(ctx)
-			if err != nil {
-				pr.m.kafkaErrors.WithLabelValues("offsets").Inc()
-			}
 			return err
 		}, nil); err != nil {
 			return err
@@ -167,7 +164,7 @@ func (pr *Projector) writeAggregates(ctx context.Context) error {
 	rows := pr.idx.ChangedFor(pr.cfg.Database, "", allow)
 	pr.m.idxClients.Set(float64(pr.idx.Clients()))
 	for _, r := range rows {
-		if err := pr.retry(ctx, "insert aggregates", func() error { return pr.p.Store.Insert(ctx, r) }, nil); err != nil {
+		if err := pr.retry(ctx, "insert aggregates", pr.m.storeErrors, func() error { return pr.p.Store.Insert(ctx, r) }, nil); err != nil {
 			return err
 		}
 		pr.m.aggRows.Add(float64(r.Len()))
@@ -177,7 +174,7 @@ func (pr *Projector) writeAggregates(ctx context.Context) error {
 
 // retry runs op until it succeeds (backing off while the store is unavailable) or ctx ends,
 // then runs then (if any).
-func (pr *Projector) retry(ctx context.Context, what string, op func() error, then func(context.Context) error) error {
+func (pr *Projector) retry(ctx context.Context, what string, failures prometheus.Counter, op func() error, then func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := op()
@@ -187,9 +184,7 @@ func (pr *Projector) retry(ctx context.Context, what string, op func() error, th
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !strings.Contains(what, "offsets") { // Kafka's, counted by the caller
-			pr.m.storeErrors.Inc()
-		}
+		failures.Inc()
 		pr.p.Logger.Warn("cannot "+what+"; retrying", "attempt", attempt, "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():

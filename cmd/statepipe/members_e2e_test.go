@@ -36,7 +36,7 @@ func startMember(t *testing.T, s *testSite) (stop func()) {
 	reader := kafka.NewGroupReader(kc, group, topic, kafka.RefTopic(s.code))
 	dlq := kafka.NewWriter(kc, topic+".dlq")
 	p, err := projector.New(cfg, projector.Params{Consumer: reader, Store: st.store, Reader: st.store, DeadLetters: dlq,
-		Committed: func(ctx context.Context) (map[int]int64, error) { return kafka.CommittedOffsets(ctx, kc, group, topic) },
+		Committed: kafka.CommittedOffsets(kc, group, topic),
 		Logger:    quietLogger()})
 	if err != nil {
 		t.Fatal(err)

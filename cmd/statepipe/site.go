@@ -142,9 +142,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		kc := cfg.Kafka
 		p, err := projector.New(cfg.Projector, projector.Params{
 			Consumer: s.reader, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
-			Committed: func(ctx context.Context) (map[int]int64, error) {
-				return kafka.CommittedOffsets(ctx, kc, group, topic)
-			},
+			Committed:  kafka.CommittedOffsets(kc, group, topic),
 			Registerer: reg, Logger: log,
 		})
 		if err != nil {

@@ -175,14 +175,25 @@ func allLed(ps []kafkago.Partition) bool {
 	return true
 }
 
-// CommittedOffsets returns group's committed offsets (the next offset to consume) of topic,
-// by partition; a partition without one is absent.
-func CommittedOffsets(ctx context.Context, c Config, group, topic string) (map[int]int64, error) {
-	parts, err := Partitions(ctx, c, topic)
-	if err != nil {
-		return nil, err
-	}
+// CommittedOffsets returns a function reading group's committed offsets (the next offset to
+// consume) of topic, by partition; a partition without one is absent. The partition list and
+// the client are looked up once (statepipe never changes a topic's partitions in place).
+func CommittedOffsets(c Config, group, topic string) func(ctx context.Context) (map[int]int64, error) {
+	var parts []int
 	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: 5 * time.Second, Transport: c.transport(topic)}
+	return func(ctx context.Context) (map[int]int64, error) {
+		if parts == nil {
+			p, err := Partitions(ctx, c, topic)
+			if err != nil {
+				return nil, err
+			}
+			parts = p
+		}
+		return committedOffsets(ctx, cl, group, topic, parts)
+	}
+}
+
+func committedOffsets(ctx context.Context, cl *kafkago.Client, group, topic string, parts []int) (map[int]int64, error) {
 	resp, err := cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
 		return nil, fmt.Errorf("cannot read committed offsets of group %s: %w", group, err)

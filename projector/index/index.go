@@ -204,7 +204,7 @@ func (x *Index) Next(p int32) int64 {
 	return 0
 }
 
-// Pending returns the partitions with cells not yet written.
+// Pending returns the partitions with cells not yet written (or held back).
 func (x *Index) Pending() []int32 {
 	var out []int32
 	for p, pt := range x.parts {
