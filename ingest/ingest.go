@@ -7,8 +7,9 @@
 // keeps one client's reports in one partition, in order.
 //
 // Errors use schema.ErrorBody with the status DESIGN §4 assigns: 400 malformed (naming the
-// field), 401 unsigned or badly signed, 403 wrong site or client, 413 too large, 415 unknown
-// media type, 429 a client over its rate, 503 broker unavailable (with Retry-After). The
+// field), 401 unsigned or badly signed, 403 wrong site or client, 409 a serial accepted before
+// with other content (serials.go), 413 too large, 415 unknown media type, 429 a client over its
+// rate, 503 broker unavailable or ingest overloaded (with Retry-After). The
 // trust boundary (auth.go, enroll.go) verifies the site-signed credential and the client's
 // signature over the exact body before decoding, then that the report is the credential's
 // client's at its site.
@@ -60,6 +61,10 @@ type Config struct {
 	// above it ingest answers 503 with Retry-After at once instead of buffering more bodies,
 	// so memory stays below about MaxInFlight × MaxBodyBytes however hard clients push.
 	MaxInFlight int
+	// SerialCacheBytes bounds the per-client memory of last accepted reports that answers a
+	// reused serial with other content 409 (default 64 MiB; 0 turns the check off — the
+	// projector still refuses such reports).
+	SerialCacheBytes int64
 	// Resync is the set of clients asked for a full report; nil asks nobody.
 	Resync ResyncSet `json:"-"`
 	// Auth verifies credentials and signatures and paces clients; nil accepts everyone
@@ -74,6 +79,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProduceTimeout, prefix+"produce-timeout", 10*time.Second, "longest wait for Kafka's acknowledgement before answering 503")
 	fs.IntVar(&c.RetryAfter, prefix+"retry-after", 2, "Retry-After seconds sent with 503")
 	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", 256, "most reports handled at once; above it 503 with Retry-After (bounds memory)")
+	fs.Int64Var(&c.SerialCacheBytes, prefix+"serial-cache-bytes", 64<<20, "memory for each client's last accepted report, to answer a reused serial with other content 409 (0: off)")
 }
 
 // Validate reports a config that cannot work.
@@ -105,6 +111,7 @@ type Handler struct {
 	bodies   sync.Pool
 	answered answered
 	inFlight chan struct{} // one token per report being handled
+	serials  *serials
 }
 
 // New builds the handler; reg (may be nil) receives its metrics, already labelled by site.
@@ -131,6 +138,7 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 		bodies:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
 		inFlight: make(chan struct{}, max(cfg.MaxInFlight, 1)),
+		serials:  newSerials(cfg.SerialCacheBytes),
 	}, nil
 }
 
@@ -226,6 +234,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if rej := h.serials.check(&rep); rej != nil {
+		h.reject(w, rej)
+		return
+	}
 	// Re-encode canonically: what lands in Kafka is always the current msgpack version,
 	// whatever the client sent.
 	var value bytes.Buffer
@@ -252,6 +264,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, "the broker did not acknowledge the report; retry later", "")
 		return
 	}
+	h.serials.remember(&rep)
 	h.messages.Add(float64(len(rep.Messages)))
 	h.requests.WithLabelValues("accepted").Inc()
 	h.duration.Observe(time.Since(start).Seconds())

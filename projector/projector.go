@@ -285,6 +285,10 @@ func (pr *Projector) Run(ctx context.Context) error {
 				if err := pr.deadLetter(ctx, msg, "invalid", verr); err != nil {
 					return err
 				}
+			} else if cerr := pr.conflict(batch, r); cerr != nil {
+				if err := pr.deadLetter(ctx, msg, "serial_conflict", cerr); err != nil {
+					return err
+				}
 			} else {
 				reports = append(reports, r)
 				rec := fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: msg.Time.UnixMilli(), Report: r}
@@ -390,6 +394,39 @@ func (pr *Projector) insert(ctx context.Context, b *fold.Batch) error {
 		}
 	}
 	return nil
+}
+
+// conflict returns an error naming the first message of r that reuses a serial the site holds
+// for the same key with another state or error code (DESIGN §4: a serial seen before with
+// other content is rejected and counted, never folded). It looks at the batch being built and
+// at the index's live state, so its window is every live key: a reused serial of a key that has
+// since moved to a greater serial is outside it, and cannot change a count (rule 1). A report
+// with a conflict is refused whole — a report is atomic, and one that rewrites history is
+// suspect — and goes to the dead-letter topic. Exact duplicates are not conflicts.
+func (pr *Projector) conflict(b *fold.Batch, r *schema.Report) error {
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if !m.TopicType.Keyed() {
+			continue
+		}
+		if cur, ok := b.State(r.Client, m.TopicType, m.TopicID); ok && cur.Serial == m.Serial && (cur.State != m.State || cur.Error != m.Error) {
+			return conflictError(r, i, cur.State, cur.Error)
+		}
+		if pr.idx == nil {
+			continue
+		}
+		if serial, state, errCode, ok := pr.idx.State(r.Client, m.TopicType, m.TopicID); ok && serial == m.Serial && (int32(state) != m.State || errCode != m.Error) {
+			return conflictError(r, i, int32(state), errCode)
+		}
+	}
+	return nil
+}
+
+func conflictError(r *schema.Report, i int, state, errCode int32) error {
+	m := &r.Messages[i]
+	return &schema.FieldError{Field: fmt.Sprintf("messages[%d].serial", i), Reason: fmt.Sprintf(
+		"client %s already reported serial %d for %d/%s with state %d error 0x%08X; this report says state %d error 0x%08X",
+		r.Client, m.Serial, m.TopicType, m.TopicID, state, uint32(errCode), m.State, uint32(m.Error))}
 }
 
 func (pr *Projector) deadLetter(ctx context.Context, msg kafkago.Message, reason string, cause error) error {

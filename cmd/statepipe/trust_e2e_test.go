@@ -25,8 +25,11 @@ import (
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/ingest"
+	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -312,5 +315,77 @@ func TestIngestServesHTTPS(t *testing.T) {
 			t.Errorf("plain HTTP answered %d", resp.StatusCode)
 		}
 		resp.Body.Close()
+	}
+}
+
+// A serial accepted before with other content is refused and counted, never folded (DESIGN
+// §4): ingest answers 409 from its memory of the client's last report, and the projector —
+// for reports that reached Kafka another way (another ingest node, a restarted one) —
+// dead-letters the whole report.
+func TestReusedSerialWithOtherContentIsRefused(t *testing.T) {
+	s := startTrustSite(t, nil)
+	ctx := context.Background()
+	alice, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "alice", Name: "ALICE-PC"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := alice.Identity()
+	key := ed25519.PrivateKey(id.PrivateKey)
+	now := time.Now().UnixMilli()
+	first := reportJSON("alice", s.code, 100, now) // KB1 Required
+	if st, _, eb := s.post(t, "/v1/reports", first, signed(id.Credential, key, first)); st != 200 {
+		t.Fatalf("first report: %d %+v", st, eb)
+	}
+	// The same report again is a retry: accepted.
+	if st, _, eb := s.post(t, "/v1/reports", first, signed(id.Credential, key, first)); st != 200 {
+		t.Fatalf("exact duplicate: %d %+v, want 200", st, eb)
+	}
+	other := bytes.Replace(first, []byte(`"state":2`), []byte(`"state":3`), 1)
+	st, _, eb := s.post(t, "/v1/reports", other, signed(id.Credential, key, other))
+	if st != 409 || eb.Code != schema.CodeConflict || eb.Field != "messages[0].serial" {
+		t.Fatalf("reused serial: %d %+v, want 409 conflict naming messages[0].serial", st, eb)
+	}
+	// The same rewrite, with a new message beside it, produced to the site's topic behind
+	// ingest's back: the projector refuses the whole report.
+	var forged bytes.Buffer
+	_ = schema.EncodeReport(&forged, &schema.Report{V: 1, Client: "alice", Site: s.code, Messages: []schema.StateMessage{
+		{Serial: 100, Time: now, TopicType: schema.TopicUpdateCompliance, TopicID: "KB1", State: 3},
+		{Serial: 101, Time: now, TopicType: schema.TopicUpdateCompliance, TopicID: "KB2", State: 3}}})
+	w := kafka.NewWriter(s.node.sites[0].cfg.Kafka, kafka.StateTopic(s.code))
+	defer w.Close()
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("alice"), Value: forged.Bytes()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		m := s.metrics(t)
+		if !strings.Contains(m, `statepipe_projector_dead_letters_total{reason="serial_conflict",site="`+s.code+`"} 1`) {
+			return "the rewritten report was not dead-lettered"
+		}
+		if !strings.Contains(m, `statepipe_ingest_rejected_total{reason="serial_conflict",site="`+s.code+`"} 1`) {
+			return "ingest did not count its 409"
+		}
+		return ""
+	})
+	// A later record folds, so the forged one is behind the projector: nothing of it counts.
+	if err := alice.Report(ctx, false, msg(0, "KB3", 3)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		c := s.compliance("KB1", "KB2", "KB3")
+		got := map[string][2]int64{}
+		for _, u := range c.Updates {
+			got[u.UpdateID] = [2]int64{u.Required, u.Installed}
+		}
+		if got["KB3"] != [2]int64{0, 1} {
+			return fmt.Sprintf("the later report is not folded yet: %v", got)
+		}
+		if got["KB1"] != [2]int64{1, 0} || got["KB2"] != [2]int64{} {
+			return fmt.Sprintf("KB1 must stay Required and KB2 unknown to the site: %v", got)
+		}
+		return ""
+	})
+	res, _ := s.sqlAdmin(t, "SELECT state FROM "+database(s.code)+".state_messages FINAL WHERE client = 'alice' AND serial IN (100, 101) ORDER BY serial")
+	if len(res.Rows) != 1 || res.Rows[0][0].(float64) != 2 {
+		t.Errorf("the raw log must keep serial 100 as first accepted and nothing of the forged report: %v", res.Rows)
 	}
 }

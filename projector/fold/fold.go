@@ -149,6 +149,15 @@ func (b *Batch) Add(rec Record) {
 	}
 }
 
+// State returns the message the batch folds for (client, tt, topicID), if it has one.
+func (b *Batch) State(client string, tt schema.TopicType, topicID string) (*schema.StateMessage, bool) {
+	j, ok := b.index[stateKey{client, tt, topicID}]
+	if !ok {
+		return nil, false
+	}
+	return b.Current.rows[j].msg, true
+}
+
 // Reset empties the batch for reuse.
 func (b *Batch) Reset() {
 	b.Raw.rows = b.Raw.rows[:0]

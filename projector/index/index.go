@@ -166,6 +166,21 @@ func (x *Index) part(p int32) *part {
 	return pt
 }
 
+// State returns the live state of (client, tt, topicID): its serial, state and error code,
+// and whether the key is live.
+func (x *Index) State(clientName string, tt schema.TopicType, topicID string) (serial uint64, state int16, errCode int32, ok bool) {
+	c := x.clients[clientName]
+	if c == nil {
+		return 0, 0, 0, false
+	}
+	id, known := x.ids[topicID]
+	if !known {
+		return 0, 0, 0, false
+	}
+	k, live := c.keys[uint64(tt)<<32|uint64(id)]
+	return k.serial, k.state, k.err, live
+}
+
 // Clients returns how many clients the index holds.
 func (x *Index) Clients() int { return len(x.clients) }
 

@@ -1,0 +1,67 @@
+package ingest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+func TestSerialsRefuseOnlyOtherContent(t *testing.T) {
+	s := newSerials(1 << 20)
+	rep := &schema.Report{Client: "c", Messages: []schema.StateMessage{
+		{Serial: 7, Time: 1, TopicType: 500, TopicID: "KB1", State: 2},
+		{Serial: 3, Time: 1, TopicType: 500, TopicID: "KB2", State: 3, Params: []string{"a"}},
+		{Serial: 12, Time: 1, TopicType: 501, State: 3}}}
+	s.remember(rep)
+	if rej := s.check(rep); rej != nil {
+		t.Fatalf("a retry was refused: %+v", rej)
+	}
+	for i, change := range []func(m *schema.StateMessage){
+		func(m *schema.StateMessage) { m.State = 1 },
+		func(m *schema.StateMessage) { m.Params = []string{"b"} },
+		func(m *schema.StateMessage) { m.Time = 2 },
+		func(m *schema.StateMessage) { m.TopicID = "KB9" },
+	} {
+		m := rep.Messages[1]
+		m.Params = append([]string(nil), m.Params...)
+		change(&m)
+		other := &schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 20, TopicType: 701}, m}}
+		rej := s.check(other)
+		if rej == nil || rej.status != 409 || rej.field != "messages[1].serial" {
+			t.Errorf("change %d: got %+v, want 409 naming messages[1].serial", i, rej)
+		}
+	}
+	// Serials the last report did not carry, inside its range or not, are not known here.
+	if rej := s.check(&schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 5, TopicType: 701}, {Serial: 13, TopicType: 701}}}); rej != nil {
+		t.Errorf("unknown serials refused: %+v", rej)
+	}
+	if rej := s.check(&schema.Report{Client: "d", Messages: rep.Messages[:1]}); rej != nil {
+		t.Errorf("another client's serials refused: %+v", rej)
+	}
+}
+
+func TestSerialsStayWithinBudget(t *testing.T) {
+	s := newSerials(64 * 4096)
+	msgs := make([]schema.StateMessage, 100)
+	for i := range msgs {
+		msgs[i] = schema.StateMessage{Serial: uint64(i + 1), TopicType: 500, TopicID: fmt.Sprint("KB", i)}
+	}
+	for c := 0; c < 10000; c++ {
+		s.remember(&schema.Report{Client: fmt.Sprint("client-", c), Messages: msgs})
+	}
+	entry := lastReport{serial: make([]uint64, 100)}.size("client-0000")
+	for i := range s.shards {
+		if b := s.shards[i].bytes; b > s.budget+entry {
+			t.Fatalf("shard %d holds %d bytes, budget %d", i, b, s.budget)
+		}
+	}
+	if newSerials(0) != nil {
+		t.Error("budget 0 must turn the check off")
+	}
+	var off *serials
+	off.remember(&schema.Report{Client: "c", Messages: msgs})
+	if off.check(&schema.Report{Client: "c", Messages: msgs}) != nil {
+		t.Error("a nil cache refused a report")
+	}
+}
