@@ -77,11 +77,16 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 		what, query string
 		row         func(r []any)
 	}{
-		// Read first: the states read after it are at least this new.
-		{"partitions", partitionsSQL, func(r []any) {
+		// Read first: the states read after it are at least this new. Only the offsets table
+		// says so — it is a batch's last insert — while the raw log, its first, may be ahead
+		// of the other tables (see offsetsSQL).
+		{"partitions", offsetsSQL, func(r []any) {
 			p, o := int32(r[0].(int64)), r[1].(int64)
 			x.LoadPartition(p, o)
 			before[p] = max(before[p], o)
+		}},
+		{"partitions folded before 0007", legacyPartitionsSQL, func(r []any) {
+			x.LoadPartition(int32(r[0].(int64)), r[1].(int64))
 		}},
 		// A client's partition is fixed (its id keys its reports); rows written before 0005
 		// have -1, and the raw log says which.
@@ -119,8 +124,9 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 	}
 	// Partitions another process wrote while the tables were read one after another are
 	// torn: hold their cells back until the index has folded past what they reached.
-	err = rd.Each(ctx, replaceDB(partitionsSQL, db), func(r []any) error {
-		if p, o := int32(r[0].(int64)), r[1].(int64); o > before[p] {
+	err = rd.Each(ctx, replaceDB(offsetsSQL, db), func(r []any) error {
+		p, o := int32(r[0].(int64)), r[1].(int64)
+		if b, ok := before[p]; !ok || o > b {
 			x.MarkTorn(p, o)
 		}
 		return nil
@@ -132,10 +138,19 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 	return x, nil
 }
 
-// partitionsSQL reads how far each partition was processed (state_messages covers data folded
-// before 0007).
-const partitionsSQL = `SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition
-	UNION ALL SELECT partition, max(offset) FROM {db}.state_messages GROUP BY partition`
+// offsetsSQL reads how far each partition was processed: a batch inserts the offsets table
+// after every other base table, so whatever is read after it holds at least that much. The
+// raw log cannot say so: it is inserted first, and a restore that took its offsets from there
+// while a batch was being inserted would miss the batch's states and scans without knowing
+// (that was the multi-member failure: two members writing the same cell version with
+// different values).
+const offsetsSQL = `SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition`
+
+// legacyPartitionsSQL reads, from the raw log, how far partitions were folded before 0007 added
+// the offsets table; a partition's first batch since then lands in offsets, which the end of
+// the restore reads, and marks it torn.
+const legacyPartitionsSQL = `SELECT partition, max(offset) FROM {db}.state_messages
+	WHERE partition NOT IN (SELECT DISTINCT partition FROM {db}.offsets) GROUP BY partition`
 
 func loadCell(x *index.Index, table string, r []any) {
 	var state int16
