@@ -52,10 +52,11 @@ test-kafka:
 check-compose:
 	scripts/check-compose.sh
 
-## bench: Go benchmarks (codec, fold) and the end-to-end smoke on the embedded pipeline
+## bench: Go benchmarks (codec, fold), then the small capacity scenario on the embedded site
+## (a few minutes; oracle-checked; report, result.json and plots in bench/results/tmp/small)
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./schema/ ./projector/...
-	./bin/statepipe bench smoke --clients 5000 --updates 100
+	./bin/statepipe bench run --scenario bench/scenarios/small.yaml --out bench/results/tmp/small
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

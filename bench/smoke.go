@@ -1,7 +1,3 @@
-// Package bench is the load harness: it simulates managed clients through the client SDK
-// against a running site over HTTP, and checks what the site reports against an oracle
-// computed from the same messages. Smoke is the first scenario: every client sends one full
-// update-compliance scan; the run ends when the compliance report shows every message.
 package bench
 
 import (

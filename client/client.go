@@ -31,8 +31,10 @@ type Config struct {
 	URL      string // base URL of the site's ingest, e.g. http://127.0.0.1:8080
 	Site     string
 	ClientID string
-	// NextSerial is the first serial to use (default 1). An agent persists LastSerial across
-	// restarts and passes LastSerial+1 here: serials must never repeat.
+	// NextSerial is the first serial to use (default 1; Enroll defaults it to the enrolment
+	// time in microseconds, so a reinstalled machine reports above its old serials). An agent
+	// persists LastSerial across restarts and passes LastSerial+1 here: serials must never
+	// repeat — the site refuses a serial it accepted before with other content (409).
 	NextSerial uint64
 	// HTTPClient defaults to a client with a 30 s timeout.
 	HTTPClient *http.Client

@@ -56,6 +56,14 @@ func (id *Identity) Save(path string) error {
 // Enroll claims cfg.ClientID at cfg.Site (POST /v1/enroll) with cfg.Identity's key, or a new
 // key when cfg.Identity is nil, and returns a client that signs every report.
 func Enroll(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.NextSerial == 0 {
+		// A machine enrolling without a serial to continue from (new, or reinstalled with a
+		// new key under its old id) starts at the enrolment time in microseconds: above
+		// anything it can have reported before, so its states are not older than its old ones
+		// (rule 1) and its serials never repeat. Its first report is full, which tells the
+		// site the jump is not a gap.
+		cfg.NextSerial = uint64(time.Now().UnixMicro())
+	}
 	c, err := New(cfg)
 	if err != nil {
 		return nil, err

@@ -122,9 +122,11 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 			return nil, fmt.Errorf("cannot restore the index (%s): %w", s.what, err)
 		}
 	}
-	// Partitions another process wrote while the tables were read one after another are
-	// torn: hold their cells back until the index has folded past what they reached.
-	err = rd.Each(ctx, replaceDB(offsetsSQL, db), func(r []any) error {
+	// Partitions another process wrote, or began to write, while the tables were read one
+	// after another are torn: hold their cells back until the index has folded past what
+	// they reached. A batch inserts batches_begun before its tables: read last, it names
+	// every batch whose rows the reads above may have seen, finished or not.
+	err = rd.Each(ctx, replaceDB(begunSQL, db), func(r []any) error {
 		p, o := int32(r[0].(int64)), r[1].(int64)
 		if b, ok := before[p]; !ok || o > b {
 			x.MarkTorn(p, o)
@@ -145,6 +147,11 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 // (that was the multi-member failure: two members writing the same cell version with
 // different values).
 const offsetsSQL = `SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition`
+
+// begunSQL reads how far batches have begun to be inserted, per partition (offsets covers
+// partitions whose last batch predates 0008).
+const begunSQL = `SELECT partition, max(offset) FROM {db}.batches_begun GROUP BY partition
+	UNION ALL SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition`
 
 // legacyPartitionsSQL reads, from the raw log, how far partitions were folded before 0007 added
 // the offsets table; a partition's first batch since then lands in offsets, which the end of

@@ -2,6 +2,9 @@ package projector
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,7 +44,7 @@ func (pr *Projector) restore(ctx context.Context) error {
 		pr.idx, pr.refPrint = x, fp
 		pr.m.restores.Inc()
 		pr.m.restoreTime.Set(time.Since(start).Seconds())
-		pr.p.Logger.Info("restored the aggregate index from the store", "clients", x.Clients(), "keys", x.Keys(), "took", time.Since(start).Round(time.Millisecond))
+		pr.p.Logger.Info("restored the aggregate index from the store", "clients", x.Clients(), "keys", x.Keys(), "torn", x.Torn(), "took", time.Since(start).Round(time.Millisecond))
 		return nil
 	}, pr.writeAggregates)
 }
@@ -161,8 +164,25 @@ func (pr *Projector) writeAggregates(ctx context.Context) error {
 		}
 		allow = func(p int32) bool { return committed[int(p)] <= pr.idx.Next(p) }
 	}
+	pending := pr.idx.Pending()
 	rows := pr.idx.ChangedFor(pr.cfg.Database, "", allow)
 	pr.m.idxClients.Set(float64(pr.idx.Clients()))
+	if pr.p.Logger.Enabled(ctx, slog.LevelDebug) && len(pending) > 0 {
+		var wrote, held []string
+		for _, p := range pending {
+			s := fmt.Sprintf("%d@%d", p, pr.idx.Next(p)-1)
+			if slices.Contains(pr.idx.Pending(), p) {
+				held = append(held, s)
+			} else {
+				wrote = append(wrote, s)
+			}
+		}
+		n := 0
+		for _, r := range rows {
+			n += r.Len()
+		}
+		pr.p.Logger.Debug("aggregate cells", "wrote", wrote, "rows", n, "held", held, "torn", pr.idx.Torn())
+	}
 	for _, r := range rows {
 		if err := pr.retry(ctx, "insert aggregates", pr.m.storeErrors, func() error { return pr.p.Store.Insert(ctx, r) }, nil); err != nil {
 			return err

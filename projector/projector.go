@@ -80,6 +80,8 @@ type Config struct {
 	// ResyncAfter is how old a serial gap may grow before the client is asked for a full
 	// report (default 5 min; ConfigMgr waits 2 days). Zero disables gap-driven resync.
 	ResyncAfter time.Duration
+	// LagEvery is how often the group's lag is read from the broker (default 2 s).
+	LagEvery time.Duration
 }
 
 // RegisterFlags registers the batching flags under prefix.
@@ -89,6 +91,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryMax, prefix+"retry-max", 5*time.Second, "longest back-off while the store is unavailable")
 	fs.DurationVar(&c.RefPoll, prefix+"ref-poll", 2*time.Second, "how often to look for reference data changes that alter aggregates")
 	fs.DurationVar(&c.ResyncAfter, prefix+"resync-after", 5*time.Minute, "ask a client for a full report when a gap in its serials is this old (0: never)")
+	fs.DurationVar(&c.LagEvery, prefix+"lag-every", 2*time.Second, "how often to read the group's lag from the broker (statepipe_projector_lag_records)")
 }
 
 // Validate reports a config that cannot work.
@@ -118,7 +121,10 @@ type Params struct {
 	// Committed returns the group's committed offsets of the state topic by partition: the
 	// projector writes a partition's aggregate cells only when it has folded every committed
 	// record of it (otherwise another member owns it). Nil: this process owns every partition.
-	Committed   func(ctx context.Context) (map[int]int64, error)
+	Committed func(ctx context.Context) (map[int]int64, error)
+	// Lag returns the group's lag on the state topic by partition (records not yet
+	// committed), read from the broker; nil: not measured.
+	Lag         func(ctx context.Context) (map[int]int64, error)
 	DeadLetters DeadLetters
 	// Resync takes resync requests (key client, JSON value) and their answers (key client, no
 	// value) for ingest (*kafka-go Writer on the compacted resync.<site> topic); nil disables.
@@ -156,6 +162,7 @@ type metrics struct {
 	restores    prometheus.Counter
 	restoreTime prometheus.Gauge
 	idxClients  prometheus.Gauge
+	lag         *prometheus.GaugeVec
 }
 
 // New builds a projector.
@@ -172,6 +179,9 @@ func New(cfg Config, p Params) (*Projector, error) {
 	if cfg.RefPoll == 0 {
 		cfg.RefPoll = 2 * time.Second
 	}
+	if cfg.LagEvery <= 0 {
+		cfg.LagEvery = 2 * time.Second
+	}
 	f := promauto.With(p.Registerer) // a nil Registerer (tests) creates unregistered metrics
 	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60}
 	m := metrics{
@@ -183,20 +193,27 @@ func New(cfg Config, p Params) (*Projector, error) {
 		insertTime:  f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_insert_duration_seconds", Help: "Time to insert one batch (all tables).", Buckets: buckets}),
 		visible:     f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_projector_visible_delay_seconds", Help: "From ingest acceptance to committed in the store, per record.", Buckets: buckets}),
 		kafkaErrors: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_kafka_errors_total",
-			Help: "Failed fetches, commits and committed-offset reads (retried; a failed commit means the batch is redelivered)."}, []string{"op"}),
+			Help: "Failed fetches, commits, committed-offset and lag reads (retried; a failed commit means the batch is redelivered)."}, []string{"op"}),
 		resyncs: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_projector_resync_requests_total",
 			Help: "Resync requests published (reason gap) and answered by a full report (reason answered)."}, []string{"reason"}),
 		aggRows:     f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_aggregate_rows_total", Help: "Aggregate cells written (changed values)."}),
 		restores:    f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_index_restores_total", Help: "Restores of the in-memory index from the store (start, or records another projector folded)."}),
 		restoreTime: f.NewGauge(prometheus.GaugeOpts{Name: "statepipe_projector_index_restore_seconds", Help: "Duration of the last index restore."}),
 		idxClients:  f.NewGauge(prometheus.GaugeOpts{Name: "statepipe_projector_index_clients", Help: "Clients in the in-memory index."}),
-		offset:      f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
+		lag: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_lag_records",
+			Help: "Records of the state topic the group has not committed yet, per partition, read from the broker (grows while the projector or the store is stuck)."}, []string{"partition"}),
+		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
 	}
 	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker()}, nil
 }
 
 // Run folds until ctx is done or the consumer fails.
 func (pr *Projector) Run(ctx context.Context) error {
+	if pr.p.Lag != nil {
+		lagCtx, stopLag := context.WithCancel(ctx)
+		defer stopLag()
+		go pr.watchLag(lagCtx)
+	}
 	batch := fold.NewBatch(pr.cfg.Database)
 	var pending []kafkago.Message // records in the batch, to commit after the insert
 	var reports []*schema.Report  // decoded reports kept alive until the batch is written
@@ -327,6 +344,27 @@ func (pr *Projector) Run(ctx context.Context) error {
 		reports = reports[:0]
 		clear(recs)
 		recs = recs[:0]
+	}
+}
+
+// watchLag reads the group's lag every LagEvery, independently of folding: it must grow
+// while folding is stuck (the store unavailable), which is when it matters.
+func (pr *Projector) watchLag(ctx context.Context) {
+	t := time.NewTicker(pr.cfg.LagEvery)
+	defer t.Stop()
+	for {
+		if lag, err := pr.p.Lag(ctx); err == nil {
+			for p, n := range lag {
+				pr.m.lag.WithLabelValues(strconv.Itoa(p)).Set(float64(n))
+			}
+		} else if ctx.Err() == nil {
+			pr.m.kafkaErrors.WithLabelValues("lag").Inc()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,8 +29,16 @@ func cmdBench(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "ingest" {
 		return cmdBenchIngest(ctx, args[1:])
 	}
+	if len(args) > 0 && args[0] == "run" {
+		return cmdBenchRun(ctx, args[1:])
+	}
+	if len(args) > 0 && args[0] == "capacity" {
+		return cmdBenchCapacity(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "smoke" {
-		return errors.New("usage: statepipe bench smoke [--url URL] [--clients N] [--updates M] [--signed]\n" +
+		return errors.New("usage: statepipe bench run --scenario FILE [--clients N] [--kafka.brokers B] [--out DIR]\n" +
+			"       statepipe bench capacity --scenario FILE --target-backlog 30s [--min N] [--max N] [--trials N]\n" +
+			"       statepipe bench smoke [--url URL] [--clients N] [--updates M] [--signed]\n" +
 			"       statepipe bench ingest [--kafka.brokers B] [--clients N] [--messages M] [--concurrency 4,16,64] [--unsigned] [--out DIR]")
 	}
 	fs := flag.NewFlagSet("bench smoke", flag.ContinueOnError)
@@ -224,17 +234,167 @@ func cmdBenchIngest(ctx context.Context, args []string) error {
 	return err
 }
 
-// machine describes this machine for results: CPU model, cores and memory.
-func machine() string {
-	model := runtime.GOARCH
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
+// machine describes this machine for results.
+func machine() string { return bench.Machine() }
+
+// cmdBenchRun runs a capacity-planning scenario (bench.RunScenario) against a site it starts
+// as a child process, and writes result.json, report.md and the plots.
+func cmdBenchRun(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
+	scenario := fs.String("scenario", "", "scenario file (bench/scenarios/*.yaml)")
+	clients := fs.Int("clients", 0, "override the scenario's clients per site")
+	brokers := fs.String("kafka.brokers", "", "run the site against this Kafka (default: its embedded broker)")
+	brokerPID := fs.Int("kafka.pid", 0, "the broker's process id, to measure its memory (scripts/kafka.sh writes it to .deps/kafka/run/)")
+	out := fs.String("out", "", "results directory (default bench/results/<scenario>-<yyyymmdd>[-kafka])")
+	ceilings := fs.Bool("ceilings", true, "measure the raw ceilings (kafka-go produce and consume, engine insert) after the run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *scenario == "" {
+		return errors.New("bench run: --scenario is required (see bench/scenarios/)")
+	}
+	sc, err := bench.LoadScenario(*scenario)
+	if err != nil {
+		return err
+	}
+	if *clients > 0 {
+		sc.Clients, sc.Waves = *clients, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		suffix := ""
+		if *brokers != "" {
+			suffix = "-kafka"
+		}
+		*out = filepath.Join("bench", "results", fmt.Sprintf("%s-%s%s", sc.Name, time.Now().UTC().Format("20060102"), suffix))
+	}
+	res, err := bench.RunScenario(ctx, bench.HarnessConfig{Scenario: sc, Bin: self, Brokers: *brokers, BrokerPID: *brokerPID,
+		Progress: os.Stderr, Ceilings: *ceilings})
+	if res == nil {
+		return err
+	}
+	if werr := bench.WriteResults(*out, res); werr != nil {
+		return errors.Join(err, werr)
+	}
+	fmt.Fprintf(os.Stderr, "results in %s\n", *out)
+	if err == nil && !res.OracleOK {
+		err = fmt.Errorf("the reports differ from the oracle: %s", res.OracleError)
+	}
+	return err
+}
+
+// cmdBenchCapacity finds the largest number of clients per site that keeps the backlog under a
+// target: it runs the scenario at client counts chosen by bisection (each run a fresh site,
+// checked against the oracle) and prints and plots backlog against clients. The backlog of a
+// run is its worst second's p99 delay from ingest acceptance to visible.
+func cmdBenchCapacity(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench capacity", flag.ContinueOnError)
+	scenario := fs.String("scenario", "", "scenario file (bench/scenarios/*.yaml)")
+	target := fs.Duration("target-backlog", 30*time.Second, "largest acceptable backlog (worst p99 delay to visible)")
+	lo := fs.Int("min", 1000, "smallest client count tried")
+	hi := fs.Int("max", 200000, "largest client count tried")
+	trials := fs.Int("trials", 6, "most runs")
+	brokers := fs.String("kafka.brokers", "", "run the sites against this Kafka (default: embedded)")
+	out := fs.String("out", "", "results directory (default bench/results/capacity-<scenario>-<yyyymmdd>)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *scenario == "" {
+		return errors.New("bench capacity: --scenario is required")
+	}
+	sc, err := bench.LoadScenario(*scenario)
+	if err != nil {
+		return err
+	}
+	if *lo < 1 || *hi < *lo || *trials < 1 {
+		return errors.New("bench capacity: want 1 <= --min <= --max and --trials >= 1")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		*out = filepath.Join("bench", "results", fmt.Sprintf("capacity-%s-%s", sc.Name, time.Now().UTC().Format("20060102")))
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	var pts []bench.CapacityPoint
+	try := func(n int) (bool, error) {
+		run := *sc
+		run.Clients, run.Waves = n, nil
+		fmt.Fprintf(os.Stderr, "capacity: %d clients …\n", n)
+		res, err := bench.RunScenario(ctx, bench.HarnessConfig{Scenario: &run, Bin: self, Brokers: *brokers, Progress: os.Stderr})
+		if err != nil {
+			return false, err
+		}
+		ok := res.OracleOK && res.MaxBacklogSecs <= target.Seconds()
+		pts = append(pts, bench.CapacityPoint{Clients: n, BacklogSeconds: res.MaxBacklogSecs, OK: ok})
+		fmt.Fprintf(os.Stderr, "\ncapacity: %d clients: backlog %.1f s (target %s), oracle %v\n", n, res.MaxBacklogSecs, *target, res.OracleOK)
+		if !res.OracleOK {
+			return false, fmt.Errorf("%d clients: the reports differ from the oracle: %s", n, res.OracleError)
+		}
+		return ok, nil
+	}
+	// Bisection on a log scale between the largest count known to hold and the smallest
+	// known not to.
+	good, bad := 0, 0
+	for i := 0; i < *trials; i++ {
+		var n int
+		switch {
+		case good == 0 && bad == 0:
+			n = *hi
+		case good == 0:
+			n = max(*lo, bad/4)
+		case bad == 0:
+			n = min(*hi, good*4)
+		default:
+			n = int(math.Sqrt(float64(good) * float64(bad)))
+		}
+		if (good > 0 && n <= good) || (bad > 0 && n >= bad) || n < *lo {
+			break
+		}
+		ok, err := try(n)
+		if err != nil {
+			return err
+		}
+		if ok {
+			good = n
+		} else {
+			bad = n
+		}
+		if good > 0 && bad > 0 && float64(bad)/float64(good) < 1.15 {
+			break
 		}
 	}
-	mem := bench.ProcMeminfo("MemTotal")
-	return fmt.Sprintf("%s, %d cores, %.1f GiB, %s/%s", model, runtime.NumCPU(), float64(mem)/(1<<30), runtime.GOOS, runtime.GOARCH)
+	slices.SortFunc(pts, func(a, b bench.CapacityPoint) int { return a.Clients - b.Clients })
+	if err := bench.WriteCapacityPlot(filepath.Join(*out, "capacity.png"), sc.Name, target.Seconds(), pts); err != nil {
+		return err
+	}
+	var md strings.Builder
+	fmt.Fprintf(&md, "# Capacity — %s\n\n- machine: %s\n- target backlog: %s (worst second's p99 from ingest acceptance to visible)\n\n| clients | backlog | within target |\n|---|---|---|\n",
+		sc.Name, bench.Machine(), *target)
+	for _, p := range pts {
+		fmt.Fprintf(&md, "| %d | %.1f s | %v |\n", p.Clients, p.BacklogSeconds, p.OK)
+	}
+	answer := fmt.Sprintf("largest client count per site within a %s backlog: %d", *target, good)
+	if good == 0 {
+		answer = fmt.Sprintf("no client count tried (down to %d) kept the backlog within %s", *lo, *target)
+	}
+	fmt.Fprintf(&md, "\n**%s** (between %d and %d).\n\n![capacity](capacity.png)\n", answer, good, bad)
+	b, _ := json.MarshalIndent(struct {
+		Scenario string                `json:"scenario"`
+		Target   float64               `json:"target_backlog_seconds"`
+		Clients  int                   `json:"max_clients"`
+		Points   []bench.CapacityPoint `json:"points"`
+	}{sc.Name, target.Seconds(), good, pts}, "", "  ")
+	_ = os.WriteFile(filepath.Join(*out, "capacity.json"), append(b, '\n'), 0o644)
+	if err := os.WriteFile(filepath.Join(*out, "report.md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Println(answer)
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -82,6 +83,7 @@ type siteOpts struct {
 	group string
 	wrap  func(siteStore) siteStore
 	tune  func(*runConfig)
+	log   *slog.Logger // default quietLogger()
 }
 
 var siteSeq atomic.Int64
@@ -108,7 +110,11 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 		o.tune(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := startRun(ctx, cfg, o.wrap, quietLogger())
+	log := o.log
+	if log == nil {
+		log = quietLogger()
+	}
+	n, err := startRun(ctx, cfg, o.wrap, log)
 	if err != nil {
 		cancel()
 		t.Fatalf("cannot start site: %v", err)
@@ -428,7 +434,9 @@ func TestReportsAcceptedWhileStoreDownAreFoldedOnce(t *testing.T) {
 	fs := &flakyStore{}
 	fs.down.Store(true)
 	s := startSite(t, siteOpts{wrap: func(st siteStore) siteStore { fs.siteStore = st; return fs },
-		tune: func(c *runConfig) { c.Projector.RetryMax = 100 * time.Millisecond }})
+		tune: func(c *runConfig) {
+			c.Projector.RetryMax, c.Projector.LagEvery = 100*time.Millisecond, 50*time.Millisecond
+		}})
 	ctx := context.Background()
 	o := oracle{}
 	for c := 0; c < 30; c++ {
@@ -452,8 +460,22 @@ func TestReportsAcceptedWhileStoreDownAreFoldedOnce(t *testing.T) {
 	if c := s.compliance(); len(c.Updates) != 0 {
 		t.Fatalf("nothing can be visible while the store is down: %+v", c.Updates)
 	}
+	// The backlog shows: the group's lag, read from the broker, holds all 30 reports.
+	lag := func() float64 { return promValue(t, s.url, `statepipe_projector_lag_records{`) }
+	eventually(t, func() string {
+		if n := lag(); n != 30 {
+			return fmt.Sprintf("lag %v records while the store is down, want 30", n)
+		}
+		return ""
+	})
 	fs.down.Store(false)
 	s.waitFor(o)
+	eventually(t, func() string {
+		if n := lag(); n != 0 {
+			return fmt.Sprintf("lag %v records after the store came back, want 0", n)
+		}
+		return ""
+	})
 	res, _ := s.sql("SELECT count() FROM " + database(s.code) + ".state_messages FINAL")
 	if n := res.Rows[0][0].(float64); n != 60 {
 		t.Errorf("raw log holds %v messages, want 60", n)

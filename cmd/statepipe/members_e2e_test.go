@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"reflect"
@@ -22,7 +23,7 @@ import (
 )
 
 // startMember runs one more projector of s's group in this process, on the same store.
-func startMember(t *testing.T, s *testSite) (stop func()) {
+func startMember(t *testing.T, s *testSite, log *slog.Logger) (stop func()) {
 	t.Helper()
 	st := s.node.sites[0]
 	group := st.cfg.ProjectorGroup
@@ -37,7 +38,7 @@ func startMember(t *testing.T, s *testSite) (stop func()) {
 	dlq := kafka.NewWriter(kc, topic+".dlq")
 	p, err := projector.New(cfg, projector.Params{Consumer: reader, Store: st.store, Reader: st.store, DeadLetters: dlq,
 		Committed: kafka.CommittedOffsets(kc, group, topic),
-		Logger:    quietLogger()})
+		Logger:    log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,14 @@ func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 	if os.Getenv("STATEPIPE_MULTI_MEMBER") == "" {
 		t.Skip("multi-member aggregates: set STATEPIPE_MULTI_MEMBER=1 to run it (not yet in make test)")
 	}
-	s := startSite(t, siteOpts{})
+	logA, logB := quietLogger(), quietLogger()
+	if os.Getenv("STATEPIPE_MULTI_MEMBER") == "debug" {
+		h := func(name string) *slog.Logger {
+			return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("member", name)
+		}
+		logA, logB = h("A"), h("B")
+	}
+	s := startSite(t, siteOpts{log: logA})
 	rng := rand.New(rand.NewPCG(11, 12))
 	ctx := context.Background()
 	var catalog []string
@@ -103,7 +111,7 @@ func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 		}
 	}
 	round()
-	stopB := startMember(t, s)
+	stopB := startMember(t, s, logB)
 	time.Sleep(2 * time.Second) // let the group rebalance onto two members
 	round()
 	s.importRef("lists", `{"id":"L","name":"list","updates":["U1","U2","U3","U4","U5","U6"]}`)
@@ -113,7 +121,7 @@ func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 	round()
 	stopB() // its partitions move back
 	round()
-	stopB = startMember(t, s)
+	stopB = startMember(t, s, logB)
 	time.Sleep(2 * time.Second)
 	round()
 	s.importRef("catalog", `{"id":"U3","title":"Update 3","first_synced":"2026-08-01T00:00:00Z"}`)

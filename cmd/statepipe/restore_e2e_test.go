@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,27 +65,41 @@ func TestRestoreDuringAnotherMembersBatchIsTorn(t *testing.T) {
 	}
 	insert(batch(0, 2)) // offsets 0..4: five clients Required
 	second := batch(5, 3)
-	insert(second[:1]) // offsets 5..9: the raw log is in …
-	if second[0].Table() != db+".state_messages" || second[len(second)-1].Table() != db+".offsets" {
-		t.Fatalf("a batch must insert the raw log first and the offsets last: %s … %s", second[0].Table(), second[len(second)-1].Table())
+	if n := len(second); second[0].Table() != db+".batches_begun" || second[1].Table() != db+".state_messages" || second[n-1].Table() != db+".offsets" {
+		t.Fatalf("a batch must insert batches_begun first, then the raw log, and offsets last: %s, %s … %s", second[0].Table(), second[1].Table(), second[n-1].Table())
 	}
-	rd := &hookedReader{Reader: st, match: "agg_states", hook: func() { insert(second[1:]) }} // … the rest lands mid-restore
-	x, err := projector.RestoreIndex(ctx, rd, db, 7*24*time.Hour, time.Now(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !x.NeedsRestore(0, 10) {
-		t.Fatalf("the restore read the states before the second batch but did not mark partition 0 torn (next %d)", x.Next(0))
+	// Offsets 5..9: batches_begun and the raw log are in before the restore starts; the rest
+	// lands while it reads — all of it (the batch finished during the restore), or all but the
+	// offsets row (the batch is still in flight when the restore ends).
+	for k, finished := range []bool{true, false} {
+		b := second
+		if k > 0 {
+			b = batch(int64(5+5*k), 3)
+		}
+		rest := b[2:]
+		if !finished {
+			rest = b[2 : len(b)-1]
+		}
+		insert(b[:2])
+		rd := &hookedReader{Reader: st, match: "agg_states", hook: func() { insert(rest) }}
+		x, err := projector.RestoreIndex(ctx, rd, db, 7*24*time.Hour, time.Now(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(x.Torn(), 0) || !x.NeedsRestore(0, x.Next(0)) {
+			t.Fatalf("finished %v: the restore read some of a batch but did not mark partition 0 torn (next %d, torn %v)", finished, x.Next(0), x.Torn())
+		}
+		insert(b[len(b)-1:])
 	}
 	// Restored again once nothing moves, it is whole: five clients Installed.
-	x, err = projector.RestoreIndex(ctx, st, db, 7*24*time.Hour, time.Now(), true)
+	x, err := projector.RestoreIndex(ctx, st, db, 7*24*time.Hour, time.Now(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x.NeedsRestore(0, 10) || x.Next(0) != 10 {
+	if x.NeedsRestore(0, 15) || x.Next(0) != 15 || len(x.Torn()) > 0 {
 		t.Fatalf("a quiet restore must be current: next %d", x.Next(0))
 	}
-	if serial, state, _, ok := x.State("pc-4", schema.TopicUpdateCompliance, "KB1"); !ok || state != 3 || serial != 6 {
-		t.Errorf("pc-4 KB1: serial %d state %d live %v, want serial 6 Installed", serial, state, ok)
+	if serial, state, _, ok := x.State("pc-4", schema.TopicUpdateCompliance, "KB1"); !ok || state != 3 || serial != 11 {
+		t.Errorf("pc-4 KB1: serial %d state %d live %v, want serial 11 Installed", serial, state, ok)
 	}
 }

@@ -143,6 +143,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		p, err := projector.New(cfg.Projector, projector.Params{
 			Consumer: s.reader, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
 			Committed:  kafka.CommittedOffsets(kc, group, topic),
+			Lag:        kafka.GroupLag(kc, group, topic),
 			Registerer: reg, Logger: log,
 		})
 		if err != nil {

@@ -279,8 +279,9 @@ func (s *testSite) metrics(t *testing.T) string {
 }
 
 // With --tls.cert and --tls.key the site serves HTTPS, and the SDK reports over it.
-func TestIngestServesHTTPS(t *testing.T) {
-	dir := t.TempDir()
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key as PEM files in dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, cert tls.Certificate, pool *x509.CertPool) {
+	t.Helper()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -290,16 +291,21 @@ func TestIngestServesHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600)
+	parsed, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(parsed)
+	return certFile, keyFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: parsed}, pool
+}
+
+func TestIngestServesHTTPS(t *testing.T) {
+	certFile, keyFile, _, pool := selfSigned(t, t.TempDir())
 	s := startTrustSite(t, func(c *runConfig) { c.TLSCert, c.TLSKey = certFile, keyFile })
 	if !strings.HasPrefix(s.url, "https://") {
 		t.Fatalf("site URL %s is not https", s.url)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	ctx := context.Background()
 	c, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "tls-pc", HTTPClient: hc})

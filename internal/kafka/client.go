@@ -179,18 +179,39 @@ func allLed(ps []kafkago.Partition) bool {
 // consume) of topic, by partition; a partition without one is absent. The partition list and
 // the client are looked up once (statepipe never changes a topic's partitions in place).
 func CommittedOffsets(c Config, group, topic string) func(ctx context.Context) (map[int]int64, error) {
-	var parts []int
-	cl := &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: 5 * time.Second, Transport: c.transport(topic)}
+	tc := newTopicClient(c, topic)
 	return func(ctx context.Context) (map[int]int64, error) {
-		if parts == nil {
-			p, err := Partitions(ctx, c, topic)
-			if err != nil {
-				return nil, err
-			}
-			parts = p
+		parts, err := tc.partitions(ctx)
+		if err != nil {
+			return nil, err
 		}
-		return committedOffsets(ctx, cl, group, topic, parts)
+		return committedOffsets(ctx, tc.cl, group, topic, parts)
 	}
+}
+
+// topicClient is a kafka-go client for one topic whose partition list is looked up once
+// (statepipe never changes a topic's partitions in place).
+type topicClient struct {
+	c     Config
+	topic string
+	cl    *kafkago.Client
+	parts []int
+}
+
+func newTopicClient(c Config, topic string) *topicClient {
+	return &topicClient{c: c, topic: topic,
+		cl: &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: 5 * time.Second, Transport: c.transport(topic)}}
+}
+
+func (t *topicClient) partitions(ctx context.Context) ([]int, error) {
+	if t.parts == nil {
+		p, err := Partitions(ctx, t.c, t.topic)
+		if err != nil {
+			return nil, err
+		}
+		t.parts = p
+	}
+	return t.parts, nil
 }
 
 func committedOffsets(ctx context.Context, cl *kafkago.Client, group, topic string, parts []int) (map[int]int64, error) {
@@ -211,4 +232,42 @@ func committedOffsets(ctx context.Context, cl *kafkago.Client, group, topic stri
 		}
 	}
 	return out, nil
+}
+
+// GroupLag returns a function reading, per partition of topic, how many records group has yet
+// to commit: the partition's end offset minus the group's committed offset (minus the first
+// retained offset when the group has committed nothing there). This is the consumer lag a
+// kafka-exporter would show, read from the broker, so it grows while the consumer is stuck.
+func GroupLag(c Config, group, topic string) func(ctx context.Context) (map[int]int64, error) {
+	tc := newTopicClient(c, topic)
+	return func(ctx context.Context) (map[int]int64, error) {
+		parts, err := tc.partitions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		committed, err := committedOffsets(ctx, tc.cl, group, topic, parts)
+		if err != nil {
+			return nil, err
+		}
+		reqs := make([]kafkago.OffsetRequest, 0, 2*len(parts))
+		for _, p := range parts {
+			reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
+		}
+		resp, err := tc.cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
+		if err != nil {
+			return nil, fmt.Errorf("cannot read end offsets of %s: %w", topic, err)
+		}
+		lag := map[int]int64{}
+		for _, po := range resp.Topics[topic] {
+			if po.Error != nil {
+				return nil, fmt.Errorf("cannot read end offset of %s/%d: %w", topic, po.Partition, po.Error)
+			}
+			from, ok := committed[po.Partition]
+			if !ok {
+				from = po.FirstOffset
+			}
+			lag[po.Partition] = max(po.LastOffset-from, 0)
+		}
+		return lag, nil
+	}
 }

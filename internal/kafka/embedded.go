@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
@@ -22,6 +23,8 @@ type EmbeddedConfig struct {
 	// Users, when set, enable SASL: each is "MECHANISM:user:password" (PLAIN, SCRAM-SHA-256,
 	// SCRAM-SHA-512). Tests use it to run statepipe against an authenticating broker.
 	Users []string
+	// TLS, when set, makes the broker listen with TLS only (SASL_SSL with Users).
+	TLS *tls.Config
 }
 
 // StartEmbedded starts a single-broker kfake cluster.
@@ -41,6 +44,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			}
 			opts = append(opts, kfake.Superuser(parts[0], parts[1], parts[2]))
 		}
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
 	}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {

@@ -34,6 +34,7 @@ type Batch struct {
 	Scans   ScanRows         // successful scans (501 state 3 or 6), for Not-required inference
 	Latest  LatestScanRows   // the same scans into client_scans, which keeps each client's latest
 	Offsets OffsetRows       // per partition, the greatest offset processed (folded or dead-lettered)
+	Begun   OffsetRows       // the same into batches_begun: inserted first, Offsets last
 	index   map[stateKey]int // key → position in Current
 
 	db       string
@@ -58,6 +59,7 @@ func NewBatch(db string) *Batch {
 		Scans:   ScanRows{table: db + ".scan_history"},
 		Latest:  LatestScanRows{table: db + ".client_scans"},
 		Offsets: OffsetRows{table: db + ".offsets", max: map[int32]int64{}},
+		Begun:   OffsetRows{table: db + ".batches_begun"},
 		index:   map[stateKey]int{},
 	}
 }
@@ -69,6 +71,16 @@ func (b *Batch) Messages() int { return len(b.Raw.rows) }
 // arrives with its catalog sees it.
 func (b *Batch) Tables() []schema.Rows {
 	var out []schema.Rows
+	if len(b.Offsets.max) > 0 {
+		// First: a restore reading the store meanwhile learns that this batch is in flight.
+		b.Offsets.parts = b.Offsets.parts[:0]
+		for p := range b.Offsets.max {
+			b.Offsets.parts = append(b.Offsets.parts, p)
+		}
+		slices.Sort(b.Offsets.parts)
+		b.Begun.max, b.Begun.parts = b.Offsets.max, b.Offsets.parts
+		out = append(out, &b.Begun)
+	}
 	for _, k := range schema.RefKinds {
 		if r, ok := b.ref[k]; ok && r.Len() > 0 {
 			out = append(out, r)
@@ -77,12 +89,7 @@ func (b *Batch) Tables() []schema.Rows {
 	b.Latest.rows = b.Scans.rows
 	out = append(out, &b.Raw, &b.Current, &b.Full, &b.Clients, &b.Scans, &b.Latest)
 	if len(b.Offsets.max) > 0 {
-		b.Offsets.parts = b.Offsets.parts[:0]
-		for p := range b.Offsets.max {
-			b.Offsets.parts = append(b.Offsets.parts, p)
-		}
-		slices.Sort(b.Offsets.parts)
-		out = append(out, &b.Offsets)
+		out = append(out, &b.Offsets) // last
 	}
 	return out
 }

@@ -219,6 +219,18 @@ func (x *Index) Next(p int32) int64 {
 	return 0
 }
 
+// Torn returns the partitions held back because they changed while being restored.
+func (x *Index) Torn() []int32 {
+	var out []int32
+	for p, pt := range x.parts {
+		if pt.next <= pt.tornUntil {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Pending returns the partitions with cells not yet written (or held back).
 func (x *Index) Pending() []int32 {
 	var out []int32

@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
+)
+
+// The oracle: what every report must say, computed from the simulated clients' truth (the
+// states they reported and the site acknowledged), independently of the site's code.
+
+// expectCompliance returns the compliance report of update list ids at site scope.
+func (w *world) expectCompliance(ids []int32) (map[string][4]int64, report.ComputerCounts) {
+	per := make([][4]int64, len(ids)) // installed, required, not required, unknown
+	var comp report.ComputerCounts
+	for _, c := range w.clients {
+		if !c.enrolled {
+			continue
+		}
+		comp.Total++
+		required, known := false, true
+		for i, u := range ids {
+			var s int
+			if k := c.appIndex(u); k >= 0 {
+				s = int(c.st[k])
+			} else if c.lastOK > w.firstSynced[u] {
+				s = schema.ComplianceNotRequired
+			}
+			switch s {
+			case schema.ComplianceInstalled:
+				per[i][0]++
+			case schema.ComplianceRequired:
+				per[i][1]++
+				required = true
+			case schema.ComplianceNotRequired:
+				per[i][2]++
+			default:
+				per[i][3]++
+				known = false
+			}
+		}
+		switch {
+		case required:
+			comp.NonCompliant++
+		case known:
+			comp.Compliant++
+		default:
+			comp.Unknown++
+		}
+	}
+	out := map[string][4]int64{}
+	for i, u := range ids {
+		out[w.updates[u]] = per[i]
+	}
+	return out, comp
+}
+
+// expectDeployment returns the clients of deployment d's collection by 301 state.
+func (w *world) expectDeployment(d int) map[int]int64 {
+	out := map[int]int64{}
+	for i, c := range w.clients {
+		if !w.deps[d].members[i] {
+			continue
+		}
+		s := 0
+		if cd := c.deps[d]; cd.has301 {
+			s = int(cd.s301)
+		}
+		out[s]++
+	}
+	return out
+}
+
+// expectErrors returns, per HRESULT, the clients whose live 402 or 301 states carry it.
+func (w *world) expectErrors() map[int32]int64 {
+	out := map[int32]int64{}
+	for _, c := range w.clients {
+		codes := map[int32]bool{}
+		for d := range c.deps {
+			cd := &c.deps[d]
+			if cd.has301 && cd.e301 != 0 {
+				codes[cd.e301] = true
+			}
+			for _, e := range cd.e402 {
+				if e != 0 {
+					codes[e] = true
+				}
+			}
+		}
+		for e := range codes {
+			out[e]++
+		}
+	}
+	return out
+}
+
+// expectScan returns the site's clients by latest 501 state, and how many have no successful
+// scan since asOf - days.
+func (w *world) expectScan(asOf time.Time, days int) (map[int]int64, int64) {
+	states := map[int]int64{}
+	var stale int64
+	cut := asOf.Add(-time.Duration(days) * 24 * time.Hour).UnixMilli()
+	for _, c := range w.clients {
+		if !c.enrolled {
+			continue
+		}
+		states[int(c.scan)]++
+		if c.lastOK == 0 || c.lastOK < cut {
+			stale++
+		}
+	}
+	return states, stale
+}
+
+// liveKeys counts the keyed states the site must hold live.
+func (w *world) liveKeys() int64 {
+	var n int64
+	for _, c := range w.clients {
+		if !c.enrolled {
+			continue
+		}
+		n += int64(len(c.apps)) + 1 // 500 per applicable update, the 501 scan
+		for d := range c.deps {
+			cd := &c.deps[d]
+			if cd.s300 != 0 {
+				n += 2 // 302 evaluation, 300 compliance
+			}
+			if cd.has301 {
+				n++
+			}
+			if cd.s402 != nil {
+				n += int64(len(cd.upd))
+			}
+		}
+	}
+	return n
+}
+
+// site reads a running site's reports.
+type siteReader interface {
+	get(ctx context.Context, path string, v any) error
+	sql(ctx context.Context, query string) (*schema.Result, error)
+	database() string
+}
+
+// check compares every report, and two SQL views, with the oracle; the error names the first
+// differing row. acked is the number of messages the site acknowledged.
+func (w *world) check(ctx context.Context, s siteReader, acked int64, dropImported bool) error {
+	list := make([]int32, w.sc.List)
+	for i := range list {
+		list[i] = int32(i)
+	}
+	lists := []struct {
+		id  string
+		ids []int32
+	}{{checkedList, list}}
+	if dropImported {
+		var drop []int32
+		for u := w.drop; u < len(w.updates); u++ {
+			drop = append(drop, int32(u))
+		}
+		lists = append(lists, struct {
+			id  string
+			ids []int32
+		}{dropList, drop})
+	}
+	for _, l := range lists {
+		var got report.Compliance
+		if err := s.get(ctx, "/v1/reports/compliance?list="+url.QueryEscape(l.id), &got); err != nil {
+			return err
+		}
+		want, comp := w.expectCompliance(l.ids)
+		if len(got.Updates) != len(want) {
+			return fmt.Errorf("compliance list %s: %d updates, want %d", l.id, len(got.Updates), len(want))
+		}
+		for _, u := range got.Updates {
+			wu, ok := want[u.UpdateID]
+			if !ok {
+				return fmt.Errorf("compliance list %s: update %s is not in the list", l.id, u.UpdateID)
+			}
+			if g := [4]int64{u.Installed, u.Required, u.NotRequired, u.Unknown}; g != wu {
+				return fmt.Errorf("compliance list %s, update %s: installed/required/not required/unknown %v, want %v", l.id, u.UpdateID, g, wu)
+			}
+		}
+		if got.Computers != comp {
+			return fmt.Errorf("compliance list %s, computers: %+v, want %+v", l.id, got.Computers, comp)
+		}
+	}
+	for d, sd := range w.deps {
+		var got report.Deployment
+		if err := s.get(ctx, "/v1/reports/deployment?deployment="+url.QueryEscape(sd.ID), &got); err != nil {
+			return err
+		}
+		want := w.expectDeployment(d)
+		for _, st := range got.States {
+			if st.Clients != want[st.State] {
+				return fmt.Errorf("deployment %s, state %d (%s): %d clients, want %d", sd.ID, st.State, st.Name, st.Clients, want[st.State])
+			}
+		}
+	}
+	var errs report.Errors
+	if err := s.get(ctx, "/v1/reports/errors", &errs); err != nil {
+		return err
+	}
+	wantErrs := w.expectErrors()
+	for _, e := range errs.Errors {
+		if e.Machines != wantErrs[e.Error] {
+			return fmt.Errorf("errors, %s: %d machines, want %d", e.Hex, e.Machines, wantErrs[e.Error])
+		}
+		delete(wantErrs, e.Error)
+	}
+	for _, e := range sortedKeys(wantErrs) {
+		return fmt.Errorf("errors: 0x%08X missing, want %d machines", uint32(e), wantErrs[e])
+	}
+	var scan report.Scan
+	if err := s.get(ctx, "/v1/reports/scan", &scan); err != nil {
+		return err
+	}
+	wantScan, stale := w.expectScan(scan.AsOf, scan.StaleDays)
+	for _, st := range scan.States {
+		if st.Clients != wantScan[st.State] {
+			return fmt.Errorf("scan, state %d (%s): %d clients, want %d", st.State, st.Name, st.Clients, wantScan[st.State])
+		}
+	}
+	if scan.StaleClients != stale {
+		return fmt.Errorf("scan: %d clients without a successful scan in %d days, want %d", scan.StaleClients, scan.StaleDays, stale)
+	}
+	for _, q := range []struct {
+		what, sql string
+		want      int64
+	}{
+		{"live keys (v_live_state)", "SELECT count() FROM " + s.database() + ".v_live_state", w.liveKeys()},
+		{"messages in the raw log (state_messages FINAL)", "SELECT count() FROM " + s.database() + ".state_messages FINAL", acked},
+	} {
+		res, err := s.sql(ctx, q.sql)
+		if err != nil {
+			return err
+		}
+		if len(res.Rows) != 1 {
+			return fmt.Errorf("%s: %d rows", q.what, len(res.Rows))
+		}
+		if n := int64(schema.ToUint64(res.Rows[0][0])); n != q.want {
+			return fmt.Errorf("%s: %d, want %d", q.what, n, q.want)
+		}
+	}
+	return nil
+}
+
+// sortedKeys returns m's keys in order (for stable messages).
+func sortedKeys[K int | int32](m map[K]int64) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

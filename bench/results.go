@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// WriteResults writes a run's result.json, its plots and report.md into dir.
+func WriteResults(dir string, r *HarnessResult) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if len(r.Timeline) > 0 {
+		plots, err := WritePlots(dir, r.Scenario, r.Timeline)
+		if err != nil {
+			return fmt.Errorf("plots: %w", err)
+		}
+		r.Plots = plots
+	}
+	b, err := json.MarshalIndent(nanFree(r), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(r)), 0o644)
+}
+
+// nanFree returns r with NaN samples (no observation) as JSON-encodable values: NaN → -1.
+func nanFree(r *HarnessResult) *HarnessResult {
+	c := *r
+	c.Timeline = make(Timeline, len(r.Timeline))
+	fix := func(f float64) float64 {
+		if math.IsNaN(f) {
+			return -1
+		}
+		return f
+	}
+	for i, s := range r.Timeline {
+		s.P50, s.P90, s.P99, s.CompliantPct = fix(s.P50), fix(s.P90), fix(s.P99), fix(s.CompliantPct)
+		c.Timeline[i] = s
+	}
+	for _, f := range []*float64{&c.P50Latency, &c.P90Latency, &c.P99Latency} {
+		*f = fix(*f)
+	}
+	return &c
+}
+
+// Markdown renders a run as report.md.
+func Markdown(r *HarnessResult) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	verdict := "**every report equalled the oracle**"
+	if !r.OracleOK {
+		verdict = "**the reports DIFFERED from the oracle**: " + r.OracleError
+	}
+	p("# %s — %s\n\n", r.Scenario, r.Started.Format("2006-01-02"))
+	if r.Description != "" {
+		p("%s\n\n", r.Description)
+	}
+	p("- machine: %s\n- Kafka: %s\n- world: %s\n- result: %s\n\n", r.Machine, r.Kafka, r.World, verdict)
+	p("| measure | value |\n|---|---|\n")
+	p("| state messages | %d in %d reports |\n", r.Messages, r.Reports)
+	p("| enrolment (not timed) | %.1f s |\n", r.EnrollSeconds)
+	p("| first report sent → last acknowledged | %.1f s (%.0f msgs/s) |\n", r.SendSeconds, r.IngestMsgsPerS)
+	p("| first report sent → all visible | %.1f s (**%.0f msgs/s end to end**) |\n", r.DurationSeconds, r.E2EMsgsPerS)
+	p("| ingest acceptance → visible, all records | p50 %.2f s, p90 %.2f s, p99 %.2f s |\n", r.P50Latency, r.P90Latency, r.P99Latency)
+	p("| worst second's p99 (backlog) | %.1f s |\n", r.MaxBacklogSecs)
+	p("| peak RSS | site %.2f GiB, harness %.2f GiB", gib(r.PeakRSS), gib(r.HarnessPeakRSS))
+	if r.BrokerPeakRSS > 0 {
+		p(", broker %.2f GiB", gib(r.BrokerPeakRSS))
+	}
+	p(" |\n\n")
+	if len(r.Goals) > 0 {
+		p("## Goals (DESIGN §5)\n\n| goal | want | got | |\n|---|---|---|---|\n")
+		for _, g := range r.Goals {
+			mark := "met"
+			if !g.Met {
+				mark = "**missed**"
+			}
+			p("| %s | %s | %s | %s |\n", g.What, g.Want, g.Got, mark)
+		}
+		p("\n")
+	}
+	if c := r.Ceilings; c != nil {
+		p("## Raw ceilings, same data, same machine, same run\n\n")
+		p("%d records (%d state messages) as the harness sent them:\n\n", c.Records, c.Messages)
+		p("| part | alone | statepipe's stage | ratio |\n|---|---|---|---|\n")
+		row := func(name string, ceiling float64, key string) {
+			p("| %s | %.0f msgs/s | | %.0f %% |\n", name, ceiling, 100*r.StageRatios[key])
+		}
+		row("kafka-go produce, acks=all (ingest → Kafka)", c.ProduceMsgsPerS, "ingest_vs_kafka_produce")
+		row("kafka-go consume (Kafka → projector)", c.ConsumeMsgsPerS, "projector_vs_kafka_consume")
+		row("bulk insert of the folded rows (projector → engine)", c.InsertMsgsPerS, "projector_vs_engine_insert")
+		p("\nStage rates: ingest %.0f msgs/s, end to end %.0f msgs/s. On two cores the stages share the CPU with each other and with the harness, so each ratio is the stage's share of a machine the whole pipeline competes for.\n\n",
+			r.IngestMsgsPerS, r.E2EMsgsPerS)
+	}
+	if len(r.Steps) > 0 {
+		p("## Rate sweep\n\n| reports/s offered | messages/s acknowledged | lag at start → end | worst p99 | kept up |\n|---|---|---|---|---|\n")
+		for _, s := range r.Steps {
+			p("| %.0f | %.0f | %d → %d | %.2f s | %v |\n", s.Rate, s.AckedMsgsPerS, s.LagStart, s.LagEnd, s.P99, s.Sustained)
+		}
+		p("\n")
+	}
+	if len(r.Checkpoints) > 0 {
+		p("## Oracle checkpoints\n\n| simulated time | messages | equal after | |\n|---|---|---|---|\n")
+		for _, c := range r.Checkpoints {
+			ok := "equal"
+			if !c.OK {
+				ok = "**differs**: " + c.FirstDiffers
+			}
+			p("| %s | %d | %.1f s | %s |\n", time.Duration(c.SimTime).Truncate(time.Second), c.Acked, c.CatchUpSecs, ok)
+		}
+		p("\n")
+	}
+	for _, pl := range r.Plots {
+		p("![%s](%s)\n\n", strings.TrimSuffix(pl, ".png"), pl)
+	}
+	return b.String()
+}
+
+func gib(b int64) float64 { return float64(b) / (1 << 30) }
