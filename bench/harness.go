@@ -346,6 +346,9 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 				cp.OK, cp.CatchUpSecs = true, time.Since(start).Seconds()
 				break
 			}
+			if cp.FirstDiffers != err.Error() && time.Since(start) > 10*time.Second {
+				logf("\ncheckpoint %s: not equal yet after %.0fs: %v", label, time.Since(start).Seconds(), err)
+			}
 			cp.FirstDiffers = err.Error()
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				cp.CatchUpSecs = time.Since(start).Seconds()
@@ -536,22 +539,50 @@ func measureCeilings(ctx context.Context, site *harnessSite, sample []*schema.Re
 	return MeasureCeilings(ctx, cfg)
 }
 
-// goals compares a run with DESIGN §5.
+// goals compares a run with DESIGN §5. Throughput and stage efficiency are judged on the
+// storm (all load at once: what the site can do) and the knee of a sweep; a scenario paced by
+// simulated time offers far less, and its throughput is only shown.
 func goals(r *HarnessResult) []Goal {
 	var g []Goal
 	add := func(what, want, got string, met bool) { g = append(g, Goal{what, want, got, met}) }
-	if r.Scenario == "storm" {
+	switch {
+	case r.Scenario == "storm":
 		add("initial-scan storm visible in the compliance report", "≤ 3 min", fmt.Sprintf("%.0f s", r.DurationSeconds), r.DurationSeconds <= 180)
 		add("peak RSS of the site", "≤ 6 GiB", fmt.Sprintf("%.2f GiB", float64(r.PeakRSS)/(1<<30)), r.PeakRSS <= 6<<30)
-	}
-	add("end-to-end state messages/s", "≥ 200,000", fmt.Sprintf("%.0f", r.E2EMsgsPerS), r.E2EMsgsPerS >= 200000)
-	for _, k := range []string{"ingest_vs_kafka_produce", "projector_vs_kafka_consume", "projector_vs_engine_insert"} {
-		if v, ok := r.StageRatios[k]; ok {
-			add("stage efficiency "+k, "≥ 50 % of its raw ceiling", fmt.Sprintf("%.0f %%", 100*v), v >= .5)
+		add("end-to-end state messages/s", "≥ 200,000", fmt.Sprintf("%.0f", r.E2EMsgsPerS), r.E2EMsgsPerS >= 200000)
+		for _, k := range []string{"ingest_vs_kafka_produce", "projector_vs_kafka_consume", "projector_vs_engine_insert"} {
+			if v, ok := r.StageRatios[k]; ok {
+				add("stage efficiency "+k, "≥ 50 % of its raw ceiling", fmt.Sprintf("%.0f %%", 100*v), v >= .5)
+			}
+		}
+	case len(r.Steps) > 0:
+		knee, half := kneeOf(r.Steps)
+		add("sustained end-to-end state messages/s (the knee)", "≥ 200,000", fmt.Sprintf("%.0f", knee), knee >= 200000)
+		if half != nil {
+			add(fmt.Sprintf("p99 ingest → visible at about half the knee (%.0f reports/s)", half.Rate), "≤ 2 s", fmt.Sprintf("%.2f s", half.P99), half.P99 <= 2)
 		}
 	}
 	add("every report equals the oracle", "yes", fmt.Sprint(r.OracleOK), r.OracleOK)
 	return g
+}
+
+// kneeOf returns the messages/s of the last step the site kept up with, and the step nearest
+// half of it.
+func kneeOf(steps []RateStep) (float64, *RateStep) {
+	var knee float64
+	for _, s := range steps {
+		if !s.Sustained {
+			break
+		}
+		knee = s.AckedMsgsPerS
+	}
+	var half *RateStep
+	for i := range steps {
+		if steps[i].Sustained && (half == nil || math.Abs(steps[i].AckedMsgsPerS-knee/2) < math.Abs(half.AckedMsgsPerS-knee/2)) {
+			half = &steps[i]
+		}
+	}
+	return knee, half
 }
 
 // sweepStep summarises the samples of the last step of a rate sweep.

@@ -244,8 +244,8 @@ func (w *world) check(ctx context.Context, s siteReader, acked int64, dropImport
 		if len(res.Rows) != 1 {
 			return fmt.Errorf("%s: %d rows", q.what, len(res.Rows))
 		}
-		if n := int64(schema.ToUint64(res.Rows[0][0])); n != q.want {
-			return fmt.Errorf("%s: %d, want %d", q.what, n, q.want)
+		if n, ok := res.Rows[0][0].(float64); !ok || int64(n) != q.want {
+			return fmt.Errorf("%s: %v, want %d", q.what, res.Rows[0][0], q.want)
 		}
 	}
 	return nil

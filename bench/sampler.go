@@ -153,11 +153,16 @@ func (sm *sampler) sample(ctx context.Context, at, sim time.Duration, acked int6
 	s.SiteRSS = ProcStatus(sm.site.pid(), "VmRSS")
 	s.HarnessRSS = ProcStatus(os.Getpid(), "VmRSS")
 	s.BrokerRSS = ProcStatus(sm.brokerPID, "VmRSS")
-	// The checked list's compliance, every fifth sample (it costs the site a query).
+	// The checked list's compliance — the mean over its updates of the share of clients
+	// Installed or Not required — every fifth sample (it costs the site a query).
 	if sm.n%5 == 0 {
 		var c report.Compliance
-		if err := sm.site.get(ctx, "/v1/reports/compliance?list="+checkedList, &c); err == nil && c.Computers.Total > 0 {
-			s.CompliantPct = 100 * float64(c.Computers.Compliant) / float64(c.Computers.Total)
+		if err := sm.site.get(ctx, "/v1/reports/compliance?list="+checkedList, &c); err == nil && len(c.Updates) > 0 {
+			var pct float64
+			for _, u := range c.Updates {
+				pct += u.CompliantPct
+			}
+			s.CompliantPct = pct / float64(len(c.Updates))
 		}
 	}
 	sm.n++

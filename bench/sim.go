@@ -260,6 +260,7 @@ func (w *world) act(c *simClient, now time.Duration) (msgs []schema.StateMessage
 		}
 		msgs = append(msgs, schema.StateMessage{Time: t, TopicType: schema.TopicScan, TopicID: scanTopic, State: schema.ScanCompleted})
 		c.scan, c.lastOK = schema.ScanCompleted, t
+		c.enrolled = true // the harness stops at the first report the site does not acknowledge
 		return msgs, true
 	}
 	b := w.sc.Behaviour

@@ -46,7 +46,9 @@ func TestSimulatorTruthIsWhatItsMessagesSay(t *testing.T) {
 				}
 				live[key{c.id, m.TopicType, m.TopicID}] = val{m.State, m.Error}
 			}
-			c.enrolled = true
+			if !c.enrolled {
+				t.Fatalf("client %s: its first report did not enrol it", c.id)
+			}
 			c.wake = c.nextWake()
 		}
 	}

@@ -247,6 +247,7 @@ func cmdBenchRun(ctx context.Context, args []string) error {
 	brokerPID := fs.Int("kafka.pid", 0, "the broker's process id, to measure its memory (scripts/kafka.sh writes it to .deps/kafka/run/)")
 	out := fs.String("out", "", "results directory (default bench/results/<scenario>-<yyyymmdd>[-kafka])")
 	ceilings := fs.Bool("ceilings", true, "measure the raw ceilings (kafka-go produce and consume, engine insert) after the run")
+	checkTimeout := fs.Duration("check-timeout", 10*time.Minute, "longest wait for the reports to equal the oracle at a checkpoint")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -272,7 +273,7 @@ func cmdBenchRun(ctx context.Context, args []string) error {
 		*out = filepath.Join("bench", "results", fmt.Sprintf("%s-%s%s", sc.Name, time.Now().UTC().Format("20060102"), suffix))
 	}
 	res, err := bench.RunScenario(ctx, bench.HarnessConfig{Scenario: sc, Bin: self, Brokers: *brokers, BrokerPID: *brokerPID,
-		Progress: os.Stderr, Ceilings: *ceilings})
+		Progress: os.Stderr, Ceilings: *ceilings, CheckTimeout: *checkTimeout})
 	if res == nil {
 		return err
 	}
