@@ -340,14 +340,16 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 		cp := Checkpoint{SimTime: Duration(clock.now()), Acked: acked.Load() + resyncMsgs.Load()}
 		start := time.Now()
 		deadline := start.Add(cfg.CheckTimeout)
+		var lastSaid time.Time
 		for {
 			err := w.check(ctx, site, acked.Load()+resyncMsgs.Load(), dropDone.Load())
 			if err == nil {
 				cp.OK, cp.CatchUpSecs = true, time.Since(start).Seconds()
 				break
 			}
-			if cp.FirstDiffers != err.Error() && time.Since(start) > 10*time.Second {
+			if time.Since(start) > 10*time.Second && time.Since(lastSaid) > 30*time.Second {
 				logf("\ncheckpoint %s: not equal yet after %.0fs: %v", label, time.Since(start).Seconds(), err)
+				lastSaid = time.Now()
 			}
 			cp.FirstDiffers = err.Error()
 			if time.Now().After(deadline) || ctx.Err() != nil {

@@ -160,8 +160,14 @@ func WriteCapacityPlot(path, title string, target float64, pts []CapacityPoint) 
 }
 
 func throughputChart(title string, tl Timeline) (*chart, error) {
-	acked, folded := throughputRates(tl)
-	ch := newChart(title, "throughput", "wall clock (s)", "messages / s")
+	// Batches commit in steps: over a long run, a 5-sample average reads better than
+	// per-second rates that jump between zero and a batch.
+	window, what := 1, "throughput"
+	if len(tl) > 60 {
+		window, what = 5, "throughput (5 s average)"
+	}
+	acked, folded := throughputRatesOver(tl, window)
+	ch := newChart(title, what, "wall clock (s)", "messages / s")
 	ch.shadePauses(tl)
 	if err := ch.series("acked by ingest", acked, colBlue, math.Inf(1)); err != nil {
 		return nil, err
@@ -176,15 +182,19 @@ func throughputChart(title string, tl Timeline) (*chart, error) {
 // throughputRates returns the acknowledged and folded messages per second of each interval
 // between consecutive samples, at the interval's end; intervals without wall-clock time are
 // skipped.
-func throughputRates(tl Timeline) (acked, folded plotter.XYs) {
+func throughputRates(tl Timeline) (acked, folded plotter.XYs) { return throughputRatesOver(tl, 1) }
+
+// throughputRatesOver is throughputRates over the last window intervals (a trailing average).
+func throughputRatesOver(tl Timeline, window int) (acked, folded plotter.XYs) {
 	for i := 1; i < len(tl); i++ {
-		dt := (tl[i].At - tl[i-1].At).Seconds()
+		j := max(0, i-window)
+		dt := (tl[i].At - tl[j].At).Seconds()
 		if dt <= 0 {
 			continue
 		}
 		x := tl[i].At.Seconds()
-		acked = append(acked, plotter.XY{X: x, Y: float64(tl[i].Acked-tl[i-1].Acked) / dt})
-		folded = append(folded, plotter.XY{X: x, Y: float64(tl[i].Folded-tl[i-1].Folded) / dt})
+		acked = append(acked, plotter.XY{X: x, Y: float64(tl[i].Acked-tl[j].Acked) / dt})
+		folded = append(folded, plotter.XY{X: x, Y: float64(tl[i].Folded-tl[j].Folded) / dt})
 	}
 	return acked, folded
 }

@@ -126,3 +126,27 @@ func Markdown(r *HarnessResult) string {
 }
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
+
+// ReadResult reads a result.json back (no-observation values, written as -1, become NaN), so
+// plots and report.md can be rendered again.
+func ReadResult(path string) (*HarnessResult, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r HarnessResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	nan := func(f float64) float64 {
+		if f < 0 {
+			return math.NaN()
+		}
+		return f
+	}
+	for i := range r.Timeline {
+		s := &r.Timeline[i]
+		s.P50, s.P90, s.P99, s.CompliantPct = nan(s.P50), nan(s.P90), nan(s.P99), nan(s.CompliantPct)
+	}
+	return &r, nil
+}

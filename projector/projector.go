@@ -183,7 +183,7 @@ func New(cfg Config, p Params) (*Projector, error) {
 		cfg.LagEvery = 2 * time.Second
 	}
 	f := promauto.With(p.Registerer) // a nil Registerer (tests) creates unregistered metrics
-	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60}
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800}
 	m := metrics{
 		folded:      f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_messages_total", Help: "State messages folded and committed."}),
 		records:     f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_records_total", Help: "Kafka records (reports) folded and committed."}),

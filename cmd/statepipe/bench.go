@@ -35,9 +35,18 @@ func cmdBench(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "capacity" {
 		return cmdBenchCapacity(ctx, args[1:])
 	}
+	if len(args) == 2 && args[0] == "replot" {
+		// Render a results directory's plots and report.md again from its result.json.
+		r, err := bench.ReadResult(filepath.Join(args[1], "result.json"))
+		if err != nil {
+			return err
+		}
+		return bench.WriteResults(args[1], r)
+	}
 	if len(args) == 0 || args[0] != "smoke" {
 		return errors.New("usage: statepipe bench run --scenario FILE [--clients N] [--kafka.brokers B] [--out DIR]\n" +
 			"       statepipe bench capacity --scenario FILE --target-backlog 30s [--min N] [--max N] [--trials N]\n" +
+			"       statepipe bench replot DIR\n" +
 			"       statepipe bench smoke [--url URL] [--clients N] [--updates M] [--signed]\n" +
 			"       statepipe bench ingest [--kafka.brokers B] [--clients N] [--messages M] [--concurrency 4,16,64] [--unsigned] [--out DIR]")
 	}
