@@ -39,6 +39,8 @@ type HarnessConfig struct {
 	Data string
 	// BrokerPID is the Kafka broker's process id, for its memory (0: not measured).
 	BrokerPID int
+	// SiteCPUProfile, when set, is where the site process writes a CPU profile of the run.
+	SiteCPUProfile string
 	// CheckTimeout bounds the wait for the reports to equal the oracle at a checkpoint and at
 	// the end (default 10 min).
 	CheckTimeout time.Duration
@@ -654,6 +656,9 @@ func startSite(ctx context.Context, cfg HarnessConfig) (*harnessSite, error) {
 		args = append(args, "--kafka.listen", s.brokers)
 	}
 	s.cmd = exec.Command(cfg.Bin, args...)
+	if cfg.SiteCPUProfile != "" {
+		s.cmd.Env = append(os.Environ(), "STATEPIPE_CPUPROFILE="+cfg.SiteCPUProfile)
+	}
 	out, _ := s.cmd.StdoutPipe()
 	logFile, err := os.Create(s.dir + "/site.log")
 	if err != nil {

@@ -257,6 +257,7 @@ func cmdBenchRun(ctx context.Context, args []string) error {
 	out := fs.String("out", "", "results directory (default bench/results/<scenario>-<yyyymmdd>[-kafka])")
 	ceilings := fs.Bool("ceilings", true, "measure the raw ceilings (kafka-go produce and consume, engine insert) after the run")
 	checkTimeout := fs.Duration("check-timeout", 10*time.Minute, "longest wait for the reports to equal the oracle at a checkpoint")
+	siteProfile := fs.String("site-cpuprofile", "", "have the site process write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -282,7 +283,7 @@ func cmdBenchRun(ctx context.Context, args []string) error {
 		*out = filepath.Join("bench", "results", fmt.Sprintf("%s-%s%s", sc.Name, time.Now().UTC().Format("20060102"), suffix))
 	}
 	res, err := bench.RunScenario(ctx, bench.HarnessConfig{Scenario: sc, Bin: self, Brokers: *brokers, BrokerPID: *brokerPID,
-		Progress: os.Stderr, Ceilings: *ceilings, CheckTimeout: *checkTimeout})
+		Progress: os.Stderr, Ceilings: *ceilings, CheckTimeout: *checkTimeout, SiteCPUProfile: *siteProfile})
 	if res == nil {
 		return err
 	}

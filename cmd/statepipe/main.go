@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -69,7 +70,9 @@ func main() {
 	name := os.Args[1]
 	for _, c := range commands {
 		if c.name == name {
+			stopProfile := profileFromEnv()
 			err := c.run(ctx, os.Args[2:])
+			stopProfile()
 			if errors.Is(err, flag.ErrHelp) {
 				os.Exit(0)
 			}
@@ -222,4 +225,24 @@ func cmdResync(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("asked %d client(s) for a full report; each is asked in its next ingest answer\n", ack.Requested)
 	return nil
+}
+
+// profileFromEnv writes a CPU profile of the whole command to $STATEPIPE_CPUPROFILE, when set:
+// how the harness profiles the site process it starts (bench run --site-cpuprofile).
+func profileFromEnv() (stop func()) {
+	path := os.Getenv("STATEPIPE_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "statepipe: cannot write a CPU profile: "+err.Error())
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "statepipe: cannot start a CPU profile: "+err.Error())
+		_ = f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
