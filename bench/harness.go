@@ -96,12 +96,13 @@ type Checkpoint struct {
 
 // RateStep is one step of a rate sweep.
 type RateStep struct {
-	Rate          float64 `json:"reports_per_second"`
-	AckedMsgsPerS float64 `json:"acked_msgs_per_second"`
-	LagStart      int64   `json:"lag_start"`
-	LagEnd        int64   `json:"lag_end"`
-	P99           float64 `json:"p99_latency_seconds"`
-	Sustained     bool    `json:"sustained"` // the projector kept up: the lag did not grow
+	Rate             float64 `json:"reports_per_second"`
+	AckedMsgsPerS    float64 `json:"acked_msgs_per_second"`
+	AckedReportsPerS float64 `json:"acked_reports_per_second"`
+	LagStart         int64   `json:"lag_start"`
+	LagEnd           int64   `json:"lag_end"`
+	P99              float64 `json:"p99_latency_seconds"`
+	Sustained        bool    `json:"sustained"` // the projector kept up: the lag did not grow
 }
 
 // Goal is one of DESIGN §5's goals, met or not.
@@ -245,6 +246,8 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 		sampled  atomic.Int64
 		dropDone atomic.Bool
 		firsts   atomic.Int64 // clients whose first report was acknowledged
+		sweeping atomic.Bool  // a rate sweep's steps have begun
+		lastLag  atomic.Int64 // the lag of the last sample
 	)
 	for _, c := range w.clients {
 		wakes = append(wakes, c)
@@ -315,9 +318,11 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 			case <-t.C:
 			}
 			s := sampler.sample(rctx, time.Since(begin), clock.now(), acked.Load())
-			if limiter != nil {
+			s.Reports = reports.Load()
+			if sweeping.Load() {
 				s.Rate = float64(limiter.Limit())
 			}
+			lastLag.Store(s.LagRecords)
 			res.Timeline = append(res.Timeline, s)
 			if cfg.Progress != nil {
 				fmt.Fprintf(cfg.Progress, "\r%6.0fs  sim %-9s acked %11d  folded %11d  lag %8d  p99 %6.2fs  site rss %5d MiB   ",
@@ -395,8 +400,15 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 			nextCheck += sc.Checkpoints.D()
 			continue
 		}
-		if limiter != nil && firsts.Load() < int64(sc.Clients) {
-			stepStart = time.Now() // the sweep starts once every client's first scan is in
+		if limiter != nil && !sweeping.Load() {
+			// The sweep starts once every client's first scan is in and its backlog has
+			// drained to about a second of the first rate: before, the steps would measure
+			// the storm of first scans.
+			if firsts.Load() == int64(sc.Clients) && lastLag.Load() <= int64(rates[0]) && len(res.Timeline) > 0 {
+				sweeping.Store(true)
+				logf("\nrate sweep starts at %.0fs", time.Since(begin).Seconds())
+			}
+			stepStart = time.Now()
 		}
 		if limiter != nil && len(rates) > 1 && time.Since(stepStart) >= sc.Step.D() {
 			res.Steps = append(res.Steps, sweepStep(res.Timeline, rates[step], stepLag))
@@ -589,7 +601,9 @@ func kneeOf(steps []RateStep) (float64, *RateStep) {
 	return knee, half
 }
 
-// sweepStep summarises the samples of the last step of a rate sweep.
+// sweepStep summarises the samples of the last step of a rate sweep. A step is kept up with
+// when ingest acknowledged at least 90 % of the offered reports and the lag grew by less than
+// two seconds of them.
 func sweepStep(tl Timeline, r float64, lagStart int64) RateStep {
 	st := RateStep{Rate: r, LagStart: lagStart}
 	var first, last *Sample
@@ -603,10 +617,12 @@ func sweepStep(tl Timeline, r float64, lagStart int64) RateStep {
 		}
 	}
 	if first != nil && last != nil && last.At > first.At {
-		st.AckedMsgsPerS = float64(last.Acked-first.Acked) / (last.At - first.At).Seconds()
+		secs := (last.At - first.At).Seconds()
+		st.AckedMsgsPerS = float64(last.Acked-first.Acked) / secs
+		st.AckedReportsPerS = float64(last.Reports-first.Reports) / secs
 		st.LagEnd = last.LagRecords
 	}
-	st.Sustained = st.LagEnd <= max(lagStart, 0)+int64(r)*5 // within 5 s of work
+	st.Sustained = st.AckedReportsPerS >= .9*r && st.LagEnd-lagStart <= int64(2*r)
 	return st
 }
 
