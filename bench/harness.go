@@ -53,36 +53,39 @@ type HarnessConfig struct {
 
 // HarnessResult is what a run measured; it is result.json.
 type HarnessResult struct {
-	Scenario        string             `json:"scenario"`
-	Description     string             `json:"description,omitempty"`
-	Machine         string             `json:"machine"`
-	Kafka           string             `json:"kafka"`
-	World           string             `json:"world"`
-	Started         time.Time          `json:"started"`
-	Clients         int                `json:"clients"`
-	Messages        int64              `json:"messages"`
-	Reports         int64              `json:"reports"`
-	EnrollSeconds   float64            `json:"enroll_seconds"`
-	DurationSeconds float64            `json:"duration_seconds"` // first report sent → the last visible and equal to the oracle
-	SendSeconds     float64            `json:"send_seconds"`     // first report sent → the last acknowledged
-	IngestMsgsPerS  float64            `json:"ingest_msgs_per_second"`
-	E2EMsgsPerS     float64            `json:"e2e_msgs_per_second"`
-	P50Latency      float64            `json:"p50_latency_seconds"` // ingest acceptance → committed (visible), all records
-	P90Latency      float64            `json:"p90_latency_seconds"`
-	P99Latency      float64            `json:"p99_latency_seconds"`
-	MaxBacklogSecs  float64            `json:"max_backlog_seconds"` // worst per-second p99 visible delay
-	PeakRSS         int64              `json:"peak_rss_bytes"`      // the site process
-	HarnessPeakRSS  int64              `json:"harness_peak_rss_bytes"`
-	BrokerPeakRSS   int64              `json:"broker_peak_rss_bytes,omitempty"`
-	Ceilings        *Ceilings          `json:"ceilings,omitempty"`
-	StageRatios     map[string]float64 `json:"stage_ratios"`
-	Checkpoints     []Checkpoint       `json:"checkpoints"`
-	OracleOK        bool               `json:"oracle_ok"`
-	OracleError     string             `json:"oracle_error,omitempty"`
-	Steps           []RateStep         `json:"rate_steps,omitempty"`
-	Timeline        Timeline           `json:"timeline"`
-	Plots           []string           `json:"plots,omitempty"`
-	Goals           []Goal             `json:"goals,omitempty"`
+	Scenario        string    `json:"scenario"`
+	Description     string    `json:"description,omitempty"`
+	Machine         string    `json:"machine"`
+	Kafka           string    `json:"kafka"`
+	World           string    `json:"world"`
+	Started         time.Time `json:"started"`
+	Clients         int       `json:"clients"`
+	Messages        int64     `json:"messages"`
+	Reports         int64     `json:"reports"`
+	EnrollSeconds   float64   `json:"enroll_seconds"`
+	DurationSeconds float64   `json:"duration_seconds"` // first report sent → the last visible and equal to the oracle
+	SendSeconds     float64   `json:"send_seconds"`     // first report sent → the last acknowledged
+	IngestMsgsPerS  float64   `json:"ingest_msgs_per_second"`
+	E2EMsgsPerS     float64   `json:"e2e_msgs_per_second"`
+	P50Latency      float64   `json:"p50_latency_seconds"` // ingest acceptance → committed (visible), all records
+	P90Latency      float64   `json:"p90_latency_seconds"`
+	P99Latency      float64   `json:"p99_latency_seconds"`
+	MaxBacklogSecs  float64   `json:"max_backlog_seconds"` // worst per-second p99 visible delay
+	// MaxSimLag is the most a client's event was sent behind its simulated time: when the
+	// machine cannot send as fast as simulated time asks, the scenario plays out slower.
+	MaxSimLag      Duration           `json:"max_sim_lag"`
+	PeakRSS        int64              `json:"peak_rss_bytes"` // the site process
+	HarnessPeakRSS int64              `json:"harness_peak_rss_bytes"`
+	BrokerPeakRSS  int64              `json:"broker_peak_rss_bytes,omitempty"`
+	Ceilings       *Ceilings          `json:"ceilings,omitempty"`
+	StageRatios    map[string]float64 `json:"stage_ratios"`
+	Checkpoints    []Checkpoint       `json:"checkpoints"`
+	OracleOK       bool               `json:"oracle_ok"`
+	OracleError    string             `json:"oracle_error,omitempty"`
+	Steps          []RateStep         `json:"rate_steps,omitempty"`
+	Timeline       Timeline           `json:"timeline"`
+	Plots          []string           `json:"plots,omitempty"`
+	Goals          []Goal             `json:"goals,omitempty"`
 }
 
 // Checkpoint is one comparison with the oracle.
@@ -376,14 +379,17 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 	}
 
 	clock.start = time.Now()
+	var simLag time.Duration // the most a client's wake was dispatched behind simulated time
 	nextCheck := sc.Checkpoints.D()
 	stepStart, step := time.Now(), 0
 	var stepLag int64
 	var lastSend time.Time
 	for rctx.Err() == nil {
 		now := clock.now()
-		if sc.Duration > 0 && now >= sc.Duration.D() {
-			break
+		ending := sc.Duration > 0 && now >= sc.Duration.D()
+		if ending {
+			// Simulated time stops at the end; what fell due before it is still sent.
+			now = sc.Duration.D()
 		}
 		if p := sc.PatchTuesday; p != nil && !dropDone.Load() && now >= p.At.D() {
 			if err := site.importRef(ctx, schema.RefCatalog, drop[:len(drop)-1]); err != nil {
@@ -427,14 +433,17 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 		var c *simClient
 		if wakes.Len() > 0 && wakes[0].wake <= now {
 			c = heap.Pop(&wakes).(*simClient)
+			if late := now - c.wake; late > simLag {
+				simLag = late
+			}
 		}
-		idle := wakes.Len() == 0
+		idle := wakes.Len() == 0 || ending && wakes[0].wake > now
 		mu.Unlock()
 		if c == nil {
-			if idle && sc.Duration == 0 {
+			if idle && (sc.Duration == 0 || ending) {
 				inFlight.Wait()
 				mu.Lock()
-				idle = wakes.Len() == 0
+				idle = wakes.Len() == 0 || ending && wakes[0].wake > now
 				mu.Unlock()
 				if idle {
 					break
@@ -469,6 +478,7 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 		return res, ctx.Err()
 	}
 	res.SendSeconds = lastSend.Sub(begin).Seconds()
+	res.MaxSimLag = Duration(simLag)
 	check("final")
 	checked := time.Since(begin)
 	stopSampler()

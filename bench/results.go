@@ -72,6 +72,7 @@ func Markdown(r *HarnessResult) string {
 	p("| first report sent → all visible | %.1f s (**%.0f msgs/s end to end**) |\n", r.DurationSeconds, r.E2EMsgsPerS)
 	p("| ingest acceptance → visible, all records | p50 %.2f s, p90 %.2f s, p99 %.2f s |\n", r.P50Latency, r.P90Latency, r.P99Latency)
 	p("| worst second's p99 (backlog) | %.1f s |\n", r.MaxBacklogSecs)
+	p("| simulated events sent late, at most | %s (simulated) |\n", time.Duration(r.MaxSimLag).Truncate(time.Second))
 	p("| peak RSS | site %.2f GiB, harness %.2f GiB", gib(r.PeakRSS), gib(r.HarnessPeakRSS))
 	if r.BrokerPeakRSS > 0 {
 		p(", broker %.2f GiB", gib(r.BrokerPeakRSS))
