@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -191,6 +192,56 @@ func (w *world) check(ctx context.Context, s siteReader, acked int64, dropImport
 			return fmt.Errorf("compliance list %s, computers: %+v, want %+v", l.id, got.Computers, comp)
 		}
 	}
+	if err := w.checkComputers(ctx, s, list); err != nil {
+		return err
+	}
+	// The update report of a few updates of the list, and of the drop.
+	upd := []int32{0, int32(w.sc.List / 2), int32(w.sc.List - 1)}
+	if dropImported {
+		upd = append(upd, int32(w.drop))
+	}
+	for _, u := range upd {
+		var got report.Update
+		if err := s.get(ctx, "/v1/reports/update?update="+url.QueryEscape(w.updates[u]), &got); err != nil {
+			return err
+		}
+		want, _ := w.expectCompliance([]int32{u})
+		if g := [4]int64{got.Installed, got.Required, got.NotRequired, got.Unknown}; g != want[w.updates[u]] {
+			return fmt.Errorf("update %s: installed/required/not required/unknown %v, want %v", w.updates[u], g, want[w.updates[u]])
+		}
+	}
+	// The trend of the checked list: its last point (now) counts the same as compliance.
+	var tr report.Trend
+	if err := s.get(ctx, "/v1/reports/trend?list="+checkedList+"&step=1h", &tr); err != nil {
+		return err
+	}
+	if len(tr.Points) == 0 {
+		return errors.New("trend of the checked list: no points")
+	}
+	// The trend applies no Not-required inference (report/trend.go says so): a pair is
+	// what the client reported, or unknown.
+	var sum [4]int64
+	for _, c := range w.clients {
+		if !c.enrolled {
+			continue
+		}
+		for _, u := range list {
+			switch k := c.appIndex(u); {
+			case k < 0:
+				sum[3]++
+			case c.st[k] == schema.ComplianceInstalled:
+				sum[0]++
+			case c.st[k] == schema.ComplianceRequired:
+				sum[1]++
+			case c.st[k] == schema.ComplianceNotRequired:
+				sum[2]++
+			}
+		}
+	}
+	last := tr.Points[len(tr.Points)-1]
+	if g := [4]int64{last.Installed, last.Required, last.NotRequired, last.Unknown}; g != sum {
+		return fmt.Errorf("trend of the checked list at %s: installed/required/not required/unknown (client, update) pairs %v, want %v", last.Time.Format(time.RFC3339), g, sum)
+	}
 	for d, sd := range w.deps {
 		var got report.Deployment
 		if err := s.get(ctx, "/v1/reports/deployment?deployment="+url.QueryEscape(sd.ID), &got); err != nil {
@@ -259,4 +310,91 @@ func sortedKeys[K int | int32](m map[K]int64) []K {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// checkComputers compares the computer report of a sample of clients (every
+// len(clients)/20th) for the checked list: the client's compliance, and per update its state,
+// whether it is inferred, and its live enforcement state and error.
+func (w *world) checkComputers(ctx context.Context, s siteReader, list []int32) error {
+	step := max(1, len(w.clients)/20)
+	for i := 0; i < len(w.clients); i += step {
+		c := w.clients[i]
+		if !c.enrolled {
+			continue
+		}
+		var got report.Computer
+		if err := s.get(ctx, "/v1/reports/computer?client="+url.QueryEscape(c.id)+"&list="+checkedList, &got); err != nil {
+			return err
+		}
+		_, comp := (&world{sc: w.sc, updates: w.updates, firstSynced: w.firstSynced, clients: []*simClient{c}}).expectCompliance(list)
+		wantStatus := report.ComputerUnknown
+		switch {
+		case comp.NonCompliant == 1:
+			wantStatus = report.ComputerNonCompliant
+		case comp.Compliant == 1:
+			wantStatus = report.ComputerCompliant
+		}
+		if got.Compliant != wantStatus {
+			return fmt.Errorf("computer %s: %s, want %s", c.id, got.Compliant, wantStatus)
+		}
+		enf := w.enforcement(c)
+		for _, u := range got.Updates {
+			id, ok := w.updateIndex(u.UpdateID)
+			if !ok {
+				return fmt.Errorf("computer %s: update %s is not in the list", c.id, u.UpdateID)
+			}
+			state, inferred := 0, false
+			if k := c.appIndex(id); k >= 0 {
+				state = int(c.st[k])
+			} else if c.lastOK > w.firstSynced[id] {
+				state, inferred = schema.ComplianceNotRequired, true
+			}
+			if u.State != state || u.Inferred != inferred {
+				return fmt.Errorf("computer %s, update %s: state %d inferred %v, want %d inferred %v", c.id, u.UpdateID, u.State, u.Inferred, state, inferred)
+			}
+			e, has := enf[id]
+			var gotErr int32
+			if u.Error != nil {
+				gotErr = *u.Error
+			}
+			switch {
+			case has != (u.EnforcementState != nil):
+				return fmt.Errorf("computer %s, update %s: enforcement state present %v, want %v", c.id, u.UpdateID, u.EnforcementState != nil, has)
+			case has && (*u.EnforcementState != int(e.state) || gotErr != e.err):
+				return fmt.Errorf("computer %s, update %s: enforcement %d error 0x%08X, want %d error 0x%08X", c.id, u.UpdateID, *u.EnforcementState, uint32(gotErr), e.state, uint32(e.err))
+			}
+		}
+	}
+	return nil
+}
+
+type enforcementState struct {
+	state uint8
+	err   int32
+}
+
+// enforcement returns client c's live update enforcement (402) states by update.
+func (w *world) enforcement(c *simClient) map[int32]enforcementState {
+	out := map[int32]enforcementState{}
+	for d := range c.deps {
+		cd := &c.deps[d]
+		for j, k := range cd.upd {
+			if cd.s402 != nil {
+				out[c.apps[k]] = enforcementState{cd.s402[j], cd.e402[j]}
+			}
+		}
+	}
+	return out
+}
+
+// updateIndex returns the index of update id.
+func (w *world) updateIndex(id string) (int32, bool) {
+	if w.index == nil {
+		w.index = make(map[string]int32, len(w.updates))
+		for i, u := range w.updates {
+			w.index[u] = int32(i)
+		}
+	}
+	i, ok := w.index[id]
+	return i, ok
 }

@@ -60,6 +60,7 @@ type world struct {
 	deps        []*simDeployment
 	clients     []*simClient
 	seed        maphash.Seed
+	index       map[string]int32 // update id → index, built on first use
 }
 
 type simDeployment struct {
