@@ -250,6 +250,7 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 		dropDone atomic.Bool
 		firsts   atomic.Int64 // clients whose first report was acknowledged
 		sweeping atomic.Bool  // a rate sweep's steps have begun
+		ended    atomic.Bool  // simulated time reached the end: clients are not scheduled again
 		lastLag  atomic.Int64 // the lag of the last sample
 	)
 	for _, c := range w.clients {
@@ -288,7 +289,7 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 						}
 					}
 				}
-				if next := c.nextWake(); next >= 0 {
+				if next := c.nextWake(); next >= 0 && !ended.Load() {
 					c.wake = next
 					mu.Lock()
 					heap.Push(&wakes, c)
@@ -388,8 +389,10 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (res *HarnessResult, er
 		now := clock.now()
 		ending := sc.Duration > 0 && now >= sc.Duration.D()
 		if ending {
-			// Simulated time stops at the end; what fell due before it is still sent.
+			// Simulated time stops at the end; what fell due before it is still sent, once
+			// per client (a client behind its schedule — paced runs — is not caught up).
 			now = sc.Duration.D()
+			ended.Store(true)
 		}
 		if p := sc.PatchTuesday; p != nil && !dropDone.Load() && now >= p.At.D() {
 			if err := site.importRef(ctx, schema.RefCatalog, drop[:len(drop)-1]); err != nil {
