@@ -263,34 +263,28 @@ func ProcStatus(pid int, field string) int64 {
 	if pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return procKiB(fmt.Sprintf("/proc/%d/status", pid), field)
+}
+
+// procKiB reads a "Field:   N kB" line of a /proc file, in bytes; 0 when unknown.
+func procKiB(path, field string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(v)
-			kb, _ := strconv.ParseInt(f[0], 10, 64)
-			return kb << 10
+			if f := strings.Fields(v); len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
 		}
 	}
 	return 0
 }
 
 // ProcMeminfo reads a field of /proc/meminfo in bytes; 0 when unknown.
-func ProcMeminfo(field string) int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func ProcMeminfo(field string) int64 { return procKiB("/proc/meminfo", field) }
 
 // IngestLoadMarkdown renders a result as the report.md of a results directory.
 func IngestLoadMarkdown(r *IngestLoadResult, kafka, machine string, maxInFlight int) string {

@@ -26,12 +26,7 @@ func (w *world) expectCompliance(ids []int32) (map[string][4]int64, report.Compu
 		comp.Total++
 		required, known := false, true
 		for i, u := range ids {
-			var s int
-			if k := c.appIndex(u); k >= 0 {
-				s = int(c.st[k])
-			} else if c.lastOK > w.firstSynced[u] {
-				s = schema.ComplianceNotRequired
-			}
+			s, _ := w.compliance(c, u)
 			switch s {
 			case schema.ComplianceInstalled:
 				per[i][0]++
@@ -59,6 +54,32 @@ func (w *world) expectCompliance(ids []int32) (map[string][4]int64, report.Compu
 		out[w.updates[u]] = per[i]
 	}
 	return out, comp
+}
+
+// compliance returns client c's compliance with update u (rule 3): its reported 500 state,
+// else Not required inferred from a successful scan newer than the update, else unknown (0).
+func (w *world) compliance(c *simClient, u int32) (state int, inferred bool) {
+	if k := c.appIndex(u); k >= 0 {
+		return int(c.st[k]), false
+	}
+	if c.lastOK > w.firstSynced[u] {
+		return schema.ComplianceNotRequired, true
+	}
+	return schema.ComplianceUnknown, false
+}
+
+// computerStatus returns client c's compliance with the update set ids.
+func (w *world) computerStatus(c *simClient, ids []int32) string {
+	status := report.ComputerCompliant
+	for _, u := range ids {
+		switch s, _ := w.compliance(c, u); s {
+		case schema.ComplianceRequired:
+			return report.ComputerNonCompliant
+		case schema.ComplianceUnknown:
+			status = report.ComputerUnknown
+		}
+	}
+	return status
 }
 
 // expectDeployment returns the clients of deployment d's collection by 301 state.
@@ -326,15 +347,7 @@ func (w *world) checkComputers(ctx context.Context, s siteReader, list []int32) 
 		if err := s.get(ctx, "/v1/reports/computer?client="+url.QueryEscape(c.id)+"&list="+checkedList, &got); err != nil {
 			return err
 		}
-		_, comp := (&world{sc: w.sc, updates: w.updates, firstSynced: w.firstSynced, clients: []*simClient{c}}).expectCompliance(list)
-		wantStatus := report.ComputerUnknown
-		switch {
-		case comp.NonCompliant == 1:
-			wantStatus = report.ComputerNonCompliant
-		case comp.Compliant == 1:
-			wantStatus = report.ComputerCompliant
-		}
-		if got.Compliant != wantStatus {
+		if wantStatus := w.computerStatus(c, list); got.Compliant != wantStatus {
 			return fmt.Errorf("computer %s: %s, want %s", c.id, got.Compliant, wantStatus)
 		}
 		enf := w.enforcement(c)
@@ -343,12 +356,7 @@ func (w *world) checkComputers(ctx context.Context, s siteReader, list []int32) 
 			if !ok {
 				return fmt.Errorf("computer %s: update %s is not in the list", c.id, u.UpdateID)
 			}
-			state, inferred := 0, false
-			if k := c.appIndex(id); k >= 0 {
-				state = int(c.st[k])
-			} else if c.lastOK > w.firstSynced[id] {
-				state, inferred = schema.ComplianceNotRequired, true
-			}
+			state, inferred := w.compliance(c, id)
 			if u.State != state || u.Inferred != inferred {
 				return fmt.Errorf("computer %s, update %s: state %d inferred %v, want %d inferred %v", c.id, u.UpdateID, u.State, u.Inferred, state, inferred)
 			}

@@ -226,7 +226,7 @@ func cmdBenchIngest(ctx context.Context, args []string) error {
 		MaxInFlight int    `json:"ingest_max_in_flight"`
 		Machine     string `json:"machine"`
 		Started     string `json:"started"`
-	}{res, kafkaKind, *maxInFlight, machine(), started.UTC().Format(time.RFC3339)}
+	}{res, kafkaKind, *maxInFlight, bench.Machine(), started.UTC().Format(time.RFC3339)}
 	b, _ := json.MarshalIndent(doc, "", "  ")
 	fmt.Println(string(b))
 	if *out != "" {
@@ -242,9 +242,6 @@ func cmdBenchIngest(ctx context.Context, args []string) error {
 	}
 	return err
 }
-
-// machine describes this machine for results.
-func machine() string { return bench.Machine() }
 
 // cmdBenchRun runs a capacity-planning scenario (bench.RunScenario) against a site it starts
 // as a child process, and writes result.json, report.md and the plots.
