@@ -154,7 +154,8 @@ func (pr *Projector) writeOrRestore(ctx context.Context) error {
 // on, retrying until the store acknowledges.
 func (pr *Projector) writeAggregates(ctx context.Context) error {
 	var allow func(int32) bool
-	if pr.p.Committed != nil && len(pr.idx.Pending()) > 0 { // nothing to write: no need to ask Kafka
+	pending := pr.idx.Pending()
+	if pr.p.Committed != nil && len(pending) > 0 { // nothing to write: no need to ask Kafka
 		var committed map[int]int64
 		if err := pr.retry(ctx, "read the group's committed offsets", pr.m.kafkaErrors.WithLabelValues("offsets"), func() (err error) {
 			committed, err = pr.p.Committed(ctx)
@@ -164,14 +165,14 @@ func (pr *Projector) writeAggregates(ctx context.Context) error {
 		}
 		allow = func(p int32) bool { return committed[int(p)] <= pr.idx.Next(p) }
 	}
-	pending := pr.idx.Pending()
 	rows := pr.idx.ChangedFor(pr.cfg.Database, "", allow)
 	pr.m.idxClients.Set(float64(pr.idx.Clients()))
 	if pr.p.Logger.Enabled(ctx, slog.LevelDebug) && len(pending) > 0 {
 		var wrote, held []string
+		still := pr.idx.Pending()
 		for _, p := range pending {
 			s := fmt.Sprintf("%d@%d", p, pr.idx.Next(p)-1)
-			if slices.Contains(pr.idx.Pending(), p) {
+			if slices.Contains(still, p) {
 				held = append(held, s)
 			} else {
 				wrote = append(wrote, s)
