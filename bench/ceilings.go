@@ -336,7 +336,7 @@ const consumeStall = 30 * time.Second
 
 // consumeCeiling reads every record of topic, a reader per partition outside any consumer
 // group (a group's join would be timed too and is the projector's cost, not kafka-go's), with
-// the fetch sizes of the projector's group reader (kafka.NewGroupReader: 32 MiB fetches, a
+// the fetch sizes of the projector's group reader (kafka.GroupConsumer: 32 MiB fetches, a
 // queue of 1,000), and returns the seconds until the last record was in hand. It checks that
 // the records and bytes read are those produced; it decodes nothing.
 func consumeCeiling(ctx context.Context, kc kafka.Config, topic string, ends []offsetRange, records int, bytes int64) (float64, error) {

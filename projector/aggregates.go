@@ -77,6 +77,11 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 		what, query string
 		row         func(r []any)
 	}{
+		// Each partition's current epoch: the rebuild writes under it; a projector process
+		// sets the epochs of the partitions it claimed itself.
+		{"epochs", `SELECT partition, epoch FROM {db}.v_agg_fences`, func(r []any) {
+			x.SetEpoch(int32(r[0].(int64)), int64(schema.ToUint64(r[1])))
+		}},
 		// Read first: the states read after it are at least this new. Only the offsets table
 		// says so — it is a batch's last insert — while the raw log, its first, may be ahead
 		// of the other tables (see offsetsSQL).
@@ -104,13 +109,14 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 			func(r []any) {
 				x.LoadState(r[0].(string), schema.TopicType(r[1].(int64)), r[2].(string), schema.ToUint64(r[3]), int16(r[4].(int64)), int32(r[5].(int64)))
 			}},
-		{"agg_states", `SELECT partition, scope, topic_id, topic_type, state, clients, scanned, version FROM {db}.agg_states FINAL`,
+		// The cells readers count: those of each partition's current epoch (ddl/0009).
+		{"agg_states", `SELECT partition, scope, topic_id, topic_type, state, clients, scanned, version FROM {db}.agg_states FINAL WHERE ` + fencedSQL,
 			func(r []any) { loadCell(x, "agg_states", r) }},
-		{"agg_errors", `SELECT partition, scope, topic_id, topic_type, error, clients, 0, version FROM {db}.agg_errors FINAL`,
+		{"agg_errors", `SELECT partition, scope, topic_id, topic_type, error, clients, 0, version FROM {db}.agg_errors FINAL WHERE ` + fencedSQL,
 			func(r []any) { loadCell(x, "agg_errors", r) }},
-		{"agg_lists", `SELECT partition, scope, list, 0, status, clients, 0, version FROM {db}.agg_lists FINAL`,
+		{"agg_lists", `SELECT partition, scope, list, 0, status, clients, 0, version FROM {db}.agg_lists FINAL WHERE ` + fencedSQL,
 			func(r []any) { loadCell(x, "agg_lists", r) }},
-		{"agg_scans", `SELECT partition, scope, '', 0, 0, clients, 0, version, toUnixTimestamp64Milli(last_scan) FROM {db}.agg_scans FINAL`,
+		{"agg_scans", `SELECT partition, scope, '', 0, 0, clients, 0, version, toUnixTimestamp64Milli(last_scan) FROM {db}.agg_scans FINAL WHERE ` + fencedSQL,
 			func(r []any) { loadCell(x, "agg_scans", r) }},
 	}
 	if !cells {
@@ -139,6 +145,9 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 	x.Recompute()
 	return x, nil
 }
+
+// fencedSQL keeps the cells of each partition's current epoch (report.Fenced).
+const fencedSQL = `(partition, epoch) IN (SELECT partition, epoch FROM {db}.v_agg_fences)`
 
 // offsetsSQL reads how far each partition was processed: a batch inserts the offsets table
 // after every other base table, so whatever is read after it holds at least that much. The
@@ -192,7 +201,13 @@ func RebuildAggregates(ctx context.Context, st schema.Store, db string, cleanup 
 	if err != nil {
 		return err
 	}
-	for _, rows := range x.ChangedInto(db, "_rebuild") {
+	// Under each partition's current epoch; a partition no process has claimed yet gets
+	// epoch 0 recorded, so that readers count it.
+	fences := NewFenceRows(db)
+	for _, p := range x.Partitions() {
+		fences.Add(p, uint64(x.Epoch(p)), 0, "rebuild")
+	}
+	for _, rows := range append(x.ChangedInto(db, "_rebuild"), fences) {
 		if err := st.Insert(ctx, rows); err != nil {
 			return fmt.Errorf("cannot write rebuilt aggregates: %w", err)
 		}
@@ -207,4 +222,41 @@ func RebuildAggregates(ctx context.Context, st schema.Store, db string, cleanup 
 		}
 	}
 	return nil
+}
+
+// FenceRows are rows of agg_fences: a partition's cells under epoch are the ones readers count
+// from now on (ddl/0009).
+type FenceRows struct {
+	table string
+	rows  []fenceRow
+}
+
+// NewFenceRows returns empty rows for db.agg_fences.
+func NewFenceRows(db string) *FenceRows { return &FenceRows{table: db + ".agg_fences"} }
+
+type fenceRow struct {
+	partition  int32
+	epoch      uint64
+	generation int32
+	member     string
+}
+
+// Add records that generation's member claimed partition p under epoch.
+func (f *FenceRows) Add(p int32, epoch uint64, generation int32, member string) {
+	f.rows = append(f.rows, fenceRow{p, epoch, generation, member})
+}
+
+func (f *FenceRows) Table() string     { return f.table }
+func (f *FenceRows) Columns() []string { return []string{"partition", "epoch", "generation", "member"} }
+func (f *FenceRows) Len() int          { return len(f.rows) }
+func (f *FenceRows) Values(i int) []any {
+	r := f.rows[i]
+	return []any{r.partition, r.epoch, r.generation, r.member}
+}
+func (f *FenceRows) AppendRowBinary(b []byte, i int) []byte {
+	r := f.rows[i]
+	b = schema.AppendInt32(b, r.partition)
+	b = schema.AppendUInt64(b, r.epoch)
+	b = schema.AppendInt32(b, r.generation)
+	return schema.AppendString(b, r.member)
 }

@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -11,22 +12,150 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/projector/fold"
+	"github.com/statepipe/statepipe/schema"
 )
 
 // The in-memory index (package index) turns folding into aggregate cells. Its life cycle in
 // the projector:
 //
-//   - At start, and whenever a record follows offsets this process did not fold (another
-//     group member folded them before a rebalance), the index is restored from the store:
-//     the store is always at least as new as the committed offsets, and folding is
-//     idempotent, so re-folding what the store already holds changes nothing. The cells the
-//     store holds are loaded too, and only differences are written.
+//   - Ownership. Only the member of the consumer group a partition of the state topic is
+//     assigned to writes that partition's cells. When a generation of the group gives this
+//     process partitions it did not hold in the previous one (at start, after a rebalance),
+//     it claims them (own, claim): it restores the index from the store — the store is
+//     always at least as new as the committed offsets, and folding is idempotent, so
+//     re-folding what the store already holds changes nothing —, writes every cell of those
+//     partitions under a new epoch, asks the coordinator whether it still holds the
+//     generation, and records the epoch in agg_fences. Readers count only the cells of a
+//     partition's greatest epoch, so a member that lost the partition and still writes (one
+//     evicted while busy) is never counted, whatever the order in which writes land.
+//   - Whenever a record follows offsets this process did not fold (a restore that read a
+//     partition while a batch was being inserted: torn), the index is restored again. The
+//     cells the store holds (of the current epochs) are loaded too, and only differences
+//     are written.
 //   - Each batch: the base tables are inserted first, then the batch's reports fold into the
 //     index and the changed cells are inserted, then offsets are committed. A crash anywhere
 //     redelivers the batch to a process that restores from the store, so the cells always
 //     end equal to a computation from the live state.
 //   - Reference data folded in a batch, imported through another projector process, or an
 //     expired update crossing the cleanup age recomputes every contribution (RefPoll).
+
+// own takes the partitions generation gen assigned to this member: those it did not hold in
+// the generation just before are restored and claimed; the others' cells are held back.
+func (pr *Projector) own(ctx context.Context, gen Generation) error {
+	consecutive := pr.gen != 0 && gen.ID() == pr.gen+1 // no other generation in between
+	owned := map[int32]bool{}
+	var gained []int32
+	for _, p := range gen.Partitions(pr.cfg.Topic) {
+		owned[int32(p)] = true
+		if _, claimed := pr.epochs[int32(p)]; !claimed || !consecutive {
+			gained = append(gained, int32(p))
+		}
+	}
+	slices.Sort(gained)
+	for p := range pr.epochs {
+		if !owned[p] || !consecutive || slices.Contains(gained, p) {
+			delete(pr.epochs, p)
+		}
+	}
+	pr.owned, pr.gen = owned, gen.ID()
+	pr.m.owned.Set(float64(len(owned)))
+	pr.p.Logger.Info("joined a generation of the consumer group", "generation", gen.ID(), "member", gen.Member(),
+		"partitions", len(owned), "taken_over", gained)
+	if pr.p.Reader == nil {
+		return nil
+	}
+	if pr.idx != nil && len(gained) == 0 {
+		pr.applyEpochs()
+		return nil
+	}
+	if err := pr.restore(ctx); err != nil {
+		return err
+	}
+	if len(gained) == 0 {
+		return nil
+	}
+	return pr.claim(ctx, gen, gained)
+}
+
+// claim writes every cell of the gained partitions under a new epoch each, then — if this
+// member still holds the generation — records the epochs in agg_fences, from which on
+// readers count those cells (ddl/0009).
+func (pr *Projector) claim(ctx context.Context, gen Generation, gained []int32) (err error) {
+	// A partition that changed while it was being restored (torn: its previous owner was
+	// still writing — one evicted while busy) is restored again first: its cells are
+	// rewritten whole under the new epoch, and a torn view could miss clients.
+	for wait := 100 * time.Millisecond; slices.ContainsFunc(gained, func(p int32) bool { return slices.Contains(pr.idx.Torn(), p) }); wait = min(wait*2, pr.cfg.RetryMax) {
+		pr.p.Logger.Info("partitions taken over changed while being restored; restoring again", "torn", pr.idx.Torn(), "wait", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if err := pr.restore(ctx); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if err != nil { // not claimed: hold the cells back (a later generation claims again)
+			for _, p := range gained {
+				delete(pr.epochs, p)
+				pr.idx.SetEpoch(p, -1)
+			}
+		}
+	}()
+	greatest := map[int32]uint64{}
+	if err := pr.retry(ctx, "read the partitions' epochs", pr.m.storeErrors, func() error {
+		return pr.p.Reader.Each(ctx, "SELECT partition, max(epoch) FROM "+pr.cfg.Database+".agg_fences GROUP BY partition", func(r []any) error {
+			greatest[int32(r[0].(int64))] = schema.ToUint64(r[1])
+			return nil
+		})
+	}, nil); err != nil {
+		return err
+	}
+	fences := NewFenceRows(pr.cfg.Database)
+	for _, p := range gained {
+		epoch := ((greatest[p]>>32)+1)<<32 | uint64(uint32(gen.ID()))
+		pr.idx.Rewrite(p, int64(epoch))
+		pr.epochs[p] = int64(epoch)
+		fences.Add(p, epoch, gen.ID(), gen.Member())
+	}
+	if err := pr.writeAggregates(ctx); err != nil {
+		return err
+	}
+	// The check that makes a late claim harmless: a member whose generation ended may not
+	// record an epoch (one that already checked and records late read the same counter as
+	// the next owner, and the next owner's generation is greater).
+	if err := pr.retry(ctx, "ask the group coordinator whether this member still holds its partitions", pr.m.kafkaErrors.WithLabelValues("alive"), func() error {
+		err := gen.Alive(ctx)
+		if errors.Is(err, kafkago.ErrGenerationEnded) {
+			return permanent{err}
+		}
+		return err
+	}, nil); err != nil {
+		return err
+	}
+	if err := pr.retry(ctx, "record the partitions' epochs", pr.m.storeErrors, func() error {
+		return pr.p.Store.Insert(ctx, fences)
+	}, nil); err != nil {
+		return err
+	}
+	pr.m.claims.Add(float64(len(gained)))
+	pr.p.Logger.Info("took partitions over", "generation", gen.ID(), "partitions", gained)
+	return nil
+}
+
+// applyEpochs gives the index the epochs of the partitions this process claimed; the cells of
+// every other partition are held back.
+func (pr *Projector) applyEpochs() {
+	pr.idx.SetDefaultEpoch(-1)
+	for _, p := range pr.idx.Partitions() {
+		if e, ok := pr.epochs[p]; ok {
+			pr.idx.SetEpoch(p, e)
+		} else {
+			pr.idx.SetEpoch(p, -1)
+		}
+	}
+}
 
 // restore replaces the index with one restored from the store, retrying until the store
 // answers, and writes the cells that differ from what the store holds.
@@ -42,6 +171,7 @@ func (pr *Projector) restore(ctx context.Context) error {
 			return err
 		}
 		pr.idx, pr.refPrint = x, fp
+		pr.applyEpochs()
 		pr.m.restores.Inc()
 		pr.m.restoreTime.Set(time.Since(start).Seconds())
 		pr.p.Logger.Info("restored the aggregate index from the store", "clients", x.Clients(), "keys", x.Keys(), "torn", x.Torn(), "took", time.Since(start).Round(time.Millisecond))
@@ -108,7 +238,7 @@ func (pr *Projector) pollRef(ctx context.Context) error {
 		return pr.reloadRef(ctx, fp)
 	}
 	if pr.idx.Tick(time.Now()) {
-		return pr.writeOrRestore(ctx)
+		return pr.writeAggregates(ctx)
 	}
 	return nil
 }
@@ -132,40 +262,15 @@ func (pr *Projector) reloadRef(ctx context.Context, fp string) error {
 		}
 		pr.refPrint = fp
 		return nil
-	}, pr.writeOrRestore)
+	}, pr.writeAggregates)
 }
 
-// writeOrRestore writes the changed cells; when some partitions' cells could not be written
-// because the group committed records there this process has not folded (another member folds
-// them, or did until it left), the view of those partitions is stale: restore from the store,
-// which holds what every member folded, and write what the fresh view changes.
-func (pr *Projector) writeOrRestore(ctx context.Context) error {
-	if err := pr.writeAggregates(ctx); err != nil {
-		return err
-	}
-	if len(pr.idx.Pending()) == 0 {
-		return nil
-	}
-	pr.p.Logger.Info("reference data changed for partitions another member folded; restoring the index", "partitions", pr.idx.Pending())
-	return pr.restore(ctx)
-}
-
-// writeAggregates inserts the cells that changed in the partitions this process is current
-// on, retrying until the store acknowledges.
+// writeAggregates inserts the cells that changed in the partitions this process claimed,
+// retrying until the store acknowledges; those of other partitions are held back (their
+// owner writes them).
 func (pr *Projector) writeAggregates(ctx context.Context) error {
-	var allow func(int32) bool
 	pending := pr.idx.Pending()
-	if pr.p.Committed != nil && len(pending) > 0 { // nothing to write: no need to ask Kafka
-		var committed map[int]int64
-		if err := pr.retry(ctx, "read the group's committed offsets", pr.m.kafkaErrors.WithLabelValues("offsets"), func() (err error) {
-			committed, err = pr.p.Committed(ctx)
-			return err
-		}, nil); err != nil {
-			return err
-		}
-		allow = func(p int32) bool { return committed[int(p)] <= pr.idx.Next(p) }
-	}
-	rows := pr.idx.ChangedFor(pr.cfg.Database, "", allow)
+	rows := pr.idx.ChangedFor(pr.cfg.Database, "", func(p int32) bool { _, ok := pr.epochs[p]; return ok })
 	pr.m.idxClients.Set(float64(pr.idx.Clients()))
 	if pr.p.Logger.Enabled(ctx, slog.LevelDebug) && len(pending) > 0 {
 		var wrote, held []string
@@ -202,6 +307,9 @@ func (pr *Projector) retry(ctx context.Context, what string, failures prometheus
 		if err == nil {
 			break
 		}
+		if p, ok := err.(permanent); ok {
+			return p.error
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -219,3 +327,6 @@ func (pr *Projector) retry(ctx context.Context, what string, failures prometheus
 	}
 	return nil
 }
+
+// permanent is an error retry does not retry.
+type permanent struct{ error }

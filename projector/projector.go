@@ -9,11 +9,13 @@
 // nothing (the redelivered rows are identical). One goroutine does fetch, fold, insert and
 // commit in order, so the committed offset is always the highest below which all is stored.
 //
-// Aggregates: cells carry absolute values per Kafka partition, versioned by the partition's
-// last folded offset, and a process restores its index from the store at start (and when it
-// meets offsets another member folded), writing only cells that differ from the store; so
-// kills, rebalances and replays leave the cells equal to a computation from the live state
-// (indexing.go explains the life cycle).
+// Aggregates: cells carry absolute values per Kafka partition and ownership epoch, versioned
+// by the partition's last folded offset. Only the member the group assigned a partition to
+// writes its cells: it claims the partitions each generation gives it (restores its index
+// from the store, rewrites their cells under a new epoch, checks it still holds the
+// generation, records the epoch for readers), then writes only cells that differ from the
+// store; so kills, rebalances, evicted members and replays leave the counted cells equal to a
+// computation from the live state (indexing.go explains the life cycle).
 //
 // Records that cannot be decoded go to the site's dead-letter topic with the reason and
 // their source position, counted, and never stop the projector.
@@ -40,10 +42,29 @@ import (
 	"github.com/statepipe/statepipe/schema"
 )
 
-// Consumer is the part of a consumer-group reader the projector needs (*kafka-go Reader).
+// Consumer is a member of the site's consumer group (kafka.GroupConsumer): it hands out one
+// generation of the group at a time, with the partitions assigned to this member.
 type Consumer interface {
+	Next(ctx context.Context) (Generation, error)
+}
+
+// Generation is one generation of the consumer group as this member sees it.
+type Generation interface {
+	ID() int32
+	Member() string
+	// Partitions returns the partitions of topic the group assigned to this member.
+	Partitions(topic string) []int
+	// FetchMessage returns the next record of those partitions, or an error wrapping
+	// kafkago.ErrGenerationEnded once the group rebalances.
 	FetchMessage(ctx context.Context) (kafkago.Message, error)
+	// CommitMessages commits the offsets after msgs; refused once the generation is over.
 	CommitMessages(ctx context.Context, msgs ...kafkago.Message) error
+	// Alive returns nil while the generation is the group's current one with this member in
+	// it, an error wrapping kafkago.ErrGenerationEnded when it is over, another error when
+	// the coordinator cannot be asked.
+	Alive(ctx context.Context) error
+	// Release lets the member rejoin the group once the generation ended.
+	Release()
 }
 
 // Inserter writes a batch of rows and returns once the store acknowledged it.
@@ -60,6 +81,9 @@ type DeadLetters interface {
 type Config struct {
 	// Database is the site's ClickHouse database.
 	Database string
+	// Topic is the site's state topic (state.<site>): its partitions carry the aggregate
+	// cells a member owns.
+	Topic string
 	// RefTopic is the site's reference-data topic (ref.<site>); records from it fold into the
 	// ref_* tables, every other topic's records are reports.
 	RefTopic string
@@ -99,6 +123,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Database == "":
 		return errors.New("projector: database is required")
+	case c.Topic == "":
+		return errors.New("projector: topic is required")
 	case c.BatchMessages < 1:
 		return errors.New("projector: batch-messages must be at least 1")
 	case c.BatchWait <= 0:
@@ -118,10 +144,6 @@ type Params struct {
 	// Reader reads the store back to restore the in-memory index behind the aggregates
 	// (package index); nil disables aggregates.
 	Reader Reader
-	// Committed returns the group's committed offsets of the state topic by partition: the
-	// projector writes a partition's aggregate cells only when it has folded every committed
-	// record of it (otherwise another member owns it). Nil: this process owns every partition.
-	Committed func(ctx context.Context) (map[int]int64, error)
 	// Lag returns the group's lag on the state topic by partition (records not yet
 	// committed), read from the broker; nil: not measured.
 	Lag         func(ctx context.Context) (map[int]int64, error)
@@ -145,6 +167,11 @@ type Projector struct {
 
 	idx      *index.Index // nil: aggregates disabled
 	refPrint string       // fingerprint of the reference data idx was given
+
+	cur    Generation      // the generation being worked on
+	gen    int32           // its id (0: none yet)
+	owned  map[int32]bool  // state-topic partitions the group assigned to this member
+	epochs map[int32]int64 // of those, the ones claimed, with the epoch their cells are written under
 }
 
 type metrics struct {
@@ -163,6 +190,9 @@ type metrics struct {
 	restoreTime prometheus.Gauge
 	idxClients  prometheus.Gauge
 	lag         *prometheus.GaugeVec
+	owned       prometheus.Gauge
+	claims      prometheus.Counter
+	generations prometheus.Counter
 }
 
 // New builds a projector.
@@ -202,31 +232,69 @@ func New(cfg Config, p Params) (*Projector, error) {
 		idxClients:  f.NewGauge(prometheus.GaugeOpts{Name: "statepipe_projector_index_clients", Help: "Clients in the in-memory index."}),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_lag_records",
 			Help: "Records of the state topic the group has not committed yet, per partition, read from the broker (grows while the projector or the store is stuck)."}, []string{"partition"}),
+		owned: f.NewGauge(prometheus.GaugeOpts{Name: "statepipe_projector_partitions_owned",
+			Help: "Partitions of the state topic the consumer group assigned to this process (only their owner writes their aggregate cells)."}),
+		claims: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_partition_claims_total",
+			Help: "Partitions this process took over: restored, every cell rewritten under a new epoch, and fenced."}),
+		generations: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_generations_total",
+			Help: "Consumer-group generations this process joined (each rebalance is one)."}),
 		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
 	}
-	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker()}, nil
+	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker(), owned: map[int32]bool{}, epochs: map[int32]int64{}}, nil
 }
 
-// Run folds until ctx is done or the consumer fails.
+// Run folds until ctx is done or the store fails for good: one generation of the consumer
+// group after another.
 func (pr *Projector) Run(ctx context.Context) error {
 	if pr.p.Lag != nil {
 		lagCtx, stopLag := context.WithCancel(ctx)
 		defer stopLag()
 		go pr.watchLag(lagCtx)
 	}
+	for {
+		gen, err := pr.p.Consumer.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// kafka-go reports a failed join here and tries again (a coordinator restart, a
+			// broker down): back off and go on rather than stop the process.
+			pr.m.kafkaErrors.WithLabelValues("join").Inc()
+			pr.p.Logger.Warn("cannot join the consumer group; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		pr.m.generations.Inc()
+		err = pr.generation(ctx, gen)
+		gen.Release()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, kafkago.ErrGenerationEnded):
+			pr.p.Logger.Info("the consumer group is rebalancing", "generation", gen.ID())
+		case err != nil:
+			return err
+		}
+	}
+}
+
+// generation folds the records of one generation's partitions until it ends (the group
+// rebalances: kafkago.ErrGenerationEnded) or ctx is done. Records fetched and not committed
+// then are redelivered to whoever owns their partition next.
+func (pr *Projector) generation(ctx context.Context, gen Generation) error {
+	pr.cur = gen
+	if err := pr.own(ctx, gen); err != nil {
+		return err
+	}
 	batch := fold.NewBatch(pr.cfg.Database)
 	var pending []kafkago.Message // records in the batch, to commit after the insert
 	var reports []*schema.Report  // decoded reports kept alive until the batch is written
 	var recs []fold.Record        // the same with their positions, for the index
 	var deadline time.Time
-	if pr.p.Reader != nil {
-		if err := pr.restore(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
 	nextSweep := time.Now().Add(pr.sweepEvery())
 	nextRefPoll := time.Now().Add(pr.cfg.RefPoll)
 	for {
@@ -240,12 +308,14 @@ func (pr *Projector) Run(ctx context.Context) error {
 			wait = deadline
 		}
 		fetchCtx, cancel := context.WithDeadline(ctx, wait)
-		msg, err := pr.p.Consumer.FetchMessage(fetchCtx)
+		msg, err := gen.FetchMessage(fetchCtx)
 		cancel()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			return nil // shutting down: the unflushed batch is redelivered to whoever runs next
+		case errors.Is(err, kafkago.ErrGenerationEnded):
+			return err // the unflushed batch is redelivered to the partitions' next owners
 		case errors.Is(err, context.DeadlineExceeded):
 			// linger over: flush below; and sweep gaps that aged without new records
 			if time.Now().After(nextSweep) {
@@ -264,9 +334,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 				return err
 			}
 		default:
-			// kafka-go reports a failed group join or fetch here and recovers on the next
-			// call (a coordinator restart, a rebalance during a rolling scale-out): back off
-			// and go on rather than stop the process.
+			// A failed fetch: back off and go on rather than stop the process.
 			pr.m.kafkaErrors.WithLabelValues("fetch").Inc()
 			pr.p.Logger.Warn("kafka fetch failed; retrying", "err", err)
 			select {
@@ -394,7 +462,7 @@ func (pr *Projector) flush(ctx context.Context, b *fold.Batch, pending []kafkago
 	if err := pr.indexBatch(ctx, b.RefRecords() > 0, pending, recs); err != nil {
 		return err
 	}
-	if err := pr.p.Consumer.CommitMessages(ctx, pending...); err != nil {
+	if err := pr.cur.CommitMessages(ctx, pending...); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

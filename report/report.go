@@ -152,7 +152,7 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	dist := `dist AS (SELECT 1 AS k, last_scan, sum(count()) OVER (ORDER BY last_scan DESC) AS newer FROM scans GROUP BY last_scan)`
 	if !p.Scan {
 		dist = fmt.Sprintf(`dist AS (SELECT 1 AS k, last_scan, sum(sum(clients)) OVER (ORDER BY last_scan DESC) AS newer
-		     FROM %s.agg_scans FINAL WHERE scope = %s GROUP BY last_scan HAVING sum(clients) != 0)`, db, Quote(p.Scope.Collection))
+		     FROM %s.agg_scans FINAL WHERE scope = %s AND %s GROUP BY last_scan HAVING sum(clients) != 0)`, db, Quote(p.Scope.Collection), Fenced(db))
 	}
 	scanned, err := q.Query(ctx, cte+`,
 	`+dist+`
@@ -169,8 +169,8 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		FROM stx WHERE state IN (1, 2, 3) GROUP BY topic_id, state`)
 	} else {
 		byUpdate, err = q.Query(ctx, fmt.Sprintf(`SELECT topic_id, state, sum(clients), sum(scanned) FROM %s.agg_states FINAL
-		WHERE scope = %s AND topic_type = 500 AND state IN (1, 2, 3) AND topic_id IN %s GROUP BY topic_id, state`,
-			db, Quote(p.Scope.Collection), idSQL))
+		WHERE scope = %s AND topic_type = 500 AND state IN (1, 2, 3) AND topic_id IN %s AND %s GROUP BY topic_id, state`,
+			db, Quote(p.Scope.Collection), idSQL, Fenced(db)))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot count compliance per update: %w", err)
@@ -217,7 +217,7 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	var compliant, nonCompliant int64
 	if list, ok := aggregatedList(p, catalog); ok && !p.Scan {
 		res, err := q.Query(ctx, fmt.Sprintf(`SELECT sumIf(clients, status = 1), sumIf(clients, status = 2) FROM %s.agg_lists FINAL
-		WHERE scope = %s AND list = %s`, db, Quote(p.Scope.Collection), Quote(list)))
+		WHERE scope = %s AND list = %s AND %s`, db, Quote(p.Scope.Collection), Quote(list), Fenced(db)))
 		if err != nil {
 			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
 		}
@@ -276,6 +276,13 @@ func count(ctx context.Context, q Querier, sql string) (int64, error) {
 		return 0, err
 	}
 	return res.Rows[0][0].(int64), nil
+}
+
+// Fenced is the condition that keeps, of an agg_* table of db, the cells readers count: per
+// partition, those of its current epoch (schema/ddl/0009; a process that lost the partition
+// may still write under its old epoch, and those cells are never counted).
+func Fenced(db string) string {
+	return "(partition, epoch) IN (SELECT partition, epoch FROM " + db + ".v_agg_fences)"
 }
 
 // Quote returns s as a ClickHouse string literal.

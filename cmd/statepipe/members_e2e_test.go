@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,12 @@ import (
 // startMember runs one more projector of s's group in this process, on the same store.
 func startMember(t *testing.T, s *testSite, log *slog.Logger) (stop func()) {
 	t.Helper()
+	return startMemberOn(t, s, s.node.sites[0].store, log)
+}
+
+// startMemberOn is startMember writing through store.
+func startMemberOn(t *testing.T, s *testSite, store siteStore, log *slog.Logger) (stop func()) {
+	t.Helper()
 	st := s.node.sites[0]
 	group := st.cfg.ProjectorGroup
 	if group == "" {
@@ -33,12 +40,14 @@ func startMember(t *testing.T, s *testSite, log *slog.Logger) (stop func()) {
 	kc := st.cfg.Kafka
 	topic := kafka.StateTopic(s.code)
 	cfg := projectorDefaults()
-	cfg.Database, cfg.RefTopic, cfg.BatchWait = database(s.code), kafka.RefTopic(s.code), 50*time.Millisecond
-	reader := kafka.NewGroupReader(kc, group, topic, kafka.RefTopic(s.code))
+	cfg.Database, cfg.Topic, cfg.RefTopic, cfg.BatchWait = database(s.code), topic, kafka.RefTopic(s.code), 50*time.Millisecond
+	reader, err := kafka.NewGroupConsumer(kc, group, topic, kafka.RefTopic(s.code))
+	if err != nil {
+		t.Fatal(err)
+	}
 	dlq := kafka.NewWriter(kc, topic+".dlq")
-	p, err := projector.New(cfg, projector.Params{Consumer: reader, Store: st.store, Reader: st.store, DeadLetters: dlq,
-		Committed: kafka.CommittedOffsets(kc, group, topic),
-		Logger:    log})
+	p, err := projector.New(cfg, projector.Params{Consumer: groupConsumer{reader}, Store: store, Reader: store, DeadLetters: dlq,
+		Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,20 +64,169 @@ func startMember(t *testing.T, s *testSite, log *slog.Logger) (stop func()) {
 	}
 }
 
-// Not yet in make test (schema/README.md, "Several projector processes"): before restores
-// learned to hold back torn partitions it failed about one run in twenty. Run it with
-// STATEPIPE_MULTI_MEMBER=1, or =debug to log every stale cell and its write history.
-func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
-	if os.Getenv("STATEPIPE_MULTI_MEMBER") == "" {
-		t.Skip("multi-member aggregates: set STATEPIPE_MULTI_MEMBER=1 to run it (not yet in make test)")
+// memberLog is quiet unless STATEPIPE_MULTI_MEMBER=debug (then every claim and cell write).
+func memberLog(name string) *slog.Logger {
+	if os.Getenv("STATEPIPE_MULTI_MEMBER") != "debug" {
+		return quietLogger()
 	}
-	logA, logB := quietLogger(), quietLogger()
-	if os.Getenv("STATEPIPE_MULTI_MEMBER") == "debug" {
-		h := func(name string) *slog.Logger {
-			return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("member", name)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("member", name)
+}
+
+// gatedStore holds back inserts of aggregate cells while shut: a projector stuck in a write
+// for longer than the group's rebalance timeout (a GC pause, a hung connection), which cannot
+// be caused in chDB itself.
+type gatedStore struct {
+	siteStore
+	shut    atomic.Bool
+	open    chan struct{}
+	blocked chan string // the table of each held insert
+	landed  chan string // and once it went through
+}
+
+func (g *gatedStore) Insert(ctx context.Context, rows schema.Rows) error {
+	if !strings.Contains(rows.Table(), ".agg_") || strings.HasSuffix(rows.Table(), ".agg_fences") || !g.shut.Load() {
+		return g.siteStore.Insert(ctx, rows)
+	}
+	g.blocked <- rows.Table()
+	select {
+	case <-g.open:
+	case <-ctx.Done(): // the member stops (the test failed before opening the gate)
+		return ctx.Err()
+	}
+	err := g.siteStore.Insert(context.Background(), rows)
+	g.landed <- rows.Table()
+	return err
+}
+
+// currentOwners returns, per partition, the member whose epoch readers count.
+func currentOwners(t *testing.T, s *testSite) map[int64]string {
+	t.Helper()
+	res, err := s.node.sites[0].store.Query(context.Background(),
+		"SELECT partition, argMax(member, epoch) FROM "+database(s.code)+".agg_fences GROUP BY partition")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]string{}
+	for _, r := range res.Rows {
+		out[r[0].(int64)] = r[1].(string)
+	}
+	return out
+}
+
+// A member that is stuck in a write of aggregate cells while the group rebalances is evicted,
+// and its partitions are claimed by the others under new epochs; when its write finally lands
+// it must not change any count (ddl/0009).
+func TestEvictedMembersLateWritesAreNotCounted(t *testing.T) {
+	logA, logB, logC := memberLog("A"), memberLog("B"), memberLog("C")
+	s := startSite(t, siteOpts{log: logA})
+	ctx := context.Background()
+	for u := 1; u <= 6; u++ {
+		s.importRef("catalog", fmt.Sprintf(`{"id":"U%d","title":"Update %d","first_synced":"2026-01-01T00:00:00Z"}`, u, u))
+	}
+	clients := map[int]interface {
+		Report(context.Context, bool, ...schema.StateMessage) error
+	}{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	round := func() {
+		for c := 0; c < 32; c++ {
+			if clients[c] == nil {
+				clients[c] = s.client(fmt.Sprintf("pc-%02d", c))
+			}
+			var msgs []schema.StateMessage
+			for u := 1; u <= 6; u++ {
+				msgs = append(msgs, schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: fmt.Sprintf("U%d", u), State: int32(1 + rng.IntN(3))})
+			}
+			if err := clients[c].Report(ctx, true, msgs...); err != nil {
+				t.Fatal(err)
+			}
 		}
-		logA, logB = h("A"), h("B")
 	}
+	agreeing := func() string {
+		var agg, scan report.Compliance
+		if code := s.get("/v1/reports/compliance", &agg); code != 200 {
+			return fmt.Sprintf("compliance: %d", code)
+		}
+		if code := s.get("/v1/reports/compliance?source=scan", &scan); code != 200 {
+			return fmt.Sprintf("compliance scan: %d", code)
+		}
+		if !reflect.DeepEqual(agg.Updates, scan.Updates) || agg.Computers != scan.Computers {
+			return fmt.Sprintf("aggregates differ from the scan:\n agg  %+v %+v\n scan %+v %+v", agg.Updates, agg.Computers, scan.Updates, scan.Computers)
+		}
+		if len(scan.Updates) != 6 || scan.Updates[0].Total != int64(len(clients)) {
+			return fmt.Sprintf("not every client folded yet: %+v", scan.Updates)
+		}
+		return ""
+	}
+	round()
+	eventuallyWithin(t, 30*time.Second, agreeing)
+	gate := &gatedStore{siteStore: s.node.sites[0].store, open: make(chan struct{}), blocked: make(chan string, 100), landed: make(chan string, 100)}
+	stopB := startMemberOn(t, s, gate, logB)
+	defer stopB()
+	var b string // B's member id: the one not owning every partition before it joined
+	before := currentOwners(t, s)
+	eventuallyWithin(t, 30*time.Second, func() string {
+		for p, m := range currentOwners(t, s) {
+			if m != before[p] {
+				b = m
+				return ""
+			}
+		}
+		return "the second member has not claimed partitions yet"
+	})
+	gate.shut.Store(true)
+	// Until B is stuck in a cell write of a batch it folded.
+	deadline := time.Now().Add(30 * time.Second)
+	for stuck := false; !stuck; {
+		round()
+		select {
+		case <-gate.blocked:
+			stuck = true
+		case <-time.After(time.Second):
+			if time.Now().After(deadline) {
+				t.Fatal("the second member never wrote aggregate cells")
+			}
+		}
+	}
+	// A third member joins: the group rebalances, B cannot rejoin in time and is evicted; the
+	// others claim its partitions and fold more.
+	stopC := startMember(t, s, logC)
+	defer stopC()
+	eventuallyWithin(t, 60*time.Second, func() string {
+		for p, m := range currentOwners(t, s) {
+			if m == b {
+				res, _ := s.node.sites[0].store.Query(ctx, "SELECT * FROM "+database(s.code)+".agg_fences ORDER BY partition, epoch")
+				return fmt.Sprintf("partition %d still counted under B's epoch; fences %v", p, res.Rows)
+			}
+		}
+		return ""
+	})
+	round()
+	eventuallyWithin(t, 30*time.Second, agreeing)
+	// B's stale write lands now, after the partitions moved on.
+	close(gate.open)
+	select {
+	case <-gate.landed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held write never landed")
+	}
+	db := database(s.code)
+	res, err := s.node.sites[0].store.Query(ctx, "SELECT count() FROM "+db+".agg_states WHERE epoch IN (SELECT epoch FROM "+db+".agg_fences WHERE member = "+report.Quote(b)+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows[0][0].(int64) == 0 {
+		t.Fatal("no cells under B's epochs: the test did not produce a late write")
+	}
+	if msg := agreeing(); msg != "" {
+		t.Fatalf("after the evicted member's late write: %s", msg)
+	}
+}
+
+// Several members fold one site while reference data changes and members leave and join;
+// only a partition's owner writes its cells (ddl/0009). STATEPIPE_MULTI_MEMBER=debug logs
+// every claim and cell write, and every stale cell at the end.
+func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
+	logA, logB := memberLog("A"), memberLog("B")
 	s := startSite(t, siteOpts{log: logA})
 	rng := rand.New(rand.NewPCG(11, 12))
 	ctx := context.Background()

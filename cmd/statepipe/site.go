@@ -56,7 +56,7 @@ type site struct {
 	store   siteStore
 	writer  *kafkago.Writer
 	dlq     *kafkago.Writer
-	reader  *kafkago.Reader
+	reader  *kafka.GroupConsumer
 	proj    *projector.Projector
 	ingest  *ingest.Handler
 	reports *report.API
@@ -137,12 +137,16 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		if group == "" {
 			group = "statepipe-projector-" + cfg.Code
 		}
-		s.reader = kafka.NewGroupReader(cfg.Kafka, group, topic, refTopic)
+		cfg.Projector.Topic = topic
+		gc, err := kafka.NewGroupConsumer(cfg.Kafka, group, topic, refTopic)
+		if err != nil {
+			return nil, err
+		}
+		s.reader = gc
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
 		kc := cfg.Kafka
 		p, err := projector.New(cfg.Projector, projector.Params{
-			Consumer: s.reader, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
-			Committed:  kafka.CommittedOffsets(kc, group, topic),
+			Consumer: groupConsumer{gc}, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
 			Lag:        kafka.GroupLag(kc, group, topic),
 			Registerer: reg, Logger: log,
 		})
@@ -247,4 +251,15 @@ func (s *site) close() {
 	if s.reader != nil {
 		_ = s.reader.Close()
 	}
+}
+
+// groupConsumer hands the projector the generations of a kafka.GroupConsumer.
+type groupConsumer struct{ g *kafka.GroupConsumer }
+
+func (c groupConsumer) Next(ctx context.Context) (projector.Generation, error) {
+	gen, err := c.g.Next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return gen, nil
 }

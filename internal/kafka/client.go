@@ -38,30 +38,6 @@ func NewWriter(c Config, topic string) *kafkago.Writer {
 	}
 }
 
-// NewGroupReader returns a consumer-group reader of topics with manual commits
-// (CommitInterval 0 makes CommitMessages synchronous): the projector commits only after the
-// store acknowledged.
-func NewGroupReader(c Config, group string, topics ...string) *kafkago.Reader {
-	return kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        c.Brokers,
-		Dialer:         c.dialer(),
-		GroupTopics:    topics,
-		GroupID:        group,
-		MinBytes:       1,
-		MaxBytes:       32 << 20,
-		MaxWait:        c.FetchMaxWait,
-		QueueCapacity:  1000,
-		CommitInterval: 0,
-		StartOffset:    kafkago.FirstOffset,
-		// A consumer that dies is noticed after SessionTimeout; its partitions then move.
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
-		HeartbeatInterval: time.Second,
-		ReadBackoffMin:    10 * time.Millisecond,
-		ReadBackoffMax:    250 * time.Millisecond,
-	})
-}
-
 // EnsureTopic creates topic with the config's partition count and replication factor unless
 // it exists. It is safe to call from every role at start.
 func EnsureTopic(ctx context.Context, c Config, topic string, extra ...kafkago.ConfigEntry) error {
@@ -173,20 +149,6 @@ func allLed(ps []kafkago.Partition) bool {
 		}
 	}
 	return true
-}
-
-// CommittedOffsets returns a function reading group's committed offsets (the next offset to
-// consume) of topic, by partition; a partition without one is absent. The partition list and
-// the client are looked up once (statepipe never changes a topic's partitions in place).
-func CommittedOffsets(c Config, group, topic string) func(ctx context.Context) (map[int]int64, error) {
-	tc := newTopicClient(c, topic)
-	return func(ctx context.Context) (map[int]int64, error) {
-		parts, err := tc.partitions(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return committedOffsets(ctx, tc.cl, group, topic, parts)
-	}
 }
 
 // topicClient is a kafka-go client for one topic whose partition list is looked up once

@@ -80,7 +80,10 @@ type cell struct {
 
 type part struct {
 	version int64 // last offset folded (or restored)
-	next    int64 // next offset expected from the state topic
+	// epoch: the ownership epoch the partition's cells are written under (schema/ddl/0009):
+	// readers count only the cells of a partition's current epoch. -1: not writable here.
+	epoch int64
+	next  int64 // next offset expected from the state topic
 	// tornUntil: the restore read this partition while another process wrote it, so the
 	// view may mix tables of different moments (even miss clients): its cells are not
 	// written, and its next record restores the index again.
@@ -122,11 +125,13 @@ type acc struct{ req, ok, scanned int }
 // Index is a site's live state and aggregate cells. Not safe for concurrent use.
 type Index struct {
 	cleanup time.Duration
-	names   []string
-	ids     map[string]uint32
-	clients map[string]*client
-	parts   map[int32]*part
-	touched []*client
+	// defaultEpoch is the epoch of a partition first met (SetDefaultEpoch).
+	defaultEpoch int64
+	names        []string
+	ids          map[string]uint32
+	clients      map[string]*client
+	parts        map[int32]*part
+	touched      []*client
 
 	ref       Ref
 	excluded  map[string]bool // catalog updates expired past the cleanup age
@@ -161,6 +166,7 @@ func (x *Index) part(p int32) *part {
 	pt := x.parts[p]
 	if pt == nil {
 		pt = &part{version: -1, tornUntil: -1, cells: map[cellKey]cell{}}
+		pt.epoch = x.defaultEpoch
 		x.parts[p] = pt
 	}
 	return pt
@@ -241,6 +247,44 @@ func (x *Index) Pending() []int32 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// SetEpoch sets the epoch partition p's cells are written under; -1 holds them back (another
+// process owns the partition). The cells the index believes the store holds are those the
+// readers count, of the partition's current epoch: use Rewrite for a new epoch.
+func (x *Index) SetEpoch(p int32, epoch int64) { x.part(p).epoch = epoch }
+
+// SetDefaultEpoch sets the epoch of partitions the index has not met yet (0 unless set).
+func (x *Index) SetDefaultEpoch(epoch int64) { x.defaultEpoch = epoch }
+
+// Epoch returns the epoch partition p's cells are written under (-1: held back).
+func (x *Index) Epoch(p int32) int64 {
+	if pt := x.parts[p]; pt != nil {
+		return pt.epoch
+	}
+	return x.defaultEpoch
+}
+
+// Partitions returns the partitions the index knows.
+func (x *Index) Partitions() []int32 {
+	out := make([]int32, 0, len(x.parts))
+	for p := range x.parts {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Rewrite writes partition p under a new epoch: the store holds nothing under it yet, so the
+// next write (Changed*) writes every non-zero cell of p.
+func (x *Index) Rewrite(p int32, epoch int64) {
+	pt := x.part(p)
+	pt.epoch = epoch
+	for k, c := range pt.cells {
+		c.wa, c.wb, c.written = 0, 0, false
+		pt.mark(k, &c)
+		pt.cells[k] = c
+	}
 }
 
 // Seen records that the record at offset of partition p was handled (folded or dead-lettered).
@@ -708,7 +752,7 @@ func (x *Index) ChangedFor(db, suffix string, allow func(p int32) bool) []schema
 	slices.Sort(parts)
 	for _, p := range parts {
 		pt := x.parts[p]
-		if allow != nil && !allow(p) || pt.next <= pt.tornUntil {
+		if allow != nil && !allow(p) || pt.next <= pt.tornUntil || pt.epoch < 0 {
 			continue
 		}
 		version := uint64(max(pt.version, 0))
@@ -723,7 +767,7 @@ func (x *Index) ChangedFor(db, suffix string, allow func(p int32) bool) []schema
 				}
 				continue
 			}
-			r := row{key: k, part: p, a: c.a, b: c.b, version: version}
+			r := row{key: k, part: p, a: c.a, b: c.b, version: version, epoch: uint64(pt.epoch)}
 			switch k.kind {
 			case kindState:
 				st.rows = append(st.rows, r)
@@ -758,6 +802,7 @@ type row struct {
 	part    int32
 	a, b    int64
 	version uint64
+	epoch   uint64
 }
 
 // CellRows are rows of one aggregate table: agg_states, agg_errors or agg_lists.
@@ -774,13 +819,13 @@ func (r *CellRows) Len() int      { return len(r.rows) }
 func (r *CellRows) Columns() []string {
 	switch r.kind {
 	case kindState:
-		return []string{"scope", "topic_type", "topic_id", "state", "partition", "clients", "scanned", "version"}
+		return []string{"scope", "topic_type", "topic_id", "state", "partition", "clients", "scanned", "version", "epoch"}
 	case kindError:
-		return []string{"scope", "topic_type", "topic_id", "error", "partition", "clients", "version"}
+		return []string{"scope", "topic_type", "topic_id", "error", "partition", "clients", "version", "epoch"}
 	case kindScan:
-		return []string{"scope", "last_scan", "partition", "clients", "version"}
+		return []string{"scope", "last_scan", "partition", "clients", "version", "epoch"}
 	}
-	return []string{"scope", "list", "status", "partition", "clients", "version"}
+	return []string{"scope", "list", "status", "partition", "clients", "version", "epoch"}
 }
 
 func (r *CellRows) AppendRowBinary(b []byte, i int) []byte {
@@ -806,7 +851,8 @@ func (r *CellRows) AppendRowBinary(b []byte, i int) []byte {
 	if r.kind == kindState {
 		b = schema.AppendInt64(b, w.b)
 	}
-	return schema.AppendUInt64(b, w.version)
+	b = schema.AppendUInt64(b, w.version)
+	return schema.AppendUInt64(b, w.epoch)
 }
 
 func (r *CellRows) Values(i int) []any {
@@ -814,13 +860,13 @@ func (r *CellRows) Values(i int) []any {
 	scope, id := r.names[w.key.scope], r.names[w.key.id]
 	switch r.kind {
 	case kindState:
-		return []any{scope, w.key.tt, id, w.key.state, w.part, w.a, w.b, w.version}
+		return []any{scope, w.key.tt, id, w.key.state, w.part, w.a, w.b, w.version, w.epoch}
 	case kindError:
-		return []any{scope, w.key.tt, id, w.key.err, w.part, w.a, w.version}
+		return []any{scope, w.key.tt, id, w.key.err, w.part, w.a, w.version, w.epoch}
 	case kindScan:
-		return []any{scope, schema.MillisTime(w.key.scan), w.part, w.a, w.version}
+		return []any{scope, schema.MillisTime(w.key.scan), w.part, w.a, w.version, w.epoch}
 	}
-	return []any{scope, id, int8(w.key.state), w.part, w.a, w.version}
+	return []any{scope, id, int8(w.key.state), w.part, w.a, w.version, w.epoch}
 }
 
 // Cell is one aggregate cell summed over partitions, for tests and tools.

@@ -1211,3 +1211,54 @@ func TestNeedsRestore(t *testing.T) {
 		t.Error("after Seen(0, 5), offset 6 needs no restore")
 	}
 }
+
+// TestEpochs: a partition's cells are written under its epoch, held back at -1, and written
+// whole under a new epoch after Rewrite (the store holds nothing under it yet).
+func TestEpochs(t *testing.T) {
+	x := index.New(cleanup)
+	fold := func(off int64, state int32) {
+		x.Fold(3, off, &schema.Report{Client: "c", Messages: []schema.StateMessage{
+			{Serial: uint64(off + 1), TopicType: 500, TopicID: "A", State: state}, {Serial: uint64(off + 1), TopicType: 500, TopicID: "B", State: 3}}})
+		x.End()
+	}
+	epochs := func(rows []schema.Rows) (n int, epochs map[any]bool) {
+		epochs = map[any]bool{}
+		for _, r := range rows {
+			cols := r.Columns()
+			if cols[len(cols)-1] != "epoch" {
+				t.Fatalf("%s: last column %q, want epoch", r.Table(), cols[len(cols)-1])
+			}
+			for i := 0; i < r.Len(); i++ {
+				v := r.Values(i)
+				epochs[v[len(v)-1]] = true
+				n++
+			}
+		}
+		return n, epochs
+	}
+	fold(0, 2)
+	if n, e := epochs(x.Changed("db")); n != 3 || len(e) != 1 || !e[uint64(0)] {
+		t.Fatalf("first write: %d rows under epochs %v, want 3 under 0", n, e)
+	}
+	x.SetEpoch(3, -1)
+	fold(1, 3)
+	if n, _ := epochs(x.Changed("db")); n != 0 || len(x.Pending()) != 1 {
+		t.Fatalf("held back: %d rows written, pending %v", n, x.Pending())
+	}
+	x.Rewrite(3, 7<<32|5)
+	// Every non-zero cell (the client count, A and B installed), not only A's two that changed
+	// since the last write (and not A's zero cell: absent means zero under the new epoch).
+	if n, e := epochs(x.Changed("db")); n != 3 || len(e) != 1 || !e[uint64(7<<32|5)] {
+		t.Fatalf("after Rewrite: %d rows under epochs %v, want 3 under %d", n, e, 7<<32|5)
+	}
+	if n, _ := epochs(x.Changed("db")); n != 0 {
+		t.Fatalf("nothing changed since: %d rows", n)
+	}
+	if x.Epoch(3) != 7<<32|5 || x.Epoch(9) != 0 {
+		t.Errorf("epochs %d, %d", x.Epoch(3), x.Epoch(9))
+	}
+	x.SetDefaultEpoch(-1)
+	if x.Epoch(9) != -1 {
+		t.Errorf("a partition first met after SetDefaultEpoch(-1) has epoch %d", x.Epoch(9))
+	}
+}
