@@ -12,7 +12,14 @@ import (
 // in batches of 100 reports, as the projector does: Fold each report, End, Changed. Every
 // iteration is a new round (higher serials, other states), so each round replaces every key
 // and rewrites the cells it moves. One op is a whole round of 301,000 messages.
-func BenchmarkFold(b *testing.B) {
+func BenchmarkFold(b *testing.B) { benchmarkFold(b, false) }
+
+// BenchmarkFoldDelta: after one full round, every op is a round of deltas — each client
+// reports 30 of its 300 updates in another state (a rescan that found changes), 30,000
+// messages per op. A delta should cost its own size, not the client's 300 keys.
+func BenchmarkFoldDelta(b *testing.B) { benchmarkFold(b, true) }
+
+func benchmarkFold(b *testing.B, delta bool) {
 	const clients, updates, batch, parts = 1000, 300, 100, 4
 	ref := index.Ref{Catalog: map[string]index.Update{}, Lists: map[string][]string{}, Collections: map[string][]string{}}
 	ids := make([]string, updates)
@@ -24,6 +31,7 @@ func BenchmarkFold(b *testing.B) {
 		ref.Lists[fmt.Sprintf("L%d", l)] = ids[l*50 : l*50+40]
 	}
 	reports := make([]*schema.Report, clients)
+	deltas := make([]*schema.Report, clients)
 	for c := range reports {
 		name := fmt.Sprintf("9f1c2d3e-0000-4000-8000-%012d", c)
 		if c%10 == 0 {
@@ -35,6 +43,11 @@ func BenchmarkFold(b *testing.B) {
 		}
 		r.Messages = append(r.Messages, schema.StateMessage{TopicType: 501, TopicID: "S0", State: 3})
 		reports[c] = r
+		d := &schema.Report{V: schema.Version, Client: name, Site: "P01"}
+		for u := 0; u < 30; u++ {
+			d.Messages = append(d.Messages, schema.StateMessage{TopicType: 500, TopicID: ids[(c+u*10)%updates]})
+		}
+		deltas[c] = d
 	}
 	msgs := clients * (updates + 1)
 
@@ -53,20 +66,45 @@ func BenchmarkFold(b *testing.B) {
 			}
 		}
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for n := 0; n < b.N; n++ {
-		b.StopTimer()
-		round(n)
-		b.StartTimer()
+	deltaRound := func(n int) {
+		for c, r := range deltas {
+			for i := range r.Messages {
+				m := &r.Messages[i]
+				m.Serial = uint64((n+1)*(updates+1) + i + 1)
+				m.State = int32((c + i + n + 1) % 4)
+			}
+		}
+	}
+	fold := func(rs []*schema.Report) {
 		for i := 0; i < clients; i += batch {
 			for c := i; c < i+batch; c++ {
 				p := int32(c % parts)
-				x.Fold(p, offsets[p], reports[c])
+				x.Fold(p, offsets[p], rs[c])
 				offsets[p]++
 			}
 			x.End()
 			_ = x.Changed("db")
+		}
+	}
+	if delta {
+		round(0)
+		fold(reports)
+		msgs = clients * 30
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		if delta {
+			deltaRound(n)
+		} else {
+			round(n)
+		}
+		b.StartTimer()
+		if delta {
+			fold(deltas)
+		} else {
+			fold(reports)
 		}
 	}
 	b.ReportMetric(float64(msgs)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")

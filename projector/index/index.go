@@ -10,10 +10,14 @@
 // clients per (scope, topic, HRESULT), and clients per (scope, update list, compliance).
 //
 // Folding a batch subtracts each touched client's contribution once, applies its messages,
-// and adds the new contribution: the cells always equal a from-scratch computation over the
-// live state, whatever the order of arrival (the per-key maximum, the markers and the latest
-// scan are order-independent and idempotent, so a redelivered or replayed report changes
-// nothing). A change of reference data recomputes every contribution.
+// and adds the new contribution — for a delta (no full report, no new scan) only the changed
+// keys' cells and the client's summary cells (client count, scan, distinct errors, lists),
+// so a delta costs its own size, not the client's whole key set (the list cells still read
+// the client's keys, without writing a cell per key). The cells always equal a from-scratch
+// computation over the live state, whatever the order of arrival (the per-key maximum, the
+// markers and the latest scan are order-independent and idempotent, so a redelivered or
+// replayed report changes nothing). A change of reference data recomputes every
+// contribution.
 //
 // Cells are kept per Kafka partition and written with absolute values (Rows) only when they
 // differ from what the store holds; the version of a partition's cells is the last offset of
@@ -112,6 +116,9 @@ type client struct {
 	scanTime   int64
 	scopes     []uint32 // interned collection ids; the site scope (0) is implied
 	touched    bool
+	// partial: touched by deltas only, so far in this batch: only its summary (client
+	// count, scan, distinct errors, lists) was subtracted; its per-key cells move key by key.
+	partial bool
 }
 
 type list struct {
@@ -514,16 +521,28 @@ func (x *Index) setRef(r Ref, now time.Time) {
 // --- folding ---
 
 // Fold applies one report of partition p at offset. Call End after the batch's last Fold.
+//
+// A delta (no full report, no new scan) costs its own size: the per-key cells of the keys it
+// changes move one by one, and only the client's summary cells (client count, scan, distinct
+// errors, update lists) are recomputed, once per batch. Anything else subtracts the client's
+// whole contribution and adds it back at End.
 func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 	c := x.clients[r.Client]
+	delta := c != nil && x.isDelta(c, r)
 	switch {
 	case c == nil:
 		c = x.loadClient(r.Client, p)
+	case c.touched && c.partial && !delta:
+		x.contributeKeys(c, -1) // the summary was subtracted already
+		c.partial = false
 	case c.touched:
 	case !x.changes(c, r):
 		// A heartbeat, a redelivery, a replay: nothing to subtract and add back.
 		x.Seen(p, offset)
 		return
+	case delta:
+		x.contributeSummary(c, -1)
+		c.partial = true
 	default:
 		x.contribute(c, -1)
 	}
@@ -532,6 +551,14 @@ func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 		x.touched = append(x.touched, c)
 	}
 	x.Seen(p, offset)
+	if c.partial {
+		for i := range r.Messages {
+			if m := &r.Messages[i]; m.TopicType.Keyed() {
+				x.applyDelta(c, m.TopicType, m.TopicID, m.Serial, int16(m.State), m.Error)
+			}
+		}
+		return
+	}
 	if len(r.FullTypes) > 0 {
 		lowest := r.Messages[0].Serial
 		for i := range r.Messages {
@@ -550,6 +577,22 @@ func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 			x.apply(c, m.TopicType, m.TopicID, m.Serial, int16(m.State), m.Error)
 		}
 	}
+}
+
+// isDelta reports whether r leaves client c's full-report markers and latest scan as they are
+// (so only the keys it carries can move).
+func (x *Index) isDelta(c *client, r *schema.Report) bool {
+	if len(r.FullTypes) > 0 {
+		return false
+	}
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) &&
+			(m.Serial > c.scanSerial || m.Serial == c.scanSerial && m.Time != c.scanTime) {
+			return false
+		}
+	}
+	return true
 }
 
 // changes reports whether folding r would change anything of client c.
@@ -590,7 +633,12 @@ func (x *Index) changes(c *client, r *schema.Report) bool {
 func (x *Index) End() {
 	for _, c := range x.touched {
 		c.touched = false
-		x.contribute(c, 1)
+		if c.partial {
+			c.partial = false
+			x.contributeSummary(c, 1)
+		} else {
+			x.contribute(c, 1)
+		}
 	}
 	clear(x.touched)
 	x.touched = x.touched[:0]
@@ -642,11 +690,80 @@ func (x *Index) apply(c *client, tt schema.TopicType, topicID string, serial uin
 	c.keys[k] = key{serial: serial, err: errCode, state: state}
 }
 
+// applyDelta is apply for a client whose per-key cells move key by key: the cells of the
+// key's old state are subtracted and those of its new state added.
+func (x *Index) applyDelta(c *client, tt schema.TopicType, topicID string, serial uint64, state int16, errCode int32) {
+	if serial < c.marker(tt) {
+		return
+	}
+	k := uint64(tt)<<32 | uint64(x.intern(topicID))
+	old, had := c.keys[k]
+	if had && (old.serial > serial || old.serial == serial && old.state == state && old.err == errCode) {
+		return
+	}
+	scopes := x.scopes(c)
+	pt := x.part(c.part)
+	if had {
+		x.keyCells(pt, c, scopes, k, old, -1)
+	}
+	v := key{serial: serial, err: errCode, state: state}
+	c.keys[k] = v
+	x.keyCells(pt, c, scopes, k, v, 1)
+}
+
 // contribute adds sign × the client's contribution to its partition's cells.
 func (x *Index) contribute(c *client, sign int64) {
-	pt := x.part(c.part)
+	x.contributeKeys(c, sign)
+	x.contributeSummary(c, sign)
+}
+
+func (x *Index) scopes(c *client) []uint32 {
 	scopes := append(append(x.scopesBuf[:0], 0), c.scopes...)
 	x.scopesBuf = scopes
+	return scopes
+}
+
+// contributeKeys adds sign × the per-key cells of every live key of the client.
+func (x *Index) contributeKeys(c *client, sign int64) {
+	pt := x.part(c.part)
+	scopes := x.scopes(c)
+	for k, v := range c.keys {
+		x.keyCells(pt, c, scopes, k, v, sign)
+	}
+}
+
+// keyCells adds sign × one live key's cells: its state (and for 500 whether the client
+// scanned after the update's first synchronisation), and its HRESULT per topic.
+func (x *Index) keyCells(pt *part, c *client, scopes []uint32, k uint64, v key, sign int64) {
+	tt, id := uint16(k>>32), uint32(k)
+	scanned := x.scannedAfter(c, tt, id, v)
+	for _, s := range scopes {
+		pt.add(cellKey{kind: kindState, tt: tt, id: id, state: v.state, scope: s}, sign, sign*scanned)
+	}
+	if v.err != 0 && (tt == uint16(schema.TopicUpdateEnforcement) || tt == uint16(schema.TopicDeploymentEnforcement)) {
+		for _, s := range scopes {
+			pt.add(cellKey{kind: kindError, tt: tt, id: id, err: v.err, scope: s}, sign, 0)
+		}
+	}
+}
+
+// scannedAfter is 1 when a 500 key in state 1–3 belongs to a client whose latest successful
+// scan is newer than the update's first synchronisation.
+func (x *Index) scannedAfter(c *client, tt uint16, id uint32, v key) int64 {
+	if tt == uint16(schema.TopicUpdateCompliance) && v.state >= 1 && v.state <= 3 {
+		if fs, ok := x.fs[id]; ok && c.scanTime > fs {
+			return 1
+		}
+	}
+	return 0
+}
+
+// contributeSummary adds sign × the client's cells that depend on all its keys at once: the
+// client count, its latest scan, the distinct HRESULTs it carries and its compliance with
+// every update list.
+func (x *Index) contributeSummary(c *client, sign int64) {
+	pt := x.part(c.part)
+	scopes := x.scopes(c)
 	for _, s := range scopes {
 		pt.add(cellKey{kind: kindState, scope: s}, sign, 0)
 		if c.scanSerial > 0 {
@@ -657,24 +774,13 @@ func (x *Index) contribute(c *client, sign int64) {
 	errs := x.errs[:0]
 	for k, v := range c.keys {
 		tt, id := uint16(k>>32), uint32(k)
-		var scanned int64
-		if tt == uint16(schema.TopicUpdateCompliance) && v.state >= 1 && v.state <= 3 {
-			if fs, ok := x.fs[id]; ok && c.scanTime > fs {
-				scanned = 1
-			}
-		}
-		for _, s := range scopes {
-			pt.add(cellKey{kind: kindState, tt: tt, id: id, state: v.state, scope: s}, sign, sign*scanned)
-		}
 		if v.err != 0 && (tt == uint16(schema.TopicUpdateEnforcement) || tt == uint16(schema.TopicDeploymentEnforcement)) {
-			for _, s := range scopes {
-				pt.add(cellKey{kind: kindError, tt: tt, id: id, err: v.err, scope: s}, sign, 0)
-			}
 			if !slices.Contains(errs, v.err) {
 				errs = append(errs, v.err)
 			}
 		}
 		if tt == uint16(schema.TopicUpdateCompliance) {
+			scanned := x.scannedAfter(c, tt, id, v)
 			for _, l := range x.listsOf[id] {
 				a := &x.acc[l]
 				switch v.state {
