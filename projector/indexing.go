@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,36 +66,55 @@ func (pr *Projector) own(ctx context.Context, gen Generation) error {
 		return nil
 	}
 	if pr.idx != nil && len(gained) == 0 {
+		clear(pr.unclaimed)
 		pr.applyEpochs()
 		return nil
 	}
 	if err := pr.restore(ctx); err != nil {
 		return err
 	}
-	if len(gained) == 0 {
+	clear(pr.unclaimed)
+	for _, p := range gained {
+		pr.unclaimed[p] = true
+	}
+	return pr.claimReady(ctx)
+}
+
+// claimReady claims the partitions taken over that are not torn. A partition is torn when
+// the restore found a batch begun beyond what its tables hold: one its previous owner was
+// still inserting (an evicted member) or abandoned half-way (stopped in the middle). Its
+// records from the committed offset on are folded again and repair the view, but a whole
+// rewrite must wait until the index has folded past that batch: until then its cells stay
+// those of the previous epoch, which readers keep counting.
+func (pr *Projector) claimReady(ctx context.Context) error {
+	if len(pr.unclaimed) == 0 {
 		return nil
 	}
-	return pr.claim(ctx, gen, gained)
+	torn := pr.idx.Torn()
+	var ready []int32
+	for p := range pr.unclaimed {
+		if !slices.Contains(torn, p) {
+			ready = append(ready, p)
+		}
+	}
+	if len(ready) == 0 {
+		pr.p.Logger.Debug("partitions taken over wait to be folded past a batch begun before", "torn", torn)
+		return nil
+	}
+	slices.Sort(ready)
+	if err := pr.claim(ctx, pr.cur, ready); err != nil {
+		return err
+	}
+	for _, p := range ready {
+		delete(pr.unclaimed, p)
+	}
+	return nil
 }
 
 // claim writes every cell of the gained partitions under a new epoch each, then — if this
 // member still holds the generation — records the epochs in agg_fences, from which on
 // readers count those cells (ddl/0009).
 func (pr *Projector) claim(ctx context.Context, gen Generation, gained []int32) (err error) {
-	// A partition that changed while it was being restored (torn: its previous owner was
-	// still writing — one evicted while busy) is restored again first: its cells are
-	// rewritten whole under the new epoch, and a torn view could miss clients.
-	for wait := 100 * time.Millisecond; slices.ContainsFunc(gained, func(p int32) bool { return slices.Contains(pr.idx.Torn(), p) }); wait = min(wait*2, pr.cfg.RetryMax) {
-		pr.p.Logger.Info("partitions taken over changed while being restored; restoring again", "torn", pr.idx.Torn(), "wait", wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		if err := pr.restore(ctx); err != nil {
-			return err
-		}
-	}
 	defer func() {
 		if err != nil { // not claimed: hold the cells back (a later generation claims again)
 			for _, p := range gained {
@@ -141,7 +161,32 @@ func (pr *Projector) claim(ctx context.Context, gen Generation, gained []int32) 
 	}
 	pr.m.claims.Add(float64(len(gained)))
 	pr.p.Logger.Info("took partitions over", "generation", gen.ID(), "partitions", gained)
+	pr.dropOldEpochs(ctx, gained)
 	return nil
+}
+
+// dropOldEpochs deletes the cells of the claimed partitions' earlier epochs, which no reader
+// counts any more, so that a restart or rebalance does not leave a copy of every cell behind
+// for the reports to skip. It is a ClickHouse mutation, run in the background; failing is
+// harmless (the rows are never counted), so it is only logged. Rows an evicted member writes
+// under its old epoch after the mutation began stay, uncounted.
+func (pr *Projector) dropOldEpochs(ctx context.Context, claimed []int32) {
+	ex, ok := pr.p.Store.(interface {
+		Exec(ctx context.Context, query string) error
+	})
+	if !ok {
+		return
+	}
+	conds := make([]string, len(claimed))
+	for i, p := range claimed {
+		conds[i] = fmt.Sprintf("(partition = %d AND epoch < %d)", p, uint64(pr.epochs[p]))
+	}
+	for _, t := range []string{"agg_states", "agg_errors", "agg_lists", "agg_scans"} {
+		q := "ALTER TABLE " + pr.cfg.Database + "." + t + " DELETE WHERE " + strings.Join(conds, " OR ")
+		if err := ex.Exec(ctx, q); err != nil && ctx.Err() == nil {
+			pr.p.Logger.Warn("cannot delete the cells of earlier epochs (they are not counted)", "table", t, "err", err)
+		}
+	}
 }
 
 // applyEpochs gives the index the epochs of the partitions this process claimed; the cells of
@@ -210,7 +255,10 @@ func (pr *Projector) indexBatch(ctx context.Context, hasRef bool, pending []kafk
 		}
 	}
 	pr.idx.End()
-	return pr.writeAggregates(ctx)
+	if err := pr.writeAggregates(ctx); err != nil {
+		return err
+	}
+	return pr.claimReady(ctx)
 }
 
 // pollRefIfDue polls reference data when *next has passed, and sets the next time.

@@ -172,6 +172,8 @@ type Projector struct {
 	gen    int32           // its id (0: none yet)
 	owned  map[int32]bool  // state-topic partitions the group assigned to this member
 	epochs map[int32]int64 // of those, the ones claimed, with the epoch their cells are written under
+	// unclaimed: owned partitions not claimed yet (torn when taken over: claimReady)
+	unclaimed map[int32]bool
 }
 
 type metrics struct {
@@ -240,7 +242,8 @@ func New(cfg Config, p Params) (*Projector, error) {
 			Help: "Consumer-group generations this process joined (each rebalance is one)."}),
 		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
 	}
-	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker(), owned: map[int32]bool{}, epochs: map[int32]int64{}}, nil
+	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker(), owned: map[int32]bool{},
+		epochs: map[int32]int64{}, unclaimed: map[int32]bool{}}, nil
 }
 
 // Run folds until ctx is done or the store fails for good: one generation of the consumer

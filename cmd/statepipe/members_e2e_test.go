@@ -286,6 +286,21 @@ func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 	round()
 	defer stopB()
 
+	// Each claim deletes the cells of the partition's earlier epochs (a background mutation).
+	db := database(s.code)
+	eventuallyWithin(t, 30*time.Second, func() string {
+		for _, tb := range []string{"agg_states", "agg_errors", "agg_lists", "agg_scans"} {
+			res, err := s.node.sites[0].store.Query(ctx, "SELECT count() FROM "+db+"."+tb+
+				" WHERE (partition, epoch) NOT IN (SELECT partition, epoch FROM "+db+".v_agg_fences)")
+			if err != nil {
+				return err.Error()
+			}
+			if n := res.Rows[0][0].(int64); n > 0 {
+				return fmt.Sprintf("%s: %d rows of earlier epochs left", tb, n)
+			}
+		}
+		return ""
+	})
 	for _, q := range []string{"?list=L", "?list=L&collection=C", "", "?collection=C"} {
 		eventuallyWithin(t, 60*time.Second, func() string {
 			var agg, scan report.Compliance
@@ -376,4 +391,104 @@ func dumpStaleCells(t *testing.T, s *testSite) {
 	}
 	off, _ := st.Query(context.Background(), "SELECT partition, max(offset) FROM "+db+".offsets GROUP BY partition ORDER BY 1")
 	t.Logf("offsets: %v", off.Rows)
+}
+
+// A partition taken over with a batch begun beyond what its tables hold (its previous owner
+// stopped half-way through inserting it) is torn: the new owner must not rewrite its cells
+// under a new epoch before it has folded past that batch — readers keep counting the previous
+// epoch meanwhile — and must claim it once it has.
+func TestTornPartitionIsClaimedOnceFoldedPast(t *testing.T) {
+	s := startSite(t, siteOpts{log: memberLog("A")})
+	ctx := context.Background()
+	db := database(s.code)
+	st := s.node.sites[0].store
+	for u := 1; u <= 4; u++ {
+		s.importRef("catalog", fmt.Sprintf(`{"id":"U%d","title":"Update %d","first_synced":"2026-01-01T00:00:00Z"}`, u, u))
+	}
+	clients := map[int]interface {
+		Report(context.Context, bool, ...schema.StateMessage) error
+	}{}
+	rng := rand.New(rand.NewPCG(5, 6))
+	round := func() {
+		for c := 0; c < 40; c++ {
+			if clients[c] == nil {
+				clients[c] = s.client(fmt.Sprintf("pc-%02d", c))
+			}
+			var msgs []schema.StateMessage
+			for u := 1; u <= 4; u++ {
+				msgs = append(msgs, schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: fmt.Sprintf("U%d", u), State: int32(1 + rng.IntN(3))})
+			}
+			if err := clients[c].Report(ctx, false, msgs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	agreeing := func() string {
+		var agg, scan report.Compliance
+		if code := s.get("/v1/reports/compliance", &agg); code != 200 {
+			return fmt.Sprintf("compliance: %d", code)
+		}
+		if code := s.get("/v1/reports/compliance?source=scan", &scan); code != 200 {
+			return fmt.Sprintf("compliance scan: %d", code)
+		}
+		if !reflect.DeepEqual(agg.Updates, scan.Updates) || agg.Computers != scan.Computers {
+			return fmt.Sprintf("aggregates differ from the scan:\n agg  %+v %+v\n scan %+v %+v", agg.Updates, agg.Computers, scan.Updates, scan.Computers)
+		}
+		if len(scan.Updates) != 4 || scan.Updates[0].Total != int64(len(clients)) {
+			return fmt.Sprintf("not every client folded yet: %+v", scan.Updates)
+		}
+		return ""
+	}
+	round()
+	eventuallyWithin(t, 30*time.Second, agreeing)
+	a := currentOwners(t, s)[0]
+	stopB := startMember(t, s, memberLog("B"))
+	var p int64 = -1
+	var b string
+	eventuallyWithin(t, 30*time.Second, func() string {
+		for q, m := range currentOwners(t, s) {
+			if m != a {
+				p, b = q, m
+				return ""
+			}
+		}
+		return "the second member has not claimed partitions yet"
+	})
+	round()
+	eventuallyWithin(t, 30*time.Second, agreeing)
+	// A batch of partition p is left begun beyond p's offsets, as if B had stopped half-way
+	// through inserting it (B folds nothing more: every report is folded), and B stops.
+	res, err := st.Query(ctx, fmt.Sprintf("SELECT max(offset) FROM %s.offsets WHERE partition = %d", db, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Exec(ctx, fmt.Sprintf("INSERT INTO %s.batches_begun VALUES (%d, %d)", db, p, res.Rows[0][0].(int64)+3)); err != nil {
+		t.Fatal(err)
+	}
+	stopB()
+	// A takes every partition over; p waits (still counted under B's epoch), the rest are A's.
+	eventuallyWithin(t, 30*time.Second, func() string {
+		owners := currentOwners(t, s)
+		for q, m := range owners {
+			if q != p && m != a {
+				return fmt.Sprintf("partition %d not taken over yet", q)
+			}
+		}
+		if owners[p] != b {
+			return fmt.Sprintf("torn partition %d was claimed before it was folded past (owner %s)", p, owners[p])
+		}
+		return ""
+	})
+	if msg := agreeing(); msg != "" {
+		t.Fatalf("while partition %d waits: %s", p, msg)
+	}
+	// Reports fold past the begun batch; then A claims p.
+	eventuallyWithin(t, 60*time.Second, func() string {
+		if currentOwners(t, s)[p] == a {
+			return ""
+		}
+		round()
+		return fmt.Sprintf("partition %d not claimed after folding past the begun batch", p)
+	})
+	eventuallyWithin(t, 30*time.Second, agreeing)
 }
