@@ -456,8 +456,25 @@ func TestTornPartitionIsClaimedOnceFoldedPast(t *testing.T) {
 	})
 	round()
 	eventuallyWithin(t, 30*time.Second, agreeing)
+	group := s.node.sites[0].cfg.ProjectorGroup
+	if group == "" {
+		group = "statepipe-projector-" + s.code
+	}
+	lag := kafka.GroupLag(s.node.sites[0].cfg.Kafka, group, kafka.StateTopic(s.code))
+	eventuallyWithin(t, 30*time.Second, func() string {
+		l, err := lag(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		for q, n := range l {
+			if n > 0 {
+				return fmt.Sprintf("partition %d: %d records not committed", q, n)
+			}
+		}
+		return ""
+	})
 	// A batch of partition p is left begun beyond p's offsets, as if B had stopped half-way
-	// through inserting it (B folds nothing more: every report is folded), and B stops.
+	// through inserting it (B folds nothing more: every report is committed), and B stops.
 	res, err := st.Query(ctx, fmt.Sprintf("SELECT max(offset) FROM %s.offsets WHERE partition = %d", db, p))
 	if err != nil {
 		t.Fatal(err)
