@@ -105,14 +105,16 @@ func (x *Generation) Partitions(topic string) []int { return x.parts[topic] }
 // the generation ends.
 func (x *Generation) read(ctx context.Context, topic string, a kafkago.PartitionAssignment) {
 	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        x.g.c.Brokers,
-		Dialer:         x.g.c.dialer(),
-		Topic:          topic,
-		Partition:      a.ID,
-		MinBytes:       1,
-		MaxBytes:       32 << 20,
-		MaxWait:        x.g.c.FetchMaxWait,
-		QueueCapacity:  1000,
+		Brokers:   x.g.c.Brokers,
+		Dialer:    x.g.c.dialer(),
+		Topic:     topic,
+		Partition: a.ID,
+		MinBytes:  1,
+		MaxBytes:  32 << 20,
+		MaxWait:   x.g.c.FetchMaxWait,
+		// Records wait in the generation's queue (1,000, shared); each partition's own queue
+		// stays short so that eight partitions do not hold eight times as many in memory.
+		QueueCapacity:  100,
 		StartOffset:    kafkago.FirstOffset,
 		ReadBackoffMin: 10 * time.Millisecond,
 		ReadBackoffMax: 250 * time.Millisecond,
