@@ -110,7 +110,7 @@ func (x *Generation) read(ctx context.Context, topic string, a kafkago.Partition
 		Topic:     topic,
 		Partition: a.ID,
 		MinBytes:  1,
-		MaxBytes:  32 << 20,
+		MaxBytes:  8 << 20, // per partition and fetch: eight partitions fetch at once
 		MaxWait:   x.g.c.FetchMaxWait,
 		// Records wait in the generation's queue (1,000, shared); each partition's own queue
 		// stays short so that eight partitions do not hold eight times as many in memory.
