@@ -112,29 +112,28 @@ func (r *Report) DecodeMsgpack(d *msgpack.Decoder) error {
 			if err != nil {
 				return fieldErr("full_types", err)
 			}
+			r.FullTypes = nil
 			if l > 0 {
-				r.FullTypes = make([]TopicType, l)
+				r.FullTypes = make([]TopicType, 0, untrusted(l))
 			}
 			for j := 0; j < l; j++ {
 				t, err := d.DecodeUint16()
 				if err != nil {
 					return fieldErr(fmt.Sprintf("full_types[%d]", j), err)
 				}
-				r.FullTypes[j] = TopicType(t)
+				r.FullTypes = append(r.FullTypes, TopicType(t))
 			}
 		case "messages":
 			l, err := d.DecodeArrayLen()
 			if err != nil {
 				return fieldErr("messages", err)
 			}
-			if l < 0 {
-				l = 0
+			if cap(r.Messages) < untrusted(l) {
+				r.Messages = make([]StateMessage, 0, untrusted(l))
 			}
-			if cap(r.Messages) < l {
-				r.Messages = make([]StateMessage, l)
-			}
-			r.Messages = r.Messages[:l]
+			r.Messages = r.Messages[:0]
 			for j := 0; j < l; j++ {
+				r.Messages = append(r.Messages, StateMessage{})
 				if err := r.Messages[j].decode(d, j); err != nil {
 					return err
 				}
@@ -178,9 +177,11 @@ func (m *StateMessage) decode(d *msgpack.Decoder, idx int) error {
 		case "params":
 			var l int
 			if l, err = d.DecodeArrayLen(); err == nil && l > 0 {
-				m.Params = make([]string, l)
+				m.Params = make([]string, 0, untrusted(l))
 				for j := 0; j < l && err == nil; j++ {
-					m.Params[j], err = d.DecodeString()
+					var p string
+					p, err = d.DecodeString()
+					m.Params = append(m.Params, p)
 				}
 			}
 		default:
@@ -192,6 +193,11 @@ func (m *StateMessage) decode(d *msgpack.Decoder, idx int) error {
 	}
 	return nil
 }
+
+// untrusted bounds what a length read from the input may allocate before the elements it
+// announces have actually been read: a 30-byte body can claim four billion messages (found by
+// FuzzDecodeReport; it ran the process out of memory). Slices grow as elements decode.
+func untrusted(n int) int { return max(min(n, 1024), 0) }
 
 // keyBuf holds a map key read without allocating: field names are short fixstr.
 type keyBuf [32]byte
@@ -231,11 +237,15 @@ func EncodeReport(buf *bytes.Buffer, r *Report) error {
 func DecodeReport(b []byte, r *Report) error {
 	rd := bytes.NewReader(b)
 	d := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(d)
 	d.Reset(rd)
 	if err := r.DecodeMsgpack(d); err != nil {
+		// Not returned to the pool: reading a string or extension whose claimed length the
+		// body does not hold grows the decoder's buffer by up to 1 MiB and keeps it (msgpack
+		// v5 readNGrow), so a pooled decoder fed such bodies grew without bound — 10 GiB in
+		// half a minute of fuzzing, and the same from an ingest node's bad requests.
 		return err
 	}
+	msgpack.PutDecoder(d)
 	if rd.Len() != 0 {
 		return &FieldError{Field: "report", Reason: fmt.Sprintf("%d bytes after the end of the report", rd.Len())}
 	}

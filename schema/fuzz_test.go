@@ -3,8 +3,10 @@ package schema
 import (
 	"bytes"
 	"crypto/ed25519"
+	"errors"
 	"os"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -74,4 +76,41 @@ func FuzzParseCredential(f *testing.F) {
 			t.Fatalf("accepted an incomplete credential: %+v", c)
 		}
 	})
+}
+
+// A length header is not an allocation: 30 bytes claiming billions of messages, full types or
+// params are refused as truncated (the fuzzer's dc8d76a68697d3eb ran the decoder out of memory).
+func TestHugeLengthsAreNotPreallocated(t *testing.T) {
+	for name, body := range map[string][]byte{
+		"messages":   []byte("\x81\xa8messages\xdd\xff\xff\xff\xff\x80"),
+		"full_types": []byte("\x81\xaafull_types\xdd\xff\xff\xff\xff\x01"),
+		"params":     []byte("\x81\xa8messages\x91\x81\xa6params\xdd\xff\xff\xff\xff\xa1x"),
+	} {
+		var r Report
+		err := DecodeReport(body, &r)
+		var fe *FieldError
+		if !errors.As(err, &fe) {
+			t.Errorf("%s: got %v, want a field error", name, err)
+		}
+	}
+}
+
+// Bodies claiming strings longer than themselves must not leave memory behind: each grew a
+// pooled decoder's buffer by 1 MiB and kept it (the fuzzer's workers reached 10 GiB).
+func TestClaimedLengthsDoNotAccumulate(t *testing.T) {
+	body := []byte("\x81\xa6client\xdb\x7f\xff\xff\xf0x")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range 400 {
+		var r Report
+		if err := DecodeReport(body, &r); err == nil {
+			t.Fatal("a truncated string decoded")
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 64<<20 {
+		t.Fatalf("400 bad bodies of %d bytes left %d MiB in use", len(body), grown>>20)
+	}
 }
