@@ -58,7 +58,7 @@ func (pr *Projector) own(ctx context.Context, gen Generation) error {
 			delete(pr.epochs, p)
 		}
 	}
-	pr.owned, pr.gen = owned, gen.ID()
+	pr.gen = gen.ID()
 	pr.m.owned.Set(float64(len(owned)))
 	pr.p.Logger.Info("joined a generation of the consumer group", "generation", gen.ID(), "member", gen.Member(),
 		"partitions", len(owned), "taken_over", gained)

@@ -170,7 +170,6 @@ type Projector struct {
 
 	cur    Generation      // the generation being worked on
 	gen    int32           // its id (0: none yet)
-	owned  map[int32]bool  // state-topic partitions the group assigned to this member
 	epochs map[int32]int64 // of those, the ones claimed, with the epoch their cells are written under
 	// unclaimed: owned partitions not claimed yet (torn when taken over: claimReady)
 	unclaimed map[int32]bool
@@ -242,7 +241,7 @@ func New(cfg Config, p Params) (*Projector, error) {
 			Help: "Consumer-group generations this process joined (each rebalance is one)."}),
 		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
 	}
-	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker(), owned: map[int32]bool{},
+	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker(),
 		epochs: map[int32]int64{}, unclaimed: map[int32]bool{}}, nil
 }
 

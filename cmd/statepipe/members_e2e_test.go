@@ -113,6 +113,63 @@ func currentOwners(t *testing.T, s *testSite) map[int64]string {
 	return out
 }
 
+// fleet is a set of clients pc-00… of a site, each reporting a random state of every catalog
+// update U1…Un in each round; agreeing compares the aggregate compliance report with the one
+// computed by scanning the live states, once every client has been folded.
+type fleet struct {
+	t       *testing.T
+	s       *testSite
+	n, upd  int
+	full    bool
+	rng     *rand.Rand
+	clients map[int]interface {
+		Report(context.Context, bool, ...schema.StateMessage) error
+	}
+}
+
+// newFleet imports the catalog U1…U(updates) and returns n clients reporting full or delta.
+func newFleet(t *testing.T, s *testSite, n, updates int, full bool, seed uint64) *fleet {
+	for u := 1; u <= updates; u++ {
+		s.importRef("catalog", fmt.Sprintf(`{"id":"U%d","title":"Update %d","first_synced":"2026-01-01T00:00:00Z"}`, u, u))
+	}
+	return &fleet{t: t, s: s, n: n, upd: updates, full: full, rng: rand.New(rand.NewPCG(seed, seed+1)),
+		clients: map[int]interface {
+			Report(context.Context, bool, ...schema.StateMessage) error
+		}{}}
+}
+
+func (f *fleet) round() {
+	for c := 0; c < f.n; c++ {
+		if f.clients[c] == nil {
+			f.clients[c] = f.s.client(fmt.Sprintf("pc-%02d", c))
+		}
+		var msgs []schema.StateMessage
+		for u := 1; u <= f.upd; u++ {
+			msgs = append(msgs, schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: fmt.Sprintf("U%d", u), State: int32(1 + f.rng.IntN(3))})
+		}
+		if err := f.clients[c].Report(context.Background(), f.full, msgs...); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+func (f *fleet) agreeing() string {
+	var agg, scan report.Compliance
+	if code := f.s.get("/v1/reports/compliance", &agg); code != 200 {
+		return fmt.Sprintf("compliance: %d", code)
+	}
+	if code := f.s.get("/v1/reports/compliance?source=scan", &scan); code != 200 {
+		return fmt.Sprintf("compliance scan: %d", code)
+	}
+	if !reflect.DeepEqual(agg.Updates, scan.Updates) || agg.Computers != scan.Computers {
+		return fmt.Sprintf("aggregates differ from the scan:\n agg  %+v %+v\n scan %+v %+v", agg.Updates, agg.Computers, scan.Updates, scan.Computers)
+	}
+	if len(scan.Updates) != f.upd || scan.Updates[0].Total != int64(len(f.clients)) {
+		return fmt.Sprintf("not every client folded yet: %+v", scan.Updates)
+	}
+	return ""
+}
+
 // A member that is stuck in a write of aggregate cells while the group rebalances is evicted,
 // and its partitions are claimed by the others under new epochs; when its write finally lands
 // it must not change any count (ddl/0009).
@@ -120,43 +177,8 @@ func TestEvictedMembersLateWritesAreNotCounted(t *testing.T) {
 	logA, logB, logC := memberLog("A"), memberLog("B"), memberLog("C")
 	s := startSite(t, siteOpts{log: logA})
 	ctx := context.Background()
-	for u := 1; u <= 6; u++ {
-		s.importRef("catalog", fmt.Sprintf(`{"id":"U%d","title":"Update %d","first_synced":"2026-01-01T00:00:00Z"}`, u, u))
-	}
-	clients := map[int]interface {
-		Report(context.Context, bool, ...schema.StateMessage) error
-	}{}
-	rng := rand.New(rand.NewPCG(3, 4))
-	round := func() {
-		for c := 0; c < 32; c++ {
-			if clients[c] == nil {
-				clients[c] = s.client(fmt.Sprintf("pc-%02d", c))
-			}
-			var msgs []schema.StateMessage
-			for u := 1; u <= 6; u++ {
-				msgs = append(msgs, schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: fmt.Sprintf("U%d", u), State: int32(1 + rng.IntN(3))})
-			}
-			if err := clients[c].Report(ctx, true, msgs...); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	agreeing := func() string {
-		var agg, scan report.Compliance
-		if code := s.get("/v1/reports/compliance", &agg); code != 200 {
-			return fmt.Sprintf("compliance: %d", code)
-		}
-		if code := s.get("/v1/reports/compliance?source=scan", &scan); code != 200 {
-			return fmt.Sprintf("compliance scan: %d", code)
-		}
-		if !reflect.DeepEqual(agg.Updates, scan.Updates) || agg.Computers != scan.Computers {
-			return fmt.Sprintf("aggregates differ from the scan:\n agg  %+v %+v\n scan %+v %+v", agg.Updates, agg.Computers, scan.Updates, scan.Computers)
-		}
-		if len(scan.Updates) != 6 || scan.Updates[0].Total != int64(len(clients)) {
-			return fmt.Sprintf("not every client folded yet: %+v", scan.Updates)
-		}
-		return ""
-	}
+	f := newFleet(t, s, 32, 6, true, 3)
+	round, agreeing := f.round, f.agreeing
 	round()
 	eventuallyWithin(t, 30*time.Second, agreeing)
 	gate := &gatedStore{siteStore: s.node.sites[0].store, open: make(chan struct{}), blocked: make(chan string, 100), landed: make(chan string, 100)}
@@ -402,43 +424,8 @@ func TestTornPartitionIsClaimedOnceFoldedPast(t *testing.T) {
 	ctx := context.Background()
 	db := database(s.code)
 	st := s.node.sites[0].store
-	for u := 1; u <= 4; u++ {
-		s.importRef("catalog", fmt.Sprintf(`{"id":"U%d","title":"Update %d","first_synced":"2026-01-01T00:00:00Z"}`, u, u))
-	}
-	clients := map[int]interface {
-		Report(context.Context, bool, ...schema.StateMessage) error
-	}{}
-	rng := rand.New(rand.NewPCG(5, 6))
-	round := func() {
-		for c := 0; c < 40; c++ {
-			if clients[c] == nil {
-				clients[c] = s.client(fmt.Sprintf("pc-%02d", c))
-			}
-			var msgs []schema.StateMessage
-			for u := 1; u <= 4; u++ {
-				msgs = append(msgs, schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: fmt.Sprintf("U%d", u), State: int32(1 + rng.IntN(3))})
-			}
-			if err := clients[c].Report(ctx, false, msgs...); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	agreeing := func() string {
-		var agg, scan report.Compliance
-		if code := s.get("/v1/reports/compliance", &agg); code != 200 {
-			return fmt.Sprintf("compliance: %d", code)
-		}
-		if code := s.get("/v1/reports/compliance?source=scan", &scan); code != 200 {
-			return fmt.Sprintf("compliance scan: %d", code)
-		}
-		if !reflect.DeepEqual(agg.Updates, scan.Updates) || agg.Computers != scan.Computers {
-			return fmt.Sprintf("aggregates differ from the scan:\n agg  %+v %+v\n scan %+v %+v", agg.Updates, agg.Computers, scan.Updates, scan.Computers)
-		}
-		if len(scan.Updates) != 4 || scan.Updates[0].Total != int64(len(clients)) {
-			return fmt.Sprintf("not every client folded yet: %+v", scan.Updates)
-		}
-		return ""
-	}
+	f := newFleet(t, s, 40, 4, false, 5)
+	round, agreeing := f.round, f.agreeing
 	round()
 	eventuallyWithin(t, 30*time.Second, agreeing)
 	a := currentOwners(t, s)[0]

@@ -587,12 +587,17 @@ func (x *Index) isDelta(c *client, r *schema.Report) bool {
 	}
 	for i := range r.Messages {
 		m := &r.Messages[i]
-		if m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) &&
-			(m.Serial > c.scanSerial || m.Serial == c.scanSerial && m.Time != c.scanTime) {
+		if c.newScan(m) {
 			return false
 		}
 	}
 	return true
+}
+
+// newScan reports whether m is a successful scan that would change the client's latest one.
+func (c *client) newScan(m *schema.StateMessage) bool {
+	return m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) &&
+		(m.Serial > c.scanSerial || m.Serial == c.scanSerial && m.Time != c.scanTime)
 }
 
 // changes reports whether folding r would change anything of client c.
@@ -610,8 +615,7 @@ func (x *Index) changes(c *client, r *schema.Report) bool {
 	}
 	for i := range r.Messages {
 		m := &r.Messages[i]
-		if m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) &&
-			(m.Serial > c.scanSerial || m.Serial == c.scanSerial && m.Time != c.scanTime) {
+		if c.newScan(m) {
 			return true
 		}
 		if !m.TopicType.Keyed() || m.Serial < c.marker(m.TopicType) {
@@ -679,26 +683,27 @@ func (c *client) dropBelow(tt schema.TopicType, serial uint64) {
 
 // apply folds one keyed message: the greatest serial wins (of equal serials the later one, as
 // in the store), and a key older than the type's full-report marker is not live.
-func (x *Index) apply(c *client, tt schema.TopicType, topicID string, serial uint64, state int16, errCode int32) {
+// It returns the key, its live value before, whether it had one, and whether the live value
+// changed.
+func (x *Index) apply(c *client, tt schema.TopicType, topicID string, serial uint64, state int16, errCode int32) (k uint64, old key, had, changed bool) {
 	if serial < c.marker(tt) {
-		return
+		return 0, key{}, false, false
 	}
-	k := uint64(tt)<<32 | uint64(x.intern(topicID))
-	if old, ok := c.keys[k]; ok && old.serial > serial {
-		return
+	k = uint64(tt)<<32 | uint64(x.intern(topicID))
+	old, had = c.keys[k]
+	if had && old.serial > serial {
+		return k, old, had, false
 	}
-	c.keys[k] = key{serial: serial, err: errCode, state: state}
+	v := key{serial: serial, err: errCode, state: state}
+	c.keys[k] = v
+	return k, old, had, !had || v != old
 }
 
 // applyDelta is apply for a client whose per-key cells move key by key: the cells of the
 // key's old state are subtracted and those of its new state added.
 func (x *Index) applyDelta(c *client, tt schema.TopicType, topicID string, serial uint64, state int16, errCode int32) {
-	if serial < c.marker(tt) {
-		return
-	}
-	k := uint64(tt)<<32 | uint64(x.intern(topicID))
-	old, had := c.keys[k]
-	if had && (old.serial > serial || old.serial == serial && old.state == state && old.err == errCode) {
+	k, old, had, changed := x.apply(c, tt, topicID, serial, state, errCode)
+	if !changed {
 		return
 	}
 	scopes := x.scopes(c)
@@ -706,9 +711,7 @@ func (x *Index) applyDelta(c *client, tt schema.TopicType, topicID string, seria
 	if had {
 		x.keyCells(pt, c, scopes, k, old, -1)
 	}
-	v := key{serial: serial, err: errCode, state: state}
-	c.keys[k] = v
-	x.keyCells(pt, c, scopes, k, v, 1)
+	x.keyCells(pt, c, scopes, k, c.keys[k], 1)
 }
 
 // contribute adds sign × the client's contribution to its partition's cells.
