@@ -672,7 +672,12 @@ func startSite(ctx context.Context, cfg HarnessConfig) (*harnessSite, error) {
 		}
 		s.dir, s.tmp = d, true
 	}
-	args := []string{"run", "--data", s.dir, "--listen", "127.0.0.1:0", "--site", cfg.Site, "--projector.lag-every", "1s"}
+	// Enrolment is not paced here: the harness enrols the whole simulated estate before it
+	// measures folding (rollout pacing is a scenario of its own).
+	args := []string{"run", "--data", s.dir, "--listen", "127.0.0.1:0", "--site", cfg.Site, "--projector.lag-every", "1s",
+		"--ingest.enroll-rate", "0",
+		// The oracle reads whole tables (state_messages FINAL at 30 M rows) through /v1/sql.
+		"--sql.timeout", "10m", "--sql.max-threads", "0", "--sql.max-rows-read", "0", "--sql.max-result-rows", "0", "--sql.max-result-bytes", "0"}
 	if cfg.Brokers != "" {
 		args = append(args, "--kafka.brokers", cfg.Brokers)
 		s.brokers = cfg.Brokers

@@ -18,6 +18,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,10 +32,11 @@ type Config struct {
 	URL      string // base URL of the site's ingest, e.g. http://127.0.0.1:8080
 	Site     string
 	ClientID string
-	// NextSerial is the first serial to use (default 1; Enroll defaults it to the enrolment
-	// time in microseconds, so a reinstalled machine reports above its old serials). An agent
-	// persists LastSerial across restarts and passes LastSerial+1 here: serials must never
-	// repeat — the site refuses a serial it accepted before with other content (409).
+	// NextSerial is the first serial to use (default 1). An agent persists LastSerial across
+	// restarts and passes LastSerial+1 here: serials must never repeat — the site refuses a
+	// serial it accepted before with other content (409). A signed client's serials lie above
+	// its enrolment's serial base (Identity.SerialBase): the SDK moves up to it whenever an
+	// enrolment or a rotation answers one above the next serial.
 	NextSerial uint64
 	// HTTPClient defaults to a client with a 30 s timeout.
 	HTTPClient *http.Client
@@ -63,8 +65,9 @@ type Client struct {
 	cfg  Config
 	http *http.Client
 
-	mu     sync.Mutex
-	serial uint64 // last serial assigned
+	mu       sync.Mutex // held while a report is sent: reports go one at a time
+	serialMu sync.Mutex // guards serial
+	serial   uint64     // last serial assigned
 
 	idMu sync.Mutex
 	id   *Identity
@@ -98,13 +101,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Identity != nil && (cfg.Identity.Client != cfg.ClientID || cfg.Identity.Site != cfg.Site) {
 		return nil, fmt.Errorf("client: identity is for client %s at site %s, not %s at %s", cfg.Identity.Client, cfg.Identity.Site, cfg.ClientID, cfg.Site)
 	}
-	return &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1, id: cfg.Identity}, nil
+	c := &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1, id: cfg.Identity}
+	if cfg.Identity != nil {
+		c.serial = max(c.serial, cfg.Identity.SerialBase)
+	}
+	return c, nil
 }
 
 // LastSerial returns the last serial assigned; persist it to survive restarts.
 func (c *Client) LastSerial() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.serialMu.Lock()
+	defer c.serialMu.Unlock()
 	return c.serial
 }
 
@@ -135,6 +142,8 @@ func (c *Client) Report(ctx context.Context, full bool, msgs ...schema.StateMess
 
 // number assigns the next serials, and the current time to messages without one.
 func (c *Client) number(msgs []schema.StateMessage) {
+	c.serialMu.Lock()
+	defer c.serialMu.Unlock()
 	now := time.Now().UnixMilli()
 	for i := range msgs {
 		c.serial++
@@ -143,6 +152,32 @@ func (c *Client) number(msgs []schema.StateMessage) {
 			msgs[i].Time = now
 		}
 	}
+}
+
+// renumber gives msgs the next serials, in the order of their current ones.
+func (c *Client) renumber(msgs []schema.StateMessage) {
+	order := make([]int, len(msgs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return msgs[order[a]].Serial < msgs[order[b]].Serial })
+	c.serialMu.Lock()
+	defer c.serialMu.Unlock()
+	for _, i := range order {
+		c.serial++
+		msgs[i].Serial = c.serial
+	}
+}
+
+// below reports whether some serial of rep is not above the enrolment's serial base.
+func (c *Client) below(rep *schema.Report) bool {
+	base := c.SerialBase()
+	for i := range rep.Messages {
+		if rep.Messages[i].Serial <= base {
+			return true
+		}
+	}
+	return false
 }
 
 // resync answers a resync request with a full report of the client's whole state.
@@ -198,28 +233,76 @@ func (c *Client) send(ctx context.Context, rep *schema.Report) (*schema.Ack, err
 	if err := schema.EncodeReport(&body, rep); err != nil {
 		return nil, fmt.Errorf("cannot encode report: %w", err)
 	}
-	backoff := c.cfg.BackoffMin
-	var lastErr error
 	renewed := false
-	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
-		ack, wait, err := c.post(ctx, body.Bytes())
+	var ack *schema.Ack
+	err := c.retry(ctx, func() (time.Duration, error) {
+		a, wait, err := c.post(ctx, body.Bytes())
 		if err == nil {
-			return ack, nil
+			ack = a
+			return 0, nil
 		}
-		lastErr = err
 		if !renewed && c.renewable(err) {
 			renewed = true
 			if rerr := c.enroll(ctx); rerr != nil {
-				return nil, fmt.Errorf("%w (and enrolling again failed: %v)", err, rerr)
+				return 0, permanent{fmt.Errorf("%w (and enrolling again failed: %v)", err, rerr)}
 			}
+			if c.below(rep) {
+				// The new enrolment's serials start above this report's (a new incarnation):
+				// the report was refused, so it may take new serials.
+				c.renumber(rep.Messages)
+				body.Reset()
+				if err := schema.EncodeReport(&body, rep); err != nil {
+					return 0, permanent{fmt.Errorf("cannot encode report: %w", err)}
+				}
+			}
+			return 0, retryNow{err}
+		}
+		return wait, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot send report: %w", err)
+	}
+	return ack, nil
+}
+
+// permanent marks an error not to retry; retryNow one to retry at once (not counted as a
+// failure to back off from).
+type (
+	permanent struct{ error }
+	retryNow  struct{ error }
+)
+
+func (p permanent) Unwrap() error { return p.error }
+func (r retryNow) Unwrap() error  { return r.error }
+
+// retry calls try until it succeeds, fails for good (an APIError that is not Temporary, or a
+// permanent error) or MaxAttempts tries were made, waiting between tries the server's
+// Retry-After (try's wait) or a capped exponential back-off with full jitter, so a fleet that
+// failed together does not retry together. Retrying a report is safe: it carries the same
+// serials, and the site folds it once.
+func (c *Client) retry(ctx context.Context, try func() (wait time.Duration, err error)) error {
+	backoff := c.cfg.BackoffMin
+	var lastErr error
+	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
+		wait, err := try()
+		if err == nil {
+			return nil
+		}
+		var p permanent
+		if errors.As(err, &p) {
+			return p.error
+		}
+		var now retryNow
+		if errors.As(err, &now) {
+			lastErr = now.error
 			continue
 		}
+		lastErr = err
 		var apiErr *APIError
 		if errors.As(err, &apiErr) && !apiErr.Temporary() {
-			return nil, err
+			return err
 		}
 		if wait == 0 {
-			// Full jitter keeps a fleet that failed together from retrying together.
 			wait = time.Duration(rand.Int64N(int64(backoff)) + 1)
 			backoff = min(backoff*2, c.cfg.BackoffMax)
 		}
@@ -228,11 +311,11 @@ func (c *Client) send(ctx context.Context, rep *schema.Report) (*schema.Ack, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cannot send report (gave up waiting to retry): %w (last error: %v)", ctx.Err(), lastErr)
+			return fmt.Errorf("gave up waiting to retry: %w (last error: %v)", ctx.Err(), lastErr)
 		case <-time.After(wait):
 		}
 	}
-	return nil, fmt.Errorf("cannot send report after %d attempts: %w", c.cfg.MaxAttempts, lastErr)
+	return fmt.Errorf("%d attempts failed: %w", c.cfg.MaxAttempts, lastErr)
 }
 
 // post sends once; wait is the server's Retry-After when it gave one.

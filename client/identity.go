@@ -26,6 +26,9 @@ type Identity struct {
 	PrivateKey []byte    `json:"private_key"` // ed25519.PrivateKey (JSON: base64)
 	Credential string    `json:"credential"`
 	Expires    time.Time `json:"expires"`
+	// SerialBase is the serial below the first this enrolment may use: the client's serials
+	// continue above it (schema.SerialBase).
+	SerialBase uint64 `json:"serial_base"`
 }
 
 // LoadIdentity reads an identity file.
@@ -54,16 +57,12 @@ func (id *Identity) Save(path string) error {
 }
 
 // Enroll claims cfg.ClientID at cfg.Site (POST /v1/enroll) with cfg.Identity's key, or a new
-// key when cfg.Identity is nil, and returns a client that signs every report.
+// key when cfg.Identity is nil, and returns a client that signs every report. The site answers
+// the enrolment's serial base: the client's serials continue above it, so a machine enrolling
+// again (reinstalled with a new key under its old id) reports above anything any earlier key
+// of the id could have sent, and its states win (rule 1). Its first report should be full,
+// which tells the site the jump is not a gap.
 func Enroll(ctx context.Context, cfg Config) (*Client, error) {
-	if cfg.NextSerial == 0 {
-		// A machine enrolling without a serial to continue from (new, or reinstalled with a
-		// new key under its old id) starts at the enrolment time in microseconds: above
-		// anything it can have reported before, so its states are not older than its old ones
-		// (rule 1) and its serials never repeat. Its first report is full, which tells the
-		// site the jump is not a gap.
-		cfg.NextSerial = uint64(time.Now().UnixMicro())
-	}
 	c, err := New(cfg)
 	if err != nil {
 		return nil, err
@@ -95,29 +94,94 @@ func (c *Client) enroll(ctx context.Context) error {
 	}
 	key := ed25519.PrivateKey(id.PrivateKey)
 	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: key.Public().(ed25519.PublicKey)})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+"/v1/enroll", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", schema.MediaJSON)
-	if c.cfg.EnrollToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.EnrollToken)
-	}
-	resp, err := c.http.Do(req)
+	er, err := c.postEnroll(ctx, body, nil)
 	if err != nil {
 		return fmt.Errorf("cannot enrol: %w", err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("cannot enrol: %w", apiError(resp, raw))
-	}
-	var er schema.EnrollResponse
-	if err := json.Unmarshal(raw, &er); err != nil || er.Credential == "" {
-		return fmt.Errorf("cannot enrol: bad answer %q", strings.TrimSpace(string(raw)))
-	}
-	id.Credential, id.Expires = er.Credential, er.Expires
+	id.Credential, id.Expires, id.SerialBase = er.Credential, er.Expires, er.SerialBase
 	c.id = id
+	c.raise(er.SerialBase)
+	return nil
+}
+
+// postEnroll posts an enrolment (or rotation) body with headers, retrying what is safe to
+// retry as reports are (429 and 503 honouring Retry-After: a site paces enrolments, and a node
+// still reading its identity log answers 503).
+func (c *Client) postEnroll(ctx context.Context, body []byte, headers map[string]string) (*schema.EnrollResponse, error) {
+	var er *schema.EnrollResponse
+	err := c.retry(ctx, func() (time.Duration, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+"/v1/enroll", bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Content-Type", schema.MediaJSON)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		if c.cfg.EnrollToken != "" {
+			req.Header.Set("Authorization", "Bearer "+c.cfg.EnrollToken)
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK {
+			apiErr := apiError(resp, raw)
+			return apiErr.RetryAfter, apiErr
+		}
+		er = new(schema.EnrollResponse)
+		if err := json.Unmarshal(raw, er); err != nil || er.Credential == "" {
+			return 0, &APIError{Status: resp.StatusCode, ErrorDetail: schema.ErrorDetail{Code: "http", Message: "bad answer " + strings.TrimSpace(string(raw))}}
+		}
+		return 0, nil
+	})
+	return er, err
+}
+
+// raise moves the next serial above base.
+func (c *Client) raise(base uint64) {
+	c.serialMu.Lock()
+	defer c.serialMu.Unlock()
+	c.serial = max(c.serial, base)
+}
+
+// SerialBase returns the enrolment's serial base (0 without an identity).
+func (c *Client) SerialBase() uint64 {
+	c.idMu.Lock()
+	defer c.idMu.Unlock()
+	if c.id == nil {
+		return 0
+	}
+	return c.id.SerialBase
+}
+
+// Rotate gives the client's id to a new key (POST /v1/enroll, signed with the current key
+// over the request, which names the new key and the time): the old key can never report or
+// enrol again. The new enrolment has a serial base above every earlier one; the next report
+// should be full. Save the Identity afterwards.
+func (c *Client) Rotate(ctx context.Context) error {
+	c.idMu.Lock()
+	defer c.idMu.Unlock()
+	if c.id == nil {
+		return errors.New("cannot rotate: the client is not enrolled")
+	}
+	_, next, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	id := *c.id
+	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site,
+		PublicKey: next.Public().(ed25519.PublicKey), Time: time.Now().UnixMilli()})
+	er, err := c.postEnroll(ctx, body, map[string]string{schema.HeaderCredential: id.Credential,
+		schema.HeaderSignature: schema.SignBody(ed25519.PrivateKey(id.PrivateKey), body)})
+	if err != nil {
+		return fmt.Errorf("cannot rotate: %w", err)
+	}
+	id.PrivateKey, id.Credential, id.Expires, id.SerialBase = next, er.Credential, er.Expires, er.SerialBase
+	c.id = &id
+	c.raise(er.SerialBase)
 	return nil
 }
 
@@ -137,5 +201,6 @@ func (c *Client) sign(body []byte) (credential, signature string) {
 func (c *Client) renewable(err error) bool {
 	var apiErr *APIError
 	return c.Identity() != nil && errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized &&
-		apiErr.Field == schema.HeaderCredential && strings.Contains(apiErr.Message, "expired")
+		apiErr.Field == schema.HeaderCredential && (apiErr.Code == schema.CodeUnauthenticated) &&
+		(strings.Contains(apiErr.Message, "expired") || strings.Contains(apiErr.Message, "not enrolled"))
 }

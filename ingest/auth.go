@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -36,8 +37,23 @@ type AuthConfig struct {
 	CredentialTTL time.Duration
 	// EnrollToken, when set, must be presented (Authorization: Bearer) to enrol.
 	EnrollToken string
+	// EnrollRate and EnrollBurst bound new enrolments (and rotations) at one ingest node, per
+	// second (default 100/s, burst 1,000; 0: unlimited): a new client's first full scan is the
+	// expensive report, and a flood of fake ids must not fill the registry. Renewals are not
+	// counted. EnrollAddressRate/Burst bound every enrolment request per source address
+	// (default off: estates enrol through proxies and NAT).
+	EnrollRate         float64
+	EnrollBurst        int
+	EnrollAddressRate  float64
+	EnrollAddressBurst int
+	// IdentityMaxStaleness is how long the node may go without having read the identity log up
+	// to its end before it refuses signed reports and enrolments (503): the bound on how late a
+	// rotation or a revocation reaches it (default 10 s).
+	IdentityMaxStaleness time.Duration
 	// MaxClockSkew is how far in the future a message's client time may be (default 1 h).
 	MaxClockSkew time.Duration
+	// MaxMessageAge is how far in the past a message's client time may be (default 5 years).
+	MaxMessageAge time.Duration
 	// ClientRate and ClientBurst bound each client's reports per second at one ingest node
 	// (defaults 5/s, burst 20); above it the node answers 429 with Retry-After.
 	ClientRate  float64
@@ -49,8 +65,14 @@ func (c *AuthConfig) RegisterFlags(prefix string, fs *flag.FlagSet, defaultMode 
 	fs.StringVar(&c.Mode, prefix+"auth", defaultMode, "report authentication: required, optional (unsigned accepted, signed verified) or off")
 	fs.StringVar(&c.SiteKeyFile, prefix+"site-key", "", "the site's Ed25519 private key (PKCS#8 PEM); created there if missing")
 	fs.DurationVar(&c.CredentialTTL, prefix+"credential-ttl", 30*24*time.Hour, "how long an enrolment credential is valid")
-	fs.StringVar(&c.EnrollToken, prefix+"enroll-token", "", "bearer token required to enrol (empty: anyone may enrol an unclaimed client id)")
+	fs.StringVar(&c.EnrollToken, prefix+"enroll-token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "bearer token required to enrol (default $STATEPIPE_ENROLL_TOKEN; empty: anyone who reaches ingest may enrol an unclaimed client id)")
+	fs.Float64Var(&c.EnrollRate, prefix+"enroll-rate", 100, "new enrolments per second one ingest node admits (429 with Retry-After above; 0: unlimited); renewals are not counted")
+	fs.IntVar(&c.EnrollBurst, prefix+"enroll-burst", 1000, "burst of new enrolments above enroll-rate")
+	fs.Float64Var(&c.EnrollAddressRate, prefix+"enroll-address-rate", 0, "enrolment requests per second from one source address (0: unlimited; estates often enrol through proxies)")
+	fs.IntVar(&c.EnrollAddressBurst, prefix+"enroll-address-burst", 100, "burst of enrolment requests above enroll-address-rate")
+	fs.DurationVar(&c.IdentityMaxStaleness, prefix+"identity-max-staleness", 10*time.Second, "refuse signed reports and enrolments (503) when the identity log was last read to its end longer ago: the bound on how late a revocation or rotation takes effect at this node")
 	fs.DurationVar(&c.MaxClockSkew, prefix+"max-clock-skew", time.Hour, "how far in the future a message's client time may be")
+	fs.DurationVar(&c.MaxMessageAge, prefix+"max-message-age", 5*365*24*time.Hour, "how far in the past a message's client time may be (a clock further back is wrong)")
 	fs.Float64Var(&c.ClientRate, prefix+"client-rate", 5, "reports per second one client may send to one ingest node (429 above)")
 	fs.IntVar(&c.ClientBurst, prefix+"client-burst", 20, "burst of reports above client-rate")
 }
@@ -62,10 +84,12 @@ func (c *AuthConfig) Validate() error {
 		return fmt.Errorf("ingest: auth must be required, optional or off, not %q", c.Mode)
 	case c.Mode != AuthOff && c.SiteKeyFile == "":
 		return errors.New("ingest: site-key is required unless auth is off")
-	case c.CredentialTTL <= 0, c.MaxClockSkew <= 0:
-		return errors.New("ingest: credential-ttl and max-clock-skew must be positive")
+	case c.CredentialTTL <= 0, c.MaxClockSkew <= 0, c.MaxMessageAge <= 0, c.IdentityMaxStaleness <= 0:
+		return errors.New("ingest: credential-ttl, max-clock-skew, max-message-age and identity-max-staleness must be positive")
 	case c.ClientRate <= 0 || c.ClientBurst < 1:
 		return errors.New("ingest: client-rate must be positive and client-burst at least 1")
+	case c.EnrollRate < 0 || c.EnrollAddressRate < 0:
+		return fmt.Errorf("ingest: enroll-rate (%g) and enroll-address-rate (%g) must not be negative", c.EnrollRate, c.EnrollAddressRate)
 	}
 	return nil
 }
@@ -105,16 +129,45 @@ func LoadOrCreateSiteKey(path string) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-// Registry is a mirror of a compacted topic keyed by client id (internal/kafka.KeySet).
-type Registry interface {
-	Get(key string) (value []byte, at time.Time, ok bool)
+// LoadSitePublicKey reads the site's public key from path: a PKIX "PUBLIC KEY" PEM (e.g.
+// `openssl pkey -in site.key -pubout`) or the site key itself (PKCS#8 "PRIVATE KEY", whose
+// public half is used). Unlike LoadOrCreateSiteKey it never creates one: the roles that only
+// check what ingest vouched for (the projector) must use the key ingest signs with.
+func LoadSitePublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the site key %s: %w", path, err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("site key %s: no PEM block", path)
+	}
+	var k any
+	switch block.Type {
+	case "PUBLIC KEY":
+		k, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("site key %s: PEM block %q, want PUBLIC KEY or PRIVATE KEY", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("site key %s: %w", path, err)
+	}
+	switch k := k.(type) {
+	case ed25519.PublicKey:
+		return k, nil
+	case ed25519.PrivateKey:
+		return k.Public().(ed25519.PublicKey), nil
+	}
+	return nil, fmt.Errorf("site key %s: not an Ed25519 key", path)
 }
 
 // Auth verifies credentials and signatures and paces clients.
 type Auth struct {
-	cfg     AuthConfig
-	key     ed25519.PrivateKey
-	revoked Registry // client → revocation; credentials issued before it are refused
+	cfg AuthConfig
+	key ed25519.PrivateKey
+	ids *Identities // who holds each client id now; a credential of any other key is refused
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -126,16 +179,20 @@ type bucket struct {
 	used time.Time
 }
 
-// NewAuth returns the verifier of a site's ingest; key may be nil when auth is off.
-func NewAuth(cfg AuthConfig, key ed25519.PrivateKey, revoked Registry) (*Auth, error) {
+// NewAuth returns the verifier of a site's ingest; key and ids may be nil when auth is off.
+func NewAuth(cfg AuthConfig, key ed25519.PrivateKey, ids *Identities) (*Auth, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Mode != AuthOff && key == nil {
-		return nil, errors.New("ingest: a site key is required unless auth is off")
+	if cfg.Mode != AuthOff && (key == nil || ids == nil) {
+		return nil, errors.New("ingest: a site key and the identity registry are required unless auth is off")
 	}
-	return &Auth{cfg: cfg, key: key, revoked: revoked, buckets: map[string]*bucket{}}, nil
+	return &Auth{cfg: cfg, key: key, ids: ids, buckets: map[string]*bucket{}}, nil
 }
+
+// Key returns the site's private key (nil when auth is off): it vouches for the records ingest
+// produces (schema.Vouch).
+func (a *Auth) Key() ed25519.PrivateKey { return a.key }
 
 // PublicKey returns the site's public key.
 func (a *Auth) PublicKey() ed25519.PublicKey {
@@ -177,11 +234,8 @@ func (a *Auth) authenticate(r *http.Request, body []byte, now time.Time) (*schem
 		}
 		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, reason, err.Error(), schema.HeaderCredential, 0}
 	}
-	if a.revoked != nil {
-		if _, at, ok := a.revoked.Get(cred.Client); ok && cred.Issued <= at.UnixMilli() {
-			return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "revoked",
-				fmt.Sprintf("client %s was revoked at %s: enrol again", cred.Client, at.UTC().Format(time.RFC3339)), schema.HeaderCredential, 0}
-		}
+	if rej := a.current(&cred, now); rej != nil {
+		return nil, rej
 	}
 	if !schema.VerifyBody(cred.Key, body, sig) {
 		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "bad_signature",
@@ -190,8 +244,31 @@ func (a *Auth) authenticate(r *http.Request, body []byte, now time.Time) (*schem
 	return &cred, nil
 }
 
-// authorize checks that an authenticated client reports for itself at its site, within the
-// clock-skew limit and its rate.
+// current checks that a credential is of the key that holds its client id now, according to
+// the identity log as of at most IdentityMaxStaleness ago: a revoked or rotated-away key is
+// refused however long its credential would still be valid.
+func (a *Auth) current(cred *schema.Credential, now time.Time) *rejection {
+	if stale := a.ids.Staleness(now); stale > a.cfg.IdentityMaxStaleness {
+		return &rejection{http.StatusServiceUnavailable, schema.CodeUnavailable, "identity_stale", staleMessage(stale), "", 2 * time.Second}
+	}
+	holder, held := a.ids.Holder(cred.Client)
+	switch {
+	case held && bytes.Equal(holder.Key, cred.Key) && holder.Inc == cred.Inc:
+		return nil
+	case a.ids.Retired(cred.Client, cred.Key):
+		return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "revoked",
+			fmt.Sprintf("the key of this credential was revoked or rotated away for client %s: enrol again with a new key", cred.Client), schema.HeaderCredential, 0}
+	case held && bytes.Equal(holder.Key, cred.Key):
+		return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "bad_credential",
+			fmt.Sprintf("the credential is of incarnation %d of client %s, which is at %d: enrol again", cred.Inc, cred.Client, holder.Inc), schema.HeaderCredential, 0}
+	default:
+		return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "unknown_credential",
+			fmt.Sprintf("client %s is not enrolled with this credential's key at this site: enrol again", cred.Client), schema.HeaderCredential, 0}
+	}
+}
+
+// authorize checks that a client reports for itself at its site (an enrolled client only
+// signed), within its credential's serial range, within the clock bounds and its rate.
 func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.Time) *rejection {
 	if cred != nil {
 		if rep.Client != cred.Client {
@@ -202,47 +279,39 @@ func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.T
 			return &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_site",
 				fmt.Sprintf("client %s is enrolled at site %s, not %s", cred.Client, cred.Site, rep.Site), "site", 0}
 		}
+		lo, hi := schema.SerialBase(cred.Inc), schema.SerialBase(cred.Inc)+schema.SerialSpan
+		for i := range rep.Messages {
+			if s := rep.Messages[i].Serial; s <= lo || s >= hi {
+				return &rejection{http.StatusBadRequest, schema.CodeMalformed, "serial_range",
+					fmt.Sprintf("serial %d is outside this enrolment's range (%d, %d): serials continue above the serial_base the enrolment answered", s, lo, hi),
+					fmt.Sprintf("messages[%d].serial", i), 0}
+			}
+		}
+	} else if a.ids != nil {
+		if _, held := a.ids.Holder(rep.Client); held {
+			return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "unsigned",
+				fmt.Sprintf("client %s is enrolled at this site: its reports must be signed (%s, %s)", rep.Client, schema.HeaderCredential, schema.HeaderSignature),
+				schema.HeaderCredential, 0}
+		}
 	}
-	limit := now.Add(a.cfg.MaxClockSkew).UnixMilli()
+	ahead, behind := now.Add(a.cfg.MaxClockSkew).UnixMilli(), now.Add(-a.cfg.MaxMessageAge).UnixMilli()
 	for i := range rep.Messages {
-		if rep.Messages[i].Time > limit {
+		if t := rep.Messages[i].Time; t > ahead || t < behind {
+			dir, limit := "ahead of", a.cfg.MaxClockSkew
+			if t < behind {
+				dir, limit = "behind", a.cfg.MaxMessageAge
+			}
 			return &rejection{http.StatusBadRequest, schema.CodeMalformed, "clock_skew",
-				fmt.Sprintf("time %s is more than %s ahead of the server's clock", time.UnixMilli(rep.Messages[i].Time).UTC().Format(time.RFC3339), a.cfg.MaxClockSkew),
+				fmt.Sprintf("time %d (Unix ms) is more than %s %s the server's clock", t, limit, dir),
 				fmt.Sprintf("messages[%d].time", i), 0}
 		}
 	}
-	if wait := a.reserve(rep.Client, now); wait > 0 {
+	a.mu.Lock()
+	wait := takeToken(a.buckets, &a.swept, rep.Client, a.cfg.ClientRate, a.cfg.ClientBurst, now)
+	a.mu.Unlock()
+	if wait > 0 {
 		return &rejection{http.StatusTooManyRequests, schema.CodePaced, "rate_limited",
 			fmt.Sprintf("client %s exceeds %g reports/s", rep.Client, a.cfg.ClientRate), "client", wait}
 	}
 	return nil
-}
-
-// reserve takes one report from the client's bucket, or says how long until one is free.
-func (a *Auth) reserve(client string, now time.Time) time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.buckets) > 100000 && now.Sub(a.swept) > time.Minute {
-		// Forget clients idle long enough for their bucket to be full again.
-		idle := time.Duration(float64(a.cfg.ClientBurst)/a.cfg.ClientRate*float64(time.Second)) + time.Second
-		for c, b := range a.buckets {
-			if now.Sub(b.used) > idle {
-				delete(a.buckets, c)
-			}
-		}
-		a.swept = now
-	}
-	b := a.buckets[client]
-	if b == nil {
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(a.cfg.ClientRate), a.cfg.ClientBurst)}
-		a.buckets[client] = b
-	}
-	b.used = now
-	if b.lim.AllowN(now, 1) {
-		return 0
-	}
-	r := b.lim.ReserveN(now, 1)
-	wait := r.DelayFrom(now)
-	r.CancelAt(now)
-	return max(wait, time.Millisecond)
 }

@@ -8,120 +8,250 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+
 	"fmt"
+	"io"
 	"log/slog"
+	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/time/rate"
 
 	"github.com/statepipe/statepipe/schema"
 )
 
 // Enroller serves POST /v1/enroll and, for administrators, POST /v1/revoke.
 //
-// Enrolment claims a client id for a public key: the claim goes to the site's compacted topic
-// enrollments.<site> (key client id) that every ingest node mirrors, so an id already claimed
-// with another key is refused (409) until an administrator revokes it — or the holder of the
-// current key asks, signing the request with its credential (key rotation). Revocation
-// writes revocations.<site> (key client id, timestamp = the revocation): every credential of
-// that client issued up to then is refused. Enrolment is also where rollout pacing will
-// answer 429.
+// Every decision about a client id is an event in the site's identity log (Identities): a
+// node writes the event, reads the log until its own event comes back, and answers with what
+// the event did there — so the first enrolment of an id is the only one, whichever nodes take
+// competing claims and whenever they restart. A renewal (the holder's key asks again) needs no
+// event. New enrolments are admitted at a site-wide rate (and optionally per source address):
+// above it the answer is 429 with a jittered Retry-After, field "enroll".
 type Enroller struct {
-	Site        string
-	Auth        *Auth
-	Enrolled    WritableRegistry // mirror of enrollments.<site>
-	Enrollments Producer         // writer on enrollments.<site>
-	Revocations Producer         // writer on revocations.<site>
-	Log         *slog.Logger
+	site   string
+	auth   *Auth
+	ids    *Identities
+	log    Producer // writer on identity.<site>
+	logger *slog.Logger
+
+	newIDs  *rate.Limiter // new enrolments and rotations, site-wide; nil: unlimited
+	perAddr *addrLimits   // every enrolment request, per source address; nil: unlimited
+
+	outcomes *prometheus.CounterVec
 }
 
-// WritableRegistry is a Registry this process also writes to: it applies its own writes at
-// once, so one ingest node never grants a claimed id twice (nodes learn of each other's
-// claims as fast as they mirror the topic).
-type WritableRegistry interface {
-	Registry
-	Put(key string, value []byte, at time.Time)
+// EnrollerParams build an Enroller.
+type EnrollerParams struct {
+	Site       string
+	Auth       *Auth // its site key signs credentials and vouches for identity events
+	Identities *Identities
+	Log        Producer // writer on identity.<site>
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
-// enrollment is the value of an enrollments.<site> record.
-type enrollment struct {
-	Key  []byte `json:"key"`
-	Name string `json:"name,omitempty"`
+// NewEnroller returns the enrolment and revocation handlers of a site.
+func NewEnroller(p EnrollerParams) *Enroller {
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	e := &Enroller{site: p.Site, auth: p.Auth, ids: p.Identities, log: p.Log, logger: p.Logger,
+		outcomes: promauto.With(p.Registerer).NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_enrollments_total",
+			Help: "Enrolment, rotation and revocation requests by outcome (enrolled, renewed, rotated, revoked, or the refusal)."}, []string{"outcome"})}
+	if c := p.Auth.cfg; c.EnrollRate > 0 {
+		e.newIDs = rate.NewLimiter(rate.Limit(c.EnrollRate), max(c.EnrollBurst, 1))
+	}
+	if c := p.Auth.cfg; c.EnrollAddressRate > 0 {
+		e.perAddr = &addrLimits{rate: c.EnrollAddressRate, burst: max(c.EnrollAddressBurst, 1), buckets: map[string]*bucket{}}
+	}
+	return e
 }
+
+// Staleness is how long ago the site's identity log was last read up to its end here.
+func (e *Enroller) Staleness(now time.Time) time.Duration { return e.ids.Staleness(now) }
+
+// maxEnrollBody bounds an enrolment request.
+const maxEnrollBody = 16 << 10
 
 // ServeEnroll handles POST /v1/enroll.
 func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
-	if e.Auth == nil || e.Auth.key == nil {
+	if e.auth == nil || e.auth.key == nil {
 		writeError(w, http.StatusNotFound, schema.CodeNotFound, "enrolment is off at this site (--ingest.auth off)", "")
 		return
 	}
-	if tok := e.Auth.cfg.EnrollToken; tok != "" && !bearer(r, tok) {
-		writeError(w, http.StatusUnauthorized, schema.CodeUnauthenticated, "enrolment needs the site's enrolment token (Authorization: Bearer)", "Authorization")
-		return
-	}
-	var req schema.EnrollRequest
-	d := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, schema.CodeMalformed, "cannot decode enrolment: "+err.Error(), "body")
-		return
-	}
-	switch {
-	case req.Client == "" || len(req.Client) > 128:
-		writeError(w, http.StatusBadRequest, schema.CodeMalformed, "client is required (at most 128 bytes)", "client")
-		return
-	case len(req.Name) > 256:
-		writeError(w, http.StatusBadRequest, schema.CodeMalformed, "name is at most 256 bytes", "name")
-		return
-	case len(req.PublicKey) != ed25519.PublicKeySize:
-		writeError(w, http.StatusBadRequest, schema.CodeMalformed, fmt.Sprintf("public_key must be an Ed25519 public key (%d bytes, base64), got %d bytes", ed25519.PublicKeySize, len(req.PublicKey)), "public_key")
-		return
-	case req.Site != e.Site:
-		writeError(w, http.StatusForbidden, schema.CodeForbidden, fmt.Sprintf("this ingest serves site %s, not %s", e.Site, req.Site), "site")
-		return
-	}
-	if prev, _, ok := e.Enrolled.Get(req.Client); ok {
-		var old enrollment
-		if json.Unmarshal(prev, &old) == nil && !bytes.Equal(old.Key, req.PublicKey) && !e.rotation(r, req.Client, old.Key) {
-			writeError(w, http.StatusConflict, schema.CodeConflict,
-				fmt.Sprintf("client %s is enrolled with another key: sign the request with its current credential to rotate, or have an administrator revoke it", req.Client), "client")
-			return
-		}
-	}
-	value, _ := json.Marshal(enrollment{Key: req.PublicKey, Name: req.Name})
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	if err := e.Enrollments.WriteMessages(ctx, kafkago.Message{Key: []byte(req.Client), Value: value}); err != nil {
-		w.Header().Set("Retry-After", "2")
-		writeError(w, http.StatusServiceUnavailable, schema.CodeUnavailable, "the broker did not acknowledge the enrolment; retry later", "")
+	if tok := e.auth.cfg.EnrollToken; tok != "" && !bearer(r, tok) {
+		e.refuse(w, "unauthenticated", http.StatusUnauthorized, schema.CodeUnauthenticated, "enrolment needs the site's enrolment token (Authorization: Bearer)", "Authorization")
 		return
 	}
 	now := time.Now()
-	e.Enrolled.Put(req.Client, value, now)
-	exp := now.Add(e.Auth.cfg.CredentialTTL)
+	if wait := e.perAddr.reserve(remoteHost(r), now); wait > 0 {
+		e.paced(w, "enroll_address_rate", wait, fmt.Sprintf("enrolments from %s exceed %g/s", remoteHost(r), e.auth.cfg.EnrollAddressRate))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEnrollBody))
+	if err != nil {
+		e.refuse(w, "malformed", http.StatusBadRequest, schema.CodeMalformed, fmt.Sprintf("cannot read the enrolment (at most %d bytes): %v", maxEnrollBody, err), "body")
+		return
+	}
+	var req schema.EnrollRequest
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		e.refuse(w, "malformed", http.StatusBadRequest, schema.CodeMalformed, "cannot decode enrolment: "+err.Error(), "body")
+		return
+	}
+	if field, reason := checkEnrollRequest(&req); field != "" {
+		e.refuse(w, "malformed", http.StatusBadRequest, schema.CodeMalformed, reason, field)
+		return
+	}
+	if req.Site != e.site {
+		e.refuse(w, "wrong_site", http.StatusForbidden, schema.CodeForbidden, fmt.Sprintf("this ingest serves site %s, not %s", e.site, req.Site), "site")
+		return
+	}
+	if stale := e.ids.Staleness(now); stale > e.auth.cfg.IdentityMaxStaleness {
+		e.unavailable(w, "identity_stale", staleMessage(stale))
+		return
+	}
+	holder, held := e.ids.Holder(req.Client)
+	ev := IdentityEvent{Op: OpEnroll, Key: req.PublicKey, Name: req.Name, At: now.UnixMilli()}
+	rotation := r.Header.Get(schema.HeaderCredential) != "" || r.Header.Get(schema.HeaderSignature) != ""
+	switch {
+	case held && bytes.Equal(holder.Key, req.PublicKey):
+		e.issue(w, req.Client, holder, now, "renewed") // the holder renews: nothing to decide
+		return
+	case e.ids.Retired(req.Client, req.PublicKey):
+		e.refuse(w, "retired_key", http.StatusForbidden, schema.CodeForbidden,
+			fmt.Sprintf("this key was revoked or rotated away for client %s and can never enrol again: generate a new key", req.Client), "public_key")
+		return
+	case rotation:
+		from, rej := e.rotationProof(r, body, &req, holder, held, now)
+		if rej != nil {
+			e.refuse(w, rej.reason, rej.status, rej.code, rej.message, rej.field)
+			return
+		}
+		ev.Op, ev.From = OpRotate, from
+	case held:
+		e.refuse(w, "conflict", http.StatusConflict, schema.CodeConflict,
+			fmt.Sprintf("client %s is enrolled with another key: sign the request with its current credential to rotate, or have an administrator revoke it", req.Client), "client")
+		return
+	}
+	if e.newIDs != nil {
+		if res := e.newIDs.ReserveN(now, 1); res.DelayFrom(now) > 0 {
+			wait := res.DelayFrom(now)
+			res.CancelAt(now)
+			e.paced(w, "enroll_rate", wait, fmt.Sprintf("this site admits %g new enrolments/s", e.auth.cfg.EnrollRate))
+			return
+		}
+	}
+	var nonce [12]byte
+	_, _ = rand.Read(nonce[:])
+	ev.Nonce = hex.EncodeToString(nonce[:])
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	out, err := e.ids.write(ctx, e.log, e.auth.key, req.Client, ev)
+	if err != nil {
+		e.logger.Warn("enrolment not decided", "client", req.Client, "err", err)
+		e.unavailable(w, "identity_unavailable", "the site could not record the enrolment in its identity log in time; retry (a retry is safe)")
+		return
+	}
+	if !out.Won {
+		e.refuse(w, "conflict", http.StatusConflict, schema.CodeConflict, out.Reason, "client")
+		return
+	}
+	outcome := "enrolled"
+	if ev.Op == OpRotate {
+		outcome = "rotated"
+	}
+	e.logger.Info("client "+outcome, "client", req.Client, "incarnation", out.Holder.Inc)
+	e.issue(w, req.Client, out.Holder, now, outcome)
+}
+
+// checkEnrollRequest returns the field and reason of the first problem of an enrolment.
+func checkEnrollRequest(req *schema.EnrollRequest) (field, reason string) {
+	switch {
+	case req.Client == "" || len(req.Client) > 128:
+		return "client", "client is required (at most 128 bytes)"
+	case !schema.PrintableID(req.Client):
+		return "client", "client must be valid UTF-8 without control characters"
+	case len(req.Name) > 256 || !schema.PrintableID(req.Name):
+		return "name", "name is at most 256 bytes of UTF-8 without control characters"
+	case len(req.PublicKey) != ed25519.PublicKeySize:
+		return "public_key", fmt.Sprintf("public_key must be an Ed25519 public key (%d bytes, base64), got %d bytes", ed25519.PublicKeySize, len(req.PublicKey))
+	}
+	return "", ""
+}
+
+// rotationProof checks a rotation request: the holder's valid credential, a signature of the
+// exact body by the holder's key, and a time within schema.RotationWindow. It returns the
+// key the id is taken from.
+func (e *Enroller) rotationProof(r *http.Request, body []byte, req *schema.EnrollRequest, holder Holder, held bool, now time.Time) ([]byte, *rejection) {
+	cred, err := schema.ParseCredential(r.Header.Get(schema.HeaderCredential), e.auth.PublicKey(), now)
+	switch {
+	case err != nil:
+		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "bad_credential", "rotation: " + err.Error(), schema.HeaderCredential, 0}
+	case cred.Client != req.Client || cred.Site != e.site:
+		return nil, &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_client",
+			fmt.Sprintf("rotation: the credential is client %s's at site %s, not %s's at %s", cred.Client, cred.Site, req.Client, e.site), "client", 0}
+	case !held || !bytes.Equal(holder.Key, cred.Key):
+		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "revoked",
+			fmt.Sprintf("rotation: the credential's key no longer holds client %s (revoked or rotated away)", req.Client), schema.HeaderCredential, 0}
+	case !schema.VerifyBody(cred.Key, body, r.Header.Get(schema.HeaderSignature)):
+		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "bad_signature",
+			"rotation: " + schema.HeaderSignature + " must be the current key's signature of the exact request body", schema.HeaderSignature, 0}
+	case req.Time == 0 || now.Sub(time.UnixMilli(req.Time)).Abs() > schema.RotationWindow:
+		return nil, &rejection{http.StatusBadRequest, schema.CodeMalformed, "clock_skew",
+			fmt.Sprintf("rotation: time_ms must be within %s of the site's clock (%s)", schema.RotationWindow, now.UTC().Format(time.RFC3339)), "time_ms", 0}
+	}
+	return cred.Key, nil
+}
+
+// issue answers an enrolment with a credential of holder.
+func (e *Enroller) issue(w http.ResponseWriter, client string, holder Holder, now time.Time, outcome string) {
+	exp := now.Add(e.auth.cfg.CredentialTTL)
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	token, err := schema.SignCredential(schema.Credential{ID: hex.EncodeToString(id[:]), Client: req.Client, Name: req.Name, Site: e.Site,
-		Key: req.PublicKey, Issued: now.UnixMilli(), Expires: exp.UnixMilli()}, e.Auth.key)
+	token, err := schema.SignCredential(schema.Credential{ID: hex.EncodeToString(id[:]), Client: client, Name: holder.Name, Site: e.site,
+		Key: holder.Key, Inc: holder.Inc, Issued: now.UnixMilli(), Expires: exp.UnixMilli()}, e.auth.key)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, schema.CodeInternal, "cannot sign the credential", "")
 		return
 	}
-	if e.Log != nil {
-		e.Log.Info("client enrolled", "client", req.Client, "expires", exp.UTC().Format(time.RFC3339))
-	}
-	writeJSON(w, http.StatusOK, schema.EnrollResponse{Credential: token, Expires: time.UnixMilli(exp.UnixMilli()).UTC()})
+	e.outcomes.WithLabelValues(outcome).Inc()
+	writeJSON(w, http.StatusOK, schema.EnrollResponse{Credential: token, Expires: time.UnixMilli(exp.UnixMilli()).UTC(),
+		SerialBase: schema.SerialBase(holder.Inc)})
 }
 
-// rotation reports whether the request is signed with a valid credential of client's
-// current key (the signature covers the request's credential header: there is no body copy).
-func (e *Enroller) rotation(r *http.Request, client string, current []byte) bool {
-	token := r.Header.Get(schema.HeaderCredential)
-	cred, err := schema.ParseCredential(token, e.Auth.PublicKey(), time.Now())
-	return err == nil && cred.Client == client && bytes.Equal(cred.Key, current) &&
-		schema.VerifyBody(cred.Key, []byte(token), r.Header.Get(schema.HeaderSignature))
+func (e *Enroller) refuse(w http.ResponseWriter, outcome string, status int, code, msg, field string) {
+	e.outcomes.WithLabelValues(outcome).Inc()
+	writeError(w, status, code, msg, field)
+}
+
+// paced answers 429 with a Retry-After of the wait plus up to as much again at random, so
+// refused clients do not all come back at the same second.
+func (e *Enroller) paced(w http.ResponseWriter, outcome string, wait time.Duration, msg string) {
+	wait += time.Duration(mrand.Int64N(int64(wait) + 1))
+	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	e.refuse(w, outcome, http.StatusTooManyRequests, schema.CodePaced, msg+"; retry after the Retry-After seconds", "enroll")
+}
+
+func (e *Enroller) unavailable(w http.ResponseWriter, outcome, msg string) {
+	w.Header().Set("Retry-After", "2")
+	e.refuse(w, outcome, http.StatusServiceUnavailable, schema.CodeUnavailable, msg, "")
+}
+
+func staleMessage(stale time.Duration) string {
+	if stale > 24*time.Hour {
+		return "this ingest node has not read the site's identity log up to date yet (starting, or the broker is unreachable); retry"
+	}
+	return fmt.Sprintf("this ingest node last read the site's identity log up to date %s ago; retry", stale.Round(time.Millisecond))
 }
 
 // RevokeRequest is the body of POST /v1/revoke.
@@ -129,36 +259,30 @@ type RevokeRequest struct {
 	Client string `json:"client"`
 }
 
-// ServeRevoke handles POST /v1/revoke: every credential of the client issued until now is
-// refused from now on, and its id may be enrolled again. Guard it with RequireBearer.
+// ServeRevoke handles POST /v1/revoke: the client's key is retired (every credential of it is
+// refused from then on, and it can never enrol again) and the id is free for a new key.
+// Guard it with RequireBearer.
 func (e *Enroller) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 	var req RevokeRequest
 	d := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
 	d.DisallowUnknownFields()
-	if err := d.Decode(&req); err != nil || req.Client == "" {
-		writeError(w, http.StatusBadRequest, schema.CodeMalformed, "want {\"client\": ID}", "client")
+	if err := d.Decode(&req); err != nil || req.Client == "" || len(req.Client) > 128 || !schema.PrintableID(req.Client) {
+		writeError(w, http.StatusBadRequest, schema.CodeMalformed, "want {\"client\": ID} (at most 128 bytes of UTF-8)", "client")
 		return
 	}
+	now := time.Now()
+	var nonce [12]byte
+	_, _ = rand.Read(nonce[:])
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	now := time.Now()
-	// The revocation first: once it is acknowledged no old credential passes, whatever happens
-	// to the release of the id.
-	err := e.Revocations.WriteMessages(ctx, kafkago.Message{Key: []byte(req.Client), Value: []byte(fmt.Sprintf(`{"client":%q,"at":%q}`, req.Client, now.UTC().Format(time.RFC3339Nano))), Time: now})
-	if err == nil {
-		err = e.Enrollments.WriteMessages(ctx, kafkago.Message{Key: []byte(req.Client)}) // tombstone: the id is free
-	}
-	if err == nil {
-		e.Enrolled.Put(req.Client, nil, now)
-	}
+	_, err := e.ids.write(ctx, e.log, e.auth.key, req.Client, IdentityEvent{Op: OpRevoke, Nonce: hex.EncodeToString(nonce[:]), At: now.UnixMilli()})
 	if err != nil {
-		w.Header().Set("Retry-After", "2")
-		writeError(w, http.StatusServiceUnavailable, schema.CodeUnavailable, "the broker did not acknowledge the revocation; retry", "")
+		e.logger.Warn("revocation not confirmed", "client", req.Client, "err", err)
+		e.unavailable(w, "identity_unavailable", "the revocation was not confirmed by the site's identity log in time; retry (a retry is safe)")
 		return
 	}
-	if e.Log != nil {
-		e.Log.Info("client revoked", "client", req.Client)
-	}
+	e.outcomes.WithLabelValues("revoked").Inc()
+	e.logger.Info("client revoked", "client", req.Client)
 	writeJSON(w, http.StatusOK, map[string]any{"client": req.Client, "revoked_at": now.UTC()})
 }
 
@@ -177,12 +301,80 @@ func RequireBearer(token string, h http.Handler) http.Handler {
 	})
 }
 
-// bearer reports whether r carries Authorization: Bearer token.
+// bearer reports whether r carries Authorization: Bearer token (the scheme is
+// case-insensitive, RFC 9110 §11.1).
 func bearer(r *http.Request, token string) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+	return BearerIs(r, token)
+}
+
+// BearerIs reports whether r carries Authorization: Bearer token; the scheme name is matched
+// case-insensitively (RFC 9110 §11.1), the token exactly and in constant time.
+func BearerIs(r *http.Request, token string) bool {
+	scheme, got, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg, field string) {
 	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
+}
+
+// remoteHost is the address a request came from (the TCP peer; a proxy's X-Forwarded-For is
+// not trusted).
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// addrLimits paces requests per source address.
+type addrLimits struct {
+	rate  float64
+	burst int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+// reserve takes one request from addr's bucket, or says how long until one is free.
+func (a *addrLimits) reserve(addr string, now time.Time) time.Duration {
+	if a == nil {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return takeToken(a.buckets, &a.swept, addr, a.rate, a.burst, now)
+}
+
+// takeToken takes one token from key's bucket of buckets (rate per second, burst), creating
+// it, and forgets buckets idle long enough to be full again when the map grows large. It
+// returns 0, or how long until a token is free. The caller holds the map's lock.
+func takeToken(buckets map[string]*bucket, swept *time.Time, key string, perSecond float64, burst int, now time.Time) time.Duration {
+	if len(buckets) > 100000 && now.Sub(*swept) > time.Minute {
+		idle := time.Duration(float64(burst)/perSecond*float64(time.Second)) + time.Second
+		for k, b := range buckets {
+			if now.Sub(b.used) > idle {
+				delete(buckets, k)
+			}
+		}
+		*swept = now
+	}
+	b := buckets[key]
+	if b == nil {
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(perSecond), burst)}
+		buckets[key] = b
+	}
+	b.used = now
+	if b.lim.AllowN(now, 1) {
+		return 0
+	}
+	res := b.lim.ReserveN(now, 1)
+	wait := res.DelayFrom(now)
+	res.CancelAt(now)
+	return max(wait, time.Millisecond)
 }

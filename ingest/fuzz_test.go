@@ -36,7 +36,8 @@ func FuzzHandler(f *testing.F) {
 	f.Add([]byte{0x80}, false)
 	f.Fuzz(func(t *testing.T, body []byte, asJSON bool) {
 		prod := &capture{}
-		auth, err := NewAuth(AuthConfig{Mode: AuthOff, CredentialTTL: time.Hour, MaxClockSkew: time.Hour, ClientRate: 1e9, ClientBurst: 1 << 30}, nil, nil)
+		auth, err := NewAuth(AuthConfig{Mode: AuthOff, CredentialTTL: time.Hour, MaxClockSkew: time.Hour, MaxMessageAge: 100 * 365 * 24 * time.Hour,
+			IdentityMaxStaleness: time.Second, ClientRate: 1e9, ClientBurst: 1 << 30}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

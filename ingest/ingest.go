@@ -28,7 +28,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,14 +56,21 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// RetryAfter is the Retry-After (seconds) sent with 503 (default 2).
 	RetryAfter int
-	// MaxInFlight bounds the reports being read, checked and produced at once (default 256):
-	// above it ingest answers 503 with Retry-After at once instead of buffering more bodies,
-	// so memory stays below about MaxInFlight × MaxBodyBytes however hard clients push.
+	// MaxInFlight bounds the reports being checked and produced at once (default 256): above
+	// it ingest answers 503 with Retry-After at once. A report takes its slot once its body
+	// has arrived, so clients sending slowly cannot hold the slots (body.go).
 	MaxInFlight int
+	// BodyMemoryBytes bounds the bytes of report bodies held at once, being read or handled
+	// (default 512 MiB; 0: the default). Bodies are charged as their buffers grow with the
+	// bytes that arrived (at most about twice those bytes; a client that sent nothing yet
+	// holds 4 KiB), and released when the request ends; above it 503 with Retry-After.
+	BodyMemoryBytes int64
 	// SerialCacheBytes bounds the per-client memory of last accepted reports that answers a
 	// reused serial with other content 409 (default 64 MiB; 0 turns the check off — the
 	// projector still refuses such reports).
 	SerialCacheBytes int64
+	// Topic is the state topic records are produced to: the site key's vouch covers it.
+	Topic string `json:"-"`
 	// Resync is the set of clients asked for a full report; nil asks nobody.
 	Resync ResyncSet `json:"-"`
 	// Auth verifies credentials and signatures and paces clients; nil accepts everyone
@@ -78,7 +84,8 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMessages, prefix+"max-messages", schema.DefaultLimits.MaxMessages, "most state messages per report (413 above)")
 	fs.DurationVar(&c.ProduceTimeout, prefix+"produce-timeout", 10*time.Second, "longest wait for Kafka's acknowledgement before answering 503")
 	fs.IntVar(&c.RetryAfter, prefix+"retry-after", 2, "Retry-After seconds sent with 503")
-	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", 256, "most reports handled at once; above it 503 with Retry-After (bounds memory)")
+	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", 256, "most reports checked and produced at once, once their bodies arrived; above it 503 with Retry-After (bounds the work and memory of decoded reports)")
+	fs.Int64Var(&c.BodyMemoryBytes, prefix+"body-memory-bytes", DefaultBodyMemoryBytes, "memory for report bodies held at once, charged as their bytes arrive (a client trickling its body holds 4 KiB); above it 503 with Retry-After. Bodies are read before --"+prefix+"max-in-flight applies, so this bounds their memory: 64 full scans of 8 MiB")
 	fs.Int64Var(&c.SerialCacheBytes, prefix+"serial-cache-bytes", 64<<20, "memory for each client's last accepted report, to answer a reused serial with other content 409 (0: off)")
 }
 
@@ -93,6 +100,8 @@ func (c *Config) Validate() error {
 		return errors.New("ingest: max-messages must be at least 1")
 	case c.ProduceTimeout <= 0:
 		return errors.New("ingest: produce-timeout must be positive")
+	case c.BodyMemoryBytes != 0 && c.BodyMemoryBytes < c.MaxBodyBytes:
+		return fmt.Errorf("ingest: body-memory-bytes (%d) must be at least max-body-bytes (%d), or no largest body could be read", c.BodyMemoryBytes, c.MaxBodyBytes)
 	}
 	return nil
 }
@@ -108,7 +117,8 @@ type Handler struct {
 	rejected *prometheus.CounterVec
 	messages prometheus.Counter
 	duration prometheus.Histogram
-	bodies   sync.Pool
+	buffers  *bodyBuffers // body.go
+	budget   *bodyBudget
 	answered answered
 	inFlight chan struct{} // one token per report being handled
 	serials  *serials
@@ -122,7 +132,14 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.BodyMemoryBytes == 0 {
+		cfg.BodyMemoryBytes = max(DefaultBodyMemoryBytes, cfg.MaxBodyBytes)
+	}
 	f := promauto.With(reg)
+	budget := newBodyBudget(cfg.BodyMemoryBytes)
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "statepipe_ingest_body_bytes",
+		Help: "Bytes of report bodies held (read or being read), of --ingest.body-memory-bytes."},
+		func() float64 { return float64(budget.held.Load()) })
 	lim := schema.DefaultLimits
 	lim.MaxMessages = cfg.MaxMessages
 	return &Handler{
@@ -136,7 +153,8 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 		duration: f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_ingest_request_duration_seconds",
 			Help:    "Time from request to answer for accepted reports (includes Kafka's acks=all).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
-		bodies:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		buffers:  newBodyBuffers(int(cfg.MaxBodyBytes)),
+		budget:   budget,
 		inFlight: make(chan struct{}, max(cfg.MaxInFlight, 1)),
 		serials:  newSerials(cfg.SerialCacheBytes),
 	}, nil
@@ -156,6 +174,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("Content-Type %q is not supported: use %s or %s", r.Header.Get("Content-Type"), schema.MediaMsgpack, schema.MediaJSON), "Content-Type")
 		return
 	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.rejected.WithLabelValues("body_too_large").Inc()
+		h.failBody(w, &rejection{status: http.StatusRequestEntityTooLarge, code: schema.CodeTooLarge,
+			message: fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), field: "body"})
+		return
+	}
+	// The body first, then the slot: a client sending slowly holds only the body budget it
+	// was charged for what arrived (body.go), never one of the slots whole reports need.
+	buf, rej := h.readBody(r)
+	if rej != nil {
+		h.failBody(w, rej)
+		return
+	}
+	defer h.releaseBody(buf)
 	select {
 	case h.inFlight <- struct{}{}:
 		defer func() { <-h.inFlight }()
@@ -164,31 +196,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
 		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable,
 			fmt.Sprintf("ingest is handling %d reports already; retry later", cap(h.inFlight)), "")
-		return
-	}
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		h.rejected.WithLabelValues("body_too_large").Inc()
-		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
-			fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), "body")
-		return
-	}
-	buf := h.bodies.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 4*int(h.cfg.MaxBodyBytes) {
-			buf.Reset()
-			h.bodies.Put(buf)
-		}
-	}()
-	buf.Reset()
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			h.rejected.WithLabelValues("body_too_large").Inc()
-			h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
-				fmt.Sprintf("body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes), "body")
-			return
-		}
-		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, "cannot read body: "+err.Error(), "body")
 		return
 	}
 	now := time.Now()
@@ -200,21 +207,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The decoders count messages before decoding any (ErrTooManyMessages: 413), and bound
+	// nesting, integer ranges and what decoding allocates (400).
 	var rep schema.Report
 	if mt == schema.MediaJSON {
-		err = decodeJSON(buf.Bytes(), &rep)
+		err = schema.DecodeReportJSON(buf.Bytes(), &rep, h.limits)
 	} else {
-		err = schema.DecodeReport(buf.Bytes(), &rep)
+		err = schema.DecodeReportLimits(buf.Bytes(), &rep, h.limits)
+	}
+	if errors.Is(err, schema.ErrTooManyMessages) {
+		h.rejected.WithLabelValues("too_many_messages").Inc()
+		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
+			fmt.Sprintf("more than the limit of %d messages per report", h.cfg.MaxMessages), "messages")
+		return
 	}
 	if err != nil {
 		h.rejected.WithLabelValues("invalid").Inc()
 		h.failInput(w, err)
-		return
-	}
-	if len(rep.Messages) > h.cfg.MaxMessages {
-		h.rejected.WithLabelValues("too_many_messages").Inc()
-		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
-			fmt.Sprintf("%d messages exceed the limit of %d per report", len(rep.Messages), h.cfg.MaxMessages), "messages")
 		return
 	}
 	if err := rep.Validate(h.limits); err != nil {
@@ -247,12 +256,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ProduceTimeout)
 	defer cancel()
-	err = h.prod.WriteMessages(ctx, kafkago.Message{
+	rec := kafkago.Message{
 		Key:     []byte(rep.Client),
 		Value:   value.Bytes(),
 		Time:    time.Now(),
 		Headers: []kafkago.Header{{Key: "v", Value: []byte(strconv.Itoa(schema.Version))}},
-	})
+	}
+	if h.cfg.Auth != nil && h.cfg.Auth.Key() != nil {
+		// The projector folds only what an ingest of the site vouched for.
+		rec.Headers = append(rec.Headers, kafkago.Header{Key: schema.HeaderVouch, Value: schema.Vouch(h.cfg.Auth.Key(), h.cfg.Topic, rec.Key, rec.Value)})
+	}
+	err = h.prod.WriteMessages(ctx, rec)
 	if tooLargeForKafka(err) {
 		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
 			"the report is larger than the Kafka topic accepts (max.message.bytes); send fewer messages per report", "body")
@@ -295,29 +309,6 @@ func tooLargeForKafka(err error) bool {
 		}
 	}
 	return false
-}
-
-// decodeJSON decodes a JSON report strictly: unknown fields are errors that name the field,
-// so a typo (e.g. "topicType") is not silently dropped.
-func decodeJSON(b []byte, rep *schema.Report) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(rep); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te):
-			return &schema.FieldError{Field: te.Field, Reason: fmt.Sprintf("must be %s, got JSON %s", te.Type, te.Value)}
-		case errors.As(err, &se):
-			return &schema.FieldError{Field: "body", Reason: fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, err)}
-		default:
-			return &schema.FieldError{Field: "body", Reason: err.Error()}
-		}
-	}
-	if d.More() {
-		return &schema.FieldError{Field: "body", Reason: "more than one JSON value"}
-	}
-	return nil
 }
 
 func (h *Handler) failInput(w http.ResponseWriter, err error) {

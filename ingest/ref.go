@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,6 +23,10 @@ type RefHandler struct {
 	Site     string
 	Producer Producer
 	MaxBytes int64 // default 256 MiB
+	// Topic and Key vouch for every record (schema.Vouch): the projector folds only reference
+	// data an ingest of the site produced. A nil Key produces unvouched records (auth off).
+	Topic string
+	Key   ed25519.PrivateKey
 }
 
 // RefAck is the answer to an accepted import.
@@ -70,6 +75,9 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			value = stampSite(value, h.Site)
 		}
 		msgs[i] = kafkago.Message{Key: []byte(rec.Key(kind)), Value: value, Time: now}
+		if h.Key != nil {
+			msgs[i].Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(h.Key, h.Topic, msgs[i].Key, value)}}
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
 	defer cancel()

@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 
 	"github.com/statepipe/statepipe/schema"
 )
 
-// serials remembers, per client, the messages of the last report this node accepted — each
-// message's serial and a hash of its content — so that a report reusing one of those serials
-// with other content is answered 409 (DESIGN §4) before it reaches Kafka. A retry of the same
+// serials remembers, per client, the most recent messages this node accepted — up to
+// serialWindow of them, across reports: each message's serial and a hash of its content (key
+// included) — so that a report reusing one of those serials for another message, of the same
+// key or any other, is answered 409 (DESIGN §4) before it reaches Kafka. A retry of the same
 // report is identical and passes.
 //
 // It is a fast answer to the client, not the guarantee: it is per node and bounded (a client
@@ -32,7 +34,11 @@ type serialShard struct {
 	bytes int
 }
 
-// lastReport holds a report's messages sorted by serial.
+// serialWindow is how many of a client's most recent messages a node remembers: several
+// reports of a delta-sending agent, or one full scan of a large catalog.
+const serialWindow = 4096
+
+// lastReport holds a client's most recent messages (at most serialWindow) sorted by serial.
 type lastReport struct {
 	serial []uint64
 	hash   []uint32
@@ -105,25 +111,37 @@ func (s *serials) check(rep *schema.Report) *rejection {
 	return nil
 }
 
-// remember records rep as the client's last accepted report, evicting other clients' entries
-// while the shard is over its budget.
+// remember adds rep's messages to the client's window (keeping its serialWindow greatest
+// serials), evicting other clients' entries while the shard is over its budget.
 func (s *serials) remember(rep *schema.Report) {
 	if s == nil {
 		return
 	}
-	l := lastReport{serial: make([]uint64, len(rep.Messages)), hash: make([]uint32, len(rep.Messages))}
-	for i := range rep.Messages {
-		l.serial[i] = rep.Messages[i].Serial
+	type pair struct {
+		serial uint64
+		hash   uint32
 	}
-	sort.Slice(l.serial, func(a, b int) bool { return l.serial[a] < l.serial[b] })
+	add := make([]pair, len(rep.Messages))
 	for i := range rep.Messages {
-		j := sort.Search(len(l.serial), func(j int) bool { return l.serial[j] >= rep.Messages[i].Serial })
-		l.hash[j] = s.sum(&rep.Messages[i])
+		add[i] = pair{rep.Messages[i].Serial, s.sum(&rep.Messages[i])}
 	}
 	sh := s.shard(rep.Client)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if old, ok := sh.last[rep.Client]; ok {
+	old, had := sh.last[rep.Client]
+	for i := range old.serial {
+		add = append(add, pair{old.serial[i], old.hash[i]})
+	}
+	sort.SliceStable(add, func(a, b int) bool { return add[a].serial < add[b].serial })
+	add = slices.CompactFunc(add, func(a, b pair) bool { return a.serial == b.serial })
+	if len(add) > serialWindow {
+		add = add[len(add)-serialWindow:]
+	}
+	l := lastReport{serial: make([]uint64, len(add)), hash: make([]uint32, len(add))}
+	for i, p := range add {
+		l.serial[i], l.hash[i] = p.serial, p.hash
+	}
+	if had {
 		sh.bytes -= old.size(rep.Client)
 	}
 	sh.last[rep.Client] = l

@@ -65,3 +65,29 @@ func TestSerialsStayWithinBudget(t *testing.T) {
 		t.Error("a nil cache refused a report")
 	}
 }
+
+// TestSerialsRefuseReuseAcrossReportsAndKeys: a serial is one message of its client, whatever
+// its key, and stays so after later reports: U-ONE at s, something at s+1, then U-TWO at s
+// was accepted (the node remembered only the last report).
+func TestSerialsRefuseReuseAcrossReportsAndKeys(t *testing.T) {
+	s := newSerials(1 << 20)
+	s.remember(&schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 10, Time: 1, TopicType: 500, TopicID: "U-ONE", State: 2}}})
+	s.remember(&schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 11, Time: 1, TopicType: 500, TopicID: "U-X", State: 3}}})
+	reuse := &schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 12, Time: 1, TopicType: 701},
+		{Serial: 10, Time: 1, TopicType: 500, TopicID: "U-TWO", State: 2}}}
+	if rej := s.check(reuse); rej == nil || rej.status != 409 || rej.field != "messages[1].serial" {
+		t.Fatalf("serial 10 reused for another update two reports later: got %+v, want 409 naming messages[1].serial", rej)
+	}
+	// The window keeps the client's greatest serials.
+	for i := 0; i < 3; i++ {
+		msgs := make([]schema.StateMessage, serialWindow)
+		for j := range msgs {
+			msgs[j] = schema.StateMessage{Serial: uint64(100 + i*serialWindow + j), TopicType: 701}
+		}
+		s.remember(&schema.Report{Client: "c", Messages: msgs})
+	}
+	l := s.shard("c").last["c"]
+	if len(l.serial) != serialWindow || l.serial[0] != uint64(100+2*serialWindow) {
+		t.Fatalf("window holds %d serials from %d, want %d from %d", len(l.serial), l.serial[0], serialWindow, 100+2*serialWindow)
+	}
+}

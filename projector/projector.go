@@ -25,10 +25,13 @@ package projector
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
@@ -154,8 +157,12 @@ type Params struct {
 	// OpenResyncs mirrors resync.<site>: a full report from a client with an open request
 	// (from an administrator, another projector process, or before a restart) answers it.
 	OpenResyncs interface{ Has(client string) bool }
-	Registerer  prometheus.Registerer // wrapped with the site label by the caller
-	Logger      *slog.Logger
+	// Vouch is the site's public key: only records an ingest of the site signed with the site
+	// key (schema.VerifyVouch) are folded, others dead-lettered "unvouched". Nil folds every
+	// record (a site without a key: --ingest.auth off).
+	Vouch      ed25519.PublicKey
+	Registerer prometheus.Registerer // wrapped with the site label by the caller
+	Logger     *slog.Logger
 }
 
 // Projector folds one site's topic.
@@ -354,29 +361,13 @@ func (pr *Projector) generation(ctx context.Context, gen Generation) error {
 			if msg.Topic != pr.cfg.RefTopic || pr.cfg.RefTopic == "" {
 				batch.Processed(msg.Partition, msg.Offset)
 			}
-			r := new(schema.Report)
-			if msg.Topic == pr.cfg.RefTopic && pr.cfg.RefTopic != "" {
-				// Tombstones (compaction deletes) carry no value: nothing to fold.
-				if msg.Value != nil {
-					if rerr := batch.AddRef(string(msg.Key), msg.Value, msg.Offset, msg.Time.UnixMilli()); rerr != nil {
-						if err := pr.deadLetter(ctx, msg, "undecodable", rerr); err != nil {
-							return err
-						}
-					}
-				}
-			} else if derr := schema.DecodeReport(msg.Value, r); derr != nil {
-				if err := pr.deadLetter(ctx, msg, "undecodable", derr); err != nil {
+			r, reason, rerr := pr.admit(batch, msg)
+			switch {
+			case reason != "":
+				if err := pr.deadLetter(ctx, msg, reason, rerr); err != nil {
 					return err
 				}
-			} else if verr := r.Validate(schema.Limits{}); verr != nil {
-				if err := pr.deadLetter(ctx, msg, "invalid", verr); err != nil {
-					return err
-				}
-			} else if cerr := pr.conflict(batch, r); cerr != nil {
-				if err := pr.deadLetter(ctx, msg, "serial_conflict", cerr); err != nil {
-					return err
-				}
-			} else {
+			case r != nil:
 				reports = append(reports, r)
 				rec := fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: msg.Time.UnixMilli(), Report: r}
 				recs = append(recs, rec)
@@ -504,37 +495,108 @@ func (pr *Projector) insert(ctx context.Context, b *fold.Batch) error {
 	return nil
 }
 
-// conflict returns an error naming the first message of r that reuses a serial the site holds
-// for the same key with another state or error code (DESIGN §4: a serial seen before with
-// other content is rejected and counted, never folded). It looks at the batch being built and
-// at the index's live state, so its window is every live key: a reused serial of a key that has
-// since moved to a greater serial is outside it, and cannot change a count (rule 1). A report
-// with a conflict is refused whole — a report is atomic, and one that rewrites history is
-// suspect — and goes to the dead-letter topic. Exact duplicates are not conflicts.
-func (pr *Projector) conflict(b *fold.Batch, r *schema.Report) error {
-	for i := range r.Messages {
-		m := &r.Messages[i]
-		if !m.TopicType.Keyed() {
-			continue
+// admit decides what becomes of one fetched record: a report to fold (r), nothing (a
+// reference-data record, folded into the batch here, or a tombstone), or a dead letter
+// (reason and cause). Only records an ingest of the site vouched for are folded (with
+// Params.Vouch set): a record produced behind ingest's back is dead-lettered "unvouched".
+// No record can stop the projector: a panic while decoding or checking one (a decoder bug) is
+// recovered and the record dead-lettered "undecodable".
+func (pr *Projector) admit(batch *fold.Batch, msg kafkago.Message) (r *schema.Report, reason string, cause error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, reason, cause = nil, "undecodable", fmt.Errorf("BUG: decoding the record panicked: %v", p)
+			pr.p.Logger.Error("decoding a record panicked", "partition", msg.Partition, "offset", msg.Offset, "panic", p, "stack", string(debug.Stack()))
 		}
-		if cur, ok := b.State(r.Client, m.TopicType, m.TopicID); ok && cur.Serial == m.Serial && (cur.State != m.State || cur.Error != m.Error) {
-			return conflictError(r, i, cur.State, cur.Error)
+	}()
+	ref := msg.Topic == pr.cfg.RefTopic && pr.cfg.RefTopic != ""
+	if ref && msg.Value == nil {
+		return nil, "", nil // a tombstone (compaction delete): nothing to fold
+	}
+	if pr.p.Vouch != nil {
+		if err := schema.VerifyVouch(pr.p.Vouch, msg.Topic, msg.Key, msg.Value, vouchHeader(msg)); err != nil {
+			return nil, "unvouched", err
 		}
-		if pr.idx == nil {
-			continue
+	}
+	if ref {
+		if err := batch.AddRef(string(msg.Key), msg.Value, msg.Offset, msg.Time.UnixMilli()); err != nil {
+			return nil, "undecodable", err
 		}
-		if serial, state, errCode, ok := pr.idx.State(r.Client, m.TopicType, m.TopicID); ok && serial == m.Serial && (int32(state) != m.State || errCode != m.Error) {
-			return conflictError(r, i, int32(state), errCode)
+		return nil, "", nil
+	}
+	r = new(schema.Report)
+	if err := schema.DecodeReportLimits(msg.Value, r, recordLimits); err != nil {
+		return nil, "undecodable", err
+	}
+	if err := r.Validate(schema.Limits{}); err != nil {
+		return nil, "invalid", err
+	}
+	if string(msg.Key) != r.Client {
+		return nil, "invalid", fmt.Errorf("record key %q is not the report's client %q: ingest keys every report by its client", msg.Key, r.Client)
+	}
+	if err := pr.conflict(batch, r); err != nil {
+		return nil, "serial_conflict", err
+	}
+	return r, "", nil
+}
+
+// recordLimits decode the records of the state topic: any message count (a site may raise
+// --ingest.max-messages; memory is bounded by the decoder's 4× budget and the topic's record
+// size), every other bound as at ingest.
+var recordLimits = func() schema.Limits {
+	l := schema.DefaultLimits
+	l.MaxMessages = math.MaxInt
+	return l
+}()
+
+func vouchHeader(m kafkago.Message) []byte {
+	for _, h := range m.Headers {
+		if h.Key == schema.HeaderVouch {
+			if h.Value == nil {
+				return []byte{}
+			}
+			return h.Value
 		}
 	}
 	return nil
 }
 
-func conflictError(r *schema.Report, i int, state, errCode int32) error {
+// conflict returns an error naming the first message of r whose serial the client already
+// used for another message (DESIGN §4: a serial seen before with other content is rejected
+// and counted, never folded): a serial names one message of its client, whatever its key. It
+// looks at every message of the batch being built and at every live key of the index; a
+// serial whose message has since been superseded by a greater serial of its key is outside
+// that window — the raw log then keeps both messages (ddl/0010), so nothing acknowledged is
+// lost and a rebuild folds what the live tables folded. A report with a conflict is refused
+// whole — a report is atomic, and one that rewrites history is suspect — and goes to the
+// dead-letter topic. Exact duplicates are not conflicts.
+func (pr *Projector) conflict(b *fold.Batch, r *schema.Report) error {
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if prev, ok := b.AtSerial(r.Client, m.Serial); ok && !fold.SameMessage(prev, m) {
+			if cur, keyed := b.State(r.Client, prev.TopicType, prev.TopicID); !keyed || cur.Serial <= m.Serial {
+				return conflictError(r, i, prev.TopicType, prev.TopicID, prev.State, prev.Error)
+			} // else its key moved on earlier in this batch: that message is not live
+		}
+		if pr.idx == nil {
+			continue
+		}
+		tt, id, state, errCode, ok := pr.idx.SerialUse(r.Client, m.Serial)
+		if !ok || (tt == m.TopicType && id == m.TopicID && int32(state) == m.State && errCode == m.Error) {
+			continue
+		}
+		if cur, moved := b.State(r.Client, tt, id); moved && cur.Serial > m.Serial {
+			continue // the key moved on earlier in this batch: its message at this serial is not live
+		}
+		return conflictError(r, i, tt, id, int32(state), errCode)
+	}
+	return nil
+}
+
+func conflictError(r *schema.Report, i int, tt schema.TopicType, topicID string, state, errCode int32) error {
 	m := &r.Messages[i]
 	return &schema.FieldError{Field: fmt.Sprintf("messages[%d].serial", i), Reason: fmt.Sprintf(
-		"client %s already reported serial %d for %d/%s with state %d error 0x%08X; this report says state %d error 0x%08X",
-		r.Client, m.Serial, m.TopicType, m.TopicID, state, uint32(errCode), m.State, uint32(m.Error))}
+		"client %s already reported serial %d for %d/%s with state %d error 0x%08X; this report says %d/%s state %d error 0x%08X",
+		r.Client, m.Serial, tt, topicID, state, uint32(errCode), m.TopicType, m.TopicID, m.State, uint32(m.Error))}
 }
 
 func (pr *Projector) deadLetter(ctx context.Context, msg kafkago.Message, reason string, cause error) error {

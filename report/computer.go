@@ -75,13 +75,22 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 	if err != nil {
 		return nil, fmt.Errorf("cannot read client %q: %w", p.Client, err)
 	}
-	if res.Rows[0][1].(int64) == 0 {
+	c0 := cells{what: "the client " + p.Client}
+	row := c0.first(res)
+	known, lastScan0 := c0.int(row, 1), c0.any(row, 0)
+	if c0.err != nil {
+		return nil, c0.err
+	}
+	if known == 0 {
 		return nil, &NotFoundError{Field: "client", Message: fmt.Sprintf("no client %q at this site: it never reported and no collection names it", p.Client)}
 	}
 	rep := &Computer{Site: site, AsOf: time.Now().UTC(), Client: p.Client, List: p.List, Updates: make([]ComputerUpdate, len(ids))}
-	if rep.LastScanTime, err = parseTime(res.Rows[0][0]); err != nil {
+	if rep.LastScanTime, err = parseTime(lastScan0); err != nil {
 		return nil, err
 	}
+	// Rows are matched to the updates asked for by id. The engine may hand back an id that is
+	// not byte for byte the one asked for (its JSON output replaces invalid UTF-8), so a row
+	// whose id is not in the set is skipped: a missing entry is never dereferenced.
 	byID := map[string]*ComputerUpdate{}
 	for i, id := range ids {
 		rep.Updates[i] = ComputerUpdate{UpdateID: id}
@@ -98,28 +107,42 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 		return nil, fmt.Errorf("cannot read the catalog: %w", err)
 	}
 	scannedAfter := map[string]bool{}
+	cc := cells{what: "the catalog"}
 	for _, r := range catalog.Rows {
-		byID[r[0].(string)].Title = r[1].(string)
-		scannedAfter[r[0].(string)] = r[2].(int64) == 1
+		id, title, after := cc.str(r, 0), cc.str(r, 1), cc.int(r, 2) == 1
+		if u, ok := byID[id]; ok && cc.err == nil {
+			u.Title = title
+			scannedAfter[id] = after
+		}
+	}
+	if cc.err != nil {
+		return nil, cc.err
 	}
 	live, err := q.Query(ctx, fmt.Sprintf(`SELECT topic_type, topic_id, state, serial, time, error
 	FROM %s.v_live_state WHERE client = %s AND topic_type IN (402, 500) AND topic_id IN %s`, db, c, set))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the states of client %q: %w", p.Client, err)
 	}
+	cl := cells{what: fmt.Sprintf("the states of client %q", p.Client)}
 	for _, r := range live.Rows {
-		u, state := byID[r[1].(string)], int(r[2].(int64))
-		switch schema.TopicType(r[0].(int64)) {
+		topicType, id, state, code := cl.int(r, 0), cl.str(r, 1), int(cl.int(r, 2)), int32(cl.int(r, 5))
+		if cl.err != nil {
+			return nil, cl.err
+		}
+		u, ok := byID[id]
+		if !ok {
+			continue // not an id asked for (see byID)
+		}
+		switch schema.TopicType(topicType) {
 		case schema.TopicUpdateCompliance:
 			if state == schema.ComplianceUnknown {
 				continue // rule 3: only 1, 2 or 3 are a stated compliance
 			}
-			u.State, u.Serial = state, schema.ToUint64(r[3])
-			if u.Time, err = parseTime(r[4]); err != nil {
+			u.State, u.Serial = state, schema.ToUint64(cl.any(r, 3))
+			if u.Time, err = parseTime(cl.any(r, 4)); err != nil {
 				return nil, err
 			}
 		case schema.TopicUpdateEnforcement:
-			code := int32(r[5].(int64))
 			u.EnforcementState, u.EnforcementName = &state, schema.TopicUpdateEnforcement.StateName(state)
 			u.Error, u.Hex = &code, schema.HRESULTHex(code)
 		}
@@ -177,8 +200,12 @@ func updateSet(ctx context.Context, q Querier, db, list string, updates []string
 		return nil, fmt.Errorf("cannot read expired updates: %w", err)
 	}
 	gone := map[string]bool{}
+	c := cells{what: "expired updates"}
 	for _, r := range res.Rows {
-		gone[r[0].(string)] = true
+		gone[c.str(r, 0)] = true
+	}
+	if c.err != nil {
+		return nil, c.err
 	}
 	return slices.DeleteFunc(ids, func(id string) bool { return gone[id] }), nil
 }

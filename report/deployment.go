@@ -72,13 +72,17 @@ func DeploymentReport(ctx context.Context, q Querier, db, site string, p Deploym
 	if err != nil {
 		return nil, fmt.Errorf("cannot count deployment states (%s): %w", p.Deployment, err)
 	}
-	rep.States, rep.Total = stateCounts(states, res)
+	if rep.States, rep.Total, err = stateCounts(states, res); err != nil {
+		return nil, err
+	}
 	if p.State != nil {
 		res, err := q.Query(ctx, fmt.Sprintf("SELECT client FROM (%s) WHERE state = %d ORDER BY client", targeted, *p.State))
 		if err != nil {
 			return nil, fmt.Errorf("cannot list clients in deployment state %d (%s): %w", *p.State, p.Deployment, err)
 		}
-		rep.Machines = column[string](res, 0)
+		if rep.Machines, err = stringColumn(res, 0, "clients in a deployment state"); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }
@@ -94,34 +98,38 @@ func lookupDeployment(ctx context.Context, q Querier, db, id string) (*deploymen
 	if len(res.Rows) == 0 {
 		return nil, &NotFoundError{Field: "deployment", Message: fmt.Sprintf("no deployment %q at this site (import it with statepipe deployments apply)", id)}
 	}
-	return &deploymentRef{name: res.Rows[0][0].(string), collection: res.Rows[0][1].(string)}, nil
+	c := cells{what: "deployment " + id}
+	ref := &deploymentRef{name: c.str(res.Rows[0], 0), collection: c.str(res.Rows[0], 1)}
+	return ref, c.err
 }
 
 // stateCounts lists every state of topic type t with the clients counted in res (rows of
 // state, clients), and returns the total.
-func stateCounts(t schema.TopicType, res *schema.Result) ([]StateCount, int64) {
+func stateCounts(t schema.TopicType, res *schema.Result) ([]StateCount, int64, error) {
 	out := make([]StateCount, t.StateCount())
 	for i := range out {
 		out[i] = StateCount{State: i, Name: t.StateName(i)}
 	}
 	var total int64
+	c := cells{what: fmt.Sprintf("clients per %d state", t)}
 	for _, r := range res.Rows {
-		st, n := int(r[0].(int64)), r[1].(int64)
+		st, n := c.int(r, 0), c.int(r, 1)
 		total += n
-		if st >= 0 && st < len(out) {
+		if st >= 0 && st < int64(len(out)) {
 			out[st].Clients = n
 		}
 	}
-	return out, total
+	return out, total, c.err
 }
 
-// column returns column i of every row as T.
-func column[T any](res *schema.Result, i int) []T {
-	out := make([]T, len(res.Rows))
+// stringColumn returns column i of every row as strings.
+func stringColumn(res *schema.Result, i int, what string) ([]string, error) {
+	out := make([]string, len(res.Rows))
+	c := cells{what: what}
 	for j, r := range res.Rows {
-		out[j] = r[i].(T)
+		out[j] = c.str(r, i)
 	}
-	return out
+	return out, c.err
 }
 
 // chTimeLayout is how ClickHouse prints a DateTime64(3) (in UTC here).

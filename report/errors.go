@@ -58,9 +58,13 @@ func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParam
 		return nil, fmt.Errorf("cannot count enforcement errors: %w", err)
 	}
 	rep := &Errors{Site: site, AsOf: time.Now().UTC(), DeploymentID: p.Deployment, Errors: make([]ErrorCount, len(res.Rows))}
+	c := cells{what: "enforcement errors"}
 	for i, r := range res.Rows {
-		code := int32(r[0].(int64))
-		rep.Errors[i] = ErrorCount{Error: code, Hex: schema.HRESULTHex(code), Description: schema.DescribeHRESULT(code), Machines: r[1].(int64)}
+		code := int32(c.int(r, 0))
+		rep.Errors[i] = ErrorCount{Error: code, Hex: schema.HRESULTHex(code), Description: schema.DescribeHRESULT(code), Machines: c.int(r, 1)}
+	}
+	if c.err != nil {
+		return nil, c.err
 	}
 	return rep, nil
 }

@@ -1,6 +1,8 @@
 // Package report computes the named reports of DESIGN §4 over a site's store and serves them:
 // GET /v1/reports/NAME as JSON (the same structures back `statepipe report NAME` and, later,
-// the Grafana datasource), and POST /v1/sql, read-only SQL for analysts in embedded mode.
+// the Grafana datasource), and POST /v1/sql, analyst SQL that the store vets and runs within
+// its SQL limits (schema.SQLLimits). Every parameter is judged before a query runs (400
+// naming it), and result cells are read without a chance of panicking (cells.go).
 //
 // Compliance reads the projector's aggregates (agg_states, agg_lists, agg_scans: counts kept
 // per scope as reports fold) unless asked to scan. Every other report but trend, and
@@ -115,9 +117,9 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	if err != nil {
 		return nil, fmt.Errorf("cannot resolve the update set: %w", err)
 	}
-	ids := make([]string, len(idRes.Rows))
-	for i, r := range idRes.Rows {
-		ids[i] = r[0].(string)
+	ids, err := stringColumn(idRes, 0, "the update set")
+	if err != nil {
+		return nil, err
 	}
 	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, Scope: p.Scope.Collection, Updates: []UpdateCompliance{}}
 	if len(ids) == 0 {
@@ -184,10 +186,11 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		}
 		return per[id]
 	}
+	rc := cells{what: "compliance per update"}
 	for _, r := range byUpdate.Rows {
-		c := get(r[0].(string))
-		n := r[2].(int64)
-		switch r[1].(int64) {
+		id, state, n, statedScanned := rc.str(r, 0), rc.int(r, 1), rc.int(r, 2), rc.int(r, 3)
+		c := get(id)
+		switch state {
 		case 3:
 			c.n3 = n
 		case 2:
@@ -195,11 +198,15 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		case 1:
 			c.n1 = n
 		}
-		c.statedScanned += r[3].(int64)
+		c.statedScanned += statedScanned
 	}
 	for _, r := range scanned.Rows {
-		titles[r[0].(string)] = r[1].(string)
-		get(r[0].(string)).scannedAfter = r[2].(int64)
+		id := rc.str(r, 0)
+		titles[id] = rc.str(r, 1)
+		get(id).scannedAfter = rc.int(r, 2)
+	}
+	if rc.err != nil {
+		return nil, rc.err
 	}
 	for _, id := range ids {
 		c := get(id)
@@ -221,7 +228,11 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		if err != nil {
 			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
 		}
-		compliant, nonCompliant = res.Rows[0][0].(int64), res.Rows[0][1].(int64)
+		c := cells{what: "compliance per computer"}
+		row := c.first(res)
+		if compliant, nonCompliant = c.int(row, 0), c.int(row, 1); c.err != nil {
+			return nil, c.err
+		}
 	} else {
 		res, err := q.Query(ctx, cte+liveSQL(db, idSQL)+fmt.Sprintf(`, (SELECT groupArray(first_synced) FROM upd) AS fss
 		SELECT countIf(required = 0 AND ok + arrayCount(x -> x < last_scan, fss) - stated_scanned = %d), countIf(required > 0)
@@ -234,7 +245,11 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		if err != nil {
 			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
 		}
-		compliant, nonCompliant = res.Rows[0][0].(int64), res.Rows[0][1].(int64)
+		c := cells{what: "compliance per computer"}
+		row := c.first(res)
+		if compliant, nonCompliant = c.int(row, 0), c.int(row, 1); c.err != nil {
+			return nil, c.err
+		}
 	}
 	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total}
 	rep.Computers.Unknown = total - compliant - nonCompliant
@@ -275,7 +290,9 @@ func count(ctx context.Context, q Querier, sql string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return res.Rows[0][0].(int64), nil
+	c := cells{what: "a count"}
+	n := c.int(c.first(res), 0)
+	return n, c.err
 }
 
 // Fenced is the condition that keeps, of an agg_* table of db, the cells readers count: per

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,7 +68,10 @@ func TestReportParametersAreJudgedBeforeQuerying(t *testing.T) {
 
 func TestStateCountsListEveryState(t *testing.T) {
 	res := &schema.Result{Rows: [][]any{{int64(4), int64(7)}, {int64(0), int64(2)}}}
-	got, total := stateCounts(schema.TopicDeploymentEnforcement, res)
+	got, total, err := stateCounts(schema.TopicDeploymentEnforcement, res)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if total != 9 || len(got) != 11 {
 		t.Fatalf("total %d, %d states", total, len(got))
 	}
@@ -106,5 +111,222 @@ func TestDeploymentMachinesOnlyWithDrillDown(t *testing.T) {
 		if _, ok := m["machines"]; ok != c.want {
 			t.Errorf("%s: machines present = %v, want %v", b, ok, c.want)
 		}
+	}
+}
+
+// Every parameter is bounded and checked before a query runs: text that is not valid UTF-8,
+// holds control characters or is longer than an id can be; lists of more ids than a query
+// can carry (20,000 ids once answered 503 "Max query size exceeded"); numbers, durations and
+// times out of range. Each is a 400 naming the parameter.
+func TestReportParametersAreBounded(t *testing.T) {
+	mux := http.NewServeMux()
+	(&API{Site: "P01", Database: "statepipe_p01", Store: unreachable{}}).Register(mux)
+	ids := func(n, size int) string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprintf("%0*d", size, i)
+		}
+		return strings.Join(s, ",")
+	}
+	long := strings.Repeat("x", MaxParamBytes+1)
+	for _, c := range []struct {
+		path   string
+		status int
+		field  string
+	}{
+		{"/v1/reports/computer?client=c&updates=%FF", 400, "updates"},
+		{"/v1/reports/computer?client=c&updates=KB1,%FF", 400, "updates"},
+		{"/v1/reports/computer?client=%FF&list=L", 400, "client"},
+		{"/v1/reports/computer?client=c&list=%FE%FF", 400, "list"},
+		{"/v1/reports/computer?client=" + long + "&list=L", 400, "client"},
+		{"/v1/reports/computer?client=c&updates=" + ids(MaxReportIDs+1, 8), 400, "updates"},
+		{"/v1/reports/computer?client=c&updates=" + ids(20000, 36), 400, "updates"},
+		{"/v1/reports/computer?client=c&updates=" + long, 400, "updates"},
+		{"/v1/reports/computer?client=c&updates=" + ids(MaxReportIDs, 36), 503, ""}, // at the bound: reaches the store
+		{"/v1/reports/compliance?updates=" + ids(MaxReportIDs+1, 4), 400, "updates"},
+		{"/v1/reports/compliance?updates=" + ids(MaxReportIDs, MaxParamBytes), 503, ""},
+		{"/v1/reports/compliance?updates=a&updates=b", 400, "updates"},
+		{"/v1/reports/compliance?list=" + long, 400, "list"},
+		{"/v1/reports/compliance?collection=a%00b", 400, "collection"},
+		{"/v1/reports/compliance?collection=a%C2%85b", 400, "collection"}, // C1 control (NEL)
+		{"/v1/reports/compliance?source=%FF", 400, "source"},
+		{"/v1/reports/compliance?site=%FF", 400, "site"},
+		{"/v1/reports/compliance?site=" + long, 400, "site"},
+		{"/v1/reports/trend?updates=" + ids(MaxReportIDs+1, 4), 400, "updates"},
+		{"/v1/reports/trend?list=L&updates=U1", 400, "updates"},
+		{"/v1/reports/trend?list=L&step=-1h", 400, "step"},
+		{"/v1/reports/trend?list=L&step=99999999999999h", 400, "step"},
+		{"/v1/reports/trend?list=L&step=" + strings.Repeat("1", 100) + "h", 400, "step"},
+		{"/v1/reports/trend?list=L&from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z", 400, "from"},
+		{"/v1/reports/trend?list=L&to=9999-12-31T00:00:00Z", 400, "to"},
+		{"/v1/reports/trend?list=%FF", 400, "list"},
+		{"/v1/reports/update?update=%FF", 400, "update"},
+		{"/v1/reports/update?update=" + long, 400, "update"},
+		{"/v1/reports/update?update=U&collection=%FF", 400, "collection"},
+		{"/v1/reports/deployment?deployment=%FF", 400, "deployment"},
+		{"/v1/reports/deployment?deployment=D&state=99999999999999999999", 400, "state"},
+		{"/v1/reports/deployment?deployment=D&state=", 400, "state"},
+		{"/v1/reports/errors?deployment=" + long, 400, "deployment"},
+		{"/v1/reports/scan?days=-3", 400, "days"},
+		{"/v1/reports/scan?days=1e3", 400, "days"},
+		{"/v1/reports/scan?days=99999999999999999999", 400, "days"},
+		{"/v1/reports/scan?days=36501", 400, "days"},
+		{"/v1/reports/scan?days=36500", 503, ""},
+		{"/v1/reports/" + strings.Repeat("n", 5000), 404, "name"},
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, c.path, nil))
+		var eb schema.ErrorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil {
+			t.Fatalf("%.80s: error body is not JSON: %v", c.path, err)
+		}
+		if rec.Code != c.status || eb.Error.Field != c.field || eb.Error.Message == "" || len(eb.Error.Message) > 400 {
+			t.Errorf("%.120s: %d %+.300v, want %d naming %q", c.path, rec.Code, eb.Error, c.status, c.field)
+		}
+	}
+}
+
+// hostile answers every query with the same result: rows that do not fit what the query
+// asked for, as a broken store (or an engine that rewrites ids) could.
+type hostile struct{ res *schema.Result }
+
+func (h hostile) Query(context.Context, string) (*schema.Result, error) { return h.res, nil }
+
+// The reports never dereference a missing map entry, index a missing row or assert a cell's
+// type unchecked: whatever the store answers, a report is computed or fails with an error.
+// ComputerReport once dereferenced nil when the engine handed back an id that was not byte
+// for byte the one asked for (updates=%FF: invalid UTF-8 comes back replaced), and took the
+// site down.
+func TestReportsSurviveAnyAnswer(t *testing.T) {
+	answers := map[string]*schema.Result{
+		"no rows":         {Rows: [][]any{}},
+		"empty row":       {Rows: [][]any{{}}},
+		"nil cells":       {Rows: [][]any{{nil, nil, nil, nil, nil, nil}}},
+		"strings":         {Rows: [][]any{{"x", "y", "z", "w", "v", "u"}}},
+		"ids not asked":   {Rows: [][]any{{int64(500), "\uFFFD", int64(2), int64(7), "2026-01-01 00:00:00.000", int64(0)}, {"\uFFFD", "t", int64(1)}}},
+		"big integers":    {Rows: [][]any{{uint64(1 << 63), uint64(1<<64 - 1), int64(-1), int64(1 << 40), int64(0), int64(0)}}},
+		"arrays":          {Rows: [][]any{{[]any{"a", int64(1)}, []any{}, []any{nil}}}},
+		"negative bucket": {Rows: [][]any{{int64(-5), int64(1), int64(1), int64(1)}}},
+		"huge bucket":     {Rows: [][]any{{int64(1 << 40), int64(1), int64(1), int64(1)}}},
+		"counts":          {Rows: [][]any{{int64(1), int64(1), int64(1), int64(1), int64(1), int64(1)}}},
+	}
+	ctx := context.Background()
+	state := 2
+	for name, res := range answers {
+		q := hostile{res}
+		for report, run := range map[string]func() (any, error){
+			"compliance": func() (any, error) { return ComplianceReport(ctx, q, "db", "P01", ComplianceParams{}) },
+			"compliance list": func() (any, error) {
+				return ComplianceReport(ctx, q, "db", "P01", ComplianceParams{List: "L", Scope: Scope{Collection: "C"}})
+			},
+			"compliance scan": func() (any, error) {
+				return ComplianceReport(ctx, q, "db", "P01", ComplianceParams{Updates: []string{"\xff"}, Scan: true})
+			},
+			"computer": func() (any, error) {
+				return ComputerReport(ctx, q, "db", "P01", ComputerParams{Client: "c", Updates: []string{"\xff", "KB1"}})
+			},
+			"computer list": func() (any, error) {
+				return ComputerReport(ctx, q, "db", "P01", ComputerParams{Client: "c", List: "L"})
+			},
+			"deployment": func() (any, error) {
+				return DeploymentReport(ctx, q, "db", "P01", DeploymentParams{Deployment: "D", State: &state})
+			},
+			"errors": func() (any, error) { return ErrorsReport(ctx, q, "db", "P01", ErrorsParams{Deployment: "D"}) },
+			"scan":   func() (any, error) { return ScanReport(ctx, q, "db", "P01", ScanParams{Scope: Scope{Collection: "C"}}) },
+			"update": func() (any, error) {
+				return UpdateReport(ctx, q, "db", "P01", UpdateParams{Update: "U", Scope: Scope{Collection: "C"}})
+			},
+			"trend": func() (any, error) { return TrendReport(ctx, q, "db", "P01", TrendParams{Updates: []string{"U"}}) },
+			"trend scope": func() (any, error) {
+				return TrendReport(ctx, q, "db", "P01", TrendParams{Updates: []string{"U"}, Scope: Scope{Collection: "C"}})
+			},
+			"scope clients": func() (any, error) { return ScopeClients(ctx, q, "db", Scope{Collection: "C"}) },
+		} {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("%s report, store answering %s: panic: %v", report, name, r)
+					}
+				}()
+				_, _ = run()
+			}()
+		}
+	}
+}
+
+// fixedSQL answers QueryReadOnly with err.
+type fixedSQL struct {
+	unreachable
+	err error
+}
+
+func (f fixedSQL) QueryReadOnly(context.Context, string) (*schema.Result, error) { return nil, f.err }
+
+// POST /v1/sql answers a busy site 503 with Retry-After, a refused query or a limit 400
+// naming query with the reason, a closing store 503.
+func TestSQLAnswers(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		status  int
+		field   string
+		message string
+		retry   bool
+	}{
+		{&schema.SQLBusyError{Running: 2}, 503, "", "--sql.max-concurrent", true},
+		{&schema.FieldError{Field: "query", Reason: "stopped at the time limit of 30s (--sql.timeout)"}, 400, "query", "stopped at the time limit of 30s (--sql.timeout)", false},
+		{fmt.Errorf("cannot run sql: %w", schema.ErrSQLUnavailable), 503, "", "unavailable", true},
+		{fmt.Errorf("cannot run sql: %w", context.Canceled), 503, "", "canceled", true},
+		{errors.New("Unknown table expression identifier"), 400, "query", "Unknown table", false},
+	} {
+		mux := http.NewServeMux()
+		(&API{Site: "P01", Database: "statepipe_p01", Store: fixedSQL{err: c.err}}).Register(mux)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/sql", strings.NewReader(`{"query": "SELECT 1"}`)))
+		var eb schema.ErrorBody
+		_ = json.Unmarshal(rec.Body.Bytes(), &eb)
+		if rec.Code != c.status || eb.Error.Field != c.field || !strings.Contains(eb.Error.Message, c.message) || (rec.Header().Get("Retry-After") != "") != c.retry {
+			t.Errorf("%v: %d %+v Retry-After %q, want %d naming %q saying %q", c.err, rec.Code, eb.Error, rec.Header().Get("Retry-After"), c.status, c.field, c.message)
+		}
+	}
+}
+
+// scripted answers each query with the result of the first key it contains.
+type scripted []struct {
+	has string
+	res *schema.Result
+}
+
+func (s scripted) Query(_ context.Context, q string) (*schema.Result, error) {
+	for _, a := range s {
+		if strings.Contains(q, a.has) {
+			return a.res, nil
+		}
+	}
+	return &schema.Result{Rows: [][]any{}}, nil
+}
+
+// The engine hands back an update id that is not byte for byte the one asked for (its JSON
+// output replaces invalid UTF-8: "\xff" comes back as "\uFFFD"): the computer report skips
+// that row instead of dereferencing the missing entry — the nil dereference that took a site
+// down on GET /v1/reports/computer?client=<id>&updates=%FF.
+func TestComputerReportSkipsIDsNotAsked(t *testing.T) {
+	q := scripted{
+		{".clients WHERE client", &schema.Result{Rows: [][]any{{nil, int64(1)}}}},
+		{"expired = 1", &schema.Result{Rows: [][]any{}}},
+		{"v_updates WHERE id IN", &schema.Result{Rows: [][]any{{"\uFFFD", "replaced", int64(1)}, {"KB1", "one", int64(0)}}}},
+		{"v_live_state", &schema.Result{Rows: [][]any{
+			{int64(500), "\uFFFD", int64(2), int64(7), "2026-01-01 00:00:00.000", int64(0)},
+			{int64(402), "\uFFFD", int64(11), int64(8), "2026-01-01 00:00:00.000", int64(-2145124341)},
+			{int64(500), "KB1", int64(3), int64(9), "2026-01-01 00:00:00.000", int64(0)},
+		}}},
+	}
+	rep, err := ComputerReport(context.Background(), q, "db", "P01", ComputerParams{Client: "c", Updates: []string{"\xff", "KB1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ComputerUpdate{{UpdateID: "KB1", Title: "one", State: 3, StateName: "Installed", Serial: 9}, {UpdateID: "\xff", StateName: "Unknown"}}
+	if len(rep.Updates) != 2 || rep.Updates[0].UpdateID != want[0].UpdateID || rep.Updates[0].State != 3 || rep.Updates[0].Title != "one" ||
+		rep.Updates[1].UpdateID != "\xff" || rep.Updates[1].State != 0 || rep.Updates[1].EnforcementState != nil || rep.Compliant != ComputerUnknown {
+		t.Errorf("report %+v, want %+v (compliance unknown)", rep.Updates, want)
 	}
 }

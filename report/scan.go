@@ -57,7 +57,9 @@ func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (
 	if err != nil {
 		return nil, fmt.Errorf("cannot count scan states: %w", err)
 	}
-	rep.States, rep.Total = stateCounts(schema.TopicScan, res)
+	if rep.States, rep.Total, err = stateCounts(schema.TopicScan, res); err != nil {
+		return nil, err
+	}
 	since := rep.AsOf.Add(-time.Duration(p.Days) * 24 * time.Hour)
 	res, err = q.Query(ctx, fmt.Sprintf(`SELECT count(), arraySlice(arraySort(groupArray(client)), 1, %[4]d)
 	FROM (SELECT c.client AS client
@@ -68,9 +70,12 @@ func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (
 	if err != nil {
 		return nil, fmt.Errorf("cannot list clients without a recent successful scan: %w", err)
 	}
-	rep.StaleClients = res.Rows[0][0].(int64)
-	for _, c := range res.Rows[0][1].([]any) {
-		rep.Stale = append(rep.Stale, c.(string))
+	c := cells{what: "stale clients"}
+	row := c.first(res)
+	rep.StaleClients = c.int(row, 0)
+	rep.Stale = append(rep.Stale, c.strs(row, 1)...)
+	if c.err != nil {
+		return nil, c.err
 	}
 	return rep, nil
 }

@@ -30,7 +30,12 @@ func (s Scope) check(ctx context.Context, q Querier, db string) error {
 	if err != nil {
 		return err
 	}
-	if res.Rows[0][0].(int64) == 0 {
+	c := cells{what: "collection " + s.Collection}
+	n := c.int(c.first(res), 0)
+	if c.err != nil {
+		return c.err
+	}
+	if n == 0 {
 		return &NotFoundError{Field: "collection", Message: fmt.Sprintf("no collection %q at this site (import it with statepipe collections apply)", s.Collection)}
 	}
 	return nil
@@ -52,11 +57,9 @@ func listUpdates(ctx context.Context, q Querier, db, list string) ([]string, err
 	if len(res.Rows) == 0 {
 		return nil, &NotFoundError{Field: "list", Message: fmt.Sprintf("no update list %q at this site (import it with statepipe lists apply)", list)}
 	}
-	var ids []string
-	for _, v := range res.Rows[0][0].([]any) {
-		ids = append(ids, v.(string))
-	}
-	return ids, nil
+	c := cells{what: "update list " + list}
+	ids := c.strs(res.Rows[0], 0)
+	return ids, c.err
 }
 
 // inList renders ids as a SQL tuple of string literals.
@@ -77,9 +80,5 @@ func ScopeClients(ctx context.Context, q Querier, db string, s Scope) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(res.Rows))
-	for i, r := range res.Rows {
-		out[i] = r[0].(string)
-	}
-	return out, nil
+	return stringColumn(res, 0, "the clients in scope")
 }

@@ -118,7 +118,10 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		if err != nil {
 			return nil, fmt.Errorf("cannot count the collection's members: %w", err)
 		}
-		clients[0] = res.Rows[0][0].(int64)
+		c := cells{what: "the collection's members"}
+		if clients[0] = c.int(c.first(res), 0); c.err != nil {
+			return nil, c.err
+		}
 	} else {
 		res, err := q.Query(ctx, fmt.Sprintf(`SELECT %s AS bucket, count()
 		FROM (SELECT client, min(accepted_at) AS first_accepted FROM %s.state_messages WHERE %s GROUP BY client)
@@ -126,8 +129,16 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		if err != nil {
 			return nil, fmt.Errorf("cannot count clients over time: %w", err)
 		}
+		c := cells{what: "clients over time"}
 		for _, r := range res.Rows {
-			clients[r[0].(int64)] += r[1].(int64)
+			b, k := c.int(r, 0), c.int(r, 1)
+			if c.err == nil && (b < 0 || b >= int64(n)) {
+				c.fail("bucket %d of %d points", b, n)
+			}
+			if c.err != nil {
+				return nil, c.err
+			}
+			clients[b] += k
 		}
 	}
 
@@ -153,8 +164,16 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		if err != nil {
 			return nil, fmt.Errorf("cannot compute compliance over time: %w", err)
 		}
+		c := cells{what: "compliance over time"}
 		for _, r := range res.Rows {
-			deltas[r[0].(int64)] = [3]int64{r[1].(int64), r[2].(int64), r[3].(int64)}
+			b, d := c.int(r, 0), [3]int64{c.int(r, 1), c.int(r, 2), c.int(r, 3)}
+			if c.err == nil && (b < 0 || b >= int64(n)) {
+				c.fail("bucket %d of %d points", b, n)
+			}
+			if c.err != nil {
+				return nil, c.err
+			}
+			deltas[b] = d
 		}
 	}
 	var inst, req, notReq, cl int64

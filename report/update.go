@@ -56,14 +56,24 @@ func UpdateReport(ctx context.Context, q Querier, db, site string, p UpdateParam
 	}
 	inferred := "0" // Not required cannot be inferred for an update the catalog does not have
 	if len(res.Rows) > 0 {
-		rep.InCatalog, rep.Article, rep.Title, rep.Expired = true, res.Rows[0][0].(string), res.Rows[0][1].(string), res.Rows[0][2].(int64) == 1
+		c := cells{what: "update " + p.Update}
+		r := res.Rows[0]
+		rep.InCatalog, rep.Article, rep.Title, rep.Expired = true, c.str(r, 0), c.str(r, 1), c.int(r, 2) == 1
+		if c.err != nil {
+			return nil, c.err
+		}
 		inferred = fmt.Sprintf("h.last_scan > (SELECT first_synced FROM %s.v_updates WHERE id = %s)", db, u)
 	} else {
 		res, err := q.Query(ctx, fmt.Sprintf("SELECT count() FROM %s.v_live_state WHERE topic_type IN (402, 500) AND topic_id = %s", db, u))
 		if err != nil {
 			return nil, fmt.Errorf("cannot look for update %q: %w", p.Update, err)
 		}
-		if res.Rows[0][0].(int64) == 0 {
+		c := cells{what: "states of update " + p.Update}
+		n := c.int(c.first(res), 0)
+		if c.err != nil {
+			return nil, c.err
+		}
+		if n == 0 {
 			return nil, &NotFoundError{Field: "update", Message: fmt.Sprintf("no update %q at this site: not in the catalog and no client reported it", p.Update)}
 		}
 	}
@@ -79,8 +89,12 @@ func UpdateReport(ctx context.Context, q Querier, db, site string, p UpdateParam
 	if err != nil {
 		return nil, fmt.Errorf("cannot count compliance with update %q: %w", p.Update, err)
 	}
-	r := res.Rows[0]
-	rep.Installed, rep.Required, rep.NotRequired, rep.Total = r[0].(int64), r[1].(int64), r[2].(int64), r[3].(int64)
+	c := cells{what: "compliance with update " + p.Update}
+	r := c.first(res)
+	rep.Installed, rep.Required, rep.NotRequired, rep.Total = c.int(r, 0), c.int(r, 1), c.int(r, 2), c.int(r, 3)
+	if c.err != nil {
+		return nil, c.err
+	}
 	rep.Unknown = rep.Total - rep.Installed - rep.Required - rep.NotRequired
 	if rep.Total > 0 {
 		rep.CompliantPct = round2(float64(rep.Installed+rep.NotRequired) * 100 / float64(rep.Total))
@@ -90,6 +104,8 @@ func UpdateReport(ctx context.Context, q Querier, db, site string, p UpdateParam
 	if err != nil {
 		return nil, fmt.Errorf("cannot count enforcement of update %q: %w", p.Update, err)
 	}
-	rep.Enforcement, _ = stateCounts(schema.TopicUpdateEnforcement, res)
+	if rep.Enforcement, _, err = stateCounts(schema.TopicUpdateEnforcement, res); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }

@@ -12,6 +12,7 @@ const (
 	CodeUnauthenticated  = "unauthenticated"   // 401
 	CodeForbidden        = "forbidden"         // 403
 	CodeNotFound         = "not_found"         // 404
+	CodeTimeout          = "timeout"           // 408
 	CodeConflict         = "conflict"          // 409
 	CodeTooLarge         = "too_large"         // 413
 	CodeUnsupportedMedia = "unsupported_media" // 415

@@ -33,25 +33,59 @@ type Credential struct {
 	Name    string `json:"name,omitempty"`
 	Site    string `json:"site"`
 	Key     []byte `json:"key"`    // the client's Ed25519 public key (JSON: base64)
+	Inc     uint32 `json:"inc"`    // the enrolment's incarnation: its serials are SerialBase(Inc)+1 …
 	Issued  int64  `json:"iat_ms"` // Unix milliseconds
 	Expires int64  `json:"exp_ms"` // Unix milliseconds
 }
 
-// CredentialVersion is the credential format version.
-const CredentialVersion = 1
+// CredentialVersion is the credential format version. Version 1 (no incarnation) is no longer
+// accepted: ParseCredential answers it as expired, so the SDK enrols again with its key.
+const CredentialVersion = 2
+
+// Serials of an enrolment (DESIGN rule 1 orders a key's states by serial alone). Each holding
+// of a client id by a key is an incarnation, numbered from 1 by the site's identity log; the
+// serials of incarnation n are the SerialSpan values above SerialBase(n). A machine that enrols
+// again (a new key after a revocation, or a rotation) gets the next incarnation, so every
+// serial it sends is greater than anything any earlier key of the id could send, and its
+// states win over a stolen key's — in the live state and in a rebuild from the raw log alike.
+// Ingest refuses a signed message whose serial is outside its credential's range.
+const (
+	SerialSpan = uint64(1) << 40 // 1.1 × 10^12 messages per incarnation
+	// serialOffset places incarnation 1 above 2^51, above the serials earlier versions started
+	// from (the enrolment time in microseconds, below 2^51 until 2041).
+	serialOffset = 2048
+	// MaxIncarnation keeps every incarnation's range within uint64.
+	MaxIncarnation = uint32(1<<24 - serialOffset - 1)
+)
+
+// SerialBase returns the serial below incarnation inc's first (inc ≥ 1).
+func SerialBase(inc uint32) uint64 { return (serialOffset + uint64(inc)) << 40 }
 
 // EnrollRequest is the body of POST /v1/enroll.
+//
+// A rotation (the id's holder gives it to a new key) is the same request with the new key in
+// public_key and the time it was made, sent with the holder's credential in
+// Statepipe-Credential and, in Statepipe-Signature, the holder key's signature over the exact
+// body: the proof is bound to the new key and to a time within RotationWindow of the site's
+// clock.
 type EnrollRequest struct {
 	Client    string `json:"client"`
 	Name      string `json:"name,omitempty"`
 	Site      string `json:"site"`
-	PublicKey []byte `json:"public_key"` // Ed25519, 32 bytes (JSON: base64)
+	PublicKey []byte `json:"public_key"`        // Ed25519, 32 bytes (JSON: base64)
+	Time      int64  `json:"time_ms,omitempty"` // rotation: when it was signed (Unix ms)
 }
+
+// RotationWindow is how far a rotation request's time may be from the site's clock.
+const RotationWindow = 5 * time.Minute
 
 // EnrollResponse answers a successful enrolment.
 type EnrollResponse struct {
 	Credential string    `json:"credential"`
 	Expires    time.Time `json:"expires"`
+	// SerialBase is the serial below the first this enrolment may use (SerialBase(Inc)): the
+	// SDK continues above it.
+	SerialBase uint64 `json:"serial_base"`
 }
 
 var b64 = base64.RawURLEncoding
@@ -90,8 +124,14 @@ func ParseCredential(token string, site ed25519.PublicKey, now time.Time) (Crede
 		return c, ErrCredentialSignature
 	}
 	d := json.NewDecoder(bytes.NewReader(payload))
+	if err := d.Decode(&c); err == nil && c.V < CredentialVersion {
+		return c, fmt.Errorf("%w (format %d, before serial ranges: enrol again)", ErrCredentialExpired, c.V)
+	}
+	d = json.NewDecoder(bytes.NewReader(payload))
 	d.DisallowUnknownFields()
-	if err := d.Decode(&c); err != nil || c.V != CredentialVersion || len(c.Key) != ed25519.PublicKeySize || c.Client == "" || c.Site == "" {
+	c = Credential{}
+	if err := d.Decode(&c); err != nil || c.V != CredentialVersion || len(c.Key) != ed25519.PublicKeySize || c.Client == "" || c.Site == "" ||
+		c.Inc == 0 || c.Inc > MaxIncarnation {
 		return Credential{}, ErrCredentialMalformed
 	}
 	if now.UnixMilli() >= c.Expires {

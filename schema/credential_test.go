@@ -14,7 +14,7 @@ func TestCredentialSignParseAndRefusals(t *testing.T) {
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	cpub, cpriv, _ := ed25519.GenerateKey(rand.Reader)
 	now := time.Now()
-	c := Credential{ID: "x", Client: "pc-1", Site: "P01", Key: cpub, Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}
+	c := Credential{ID: "x", Client: "pc-1", Site: "P01", Key: cpub, Inc: 1, Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}
 	tok, err := SignCredential(c, site)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func BenchmarkVerifyReportSignature(b *testing.B) {
 	pub, site, _ := ed25519.GenerateKey(rand.Reader)
 	cpub, cpriv, _ := ed25519.GenerateKey(rand.Reader)
 	now := time.Now()
-	tok, _ := SignCredential(Credential{Client: "pc-1", Site: "P01", Key: cpub, Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}, site)
+	tok, _ := SignCredential(Credential{Client: "pc-1", Site: "P01", Key: cpub, Inc: 1, Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}, site)
 	body := make([]byte, 30000) // a 300-message report is about 25-30 KB of msgpack
 	sig := SignBody(cpriv, body)
 	b.SetBytes(int64(len(body)))

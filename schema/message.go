@@ -67,26 +67,50 @@ var topics = map[TopicType]topicInfo{
 	TopicHeartbeat: {"heartbeat", false, []string{"Alive"}},
 }
 
+// topicIndex is topics indexed by type, so that a look-up does not hash: Validate makes three
+// per message, and hashing took longer than checking that the message's ids are text.
+var topicIndex = func() []*topicInfo {
+	var n TopicType
+	for t := range topics {
+		n = max(n, t)
+	}
+	ix := make([]*topicInfo, n+1)
+	for t, info := range topics {
+		ix[t] = &info
+	}
+	return ix
+}()
+
+// info returns the topic type's entry in topics, or an empty one when it is unknown.
+func (t TopicType) info() *topicInfo {
+	if int(t) < len(topicIndex) && topicIndex[t] != nil {
+		return topicIndex[t]
+	}
+	return &unknownTopic
+}
+
+var unknownTopic topicInfo
+
 // Known reports whether t is a topic type of DESIGN §3.
-func (t TopicType) Known() bool { _, ok := topics[t]; return ok }
+func (t TopicType) Known() bool { return int(t) < len(topicIndex) && topicIndex[t] != nil }
 
 // Keyed reports whether messages of this type carry a topic id and fold into current state.
-func (t TopicType) Keyed() bool { return topics[t].keyed }
+func (t TopicType) Keyed() bool { return t.info().keyed }
 
 // String returns the topic type's display name, or its number when unknown.
 func (t TopicType) String() string {
-	if i, ok := topics[t]; ok {
-		return i.name
+	if t.Known() {
+		return t.info().name
 	}
 	return "topic type " + strconv.Itoa(int(t))
 }
 
 // StateCount returns how many states the topic type has (valid states are 0..n-1).
-func (t TopicType) StateCount() int { return len(topics[t].states) }
+func (t TopicType) StateCount() int { return len(t.info().states) }
 
 // StateName returns the ConfigMgr display name of a state, or "" when out of range.
 func (t TopicType) StateName(state int) string {
-	s := topics[t].states
+	s := t.info().states
 	if state < 0 || state >= len(s) {
 		return ""
 	}

@@ -60,11 +60,18 @@ func TestJSONMatchesMsgpack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got Report
-	if err := json.Unmarshal(raw, &got); err != nil {
+	if err := DecodeReportJSON(raw, &got, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(&got, sampleReport()) {
 		t.Errorf("json report = %+v", got)
+	}
+	got = Report{}
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, sampleReport()) {
+		t.Errorf("json report (encoding/json) = %+v", got)
 	}
 }
 
@@ -225,6 +232,35 @@ func BenchmarkDecodeReport300(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*300)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// JSON is the other wire form; encoding/json, strict as ingest used it, is the reference.
+func BenchmarkDecodeReportJSON300(b *testing.B) {
+	body, _ := json.Marshal(scanReport(300))
+	b.Run("schema", func(b *testing.B) {
+		var r Report
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if err := DecodeReportJSON(body, &r, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*300)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var r Report
+			d := json.NewDecoder(bytes.NewReader(body))
+			d.DisallowUnknownFields()
+			if err := d.Decode(&r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*300)/b.Elapsed().Seconds(), "msgs/s")
+	})
 }
 
 func BenchmarkValidateReport300(b *testing.B) {

@@ -23,6 +23,30 @@ import (
 
 var httpClient = &http.Client{Timeout: 60 * time.Second}
 
+// tokenFlags are the bearer tokens a verb sends: --admin-token ($STATEPIPE_ADMIN_TOKEN) on
+// every verb that calls a guarded endpoint, and --reader-token ($STATEPIPE_READER_TOKEN) on
+// the verbs readers use (report, sql). The admin token is sent when both are set.
+type tokenFlags struct{ admin, reader *string }
+
+func addTokenFlags(fs *flag.FlagSet, reader bool) tokenFlags {
+	t := tokenFlags{admin: fs.String("admin-token", os.Getenv("STATEPIPE_ADMIN_TOKEN"), "the site's administrator token (default $STATEPIPE_ADMIN_TOKEN)")}
+	if reader {
+		t.reader = fs.String("reader-token", os.Getenv("STATEPIPE_READER_TOKEN"), "the site's reader token (default $STATEPIPE_READER_TOKEN)")
+	}
+	return t
+}
+
+// set puts the token on req.
+func (t tokenFlags) set(req *http.Request) {
+	tok := *t.admin
+	if tok == "" && t.reader != nil {
+		tok = *t.reader
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+}
+
 // getJSON fetches url and decodes a JSON answer into v, turning error bodies into errors.
 func doJSON(req *http.Request, v any) error {
 	resp, err := httpClient.Do(req)
@@ -72,6 +96,7 @@ func cmdReport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
+	tokens := addTokenFlags(fs, true)
 	values := map[string]*string{}
 	for _, p := range reportParams {
 		values[p.name] = fs.String(p.name, "", p.usage)
@@ -94,6 +119,7 @@ func cmdReport(ctx context.Context, args []string) error {
 		u += "?" + q.Encode()
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	tokens.set(req)
 	var raw json.RawMessage
 	if err := doJSON(req, &raw); err != nil {
 		return fmt.Errorf("cannot get report %s: %w", name, err)
@@ -163,6 +189,7 @@ func cmdSQL(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sql", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
+	tokens := addTokenFlags(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -172,6 +199,7 @@ func cmdSQL(ctx context.Context, args []string) error {
 	body, _ := json.Marshal(report.SQLRequest{Query: fs.Arg(0)})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/sql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	tokens.set(req)
 	var raw json.RawMessage
 	if err := doJSON(req, &raw); err != nil {
 		return fmt.Errorf("cannot run sql: %w", err)
@@ -205,7 +233,7 @@ func cmdSQL(ctx context.Context, args []string) error {
 }
 
 func cmdClient(ctx context.Context, args []string) error {
-	const usage = "usage: statepipe client enroll --url URL --site SITE --id CLIENT --out IDENTITY | send --url URL [--identity IDENTITY] REPORT.json | revoke --url URL --id CLIENT"
+	const usage = "usage: statepipe client enroll --url URL --site SITE --id CLIENT --out IDENTITY | send --url URL [--identity IDENTITY] REPORT.json | rotate --url URL --identity IDENTITY | revoke --url URL --id CLIENT"
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
@@ -216,6 +244,8 @@ func cmdClient(ctx context.Context, args []string) error {
 		return cmdClientSend(ctx, args[1:])
 	case "revoke":
 		return cmdClientRevoke(ctx, args[1:])
+	case "rotate":
+		return cmdClientRotate(ctx, args[1:])
 	}
 	return errors.New(usage)
 }
@@ -274,6 +304,14 @@ func cmdClientSend(ctx context.Context, args []string) error {
 		if cfg.Identity, err = client.LoadIdentity(*identity); err != nil {
 			return err
 		}
+		// A signed client's serials lie above its enrolment's serial base: the file's serials
+		// count from there (serial 1 is the base + 1).
+		for i := range rep.Messages {
+			if rep.Messages[i].Serial >= schema.SerialSpan {
+				return fmt.Errorf("cannot send report %s: messages[%d].serial %d: with --identity, serials count from the enrolment's serial base and must be below %d", fs.Arg(0), i, rep.Messages[i].Serial, schema.SerialSpan)
+			}
+			rep.Messages[i].Serial += cfg.Identity.SerialBase
+		}
 	}
 	c, err := client.New(cfg)
 	if err != nil {
@@ -293,11 +331,40 @@ func cmdClientSend(ctx context.Context, args []string) error {
 	return nil
 }
 
+func cmdClientRotate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("client rotate", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
+	identity := fs.String("identity", "", "identity file from statepipe client enroll: its key is replaced by a new one")
+	token := fs.String("token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "the site's enrolment token, if it requires one (default $STATEPIPE_ENROLL_TOKEN)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *identity == "" {
+		return errors.New("usage: statepipe client rotate --url URL --identity IDENTITY")
+	}
+	id, err := client.LoadIdentity(*identity)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Config{URL: *base, Site: id.Site, ClientID: id.Client, Identity: id, EnrollToken: *token})
+	if err != nil {
+		return err
+	}
+	if err := c.Rotate(ctx); err != nil {
+		return err
+	}
+	if err := c.Identity().Save(*identity); err != nil {
+		return fmt.Errorf("rotated, but cannot save the new identity (the old key no longer works): %w", err)
+	}
+	fmt.Printf("rotated client %s to a new key; the old key is refused from now on; identity in %s\n", id.Client, *identity)
+	return nil
+}
+
 func cmdClientRevoke(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("client revoke", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
 	id := fs.String("id", "", "client id to revoke")
-	token := fs.String("admin-token", os.Getenv("STATEPIPE_ADMIN_TOKEN"), "the site's administrator token (default $STATEPIPE_ADMIN_TOKEN)")
+	tokens := addTokenFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -307,10 +374,8 @@ func cmdClientRevoke(ctx context.Context, args []string) error {
 	body, _ := json.Marshal(ingest.RevokeRequest{Client: *id})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/revoke", bytes.NewReader(body))
 	req.Header.Set("Content-Type", schema.MediaJSON)
-	if *token != "" {
-		req.Header.Set("Authorization", "Bearer "+*token)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	tokens.set(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
 	}

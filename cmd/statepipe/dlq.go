@@ -13,6 +13,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/internal/kafka"
+	"github.com/statepipe/statepipe/schema"
 )
 
 // dlqRecord is one dead letter as `statepipe dlq list --json` prints it.
@@ -59,7 +60,8 @@ func cmdDLQ(ctx context.Context, args []string) error {
 // runDLQ lists (op "list") or replays (op "replay") the dead letters of site that exist now.
 // A replay produces each record's value again to state.<site>, keyed by its client, with a
 // statepipe-dlq-replayed header naming where it came from; the projector folds it, or dead-
-// letters it again if it is still bad. Replaying is safe to repeat: serials make a report
+// letters it again if it is still bad. The record keeps the vouch of the ingest that accepted
+// it (a record no ingest vouched for is dead-lettered "unvouched" again). Replaying is safe to repeat: serials make a report
 // folded once.
 func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string, asJSON bool, out io.Writer) error {
 	topic := kafka.StateTopic(site) + ".dlq"
@@ -84,8 +86,15 @@ func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string
 			_, err := fmt.Fprintf(out, "%s/%d/%d client=%s bytes=%d source=%s reason=%s\n", topic, r.Partition, r.Offset, r.Client, r.Bytes, r.Source, r.Reason)
 			return err
 		}
-		return w.WriteMessages(ctx, kafkago.Message{Key: m.Key, Value: m.Value,
-			Headers: []kafkago.Header{{Key: "statepipe-dlq-replayed", Value: []byte(fmt.Sprintf("%s/%d/%d", topic, m.Partition, m.Offset))}}})
+		headers := []kafkago.Header{{Key: "statepipe-dlq-replayed", Value: []byte(fmt.Sprintf("%s/%d/%d", topic, m.Partition, m.Offset))}}
+		for _, h := range m.Headers {
+			if h.Key == schema.HeaderVouch {
+				// The ingest's vouch covers the state topic, the key and the value, all
+				// unchanged: the replayed record is still the one ingest accepted.
+				headers = append(headers, h)
+			}
+		}
+		return w.WriteMessages(ctx, kafkago.Message{Key: m.Key, Value: m.Value, Headers: headers})
 	})
 	if err != nil {
 		return err

@@ -18,12 +18,8 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	kc := s.node.sites[0].cfg.Kafka
-	// A record no projector can decode, produced behind ingest's back.
-	w := kafka.NewWriter(kc, kafka.StateTopic(s.code))
-	defer w.Close()
-	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("bad-client"), Value: []byte{0xc1, 0xff}}); err != nil {
-		t.Fatal(err)
-	}
+	// A record no projector can decode (vouched for: an ingest bug, say).
+	s.produceVouched(t, "bad-client", []byte{0xc1, 0xff})
 	// A good report an older projector dead-lettered (say, for a schema version it did not
 	// know): after the fix, a replay must fold it.
 	var good bytes.Buffer
@@ -32,7 +28,8 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 	dw := kafka.NewWriter(kc, kafka.StateTopic(s.code)+".dlq")
 	defer dw.Close()
 	if err := dw.WriteMessages(ctx, kafkago.Message{Key: []byte("late-client"), Value: good.Bytes(), Headers: []kafkago.Header{
-		{Key: "statepipe-dlq-reason", Value: []byte("unknown-version: v 2")}, {Key: "statepipe-dlq-source", Value: []byte("state.X/0/7")}}}); err != nil {
+		{Key: "statepipe-dlq-reason", Value: []byte("unknown-version: v 2")}, {Key: "statepipe-dlq-source", Value: []byte("state.X/0/7")},
+		{Key: schema.HeaderVouch, Value: schema.Vouch(s.siteKey(t), kafka.StateTopic(s.code), []byte("late-client"), good.Bytes())}}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() string {

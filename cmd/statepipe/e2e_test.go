@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +16,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/ingest"
@@ -73,6 +77,7 @@ type testSite struct {
 	t    *testing.T
 	code string
 	url  string
+	data string // data directory (embedded broker, site key)
 	node *node
 	stop func()
 }
@@ -104,6 +109,9 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 		Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
 	cfg.Kafka.Brokers = realKafka()
 	cfg.Kafka.Partitions = 4
+	// The rule cases and reports tests use client clocks near the epoch: what they test is
+	// folding, not the clock bounds (trust_e2e_test.go tests those).
+	cfg.Auth.MaxMessageAge = 100 * 365 * 24 * time.Hour
 	cfg.Projector.BatchWait = 50 * time.Millisecond
 	cfg.Store.ChdbPath = chdbDir
 	if o.tune != nil {
@@ -121,7 +129,7 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 	}
 	done := make(chan error, 1)
 	go func() { done <- n.run(ctx) }()
-	s := &testSite{t: t, code: code, url: n.url(), node: n}
+	s := &testSite{t: t, code: code, url: n.url(), data: data, node: n}
 	var stopped atomic.Bool
 	s.stop = func() {
 		if stopped.Swap(true) {
@@ -134,6 +142,30 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 	}
 	t.Cleanup(s.stop)
 	return s
+}
+
+// siteKey returns the site key (statepipe run keeps it in the data directory).
+func (s *testSite) siteKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	key, err := ingest.LoadOrCreateSiteKey(filepath.Join(s.data, "site-"+s.code+".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// produceVouched produces a record to the site's state topic (or another, with topic) vouched
+// for with the site key, as an ingest node of the site would — one without this node's memory
+// of serials, say.
+func (s *testSite) produceVouched(t *testing.T, client string, value []byte) {
+	t.Helper()
+	topic := kafka.StateTopic(s.code)
+	w := kafka.NewWriter(s.node.sites[0].cfg.Kafka, topic)
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), kafkago.Message{Key: []byte(client), Value: value,
+		Headers: []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(s.siteKey(t), topic, []byte(client), value)}}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *testSite) client(id string) *client.Client {
@@ -371,8 +403,8 @@ func TestRejectsBadInputNamingTheField(t *testing.T) {
 		{name: "unknown topic type", mutate: func(m map[string]any) { m["messages"].([]any)[0].(map[string]any)["topic_type"] = 999 }, status: 400, field: "messages[0].topic_type"},
 		{name: "missing client", mutate: func(m map[string]any) { delete(m, "client") }, status: 400, field: "client"},
 		{name: "zero serial", mutate: func(m map[string]any) { m["messages"].([]any)[0].(map[string]any)["serial"] = 0 }, status: 400, field: "messages[0].serial"},
-		{name: "wrong type", mutate: func(m map[string]any) { m["messages"].([]any)[0].(map[string]any)["state"] = "two" }, status: 400, field: "messages.state"},
-		{name: "unknown field", mutate: func(m map[string]any) { m["topicType"] = 1 }, status: 400, field: "body"},
+		{name: "wrong type", mutate: func(m map[string]any) { m["messages"].([]any)[0].(map[string]any)["state"] = "two" }, status: 400, field: "messages[0].state"},
+		{name: "unknown field", mutate: func(m map[string]any) { m["topicType"] = 1 }, status: 400, field: "topicType"},
 		{name: "bad version", mutate: func(m map[string]any) { m["v"] = 9 }, status: 400, field: "v"},
 		{name: "wrong site", mutate: func(m map[string]any) { m["site"] = "ELSEWHERE" }, status: 403, field: "site"},
 		{name: "too many messages", mutate: func(m map[string]any) { m["messages"] = bigMsgs }, status: 413, field: "messages"},

@@ -174,7 +174,8 @@ func TestFaultsUnderLoadLoseAndDoubleNothing(t *testing.T) {
 		"--listen", "127.0.0.1:0", "--ingest.site-key", filepath.Join(dir, "site.key"),
 		"--ingest.produce-timeout", "2s", "--ingest.retry-after", "1", "--kafka.partitions", "4")
 	projArgs := []string{"projector", "--kafka.brokers", brokers, "--site", site, "--listen", "127.0.0.1:0",
-		"--chdb.path", filepath.Join(dir, "chdb"), "--projector.batch-wait", "50ms", "--kafka.partitions", "4"}
+		"--chdb.path", filepath.Join(dir, "chdb"), "--projector.batch-wait", "50ms", "--kafka.partitions", "4",
+		"--ingest.site-key", filepath.Join(dir, "site.key")} // the projector folds what ingest vouched for
 	var projMu sync.Mutex
 	proj := startProc(t, bin, filepath.Join(logs, "projector.log"), projArgs...)
 	restartProjector := func() {

@@ -131,10 +131,13 @@ func cmdIngest(ctx context.Context, args []string) error {
 	}
 	log := logger()
 	n := newNode(log)
+	if err := n.configureHTTP(cfg.HTTP); err != nil {
+		return err
+	}
 	if err := n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey); err != nil {
 		return err
 	}
-	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, RunIngest: true}, nil, n.reg, log)
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, RunIngest: true}, nil, n.reg, log)
 	if err != nil {
 		return err
 	}
@@ -153,6 +156,9 @@ func cmdProjector(ctx context.Context, args []string) error {
 	}
 	log := logger()
 	n := newNode(log)
+	if err := n.configureHTTP(cfg.HTTP); err != nil {
+		return err
+	}
 	if err := n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey); err != nil {
 		return err
 	}
@@ -161,7 +167,7 @@ func cmdProjector(ctx context.Context, args []string) error {
 		return err
 	}
 	n.onClose(func() { _ = st.Close() })
-	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Projector: cfg.Projector,
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Projector: cfg.Projector, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken,
 		ExpiredCleanup: cfg.ExpiredCleanup, RunProjector: true, RunReports: true}, st, n.reg, log)
 	if err != nil {
 		_ = st.Close()
@@ -210,6 +216,7 @@ func cmdResync(ctx context.Context, args []string) error {
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site")
 	site := fs.String("site", "", "ask every client of this site")
 	collection := fs.String("collection", "", "ask every member of this collection")
+	tokens := addTokenFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -219,6 +226,7 @@ func cmdResync(ctx context.Context, args []string) error {
 	body, _ := json.Marshal(ingest.ResyncRequest{Site: *site, Collection: *collection})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/resync", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	tokens.set(req)
 	var ack ingest.ResyncAck
 	if err := doJSON(req, &ack); err != nil {
 		return fmt.Errorf("cannot request resync: %w", err)

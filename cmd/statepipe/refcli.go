@@ -25,6 +25,7 @@ func refCommand(kind schema.RefKind, verb string) func(context.Context, []string
 		}
 		fs := flag.NewFlagSet(string(kind)+" "+verb, flag.ContinueOnError)
 		base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
+		tokens := addTokenFlags(fs, false)
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -46,6 +47,7 @@ func refCommand(kind schema.RefKind, verb string) func(context.Context, []string
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost,
 			strings.TrimRight(*base, "/")+"/v1/ref/"+string(kind), bytes.NewReader(raw))
 		req.Header.Set("Content-Type", "application/x-ndjson")
+		tokens.set(req)
 		resp, err := httpClient.Do(req)
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	neturl "net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,8 +33,10 @@ type runConfig struct {
 	Ingest         ingest.Config
 	Auth           ingest.AuthConfig
 	AdminToken     string
+	ReaderToken    string
 	TLSCert        string
 	TLSKey         string
+	HTTP           httpConfig
 	Projector      projector.Config
 	Store          storeConfig
 }
@@ -53,12 +56,14 @@ func (c *runConfig) registerSiteFlags(fs *flag.FlagSet, authMode string) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address: ingest, reports, SQL, /metrics, /healthz")
 	fs.StringVar(&c.TLSCert, "tls.cert", "", "serve HTTPS with this certificate (PEM; with --tls.key)")
 	fs.StringVar(&c.TLSKey, "tls.key", "", "private key of --tls.cert (PEM)")
+	c.HTTP.registerFlags("http.", fs)
 	fs.StringVar(&c.Site, "site", "P01", "site code")
 	fs.DurationVar(&c.ExpiredCleanup, "reports.expired-cleanup", 7*24*time.Hour, "how long an expired update stays in reports")
 	c.Kafka.RegisterFlags("kafka.", fs)
 	c.Ingest.RegisterFlags("ingest.", fs)
 	c.Auth.RegisterFlags("ingest.", fs, authMode)
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by administrative endpoints (/v1/ref, /v1/resync, /v1/revoke, /v1/sql); empty: open")
+	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("STATEPIPE_ADMIN_TOKEN"), "bearer token of administrators: required by /v1/ref, /v1/resync, /v1/revoke (and /v1/sql without --reader-token), accepted everywhere (default $STATEPIPE_ADMIN_TOKEN; empty: open)")
+	fs.StringVar(&c.ReaderToken, "reader-token", os.Getenv("STATEPIPE_READER_TOKEN"), "bearer token of readers: required by /v1/reports/*, /v1/sql and /metrics when set (default $STATEPIPE_READER_TOKEN; empty: reports and metrics open)")
 	c.Projector.RegisterFlags("projector.", fs)
 	c.Store.registerFlags(fs)
 }
@@ -66,6 +71,9 @@ func (c *runConfig) registerSiteFlags(fs *flag.FlagSet, authMode string) {
 // startRun builds the embedded node; the caller runs it.
 func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore, log *slog.Logger) (*node, error) {
 	n := newNode(log)
+	if err := n.configureHTTP(cfg.HTTP); err != nil {
+		return nil, err
+	}
 	fail := func(err error) (*node, error) {
 		for i := len(n.closers) - 1; i >= 0; i-- {
 			n.closers[i]()
@@ -103,7 +111,7 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	if cfg.Auth.SiteKeyFile == "" && cfg.Auth.Mode != ingest.AuthOff {
 		cfg.Auth.SiteKeyFile = filepath.Join(cfg.Data, "site-"+cfg.Site+".key")
 	}
-	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, Projector: cfg.Projector,
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, Projector: cfg.Projector,
 		ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
 	if err != nil {
 		return fail(err)

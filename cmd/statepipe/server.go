@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // node is one process's HTTP surface and actors: whatever sites and roles it hosts.
@@ -26,18 +27,29 @@ type node struct {
 	listener net.Listener
 	scheme   string // http, or https with a certificate
 	sites    []*site
-	closers  []func() // run in reverse order after the actors stopped
+	closers  []func()    // run in reverse order after the actors stopped
+	http     httpConfig  // limits of the HTTP server (httpserver.go)
+	metrics  httpMetrics // of the HTTP server
 }
 
 func newNode(log *slog.Logger) *node {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	n := &node{log: log, reg: reg, mux: http.NewServeMux()}
-	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	n := &node{log: log, reg: reg, mux: http.NewServeMux(), http: defaultHTTPConfig(), metrics: newHTTPMetrics(reg)}
+	prom := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	n.mux.Handle("GET /metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.metricsGuard(prom).ServeHTTP(w, r) // readers' token, when the sites set one
+	}))
 	n.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !n.ready.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
+		}
+		for _, s := range n.sites {
+			if err := s.ready(); err != nil {
+				http.Error(w, "site "+s.cfg.Code+": "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -76,6 +88,17 @@ func (n *node) addSite(s *site) {
 	s.register(n.mux)
 }
 
+// metricsGuard guards /metrics with the readers' token of the node's sites (the first that
+// sets one; tokens are flags of the process).
+func (n *node) metricsGuard(h http.Handler) http.Handler {
+	for _, s := range n.sites {
+		if s.cfg.ReaderToken != "" {
+			return roles{admin: token(s.cfg.AdminToken), reader: token(s.cfg.ReaderToken)}.readers(h)
+		}
+	}
+	return h
+}
+
 func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
 
 // run serves HTTP and runs every site's projector until ctx is done or one actor fails, then
@@ -85,17 +108,35 @@ func (n *node) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
 
-	srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second}
+	// Requests' contexts derive from base, cancelled once shutdown's grace has passed: a
+	// request still running then (a long SQL query) is told to stop, so the stop keeps its
+	// deadline. Not at once: the requests running when a stop begins are reports that take
+	// milliseconds, and answering them beats making their clients send them again.
+	base, cancelBase := context.WithCancel(context.Background())
+	srv := &http.Server{
+		Handler:           n.protect(n.mux),
+		ReadHeaderTimeout: n.http.ReadHeaderTimeout,
+		IdleTimeout:       n.http.IdleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ConnState:         n.connState,
+	}
 	g.Add(func() error {
-		if err := srv.Serve(n.listener); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(netutil.LimitListener(n.listener, n.http.MaxConns)); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	}, func(error) {
 		start := time.Now()
-		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, c := context.WithTimeout(context.Background(), n.http.ShutdownTimeout)
 		defer c()
-		_ = srv.Shutdown(sctx)
+		grace := time.AfterFunc(n.http.ShutdownGrace, cancelBase)
+		err := srv.Shutdown(sctx)
+		grace.Stop()
+		cancelBase()
+		if err != nil {
+			_ = srv.Close()
+			n.log.Warn("requests still running at the shutdown deadline: connections closed", "timeout", n.http.ShutdownTimeout)
+		}
 		n.log.Info("stopped http", "took", time.Since(start))
 	})
 	for _, s := range n.sites {

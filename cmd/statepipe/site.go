@@ -37,9 +37,12 @@ type siteConfig struct {
 	Kafka  kafka.Config
 	Ingest ingest.Config
 	Auth   ingest.AuthConfig
-	// AdminToken guards the administrative endpoints when set.
+	// AdminToken guards the administrative endpoints when set; it is accepted everywhere.
 	AdminToken string
-	Projector  projector.Config
+	// ReaderToken guards reports, SQL and metrics when set (the administrator's token is
+	// accepted too); unset, reports and metrics are open and SQL needs the admin token.
+	ReaderToken string
+	Projector   projector.Config
 	// ExpiredCleanup is how long expired updates stay in reports.
 	ExpiredCleanup time.Duration
 	// ProjectorGroup is the projector's consumer group (default statepipe-projector-<site>).
@@ -64,13 +67,12 @@ type site struct {
 	refWriter *kafkago.Writer
 	refImport *ingest.RefHandler
 
-	resyncWriter *kafkago.Writer
-	resyncs      *kafka.KeySet // open resync requests, mirrored from resync.<site>
-	resyncAdmin  *ingest.ResyncAdmin
-	enroller     *ingest.Enroller
-	enrollWriter *kafkago.Writer
-	revokeWriter *kafkago.Writer
-	background   []func(ctx context.Context) // run by the node until it stops
+	resyncWriter   *kafkago.Writer
+	resyncs        *kafka.KeySet // open resync requests, mirrored from resync.<site>
+	resyncAdmin    *ingest.ResyncAdmin
+	enroller       *ingest.Enroller
+	identityWriter *kafkago.Writer
+	background     []func(ctx context.Context) // run by the node until it stops
 }
 
 // newSite migrates the site's database, creates its topics and builds its roles.
@@ -115,10 +117,11 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		})
 	}
 	if cfg.RunIngest {
-		if err := s.trust(ctx, &cfg, log); err != nil {
+		if err := s.trust(ctx, &cfg, reg, log); err != nil {
 			return nil, err
 		}
 		cfg.Ingest.Site = cfg.Code
+		cfg.Ingest.Topic = topic
 		cfg.Ingest.Resync = s.resyncs
 		s.writer = kafka.NewWriter(cfg.Kafka, topic)
 		h, err := ingest.New(cfg.Ingest, s.writer, reg, log)
@@ -127,7 +130,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		}
 		s.ingest = h
 		s.refWriter = kafka.NewWriter(cfg.Kafka, refTopic)
-		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: s.refWriter}
+		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: s.refWriter, Topic: refTopic, Key: cfg.Ingest.Auth.Key()}
 	}
 	if cfg.RunProjector {
 		cfg.Projector.Database = s.db
@@ -145,9 +148,14 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.reader = gc
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
 		kc := cfg.Kafka
+		vouch, err := vouchKey(cfg.Auth, log)
+		if err != nil {
+			return nil, err
+		}
 		p, err := projector.New(cfg.Projector, projector.Params{
 			Consumer: groupConsumer{gc}, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
 			Lag:        kafka.GroupLag(kc, group, topic),
+			Vouch:      vouch,
 			Registerer: reg, Logger: log,
 		})
 		if err != nil {
@@ -167,51 +175,77 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 	return s, nil
 }
 
-// trust sets up the site's trust boundary (ingest.Auth, enrolment, revocation): the site
-// key, and the enrolled-clients and revocations topics every ingest node mirrors.
-func (s *site) trust(ctx context.Context, cfg *siteConfig, log *slog.Logger) error {
-	var key ed25519.PrivateKey
-	if cfg.Auth.Mode != ingest.AuthOff && cfg.Auth.SiteKeyFile != "" {
-		k, err := ingest.LoadOrCreateSiteKey(cfg.Auth.SiteKeyFile)
-		if err != nil {
-			return err
-		}
-		key = k
+// trust sets up the site's trust boundary (ingest.Auth, enrolment, rotation, revocation): the
+// site key, and the identity log every ingest node follows.
+func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Registerer, log *slog.Logger) error {
+	if err := cfg.Auth.Validate(); err != nil {
+		return err
 	}
-	enrolled, revoked := kafka.NewKeySet(), kafka.NewKeySet()
-	auth, err := ingest.NewAuth(cfg.Auth, key, revoked)
+	if cfg.Auth.Mode == ingest.AuthOff {
+		auth, err := ingest.NewAuth(cfg.Auth, nil, nil)
+		cfg.Ingest.Auth = auth
+		return err
+	}
+	key, err := ingest.LoadOrCreateSiteKey(cfg.Auth.SiteKeyFile)
+	if err != nil {
+		return err
+	}
+	topic := kafka.IdentityTopic(cfg.Code)
+	if err := kafka.EnsureTopic(ctx, cfg.Kafka, topic, kafka.Forever...); err != nil {
+		return err
+	}
+	ids := ingest.NewIdentities(topic, key.Public().(ed25519.PublicKey))
+	auth, err := ingest.NewAuth(cfg.Auth, key, ids)
 	if err != nil {
 		return err
 	}
 	cfg.Ingest.Auth = auth
-	if cfg.Auth.Mode == ingest.AuthOff {
-		return nil
-	}
-	enrollTopic, revokeTopic := kafka.EnrollTopic(cfg.Code), kafka.RevokeTopic(cfg.Code)
-	for _, t := range []string{enrollTopic, revokeTopic} {
-		if err := kafka.EnsureTopic(ctx, cfg.Kafka, t, kafka.Compacted); err != nil {
-			return err
+	s.background = append(s.background, func(ctx context.Context) {
+		if err := kafka.Follow(ctx, cfg.Kafka, topic, ids.Apply, ids.MarkFresh, identityFreshEvery, log); err != nil && ctx.Err() == nil {
+			log.Error("cannot follow the identity log", "topic", topic, "err", err)
 		}
-		set := enrolled
-		if t == revokeTopic {
-			set = revoked
-		}
-		s.background = append(s.background, func(ctx context.Context) {
-			if err := set.Follow(ctx, cfg.Kafka, t, log); err != nil && ctx.Err() == nil {
-				log.Error("cannot follow compacted topic", "topic", t, "err", err)
+	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "statepipe_ingest_identity_staleness_seconds",
+		Help: "How long ago this node last read the identity log to its end (revocations and rotations reach it within this)."},
+		func() float64 { return min(ids.Staleness(time.Now()).Seconds(), 1e9) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "statepipe_ingest_identity_records_ignored_total",
+		Help: "Records of the identity log ignored because no ingest of the site vouched for them, or malformed."},
+		func() float64 {
+			n := 0
+			for _, v := range ids.Ignored() {
+				n += v
 			}
-		})
-	}
-	s.enrollWriter = kafka.NewWriter(cfg.Kafka, enrollTopic)
-	s.revokeWriter = kafka.NewWriter(cfg.Kafka, revokeTopic)
-	s.enroller = &ingest.Enroller{Site: cfg.Code, Auth: auth, Enrolled: enrolled, Enrollments: s.enrollWriter,
-		Revocations: s.revokeWriter, Log: log}
+			return float64(n)
+		}))
+	s.identityWriter = kafka.NewWriter(cfg.Kafka, topic)
+	s.enroller = ingest.NewEnroller(ingest.EnrollerParams{Site: cfg.Code, Auth: auth, Identities: ids, Log: s.identityWriter,
+		Registerer: reg, Logger: log})
 	return nil
 }
 
-// register adds the site's HTTP routes; administrative ones need the admin token when set.
+// vouchKey is the public key the projector checks records with: the site key's (the file
+// --ingest.site-key names, public or private), nil with --ingest.auth off — every record is
+// then folded, whoever produced it.
+func vouchKey(auth ingest.AuthConfig, log *slog.Logger) (ed25519.PublicKey, error) {
+	if auth.Mode == ingest.AuthOff {
+		log.Warn("folding every record of the state topic, vouched for by ingest or not (--ingest.auth off): anyone who can produce to the broker can report for any client")
+		return nil, nil
+	}
+	if auth.SiteKeyFile == "" {
+		return nil, fmt.Errorf("cannot check what ingest vouched for: give the projector the site's key (--ingest.site-key FILE: the site key or its public half), or --ingest.auth off")
+	}
+	return ingest.LoadSitePublicKey(auth.SiteKeyFile)
+}
+
+// identityFreshEvery is how often a node checks that it has read the identity log to its end.
+const identityFreshEvery = 500 * time.Millisecond
+
+// register adds the site's HTTP routes, each behind the token of the callers it serves
+// (roles.go): administrative ones the admin token, reports and SQL the reader token.
 func (s *site) register(mux *http.ServeMux) {
-	admin := func(h http.Handler) http.Handler { return ingest.RequireBearer(s.cfg.AdminToken, h) }
+	r := roles{admin: token(s.cfg.AdminToken), reader: token(s.cfg.ReaderToken)}
+	admin := r.admin.guard
 	if s.ingest != nil {
 		mux.Handle("POST /v1/reports", s.ingest)
 		mux.Handle("POST /v1/ref/{kind}", admin(s.refImport))
@@ -221,12 +255,25 @@ func (s *site) register(mux *http.ServeMux) {
 		mux.Handle("POST /v1/revoke", admin(http.HandlerFunc(s.enroller.ServeRevoke)))
 	}
 	if s.reports != nil {
-		s.reports.Guard = admin
-		s.reports.Register(mux)
+		reports := http.NewServeMux()
+		s.reports.Register(reports)
+		mux.Handle("GET /v1/reports/{name}", r.readers(reports))
+		mux.Handle("POST /v1/sql", r.analysts(reports))
 	}
 	if s.resyncAdmin != nil {
 		mux.Handle("POST /v1/resync", admin(s.resyncAdmin))
 	}
+}
+
+// ready reports why the site cannot serve yet: an ingest that has not read its identity log
+// up to date refuses signed reports and enrolments (503), so a load balancer should wait.
+func (s *site) ready() error {
+	if s.ingest != nil && s.cfg.Auth.Mode != ingest.AuthOff && s.enroller != nil {
+		if stale := s.enroller.Staleness(time.Now()); stale > s.cfg.Auth.IdentityMaxStaleness {
+			return fmt.Errorf("identity log not read up to date (for %s)", min(stale, 24*time.Hour).Round(time.Second))
+		}
+	}
+	return nil
 }
 
 // close releases the site's Kafka clients (after its actors stopped).
@@ -237,10 +284,8 @@ func (s *site) close() {
 	if s.refWriter != nil {
 		_ = s.refWriter.Close()
 	}
-	for _, w := range []*kafkago.Writer{s.enrollWriter, s.revokeWriter} {
-		if w != nil {
-			_ = w.Close()
-		}
+	if s.identityWriter != nil {
+		_ = s.identityWriter.Close()
 	}
 	if s.resyncWriter != nil {
 		_ = s.resyncWriter.Close()

@@ -25,11 +25,8 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/ingest"
-	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -58,7 +55,17 @@ func startTrustSite(t *testing.T, tune func(*runConfig)) *trustSite {
 // post sends body with the given headers and returns the status, Retry-After and error body.
 func (s *trustSite) post(t *testing.T, path string, body []byte, headers map[string]string) (int, string, schema.ErrorDetail) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.url+path, bytes.NewReader(body))
+	status, retry, raw := postWith(t, s.url+path, body, headers)
+	var eb schema.ErrorBody
+	_ = json.Unmarshal(raw, &eb)
+	return status, retry, eb.Error
+}
+
+// postWith posts a JSON body with headers to url and returns the status, Retry-After and the
+// answer's body.
+func postWith(t *testing.T, url string, body []byte, headers map[string]string) (int, string, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", schema.MediaJSON)
 	for k, v := range headers {
 		req.Header.Set(k, v)
@@ -69,9 +76,7 @@ func (s *trustSite) post(t *testing.T, path string, body []byte, headers map[str
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var eb schema.ErrorBody
-	_ = json.Unmarshal(raw, &eb)
-	return resp.StatusCode, resp.Header.Get("Retry-After"), eb.Error
+	return resp.StatusCode, resp.Header.Get("Retry-After"), raw
 }
 
 func reportJSON(client, site string, serial uint64, t int64) []byte {
@@ -109,7 +114,11 @@ func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
 	_, forger, _ := ed25519.GenerateKey(rand.Reader)
 	_, mallory, _ := ed25519.GenerateKey(rand.Reader)
 
-	body := reportJSON("alice", s.code, 100, now.UnixMilli())
+	base := id.SerialBase // alice's serials lie above it
+	if base != schema.SerialBase(1) {
+		t.Fatalf("alice's first enrolment has serial base %d, want incarnation 1's %d", base, schema.SerialBase(1))
+	}
+	body := reportJSON("alice", s.code, base+100, now.UnixMilli())
 	tampered := bytes.Replace(body, []byte(`"state":2`), []byte(`"state":3`), 1)
 	cases := []struct {
 		name    string
@@ -122,17 +131,24 @@ func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
 		{"unsigned", body, nil, 401, schema.HeaderCredential, "unsigned"},
 		{"signature over another body", tampered, signed(id.Credential, aliceKey, body), 401, schema.HeaderSignature, "bad_signature"},
 		{"signed with another key", body, signed(id.Credential, mallory, body), 401, schema.HeaderSignature, "bad_signature"},
-		{"credential forged by another site key", body, signed(sign(schema.Credential{Client: "alice", Site: s.code, Key: pub,
+		{"credential forged by another site key", body, signed(sign(schema.Credential{Client: "alice", Site: s.code, Key: pub, Inc: 1,
 			Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}, forger), aliceKey, body), 401, schema.HeaderCredential, "bad_credential"},
 		{"garbage credential", body, signed("not-a-credential", aliceKey, body), 401, schema.HeaderCredential, "bad_credential"},
-		{"expired credential", body, signed(sign(schema.Credential{Client: "alice", Site: s.code, Key: pub,
+		{"expired credential", body, signed(sign(schema.Credential{Client: "alice", Site: s.code, Key: pub, Inc: 1,
 			Issued: now.Add(-2 * time.Hour).UnixMilli(), Expires: now.Add(-time.Hour).UnixMilli()}, s.key), aliceKey, body), 401, schema.HeaderCredential, "expired_credential"},
-		{"reporting for another client", reportJSON("bob", s.code, 1, now.UnixMilli()),
-			signed(id.Credential, aliceKey, reportJSON("bob", s.code, 1, now.UnixMilli())), 403, "client", "wrong_client"},
-		{"credential of another site", body, signed(sign(schema.Credential{Client: "alice", Site: "P99", Key: pub,
+		{"reporting for another client", reportJSON("bob", s.code, base+1, now.UnixMilli()),
+			signed(id.Credential, aliceKey, reportJSON("bob", s.code, base+1, now.UnixMilli())), 403, "client", "wrong_client"},
+		{"credential of another site", body, signed(sign(schema.Credential{Client: "alice", Site: "P99", Key: pub, Inc: 1,
 			Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}, s.key), aliceKey, body), 403, "site", "wrong_site"},
-		{"clock far ahead", reportJSON("alice", s.code, 101, now.Add(3*time.Hour).UnixMilli()),
-			signed(id.Credential, aliceKey, reportJSON("alice", s.code, 101, now.Add(3*time.Hour).UnixMilli())), 400, "messages[0].time", "clock_skew"},
+		{"clock far ahead", reportJSON("alice", s.code, base+101, now.Add(3*time.Hour).UnixMilli()),
+			signed(id.Credential, aliceKey, reportJSON("alice", s.code, base+101, now.Add(3*time.Hour).UnixMilli())), 400, "messages[0].time", "clock_skew"},
+		{"clock far behind", reportJSON("alice", s.code, base+102, -1<<62),
+			signed(id.Credential, aliceKey, reportJSON("alice", s.code, base+102, -1<<62)), 400, "messages[0].time", "clock_skew"},
+		{"serial below the enrolment's range", reportJSON("alice", s.code, 100, now.UnixMilli()),
+			signed(id.Credential, aliceKey, reportJSON("alice", s.code, 100, now.UnixMilli())), 400, "messages[0].serial", "serial_range"},
+		{"serial above the enrolment's range", reportJSON("alice", s.code, base+schema.SerialSpan, now.UnixMilli()),
+			signed(id.Credential, aliceKey, reportJSON("alice", s.code, base+schema.SerialSpan, now.UnixMilli())), 400, "messages[0].serial", "serial_range"},
+		{"unsigned report for an enrolled client", reportJSON("alice", s.code, base+103, now.UnixMilli()), nil, 401, schema.HeaderCredential, "unsigned"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -147,7 +163,7 @@ func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
 	// are not affected.
 	var paced bool
 	for i := 0; i < 6 && !paced; i++ {
-		b := reportJSON("alice", s.code, uint64(200+i), time.Now().UnixMilli())
+		b := reportJSON("alice", s.code, base+uint64(200+i), time.Now().UnixMilli())
 		status, retry, e := s.post(t, "/v1/reports", b, signed(id.Credential, aliceKey, b))
 		if status == 429 {
 			paced = true
@@ -162,7 +178,7 @@ func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
 
 	// Nothing refused reached the store: alice's only folded report is the first one.
 	time.Sleep(300 * time.Millisecond)
-	res, code := s.sqlAdmin(t, "SELECT count() FROM "+database(s.code)+".state_messages WHERE serial >= 100 AND serial < 200")
+	res, code := s.sqlAdmin(t, fmt.Sprintf("SELECT count() FROM %s.state_messages WHERE serial != %d AND NOT (serial >= %d AND serial < %d)", database(s.code), base+1, base+200, base+300))
 	if code != 200 || res.Rows[0][0].(float64) != 0 {
 		t.Errorf("refused reports reached the raw log: %d %v", code, res.Rows)
 	}
@@ -338,7 +354,8 @@ func TestReusedSerialWithOtherContentIsRefused(t *testing.T) {
 	id := alice.Identity()
 	key := ed25519.PrivateKey(id.PrivateKey)
 	now := time.Now().UnixMilli()
-	first := reportJSON("alice", s.code, 100, now) // KB1 Required
+	base := id.SerialBase
+	first := reportJSON("alice", s.code, base+100, now) // KB1 Required
 	if st, _, eb := s.post(t, "/v1/reports", first, signed(id.Credential, key, first)); st != 200 {
 		t.Fatalf("first report: %d %+v", st, eb)
 	}
@@ -351,17 +368,14 @@ func TestReusedSerialWithOtherContentIsRefused(t *testing.T) {
 	if st != 409 || eb.Code != schema.CodeConflict || eb.Field != "messages[0].serial" {
 		t.Fatalf("reused serial: %d %+v, want 409 conflict naming messages[0].serial", st, eb)
 	}
-	// The same rewrite, with a new message beside it, produced to the site's topic behind
-	// ingest's back: the projector refuses the whole report.
+	// The same rewrite, with a new message beside it, accepted by an ingest node that never
+	// saw the first report (a record vouched for with the site key): the projector refuses the
+	// whole report.
 	var forged bytes.Buffer
 	_ = schema.EncodeReport(&forged, &schema.Report{V: 1, Client: "alice", Site: s.code, Messages: []schema.StateMessage{
-		{Serial: 100, Time: now, TopicType: schema.TopicUpdateCompliance, TopicID: "KB1", State: 3},
-		{Serial: 101, Time: now, TopicType: schema.TopicUpdateCompliance, TopicID: "KB2", State: 3}}})
-	w := kafka.NewWriter(s.node.sites[0].cfg.Kafka, kafka.StateTopic(s.code))
-	defer w.Close()
-	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("alice"), Value: forged.Bytes()}); err != nil {
-		t.Fatal(err)
-	}
+		{Serial: base + 100, Time: now, TopicType: schema.TopicUpdateCompliance, TopicID: "KB1", State: 3},
+		{Serial: base + 101, Time: now, TopicType: schema.TopicUpdateCompliance, TopicID: "KB2", State: 3}}})
+	s.produceVouched(t, "alice", forged.Bytes())
 	eventually(t, func() string {
 		m := s.metrics(t)
 		if !strings.Contains(m, `statepipe_projector_dead_letters_total{reason="serial_conflict",site="`+s.code+`"} 1`) {
@@ -390,7 +404,7 @@ func TestReusedSerialWithOtherContentIsRefused(t *testing.T) {
 		}
 		return ""
 	})
-	res, _ := s.sqlAdmin(t, "SELECT state FROM "+database(s.code)+".state_messages FINAL WHERE client = 'alice' AND serial IN (100, 101) ORDER BY serial")
+	res, _ := s.sqlAdmin(t, fmt.Sprintf("SELECT state FROM %s.state_messages FINAL WHERE client = 'alice' AND serial IN (%d, %d) ORDER BY serial", database(s.code), base+100, base+101))
 	if len(res.Rows) != 1 || res.Rows[0][0].(float64) != 2 {
 		t.Errorf("the raw log must keep serial 100 as first accepted and nothing of the forged report: %v", res.Rows)
 	}

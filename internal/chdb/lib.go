@@ -28,6 +28,8 @@ type lib struct {
 	resultLength      func(res unsafe.Pointer) uintptr
 	resultError       func(res unsafe.Pointer) unsafe.Pointer
 	resultRowsRead    func(res unsafe.Pointer) uint64
+
+	goSignals savedSignals // the Go runtime's fault handlers, restored after chdb_connect
 }
 
 var (
@@ -72,6 +74,11 @@ func load(explicit string) (*lib, error) {
 			loadErr = ErrLibraryNotFound
 			return
 		}
+		goSignals, err := saveSignals()
+		if err != nil {
+			loadErr = err
+			return
+		}
 		h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 		if err != nil {
 			loadErr = fmt.Errorf("cannot load %s: %w", path, err)
@@ -97,8 +104,13 @@ func load(explicit string) (*lib, error) {
 			purego.RegisterFunc(fn, sym)
 		}
 		// ClickHouse installs handlers for SIGSEGV, SIGINT, … that would take them from the Go
-		// runtime (nil-pointer panics, graceful shutdown). Keep Go in charge.
+		// runtime (nil-pointer panics, graceful shutdown). Keep Go in charge: no ClickHouse
+		// handlers, and Go's fault handlers put back (signals.go).
 		l.setSignalHandlers(0)
+		if loadErr = goSignals.restore(); loadErr != nil {
+			return
+		}
+		l.goSignals = goSignals
 		loaded = l
 	})
 	return loaded, loadErr

@@ -2,52 +2,122 @@ package chdb
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"errors"
 	"testing"
+	"time"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
-// The read-only guard of `statepipe sql` must hold against writes, files and settings tricks
-// (each of these got through an earlier, text-matching guard).
-func TestQueryReadOnlyRefusesWritesAndFiles(t *testing.T) {
-	if skipReason != "" {
-		t.Skip(skipReason)
+// The statement kinds, limits, isolation and Close of analyst SQL are the contract suite's
+// (internal/storetest, sql.go); these are the embedded adapter's own connections.
+
+func extraConns(s *Session) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.extra
+}
+
+// Analyst connections are opened when needed and kept (chDB advises against churning
+// connections): many queries one after another use one analyst connection, plus the vet and
+// control connections, and Close gives every one back.
+func TestAnalystConnectionsAreKeptAndReleased(t *testing.T) {
+	requireLibrary(t)
+	st, err := New(Config{Path: testDataDir, SQL: schema.SQLLimits{MaxConcurrent: 2, Timeout: time.Minute, MaxThreads: 1}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	st, err := New(Config{Path: testDataDir})
+	before := extraConns(st.s)
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if _, err := st.QueryReadOnly(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.QueryReadOnly(ctx, "SELEC 1"); err == nil { // refusals keep them too
+			t.Fatal("SELEC 1 ran")
+		}
+	}
+	if got := extraConns(st.s) - before; got != 3 {
+		t.Errorf("after 40 analyst queries one at a time: %d connections, want 3 (analyst, vet, control)", got)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := extraConns(st.s); got != before {
+		t.Errorf("after Close: %d further connections, want %d", got, before)
+	}
+}
+
+// Closing one store's analyst connections leaves the engine to the other stores of the
+// process (sites hosted together share it).
+func TestClosingAStoreLeavesTheEngineToOthers(t *testing.T) {
+	requireLibrary(t)
+	a, err := New(Config{Path: testDataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{Path: testDataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	for _, st := range []*Store{a, b} {
+		if _, err := st.QueryReadOnly(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.QueryReadOnly(ctx, "SELECT 1"); !errors.Is(err, schema.ErrSQLUnavailable) {
+		t.Errorf("closed store's analyst query: %v, want schema.ErrSQLUnavailable", err)
+	}
+	if _, err := b.Query(ctx, "SELECT 1"); err != nil {
+		t.Errorf("other store's query: %v", err)
+	}
+	if res, err := b.QueryReadOnly(ctx, "SELECT count() FROM numbers(10)"); err != nil || res.Rows[0][0] != int64(10) {
+		t.Errorf("other store's analyst query: %v, %v", res, err)
+	}
+}
+
+// A caller gone before its query started (cancelled while it was being vetted, or while its
+// connection opened) does not leave it running: the kill is repeated until it returns.
+func TestCancelledBeforeItStartsStops(t *testing.T) {
+	requireLibrary(t)
+	st, err := New(Config{Path: testDataDir, SQL: schema.SQLLimits{MaxConcurrent: 4, Timeout: 10 * time.Minute, MaxThreads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	ctx := context.Background()
-	out := filepath.Join(t.TempDir(), "pwned")
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte("top secret\n"), 0o600); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := st.QueryReadOnly(ctx, longSQL); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled caller: %v, want context.Canceled", err)
 	}
-	for _, q := range []string{
-		"SELECT 'x' INTO  OUTFILE '" + out + "'",
-		"SELECT 'x' INTO\tOUTFILE '" + out + "' FORMAT CSV",
-		"SELECT * FROM file('" + secret + "', 'LineAsString') SETTINGS max_threads = 1",
-		"SELECT * FROM file('" + secret + "', 'LineAsString')",
-		"SELECT 1 SETTINGS readonly = 0",
-		"SELECT * FROM file('" + secret + "', 'LineAsString') SETTINGS readonly = 0",
-		"SELECT * FROM (SELECT * FROM file('" + secret + "', 'LineAsString') SETTINGS ReadOnly = 0)",
-		"WITH x AS (SELECT 1) SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')",
-		"DESCRIBE file('" + secret + "', 'LineAsString')",
-		"CREATE TABLE default.t (a UInt8) ENGINE = Memory",
-		"SELECT 1; DROP DATABASE default",
-		"INSERT INTO FUNCTION file('" + out + "', 'CSV') SELECT 1",
-	} {
-		if _, err := st.QueryReadOnly(ctx, q); err == nil {
-			t.Errorf("read-only SQL ran: %s", q)
+	for _, d := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 50 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		start := time.Now()
+		_, err := st.QueryReadOnly(ctx, longSQL)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+			t.Errorf("deadline %v: %v after %v, want context.DeadlineExceeded at once", d, err, time.Since(start))
 		}
 	}
-	if _, err := os.Stat(out); err == nil {
-		t.Errorf("read-only SQL wrote %s", out)
-	}
-	for _, q := range []string{"SELECT 1 AS one", "WITH 2 AS two SELECT two", "SHOW DATABASES", "SELECT count() FROM system.one"} {
-		if _, err := st.QueryReadOnly(ctx, q); err != nil {
-			t.Errorf("read query refused: %s: %v", q, err)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := st.Query(context.Background(), "SELECT count() FROM system.processes WHERE query LIKE '/* statepipe-sql %'")
+		if err != nil {
+			t.Fatal(err)
 		}
+		if res.Rows[0][0] == int64(0) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v analyst queries still running 5s after their callers went away", res.Rows[0][0])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+const longSQL = "SELECT count() FROM numbers(30000000000) WHERE sipHash64(number) = 0"

@@ -8,17 +8,34 @@ import (
 	"unsafe"
 )
 
-// Session is the process's one chDB connection. chDB allows a single active connection per
-// process, so Open hands out the same session to every caller with the same data path and
+// Session is the process's chDB engine and its primary connection. chDB allows one data path
+// per process, so Open hands out the same session to every caller with the same data path and
 // refuses a different one; sites hosted in one process share it and keep apart by database.
+//
+// Queries on one chDB connection run one at a time (the library queues them), so work that
+// must not wait behind another's — analyst SQL, and the KILL QUERY that stops it — gets
+// connections of its own from connect: several connections on the same path share the
+// engine and run concurrently.
 type Session struct {
-	lib  *lib
-	conn unsafe.Pointer // chdb_connection*
-	path string
+	lib     *lib
+	primary *conn
+	path    string
+	args    []string // chdb_connect's argv, for further connections on the same path
 
-	mu     sync.Mutex // guards refs and closed
+	mu     sync.Mutex // guards refs, extra and closed
 	refs   int
+	extra  int // further connections open (connect)
 	closed bool
+}
+
+// conn is one chDB connection (chdb_connection*).
+type conn struct {
+	lib *lib
+	p   unsafe.Pointer
+	// mu holds a statement and, after a failed one, the statement that flushes its leftovers
+	// (query) together, and keeps close from freeing the connection under a statement. The
+	// engine runs a connection's statements one at a time anyway.
+	mu sync.Mutex
 }
 
 var (
@@ -40,7 +57,7 @@ func Open(libPath, path string) (*Session, error) {
 	defer sessionMu.Unlock()
 	if current != nil {
 		if current.path != path {
-			return nil, fmt.Errorf("cannot open chdb at %q: this process already has it open at %q (one chDB connection per process)", path, current.path)
+			return nil, fmt.Errorf("cannot open chdb at %q: this process already has it open at %q (one chDB data path per process)", path, current.path)
 		}
 		current.mu.Lock()
 		current.refs++
@@ -51,22 +68,71 @@ func Open(libPath, path string) (*Session, error) {
 	if path != "" && path != ":memory:" {
 		args = append(args, "--path="+path)
 	}
+	c, err := l.open(args)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open chdb at %q: %w", path, err)
+	}
+	current = &Session{lib: l, primary: c, path: path, args: args, refs: 1}
+	return current, nil
+}
+
+// open calls chdb_connect and puts the Go runtime's fault handlers back, which connecting
+// resets (signals.go): after every connect, or a nil dereference anywhere in Go kills the
+// process instead of panicking.
+func (l *lib) open(args []string) (*conn, error) {
 	cargs := make([][]byte, len(args))
 	argv := make([]unsafe.Pointer, len(args)+1)
 	for i, a := range args {
 		cargs[i] = cString(a)
 		argv[i] = unsafe.Pointer(&cargs[i][0])
 	}
-	conn := l.connect(int32(len(args)), unsafe.Pointer(&argv[0]))
+	p := l.connect(int32(len(args)), unsafe.Pointer(&argv[0]))
 	runtime.KeepAlive(cargs)
-	if conn == nil {
-		return nil, fmt.Errorf("cannot open chdb at %q: chdb_connect returned no connection", path)
+	if err := l.goSignals.restore(); err != nil {
+		if p != nil {
+			l.closeConn(p)
+		}
+		return nil, err
 	}
-	current = &Session{lib: l, conn: conn, path: path, refs: 1}
-	return current, nil
+	if p == nil {
+		return nil, errors.New("chdb_connect returned no connection")
+	}
+	return &conn{lib: l, p: p}, nil
 }
 
-// Close releases the caller's reference; the last one closes the connection.
+// connect opens a further connection on the session's engine (same path). Its queries run
+// concurrently with the primary's; settings changed with SET stay on it. Close it (close)
+// before releasing the session: closing the last connection stops the engine.
+func (s *Session) connect() (*conn, error) {
+	sessionMu.Lock()
+	defer sessionMu.Unlock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	c, err := s.lib.open(s.args)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open a further chdb connection at %q: %w", s.path, err)
+	}
+	s.mu.Lock()
+	s.extra++
+	s.mu.Unlock()
+	return c, nil
+}
+
+// release closes a connection from connect.
+func (s *Session) release(c *conn) {
+	sessionMu.Lock()
+	defer sessionMu.Unlock()
+	c.close()
+	s.mu.Lock()
+	s.extra--
+	s.mu.Unlock()
+}
+
+// Close releases the caller's reference; the last one closes the primary connection.
 func (s *Session) Close() error {
 	sessionMu.Lock()
 	defer sessionMu.Unlock()
@@ -80,16 +146,19 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.lib.closeConn(s.conn)
+	// A further connection still open (an analyst query that would not stop within
+	// closeWait) keeps the engine up: chDB counts the engine's connections, and that one is
+	// closed when its query returns.
+	s.primary.close()
 	if current == s {
 		current = nil
 	}
 	return nil
 }
 
-// Query runs one statement (query may carry inline insert data after FORMAT, binary-safe)
-// and returns the output in format ("" for none). chDB executes statements on its own
-// threads; concurrent callers are safe.
+// Query runs one statement on the primary connection (query may carry inline insert data
+// after FORMAT, binary-safe) and returns the output in format ("" for none). Concurrent
+// callers are safe; the engine runs their statements one after another.
 func (s *Session) Query(query []byte, format string) ([]byte, error) {
 	s.mu.Lock()
 	if s.closed {
@@ -97,27 +166,66 @@ func (s *Session) Query(query []byte, format string) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	s.mu.Unlock()
+	return s.primary.query(query, format)
+}
+
+// flushSQL is run after a failed statement; its own output is dropped with the leftovers.
+var flushSQL = []byte("SELECT 1 FORMAT Null")
+
+// query runs one statement on c.
+//
+// A statement that fails (an error, a kill, a limit) leaves what it had written on the
+// connection, and 26.5 hands it out in front of the next statement's output — a JSON document
+// before the next one (a decoding error), or RowBinary rows in front of the next Each's rows
+// (rows that were never asked for); the failed query also stays in system.processes until
+// then. So after a failure the connection runs flushSQL before anyone else's statement, and
+// its output is dropped.
+func (c *conn) query(query []byte, format string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == nil {
+		return nil, ErrClosed
+	}
+	out, err := c.run(query, format)
+	if err != nil {
+		_, _ = c.run(flushSQL, "")
+	}
+	return out, err
+}
+
+func (c *conn) run(query []byte, format string) ([]byte, error) {
 	var qp unsafe.Pointer
 	if len(query) > 0 {
 		qp = unsafe.Pointer(&query[0])
 	}
 	f := cString(format)
-	res := s.lib.queryN(*(*unsafe.Pointer)(s.conn), qp, uintptr(len(query)), unsafe.Pointer(&f[0]), uintptr(len(format)))
+	res := c.lib.queryN(*(*unsafe.Pointer)(c.p), qp, uintptr(len(query)), unsafe.Pointer(&f[0]), uintptr(len(format)))
 	runtime.KeepAlive(query)
 	runtime.KeepAlive(f)
 	if res == nil {
 		return nil, errors.New("chdb_query returned no result")
 	}
-	defer s.lib.destroyResult(res)
-	if msg := goString(s.lib.resultError(res)); msg != "" {
+	defer c.lib.destroyResult(res)
+	if msg := goString(c.lib.resultError(res)); msg != "" {
 		return nil, errors.New(msg)
 	}
-	n := s.lib.resultLength(res)
+	n := c.lib.resultLength(res)
 	if n == 0 {
 		return nil, nil
 	}
-	buf := s.lib.resultBuffer(res)
+	buf := c.lib.resultBuffer(res)
 	out := make([]byte, n)
 	copy(out, unsafe.Slice((*byte)(buf), n))
 	return out, nil
+}
+
+// close closes the connection once its running statement, if any, has returned; later
+// statements get ErrClosed.
+func (c *conn) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p != nil {
+		c.lib.closeConn(c.p)
+		c.p = nil
+	}
 }

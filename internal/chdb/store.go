@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,23 +18,36 @@ import (
 type Config struct {
 	LibPath string // path to libchdb.so; empty searches LibraryCandidates
 	Path    string // data directory; empty or ":memory:" keeps everything in memory
+	// SQL bounds analyst SQL (QueryReadOnly); the zero value is schema.DefaultSQLLimits.
+	SQL schema.SQLLimits
 }
 
-// Store implements schema.Store on the process's chDB session.
+// Store implements schema.Store on the process's chDB session: statements, inserts and
+// reports on its primary connection, analyst SQL on connections of its own (readonly.go).
 type Store struct {
 	s     *Session
 	spool string // directory for insert spool files
+	sql   *analysts
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ schema.Store = (*Store)(nil)
 
 // sessionSettings make JSON output match schema.Result's normalisation (64-bit integers as
-// numbers, not quoted strings) and pin join_use_nulls = 0, which the views and reports are
-// written for (an unmatched LEFT JOIN column is its type's default).
-const sessionSettings = "SET output_format_json_quote_64bit_integers = 0, join_use_nulls = 0"
+// numbers, not quoted strings), pin join_use_nulls = 0, which the views and reports are
+// written for (an unmatched LEFT JOIN column is its type's default), and let the reports'
+// own queries carry their largest id sets (report.MaxReportIDs ids of up to 128 bytes, twice
+// in one query: over the default 256 KiB of max_query_size). Analyst SQL runs on connections
+// of its own with the default.
+const sessionSettings = "SET output_format_json_quote_64bit_integers = 0, join_use_nulls = 0, max_query_size = 4194304"
 
 // New opens (or joins) the process's chDB session.
 func New(cfg Config) (*Store, error) {
+	if err := cfg.SQL.Validate(); err != nil {
+		return nil, err
+	}
 	s, err := Open(cfg.LibPath, cfg.Path)
 	if err != nil {
 		return nil, err
@@ -50,11 +64,16 @@ func New(cfg Config) (*Store, error) {
 		_ = s.Close()
 		return nil, fmt.Errorf("cannot create spool directory %s: %w", spool, err)
 	}
-	return &Store{s: s, spool: spool}, nil
+	return &Store{s: s, spool: spool, sql: newAnalysts(s, cfg.SQL)}, nil
 }
 
-// Close releases this store's reference to the session.
-func (st *Store) Close() error { return st.s.Close() }
+// Close kills the store's running analyst queries, closes their connections and releases
+// its reference to the session. It returns within a few milliseconds of the kill (at most
+// closeWait) even while an analyst query runs.
+func (st *Store) Close() error {
+	st.closeOnce.Do(func() { st.closeErr = errors.Join(st.sql.close(), st.s.Close()) })
+	return st.closeErr
+}
 
 // Exec runs a statement that returns no rows.
 func (st *Store) Exec(ctx context.Context, query string) error {
@@ -126,6 +145,11 @@ func (st *Store) Query(ctx context.Context, query string) (*schema.Result, error
 	if err != nil {
 		return nil, err
 	}
+	return decodeResult(out)
+}
+
+// decodeResult decodes a JSONCompact answer into normalised rows.
+func decodeResult(out []byte) (*schema.Result, error) {
 	res := &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}
 	if len(bytes.TrimSpace(out)) == 0 {
 		return res, nil

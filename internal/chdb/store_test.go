@@ -64,8 +64,8 @@ func requireLibrary(t *testing.T) {
 
 func TestStoreContract(t *testing.T) {
 	requireLibrary(t)
-	storetest.Run(t, func(t *testing.T) schema.Store {
-		st, err := New(Config{Path: testDataDir})
+	storetest.Run(t, func(t *testing.T, sql schema.SQLLimits) schema.Store {
+		st, err := New(Config{Path: testDataDir, SQL: sql})
 		if err != nil {
 			t.Fatal(err)
 		}

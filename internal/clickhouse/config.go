@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
 // Config selects the ClickHouse server.
@@ -18,6 +20,10 @@ type Config struct {
 	// defaults when absent; see the driver's README. Empty means no server: the binary uses
 	// the embedded engine instead.
 	DSN string
+	// SQL bounds analyst SQL (QueryReadOnly); the zero value is schema.DefaultSQLLimits. Its
+	// flags are registered beside the store's (cmd/statepipe), not here: both adapters take
+	// them.
+	SQL schema.SQLLimits
 }
 
 // RegisterFlags registers the config's flags with the given prefix (e.g. "clickhouse.").
@@ -29,6 +35,9 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 // Validate checks that the DSN, when set, parses. An empty DSN is valid: it means the server
 // adapter is not selected (New refuses it).
 func (c *Config) Validate() error {
+	if err := c.SQL.Validate(); err != nil {
+		return err
+	}
 	if c.DSN == "" {
 		return nil
 	}

@@ -2,11 +2,17 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -19,6 +25,16 @@ import (
 type Store struct {
 	conn driver.Conn
 	addr string // hosts and database, for errors (never the password)
+
+	sql      schema.SQLLimits
+	sqlTag   string // this store's analyst query ids: statepipe-sql-<tag>-<n>
+	sqlSeq   atomic.Uint64
+	sqlMu    sync.Mutex
+	sqlBusy  int
+	sqlShut  bool
+	sqlStop  context.CancelFunc // cancels every running analyst query (Close)
+	sqlCtx   context.Context
+	sqlDrain chan struct{} // closed when the last running analyst query returned after Close
 }
 
 var _ schema.Store = (*Store)(nil)
@@ -28,17 +44,25 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.DSN == "" {
 		return nil, errNoDSN
 	}
+	if err := cfg.SQL.Validate(); err != nil {
+		return nil, err
+	}
 	opts, err := ch.ParseDSN(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("cannot parse clickhouse dsn: %w", err)
 	}
 	addr := strings.Join(opts.Addr, ",") + "/" + opts.Auth.Database
 	// The views and reports are written for join_use_nulls = 0 (an unmatched LEFT JOIN column
-	// is its type's default); pin it whatever the server profile says.
+	// is its type's default); pin it whatever the server profile says. The reports' largest
+	// queries (report.MaxReportIDs ids of up to 128 bytes, twice) pass the default 256 KiB of
+	// max_query_size.
 	if opts.Settings == nil {
 		opts.Settings = ch.Settings{}
 	}
 	opts.Settings["join_use_nulls"] = 0
+	if _, ok := opts.Settings["max_query_size"]; !ok {
+		opts.Settings["max_query_size"] = 4 << 20
+	}
 	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open clickhouse (%s): %w", addr, err)
@@ -46,11 +70,36 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := conn.Ping(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("cannot ping clickhouse (%s): %w", addr, err), conn.Close())
 	}
-	return &Store{conn: conn, addr: addr}, nil
+	var tag [4]byte
+	_, _ = rand.Read(tag[:])
+	sqlCtx, sqlStop := context.WithCancel(context.Background())
+	return &Store{conn: conn, addr: addr, sql: cfg.SQL.OrDefault(), sqlTag: hex.EncodeToString(tag[:]),
+		sqlCtx: sqlCtx, sqlStop: sqlStop}, nil
 }
 
-// Close closes the driver's connections.
+// closeWait is how long Close waits for cancelled analyst queries to return.
+const closeWait = 5 * time.Second
+
+// Close cancels the running analyst queries (the driver sends the server a cancel), waits
+// for them to return (at most closeWait) and closes the driver's connections.
 func (st *Store) Close() error {
+	st.sqlMu.Lock()
+	var drain chan struct{}
+	if !st.sqlShut {
+		st.sqlShut = true
+		if st.sqlBusy > 0 {
+			drain = make(chan struct{})
+			st.sqlDrain = drain
+		}
+	}
+	st.sqlMu.Unlock()
+	st.sqlStop()
+	if drain != nil {
+		select {
+		case <-drain:
+		case <-time.After(closeWait):
+		}
+	}
 	if err := st.conn.Close(); err != nil {
 		return fmt.Errorf("cannot close clickhouse (%s): %w", st.addr, err)
 	}
@@ -109,17 +158,110 @@ func (st *Store) Query(ctx context.Context, query string) (*schema.Result, error
 	return res, nil
 }
 
-// QueryReadOnly runs one user-supplied statement with the readonly=1 setting, so the server
-// refuses anything that writes, changes DDL or changes settings: what `statepipe sql` runs
-// against a server. The native protocol carries one statement per query, so a second
-// statement after ';' is a syntax error, not a way around it.
+// QueryReadOnly runs one analyst statement: vetted by schema.VetSQL (one SELECT, nothing
+// that writes, reads files or reaches out; its probes only parse), then run in canonical form
+// with the store's SQL limits and readonly = 1 as settings of the query (schema.SQLLimits.
+// EngineSettings), its answer bounded as it arrives (schema.SQLResultError). At most
+// SQL.MaxConcurrent run at once (one more is a *schema.SQLBusyError); each is cancelled when
+// its context ends or the store closes (the driver sends the server a cancel).
 //
-// With readonly=1 the server also refuses changes of other settings, and clickhouse-go sends
-// DSN parameters it does not interpret itself (max_execution_time=…) as settings with every
-// query, which can make read-only queries fail; keep such settings in the user's profile on
-// the server instead of the DSN.
+// The settings travel with the query, readonly among them: the server checks the others
+// against the settings in force before the query's, so they apply. A server profile that
+// constrains them (or is itself readonly = 1) refuses the query, naming the setting; relax
+// the profile of statepipe's user for these settings. DSN parameters the driver does not
+// interpret are sent as settings with every query too.
 func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Result, error) {
-	return st.Query(ch.Context(ctx, ch.WithSettings(ch.Settings{"readonly": 1})), query)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := st.acquireSQL(); err != nil {
+		return nil, err
+	}
+	defer st.releaseSQL()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(st.sqlCtx, cancel)()
+	canonical, err := schema.VetSQL(ctx, st.Query, query)
+	if err != nil {
+		return nil, st.sqlError(ctx, err)
+	}
+	settings := ch.Settings{}
+	for _, s := range st.sql.EngineSettings() {
+		settings[s.Name] = settingValue(s.Value)
+	}
+	id := "statepipe-sql-" + st.sqlTag + "-" + strconv.FormatUint(st.sqlSeq.Add(1), 10)
+	rows, err := st.conn.Query(ch.Context(ctx, ch.WithSettings(settings), ch.WithQueryID(id)), canonical)
+	if err != nil {
+		return nil, st.sqlError(ctx, err)
+	}
+	res := &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}
+	var size int64
+	err = eachRow(rows, func(cols []schema.Column) { res.Columns = cols }, func(row []any) error {
+		size += schema.RowBytes(row)
+		if err := schema.SQLResultError(int64(len(res.Rows)+1), size, st.sql); err != nil {
+			return err
+		}
+		res.Rows = append(res.Rows, slices.Clone(row))
+		return nil
+	})
+	if cerr := rows.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("cannot close result: %w", cerr)
+	}
+	if err != nil {
+		return nil, st.sqlError(ctx, err)
+	}
+	return res, nil
+}
+
+// settingValue passes whole numbers as integers (servers before settings travelled as
+// strings take nothing else).
+func settingValue(v any) any {
+	switch x := v.(type) {
+	case int64:
+		return int(x)
+	case float64:
+		if x == float64(int64(x)) {
+			return int(x)
+		}
+	}
+	return v
+}
+
+func (st *Store) acquireSQL() error {
+	st.sqlMu.Lock()
+	defer st.sqlMu.Unlock()
+	switch {
+	case st.sqlShut:
+		return fmt.Errorf("cannot run sql: clickhouse store (%s) is closed: %w", st.addr, schema.ErrSQLUnavailable)
+	case st.sqlBusy >= st.sql.MaxConcurrent:
+		return &schema.SQLBusyError{Running: st.sqlBusy}
+	}
+	st.sqlBusy++
+	return nil
+}
+
+func (st *Store) releaseSQL() {
+	st.sqlMu.Lock()
+	defer st.sqlMu.Unlock()
+	st.sqlBusy--
+	if st.sqlBusy == 0 && st.sqlDrain != nil {
+		close(st.sqlDrain)
+		st.sqlDrain = nil
+	}
+}
+
+// sqlError names what stopped an analyst query: the caller, the store closing, a limit.
+func (st *Store) sqlError(ctx context.Context, err error) error {
+	var fe *schema.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return err
+	case st.sqlCtx.Err() != nil:
+		return fmt.Errorf("cannot run sql: clickhouse store (%s) closed: %w: %w", st.addr, schema.ErrSQLUnavailable, err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("cannot run sql: %w", ctx.Err())
+	}
+	return schema.SQLQueryError(err, st.sql)
 }
 
 var anyType = reflect.TypeOf((*any)(nil)).Elem()

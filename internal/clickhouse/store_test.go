@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statepipe/statepipe/internal/storetest"
 	"github.com/statepipe/statepipe/schema"
@@ -29,7 +30,9 @@ func TestStoreContract(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	storetest.Run(t, func(t *testing.T) schema.Store {
+	storetest.Run(t, func(t *testing.T, sql schema.SQLLimits) schema.Store {
+		cfg := cfg
+		cfg.SQL = sql
 		st, err := New(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -78,5 +81,22 @@ func TestConfig(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret") {
 		t.Fatalf("Validate error %q shows the password", err)
+	}
+}
+
+// Analyst SQL limits are validated with the store's config, naming the flag.
+func TestSQLLimitsAreValidated(t *testing.T) {
+	cfg := Config{DSN: "clickhouse://127.0.0.1:1/db?dial_timeout=200ms", SQL: schema.SQLLimits{MaxConcurrent: 0, Timeout: time.Second}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--sql.max-concurrent") {
+		t.Errorf("Validate: %v, want an error naming --sql.max-concurrent", err)
+	}
+	if _, err := New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "--sql.max-concurrent") {
+		t.Errorf("New: %v, want an error naming --sql.max-concurrent", err)
+	}
+	// Whole numbers travel as integers (servers before string settings take nothing else).
+	for in, want := range map[any]any{int64(5): 5, 30.0: 30, 1.5: 1.5, "x": "x"} {
+		if got := settingValue(in); got != want {
+			t.Errorf("settingValue(%v) = %#v, want %#v", in, got, want)
+		}
 	}
 }

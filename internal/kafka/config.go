@@ -93,13 +93,14 @@ func RefTopic(site string) string { return "ref." + site }
 // an open request, no value an answered one.
 func ResyncTopic(site string) string { return "resync." + site }
 
-// EnrollTopic is the compacted topic of a site's enrolled clients: key client id, value its
-// public key; a tombstone frees the id.
-func EnrollTopic(site string) string { return "enrollments." + site }
-
-// RevokeTopic is the compacted topic of a site's revocations: key client id; the record's
-// timestamp is when every credential issued to the client until then became invalid.
-func RevokeTopic(site string) string { return "revocations." + site }
+// IdentityTopic is a site's identity log: key client id, one enrolment, rotation or
+// revocation event per record, kept forever (Forever): every ingest node derives who holds
+// each id from the whole log, in its order, so it must not be compacted away.
+func IdentityTopic(site string) string { return "identity." + site }
 
 // Compacted is the topic config of a compacted topic: Kafka keeps the latest record per key.
 var Compacted = kafkago.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"}
+
+// Forever is the topic config of a log kept whole: no compaction, no time or size retention.
+var Forever = []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "delete"},
+	{ConfigName: "retention.ms", ConfigValue: "-1"}, {ConfigName: "retention.bytes", ConfigValue: "-1"}}

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -65,35 +64,5 @@ func (s *KeySet) apply(m kafkago.Message) {
 
 // Follow reads every partition of topic until ctx ends, applying each record.
 func (s *KeySet) Follow(ctx context.Context, c Config, topic string, log *slog.Logger) error {
-	parts, err := Partitions(ctx, c, topic)
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	for _, p := range parts {
-		wg.Add(1)
-		go func(p int) {
-			defer wg.Done()
-			r := NewPartitionReader(c, topic, p)
-			defer r.Close()
-			for {
-				m, err := r.ReadMessage(ctx)
-				if err != nil {
-					if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-						return
-					}
-					log.Warn("cannot read compacted topic; retrying", "topic", topic, "partition", p, "err", err)
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(time.Second):
-					}
-					continue
-				}
-				s.apply(m)
-			}
-		}(p)
-	}
-	wg.Wait()
-	return nil
+	return Follow(ctx, c, topic, s.apply, nil, 0, log)
 }

@@ -20,19 +20,24 @@ import (
 	"github.com/statepipe/statepipe/schema"
 )
 
-// ReadOnlyQuerier is the optional capability behind `statepipe sql`: a query the engine runs
-// with writes refused.
+// ReadOnlyQuerier is the optional capability behind `statepipe sql`: an analyst's statement,
+// vetted and run within the store's SQL limits (sql.go).
 type ReadOnlyQuerier interface {
 	QueryReadOnly(ctx context.Context, query string) (*schema.Result, error)
 }
 
+// NewStore returns a store on the engine under test whose analyst SQL has the given limits
+// (the zero value: schema.DefaultSQLLimits). The caller closes it.
+type NewStore func(t *testing.T, sql schema.SQLLimits) schema.Store
+
 // Run runs the contract suite. newStore returns a store on the engine under test; Run calls
-// it once and closes the store when the suite ends. db is a database name the suite owns:
-// Run drops it first (and at the end), so never pass one that holds data.
-func Run(t *testing.T, newStore func(t *testing.T) schema.Store, db string) {
+// it once for the suite, closing that store when the suite ends, and again for the analyst
+// SQL tests that need limits of their own. db is a database name the suite owns: Run drops
+// it first (and at the end), so never pass one that holds data.
+func Run(t *testing.T, newStore NewStore, db string) {
 	t.Helper()
 	ctx := context.Background()
-	st := newStore(t)
+	st := newStore(t, schema.SQLLimits{})
 	t.Cleanup(func() {
 		if err := st.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
 			t.Errorf("cannot drop database %s: %v", db, err)
@@ -56,12 +61,17 @@ func Run(t *testing.T, newStore func(t *testing.T) schema.Store, db string) {
 	t.Run("errors", func(t *testing.T) { testErrors(t, st, db) })
 	t.Run("empty result", func(t *testing.T) { testEmpty(t, st, db) })
 	t.Run("Each streams the rows Query returns", func(t *testing.T) { testEach(t, st) })
-	t.Run("read-only query", func(t *testing.T) {
+	t.Run("analyst SQL", func(t *testing.T) {
 		ro, ok := st.(ReadOnlyQuerier)
 		if !ok {
 			t.Skipf("%T has no QueryReadOnly", st)
 		}
-		testReadOnly(t, st, ro, db)
+		t.Run("reads", func(t *testing.T) { testReadOnly(t, st, ro, db) })
+		t.Run("every statement kind", func(t *testing.T) { testSQLStatements(t, st, ro, db) })
+		t.Run("limits", func(t *testing.T) { testSQLLimits(t, newStore) })
+		t.Run("busy", func(t *testing.T) { testSQLBusy(t, newStore) })
+		t.Run("beside folding and reports", func(t *testing.T) { testSQLBesideFolding(t, newStore, st, db) })
+		t.Run("Close stops it", func(t *testing.T) { testSQLClose(t, newStore) })
 	})
 }
 
@@ -320,19 +330,13 @@ func testReadOnly(t *testing.T, st schema.Store, ro ReadOnlyQuerier, db string) 
 		t.Fatalf("read-only SELECT: %v", err)
 	}
 	checkRows(t, res, [][]any{{int64(1)}})
-	for _, q := range []string{
-		"INSERT INTO " + db + ".current_state (client) VALUES ('ro')",
-		"INSERT INTO " + db + ".current_state (client) SELECT 'ro'",
-		"DROP TABLE " + db + ".current_state",
-		"CREATE TABLE " + db + ".ro (a UInt8) ENGINE = Memory",
-		"ALTER TABLE " + db + ".current_state DELETE WHERE 1",
-	} {
-		if _, err := ro.QueryReadOnly(ctx, q); err == nil {
-			t.Errorf("read-only %q: got no error", q)
-		}
+	// Values are normalised as Query's.
+	q := "SELECT toUInt64(18446744073709551615) AS u, toInt8(-5) AS i, ['a'] AS arr, toDateTime64('2026-11-25 21:00:00.123', 3, 'UTC') AS t"
+	res, err = ro.QueryReadOnly(ctx, q)
+	if err != nil {
+		t.Fatalf("read-only values: %v", err)
 	}
-	checkRows(t, query(t, st, "SELECT count() FROM "+db+".current_state WHERE client = 'ro'"), [][]any{{int64(0)}})
-	checkRows(t, query(t, st, "EXISTS TABLE "+db+".current_state"), [][]any{{int64(1)}})
+	checkRows(t, res, query(t, st, q).Rows)
 }
 
 func insert(t *testing.T, st schema.Store, rows schema.Rows) {

@@ -29,13 +29,14 @@ type Record struct {
 type Batch struct {
 	Raw     RawRows
 	Current CurrentRows
-	Full    FullRows         // full-report markers (rule 2)
-	Clients ClientRows       // one row per record: the client and its greatest serial
-	Scans   ScanRows         // successful scans (501 state 3 or 6), for Not-required inference
-	Latest  LatestScanRows   // the same scans into client_scans, which keeps each client's latest
-	Offsets OffsetRows       // per partition, the greatest offset processed (folded or dead-lettered)
-	Begun   OffsetRows       // the same into batches_begun: inserted first, Offsets last
-	index   map[stateKey]int // key → position in Current
+	Full    FullRows               // full-report markers (rule 2)
+	Clients ClientRows             // one row per record: the client and its greatest serial
+	Scans   ScanRows               // successful scans (501 state 3 or 6), for Not-required inference
+	Latest  LatestScanRows         // the same scans into client_scans, which keeps each client's latest
+	Offsets OffsetRows             // per partition, the greatest offset processed (folded or dead-lettered)
+	Begun   OffsetRows             // the same into batches_begun: inserted first, Offsets last
+	index   map[stateKey]int       // key → position in Current
+	serials map[clientSerial]int32 // (client, serial) → position in Raw: a serial is one message
 
 	db       string
 	ref      map[schema.RefKind]*RefRows
@@ -46,6 +47,11 @@ type stateKey struct {
 	client  string
 	topic   schema.TopicType
 	topicID string
+}
+
+type clientSerial struct {
+	client string
+	serial uint64
 }
 
 // NewBatch returns an empty batch writing to database db.
@@ -61,6 +67,7 @@ func NewBatch(db string) *Batch {
 		Offsets: OffsetRows{table: db + ".offsets", max: map[int32]int64{}},
 		Begun:   OffsetRows{table: db + ".batches_begun"},
 		index:   map[stateKey]int{},
+		serials: map[clientSerial]int32{},
 	}
 }
 
@@ -133,6 +140,7 @@ func (b *Batch) Add(rec Record) {
 		if r.IsFull(m.TopicType) {
 			full = 1
 		}
+		b.serials[clientSerial{r.Client, m.Serial}] = int32(len(b.Raw.rows))
 		b.Raw.rows = append(b.Raw.rows, rawRow{
 			client: r.Client, msg: m, full: full,
 			acceptedAt: rec.AcceptedAt, partition: int32(rec.Partition), offset: rec.Offset,
@@ -165,6 +173,62 @@ func (b *Batch) State(client string, tt schema.TopicType, topicID string) (*sche
 	return b.Current.rows[j].msg, true
 }
 
+// AtSerial returns the message the batch holds at (client, serial), if any: a client's serial
+// names one message, so another message at it is a conflict.
+func (b *Batch) AtSerial(client string, serial uint64) (*schema.StateMessage, bool) {
+	j, ok := b.serials[clientSerial{client, serial}]
+	if !ok {
+		return nil, false
+	}
+	return b.Raw.rows[j].msg, true
+}
+
+// SameMessage reports whether a and b are the same message (a duplicate delivery): every
+// field but the serial equal.
+func SameMessage(a, b *schema.StateMessage) bool {
+	return a.TopicType == b.TopicType && a.TopicID == b.TopicID && a.State == b.State && a.Error == b.Error &&
+		a.Time == b.Time && slices.Equal(a.Params, b.Params)
+}
+
+// MessageHash is the raw log's message_hash of m (ddl/0010): with (client, serial) it keys
+// the row, so two different messages a client sent under one serial are both kept, and
+// deliveries of the same message collapse. FNV-1a (64-bit) over the fields SameMessage
+// compares, strings length-prefixed so field boundaries cannot move; no allocation.
+func MessageHash(m *schema.StateMessage) uint64 {
+	h := uint64(fnvOffset)
+	h = fnvUint(h, uint64(m.TopicType))
+	h = fnvUint(h, uint64(uint32(m.State)))
+	h = fnvUint(h, uint64(uint32(m.Error)))
+	h = fnvUint(h, uint64(m.Time))
+	h = fnvString(h, m.TopicID)
+	h = fnvUint(h, uint64(len(m.Params)))
+	for _, p := range m.Params {
+		h = fnvString(h, p)
+	}
+	return h
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvUint(h, v uint64) uint64 {
+	for i := 0; i < 8; i++ {
+		h = (h ^ (v & 0xff)) * fnvPrime
+		v >>= 8
+	}
+	return h
+}
+
+func fnvString(h uint64, s string) uint64 {
+	h = fnvUint(h, uint64(len(s)))
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return h
+}
+
 // Reset empties the batch for reuse.
 func (b *Batch) Reset() {
 	b.Raw.rows = b.Raw.rows[:0]
@@ -177,6 +241,7 @@ func (b *Batch) Reset() {
 	}
 	b.refCount = 0
 	clear(b.index)
+	clear(b.serials)
 	clear(b.Offsets.max)
 }
 
@@ -197,7 +262,7 @@ type RawRows struct {
 	rows  []rawRow
 }
 
-var rawColumns = []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset", "report_serial", "full_types"}
+var rawColumns = []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset", "report_serial", "full_types", "message_hash"}
 
 func (r *RawRows) Table() string     { return r.table }
 func (r *RawRows) Columns() []string { return rawColumns }
@@ -219,7 +284,8 @@ func (r *RawRows) AppendRowBinary(b []byte, i int) []byte {
 	b = schema.AppendInt32(b, w.partition)
 	b = schema.AppendInt64(b, w.offset)
 	b = schema.AppendUInt64(b, w.reportSerial)
-	return schema.AppendUInt16s(b, w.fullTypes)
+	b = schema.AppendUInt16s(b, w.fullTypes)
+	return schema.AppendUInt64(b, MessageHash(m))
 }
 
 func (r *RawRows) Values(i int) []any {
@@ -235,7 +301,7 @@ func (r *RawRows) Values(i int) []any {
 	}
 	return []any{w.client, m.Serial, schema.MillisTime(m.Time), uint16(m.TopicType), m.TopicID,
 		int16(m.State), m.Error, params, w.full, schema.MillisTime(w.acceptedAt), w.partition, w.offset,
-		w.reportSerial, fullTypes}
+		w.reportSerial, fullTypes, MessageHash(m)}
 }
 
 type currentRow struct {

@@ -165,3 +165,41 @@ func BenchmarkFold(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(r.Messages))/b.Elapsed().Seconds(), "msgs/s")
 }
+
+func TestASerialNamesOneMessageOfTheBatch(t *testing.T) {
+	b := NewBatch("db")
+	m := schema.StateMessage{Serial: 7, Time: 5, TopicType: 500, TopicID: "U", State: 2, Params: []string{"a"}}
+	b.Add(Record{Report: &schema.Report{Client: "c", Messages: []schema.StateMessage{m}}})
+	got, ok := b.AtSerial("c", 7)
+	if !ok || !SameMessage(got, &m) {
+		t.Fatalf("AtSerial: %+v %v", got, ok)
+	}
+	if _, ok := b.AtSerial("d", 7); ok {
+		t.Error("another client's serial")
+	}
+	h := MessageHash(&m)
+	for name, change := range map[string]func(*schema.StateMessage){
+		"topic type": func(x *schema.StateMessage) { x.TopicType = 402 },
+		"topic id":   func(x *schema.StateMessage) { x.TopicID = "V" },
+		"state":      func(x *schema.StateMessage) { x.State = 3 },
+		"error":      func(x *schema.StateMessage) { x.Error = 1 },
+		"time":       func(x *schema.StateMessage) { x.Time = 6 },
+		"params":     func(x *schema.StateMessage) { x.Params = []string{"b"} },
+		"boundary":   func(x *schema.StateMessage) { x.TopicID, x.Params = "Ua", nil },
+	} {
+		o := m
+		change(&o)
+		if SameMessage(&o, &m) || MessageHash(&o) == h {
+			t.Errorf("a change of %s is the same message", name)
+		}
+	}
+	o := m
+	o.Serial = 8
+	if !SameMessage(&o, &m) || MessageHash(&o) != h {
+		t.Error("the serial is not content")
+	}
+	b.Reset()
+	if _, ok := b.AtSerial("c", 7); ok {
+		t.Error("Reset kept the serials")
+	}
+}

@@ -111,6 +111,7 @@ type client struct {
 	name       string
 	part       int32
 	keys       map[uint64]key // topic type << 32 | topic id
+	maxSerial  uint64         // no live key has a greater serial (SerialUse)
 	markers    []marker
 	scanSerial uint64
 	scanTime   int64
@@ -192,6 +193,23 @@ func (x *Index) State(clientName string, tt schema.TopicType, topicID string) (s
 	}
 	k, live := c.keys[uint64(tt)<<32|uint64(id)]
 	return k.serial, k.state, k.err, live
+}
+
+// SerialUse returns the live key of client whose state is at serial, if any: a client's
+// serial names one message, so another message under it is a conflict. It looks at the
+// client's keys only when serial is not above every one of them (the usual report's serials
+// are new: nothing to look at).
+func (x *Index) SerialUse(clientName string, serial uint64) (tt schema.TopicType, topicID string, state int16, errCode int32, ok bool) {
+	c := x.clients[clientName]
+	if c == nil || serial > c.maxSerial {
+		return 0, "", 0, 0, false
+	}
+	for k, v := range c.keys {
+		if v.serial == serial {
+			return schema.TopicType(k >> 32), x.names[uint32(k)], v.state, v.err, true
+		}
+	}
+	return 0, "", 0, 0, false
 }
 
 // Clients returns how many clients the index holds.
@@ -696,6 +714,7 @@ func (x *Index) apply(c *client, tt schema.TopicType, topicID string, serial uin
 	}
 	v := key{serial: serial, err: errCode, state: state}
 	c.keys[k] = v
+	c.maxSerial = max(c.maxSerial, serial)
 	return k, old, had, !had || v != old
 }
 

@@ -1262,3 +1262,26 @@ func TestEpochs(t *testing.T) {
 		t.Errorf("a partition first met after SetDefaultEpoch(-1) has epoch %d", x.Epoch(9))
 	}
 }
+
+func TestSerialUseFindsTheLiveKeyAtASerial(t *testing.T) {
+	x := index.New(time.Hour)
+	x.Fold(0, 1, &schema.Report{Client: "c", Messages: []schema.StateMessage{
+		{Serial: 10, TopicType: 500, TopicID: "U-ONE", State: 2}, {Serial: 11, TopicType: 402, TopicID: "U-ONE", State: 11, Error: -5}}})
+	x.End()
+	if tt, id, state, errCode, ok := x.SerialUse("c", 11); !ok || tt != 402 || id != "U-ONE" || state != 11 || errCode != -5 {
+		t.Fatalf("serial 11: %v %q %d %d %v", tt, id, state, errCode, ok)
+	}
+	for _, s := range []uint64{9, 12} {
+		if _, _, _, _, ok := x.SerialUse("c", s); ok {
+			t.Errorf("serial %d has no live key", s)
+		}
+	}
+	x.Fold(0, 2, &schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 20, TopicType: 500, TopicID: "U-ONE", State: 3}}})
+	x.End()
+	if _, _, _, _, ok := x.SerialUse("c", 10); ok {
+		t.Error("serial 10 is no longer live once U-ONE moved to 20")
+	}
+	if _, _, _, _, ok := x.SerialUse("other", 10); ok {
+		t.Error("an unknown client has no serials")
+	}
+}

@@ -1,0 +1,308 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// Identities is a site's registry of enrolled clients, derived from the site's identity log
+// (topic identity.<site>: key client id, a vouched IdentityEvent per record, kept forever).
+// Every ingest node applies the same log in the same order, so every node reaches the same
+// decisions without talking to the others — the log is the only arbiter:
+//
+//   - the first enrolment of a free id wins; later claims of it with other keys lose, however
+//     many nodes take them at once and across restarts (a node grants a claim only once it
+//     has read its own claim back from the log and seen it win);
+//   - an enrolment with the holder's key renews the credential (no event needed);
+//   - a rotation, signed with the holder's current key, gives the id to a new key and retires
+//     the old one;
+//   - a revocation frees the id and retires the holder's key.
+//
+// A retired key never holds the id again, and a report is accepted only with a credential of
+// the id's current key: a rotated or revoked credential is refused by every node as soon as
+// it has read the event (Staleness bounds how late that can be). Each holding of an id is an
+// incarnation (1, 2, …); credentials carry it, and an incarnation's serials lie in a range of
+// their own above every earlier one's (schema.SerialBase), so a machine's reports after it
+// enrolled again win over anything an earlier key sent.
+//
+// Records without a valid vouch (schema.VerifyVouch: produced behind ingest's back) and events
+// that do not parse are ignored and counted (Ignored).
+type Identities struct {
+	topic string
+	pub   ed25519.PublicKey // the site's key; nil: records are not checked (auth off)
+
+	mu      sync.RWMutex
+	ids     map[string]*identity
+	waiters map[string]chan Outcome // nonce → the writer waiting for its event's outcome
+	fresh   time.Time               // the log was read up to its end as of then
+	ignored map[string]int          // reason → records ignored
+}
+
+type identity struct {
+	holder  *Holder
+	inc     uint32   // incarnations so far
+	retired [][]byte // keys that held the id or were revoked: never again
+}
+
+// Holder is the key an id is enrolled with now.
+type Holder struct {
+	Key  ed25519.PublicKey
+	Name string
+	Inc  uint32 // incarnation: 1 for the first holding of the id, +1 per new key
+}
+
+// Identity event operations.
+const (
+	OpEnroll = "enroll" // claim a free id with Key (or renew, when Key holds it)
+	OpRotate = "rotate" // give the id from From (its holder) to Key
+	OpRevoke = "revoke" // free the id; its holder's key is retired
+)
+
+// IdentityEvent is the value of one identity.<site> record (key: client id).
+type IdentityEvent struct {
+	Op    string `json:"op"`
+	Key   []byte `json:"key,omitempty"`  // enroll, rotate: the key that claims the id (base64)
+	From  []byte `json:"from,omitempty"` // rotate: the key the id is taken from
+	Name  string `json:"name,omitempty"`
+	Nonce string `json:"nonce"` // the writer's; it learns the event's outcome by it
+	At    int64  `json:"at_ms"` // when the node wrote it (Unix ms; shown, never ordered by)
+}
+
+// Outcome is what an event did.
+type Outcome struct {
+	Won    bool
+	Holder Holder // after the event (zero when the id is free)
+	Reason string // why it lost
+}
+
+// NewIdentities returns an empty registry of topic's events; pub (may be nil) is the site's
+// public key that vouches for them.
+func NewIdentities(topic string, pub ed25519.PublicKey) *Identities {
+	return &Identities{topic: topic, pub: pub, ids: map[string]*identity{}, waiters: map[string]chan Outcome{}, ignored: map[string]int{}}
+}
+
+// Holder returns the key client is enrolled with, if any.
+func (r *Identities) Holder(client string) (Holder, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id := r.ids[client]
+	if id == nil || id.holder == nil {
+		return Holder{}, false
+	}
+	return *id.holder, true
+}
+
+// Retired reports whether key held client's id before, or was revoked for it: it can never
+// hold the id again.
+func (r *Identities) Retired(client string, key []byte) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id := r.ids[client]
+	return id != nil && id.retiredKey(key)
+}
+
+func (id *identity) retiredKey(key []byte) bool {
+	for _, k := range id.retired {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkFresh records that the log was read up to its end as of at (the follower calls it).
+func (r *Identities) MarkFresh(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if at.After(r.fresh) {
+		r.fresh = at
+	}
+}
+
+// Staleness returns how long ago the registry was last known to hold every event of the log
+// (forever, before it first caught up).
+func (r *Identities) Staleness(now time.Time) time.Duration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.fresh.IsZero() {
+		return time.Duration(1<<63 - 1)
+	}
+	return now.Sub(r.fresh)
+}
+
+// Ignored returns how many records were ignored, by reason (unvouched, malformed).
+func (r *Identities) Ignored() map[string]int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]int, len(r.ignored))
+	for k, v := range r.ignored {
+		out[k] = v
+	}
+	return out
+}
+
+// expect registers a waiter for nonce's outcome; the caller must call forget when done.
+func (r *Identities) expect(nonce string) <-chan Outcome {
+	ch := make(chan Outcome, 1)
+	r.mu.Lock()
+	r.waiters[nonce] = ch
+	r.mu.Unlock()
+	return ch
+}
+
+func (r *Identities) forget(nonce string) {
+	r.mu.Lock()
+	delete(r.waiters, nonce)
+	r.mu.Unlock()
+}
+
+// Apply applies one record of the identity log, in log order.
+func (r *Identities) Apply(m kafkago.Message) {
+	if r.pub != nil {
+		if err := schema.VerifyVouch(r.pub, r.topic, m.Key, m.Value, header(m, schema.HeaderVouch)); err != nil {
+			r.ignore("unvouched")
+			return
+		}
+	}
+	var ev IdentityEvent
+	d := json.NewDecoder(bytes.NewReader(m.Value))
+	d.DisallowUnknownFields()
+	if m.Value == nil || d.Decode(&ev) != nil || len(m.Key) == 0 {
+		r.ignore("malformed")
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, ok := r.apply(string(m.Key), &ev)
+	if !ok {
+		r.ignored["malformed"]++
+		return
+	}
+	if ch, ok := r.waiters[ev.Nonce]; ok && ev.Nonce != "" {
+		ch <- out
+		delete(r.waiters, ev.Nonce)
+	}
+}
+
+func (r *Identities) ignore(reason string) {
+	r.mu.Lock()
+	r.ignored[reason]++
+	r.mu.Unlock()
+}
+
+// maxIncarnation keeps every incarnation's serial range inside uint64 (schema.SerialBase).
+const maxIncarnation = schema.MaxIncarnation
+
+// apply is the state machine; ok is false for an event that is not well formed.
+func (r *Identities) apply(client string, ev *IdentityEvent) (Outcome, bool) {
+	id := r.ids[client]
+	if id == nil {
+		id = &identity{}
+		r.ids[client] = id
+	}
+	lost := func(reason string) (Outcome, bool) {
+		o := Outcome{Reason: reason}
+		if id.holder != nil {
+			o.Holder = *id.holder
+		}
+		return o, true
+	}
+	switch ev.Op {
+	case OpEnroll:
+		if len(ev.Key) != ed25519.PublicKeySize {
+			return Outcome{}, false
+		}
+		switch {
+		case id.holder != nil && bytes.Equal(id.holder.Key, ev.Key):
+			return Outcome{Won: true, Holder: *id.holder}, true // a renewal
+		case id.holder != nil:
+			return lost(fmt.Sprintf("client %s is enrolled with another key", client))
+		case id.retiredKey(ev.Key):
+			return lost(fmt.Sprintf("this key was revoked or rotated away for client %s: enrol with a new key", client))
+		case id.inc >= maxIncarnation:
+			return lost(fmt.Sprintf("client %s has been enrolled %d times, the most an id may be: use a new client id", client, id.inc))
+		}
+		id.inc++
+		id.holder = &Holder{Key: ev.Key, Name: ev.Name, Inc: id.inc}
+		return Outcome{Won: true, Holder: *id.holder}, true
+	case OpRotate:
+		if len(ev.Key) != ed25519.PublicKeySize || len(ev.From) != ed25519.PublicKeySize {
+			return Outcome{}, false
+		}
+		switch {
+		case id.holder != nil && bytes.Equal(id.holder.Key, ev.Key) && id.retiredKey(ev.From):
+			return Outcome{Won: true, Holder: *id.holder}, true // this rotation, applied before
+		case id.holder == nil || !bytes.Equal(id.holder.Key, ev.From):
+			return lost(fmt.Sprintf("the rotation's signing key no longer holds client %s", client))
+		case bytes.Equal(ev.From, ev.Key) || id.retiredKey(ev.Key):
+			return lost(fmt.Sprintf("a rotation of client %s needs a key that never held it", client))
+		case id.inc >= maxIncarnation:
+			return lost(fmt.Sprintf("client %s has been enrolled %d times, the most an id may be: use a new client id", client, id.inc))
+		}
+		id.retired = append(id.retired, id.holder.Key)
+		id.inc++
+		name := ev.Name
+		if name == "" {
+			name = id.holder.Name
+		}
+		id.holder = &Holder{Key: ev.Key, Name: name, Inc: id.inc}
+		return Outcome{Won: true, Holder: *id.holder}, true
+	case OpRevoke:
+		if id.holder != nil {
+			id.retired = append(id.retired, id.holder.Key)
+			id.holder = nil
+		}
+		return Outcome{Won: true}, true
+	}
+	return Outcome{}, false
+}
+
+// ErrNotApplied is returned when an identity event written to the log was not read back in
+// time: whether it took effect is unknown until the node catches up.
+var ErrNotApplied = errors.New("the identity event was not read back from the log in time")
+
+// write produces ev for client (vouched) and waits until the registry has applied it.
+func (r *Identities) write(ctx context.Context, p Producer, key ed25519.PrivateKey, client string, ev IdentityEvent) (Outcome, error) {
+	value, err := json.Marshal(ev)
+	if err != nil {
+		return Outcome{}, err
+	}
+	done := r.expect(ev.Nonce)
+	defer r.forget(ev.Nonce)
+	msg := kafkago.Message{Key: []byte(client), Value: value, Time: time.UnixMilli(ev.At)}
+	if key != nil {
+		msg.Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, r.topic, msg.Key, msg.Value)}}
+	}
+	if err := p.WriteMessages(ctx, msg); err != nil {
+		return Outcome{}, fmt.Errorf("cannot write the identity event of client %s: %w", client, err)
+	}
+	select {
+	case out := <-done:
+		return out, nil
+	case <-ctx.Done():
+		return Outcome{}, ErrNotApplied
+	}
+}
+
+// header returns the value of a record header, nil when absent.
+func header(m kafkago.Message, key string) []byte {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			if h.Value == nil {
+				return []byte{}
+			}
+			return h.Value
+		}
+	}
+	return nil
+}
