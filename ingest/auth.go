@@ -288,6 +288,11 @@ func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.T
 			}
 		}
 	} else if a.ids != nil {
+		// Unsigned (--ingest.auth optional): only for clients that are not enrolled, which a
+		// node knows only once it has read the identity log.
+		if stale := a.ids.Staleness(now); stale > a.cfg.IdentityMaxStaleness {
+			return &rejection{http.StatusServiceUnavailable, schema.CodeUnavailable, "identity_stale", staleMessage(stale), "", 2 * time.Second}
+		}
 		if _, held := a.ids.Holder(rep.Client); held {
 			return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "unsigned",
 				fmt.Sprintf("client %s is enrolled at this site: its reports must be signed (%s, %s)", rep.Client, schema.HeaderCredential, schema.HeaderSignature),

@@ -130,6 +130,7 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 	done := make(chan error, 1)
 	go func() { done <- n.run(ctx) }()
 	s := &testSite{t: t, code: code, url: n.url(), data: data, node: n}
+	waitHealthy(t, s.url)
 	var stopped atomic.Bool
 	s.stop = func() {
 		if stopped.Swap(true) {
@@ -142,6 +143,26 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 	}
 	t.Cleanup(s.stop)
 	return s
+}
+
+// waitHealthy waits until url's /healthz answers 200: the node serves, and its ingest has read
+// the identity log (before that it answers signed reports and enrolments 503).
+func waitHealthy(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/healthz did not answer 200 within 30 s (last: %v)", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // siteKey returns the site key (statepipe run keeps it in the data directory).

@@ -112,7 +112,12 @@ func cmdRun(ctx context.Context, args []string) error {
 	if cfg.Store.ChdbPath == "" {
 		cfg.Store.ChdbPath = filepath.Join(cfg.Data, "chdb")
 	}
-	printWelcome(os.Stdout, n.url(), cfg, embeddedKafka)
+	go func() {
+		// Once the site serves everything (its ingest has read the identity log), not before:
+		// the URLs printed are ready for the examples.
+		n.waitReady(ctx, 30*time.Second)
+		printWelcome(os.Stdout, n.url(), cfg, embeddedKafka)
+	}()
 	return n.run(ctx)
 }
 

@@ -88,6 +88,22 @@ func (n *node) addSite(s *site) {
 	s.register(n.mux)
 }
 
+// waitReady waits until the node runs and every site is ready (what /healthz answers 200
+// for), at most timeout.
+func (n *node) waitReady(ctx context.Context, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		ready := n.ready.Load()
+		for _, s := range n.sites {
+			ready = ready && s.ready() == nil
+		}
+		if ready {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // metricsGuard guards /metrics with the readers' token of the node's sites (the first that
 // sets one; tokens are flags of the process).
 func (n *node) metricsGuard(h http.Handler) http.Handler {
