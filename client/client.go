@@ -57,6 +57,9 @@ type Config struct {
 	Name string
 	// EnrollToken is the site's enrolment token, if it requires one.
 	EnrollToken string
+	// EnrollGrant is the one-time code an administrator's revocation of this client id
+	// answered: a revoked id enrols again only with it.
+	EnrollGrant string
 }
 
 // Client reports for one managed machine. It is safe for concurrent use; reports are sent one
@@ -281,9 +284,14 @@ func (r retryNow) Unwrap() error  { return r.error }
 // failed together does not retry together. Retrying a report is safe: it carries the same
 // serials, and the site folds it once.
 func (c *Client) retry(ctx context.Context, try func() (wait time.Duration, err error)) error {
+	return c.retryN(ctx, c.cfg.MaxAttempts, try)
+}
+
+// retryN is retry with at most tries tries.
+func (c *Client) retryN(ctx context.Context, tries int, try func() (wait time.Duration, err error)) error {
 	backoff := c.cfg.BackoffMin
 	var lastErr error
-	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
+	for attempt := 1; attempt <= tries; attempt++ {
 		wait, err := try()
 		if err == nil {
 			return nil
@@ -306,7 +314,7 @@ func (c *Client) retry(ctx context.Context, try func() (wait time.Duration, err 
 			wait = time.Duration(rand.Int64N(int64(backoff)) + 1)
 			backoff = min(backoff*2, c.cfg.BackoffMax)
 		}
-		if attempt == c.cfg.MaxAttempts {
+		if attempt == tries {
 			break
 		}
 		select {
@@ -315,7 +323,7 @@ func (c *Client) retry(ctx context.Context, try func() (wait time.Duration, err 
 		case <-time.After(wait):
 		}
 	}
-	return fmt.Errorf("%d attempts failed: %w", c.cfg.MaxAttempts, lastErr)
+	return fmt.Errorf("%d attempts failed: %w", tries, lastErr)
 }
 
 // post sends once; wait is the server's Retry-After when it gave one.

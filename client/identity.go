@@ -29,6 +29,9 @@ type Identity struct {
 	// SerialBase is the serial below the first this enrolment may use: the client's serials
 	// continue above it (schema.SerialBase).
 	SerialBase uint64 `json:"serial_base"`
+	// NextPrivateKey is the key a rotation in progress gives the id: kept before the request
+	// is sent, so a rotation whose answer was lost completes by enrolling with it.
+	NextPrivateKey []byte `json:"next_private_key,omitempty"`
 }
 
 // LoadIdentity reads an identity file.
@@ -93,7 +96,8 @@ func (c *Client) enroll(ctx context.Context) error {
 		id = &Identity{Client: c.cfg.ClientID, Site: c.cfg.Site, Name: c.cfg.Name, PrivateKey: key}
 	}
 	key := ed25519.PrivateKey(id.PrivateKey)
-	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: key.Public().(ed25519.PublicKey)})
+	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: key.Public().(ed25519.PublicKey),
+		Grant: c.cfg.EnrollGrant})
 	er, err := c.postEnroll(ctx, body, nil)
 	if err != nil {
 		return fmt.Errorf("cannot enrol: %w", err)
@@ -108,8 +112,13 @@ func (c *Client) enroll(ctx context.Context) error {
 // retry as reports are (429 and 503 honouring Retry-After: a site paces enrolments, and a node
 // still reading its identity log answers 503).
 func (c *Client) postEnroll(ctx context.Context, body []byte, headers map[string]string) (*schema.EnrollResponse, error) {
+	return c.postEnrollTries(ctx, body, headers, c.cfg.MaxAttempts)
+}
+
+// postEnrollTries is postEnroll with at most tries tries.
+func (c *Client) postEnrollTries(ctx context.Context, body []byte, headers map[string]string, tries int) (*schema.EnrollResponse, error) {
 	var er *schema.EnrollResponse
-	err := c.retry(ctx, func() (time.Duration, error) {
+	err := c.retryN(ctx, tries, func() (time.Duration, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+"/v1/enroll", bytes.NewReader(body))
 		if err != nil {
 			return 0, err
@@ -160,18 +169,41 @@ func (c *Client) SerialBase() uint64 {
 // Rotate gives the client's id to a new key (POST /v1/enroll, signed with the current key
 // over the request, which names the new key and the time): the old key can never report or
 // enrol again. The new enrolment has a serial base above every earlier one; the next report
-// should be full. Save the Identity afterwards.
-func (c *Client) Rotate(ctx context.Context) error {
+// should be full.
+//
+// persist is called with the identity holding the new key as NextPrivateKey before the
+// request is sent, and again once the rotation is done: a rotation whose answer was lost
+// (the site applied it, the client never heard) is completed by calling Rotate again with the
+// identity persist saved — the site answers an enrolment with the key that now holds the id.
+// Reports wait while a rotation runs.
+func (c *Client) Rotate(ctx context.Context, persist func(*Identity) error) error {
+	c.mu.Lock() // no report is numbered for the old range and sent with the new credential
+	defer c.mu.Unlock()
 	c.idMu.Lock()
 	defer c.idMu.Unlock()
 	if c.id == nil {
 		return errors.New("cannot rotate: the client is not enrolled")
 	}
-	_, next, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
-	}
 	id := *c.id
+	next := ed25519.PrivateKey(id.NextPrivateKey)
+	if len(next) == ed25519.PrivateKeySize {
+		// A rotation begun before: if the site applied it (its answer was lost), the new key
+		// holds the id already, and enrolling with it completes the rotation.
+		body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: next.Public().(ed25519.PublicKey)})
+		if er, err := c.postEnrollTries(ctx, body, nil, 1); err == nil {
+			return c.rotated(&id, next, er, persist)
+		}
+	} else {
+		var err error
+		if _, next, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return err
+		}
+		id.NextPrivateKey = next
+		if err := persist(&id); err != nil {
+			return fmt.Errorf("cannot rotate: cannot keep the new key before sending: %w", err)
+		}
+		c.id = &id
+	}
 	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site,
 		PublicKey: next.Public().(ed25519.PublicKey), Time: time.Now().UnixMilli()})
 	er, err := c.postEnroll(ctx, body, map[string]string{schema.HeaderCredential: id.Credential,
@@ -179,9 +211,18 @@ func (c *Client) Rotate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot rotate: %w", err)
 	}
-	id.PrivateKey, id.Credential, id.Expires, id.SerialBase = next, er.Credential, er.Expires, er.SerialBase
-	c.id = &id
+	return c.rotated(&id, next, er, persist)
+}
+
+// rotated makes next the client's key after a rotation answered er.
+func (c *Client) rotated(id *Identity, next ed25519.PrivateKey, er *schema.EnrollResponse, persist func(*Identity) error) error {
+	id.PrivateKey, id.NextPrivateKey = next, nil
+	id.Credential, id.Expires, id.SerialBase = er.Credential, er.Expires, er.SerialBase
+	c.id = id
 	c.raise(er.SerialBase)
+	if err := persist(id); err != nil {
+		return fmt.Errorf("rotated, but cannot keep the identity (its next_private_key completes the rotation): %w", err)
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,13 @@ type AuthConfig struct {
 	// SiteKeyFile holds the site's Ed25519 private key (PKCS#8 PEM), shared by the site's
 	// ingest nodes: it signs credentials at enrolment and verifies them on every report.
 	SiteKeyFile string
+	// SiteKeyCreate creates SiteKeyFile when it is missing (statepipe run; a server role must
+	// be given the site's key: one created by a mistyped path would vouch for records nothing
+	// else accepts).
+	SiteKeyCreate bool
+	// PreviousKeyFiles are the site keys SiteKeyFile replaced (public or private PEM): what
+	// they vouched for — identity events, records not folded yet — stays valid.
+	PreviousKeyFiles []string
 	// CredentialTTL is how long a credential is valid (default 30 days); the SDK re-enrols
 	// with the same key when it expires.
 	CredentialTTL time.Duration
@@ -63,7 +71,16 @@ type AuthConfig struct {
 // RegisterFlags registers the trust-boundary flags under prefix.
 func (c *AuthConfig) RegisterFlags(prefix string, fs *flag.FlagSet, defaultMode string) {
 	fs.StringVar(&c.Mode, prefix+"auth", defaultMode, "report authentication: required, optional (unsigned accepted, signed verified) or off")
-	fs.StringVar(&c.SiteKeyFile, prefix+"site-key", "", "the site's Ed25519 private key (PKCS#8 PEM); created there if missing")
+	fs.StringVar(&c.SiteKeyFile, prefix+"site-key", "", "the site's Ed25519 private key (PKCS#8 PEM); the projector may be given its public half")
+	fs.BoolVar(&c.SiteKeyCreate, prefix+"site-key-create", defaultMode == AuthOptional, "create --ingest.site-key when the file is missing (default: only statepipe run; a server role refuses to start without its site's key)")
+	fs.Func(prefix+"site-key-previous", "a site key --ingest.site-key replaced (PEM, public or private; repeat or comma-separate): what it vouched for stays valid", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				c.PreviousKeyFiles = append(c.PreviousKeyFiles, f)
+			}
+		}
+		return nil
+	})
 	fs.DurationVar(&c.CredentialTTL, prefix+"credential-ttl", 30*24*time.Hour, "how long an enrolment credential is valid")
 	fs.StringVar(&c.EnrollToken, prefix+"enroll-token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "bearer token required to enrol (default $STATEPIPE_ENROLL_TOKEN; empty: anyone who reaches ingest may enrol an unclaimed client id)")
 	fs.Float64Var(&c.EnrollRate, prefix+"enroll-rate", 100, "new enrolments per second one ingest node admits (429 with Retry-After above; 0: unlimited); renewals are not counted")
@@ -92,6 +109,28 @@ func (c *AuthConfig) Validate() error {
 		return fmt.Errorf("ingest: enroll-rate (%g) and enroll-address-rate (%g) must not be negative", c.EnrollRate, c.EnrollAddressRate)
 	}
 	return nil
+}
+
+// LoadSiteKey reads the site key from path, creating it (mode 0600) if missing when create is
+// set.
+func LoadSiteKey(path string, create bool) (ed25519.PrivateKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !create {
+		return nil, fmt.Errorf("cannot read the site key %s: it does not exist (give the site's key, or --ingest.site-key-create to make a new site's)", path)
+	}
+	return LoadOrCreateSiteKey(path)
+}
+
+// PublicKeys returns the site's public keys: the current one's and those of PreviousKeyFiles.
+func (c *AuthConfig) PublicKeys(current ed25519.PublicKey) ([]ed25519.PublicKey, error) {
+	keys := []ed25519.PublicKey{current}
+	for _, f := range c.PreviousKeyFiles {
+		k, err := LoadSitePublicKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("--ingest.site-key-previous: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // LoadOrCreateSiteKey reads the site key from path, creating it (mode 0600) if missing.
@@ -212,9 +251,11 @@ type rejection struct {
 
 func (r *rejection) Error() string { return r.message }
 
-// authenticate verifies the credential and the body signature; it returns the credential
-// (nil for an accepted unsigned report).
-func (a *Auth) authenticate(r *http.Request, body []byte, now time.Time) (*schema.Credential, *rejection) {
+// credential checks the request's credential, before its body is read: an unsigned request
+// where signatures are required, or one whose credential is not the site's, expired, revoked
+// or rotated away, is refused without taking any body budget. It returns the credential (nil
+// for an unsigned request where that is allowed).
+func (a *Auth) credential(r *http.Request, now time.Time) (*schema.Credential, *rejection) {
 	if a.cfg.Mode == AuthOff {
 		return nil, nil
 	}
@@ -237,11 +278,20 @@ func (a *Auth) authenticate(r *http.Request, body []byte, now time.Time) (*schem
 	if rej := a.current(&cred, now); rej != nil {
 		return nil, rej
 	}
-	if !schema.VerifyBody(cred.Key, body, sig) {
-		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "bad_signature",
+	return &cred, nil
+}
+
+// verifyBody checks the body's signature with the credential's key (nothing for an unsigned
+// request).
+func (a *Auth) verifyBody(cred *schema.Credential, r *http.Request, body []byte) *rejection {
+	if cred == nil {
+		return nil
+	}
+	if !schema.VerifyBody(cred.Key, body, r.Header.Get(schema.HeaderSignature)) {
+		return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "bad_signature",
 			"the body's signature does not verify with the credential's key", schema.HeaderSignature, 0}
 	}
-	return &cred, nil
+	return nil
 }
 
 // current checks that a credential is of the key that holds its client id now, according to
@@ -293,10 +343,21 @@ func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.T
 		if stale := a.ids.Staleness(now); stale > a.cfg.IdentityMaxStaleness {
 			return &rejection{http.StatusServiceUnavailable, schema.CodeUnavailable, "identity_stale", staleMessage(stale), "", 2 * time.Second}
 		}
-		if _, held := a.ids.Holder(rep.Client); held {
+		if a.ids.Known(rep.Client) || a.ids.NeedsGrant(rep.Client) {
 			return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "unsigned",
-				fmt.Sprintf("client %s is enrolled at this site: its reports must be signed (%s, %s)", rep.Client, schema.HeaderCredential, schema.HeaderSignature),
+				fmt.Sprintf("client %s is enrolled at this site (or was): its reports must be signed (%s, %s)", rep.Client, schema.HeaderCredential, schema.HeaderSignature),
 				schema.HeaderCredential, 0}
+		}
+	}
+	if cred == nil && a.ids != nil {
+		// An unsigned report's serials stay below every enrolment's, so a machine that enrols
+		// reports above anything sent in its name unsigned (which anyone could send).
+		for i := range rep.Messages {
+			if rep.Messages[i].Serial > schema.SerialBase(1) {
+				return &rejection{http.StatusBadRequest, schema.CodeMalformed, "serial_range",
+					fmt.Sprintf("serial %d of an unsigned report is above %d, where enrolled clients' serials begin: enrol, or number from 1", rep.Messages[i].Serial, schema.SerialBase(1)),
+					fmt.Sprintf("messages[%d].serial", i), 0}
+			}
 		}
 	}
 	ahead, behind := now.Add(a.cfg.MaxClockSkew).UnixMilli(), now.Add(-a.cfg.MaxMessageAge).UnixMilli()

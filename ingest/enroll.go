@@ -121,7 +121,7 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	holder, held := e.ids.Holder(req.Client)
-	ev := IdentityEvent{Op: OpEnroll, Key: req.PublicKey, Name: req.Name, At: now.UnixMilli()}
+	ev := IdentityEvent{Op: OpEnroll, Key: req.PublicKey, Name: req.Name, Grant: req.Grant, At: now.UnixMilli()}
 	rotation := r.Header.Get(schema.HeaderCredential) != "" || r.Header.Get(schema.HeaderSignature) != ""
 	switch {
 	case held && bytes.Equal(holder.Key, req.PublicKey):
@@ -141,6 +141,10 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 	case held:
 		e.refuse(w, "conflict", http.StatusConflict, schema.CodeConflict,
 			fmt.Sprintf("client %s is enrolled with another key: sign the request with its current credential to rotate, or have an administrator revoke it", req.Client), "client")
+		return
+	case req.Grant == "" && e.ids.NeedsGrant(req.Client):
+		e.refuse(w, "needs_grant", http.StatusForbidden, schema.CodeForbidden,
+			fmt.Sprintf("client %s was revoked: enrolling it again needs the one-time grant its revocation answered the administrator (statepipe client enroll --grant)", req.Client), "grant")
 		return
 	}
 	if e.newIDs != nil {
@@ -259,8 +263,19 @@ type RevokeRequest struct {
 	Client string `json:"client"`
 }
 
-// ServeRevoke handles POST /v1/revoke: the client's key is retired (every credential of it is
-// refused from then on, and it can never enrol again) and the id is free for a new key.
+// RevokeAnswer answers POST /v1/revoke.
+type RevokeAnswer struct {
+	Client    string    `json:"client"`
+	RevokedAt time.Time `json:"revoked_at"`
+	// Grant is the one-time code the machine enrols the id again with (EnrollRequest.Grant);
+	// a later revocation replaces an unused one.
+	Grant string `json:"grant"`
+}
+
+// ServeRevoke handles POST /v1/revoke: the key that holds the client id is retired (every
+// credential of it is refused from then on, and it can never enrol again), and the id waits
+// for an enrolment that carries the one-time grant this answers — given to the machine's
+// owner, not to whoever races for the freed id. Revoking an id nobody holds issues a new grant.
 // Guard it with RequireBearer.
 func (e *Enroller) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 	var req RevokeRequest
@@ -271,19 +286,33 @@ func (e *Enroller) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	var nonce [12]byte
+	if stale := e.ids.Staleness(now); stale > e.auth.cfg.IdentityMaxStaleness {
+		e.unavailable(w, "identity_stale", staleMessage(stale))
+		return
+	}
+	var nonce, code [16]byte
 	_, _ = rand.Read(nonce[:])
+	_, _ = rand.Read(code[:])
+	grant := hex.EncodeToString(code[:])
+	ev := IdentityEvent{Op: OpRevoke, Grant: hex.EncodeToString(grantHash(grant)), Nonce: hex.EncodeToString(nonce[:]), At: now.UnixMilli()}
+	if h, held := e.ids.Holder(req.Client); held {
+		ev.Key = h.Key // the revocation retires this key, and only while it holds the id
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	_, err := e.ids.write(ctx, e.log, e.auth.key, req.Client, IdentityEvent{Op: OpRevoke, Nonce: hex.EncodeToString(nonce[:]), At: now.UnixMilli()})
+	out, err := e.ids.write(ctx, e.log, e.auth.key, req.Client, ev)
 	if err != nil {
 		e.logger.Warn("revocation not confirmed", "client", req.Client, "err", err)
 		e.unavailable(w, "identity_unavailable", "the revocation was not confirmed by the site's identity log in time; retry (a retry is safe)")
 		return
 	}
+	if !out.Won {
+		e.refuse(w, "conflict", http.StatusConflict, schema.CodeConflict, out.Reason, "client")
+		return
+	}
 	e.outcomes.WithLabelValues("revoked").Inc()
 	e.logger.Info("client revoked", "client", req.Client)
-	writeJSON(w, http.StatusOK, map[string]any{"client": req.Client, "revoked_at": now.UTC()})
+	writeJSON(w, http.StatusOK, RevokeAnswer{Client: req.Client, RevokedAt: now.UTC(), Grant: grant})
 }
 
 // RequireBearer guards an administrative handler: with a token set, requests must carry

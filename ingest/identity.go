@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +28,9 @@ import (
 //   - an enrolment with the holder's key renews the credential (no event needed);
 //   - a rotation, signed with the holder's current key, gives the id to a new key and retires
 //     the old one;
-//   - a revocation frees the id and retires the holder's key.
+//   - a revocation retires the holder's key and leaves the id to the holder of a one-time
+//     grant the administrator received (a thief racing the machine for the freed id cannot
+//     take it, even with the site's enrolment token).
 //
 // A retired key never holds the id again, and a report is accepted only with a credential of
 // the id's current key: a rotated or revoked credential is refused by every node as soon as
@@ -35,14 +39,18 @@ import (
 // their own above every earlier one's (schema.SerialBase), so a machine's reports after it
 // enrolled again win over anything an earlier key sent.
 //
-// Records without a valid vouch (schema.VerifyVouch: produced behind ingest's back) and events
-// that do not parse are ignored and counted (Ignored).
+// Events are conditional on the state they were written against (a revocation names the key
+// it retires, a rotation the key it takes the id from) and each is applied once (its nonce),
+// so a vouched event produced again — replayed by whoever can produce to the topic — changes
+// nothing. Records without a valid vouch (schema.VerifyVouch: produced behind ingest's back)
+// and events that do not parse are ignored and counted (Ignored).
 type Identities struct {
 	topic string
-	pub   ed25519.PublicKey // the site's key; nil: records are not checked (auth off)
+	keys  []ed25519.PublicKey // the site's keys (current first); none: records are not checked (auth off)
 
 	mu      sync.RWMutex
 	ids     map[string]*identity
+	applied map[string]struct{}     // nonces of the events applied (or refused): each counts once
 	waiters map[string]chan Outcome // nonce → the writer waiting for its event's outcome
 	fresh   time.Time               // the log was read up to its end as of then
 	ignored map[string]int          // reason → records ignored
@@ -52,6 +60,7 @@ type identity struct {
 	holder  *Holder
 	inc     uint32   // incarnations so far
 	retired [][]byte // keys that held the id or were revoked: never again
+	grant   []byte   // after a revocation: SHA-256 of the one-time code a new enrolment needs
 }
 
 // Holder is the key an id is enrolled with now.
@@ -65,16 +74,17 @@ type Holder struct {
 const (
 	OpEnroll = "enroll" // claim a free id with Key (or renew, when Key holds it)
 	OpRotate = "rotate" // give the id from From (its holder) to Key
-	OpRevoke = "revoke" // free the id; its holder's key is retired
+	OpRevoke = "revoke" // retire Key (the holder's); a new enrolment needs the grant
 )
 
 // IdentityEvent is the value of one identity.<site> record (key: client id).
 type IdentityEvent struct {
 	Op    string `json:"op"`
-	Key   []byte `json:"key,omitempty"`  // enroll, rotate: the key that claims the id (base64)
-	From  []byte `json:"from,omitempty"` // rotate: the key the id is taken from
+	Key   []byte `json:"key,omitempty"`   // enroll, rotate: the key that claims the id; revoke: the key retired (none: the id was free)
+	From  []byte `json:"from,omitempty"`  // rotate: the key the id is taken from
+	Grant string `json:"grant,omitempty"` // enroll: the one-time code of a revoked id; revoke: SHA-256 of the new code (hex)
 	Name  string `json:"name,omitempty"`
-	Nonce string `json:"nonce"` // the writer's; it learns the event's outcome by it
+	Nonce string `json:"nonce"` // unique; the writer learns the event's outcome by it
 	At    int64  `json:"at_ms"` // when the node wrote it (Unix ms; shown, never ordered by)
 }
 
@@ -85,10 +95,28 @@ type Outcome struct {
 	Reason string // why it lost
 }
 
-// NewIdentities returns an empty registry of topic's events; pub (may be nil) is the site's
-// public key that vouches for them.
-func NewIdentities(topic string, pub ed25519.PublicKey) *Identities {
-	return &Identities{topic: topic, pub: pub, ids: map[string]*identity{}, waiters: map[string]chan Outcome{}, ignored: map[string]int{}}
+// NewIdentities returns an empty registry of topic's events; keys are the site's public keys
+// that vouch for them (none: events are not checked).
+func NewIdentities(topic string, keys ...ed25519.PublicKey) *Identities {
+	return &Identities{topic: topic, keys: keys, ids: map[string]*identity{}, applied: map[string]struct{}{},
+		waiters: map[string]chan Outcome{}, ignored: map[string]int{}}
+}
+
+// Known reports whether the identity log has ever enrolled client: its reports must then be
+// signed, whoever holds it now.
+func (r *Identities) Known(client string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id := r.ids[client]
+	return id != nil && id.inc > 0
+}
+
+// NeedsGrant reports whether client was revoked and waits for an enrolment with its grant.
+func (r *Identities) NeedsGrant(client string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id := r.ids[client]
+	return id != nil && id.holder == nil && id.grant != nil
 }
 
 // Holder returns the key client is enrolled with, if any.
@@ -168,27 +196,32 @@ func (r *Identities) forget(nonce string) {
 
 // Apply applies one record of the identity log, in log order.
 func (r *Identities) Apply(m kafkago.Message) {
-	if r.pub != nil {
-		if err := schema.VerifyVouch(r.pub, r.topic, m.Key, m.Value, header(m, schema.HeaderVouch)); err != nil {
+	if len(r.keys) > 0 {
+		if err := schema.VerifyVouch(r.keys, r.topic, m.Key, m.Value, header(m, schema.HeaderVouch), 0); err != nil {
 			r.ignore("unvouched")
 			return
 		}
 	}
+	// Fields a later version adds are ignored, not the event: every node applies what it knows
+	// of every event, in the same order.
 	var ev IdentityEvent
-	d := json.NewDecoder(bytes.NewReader(m.Value))
-	d.DisallowUnknownFields()
-	if m.Value == nil || d.Decode(&ev) != nil || len(m.Key) == 0 {
+	if m.Value == nil || json.Unmarshal(m.Value, &ev) != nil || len(m.Key) == 0 || ev.Nonce == "" {
 		r.ignore("malformed")
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, seen := r.applied[ev.Nonce]; seen {
+		r.ignored["replayed"]++
+		return
+	}
 	out, ok := r.apply(string(m.Key), &ev)
 	if !ok {
 		r.ignored["malformed"]++
 		return
 	}
-	if ch, ok := r.waiters[ev.Nonce]; ok && ev.Nonce != "" {
+	r.applied[ev.Nonce] = struct{}{}
+	if ch, ok := r.waiters[ev.Nonce]; ok {
 		ch <- out
 		delete(r.waiters, ev.Nonce)
 	}
@@ -229,10 +262,13 @@ func (r *Identities) apply(client string, ev *IdentityEvent) (Outcome, bool) {
 			return lost(fmt.Sprintf("client %s is enrolled with another key", client))
 		case id.retiredKey(ev.Key):
 			return lost(fmt.Sprintf("this key was revoked or rotated away for client %s: enrol with a new key", client))
+		case id.grant != nil && !bytes.Equal(grantHash(ev.Grant), id.grant):
+			return lost(fmt.Sprintf("client %s was revoked: enrolling it again needs the one-time grant its revocation answered (statepipe client enroll --grant)", client))
 		case id.inc >= maxIncarnation:
 			return lost(fmt.Sprintf("client %s has been enrolled %d times, the most an id may be: use a new client id", client, id.inc))
 		}
 		id.inc++
+		id.grant = nil
 		id.holder = &Holder{Key: ev.Key, Name: ev.Name, Inc: id.inc}
 		return Outcome{Won: true, Holder: *id.holder}, true
 	case OpRotate:
@@ -258,13 +294,30 @@ func (r *Identities) apply(client string, ev *IdentityEvent) (Outcome, bool) {
 		id.holder = &Holder{Key: ev.Key, Name: name, Inc: id.inc}
 		return Outcome{Won: true, Holder: *id.holder}, true
 	case OpRevoke:
-		if id.holder != nil {
+		grant, err := hex.DecodeString(ev.Grant)
+		if err != nil || len(grant) != sha256.Size {
+			return Outcome{}, false
+		}
+		switch {
+		case len(ev.Key) == 0 && id.holder != nil, len(ev.Key) > 0 && (id.holder == nil || !bytes.Equal(id.holder.Key, ev.Key)):
+			return lost(fmt.Sprintf("client %s changed hands while the revocation was written: look again and retry", client))
+		case id.holder != nil:
 			id.retired = append(id.retired, id.holder.Key)
 			id.holder = nil
 		}
+		id.grant = grant // a new code replaces an unused one
 		return Outcome{Won: true}, true
 	}
 	return Outcome{}, false
+}
+
+// grantHash is what a revocation records of a grant code.
+func grantHash(code string) []byte {
+	if code == "" {
+		return nil
+	}
+	h := sha256.Sum256([]byte(code))
+	return h[:]
 }
 
 // ErrNotApplied is returned when an identity event written to the log was not read back in
@@ -281,7 +334,7 @@ func (r *Identities) write(ctx context.Context, p Producer, key ed25519.PrivateK
 	defer r.forget(ev.Nonce)
 	msg := kafkago.Message{Key: []byte(client), Value: value, Time: time.UnixMilli(ev.At)}
 	if key != nil {
-		msg.Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, r.topic, msg.Key, msg.Value)}}
+		msg.Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, r.topic, msg.Key, msg.Value, 0)}}
 	}
 	if err := p.WriteMessages(ctx, msg); err != nil {
 		return Outcome{}, fmt.Errorf("cannot write the identity event of client %s: %w", client, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -37,6 +38,9 @@ func (p *logProducer) WriteMessages(_ context.Context, msgs ...kafkago.Message) 
 	return nil
 }
 
+// grantOf is what a revocation records of a grant code.
+func grantOf(code string) string { return hex.EncodeToString(grantHash(code)) }
+
 func newKey(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
 	_, k, err := ed25519.GenerateKey(rand.Reader)
@@ -52,7 +56,7 @@ func TestIdentityLogDecidesHolders(t *testing.T) {
 	site := newKey(t)
 	r := NewIdentities("identity.P01", pubOf(site))
 	log := &logProducer{apply: r.Apply}
-	a, b, c := newKey(t), newKey(t), newKey(t)
+	a, b, c, d := newKey(t), newKey(t), newKey(t), newKey(t)
 	write := func(client string, ev IdentityEvent) Outcome {
 		t.Helper()
 		ev.Nonce = fmt.Sprint(time.Now().UnixNano())
@@ -77,10 +81,18 @@ func TestIdentityLogDecidesHolders(t *testing.T) {
 		{"the holder rotates to b", "pc", IdentityEvent{Op: OpRotate, From: pubOf(a), Key: pubOf(b)}, true, b, 2},
 		{"the same rotation again is its outcome", "pc", IdentityEvent{Op: OpRotate, From: pubOf(a), Key: pubOf(b)}, true, b, 2},
 		{"the rotated-away key cannot rotate back", "pc", IdentityEvent{Op: OpRotate, From: pubOf(b), Key: pubOf(a)}, false, b, 2},
-		{"revocation frees the id", "pc", IdentityEvent{Op: OpRevoke}, true, nil, 0},
-		{"a revoked key never enrols again", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(b)}, false, nil, 0},
-		{"a rotated-away key never enrols again", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(a)}, false, nil, 0},
-		{"a new key takes the next incarnation", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(c)}, true, c, 3},
+		{"a revocation of a key that does not hold the id loses", "pc", IdentityEvent{Op: OpRevoke, Key: pubOf(a), Grant: grantOf("g1")}, false, b, 2},
+		{"revocation retires the holder's key", "pc", IdentityEvent{Op: OpRevoke, Key: pubOf(b), Grant: grantOf("g1")}, true, nil, 0},
+		{"a revoked key never enrols again", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(b), Grant: "g1"}, false, nil, 0},
+		{"a rotated-away key never enrols again", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(a), Grant: "g1"}, false, nil, 0},
+		{"a revoked id is not free: a new key without the grant loses", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(c)}, false, nil, 0},
+		{"nor with another code", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(c), Grant: "g2"}, false, nil, 0},
+		{"with the grant a new key takes the next incarnation", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(c), Grant: "g1"}, true, c, 3},
+		{"revoked again", "pc", IdentityEvent{Op: OpRevoke, Key: pubOf(c), Grant: grantOf("g3")}, true, nil, 0},
+		{"a grant is used once", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(d), Grant: "g1"}, false, nil, 0},
+		{"a new grant for an id nobody holds replaces the last", "pc", IdentityEvent{Op: OpRevoke, Grant: grantOf("g4")}, true, nil, 0},
+		{"the replaced grant no longer works", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(d), Grant: "g3"}, false, nil, 0},
+		{"the new one does", "pc", IdentityEvent{Op: OpEnroll, Key: pubOf(d), Grant: "g4"}, true, d, 4},
 		{"other ids are apart", "pc-2", IdentityEvent{Op: OpEnroll, Key: pubOf(a)}, true, a, 1},
 	}
 	for _, s := range steps {
@@ -121,10 +133,10 @@ func TestIdentityLogIgnoresRecordsIngestDidNotVouchFor(t *testing.T) {
 	ev := func(e IdentityEvent) []byte { b, _ := json.Marshal(e); return b }
 	vouched := func(key ed25519.PrivateKey, topic, client string, value []byte) kafkago.Message {
 		return kafkago.Message{Key: []byte(client), Value: value,
-			Headers: []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, topic, []byte(client), value)}}}
+			Headers: []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, topic, []byte(client), value, 0)}}}
 	}
 	r.Apply(vouched(site, "identity.P01", "pc", ev(IdentityEvent{Op: OpEnroll, Key: pubOf(a), Nonce: "1"})))
-	r.Apply(vouched(site, "identity.P01", "pc", ev(IdentityEvent{Op: OpRevoke, Nonce: "2"})))
+	r.Apply(vouched(site, "identity.P01", "pc", ev(IdentityEvent{Op: OpRevoke, Key: pubOf(a), Grant: grantOf("g"), Nonce: "2"})))
 	for name, m := range map[string]kafkago.Message{
 		"unsigned claim":              {Key: []byte("pc"), Value: ev(IdentityEvent{Op: OpEnroll, Key: pubOf(mallory), Nonce: "3"})},
 		"claim signed by another key": vouched(forger, "identity.P01", "pc", ev(IdentityEvent{Op: OpEnroll, Key: pubOf(mallory), Nonce: "4"})),
@@ -217,5 +229,41 @@ func TestStalenessBeforeAndAfterCatchingUp(t *testing.T) {
 	r.MarkFresh(now.Add(-2 * time.Second))
 	if got := r.Staleness(now); got != 2*time.Second {
 		t.Fatalf("staleness %s, want 2s", got)
+	}
+}
+
+// TestVouchedEventsReplayedChangeNothing: whoever can produce to the identity topic can copy a
+// vouched event and produce it again; an event counts once (its nonce), so a replayed
+// revocation does not retire the key that holds the id now, and a replayed claim does not
+// take a revoked id.
+func TestVouchedEventsReplayedChangeNothing(t *testing.T) {
+	site := newKey(t)
+	r := NewIdentities("identity.P01", pubOf(site))
+	thief, machine := newKey(t), newKey(t)
+	var records []kafkago.Message
+	log := &logProducer{apply: func(m kafkago.Message) { records = append(records, m); r.Apply(m) }}
+	write := func(ev IdentityEvent) Outcome {
+		t.Helper()
+		ev.Nonce = fmt.Sprint("n", len(records))
+		out, err := r.write(context.Background(), log, site, "pc", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	write(IdentityEvent{Op: OpEnroll, Key: pubOf(thief)}) // a thief held the id
+	revoke := len(records)
+	write(IdentityEvent{Op: OpRevoke, Key: pubOf(thief), Grant: grantOf("g")})
+	if out := write(IdentityEvent{Op: OpEnroll, Key: pubOf(machine), Grant: "g"}); !out.Won {
+		t.Fatalf("the machine's enrolment with the grant: %s", out.Reason)
+	}
+	for _, m := range []kafkago.Message{records[0], records[revoke]} {
+		r.Apply(m) // produced again by whoever can produce
+	}
+	if h, held := r.Holder("pc"); !held || !h.Key.Equal(pubOf(machine)) || h.Inc != 2 {
+		t.Fatalf("replayed events changed the holder: %x %v", h.Key, held)
+	}
+	if r.Ignored()["replayed"] != 2 {
+		t.Errorf("replays counted: %v", r.Ignored())
 	}
 }

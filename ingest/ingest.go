@@ -180,6 +180,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			message: fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), field: "body"})
 		return
 	}
+	// The credential before the body: a request no enrolled client signed takes no body
+	// budget (body.go) — an anonymous sender cannot fill it where signatures are required.
+	now := time.Now()
+	var cred *schema.Credential
+	if h.cfg.Auth != nil {
+		var rej *rejection
+		if cred, rej = h.cfg.Auth.credential(r, now); rej != nil {
+			w.Header().Set("Connection", "close") // the body is not read
+			h.reject(w, rej)
+			return
+		}
+	}
 	// The body first, then the slot: a client sending slowly holds only the body budget it
 	// was charged for what arrived (body.go), never one of the slots whole reports need.
 	buf, rej := h.readBody(r)
@@ -198,11 +210,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("ingest is handling %d reports already; retry later", cap(h.inFlight)), "")
 		return
 	}
-	now := time.Now()
-	var cred *schema.Credential
 	if h.cfg.Auth != nil {
-		var rej *rejection
-		if cred, rej = h.cfg.Auth.authenticate(r, buf.Bytes(), now); rej != nil {
+		if rej := h.cfg.Auth.verifyBody(cred, r, buf.Bytes()); rej != nil {
 			h.reject(w, rej)
 			return
 		}
@@ -243,7 +252,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if rej := h.serials.check(&rep); rej != nil {
+	if rej := h.serials.claim(&rep); rej != nil {
 		h.reject(w, rej)
 		return
 	}
@@ -263,8 +272,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Headers: []kafkago.Header{{Key: "v", Value: []byte(strconv.Itoa(schema.Version))}},
 	}
 	if h.cfg.Auth != nil && h.cfg.Auth.Key() != nil {
-		// The projector folds only what an ingest of the site vouched for.
-		rec.Headers = append(rec.Headers, kafkago.Header{Key: schema.HeaderVouch, Value: schema.Vouch(h.cfg.Auth.Key(), h.cfg.Topic, rec.Key, rec.Value)})
+		// The projector folds only what an ingest of the site vouched for, and takes the
+		// acceptance time from the vouched header, not from the record timestamp.
+		at := rec.Time.UnixMilli()
+		rec.Headers = append(rec.Headers, kafkago.Header{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(at)},
+			kafkago.Header{Key: schema.HeaderVouch, Value: schema.Vouch(h.cfg.Auth.Key(), h.cfg.Topic, rec.Key, rec.Value, at)})
 	}
 	err = h.prod.WriteMessages(ctx, rec)
 	if tooLargeForKafka(err) {
@@ -278,7 +290,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, "the broker did not acknowledge the report; retry later", "")
 		return
 	}
-	h.serials.remember(&rep)
 	h.messages.Add(float64(len(rep.Messages)))
 	h.requests.WithLabelValues("accepted").Inc()
 	h.duration.Observe(time.Since(start).Seconds())

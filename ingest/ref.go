@@ -76,7 +76,7 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		msgs[i] = kafkago.Message{Key: []byte(rec.Key(kind)), Value: value, Time: now}
 		if h.Key != nil {
-			msgs[i].Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(h.Key, h.Topic, msgs[i].Key, value)}}
+			msgs[i].Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(h.Key, h.Topic, msgs[i].Key, value, 0)}}
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)

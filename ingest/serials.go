@@ -81,16 +81,28 @@ func (s *serials) sum(m *schema.StateMessage) uint32 {
 	return uint32(x) ^ uint32(x>>32)
 }
 
-// check returns a 409 rejection naming the first message of rep that reuses a serial of the
-// client's last accepted report with other content.
-func (s *serials) check(rep *schema.Report) *rejection {
+// claim checks rep against the client's window and, when it passes, adds its messages to the
+// window, under one lock: of two reports that reuse a serial with other content and arrive at
+// once, the second is refused (a report that then fails to reach Kafka keeps its claim; its
+// retry is identical and passes).
+func (s *serials) claim(rep *schema.Report) *rejection {
 	if s == nil {
 		return nil
 	}
 	sh := s.shard(rep.Client)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if rej := s.check(sh, rep); rej != nil {
+		return rej
+	}
+	s.rememberLocked(sh, rep)
+	return nil
+}
+
+// check returns a 409 rejection naming the first message of rep that reuses a serial of the
+// client's window with other content; the caller holds sh's lock.
+func (s *serials) check(sh *serialShard, rep *schema.Report) *rejection {
 	last, ok := sh.last[rep.Client]
-	sh.mu.Unlock()
 	if !ok || len(last.serial) == 0 {
 		return nil
 	}
@@ -111,12 +123,10 @@ func (s *serials) check(rep *schema.Report) *rejection {
 	return nil
 }
 
-// remember adds rep's messages to the client's window (keeping its serialWindow greatest
-// serials), evicting other clients' entries while the shard is over its budget.
-func (s *serials) remember(rep *schema.Report) {
-	if s == nil {
-		return
-	}
+// rememberLocked adds rep's messages to the client's window (keeping its serialWindow
+// greatest serials), evicting other clients' entries while the shard is over its budget; the
+// caller holds sh's lock.
+func (s *serials) rememberLocked(sh *serialShard, rep *schema.Report) {
 	type pair struct {
 		serial uint64
 		hash   uint32
@@ -125,9 +135,6 @@ func (s *serials) remember(rep *schema.Report) {
 	for i := range rep.Messages {
 		add[i] = pair{rep.Messages[i].Serial, s.sum(&rep.Messages[i])}
 	}
-	sh := s.shard(rep.Client)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	old, had := sh.last[rep.Client]
 	for i := range old.serial {
 		add = append(add, pair{old.serial[i], old.hash[i]})

@@ -157,10 +157,10 @@ type Params struct {
 	// OpenResyncs mirrors resync.<site>: a full report from a client with an open request
 	// (from an administrator, another projector process, or before a restart) answers it.
 	OpenResyncs interface{ Has(client string) bool }
-	// Vouch is the site's public key: only records an ingest of the site signed with the site
-	// key (schema.VerifyVouch) are folded, others dead-lettered "unvouched". Nil folds every
-	// record (a site without a key: --ingest.auth off).
-	Vouch      ed25519.PublicKey
+	// Vouch are the site's public keys (the current one and those it replaced): only records
+	// an ingest of the site signed with a site key (schema.VerifyVouch) are folded, others
+	// dead-lettered "unvouched". None folds every record (a site without a key: --ingest.auth off).
+	Vouch      []ed25519.PublicKey
 	Registerer prometheus.Registerer // wrapped with the site label by the caller
 	Logger     *slog.Logger
 }
@@ -180,6 +180,9 @@ type Projector struct {
 	epochs map[int32]int64 // of those, the ones claimed, with the epoch their cells are written under
 	// unclaimed: owned partitions not claimed yet (torn when taken over: claimReady)
 	unclaimed map[int32]bool
+	// liveSerials: clients' live keys by serial, for the conflict check of the batch being
+	// built (cleared when it is flushed: folding it changes the index)
+	liveSerials map[string]map[uint64]index.SerialKey
 }
 
 type metrics struct {
@@ -249,7 +252,7 @@ func New(cfg Config, p Params) (*Projector, error) {
 		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: "statepipe_projector_committed_offset", Help: "Next offset to consume, per topic and partition, after the last commit."}, []string{"topic", "partition"}),
 	}
 	return &Projector{cfg: cfg, p: p, m: m, tracker: NewTracker(),
-		epochs: map[int32]int64{}, unclaimed: map[int32]bool{}}, nil
+		epochs: map[int32]int64{}, unclaimed: map[int32]bool{}, liveSerials: map[string]map[uint64]index.SerialKey{}}, nil
 }
 
 // Run folds until ctx is done or the store fails for good: one generation of the consumer
@@ -299,6 +302,7 @@ func (pr *Projector) generation(ctx context.Context, gen Generation) error {
 	if err := pr.own(ctx, gen); err != nil {
 		return err
 	}
+	clear(pr.liveSerials) // own may have restored the index
 	batch := fold.NewBatch(pr.cfg.Database)
 	var pending []kafkago.Message // records in the batch, to commit after the insert
 	var reports []*schema.Report  // decoded reports kept alive until the batch is written
@@ -361,7 +365,7 @@ func (pr *Projector) generation(ctx context.Context, gen Generation) error {
 			if msg.Topic != pr.cfg.RefTopic || pr.cfg.RefTopic == "" {
 				batch.Processed(msg.Partition, msg.Offset)
 			}
-			r, reason, rerr := pr.admit(batch, msg)
+			r, accepted, reason, rerr := pr.admit(batch, msg)
 			switch {
 			case reason != "":
 				if err := pr.deadLetter(ctx, msg, reason, rerr); err != nil {
@@ -369,7 +373,7 @@ func (pr *Projector) generation(ctx context.Context, gen Generation) error {
 				}
 			case r != nil:
 				reports = append(reports, r)
-				rec := fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: msg.Time.UnixMilli(), Report: r}
+				rec := fold.Record{Partition: msg.Partition, Offset: msg.Offset, AcceptedAt: accepted, Report: r}
 				recs = append(recs, rec)
 				batch.Add(rec)
 			}
@@ -400,6 +404,7 @@ func (pr *Projector) generation(ctx context.Context, gen Generation) error {
 			return err
 		}
 		batch.Reset()
+		clear(pr.liveSerials)
 		pending = pending[:0]
 		clear(reports)
 		reports = reports[:0]
@@ -495,13 +500,15 @@ func (pr *Projector) insert(ctx context.Context, b *fold.Batch) error {
 	return nil
 }
 
-// admit decides what becomes of one fetched record: a report to fold (r), nothing (a
-// reference-data record, folded into the batch here, or a tombstone), or a dead letter
-// (reason and cause). Only records an ingest of the site vouched for are folded (with
-// Params.Vouch set): a record produced behind ingest's back is dead-lettered "unvouched".
-// No record can stop the projector: a panic while decoding or checking one (a decoder bug) is
-// recovered and the record dead-lettered "undecodable".
-func (pr *Projector) admit(batch *fold.Batch, msg kafkago.Message) (r *schema.Report, reason string, cause error) {
+// admit decides what becomes of one fetched record: a report to fold (r) with its acceptance
+// time, nothing (a reference-data record, folded into the batch here, or a tombstone), or a
+// dead letter (reason and cause). Only records an ingest of the site vouched for are folded
+// (with Params.Vouch set): a record produced behind ingest's back is dead-lettered
+// "unvouched", and the acceptance time is the vouched statepipe-accepted header's, not the
+// record timestamp anyone who produces can set. No record can stop the projector: a panic
+// while decoding or checking one (a decoder bug) is recovered and the record dead-lettered
+// "undecodable".
+func (pr *Projector) admit(batch *fold.Batch, msg kafkago.Message) (r *schema.Report, accepted int64, reason string, cause error) {
 	defer func() {
 		if p := recover(); p != nil {
 			r, reason, cause = nil, "undecodable", fmt.Errorf("BUG: decoding the record panicked: %v", p)
@@ -510,33 +517,40 @@ func (pr *Projector) admit(batch *fold.Batch, msg kafkago.Message) (r *schema.Re
 	}()
 	ref := msg.Topic == pr.cfg.RefTopic && pr.cfg.RefTopic != ""
 	if ref && msg.Value == nil {
-		return nil, "", nil // a tombstone (compaction delete): nothing to fold
+		return nil, 0, "", nil // a tombstone (compaction delete): nothing to fold
 	}
-	if pr.p.Vouch != nil {
-		if err := schema.VerifyVouch(pr.p.Vouch, msg.Topic, msg.Key, msg.Value, vouchHeader(msg)); err != nil {
-			return nil, "unvouched", err
+	accepted, err := schema.ParseAccepted(recordHeader(msg, schema.HeaderAccepted))
+	if err != nil {
+		return nil, 0, "unvouched", err
+	}
+	if len(pr.p.Vouch) > 0 {
+		if err := schema.VerifyVouch(pr.p.Vouch, msg.Topic, msg.Key, msg.Value, recordHeader(msg, schema.HeaderVouch), accepted); err != nil {
+			return nil, 0, "unvouched", err
 		}
+	}
+	if accepted == 0 {
+		accepted = msg.Time.UnixMilli() // reference data; or records nothing vouches for (auth off)
 	}
 	if ref {
-		if err := batch.AddRef(string(msg.Key), msg.Value, msg.Offset, msg.Time.UnixMilli()); err != nil {
-			return nil, "undecodable", err
+		if err := batch.AddRef(string(msg.Key), msg.Value, msg.Offset, accepted); err != nil {
+			return nil, 0, "undecodable", err
 		}
-		return nil, "", nil
+		return nil, 0, "", nil
 	}
 	r = new(schema.Report)
 	if err := schema.DecodeReportLimits(msg.Value, r, recordLimits); err != nil {
-		return nil, "undecodable", err
+		return nil, 0, "undecodable", err
 	}
 	if err := r.Validate(schema.Limits{}); err != nil {
-		return nil, "invalid", err
+		return nil, 0, "invalid", err
 	}
 	if string(msg.Key) != r.Client {
-		return nil, "invalid", fmt.Errorf("record key %q is not the report's client %q: ingest keys every report by its client", msg.Key, r.Client)
+		return nil, 0, "invalid", fmt.Errorf("record key %q is not the report's client %q: ingest keys every report by its client", msg.Key, r.Client)
 	}
 	if err := pr.conflict(batch, r); err != nil {
-		return nil, "serial_conflict", err
+		return nil, 0, "serial_conflict", err
 	}
-	return r, "", nil
+	return r, accepted, "", nil
 }
 
 // recordLimits decode the records of the state topic: any message count (a site may raise
@@ -548,9 +562,11 @@ var recordLimits = func() schema.Limits {
 	return l
 }()
 
-func vouchHeader(m kafkago.Message) []byte {
+// recordHeader returns the value of a record header, nil when absent (empty when present
+// without a value).
+func recordHeader(m kafkago.Message, key string) []byte {
 	for _, h := range m.Headers {
-		if h.Key == schema.HeaderVouch {
+		if h.Key == key {
 			if h.Value == nil {
 				return []byte{}
 			}
@@ -570,6 +586,7 @@ func vouchHeader(m kafkago.Message) []byte {
 // whole — a report is atomic, and one that rewrites history is suspect — and goes to the
 // dead-letter topic. Exact duplicates are not conflicts.
 func (pr *Projector) conflict(b *fold.Batch, r *schema.Report) error {
+	var live map[uint64]index.SerialKey // the client's live keys by serial, looked up once
 	for i := range r.Messages {
 		m := &r.Messages[i]
 		if prev, ok := b.AtSerial(r.Client, m.Serial); ok && !fold.SameMessage(prev, m) {
@@ -577,17 +594,35 @@ func (pr *Projector) conflict(b *fold.Batch, r *schema.Report) error {
 				return conflictError(r, i, prev.TopicType, prev.TopicID, prev.State, prev.Error)
 			} // else its key moved on earlier in this batch: that message is not live
 		}
-		if pr.idx == nil {
+		if pr.idx == nil || m.Serial > pr.idx.MaxSerial(r.Client) {
+			continue // above every live key's serial: new (the usual report)
+		}
+		// The message's own key at this very serial: a duplicate or a conflict, at once.
+		if m.TopicType.Keyed() {
+			if serial, state, errCode, ok := pr.idx.State(r.Client, m.TopicType, m.TopicID); ok && serial == m.Serial {
+				if int32(state) != m.State || errCode != m.Error {
+					return conflictError(r, i, m.TopicType, m.TopicID, int32(state), errCode)
+				}
+				continue
+			}
+		}
+		// Another key at this serial: the client's live keys by serial, built once per
+		// client and batch (the index does not change while a batch is built), so a report
+		// re-sent whole costs its own size, not its size times the client's keys.
+		if live == nil {
+			if live = pr.liveSerials[r.Client]; live == nil {
+				live = pr.idx.LiveSerials(r.Client)
+				pr.liveSerials[r.Client] = live
+			}
+		}
+		k, ok := live[m.Serial]
+		if !ok || (k.TopicType == m.TopicType && k.TopicID == m.TopicID && int32(k.State) == m.State && k.Err == m.Error) {
 			continue
 		}
-		tt, id, state, errCode, ok := pr.idx.SerialUse(r.Client, m.Serial)
-		if !ok || (tt == m.TopicType && id == m.TopicID && int32(state) == m.State && errCode == m.Error) {
-			continue
-		}
-		if cur, moved := b.State(r.Client, tt, id); moved && cur.Serial > m.Serial {
+		if cur, moved := b.State(r.Client, k.TopicType, k.TopicID); moved && cur.Serial > m.Serial {
 			continue // the key moved on earlier in this batch: its message at this serial is not live
 		}
-		return conflictError(r, i, tt, id, int32(state), errCode)
+		return conflictError(r, i, k.TopicType, k.TopicID, int32(k.State), k.Err)
 	}
 	return nil
 }

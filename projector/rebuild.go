@@ -22,9 +22,10 @@ func (s RebuildStats) MessagesPerSecond() float64 {
 
 // derived lists every projection of the raw log with the SELECT that re-folds it from
 // state_messages ({db} is the database). Each follows the same rules as package fold:
-// greatest serial per key — read through FINAL, which keeps one row per (client, serial), the
-// last inserted as the live tables do, so of equal serials the latest record wins and the
-// argMax has no ties (ordering by (serial, partition, offset) instead costs 5× the time);
+// greatest serial per key — read through FINAL, which keeps one row per message (client,
+// serial, content: ddl/0010); a key has one message at its greatest serial (the projector
+// refuses another message under a live key's serial), so the argMax has no ties (ordering by
+// (serial, partition, offset) instead costs 5× the time);
 // full-report markers = a report's smallest serial per full type (report_serial and
 // full_types are the same in every delivery of a report); the client's greatest serial;
 // successful scans.
@@ -44,8 +45,8 @@ var derived = []struct{ table, columns, query string }{
 		`SELECT client, max(serial), argMax(time, serial) FROM {db}.state_messages
 		 WHERE topic_type = 501 AND state IN (3, 6) GROUP BY client`},
 	{"scan_history", "client, serial, source, state, time",
-		`SELECT client, serial, any(topic_id), any(state), any(time) FROM {db}.state_messages
-		 WHERE topic_type = 501 AND state IN (3, 6) GROUP BY client, serial`},
+		`SELECT client, serial, argMax(topic_id, offset), argMax(state, offset), argMax(time, offset) FROM {db}.state_messages
+		 WHERE topic_type = 501 AND state IN (3, 6) GROUP BY client, serial`}, // the live table keeps the last inserted
 }
 
 // Rebuild re-derives every projection of database db from the raw message log into fresh

@@ -74,6 +74,10 @@ type EnrollRequest struct {
 	Site      string `json:"site"`
 	PublicKey []byte `json:"public_key"`        // Ed25519, 32 bytes (JSON: base64)
 	Time      int64  `json:"time_ms,omitempty"` // rotation: when it was signed (Unix ms)
+	// Grant is the one-time code the revocation of this client id answered its administrator:
+	// a revoked id is enrolled again only with it (a thief with the enrolment token cannot race
+	// the machine for it).
+	Grant string `json:"grant,omitempty"`
 }
 
 // RotationWindow is how far a rotation request's time may be from the site's clock.

@@ -13,26 +13,34 @@ import (
 func TestVouchCoversTopicKeyAndValue(t *testing.T) {
 	pub, site, _ := ed25519.GenerateKey(rand.Reader)
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
-	h := Vouch(site, "state.P01", []byte("pc-1"), []byte("report"))
-	if err := VerifyVouch(pub, "state.P01", []byte("pc-1"), []byte("report"), h); err != nil {
+	h := Vouch(site, "state.P01", []byte("pc-1"), []byte("report"), 1764100000000)
+	keys := []ed25519.PublicKey{pub}
+	if err := VerifyVouch(keys, "state.P01", []byte("pc-1"), []byte("report"), h, 1764100000000); err != nil {
 		t.Fatalf("a vouched record does not verify: %v", err)
+	}
+	// A site key rotated: what the old key vouched for verifies with both.
+	newPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	if err := VerifyVouch([]ed25519.PublicKey{newPub, pub}, "state.P01", []byte("pc-1"), []byte("report"), h, 1764100000000); err != nil {
+		t.Fatalf("a record vouched with the previous key: %v", err)
 	}
 	for name, c := range map[string]struct {
 		topic      string
 		key, value []byte
 		header     []byte
 		want       error
+		accepted   int64
 	}{
-		"absent":           {"state.P01", []byte("pc-1"), []byte("report"), nil, ErrUnvouched},
-		"empty":            {"state.P01", []byte("pc-1"), []byte("report"), []byte{}, ErrBadVouched},
-		"not base64":       {"state.P01", []byte("pc-1"), []byte("report"), []byte("!!"), ErrBadVouched},
-		"another topic":    {"state.P02", []byte("pc-1"), []byte("report"), h, ErrBadVouched},
-		"another key":      {"state.P01", []byte("pc-2"), []byte("report"), h, ErrBadVouched},
-		"another value":    {"state.P01", []byte("pc-1"), []byte("reporT"), h, ErrBadVouched},
-		"boundary moved":   {"state.P01", []byte("pc-1r"), []byte("eport"), h, ErrBadVouched},
-		"another site key": {"state.P01", []byte("pc-1"), []byte("report"), Vouch(other, "state.P01", []byte("pc-1"), []byte("report")), ErrBadVouched},
+		"another acceptance time": {"state.P01", []byte("pc-1"), []byte("report"), h, ErrBadVouched, 1764100000001},
+		"absent":                  {"state.P01", []byte("pc-1"), []byte("report"), nil, ErrUnvouched, 1764100000000},
+		"empty":                   {"state.P01", []byte("pc-1"), []byte("report"), []byte{}, ErrBadVouched, 1764100000000},
+		"not base64":              {"state.P01", []byte("pc-1"), []byte("report"), []byte("!!"), ErrBadVouched, 1764100000000},
+		"another topic":           {"state.P02", []byte("pc-1"), []byte("report"), h, ErrBadVouched, 1764100000000},
+		"another key":             {"state.P01", []byte("pc-2"), []byte("report"), h, ErrBadVouched, 1764100000000},
+		"another value":           {"state.P01", []byte("pc-1"), []byte("reporT"), h, ErrBadVouched, 1764100000000},
+		"boundary moved":          {"state.P01", []byte("pc-1r"), []byte("eport"), h, ErrBadVouched, 1764100000000},
+		"another site key":        {"state.P01", []byte("pc-1"), []byte("report"), Vouch(other, "state.P01", []byte("pc-1"), []byte("report"), 1764100000000), ErrBadVouched, 1764100000000},
 	} {
-		if err := VerifyVouch(pub, c.topic, c.key, c.value, c.header); !errors.Is(err, c.want) {
+		if err := VerifyVouch(keys, c.topic, c.key, c.value, c.header, c.accepted); !errors.Is(err, c.want) {
 			t.Errorf("%s: got %v, want %v", name, err, c.want)
 		}
 	}
@@ -79,13 +87,13 @@ func BenchmarkVouch(b *testing.B) {
 	value := make([]byte, 25<<10)
 	b.Run("sign", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			_ = Vouch(site, "state.P01", []byte("00000000-0000-0000-0000-000000000001"), value)
+			_ = Vouch(site, "state.P01", []byte("00000000-0000-0000-0000-000000000001"), value, 1)
 		}
 	})
-	h := Vouch(site, "state.P01", []byte("00000000-0000-0000-0000-000000000001"), value)
+	h := Vouch(site, "state.P01", []byte("00000000-0000-0000-0000-000000000001"), value, 1)
 	b.Run("verify", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if err := VerifyVouch(pub, "state.P01", []byte("00000000-0000-0000-0000-000000000001"), value, h); err != nil {
+			if err := VerifyVouch([]ed25519.PublicKey{pub}, "state.P01", []byte("00000000-0000-0000-0000-000000000001"), value, h, 1); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -191,7 +191,7 @@ func cmdBenchIngest(ctx context.Context, args []string) error {
 		auth = "off"
 	}
 	child := exec.CommandContext(ctx, self, "ingest", "--kafka.brokers", *brokers, "--site", cfg.Site, "--listen", "127.0.0.1:0",
-		"--ingest.site-key", filepath.Join(dir, "site.key"), "--ingest.auth", auth, "--ingest.max-in-flight", strconv.Itoa(*maxInFlight),
+		"--ingest.site-key", filepath.Join(dir, "site.key"), "--ingest.site-key-create", "--ingest.auth", auth, "--ingest.max-in-flight", strconv.Itoa(*maxInFlight),
 		"--ingest.enroll-rate", "0") // the load test enrols its clients first, as fast as it can
 	stderr, _ := child.StderrPipe()
 	if err := child.Start(); err != nil {

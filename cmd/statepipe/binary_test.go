@@ -80,8 +80,15 @@ func TestBinaryIngestRoleRunsWithoutChdb(t *testing.T) {
 	if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "site-key") {
 		t.Fatalf("ingest without a site key: err %v, output %s; want a refusal naming --ingest.site-key", err, out)
 	}
+	// Nor with a path to a key that does not exist, unless told to make the site's key.
+	missing := exec.Command(bin, "ingest", "--kafka.brokers", strings.Join(brokers, ","), "--site", site, "--listen", "127.0.0.1:0",
+		"--ingest.site-key", filepath.Join(dir, "typo.key"))
+	missing.Dir, missing.Env = dir, envWithoutChdb()
+	if out, err := missing.CombinedOutput(); err == nil || !strings.Contains(string(out), "site-key-create") {
+		t.Fatalf("ingest with a site key that does not exist: err %v, output %s; want a refusal naming --ingest.site-key-create", err, out)
+	}
 	cmd := exec.Command(bin, "ingest", "--kafka.brokers", strings.Join(brokers, ","), "--site", site, "--listen", "127.0.0.1:0",
-		"--ingest.site-key", filepath.Join(dir, "site.key"))
+		"--ingest.site-key", filepath.Join(dir, "site.key"), "--ingest.site-key-create")
 	cmd.Dir = dir
 	cmd.Env = envWithoutChdb()
 	stderr, _ := cmd.StderrPipe()

@@ -257,14 +257,21 @@ func cmdClientEnroll(ctx context.Context, args []string) error {
 	id := fs.String("id", "", "client id (the machine's GUID)")
 	name := fs.String("name", "", "machine name")
 	token := fs.String("token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "the site's enrolment token, if it requires one (default $STATEPIPE_ENROLL_TOKEN)")
-	out := fs.String("out", "", "identity file to write (private key and credential; mode 0600)")
+	grant := fs.String("grant", "", "the one-time grant an administrator's revocation of this client id answered (a revoked id enrols again only with it)")
+	out := fs.String("out", "", "identity file to write (private key and credential; mode 0600); an existing one of the same client is enrolled again with its key")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *site == "" || *id == "" || *out == "" {
 		return errors.New("usage: statepipe client enroll --url URL --site SITE --id CLIENT --out IDENTITY")
 	}
-	c, err := client.Enroll(ctx, client.Config{URL: *base, Site: *site, ClientID: *id, Name: *name, EnrollToken: *token})
+	cfg := client.Config{URL: *base, Site: *site, ClientID: *id, Name: *name, EnrollToken: *token, EnrollGrant: *grant}
+	if prev, err := client.LoadIdentity(*out); err == nil && prev.Client == *id && prev.Site == *site {
+		// The same machine enrolling again (its answer was lost, or it renews): its key, so the
+		// site answers a renewal rather than a claim of its own id by another key.
+		cfg.Identity = prev
+	}
+	c, err := client.Enroll(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -350,11 +357,10 @@ func cmdClientRotate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Rotate(ctx); err != nil {
+	// The new key is saved before the request goes out: if the answer is lost, running this
+	// again completes the rotation.
+	if err := c.Rotate(ctx, func(id *client.Identity) error { return id.Save(*identity) }); err != nil {
 		return err
-	}
-	if err := c.Identity().Save(*identity); err != nil {
-		return fmt.Errorf("rotated, but cannot save the new identity (the old key no longer works): %w", err)
 	}
 	fmt.Printf("rotated client %s to a new key; the old key is refused from now on; identity in %s\n", id.Client, *identity)
 	return nil
@@ -384,6 +390,12 @@ func cmdClientRevoke(ctx context.Context, args []string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("revoke answered %d: %s", resp.StatusCode, strings.TrimSpace(string(raw)))
 	}
-	fmt.Printf("revoked client %s: its credentials are refused from now on; it may enrol again\n", *id)
+	var ans ingest.RevokeAnswer
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return fmt.Errorf("cannot read the revocation's answer: %w", err)
+	}
+	fmt.Printf("revoked client %s: its key is refused from now on and can never enrol again.\n"+
+		"The machine enrols again, with a new key, only with this one-time grant:\n"+
+		"  statepipe client enroll --site SITE --id %s --grant %s --out IDENTITY\n", *id, *id, ans.Grant)
 	return nil
 }

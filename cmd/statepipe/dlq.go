@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -48,27 +50,48 @@ func cmdDLQ(ctx context.Context, args []string) error {
 	site := fs.String("site", "P01", "site code")
 	reason := fs.String("reason", "", "only dead letters whose reason starts with this (e.g. undecodable, invalid)")
 	asJSON := fs.Bool("json", false, "list: one JSON object a line")
+	vouchWith := fs.String("vouch-with", "", "replay: vouch for each record with this site key (PEM), as ingest would — for records an administrator decided to trust, e.g. those produced by an ingest of a version that did not vouch (--reason unvouched)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	var vouch ed25519.PrivateKey
+	if *vouchWith != "" {
+		if args[0] != "replay" {
+			return errors.New("--vouch-with is for dlq replay")
+		}
+		k, err := ingest.LoadSiteKey(*vouchWith, false)
+		if err != nil {
+			return err
+		}
+		vouch = k
 	}
 	if len(kc.Brokers) == 0 {
 		kc.Brokers = []string{"127.0.0.1:9092"} // statepipe run's embedded broker
 	}
-	return runDLQ(ctx, args[0], kc, *site, *reason, *asJSON, os.Stdout)
+	return runDLQ(ctx, args[0], kc, *site, *reason, *asJSON, vouch, os.Stdout)
 }
 
 // runDLQ lists (op "list") or replays (op "replay") the dead letters of site that exist now.
-// A replay produces each record's value again to state.<site>, keyed by its client, with a
-// statepipe-dlq-replayed header naming where it came from; the projector folds it, or dead-
-// letters it again if it is still bad. The record keeps the vouch of the ingest that accepted
-// it (a record no ingest vouched for is dead-lettered "unvouched" again). Replaying is safe to repeat: serials make a report
-// folded once.
-func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string, asJSON bool, out io.Writer) error {
+// A replay produces each record's value again to the topic it came from (state.<site>, or
+// ref.<site> for reference data), keyed as it was, with a statepipe-dlq-replayed header naming
+// where it came from; the projector folds it, or dead-letters it again if it is still bad. The
+// record keeps the vouch and the acceptance time of the ingest that accepted it (a record no
+// ingest vouched for is dead-lettered "unvouched" again, unless vouch — a site key an
+// administrator chose — vouches for it now). Replaying is safe to repeat: serials make a
+// report folded once.
+func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string, asJSON bool, vouch ed25519.PrivateKey, out io.Writer) error {
 	topic := kafka.StateTopic(site) + ".dlq"
-	var w *kafkago.Writer
-	if op == "replay" {
-		w = kafka.NewWriter(kc, kafka.StateTopic(site))
-		defer w.Close()
+	writers := map[string]*kafkago.Writer{}
+	defer func() {
+		for _, w := range writers {
+			_ = w.Close()
+		}
+	}()
+	writer := func(t string) *kafkago.Writer {
+		if writers[t] == nil {
+			writers[t] = kafka.NewWriter(kc, t)
+		}
+		return writers[t]
 	}
 	n := 0
 	enc := json.NewEncoder(out)
@@ -86,21 +109,43 @@ func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string
 			_, err := fmt.Fprintf(out, "%s/%d/%d client=%s bytes=%d source=%s reason=%s\n", topic, r.Partition, r.Offset, r.Client, r.Bytes, r.Source, r.Reason)
 			return err
 		}
+		dest := kafka.StateTopic(site)
+		if src, _, _ := strings.Cut(r.Source, "/"); src == kafka.RefTopic(site) {
+			dest = src
+		}
 		headers := []kafkago.Header{{Key: "statepipe-dlq-replayed", Value: []byte(fmt.Sprintf("%s/%d/%d", topic, m.Partition, m.Offset))}}
+		accepted := m.Time.UnixMilli()
 		for _, h := range m.Headers {
-			if h.Key == schema.HeaderVouch {
-				// The ingest's vouch covers the state topic, the key and the value, all
-				// unchanged: the replayed record is still the one ingest accepted.
-				headers = append(headers, h)
+			switch h.Key {
+			case schema.HeaderAccepted:
+				if ms, err := schema.ParseAccepted(h.Value); err == nil && ms != 0 {
+					accepted = ms
+				}
+				fallthrough
+			case schema.HeaderVouch:
+				if vouch == nil {
+					// The ingest's vouch covers the topic, the key, the value and the
+					// acceptance time, all unchanged: the replayed record is still the one
+					// ingest accepted.
+					headers = append(headers, h)
+				}
 			}
 		}
-		return w.WriteMessages(ctx, kafkago.Message{Key: m.Key, Value: m.Value, Headers: headers})
+		if vouch != nil {
+			if dest == kafka.RefTopic(site) {
+				accepted = 0 // reference data carries no acceptance time
+			} else {
+				headers = append(headers, kafkago.Header{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(accepted)})
+			}
+			headers = append(headers, kafkago.Header{Key: schema.HeaderVouch, Value: schema.Vouch(vouch, dest, m.Key, m.Value, accepted)})
+		}
+		return writer(dest).WriteMessages(ctx, kafkago.Message{Key: m.Key, Value: m.Value, Headers: headers})
 	})
 	if err != nil {
 		return err
 	}
 	if op == "replay" {
-		fmt.Fprintf(out, "replayed %d dead letters of %s into %s\n", n, topic, kafka.StateTopic(site))
+		fmt.Fprintf(out, "replayed %d dead letters of %s into %s\n", n, topic, kafka.StateTopic(site)+" (ref."+site+" for reference data)")
 	} else if !asJSON {
 		fmt.Fprintf(out, "%d dead letters\n", n)
 	}

@@ -29,7 +29,7 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 	defer dw.Close()
 	if err := dw.WriteMessages(ctx, kafkago.Message{Key: []byte("late-client"), Value: good.Bytes(), Headers: []kafkago.Header{
 		{Key: "statepipe-dlq-reason", Value: []byte("unknown-version: v 2")}, {Key: "statepipe-dlq-source", Value: []byte("state.X/0/7")},
-		{Key: schema.HeaderVouch, Value: schema.Vouch(s.siteKey(t), kafka.StateTopic(s.code), []byte("late-client"), good.Bytes())}}}); err != nil {
+		{Key: schema.HeaderVouch, Value: schema.Vouch(s.siteKey(t), kafka.StateTopic(s.code), []byte("late-client"), good.Bytes(), 0)}}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() string {
@@ -39,7 +39,7 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 		return ""
 	})
 	var out bytes.Buffer
-	if err := runDLQ(ctx, "list", kc, s.code, "", true, &out); err != nil {
+	if err := runDLQ(ctx, "list", kc, s.code, "", true, nil, &out); err != nil {
 		t.Fatal(err)
 	}
 	var recs []dlqRecord
@@ -59,7 +59,7 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 		t.Fatalf("dlq list: got %+v, want the undecodable record with its source and the dead-lettered report", recs)
 	}
 	out.Reset()
-	if err := runDLQ(ctx, "replay", kc, s.code, "unknown-version", false, &out); err != nil {
+	if err := runDLQ(ctx, "replay", kc, s.code, "unknown-version", false, nil, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "replayed 1 dead letters") {
@@ -73,7 +73,7 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 		return ""
 	})
 	// Replaying again changes nothing: the report's serial is already folded.
-	if err := runDLQ(ctx, "replay", kc, s.code, "unknown-version", false, &out); err != nil {
+	if err := runDLQ(ctx, "replay", kc, s.code, "unknown-version", false, nil, &out); err != nil {
 		t.Fatal(err)
 	}
 	res, _ := s.sql("SELECT count() FROM " + database(s.code) + ".state_messages FINAL WHERE client = 'late-client'")

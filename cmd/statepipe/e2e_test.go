@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,8 +151,11 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 func waitHealthy(t *testing.T, url string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	// A site serving HTTPS has a test certificate: only whether it answers matters here.
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer hc.CloseIdleConnections()
 	for {
-		resp, err := http.Get(url + "/healthz")
+		resp, err := hc.Get(url + "/healthz")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -183,8 +187,10 @@ func (s *testSite) produceVouched(t *testing.T, client string, value []byte) {
 	topic := kafka.StateTopic(s.code)
 	w := kafka.NewWriter(s.node.sites[0].cfg.Kafka, topic)
 	defer w.Close()
+	at := time.Now().UnixMilli()
 	if err := w.WriteMessages(context.Background(), kafkago.Message{Key: []byte(client), Value: value,
-		Headers: []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(s.siteKey(t), topic, []byte(client), value)}}}); err != nil {
+		Headers: []kafkago.Header{{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(at)},
+			{Key: schema.HeaderVouch, Value: schema.Vouch(s.siteKey(t), topic, []byte(client), value, at)}}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -171,7 +171,7 @@ func TestFaultsUnderLoadLoseAndDoubleNothing(t *testing.T) {
 	}()
 
 	ing := startProc(t, bin, filepath.Join(logs, "ingest.log"), "ingest", "--kafka.brokers", brokers, "--site", site,
-		"--listen", "127.0.0.1:0", "--ingest.site-key", filepath.Join(dir, "site.key"),
+		"--listen", "127.0.0.1:0", "--ingest.site-key", filepath.Join(dir, "site.key"), "--ingest.site-key-create",
 		"--ingest.produce-timeout", "2s", "--ingest.retry-after", "1", "--kafka.partitions", "4")
 	projArgs := []string{"projector", "--kafka.brokers", brokers, "--site", site, "--listen", "127.0.0.1:0",
 		"--chdb.path", filepath.Join(dir, "chdb"), "--projector.batch-wait", "50ms", "--kafka.partitions", "4",

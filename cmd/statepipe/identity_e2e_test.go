@@ -7,12 +7,14 @@ package main
 // readers and administrators.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -93,6 +95,22 @@ func rebuildStopped(t *testing.T, s *testSite) {
 	if _, err := projector.Rebuild(context.Background(), st, database(s.code), 7*24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// revoke revokes client at url with the admin token (empty: none) and returns the one-time
+// grant its answer carries.
+func revoke(t *testing.T, url, clientID, adminToken string) string {
+	t.Helper()
+	headers := map[string]string{}
+	if adminToken != "" {
+		headers["Authorization"] = "bearer " + adminToken // the scheme is case-insensitive
+	}
+	status, _, raw := postWith(t, url+"/v1/revoke", []byte(`{"client":"`+clientID+`"}`), headers)
+	var ans ingest.RevokeAnswer
+	if status != 200 || json.Unmarshal(raw, &ans) != nil || ans.Grant == "" {
+		t.Fatalf("revoke %s: %d %s", clientID, status, raw)
+	}
+	return ans.Grant
 }
 
 func genKey(t *testing.T) ed25519.PrivateKey {
@@ -213,7 +231,6 @@ func TestRotationAndRevocationRetireKeysEverywhere(t *testing.T) {
 		c.Auth = authDefaults(ingest.AuthRequired)
 		c.AdminToken = "admin-secret"
 	}})
-	ts := &trustSite{testSite: s}
 	b := startIngestNode(t, s)
 	ctx := context.Background()
 	alice, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "alice"})
@@ -253,8 +270,12 @@ func TestRotationAndRevocationRetireKeysEverywhere(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := alice.Rotate(ctx); err != nil {
+	var saved []*client.Identity
+	if err := alice.Rotate(ctx, func(id *client.Identity) error { c := *id; saved = append(saved, &c); return nil }); err != nil {
 		t.Fatalf("rotate: %v", err)
+	}
+	if len(saved) != 2 || saved[0].NextPrivateKey == nil || saved[1].NextPrivateKey != nil {
+		t.Fatalf("the rotation must keep the new key before it sends, and the result after: %d saves", len(saved))
 	}
 	rotated := alice.Identity()
 	if rotated.SerialBase <= old.SerialBase || rotated.SerialBase < old.SerialBase+schema.SerialSpan {
@@ -280,10 +301,9 @@ func TestRotationAndRevocationRetireKeysEverywhere(t *testing.T) {
 		t.Fatalf("report with the new key: %v", err)
 	}
 
-	// Revocation: refused everywhere; the revoked key cannot take the freed id; a new key can.
-	if st, _, e := ts.post(t, "/v1/revoke", []byte(`{"client":"alice"}`), map[string]string{"Authorization": "bearer admin-secret"}); st != 200 {
-		t.Fatalf("revoke (lower-case bearer): %d %+v", st, e)
-	}
+	// Revocation: refused everywhere; neither the revoked key nor anyone else takes the id but
+	// the machine with the one-time grant the administrator received.
+	grant := revoke(t, s.url, "alice", "admin-secret")
 	newKey := ed25519.PrivateKey(rotated.PrivateKey)
 	for _, url := range []string{s.url, b.url} {
 		eventually(t, func() string {
@@ -294,12 +314,30 @@ func TestRotationAndRevocationRetireKeysEverywhere(t *testing.T) {
 		})
 	}
 	if st, _, e := enrollRaw(t, s.url, s.code, "alice", newKey, nil); st != 403 {
-		t.Errorf("the revoked key enrolling the freed id: %d %+v, want 403 (an attacker re-claimed it before)", st, e)
+		t.Errorf("the revoked key enrolling the id: %d %+v, want 403 (an attacker re-claimed it before)", st, e)
+	}
+	if st, _, e := enrollRaw(t, s.url, s.code, "alice", genKey(t), nil); st != 403 || e.Field != "grant" {
+		t.Errorf("a thief's new key racing for the revoked id: %d %+v, want 403 naming grant", st, e)
+	}
+	if st, _, e := enrollRaw(t, s.url, s.code, "alice", genKey(t), nil); st != 403 {
+		t.Errorf("another try: %d %+v", st, e)
+	}
+	wrong, _ := json.Marshal(schema.EnrollRequest{Client: "alice", Site: s.code, PublicKey: genKey(t).Public().(ed25519.PublicKey), Grant: "not-the-grant"})
+	if st, _, e := postEnroll(t, s.url, wrong, nil); st != 409 {
+		t.Errorf("a wrong grant: %d %+v, want 409", st, e)
 	}
 	machine := genKey(t)
-	st, er, e := enrollRaw(t, s.url, s.code, "alice", machine, nil)
+	body, _ := json.Marshal(schema.EnrollRequest{Client: "alice", Site: s.code, PublicKey: machine.Public().(ed25519.PublicKey), Grant: grant})
+	st, er, e := postEnroll(t, s.url, body, nil)
 	if st != 200 || er.SerialBase != schema.SerialBase(3) {
-		t.Fatalf("the machine's new enrolment: %d %+v base %d, want 200 at incarnation 3's base", st, e, er.SerialBase)
+		t.Fatalf("the machine's new enrolment with the grant: %d %+v base %d, want 200 at incarnation 3's base", st, e, er.SerialBase)
+	}
+	if st, _, _ := postEnroll(t, s.url, body, nil); st != 200 {
+		t.Errorf("the machine enrolling again with its key (a renewal): %d", st)
+	}
+	other, _ := json.Marshal(schema.EnrollRequest{Client: "alice", Site: s.code, PublicKey: genKey(t).Public().(ed25519.PublicKey), Grant: grant})
+	if st, _, _ := postEnroll(t, s.url, other, nil); st != 409 {
+		t.Errorf("the grant used again by another key: %d, want 409", st)
 	}
 }
 
@@ -333,10 +371,8 @@ func TestStolenKeyCannotOutrankTheMachineAfterReEnrolment(t *testing.T) {
 		t.Fatalf("the stolen key's highest serial: %d %+v", st, e)
 	}
 	// The administrator revokes the key; the machine enrols again with a new one and reports.
-	if st, _, e := ts.post(t, "/v1/revoke", []byte(`{"client":"victim"}`), nil); st != 200 {
-		t.Fatalf("revoke: %d %+v", st, e)
-	}
-	machine, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "victim"})
+	grant := revoke(t, s.url, "victim", "")
+	machine, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "victim", EnrollGrant: grant})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,5 +490,65 @@ func TestTokensGuardReadersAndAdministratorsAndTheCLISendsThem(t *testing.T) {
 	}
 	if err := cmdReport(ctx, []string{"compliance", "--url", s.url, "--reader-token", "reader-secret", "--json"}); err != nil {
 		t.Errorf("report with the reader token: %v", err)
+	}
+}
+
+// Where unsigned reports are allowed (statepipe run's default), an anonymous report in a
+// client's name cannot outrank the machine once it enrols: unsigned serials stay below every
+// enrolment's range (today serial 2^64−2 sent unsigned kept its state for good), and once the
+// id is known to the identity log its reports must be signed.
+func TestUnsignedReportsCannotOutrankAnEnrolment(t *testing.T) {
+	s := startSite(t, siteOpts{})
+	ts := &trustSite{testSite: s}
+	ctx := context.Background()
+	unsigned := func(serial uint64, state int32) []byte {
+		b, _ := json.Marshal(schema.Report{V: 1, Client: "victim-pc", Site: s.code, FullTypes: []schema.TopicType{500},
+			Messages: []schema.StateMessage{{Serial: serial, Time: time.Now().UnixMilli(), TopicType: 500, TopicID: "KB-X", State: state}}})
+		return b
+	}
+	if st, _, e := ts.post(t, "/v1/reports", unsigned(1<<64-2, 2), nil); st != 400 || e.Field != "messages[0].serial" {
+		t.Fatalf("an unsigned report with serial 2^64-2: %d %+v, want 400 naming messages[0].serial", st, e)
+	}
+	if st, _, e := ts.post(t, "/v1/reports", unsigned(schema.SerialBase(1), 2), nil); st != 200 {
+		t.Fatalf("an unsigned report at the top of the unsigned range: %d %+v", st, e)
+	}
+	machine, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "victim-pc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := machine.Report(ctx, true, schema.StateMessage{TopicType: 500, TopicID: "KB-X", State: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, e := ts.post(t, "/v1/reports", unsigned(5, 2), nil); st != 401 || e.Field != schema.HeaderCredential {
+		t.Errorf("an unsigned report for an enrolled client: %d %+v, want 401", st, e)
+	}
+	eventually(t, func() string {
+		var c report.Computer
+		if code := s.get("/v1/reports/computer?client=victim-pc&updates=KB-X", &c); code != 200 || len(c.Updates) != 1 || c.Updates[0].State != schema.ComplianceInstalled {
+			return fmt.Sprintf("the machine's state must win: %d %+v", code, c)
+		}
+		return ""
+	})
+}
+
+// Where signatures are required, a request without a credential of the site — or with a
+// revoked one — is refused before its body is read: an anonymous sender takes none of the
+// body memory budget (today a trickled body held it for as long as the sender liked).
+func TestUnsignedRequestsAreRefusedBeforeTheirBodies(t *testing.T) {
+	s := startSite(t, siteOpts{tune: func(c *runConfig) { c.Auth = authDefaults(ingest.AuthRequired) }})
+	host := strings.TrimPrefix(s.url, "http://")
+	for name, credential := range map[string]string{"no credential": "", "a forged credential": "Statepipe-Credential: eyJ2IjoyfQ.AAAA\r\nStatepipe-Signature: AAAA\r\n"} {
+		conn, err := net.DialTimeout("tcp", host, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		fmt.Fprintf(conn, "POST /v1/reports HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 8000000\r\n%s\r\n{", host, credential)
+		_ = conn.SetReadDeadline(time.Now().Add(4 * time.Second)) // the body-rate grace is 5 s
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		_ = conn.Close()
+		if err != nil || !strings.Contains(line, "401") {
+			t.Errorf("%s: %q %v after %s, want 401 before the body arrives", name, line, err, time.Since(start).Round(time.Millisecond))
+		}
 	}
 }

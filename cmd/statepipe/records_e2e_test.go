@@ -50,11 +50,11 @@ func TestRecordsIngestDidNotVouchForAreNotFolded(t *testing.T) {
 	forged := []kafkago.Message{
 		{Key: []byte("pc-a"), Value: report("pc-a", 3)}, // unsigned
 		{Key: []byte("pc-b"), Value: report("pc-b", 3), Headers: []kafkago.Header{{Key: schema.HeaderVouch,
-			Value: schema.Vouch(forger, topic, []byte("pc-b"), report("pc-b", 3))}}}, // another key's
+			Value: schema.Vouch(forger, topic, []byte("pc-b"), report("pc-b", 3), 0)}}}, // another key's
 		{Key: []byte("pc-c"), Value: report("pc-c", 3), Headers: []kafkago.Header{{Key: schema.HeaderVouch,
-			Value: schema.Vouch(site, "state.OTHER", []byte("pc-c"), report("pc-c", 3))}}}, // another site's topic
+			Value: schema.Vouch(site, "state.OTHER", []byte("pc-c"), report("pc-c", 3), 0)}}}, // another site's topic
 		{Key: []byte("pc-d"), Value: report("pc-d", 2), Headers: []kafkago.Header{{Key: schema.HeaderVouch,
-			Value: schema.Vouch(site, topic, []byte("pc-d"), report("pc-d", 3))}}}, // a vouched report, altered
+			Value: schema.Vouch(site, topic, []byte("pc-d"), report("pc-d", 3), 0)}}}, // a vouched report, altered
 	}
 	if err := w.WriteMessages(ctx, forged...); err != nil {
 		t.Fatal(err)
@@ -199,4 +199,43 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// Records an administrator decides to trust — produced by an ingest of a version that did not
+// vouch — are replayed vouched for with the site key, and folded; a replay without it leaves
+// them dead-lettered.
+func TestUnvouchedDeadLettersReplayedWithTheSiteKeyFold(t *testing.T) {
+	s := startSite(t, siteOpts{})
+	ctx := context.Background()
+	kc := s.node.sites[0].cfg.Kafka
+	w := kafka.NewWriter(kc, kafka.StateTopic(s.code))
+	defer w.Close()
+	old := encodeReport(t, &schema.Report{V: 1, Client: "pc-old", Site: s.code,
+		Messages: []schema.StateMessage{{Serial: 1, Time: time.Now().UnixMilli(), TopicType: 500, TopicID: "KB-OLD", State: 3}}})
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("pc-old"), Value: old}); err != nil {
+		t.Fatal(err)
+	}
+	deadLettered := func(n int) func() string {
+		return func() string {
+			if !strings.Contains(s.metrics(t), fmt.Sprintf(`statepipe_projector_dead_letters_total{reason="unvouched",site=%q} %d`, s.code, n)) {
+				return fmt.Sprintf("want %d unvouched dead letters", n)
+			}
+			return ""
+		}
+	}
+	eventually(t, deadLettered(1))
+	var out bytes.Buffer
+	if err := runDLQ(ctx, "replay", kc, s.code, "unvouched", false, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, deadLettered(2)) // still nobody vouches for it
+	if err := runDLQ(ctx, "replay", kc, s.code, "unvouched", false, s.siteKey(t), &out); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		if c := s.compliance("KB-OLD"); len(c.Updates) != 1 || c.Updates[0].Installed != 1 {
+			return "the replayed record was not folded"
+		}
+		return ""
+	})
 }

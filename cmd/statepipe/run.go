@@ -109,7 +109,9 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 		st = wrap(st)
 	}
 	if cfg.Auth.SiteKeyFile == "" && cfg.Auth.Mode != ingest.AuthOff {
+		// The embedded site keeps its key in its data directory, made on first start.
 		cfg.Auth.SiteKeyFile = filepath.Join(cfg.Data, "site-"+cfg.Site+".key")
+		cfg.Auth.SiteKeyCreate = true
 	}
 	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, Projector: cfg.Projector,
 		ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)

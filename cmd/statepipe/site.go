@@ -98,10 +98,13 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 	}
 	refTopic, resyncTopic := kafka.RefTopic(cfg.Code), kafka.ResyncTopic(cfg.Code)
 	if cfg.RunIngest || cfg.RunProjector {
-		for _, t := range []string{topic, topic + ".dlq"} {
-			if err := kafka.EnsureTopic(ctx, cfg.Kafka, t); err != nil {
-				return nil, err
-			}
+		if err := kafka.EnsureTopic(ctx, cfg.Kafka, topic); err != nil {
+			return nil, err
+		}
+		// Dead letters are acknowledged reports the projector did not fold: kept until an
+		// administrator replays or deletes them, not for the broker's default week.
+		if err := kafka.EnsureTopic(ctx, cfg.Kafka, topic+".dlq", kafka.Forever...); err != nil {
+			return nil, err
 		}
 		for _, t := range []string{refTopic, resyncTopic} {
 			if err := kafka.EnsureTopic(ctx, cfg.Kafka, t, kafka.Compacted); err != nil {
@@ -148,7 +151,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.reader = gc
 		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
 		kc := cfg.Kafka
-		vouch, err := vouchKey(cfg.Auth, log)
+		vouch, err := vouchKeys(cfg.Auth, log)
 		if err != nil {
 			return nil, err
 		}
@@ -186,23 +189,44 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 		cfg.Ingest.Auth = auth
 		return err
 	}
-	key, err := ingest.LoadOrCreateSiteKey(cfg.Auth.SiteKeyFile)
+	key, err := ingest.LoadSiteKey(cfg.Auth.SiteKeyFile, cfg.Auth.SiteKeyCreate)
+	if err != nil {
+		return err
+	}
+	keys, err := cfg.Auth.PublicKeys(key.Public().(ed25519.PublicKey))
 	if err != nil {
 		return err
 	}
 	topic := kafka.IdentityTopic(cfg.Code)
-	if err := kafka.EnsureTopic(ctx, cfg.Kafka, topic, kafka.Forever...); err != nil {
+	// One partition: every node applies every event of the log in one order (a client id's
+	// events would be in one partition anyway, but a partition added later would split them).
+	one := cfg.Kafka
+	one.Partitions = 1
+	if err := kafka.EnsureTopic(ctx, one, topic, kafka.Forever...); err != nil {
 		return err
 	}
-	ids := ingest.NewIdentities(topic, key.Public().(ed25519.PublicKey))
+	if parts, err := kafka.Partitions(ctx, cfg.Kafka, topic); err != nil {
+		return err
+	} else if len(parts) != 1 {
+		return fmt.Errorf("cannot use the identity log %s: it has %d partitions, and its events must keep one order (it must have exactly 1)", topic, len(parts))
+	}
+	ids := ingest.NewIdentities(topic, keys...)
 	auth, err := ingest.NewAuth(cfg.Auth, key, ids)
 	if err != nil {
 		return err
 	}
 	cfg.Ingest.Auth = auth
 	s.background = append(s.background, func(ctx context.Context) {
-		if err := kafka.Follow(ctx, cfg.Kafka, topic, ids.Apply, ids.MarkFresh, identityFreshEvery, log); err != nil && ctx.Err() == nil {
-			log.Error("cannot follow the identity log", "topic", topic, "err", err)
+		// Kept following whatever fails: until it reads again the node only goes stale
+		// (and refuses what is signed), it never trusts an old copy.
+		for ctx.Err() == nil {
+			if err := kafka.Follow(ctx, cfg.Kafka, topic, ids.Apply, ids.MarkFresh, identityFreshEvery, log); err != nil && ctx.Err() == nil {
+				log.Error("cannot follow the identity log; retrying", "topic", topic, "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
 		}
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -224,10 +248,10 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 	return nil
 }
 
-// vouchKey is the public key the projector checks records with: the site key's (the file
-// --ingest.site-key names, public or private), nil with --ingest.auth off — every record is
-// then folded, whoever produced it.
-func vouchKey(auth ingest.AuthConfig, log *slog.Logger) (ed25519.PublicKey, error) {
+// vouchKeys are the public keys the projector checks records with: the site key's (the file
+// --ingest.site-key names, public or private) and those it replaced; none with --ingest.auth
+// off — every record is then folded, whoever produced it.
+func vouchKeys(auth ingest.AuthConfig, log *slog.Logger) ([]ed25519.PublicKey, error) {
 	if auth.Mode == ingest.AuthOff {
 		log.Warn("folding every record of the state topic, vouched for by ingest or not (--ingest.auth off): anyone who can produce to the broker can report for any client")
 		return nil, nil
@@ -235,7 +259,11 @@ func vouchKey(auth ingest.AuthConfig, log *slog.Logger) (ed25519.PublicKey, erro
 	if auth.SiteKeyFile == "" {
 		return nil, fmt.Errorf("cannot check what ingest vouched for: give the projector the site's key (--ingest.site-key FILE: the site key or its public half), or --ingest.auth off")
 	}
-	return ingest.LoadSitePublicKey(auth.SiteKeyFile)
+	key, err := ingest.LoadSitePublicKey(auth.SiteKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return auth.PublicKeys(key)
 }
 
 // identityFreshEvery is how often a node checks that it has read the identity log to its end.

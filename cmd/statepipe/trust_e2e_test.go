@@ -226,9 +226,7 @@ func TestEnrolmentClaimsAnIdAndRevocationFreesIt(t *testing.T) {
 	if _, code := s.sql("SELECT 1"); code != 401 {
 		t.Errorf("SQL without the admin token: got %d, want 401", code)
 	}
-	if status, _, _ := s.post(t, "/v1/revoke", []byte(`{"client":"pc-1"}`), map[string]string{"Authorization": "Bearer admin-secret"}); status != 200 {
-		t.Fatalf("revoke: got %d", status)
-	}
+	grant := revoke(t, s.url, "pc-1", "admin-secret")
 	eventually(t, func() string {
 		err := first.Report(ctx, false, msg(0, "KB1", 3))
 		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "revoked") {
@@ -236,8 +234,9 @@ func TestEnrolmentClaimsAnIdAndRevocationFreesIt(t *testing.T) {
 		}
 		return ""
 	})
-	// The id is free again: a new key may claim it.
+	// The id waits for the machine: a new key may claim it with the revocation's grant.
 	_, fresh, _ := ed25519.GenerateKey(rand.Reader)
+	cfg.EnrollGrant = grant
 	eventually(t, func() string {
 		cfg.Identity = &client.Identity{Client: "pc-1", Site: s.code, PrivateKey: fresh}
 		c, err := client.Enroll(ctx, cfg)

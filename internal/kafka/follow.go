@@ -81,8 +81,12 @@ func Follow(ctx context.Context, c Config, topic string, apply func(kafkago.Mess
 
 // caughtUp reports whether every record of parts before their end offsets has been applied.
 func (t *topicClient) caughtUp(ctx context.Context, parts []int, next map[int]*atomic.Int64) (bool, error) {
-	reqs := make([]kafkago.OffsetRequest, 0, 2*len(parts))
-	for _, p := range parts {
+	now, err := Partitions(ctx, t.c, t.topic)
+	if err != nil {
+		return false, err
+	}
+	reqs := make([]kafkago.OffsetRequest, 0, 2*len(now))
+	for _, p := range now {
 		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
 	}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -98,7 +102,8 @@ func (t *topicClient) caughtUp(ctx context.Context, parts []int, next map[int]*a
 		}
 		n, ok := next[po.Partition]
 		if !ok {
-			continue
+			// A partition added after the follower started is not read: never caught up.
+			return false, fmt.Errorf("%s has partition %d, added after it was first read: restart to read it", t.topic, po.Partition)
 		}
 		seen++
 		if max(n.Load(), po.FirstOffset) < po.LastOffset {

@@ -12,6 +12,8 @@
 package fold
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"slices"
 
 	"github.com/statepipe/statepipe/schema"
@@ -192,41 +194,28 @@ func SameMessage(a, b *schema.StateMessage) bool {
 
 // MessageHash is the raw log's message_hash of m (ddl/0010): with (client, serial) it keys
 // the row, so two different messages a client sent under one serial are both kept, and
-// deliveries of the same message collapse. FNV-1a (64-bit) over the fields SameMessage
-// compares, strings length-prefixed so field boundaries cannot move; no allocation.
-func MessageHash(m *schema.StateMessage) uint64 {
-	h := uint64(fnvOffset)
-	h = fnvUint(h, uint64(m.TopicType))
-	h = fnvUint(h, uint64(uint32(m.State)))
-	h = fnvUint(h, uint64(uint32(m.Error)))
-	h = fnvUint(h, uint64(m.Time))
-	h = fnvString(h, m.TopicID)
-	h = fnvUint(h, uint64(len(m.Params)))
+// deliveries of the same message collapse. The first 16 bytes of SHA-256 over the fields
+// SameMessage compares (strings length-prefixed, so field boundaries cannot move): a client
+// cannot craft two messages that collapse into one. scratch is reused between calls.
+func MessageHash(m *schema.StateMessage, scratch *[]byte) [16]byte {
+	b := (*scratch)[:0]
+	b = binary.LittleEndian.AppendUint16(b, uint16(m.TopicType))
+	b = binary.LittleEndian.AppendUint32(b, uint32(m.State))
+	b = binary.LittleEndian.AppendUint32(b, uint32(m.Error))
+	b = binary.LittleEndian.AppendUint64(b, uint64(m.Time))
+	b = appendLengthPrefixed(b, m.TopicID)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.Params)))
 	for _, p := range m.Params {
-		h = fnvString(h, p)
+		b = appendLengthPrefixed(b, p)
 	}
-	return h
+	*scratch = b
+	sum := sha256.Sum256(b)
+	return [16]byte(sum[:16])
 }
 
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
-func fnvUint(h, v uint64) uint64 {
-	for i := 0; i < 8; i++ {
-		h = (h ^ (v & 0xff)) * fnvPrime
-		v >>= 8
-	}
-	return h
-}
-
-func fnvString(h uint64, s string) uint64 {
-	h = fnvUint(h, uint64(len(s)))
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint64(s[i])) * fnvPrime
-	}
-	return h
+func appendLengthPrefixed(b []byte, s string) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
 }
 
 // Reset empties the batch for reuse.
@@ -258,8 +247,9 @@ type rawRow struct {
 
 // RawRows are rows of the state_messages table.
 type RawRows struct {
-	table string
-	rows  []rawRow
+	table   string
+	rows    []rawRow
+	scratch []byte // MessageHash's
 }
 
 var rawColumns = []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset", "report_serial", "full_types", "message_hash"}
@@ -285,12 +275,14 @@ func (r *RawRows) AppendRowBinary(b []byte, i int) []byte {
 	b = schema.AppendInt64(b, w.offset)
 	b = schema.AppendUInt64(b, w.reportSerial)
 	b = schema.AppendUInt16s(b, w.fullTypes)
-	return schema.AppendUInt64(b, MessageHash(m))
+	h := MessageHash(m, &r.scratch)
+	return append(b, h[:]...) // FixedString(16)
 }
 
 func (r *RawRows) Values(i int) []any {
 	w := &r.rows[i]
 	m := w.msg
+	hash := MessageHash(m, &r.scratch)
 	params := m.Params
 	if params == nil {
 		params = []string{}
@@ -301,7 +293,7 @@ func (r *RawRows) Values(i int) []any {
 	}
 	return []any{w.client, m.Serial, schema.MillisTime(m.Time), uint16(m.TopicType), m.TopicID,
 		int16(m.State), m.Error, params, w.full, schema.MillisTime(w.acceptedAt), w.partition, w.offset,
-		w.reportSerial, fullTypes, MessageHash(m)}
+		w.reportSerial, fullTypes, string(hash[:])}
 }
 
 type currentRow struct {

@@ -195,21 +195,35 @@ func (x *Index) State(clientName string, tt schema.TopicType, topicID string) (s
 	return k.serial, k.state, k.err, live
 }
 
-// SerialUse returns the live key of client whose state is at serial, if any: a client's
-// serial names one message, so another message under it is a conflict. It looks at the
-// client's keys only when serial is not above every one of them (the usual report's serials
-// are new: nothing to look at).
-func (x *Index) SerialUse(clientName string, serial uint64) (tt schema.TopicType, topicID string, state int16, errCode int32, ok bool) {
+// SerialKey is the live key of a client whose state is at some serial.
+type SerialKey struct {
+	TopicType schema.TopicType
+	TopicID   string
+	State     int16
+	Err       int32
+}
+
+// MaxSerial returns a serial no live key of client is above (0: no live key).
+func (x *Index) MaxSerial(clientName string) uint64 {
+	if c := x.clients[clientName]; c != nil {
+		return c.maxSerial
+	}
+	return 0
+}
+
+// LiveSerials returns the live keys of client by the serial of their state: a client's serial
+// names one message, so another message under a serial here is a conflict. It costs the
+// client's live keys; callers keep it while the index does not change (a batch being built).
+func (x *Index) LiveSerials(clientName string) map[uint64]SerialKey {
 	c := x.clients[clientName]
-	if c == nil || serial > c.maxSerial {
-		return 0, "", 0, 0, false
+	if c == nil {
+		return nil
 	}
+	out := make(map[uint64]SerialKey, len(c.keys))
 	for k, v := range c.keys {
-		if v.serial == serial {
-			return schema.TopicType(k >> 32), x.names[uint32(k)], v.state, v.err, true
-		}
+		out[v.serial] = SerialKey{TopicType: schema.TopicType(k >> 32), TopicID: x.names[uint32(k)], State: v.state, Err: v.err}
 	}
-	return 0, "", 0, 0, false
+	return out
 }
 
 // Clients returns how many clients the index holds.

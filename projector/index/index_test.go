@@ -1263,25 +1263,24 @@ func TestEpochs(t *testing.T) {
 	}
 }
 
-func TestSerialUseFindsTheLiveKeyAtASerial(t *testing.T) {
+func TestLiveSerialsFindTheLiveKeyAtASerial(t *testing.T) {
 	x := index.New(time.Hour)
 	x.Fold(0, 1, &schema.Report{Client: "c", Messages: []schema.StateMessage{
 		{Serial: 10, TopicType: 500, TopicID: "U-ONE", State: 2}, {Serial: 11, TopicType: 402, TopicID: "U-ONE", State: 11, Error: -5}}})
 	x.End()
-	if tt, id, state, errCode, ok := x.SerialUse("c", 11); !ok || tt != 402 || id != "U-ONE" || state != 11 || errCode != -5 {
-		t.Fatalf("serial 11: %v %q %d %d %v", tt, id, state, errCode, ok)
+	live := x.LiveSerials("c")
+	if k, ok := live[11]; !ok || k != (index.SerialKey{TopicType: 402, TopicID: "U-ONE", State: 11, Err: -5}) {
+		t.Fatalf("serial 11: %+v %v", k, ok)
 	}
-	for _, s := range []uint64{9, 12} {
-		if _, _, _, _, ok := x.SerialUse("c", s); ok {
-			t.Errorf("serial %d has no live key", s)
-		}
+	if _, ok := live[9]; ok || x.MaxSerial("c") != 11 {
+		t.Errorf("serial 9 has no live key; the greatest is 11 (got %d)", x.MaxSerial("c"))
 	}
 	x.Fold(0, 2, &schema.Report{Client: "c", Messages: []schema.StateMessage{{Serial: 20, TopicType: 500, TopicID: "U-ONE", State: 3}}})
 	x.End()
-	if _, _, _, _, ok := x.SerialUse("c", 10); ok {
+	if _, ok := x.LiveSerials("c")[10]; ok {
 		t.Error("serial 10 is no longer live once U-ONE moved to 20")
 	}
-	if _, _, _, _, ok := x.SerialUse("other", 10); ok {
+	if x.LiveSerials("other") != nil || x.MaxSerial("other") != 0 {
 		t.Error("an unknown client has no serials")
 	}
 }
