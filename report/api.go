@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -325,12 +326,87 @@ func (a *API) sql(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, schema.CodeMalformed, `body must be {"query": "SELECT …"} (at most 1 MiB)`, "query")
 		return
 	}
-	res, err := a.Store.QueryReadOnly(r.Context(), req.Query)
+	res, err := a.Store.QueryReadOnly(r.Context(), a.Database, req.Query)
 	if err != nil {
 		sqlError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeSQLResult(w, res)
+}
+
+// writeSQLResult writes an analyst answer row by row: its JSON is never held whole (the
+// answer itself is bounded by --sql.max-result-bytes; its JSON, indented, was several times
+// that). Floats that JSON cannot hold (NaN, ±Inf) are written as null.
+func writeSQLResult(w http.ResponseWriter, res *schema.Result) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	cols, err := json.Marshal(res.Columns)
+	if err != nil {
+		panic(http.ErrAbortHandler) // cannot happen: names and types are strings
+	}
+	buf := make([]byte, 0, 4096)
+	buf = append(append(append(buf, `{"columns": `...), cols...), ",\n \"rows\": ["...)
+	for i, row := range res.Rows {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendSQLRow(append(buf, "\n  "...), row)
+		if len(buf) >= 32<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return // the client went away or was too slow: the connection is cut
+			}
+			buf = buf[:0]
+		}
+	}
+	if len(res.Rows) > 0 {
+		buf = append(buf, "\n "...)
+	}
+	_, _ = w.Write(append(buf, "]}\n"...))
+}
+
+// appendSQLRow appends row as a JSON array. Its values are schema.Result's: nil, string,
+// int64, uint64, float64, bool, []any.
+func appendSQLRow(b []byte, row []any) []byte {
+	b = append(b, '[')
+	for i, v := range row {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		switch x := v.(type) {
+		case nil:
+			b = append(b, "null"...)
+		case string:
+			b = appendJSONString(b, x)
+		case int64:
+			b = strconv.AppendInt(b, x, 10)
+		case uint64:
+			b = strconv.AppendUint(b, x, 10)
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				b = append(b, "null"...)
+			} else {
+				j, _ := json.Marshal(x) // as encoding/json writes it
+				b = append(b, j...)
+			}
+		case bool:
+			b = strconv.AppendBool(b, x)
+		case []any:
+			b = appendSQLRow(b, x)
+		default:
+			j, err := json.Marshal(x)
+			if err != nil {
+				j = []byte("null")
+			}
+			b = append(b, j...)
+		}
+	}
+	return append(b, ']')
+}
+
+// appendJSONString appends s as encoding/json writes it (HTML-safe, invalid UTF-8 replaced).
+func appendJSONString(b []byte, s string) []byte {
+	j, _ := json.Marshal(s) // a string always marshals
+	return append(b, j...)
 }
 
 // sqlError answers a failed analyst query: 503 with Retry-After when every analyst slot is

@@ -30,9 +30,10 @@ type Querier interface {
 	Query(ctx context.Context, query string) (*schema.Result, error)
 }
 
-// ReadOnlyQuerier runs a statement supplied by a user, refusing anything that writes.
+// ReadOnlyQuerier runs a statement supplied by a user, refusing anything that writes or
+// reads outside database, the site's.
 type ReadOnlyQuerier interface {
-	QueryReadOnly(ctx context.Context, query string) (*schema.Result, error)
+	QueryReadOnly(ctx context.Context, database, query string) (*schema.Result, error)
 }
 
 // ComplianceParams scope the compliance report.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,7 @@ type unreachable struct{}
 func (unreachable) Query(context.Context, string) (*schema.Result, error) {
 	return nil, errors.New("store unreachable (test)")
 }
-func (unreachable) QueryReadOnly(context.Context, string) (*schema.Result, error) {
+func (unreachable) QueryReadOnly(context.Context, string, string) (*schema.Result, error) {
 	return nil, errors.New("store unreachable (test)")
 }
 
@@ -260,7 +262,55 @@ type fixedSQL struct {
 	err error
 }
 
-func (f fixedSQL) QueryReadOnly(context.Context, string) (*schema.Result, error) { return nil, f.err }
+func (f fixedSQL) QueryReadOnly(context.Context, string, string) (*schema.Result, error) {
+	return nil, f.err
+}
+
+// answerSQL answers QueryReadOnly with res, remembering the database it was asked for.
+type answerSQL struct {
+	unreachable
+	res *schema.Result
+	db  *string
+}
+
+func (a answerSQL) QueryReadOnly(_ context.Context, db, _ string) (*schema.Result, error) {
+	*a.db = db
+	return a.res, nil
+}
+
+// POST /v1/sql runs the query in the site's database (the store scopes it there) and writes
+// the answer row by row as the JSON encoder would have, but for floats JSON cannot hold.
+func TestSQLRunsInTheSitesDatabase(t *testing.T) {
+	var db string
+	res := &schema.Result{Columns: []schema.Column{{Name: "a", Type: "String"}, {Name: "b", Type: "Float64"}},
+		Rows: [][]any{{"x<\"\n\xff", 1.5}, {nil, int64(-3)}, {[]any{"y", int64(2)}, uint64(1 << 63)}, {true, math.Inf(1)}, {"", math.NaN()}}}
+	mux := http.NewServeMux()
+	(&API{Site: "P01", Database: "statepipe_p01", Store: answerSQL{res: res, db: &db}}).Register(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/sql", strings.NewReader(`{"query": "SELECT 1"}`)))
+	if rec.Code != 200 || db != "statepipe_p01" || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("%d, database %q, %q", rec.Code, db, rec.Header().Get("Content-Type"))
+	}
+	var got, want any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("answer is not JSON: %v\n%s", err, rec.Body)
+	}
+	res.Rows[3][1], res.Rows[4][1] = nil, nil
+	b, _ := json.Marshal(res)
+	_ = json.Unmarshal(b, &want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("answer\n%s\nwant\n%s", rec.Body, b)
+	}
+	// No rows: empty arrays, as before.
+	mux = http.NewServeMux()
+	(&API{Site: "P01", Database: "statepipe_p01", Store: answerSQL{res: &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}, db: &db}}).Register(mux)
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/sql", strings.NewReader(`{"query": "SELECT 1"}`)))
+	var empty schema.Result
+	if err := json.Unmarshal(rec.Body.Bytes(), &empty); err != nil || empty.Columns == nil || empty.Rows == nil || len(empty.Rows) != 0 {
+		t.Errorf("empty answer %s: %+v %v", rec.Body, empty, err)
+	}
+}
 
 // POST /v1/sql answers a busy site 503 with Retry-After, a refused query or a limit 400
 // naming query with the reason, a closing store 503.

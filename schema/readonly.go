@@ -12,15 +12,21 @@ import (
 )
 
 // Analyst SQL (POST /v1/sql, `statepipe sql`) runs statements a person typed against the
-// store that folds the site. Two things keep one such statement from freezing, filling or
-// fooling the site, and both adapters share them from here:
+// store that folds the site — a store that other sites may share (one process hosting a
+// hierarchy, one ClickHouse server). Three things keep one such statement from freezing,
+// filling or fooling the site, or reading another, and both adapters share them from here:
 //
 //   - SQLLimits: a budget of its own — connections apart from folding and reports, a cap on
 //     queries at once, and the engine's per-query limits (time, memory, rows read, threads)
-//     with the answer's size checked here;
+//     with the answer's size counted as it arrives (SQLResultError), so no more than about
+//     MaxResultBytes of it is ever held;
 //   - the classifier (VetSQL): ClickHouse's own parser decides what the text is, and only a
 //     single SELECT without output options, SETTINGS, outside-reaching table functions or
-//     file-reading functions runs, on a readonly = 1 connection.
+//     file-reading functions runs, on a readonly = 1 connection;
+//   - the scope (VetSQL, EngineSettings): every table the statement names is the site's
+//     (its database is the query's current one, so unqualified names resolve there) or one of
+//     a few system tables, and system.tables and system.columns show the site's database
+//     only.
 
 // SQLLimits bound analyst SQL. The zero value means DefaultSQLLimits; in a non-zero value a
 // zero limit is no limit (MaxConcurrent excepted: it must be at least 1).
@@ -35,10 +41,13 @@ type SQLLimits struct {
 	// MaxRowsRead is the rows one query may read from tables and table functions
 	// (max_rows_to_read).
 	MaxRowsRead int64
-	// MaxResultRows and MaxResultBytes bound the answer (CheckSQLResult). The engine stops
-	// producing rows after MaxResultRows+1 (its `limit` setting, which only the outermost
-	// SELECT obeys): max_result_rows and max_result_bytes are not used because the engine
-	// applies them to every subquery too, so an IN (SELECT …) over 100,000 clients failed.
+	// MaxResultRows and MaxResultBytes bound the answer (SQLResultError, RowBytes): the
+	// adapters count it as it arrives and stop the query at the first row past a limit, so no
+	// more than about MaxResultBytes of it is held (plus the engine's block being read). The
+	// engine stops producing rows after MaxResultRows+1 (its `limit` setting, which only the
+	// outermost SELECT obeys): max_result_rows and max_result_bytes are not used because the
+	// engine applies them to every subquery too, so an IN (SELECT …) over 100,000 clients
+	// failed.
 	MaxResultRows  int64
 	MaxResultBytes int64
 	// MaxThreads is the threads one query may use (max_threads); 0 is the engine's default
@@ -80,9 +89,9 @@ func (l *SQLLimits) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.Int64Var(&l.MaxRowsRead, prefix+"max-rows-read", d.MaxRowsRead,
 		"rows one analyst SQL query may read from tables and table functions (max_rows_to_read); 2e9 is a full read of a 30 M-state site's history many times over and stops numbers(3e10) at once; 0 = no limit")
 	fs.Int64Var(&l.MaxResultRows, prefix+"max-result-rows", d.MaxResultRows,
-		"rows an analyst SQL answer may hold; more is answered 400 naming the limit (the engine stops after one more; rows of subqueries are not counted); 100,000 rows is more than any screen shows, and the answer is held in memory as JSON: export bigger sets with ClickHouse's own client; 0 = no limit")
+		"rows an analyst SQL answer may hold; more is answered 400 naming the limit (the engine stops after one more; rows of subqueries are not counted); 100,000 rows is more than any screen shows, and the answer is held in memory before it is sent: export bigger sets with ClickHouse's own client; 0 = no limit")
 	fs.Int64Var(&l.MaxResultBytes, prefix+"max-result-bytes", d.MaxResultBytes,
-		"bytes an analyst SQL answer may hold (strings by length, other values 8 bytes), checked before it is sent; 64 MiB keeps the JSON answer and its decoding within a few hundred MB of the process; 0 = no limit")
+		"bytes an analyst SQL answer may hold (each value 8 bytes, and a string its length besides), counted as the engine hands the answer over: the query is stopped at the first row past it and answered 400 naming the limit, so no more than about this much of an answer is ever held (plus the engine's block being read); 64 MiB keeps an answer and its JSON within a few hundred MB of the process; 0 = no limit")
 	fs.IntVar(&l.MaxThreads, prefix+"max-threads", d.MaxThreads,
 		"threads one analyst SQL query may use (max_threads); 1 keeps the other cores of a small machine for folding and reports, the embedded engine sharing the process; 0 = the engine's default (one per core); raise it on a ClickHouse server with cores to spare")
 }
@@ -113,12 +122,17 @@ func (l SQLLimits) Validate() error {
 // SQLSetting is one ClickHouse setting and its value.
 type SQLSetting struct {
 	Name  string
-	Value any // int64, float64 or string
+	Value any // int64, float64, string or SQLRaw
 }
 
-// EngineSettings returns the settings an analyst query runs with, readonly = 1 last: once it
-// is set, no setting can change (a SET after it, and a SETTINGS clause, are refused).
-func (l SQLLimits) EngineSettings() []SQLSetting {
+// SQLRaw is a setting value written as it is, not quoted: a Map literal.
+type SQLRaw string
+
+// EngineSettings returns the settings an analyst query of the site whose database is database
+// runs with: the limits, the scope of system.tables and system.columns (additional_table_filters:
+// the site's database only), and readonly = 1 last: once it is set, no setting can change
+// (a SET after it, and a SETTINGS clause, are refused).
+func (l SQLLimits) EngineSettings(database string) []SQLSetting {
 	l = l.OrDefault()
 	var s []SQLSetting
 	if l.Timeout > 0 {
@@ -136,6 +150,8 @@ func (l SQLLimits) EngineSettings() []SQLSetting {
 	if l.MaxThreads > 0 {
 		s = append(s, SQLSetting{"max_threads", int64(l.MaxThreads)})
 	}
+	filter := QuoteSQL("database = " + QuoteSQL(database))
+	s = append(s, SQLSetting{"additional_table_filters", SQLRaw("{'system.tables': " + filter + ", 'system.columns': " + filter + "}")})
 	return append(s, SQLSetting{"readonly", int64(1)})
 }
 
@@ -149,6 +165,8 @@ func SetStatement(settings []SQLSetting) string {
 			v = strconv.FormatFloat(x, 'f', -1, 64)
 		case string:
 			v = QuoteSQL(x)
+		case SQLRaw:
+			v = string(x)
 		default:
 			v = fmt.Sprint(x)
 		}
@@ -216,10 +234,45 @@ var refusedFunctions = map[string]string{
 	"lemmatize":                "loads dictionaries from files",
 	"stem":                     "loads dictionaries from files",
 	"synonyms":                 "loads dictionaries from files",
+	"joinget":                  "reads a table named by its argument, in any database",
+	"joingetornull":            "reads a table named by its argument, in any database",
+	"getserversetting":         "reads the server's configuration, its data paths among it",
+}
+
+// Allowed system tables: what an analyst needs to explore, and nothing about the engine, the
+// disks, other queries or other databases. tables and columns are filtered to the site's
+// database (EngineSettings' additional_table_filters), the others hold no data.
+var allowedSystemTables = map[string]bool{"one": true, "numbers": true, "numbers_mt": true, "tables": true, "columns": true}
+
+// AllowedSystemTables lists them, for documentation.
+const AllowedSystemTables = "system.one, system.numbers, system.numbers_mt, and system.tables and system.columns (the site's database only)"
+
+// inFunctions take a table name as their right-hand side (x IN db.table): it is checked as a
+// table.
+var inFunctions = map[string]bool{
+	"in": true, "notin": true, "globalin": true, "globalnotin": true,
+	"nullin": true, "notnullin": true, "globalnullin": true, "globalnotnullin": true,
+	"inignoreset": true, "notinignoreset": true, "globalinignoreset": true, "globalnotinignoreset": true,
+	"nullinignoreset": true, "notnullinignoreset": true, "globalnullinignoreset": true, "globalnotnullinignoreset": true,
+}
+
+var sqlDatabaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// CheckSQLDatabase refuses a database name analyst SQL cannot be scoped to: it is written into
+// the connection's USE and its filters (letters, digits and _ only), and unqualified names
+// resolve in it, so it must not be the engine's own (system, information_schema).
+func CheckSQLDatabase(database string) error {
+	switch {
+	case !sqlDatabaseName.MatchString(database):
+		return fmt.Errorf("cannot run sql in database %q: want a name of letters, digits and _", database)
+	case strings.EqualFold(database, "system") || strings.EqualFold(database, "information_schema"):
+		return fmt.Errorf("cannot run sql in database %s: it is the engine's own, not a site's", database)
+	}
+	return nil
 }
 
 // sqlOnlySelect is the reason given for any statement that is not a SELECT.
-const sqlOnlySelect = "analyst SQL runs one SELECT (WITH, UNION, INTERSECT and EXCEPT included); for SHOW TABLES and DESCRIBE read system.tables and system.columns"
+const sqlOnlySelect = "analyst SQL runs one SELECT (WITH, UNION, INTERSECT and EXCEPT included); for SHOW TABLES and DESCRIBE read system.tables and system.columns (they show this site's database)"
 
 // SQLFormatProbe is the first probe of VetSQL: ClickHouse's parser reads query as one
 // statement (refusing several, unbalanced parentheses, an unclosed comment or nothing) and
@@ -237,14 +290,23 @@ func SQLASTProbe(canonical string) string {
 
 // CheckSQLAST walks the lines of SQLASTProbe's answer and refuses, as a *FieldError naming
 // query: a SETTINGS clause anywhere (node Set); a table function not in the allowlist; a
-// function that reaches files or other servers.
-func CheckSQLAST(lines []string) error {
+// function that reaches files or other servers; a table outside database, the site's — named
+// in FROM or JOIN (TableIdentifier) or on the right of IN (an Identifier) — other than the
+// allowed system tables. An unqualified table name resolves in the query's current database,
+// the site's (or to a WITH name), and is allowed.
+//
+// The tree prints names unquoted: a qualified name is the text before its first dot and the
+// rest. VetSQL refuses quoted names holding a dot first (CheckSQLNames), so that no name can
+// pass for another.
+func CheckSQLAST(lines []string, database string) error {
 	if len(lines) == 0 || !strings.HasPrefix(strings.TrimLeft(lines[0], " "), "SelectWithUnionQuery") {
 		return &FieldError{Field: "query", Reason: sqlOnlySelect}
 	}
 	type node struct {
 		depth int
 		kind  string
+		name  string // a function's name, lower case
+		kids  int    // children seen so far
 	}
 	var stack []node
 	for _, line := range lines {
@@ -254,17 +316,35 @@ func CheckSQLAST(lines []string) error {
 		for len(stack) > 0 && stack[len(stack)-1].depth >= depth {
 			stack = stack[:len(stack)-1]
 		}
-		parent := ""
-		if len(stack) > 0 {
-			parent = stack[len(stack)-1].kind
+		parent, grand, index := "", "", 0
+		if n := len(stack); n > 0 {
+			parent, index = stack[n-1].kind, stack[n-1].kids
+			stack[n-1].kids++
+			if n > 1 {
+				grand = stack[n-2].name
+				if stack[n-2].kind != "Function" {
+					grand = ""
+				}
+			}
 		}
-		stack = append(stack, node{depth, kind})
+		name, _, _ := strings.Cut(rest, " ")
+		lower := strings.ToLower(name)
+		stack = append(stack, node{depth: depth, kind: kind, name: lower})
 		switch kind {
 		case "Set":
 			return &FieldError{Field: "query", Reason: "SETTINGS are not allowed in analyst SQL: its limits are the site's (--sql.*)"}
+		case "TableIdentifier":
+			if err := checkSQLTable(rest, database); err != nil {
+				return err
+			}
+		case "Identifier":
+			// x IN db.table: the right-hand side of IN names a table.
+			if parent == "ExpressionList" && index == 1 && inFunctions[grand] {
+				if err := checkSQLTable(rest, database); err != nil {
+					return err
+				}
+			}
 		case "Function":
-			name, _, _ := strings.Cut(rest, " ")
-			lower := strings.ToLower(name)
 			if parent == "TableExpression" {
 				if !allowedTableFunctions[lower] {
 					return &FieldError{Field: "query", Reason: fmt.Sprintf("table function %s is not allowed in analyst SQL (allowed: %s); read the site's tables and views", name, AllowedTableFunctions)}
@@ -282,17 +362,81 @@ func CheckSQLAST(lines []string) error {
 	return nil
 }
 
+// checkSQLTable allows a table the tree names as text ("db.table (alias a)", "table"): in
+// database, unqualified (resolved in database), or an allowed system table.
+func checkSQLTable(text, database string) error {
+	db, table, qualified := strings.Cut(text, ".")
+	if !qualified || db == database {
+		return nil
+	}
+	table, _, _ = strings.Cut(table, " ")
+	if db == "system" && allowedSystemTables[table] {
+		return nil
+	}
+	shown := db + "." + table
+	if len(shown) > 200 {
+		shown = strings.ToValidUTF8(shown[:200], "") + "…"
+	}
+	return &FieldError{Field: "query", Reason: fmt.Sprintf("%s is outside this site's database: analyst SQL reads the tables and views of %s (unqualified names resolve there), and %s", shown, database, AllowedSystemTables)}
+}
+
+// CheckSQLNames refuses a canonical statement (formatQuerySingleLine's: names that are not
+// plain words are backquoted, no comments) that quotes a name holding a dot or a control
+// character: the syntax tree prints names unquoted, and `a.b`.c would read as a.b.c, the
+// table b.c of database a. String literals are skipped.
+func CheckSQLNames(canonical string) error {
+	s := canonical
+	for i := 0; i < len(s); i++ {
+		q := s[i]
+		if q != '\'' && q != '`' && q != '"' {
+			continue
+		}
+		j := i + 1
+		for ; j < len(s); j++ {
+			if s[j] == '\\' {
+				j++
+				continue
+			}
+			if s[j] == q {
+				if j+1 < len(s) && s[j+1] == q { // doubled: the quote itself
+					j++
+					continue
+				}
+				break
+			}
+		}
+		if j >= len(s) {
+			return &FieldError{Field: "query", Reason: "cannot read the statement's names: a quote is not closed"}
+		}
+		if q != '\'' {
+			name := s[i+1 : j]
+			if strings.ContainsFunc(name, func(r rune) bool { return r == '.' || r < 0x20 || r == 0x7f }) {
+				return &FieldError{Field: "query", Reason: fmt.Sprintf("the quoted name %s holds a dot or a control character, which analyst SQL does not allow: a name with a dot could pass for a table of another database", s[i:min(j+1, i+130)])}
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
 // sqlQuerier runs one read statement: what VetSQL needs of a store.
 type sqlQuerier = func(ctx context.Context, query string) (*Result, error)
 
-// VetSQL decides whether query may run as analyst SQL and returns the canonical text to run
-// (the one its checks saw: no comment or parenthesis in the user's text can change what runs).
+// VetSQL decides whether query may run as analyst SQL of the site whose database is
+// database, and returns the canonical text to run (the one its checks saw: no comment or
+// parenthesis in the user's text can change what runs). The query must then run with
+// database as its current database and EngineSettings(database): unqualified names resolve
+// there, and system.tables and system.columns show it only.
+//
 // probe runs the classifier's probes: they parse, never read data, so they run on a
 // connection without readonly (the embedded engine refuses EXPLAIN in a subquery under
 // readonly = 1). A refusal is a *FieldError naming query, with the parser's message where it
 // has one; probe's errors that are not the engine's (a cancelled context, a closed store) are
 // returned as they are.
-func VetSQL(ctx context.Context, probe sqlQuerier, query string) (string, error) {
+func VetSQL(ctx context.Context, probe sqlQuerier, database, query string) (string, error) {
+	if err := CheckSQLDatabase(database); err != nil {
+		return "", err
+	}
 	if strings.TrimSpace(query) == "" {
 		return "", &FieldError{Field: "query", Reason: "empty: want one SELECT"}
 	}
@@ -319,7 +463,12 @@ func VetSQL(ctx context.Context, probe sqlQuerier, query string) (string, error)
 			}
 		}
 	}
-	if err := CheckSQLAST(lines); err != nil {
+	if len(lines) > 0 && strings.HasPrefix(strings.TrimLeft(lines[0], " "), "SelectWithUnionQuery") {
+		if err := CheckSQLNames(canonical); err != nil {
+			return "", err
+		}
+	}
+	if err := CheckSQLAST(lines, database); err != nil {
 		return "", err
 	}
 	return canonical, nil
@@ -435,18 +584,18 @@ func SQLResultError(rows, bytes int64, l SQLLimits) error {
 	return nil
 }
 
-// RowBytes is the size CheckSQLResult counts for a row: strings by length, arrays by their
-// elements, every other value 8 bytes.
+// RowBytes is the size CheckSQLResult counts for a row: each value 8 bytes, and a string its
+// length besides, an array its elements besides. Every value counts: an answer of many empty
+// strings costs memory too (each is held as a value of its own).
 func RowBytes(row []any) int64 {
 	var n int64
 	for _, v := range row {
+		n += 8
 		switch x := v.(type) {
 		case string:
 			n += int64(len(x))
 		case []any:
 			n += RowBytes(x)
-		default:
-			n += 8
 		}
 	}
 	return n

@@ -13,19 +13,20 @@ import (
 // engines with every statement kind.
 
 func TestSQLLimitsEngineSettings(t *testing.T) {
+	const scope = `additional_table_filters = {'system.tables': 'database = \'statepipe_p01\'', 'system.columns': 'database = \'statepipe_p01\''}`
 	got := SetStatement(SQLLimits{MaxConcurrent: 1, Timeout: 1500 * time.Millisecond, MaxMemoryBytes: 1 << 30,
-		MaxRowsRead: 5, MaxResultRows: 10, MaxThreads: 2}.EngineSettings())
-	want := "SET max_execution_time = 1.5, max_memory_usage = 1073741824, max_rows_to_read = 5, limit = 11, max_threads = 2, readonly = 1"
+		MaxRowsRead: 5, MaxResultRows: 10, MaxThreads: 2}.EngineSettings("statepipe_p01"))
+	want := "SET max_execution_time = 1.5, max_memory_usage = 1073741824, max_rows_to_read = 5, limit = 11, max_threads = 2, " + scope + ", readonly = 1"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	// Zero limits are not sent (the engine's default); readonly always is, last.
-	got = SetStatement(SQLLimits{MaxConcurrent: 1}.EngineSettings())
-	if got != "SET readonly = 1" {
+	// Zero limits are not sent (the engine's default); the scope and readonly always are, readonly last.
+	got = SetStatement(SQLLimits{MaxConcurrent: 1}.EngineSettings("statepipe_p01"))
+	if got != "SET "+scope+", readonly = 1" {
 		t.Errorf("no limits: %s", got)
 	}
 	// The zero value is the defaults.
-	if s := (SQLLimits{}).EngineSettings(); len(s) != 6 || s[len(s)-1].Name != "readonly" {
+	if s := (SQLLimits{}).EngineSettings("d"); len(s) != 7 || s[len(s)-1].Name != "readonly" {
 		t.Errorf("defaults: %v", s)
 	}
 	if got := SetStatement([]SQLSetting{{"x", "it's"}}); got != `SET x = 'it\'s'` {
@@ -114,14 +115,14 @@ SelectWithUnionQuery (children 1)
               TableIdentifier system.one
      TableJoin`)
 	// As printed, with file() nested in view(): refused.
-	if err := CheckSQLAST(ok); err == nil || !strings.Contains(err.Error(), "function file") {
+	if err := CheckSQLAST(ok, "statepipe_p01"); err == nil || !strings.Contains(err.Error(), "function file") {
 		t.Errorf("file() inside view(): %v", err)
 	}
 	// Without it: allowed (an alias or a string that reads "Function file" is not a call).
 	allowed := append([]string{}, ok[:29]...)
 	allowed = append(allowed, ok[32:]...)
 	allowed[29] = "            Literal UInt64_1"
-	if err := CheckSQLAST(allowed); err != nil {
+	if err := CheckSQLAST(allowed, "statepipe_p01"); err != nil {
 		t.Errorf("allowed tree refused: %v\n%s", err, strings.Join(allowed, "\n"))
 	}
 	for name, c := range map[string]struct {
@@ -137,7 +138,7 @@ SelectWithUnionQuery (children 1)
 		"not a select":        {ast("ShowTablesQuery"), "one SELECT"},
 		"nothing":             {nil, "one SELECT"},
 	} {
-		err := CheckSQLAST(c.lines)
+		err := CheckSQLAST(c.lines, "statepipe_p01")
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != "query" || !strings.Contains(fe.Reason, c.why) {
 			t.Errorf("%s: %v, want a FieldError naming query and saying %q", name, err, c.why)
@@ -164,7 +165,7 @@ func TestVetSQL(t *testing.T) {
 	ctx := context.Background()
 	selectAST := &Result{Rows: [][]any{{"SelectWithUnionQuery (children 1)"}, {" ExpressionList (children 1)"}}}
 	f := &fakeEngine{format: &Result{Rows: [][]any{{"SELECT 'it\\'s', '\\\\'"}}}, ast: selectAST}
-	got, err := VetSQL(ctx, f.query, `SELECT 'it''s', '\\' -- comment`)
+	got, err := VetSQL(ctx, f.query, "statepipe_p01", `SELECT 'it''s', '\\' -- comment`)
 	if err != nil || got != `SELECT 'it\'s', '\\'` {
 		t.Fatalf("got %q, %v", got, err)
 	}
@@ -192,7 +193,7 @@ func TestVetSQL(t *testing.T) {
 			"SELECT 1 INTO OUTFILE 'x'", "INTO OUTFILE and FORMAT are not allowed", true},
 		"store closed": {&fakeEngine{errF: ErrSQLUnavailable}, "SELECT 1", "", false},
 	} {
-		_, err := VetSQL(ctx, c.f.query, c.query)
+		_, err := VetSQL(ctx, c.f.query, "statepipe_p01", c.query)
 		var fe *FieldError
 		switch {
 		case !c.isField:
@@ -207,7 +208,7 @@ func TestVetSQL(t *testing.T) {
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := VetSQL(cancelled, (&fakeEngine{errF: context.Canceled}).query, "SELECT 1"); !errors.Is(err, context.Canceled) {
+	if _, err := VetSQL(cancelled, (&fakeEngine{errF: context.Canceled}).query, "statepipe_p01", "SELECT 1"); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
@@ -238,7 +239,7 @@ func TestSQLQueryErrorNamesTheLimit(t *testing.T) {
 }
 
 func TestCheckSQLResult(t *testing.T) {
-	l := SQLLimits{MaxConcurrent: 1, MaxResultRows: 2, MaxResultBytes: 29}
+	l := SQLLimits{MaxConcurrent: 1, MaxResultRows: 2, MaxResultBytes: 53}
 	res := &Result{Rows: [][]any{{int64(1), "abc"}, {int64(2), []any{"de", int64(3)}}}}
 	if err := CheckSQLResult(res, l); err != nil {
 		t.Errorf("within: %v", err)
@@ -247,10 +248,101 @@ func TestCheckSQLResult(t *testing.T) {
 	if err := CheckSQLResult(res, l); err == nil || !strings.Contains(err.Error(), "--sql.max-result-rows") {
 		t.Errorf("3 rows of 2: %v", err)
 	}
-	if err := SQLResultError(1, 30, l); err == nil || !strings.Contains(err.Error(), "--sql.max-result-bytes") {
-		t.Errorf("30 bytes of 29: %v", err)
+	if err := SQLResultError(1, 54, l); err == nil || !strings.Contains(err.Error(), "--sql.max-result-bytes") {
+		t.Errorf("54 bytes of 53: %v", err)
 	}
-	if n := RowBytes([]any{"abc", int64(1), []any{"de", 1.5}, nil, true}); n != 3+8+2+8+8+8 {
+	// Every value counts 8, a string its length besides, an array its elements besides: an
+	// answer of empty strings is not free.
+	if n := RowBytes([]any{"abc", int64(1), []any{"de", 1.5}, nil, true, ""}); n != 8+3+8+8+8+2+8+8+8+8 {
 		t.Errorf("RowBytes = %d", n)
+	}
+}
+
+// The scope: tables of the site's database (qualified or not) and a few system tables; any
+// other database, however the tree names it, is refused.
+func TestCheckSQLASTScope(t *testing.T) {
+	const db = "statepipe_p01"
+	from := func(table string) []string {
+		return []string{"SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 2)",
+			"   ExpressionList (children 1)", "    Asterisk", "   TablesInSelectQuery (children 1)",
+			"    TablesInSelectQueryElement (children 1)", "     TableExpression (children 1)", "      TableIdentifier " + table}
+	}
+	in := func(fn, rhs string) []string {
+		return []string{"SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
+			"   ExpressionList (children 1)", "    Function " + fn + " (children 1)", "     ExpressionList (children 2)",
+			"      Literal UInt64_1", "      " + rhs}
+	}
+	for _, c := range []struct {
+		lines []string
+		ok    bool
+	}{
+		{from("current_state"), true},
+		{from("current_state (alias c)"), true},
+		{from(db + ".current_state"), true},
+		{from(db + ".v_live_state (alias v)"), true},
+		{from("system.one"), true},
+		{from("system.numbers"), true},
+		{from("system.numbers_mt"), true},
+		{from("system.tables (alias t)"), true},
+		{from("system.columns"), true},
+		{from("statepipe_p02.current_state"), false},
+		{from("statepipe_p011.current_state"), false},
+		{from("statepipe_p01x.t (alias statepipe_p01)"), false},
+		{from("system.databases"), false},
+		{from("system.disks"), false},
+		{from("system.settings"), false},
+		{from("system.processes"), false},
+		{from("system.tables_x"), false},
+		{from("SYSTEM.one"), false},
+		{from("information_schema.tables"), false},
+		{from("default.t"), false},
+		{in("in", "Identifier statepipe_p02.secret"), false},
+		{in("notIn", "Identifier statepipe_p02.secret"), false},
+		{in("globalNotIn", "Identifier statepipe_p02.secret"), false},
+		{in("nullIn", "Identifier statepipe_p02.secret"), false},
+		{in("in", "Identifier secret"), true},
+		{in("in", "Identifier "+db+".secret"), true},
+		{in("in", "Subquery (children 1)"), true},
+		{in("equals", "Identifier statepipe_p02.secret"), true}, // a column of a table in FROM, read from there
+	} {
+		err := CheckSQLAST(c.lines, db)
+		var fe *FieldError
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%s: refused: %v", c.lines[len(c.lines)-1], err)
+		case !c.ok && (!errors.As(err, &fe) || fe.Field != "query" || !strings.Contains(fe.Reason, "outside this site's database") || !strings.Contains(fe.Reason, db)):
+			t.Errorf("%s: %v, want a FieldError naming query saying it is outside %s", c.lines[len(c.lines)-1], err, db)
+		}
+	}
+}
+
+// Quoted names may not hold a dot: the tree prints `a.b`.c and a.`b.c` alike.
+func TestCheckSQLNames(t *testing.T) {
+	for q, ok := range map[string]bool{
+		"SELECT * FROM statepipe_p01.current_state":          true,
+		"SELECT 'a.b', 'it\\'s.x', '`a.b`', 'x''y.z' FROM t": true,
+		"SELECT 1 AS `a b`, `x``y` FROM t":                   true,
+		"SELECT * FROM `a.b`.c":                              false,
+		"SELECT * FROM a.`b.c`":                              false,
+		"SELECT 1 AS `a.b`":                                  false,
+		"SELECT 1 AS \"a.b\"":                                false,
+		"SELECT 'x\\' FROM `a.b`":                            false,
+		"SELECT `a\nb` FROM t":                               false,
+		"SELECT 'unclosed":                                   false,
+	} {
+		err := CheckSQLNames(q)
+		var fe *FieldError
+		if ok != (err == nil) || (err != nil && (!errors.As(err, &fe) || fe.Field != "query")) {
+			t.Errorf("%s: %v, want allowed %v", q, err, ok)
+		}
+	}
+}
+
+func TestCheckSQLDatabase(t *testing.T) {
+	for db, ok := range map[string]bool{"statepipe_p01": true, "storetest_chdb": true, "system": false, "System": false,
+		"information_schema": false, "INFORMATION_SCHEMA": false, "": false, "a.b": false, "a`b": false, "a b": false, "1a": false} {
+		if err := CheckSQLDatabase(db); ok != (err == nil) {
+			t.Errorf("%q: %v, want allowed %v", db, err, ok)
+		}
 	}
 }

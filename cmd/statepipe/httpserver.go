@@ -10,19 +10,22 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/net/netutil"
 
 	"github.com/statepipe/statepipe/schema"
 )
 
 // The node's HTTP server faces machines it does not control: one request must never crash,
 // freeze or fill it. What a connection may hold is bounded in time (headers, idle keep-alive,
-// the pace of request bodies and answers), in number (connections), and a panic in any
-// handler is one request's 500, not the process's end. Stopping cancels what still runs
-// after a grace period, so shutdown keeps its deadline.
+// the pace of request bodies and answers, each counted over the whole body or answer), in
+// number (connections, and connections of one source address), and a panic in any handler is
+// one request's 500, not the process's end. Stopping cancels what still runs after a grace
+// period, so shutdown keeps its deadline.
 
 // httpConfig bounds what clients can hold of the node's HTTP server.
 type httpConfig struct {
@@ -32,8 +35,13 @@ type httpConfig struct {
 	IdleTimeout time.Duration
 	// MaxConns bounds the open connections; more wait in the kernel's accept queue.
 	MaxConns int
-	// MinRate (bytes/s) is the slowest a request body or an answer may move once RateGrace
-	// has passed since the request's headers (or the write) began.
+	// MaxConnsPerAddress bounds the open connections of one source address (IPv6: its /64);
+	// more are closed as soon as they are accepted. 0 is no bound.
+	MaxConnsPerAddress int
+	// MinRate (bytes/s) is the slowest a request body or an answer may move, over the whole
+	// body or answer, once RateGrace has passed: a body's n bytes must have arrived within
+	// RateGrace + n/MinRate of the request's start; an answer's n bytes must have been taken
+	// by the client within RateGrace + n/MinRate of time spent writing them.
 	MinRate   int64
 	RateGrace time.Duration
 	// ShutdownGrace is how long running requests may finish at shutdown before their
@@ -50,8 +58,10 @@ func (c *httpConfig) registerFlags(prefix string, fs *flag.FlagSet) {
 		"how long a keep-alive connection may wait for its next request before it is closed; agents report minutes apart, and each open connection holds a file descriptor and about 10 KiB")
 	fs.IntVar(&c.MaxConns, prefix+"max-conns", 10000,
 		"most client connections open at once; more wait in the kernel's accept queue until one closes. Keep it well below ulimit -n, whose file descriptors the Kafka clients and the store share")
+	fs.IntVar(&c.MaxConnsPerAddress, prefix+"max-conns-per-address", 1000,
+		"most client connections open at once from one source address (an IPv6 address counts by its /64); more are closed as soon as they are accepted, so one address cannot hold every one of --"+prefix+"max-conns. Estates report through NAT and proxies, where one address carries many agents: 1,000 leaves them room (agents report minutes apart, on short connections); raise it for a proxy in front of more. 0 = off")
 	fs.Int64Var(&c.MinRate, prefix+"min-rate", 32<<10,
-		"slowest a request body or an answer may move, in bytes/s, once --"+prefix+"rate-grace has passed: a slower client is cut (a report body: 408) and its connection closed. 32 KiB/s makes a held connection cost a client real bandwidth and still lets an 8 MiB report through a 256 kbit/s link")
+		"slowest a request body or an answer may move, in bytes/s over the whole of it, once --"+prefix+"rate-grace has passed (n bytes within the grace + n / this): a slower client is cut (a report body: 408) and its connection closed. 32 KiB/s makes a held connection cost a client real bandwidth and still lets an 8 MiB report through a 256 kbit/s link")
 	fs.DurationVar(&c.RateGrace, prefix+"rate-grace", 5*time.Second,
 		"time a request body or an answer gets before --"+prefix+"min-rate applies (connection set-up, TCP slow start, a pause)")
 	fs.DurationVar(&c.ShutdownGrace, prefix+"shutdown-grace", 2*time.Second,
@@ -75,6 +85,8 @@ func (c httpConfig) validate() error {
 			c.ReadHeaderTimeout, c.IdleTimeout, c.RateGrace, c.ShutdownTimeout)
 	case c.MaxConns < 1:
 		return fmt.Errorf("cannot use http max-conns %d: must be at least 1", c.MaxConns)
+	case c.MaxConnsPerAddress < 0:
+		return fmt.Errorf("cannot use http max-conns-per-address %d: must be 0 (off) or more", c.MaxConnsPerAddress)
 	case c.MinRate < 1:
 		return fmt.Errorf("cannot use http min-rate %d: must be at least 1 byte/s", c.MinRate)
 	case c.ShutdownGrace < 0 || c.ShutdownGrace >= c.ShutdownTimeout:
@@ -98,9 +110,10 @@ func (n *node) configureHTTP(c httpConfig) error {
 
 // httpMetrics are the node's HTTP server metrics.
 type httpMetrics struct {
-	panics prometheus.Counter
-	slow   *prometheus.CounterVec
-	conns  prometheus.Gauge
+	panics  prometheus.Counter
+	slow    *prometheus.CounterVec
+	conns   prometheus.Gauge
+	refused prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) httpMetrics {
@@ -113,7 +126,86 @@ func newHTTPMetrics(reg prometheus.Registerer) httpMetrics {
 			[]string{"direction"}),
 		conns: f.NewGauge(prometheus.GaugeOpts{Name: "statepipe_http_open_connections",
 			Help: "Client connections open (at most --http.max-conns)."}),
+		refused: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_http_connections_refused_total",
+			Help: "Connections closed as soon as they were accepted: their source address (IPv6: its /64) already had --http.max-conns-per-address open."}),
 	}
+}
+
+// limitListener bounds the connections the server takes from l: at most MaxConns open (more
+// wait in the kernel's accept queue), and at most MaxConnsPerAddress of one source address
+// (more are closed as soon as they are accepted, without taking one of MaxConns: with one cap
+// for everyone, 60 idle sockets from one address under --http.max-conns 50 left a /healthz from
+// elsewhere waiting until it timed out).
+func (n *node) limitListener(l net.Listener) net.Listener {
+	if n.http.MaxConnsPerAddress > 0 {
+		l = &addrLimitListener{Listener: l, max: n.http.MaxConnsPerAddress, refused: n.metrics.refused, open: map[string]int{}}
+	}
+	return netutil.LimitListener(l, n.http.MaxConns)
+}
+
+// addrLimitListener accepts at most max open connections per source address.
+type addrLimitListener struct {
+	net.Listener
+	max     int
+	refused prometheus.Counter
+
+	mu   sync.Mutex
+	open map[string]int // open connections per addressKey
+}
+
+func (l *addrLimitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key := addressKey(c.RemoteAddr())
+		l.mu.Lock()
+		over := l.open[key] >= l.max
+		if !over {
+			l.open[key]++
+		}
+		l.mu.Unlock()
+		if over {
+			l.refused.Inc()
+			_ = c.Close()
+			continue
+		}
+		return &addrConn{Conn: c, l: l, key: key}, nil
+	}
+}
+
+// addressKey is what the per-address bound counts by: the IP of a TCP address, its /64 for
+// IPv6 (a host usually holds a whole /64).
+func addressKey(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ta.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// addrConn gives its address's place back when it closes.
+type addrConn struct {
+	net.Conn
+	l    *addrLimitListener
+	key  string
+	once sync.Once
+}
+
+func (c *addrConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		if c.l.open[c.key]--; c.l.open[c.key] <= 0 {
+			delete(c.l.open, c.key)
+		}
+		c.l.mu.Unlock()
+	})
+	return err
 }
 
 // connState counts open connections.
@@ -228,17 +320,30 @@ func (e *slowBodyError) Error() string {
 
 func (e *slowBodyError) Unwrap() error { return e.err }
 
-// pacedWriter is a ResponseWriter whose writes must reach the client at the minimum rate:
-// each piece of at most writeChunk bytes gets the grace plus its size at the rate, so a client
-// that stops reading a large answer is cut after about the grace, not after the time the
-// whole answer would take. It remembers whether the answer began.
+// pacedWriter is a ResponseWriter whose answer must reach the client at the minimum rate,
+// twice over:
+//
+//   - each piece of at most writeChunk bytes must be taken within the grace plus its size at
+//     the rate, so a client that stops reading is cut after about the grace, whatever the
+//     kernel's buffers took before (several MB, which the next rule counts as sent);
+//   - the whole answer is counted as pacedBody counts a body: its first n bytes must be taken
+//     within the grace plus n at the rate of time spent writing, so a client that reads
+//     steadily but slower than the rate is cut within about the grace plus the answer's size
+//     at the rate (plus what the kernel buffered). Each piece once got a fresh grace of its
+//     own: a reader taking every piece just within it held a large answer for as long as the
+//     answer lasted at its pace — hours.
+//
+// Only time spent writing counts: the handler's own pauses between writes are not the
+// client's. It remembers whether the answer began.
 type pacedWriter struct {
 	http.ResponseWriter
-	rc    *http.ResponseController
-	cfg   *httpConfig
-	slow  *prometheus.CounterVec
-	wrote bool
-	cut   bool
+	rc      *http.ResponseController
+	cfg     *httpConfig
+	slow    *prometheus.CounterVec
+	wrote   bool
+	cut     bool
+	n       int64         // bytes of the answer written so far
+	writing time.Duration // time spent in writes so far
 }
 
 func (w *pacedWriter) WriteHeader(code int) {
@@ -259,8 +364,10 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), writeChunk)]
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.cfg.allowance(int64(len(chunk)))))
+		start := w.deadline(int64(len(chunk)))
 		n, err := w.ResponseWriter.Write(chunk)
+		w.writing += time.Since(start)
+		w.n += int64(n)
 		written += n
 		if err != nil {
 			w.checkCut(err)
@@ -271,10 +378,18 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// deadline sets the write deadline for the next more bytes of the answer and returns now.
+func (w *pacedWriter) deadline(more int64) time.Time {
+	now := time.Now()
+	_ = w.rc.SetWriteDeadline(now.Add(min(w.cfg.allowance(more), w.cfg.allowance(w.n+more)-w.writing)))
+	return now
+}
+
 func (w *pacedWriter) FlushError() error {
 	w.wrote = true
-	_ = w.rc.SetWriteDeadline(time.Now().Add(w.cfg.RateGrace))
+	start := w.deadline(0)
 	err := w.rc.Flush()
+	w.writing += time.Since(start)
 	w.checkCut(err)
 	return err
 }

@@ -9,11 +9,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -97,6 +99,9 @@ func postJSON(c *http.Client, url, site, client string, serial int) (int, time.D
 func TestSlowClientsCannotTakeIngestOffline(t *testing.T) {
 	hc := defaultHTTPConfig()
 	hc.RateGrace, hc.IdleTimeout, hc.ReadHeaderTimeout = time.Second, 2*time.Second, 2*time.Second
+	// Every connection here comes from 127.0.0.1, the legitimate ones too: what is tested is
+	// the pace and idle limits, not the cap per address (TestOneAddressCannotTakeEveryConnection).
+	hc.MaxConnsPerAddress = 0
 	s, _ := startSiteHTTP(t, siteOpts{}, hc)
 	addr := strings.TrimPrefix(s.url, "http://")
 	ctx, stopLoad := context.WithCancel(context.Background())
@@ -181,8 +186,10 @@ func TestSlowClientsCannotTakeIngestOffline(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("legitimate reports under 300 body tricklers, 50 header tricklers, 2,000 idle keep-alives: p50 %s, max %s",
 		lat[len(lat)/2], lat[len(lat)-1])
-	if lat[len(lat)-1] > 2*time.Second {
-		t.Errorf("slowest legitimate report took %s", lat[len(lat)-1])
+	// What fails without the fix is the answer (503: every slot held by a trickler), not its
+	// speed; the bound only catches a report that waited for the tricklers' deadlines.
+	if lat[len(lat)-1] > hc.RateGrace {
+		t.Errorf("slowest legitimate report took %s, longer than a trickler is let live", lat[len(lat)-1])
 	}
 
 	// Idle connections were closed after the idle timeout.
@@ -327,6 +334,164 @@ func TestSlowReaderIsCut(t *testing.T) {
 	}
 	if got := promValue(t, s.url, `statepipe_http_slow_clients_total{direction="response"}`); got != 1 {
 		t.Errorf("slow_clients{response} = %v, want 1", got)
+	}
+}
+
+// A client that reads a large answer well under --http.min-rate is cut within about the
+// grace plus the answer's size at the rate, however steadily it reads; one that reads fast
+// gets the whole answer. (Every 64 KiB piece once got a fresh grace: a reader taking each
+// piece a little faster than grace + piece / rate held a large answer for as long as it lasted
+// at its pace: here 4 minutes, hours for a slower reader of a larger answer.)
+func TestSlowSteadyReaderIsCut(t *testing.T) {
+	hc := defaultHTTPConfig() // the default grace: 5s
+	hc.MinRate = 4 << 20      // a large answer in seconds, not hours
+	s, _ := startSiteHTTP(t, siteOpts{}, hc)
+	const size = 256 << 20
+	returned := make(chan error, 2)
+	s.node.mux.HandleFunc("GET /test/large", func(w http.ResponseWriter, _ *http.Request) {
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		for range size / len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				returned <- err
+				return
+			}
+		}
+		returned <- nil
+	})
+	// A fast reader gets all of it.
+	resp, err := http.Get(s.url + "/test/large")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size || <-returned != nil {
+		t.Fatalf("a fast reader got %d bytes of %d: %v", n, size, err)
+	}
+	// A reader at 1 MiB/s, a quarter of the minimum rate — but taking every 64 KiB piece well
+	// within grace + piece / rate, even as the kernel wakes a blocked writer only once a good
+	// part of its buffer has drained — is cut.
+	const rate = 1 << 20
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /test/large HTTP/1.1\r\nHost: x\r\n\r\n")
+	start := time.Now()
+	bound := hc.RateGrace + time.Duration(size/hc.MinRate)*time.Second // the whole answer at the minimum rate
+	read := make(chan int64, 1)
+	go func() {
+		buf := make([]byte, 16<<10)
+		var got int64
+		for {
+			if ahead := time.Duration(float64(got)/rate*float64(time.Second)) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(bound + 30*time.Second))
+			n, err := c.Read(buf)
+			got += int64(n)
+			if err != nil {
+				read <- got
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-returned:
+		took := time.Since(start)
+		if err == nil {
+			t.Fatalf("%d MiB written to a reader at 1 MiB/s under a minimum rate of 4 MiB/s", size>>20)
+		}
+		t.Logf("a reader at 1 MiB/s (minimum 4 MiB/s) of a %d MiB answer was cut after %v (bound %v; the whole answer at its pace: %v)",
+			size>>20, took.Round(time.Millisecond), bound, time.Duration(size/rate)*time.Second)
+	case <-time.After(bound + 10*time.Second):
+		t.Fatalf("a reader at 1 MiB/s of a %d MiB answer still held it after %v (bound %v)", size>>20, time.Since(start).Round(time.Second), bound)
+	}
+	if got := <-read; got >= size {
+		t.Errorf("the slow reader got the whole answer (%d bytes)", got)
+	}
+	if got := promValue(t, s.url, `statepipe_http_slow_clients_total{direction="response"}`); got != 1 {
+		t.Errorf("slow_clients{response} = %v, want 1", got)
+	}
+}
+
+// One source address cannot take every connection: past --http.max-conns-per-address its
+// connections are closed as soon as they are accepted, and another address is served. (With
+// one cap for everyone, 60 idle sockets from one address under --http.max-conns 50 left a
+// /healthz from elsewhere waiting until it timed out.)
+func TestOneAddressCannotTakeEveryConnection(t *testing.T) {
+	hc := defaultHTTPConfig()
+	hc.MaxConns, hc.MaxConnsPerAddress, hc.ReadHeaderTimeout = 50, 10, time.Minute
+	s, _ := startSiteHTTP(t, siteOpts{}, hc)
+	addr := strings.TrimPrefix(s.url, "http://")
+	from := func(ip string) *net.Dialer {
+		return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	}
+	// 60 idle connections from 127.0.0.1, as many as the attacker can open.
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			_ = c.Close()
+		}
+	}()
+	for range 60 {
+		c, err := from("127.0.0.1").Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// The server closes all but 10 of them at once; the 10 stay open.
+	held, closed := 0, 0
+	for _, c := range idle {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+			held++
+		} else {
+			closed++
+		}
+	}
+	if held != hc.MaxConnsPerAddress || closed != 60-hc.MaxConnsPerAddress {
+		t.Errorf("of 60 idle connections from one address: %d held, %d closed; want %d held", held, closed, hc.MaxConnsPerAddress)
+	}
+	// Another address is served at once.
+	get := func(ip string) (int, error) {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: from(ip).DialContext, DisableKeepAlives: true}}
+		resp, err := c.Get(s.url + "/healthz")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	start := time.Now()
+	if status, err := get("127.0.0.2"); err != nil || status != 200 {
+		t.Fatalf("/healthz from 127.0.0.2 beside 60 idle connections of 127.0.0.1: %d %v", status, err)
+	}
+	t.Logf("/healthz from another address beside %d idle connections of one: 200 in %v", len(idle), time.Since(start).Round(time.Millisecond))
+	// The full address's next connection is closed at once; once its idle ones go, it is
+	// served again.
+	if _, err := get("127.0.0.1"); err == nil {
+		t.Error("a connection past the address's cap was served")
+	}
+	for _, c := range idle {
+		_ = c.Close()
+	}
+	idle = nil
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, err := get("127.0.0.1")
+		if err == nil && status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("127.0.0.1 not served 5s after closing its connections: %d %v", status, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := promValue(t, s.url, "statepipe_http_connections_refused_total"); got < 51 {
+		t.Errorf("statepipe_http_connections_refused_total = %v, want at least 51", got)
 	}
 }
 
@@ -495,6 +660,7 @@ func TestHTTPConfigValidate(t *testing.T) {
 	for name, mutate := range map[string]func(*httpConfig){
 		"no idle timeout":       func(c *httpConfig) { c.IdleTimeout = 0 },
 		"no connections":        func(c *httpConfig) { c.MaxConns = 0 },
+		"negative per address":  func(c *httpConfig) { c.MaxConnsPerAddress = -1 },
 		"no rate":               func(c *httpConfig) { c.MinRate = 0 },
 		"grace beyond shutdown": func(c *httpConfig) { c.ShutdownGrace = c.ShutdownTimeout },
 	} {

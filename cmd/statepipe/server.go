@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 )
 
 // node is one process's HTTP surface and actors: whatever sites and roles it hosts.
@@ -137,7 +136,7 @@ func (n *node) run(ctx context.Context) error {
 		ConnState:         n.connState,
 	}
 	g.Add(func() error {
-		if err := srv.Serve(netutil.LimitListener(n.listener, n.http.MaxConns)); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(n.limitListener(n.listener)); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

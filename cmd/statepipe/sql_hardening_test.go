@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -55,15 +56,16 @@ func (s *testSite) postSQL(ctx context.Context, q string) (sqlAnswer, error) {
 	return a, err
 }
 
-// sqlRunning counts the analyst queries the site's engine runs (through /v1/sql itself).
+// sqlRunning counts the analyst queries the site's engine runs (asking the store: analyst SQL
+// cannot read system.processes).
 func (s *testSite) sqlRunning() int64 {
 	s.t.Helper()
-	a, err := s.postSQL(context.Background(), "SELECT count() FROM system.processes WHERE query LIKE '/* statepipe-sql %' AND query NOT LIKE '%system.processes%'")
-	if err != nil || a.status != 200 || len(a.res.Rows) != 1 {
-		s.t.Fatalf("cannot count running analyst queries: %v %d %+v", err, a.status, a.err)
+	res, err := s.node.sites[0].store.Query(context.Background(), "SELECT count() FROM system.processes WHERE query LIKE '/* statepipe-sql %'")
+	if err != nil || len(res.Rows) != 1 {
+		s.t.Fatalf("cannot count running analyst queries: %v", err)
 	}
-	n, _ := a.res.Rows[0][0].(float64)
-	return int64(n)
+	n, _ := res.Rows[0][0].(int64)
+	return n
 }
 
 func (s *testSite) waitSQLRunning(n int64) {
@@ -133,8 +135,10 @@ func TestAnalystSQLFreezesNothing(t *testing.T) {
 	for i := uint64(0); i < 3; i++ {
 		fold, rep := s.foldAndReport(cl, int32(2+(i+1)%2))
 		t.Logf("beside a running analyst query: folded and reported in %v, one more report in %v", fold.Round(time.Millisecond), rep.Round(time.Millisecond))
-		if fold > 5*time.Second || rep > 2*time.Second {
-			t.Errorf("beside a running analyst query: folding took %v, a report %v", fold, rep)
+		// Not a bound on time (a loaded machine decides that): folding and the report ended
+		// while the analyst query still runs — on one shared connection they waited for it.
+		if n := s.sqlRunning(); n != 1 {
+			t.Fatalf("the analyst query ended (%d running) before folding beside it was shown: the test shows nothing", n)
 		}
 	}
 	cancel() // the analyst went away
@@ -152,13 +156,15 @@ func TestAnalystSQLFreezesNothing(t *testing.T) {
 	s.stop()
 	took := time.Since(start)
 	t.Logf("the site stopped in %v with an analyst query running", took.Round(time.Millisecond))
-	if took > 8*time.Second { // the HTTP server cancels requests still running after its grace (--http.shutdown-grace, 2s)
+	// The query would run for 10 minutes: a stop that waited for it would take that long. The
+	// HTTP server cancels requests still running after its grace (--http.shutdown-grace, 2 s).
+	if took > time.Minute {
 		t.Errorf("the site took %v to stop with an analyst query running", took)
 	}
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Error("the analyst request had no answer 5s after the site stopped")
+	case <-time.After(time.Minute):
+		t.Error("the analyst request had no answer a minute after the site stopped")
 	}
 }
 
@@ -278,4 +284,120 @@ func TestComputerReportRefusesInvalidUTF8(t *testing.T) {
 	if code, e := s.rpGet("/v1/reports/computer?client=pc-utf8&updates=KB-SQL", &c); code != 200 || len(c.Updates) != 1 || c.Updates[0].State != 3 {
 		t.Errorf("the site after: %d %+v %+v", code, e, c.Updates)
 	}
+}
+
+// An answer past --sql.max-result-bytes is refused as it arrives: the site never holds more
+// than about the limit of it (plus the engine's block being read). A 600 MB answer refused
+// under the 64 MiB limit once took a site from 207 MB to 3.3 GB (6–8 GB with two at once): it
+// was built whole as JSON, copied, decoded and only then measured.
+func TestAnalystSQLAnswerIsBoundedAsItArrives(t *testing.T) {
+	s := startSite(t, siteOpts{tune: func(c *runConfig) {
+		c.Store.SQL = schema.SQLLimits{MaxConcurrent: 2, Timeout: time.Minute, MaxThreads: 1, MaxResultBytes: 1 << 20}
+	}})
+	if a, err := s.postSQL(context.Background(), "SELECT 1"); err != nil || a.status != 200 { // connections opened before measuring
+		t.Fatalf("SELECT 1: %v %d %+v", err, a.status, a.err)
+	}
+	w := storetest.WatchMemory()
+	start := time.Now()
+	a, err := s.postSQL(context.Background(), storetest.BigAnswerSQL)
+	took := time.Since(start)
+	heap, rss := w.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.status != 400 || a.err.Field != "query" || !strings.Contains(a.err.Message, "--sql.max-result-bytes") {
+		t.Fatalf("a 600 MB answer under a 1 MiB limit: %d %+v, want 400 naming query and --sql.max-result-bytes", a.status, a.err)
+	}
+	t.Logf("a 600 MB answer under a 1 MiB limit: 400 in %v; the Go heap grew by at most %.1f MiB, the peak RSS by %.1f MiB",
+		took.Round(time.Millisecond), float64(heap)/(1<<20), float64(rss)/(1<<20))
+	if heap > storetest.BigAnswerHeapBound || rss > storetest.BigAnswerRSSBound {
+		t.Errorf("the Go heap grew by %d bytes (at most %d), the peak RSS by %d (at most %d)", heap, storetest.BigAnswerHeapBound, rss, storetest.BigAnswerRSSBound)
+	}
+	// An answer within the limit still comes whole.
+	a, err = s.postSQL(context.Background(), "SELECT number, toString(number) FROM numbers(20000)")
+	if err != nil || a.status != 200 || len(a.res.Rows) != 20000 {
+		t.Fatalf("an answer within the limit: %v %d %+v (%d rows)", err, a.status, a.err, len(a.res.Rows))
+	}
+}
+
+// Sites hosted together share one engine (and sites of a hierarchy one ClickHouse server):
+// analyst SQL reads the querying site's database only. Another site's tables, the engine's
+// own tables (databases, disks and their paths, settings, other queries' text) are refused,
+// 400 naming query and saying why; the site's own tables and views, qualified or not, and
+// system.one, system.numbers, system.tables and system.columns (showing the site alone) run.
+// (From the site hosting P01, SELECT * FROM statepipe_p02.… once read P02's states.)
+func TestAnalystSQLReadsItsSiteOnly(t *testing.T) {
+	s := startSite(t, siteOpts{})
+	other := startSite(t, siteOpts{})
+	s.foldAndReport(s.client("pc-own"), 3)
+	other.foldAndReport(other.client("pc-of-the-other-site"), 2)
+	db, odb := database(s.code), database(other.code)
+	const outside = "outside this site's database"
+	for q, why := range map[string]string{
+		"SELECT client FROM " + odb + ".current_state":                                                        odb + ".current_state is " + outside,
+		"SELECT client FROM " + odb + ".v_live_state":                                                         outside,
+		"SELECT client FROM " + db + ".v_live_state WHERE client IN (SELECT client FROM " + odb + ".clients)": outside,
+		"SELECT * FROM view(SELECT client FROM " + odb + ".clients)":                                          outside,
+		"SELECT name FROM system.databases":                                                                   "system.databases is " + outside,
+		"SELECT name, path FROM system.disks":                                                                 "system.disks is " + outside,
+		"SELECT name, value FROM system.settings":                                                             "system.settings is " + outside,
+		"SELECT query FROM system.processes":                                                                  "system.processes is " + outside,
+		"SELECT getServerSetting('path')":                                                                     "function getServerSetting is not allowed",
+		"SELECT * FROM merge('" + odb + "', '.*')":                                                            "table function merge is not allowed",
+	} {
+		a, err := s.postSQL(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.status != 400 || a.err.Field != "query" || !strings.Contains(a.err.Message, why) || strings.Contains(a.err.Message, "pc-of-the-other-site") {
+			t.Errorf("%s: %d %+v, want 400 naming query saying %q", q, a.status, a.err, why)
+		}
+	}
+	for q, want := range map[string]string{
+		"SELECT client FROM current_state":                                              "pc-own",
+		"SELECT client FROM " + db + ".v_live_state":                                    "pc-own",
+		"SELECT DISTINCT database FROM system.tables":                                   db,
+		"SELECT DISTINCT database FROM system.columns":                                  db,
+		"SELECT toString(dummy) FROM system.one":                                        "0",
+		"SELECT toString(max(number)) FROM (SELECT number FROM system.numbers LIMIT 3)": "2",
+	} {
+		a, err := s.postSQL(context.Background(), q)
+		if err != nil || a.status != 200 || len(a.res.Rows) != 1 || a.res.Rows[0][0] != want {
+			t.Errorf("%s: %v %d %+v %v, want [[%s]]", q, err, a.status, a.err, a.res.Rows, want)
+		}
+	}
+}
+
+// Every example query of the documentation runs, in the site's database, as written.
+func TestAnalystSQLExamplesRun(t *testing.T) {
+	s := startSite(t, siteOpts{})
+	s.foldAndReport(s.client("pc-examples"), 2)
+	var queries []string
+	for _, doc := range []string{"../../schema/README.md", "../../README.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, block := range regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(b), -1) {
+			for _, q := range regexp.MustCompile(`;\s*(\n|$)`).Split(block[1], -1) {
+				if q = strings.TrimSpace(q); strings.Contains(q, "SELECT") {
+					queries = append(queries, q)
+				}
+			}
+		}
+		for _, m := range regexp.MustCompile(`statepipe sql --url [^"]*"(SELECT[^"]*)"`).FindAllStringSubmatch(string(b), -1) {
+			queries = append(queries, m[1])
+		}
+	}
+	if len(queries) < 10 {
+		t.Fatalf("found %d example queries in the documentation", len(queries))
+	}
+	for _, q := range queries {
+		q = strings.ReplaceAll(q, "statepipe_p01", database(s.code))
+		a, err := s.postSQL(context.Background(), q)
+		if err != nil || a.status != 200 {
+			t.Errorf("example %q: %v %d %+v", q, err, a.status, a.err)
+		}
+	}
+	t.Logf("%d example queries ran", len(queries))
 }

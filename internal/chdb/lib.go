@@ -28,6 +28,10 @@ type lib struct {
 	resultLength      func(res unsafe.Pointer) uintptr
 	resultError       func(res unsafe.Pointer) unsafe.Pointer
 	resultRowsRead    func(res unsafe.Pointer) uint64
+	// The streaming API: the output of one statement chunk by chunk as the engine makes it.
+	streamQueryN func(conn unsafe.Pointer, q unsafe.Pointer, qlen uintptr, f unsafe.Pointer, flen uintptr) unsafe.Pointer
+	streamFetch  func(conn unsafe.Pointer, res unsafe.Pointer) unsafe.Pointer
+	streamCancel func(conn unsafe.Pointer, res unsafe.Pointer)
 
 	goSignals savedSignals // the Go runtime's fault handlers, restored after chdb_connect
 }
@@ -95,6 +99,9 @@ func load(explicit string) (*lib, error) {
 			"chdb_result_length":               &l.resultLength,
 			"chdb_result_error":                &l.resultError,
 			"chdb_result_rows_read":            &l.resultRowsRead,
+			"chdb_stream_query_n":              &l.streamQueryN,
+			"chdb_stream_fetch_result":         &l.streamFetch,
+			"chdb_stream_cancel_query":         &l.streamCancel,
 		} {
 			sym, err := purego.Dlsym(h, name)
 			if err != nil {

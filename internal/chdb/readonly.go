@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,14 +21,24 @@ import (
 // apart from the primary:
 //
 //   - up to SQLLimits.MaxConcurrent analyst connections (opened when first needed, then kept:
-//     connections are not churned), each configured with the limits and readonly = 1 last, so
-//     no SET or SETTINGS can change them; one query more is a *schema.SQLBusyError (503);
+//     connections are not churned), each for one site's database — its current database
+//     (USE), with the limits, the scope of system.tables and system.columns and readonly = 1
+//     last, so no SET or SETTINGS can change them; a query of another database takes an idle
+//     connection of its own database, or replaces the oldest idle one; one query more than
+//     MaxConcurrent is a *schema.SQLBusyError (503);
 //   - a vet connection for the classifier's probes (schema.VetSQL: parsing only; the engine
 //     refuses EXPLAIN in a subquery under readonly = 1, so it cannot run on the others);
 //   - a control connection that runs nothing but KILL QUERY, so a cancellation never waits
 //     behind a query: each analyst query starts with a comment naming it (schema.SQLTag), and
 //     when its context ends (the caller went away, a deadline) or the store closes it is
 //     killed — in about 10 ms.
+//
+// The answer streams (conn.stream, decodeJSONCompact): each block the engine produces is
+// decoded and counted (schema.SQLResultError) as it arrives, and the first row past
+// --sql.max-result-rows or --sql.max-result-bytes stops the query. So the process holds at
+// most about the limit of an answer, plus the block being read — not the whole answer as
+// JSON in the engine, its copy, its decoding and its rows (a 600 MB answer once took the
+// process from 207 MB to 3.3 GB before it was refused).
 type analysts struct {
 	s      *Session
 	limits schema.SQLLimits
@@ -34,8 +46,9 @@ type analysts struct {
 	seq    atomic.Uint64
 
 	mu       sync.Mutex
-	idle     []*conn
-	busy     int // slots taken (queries being vetted or run)
+	idle     []analystConn // oldest first
+	open     int           // analyst connections open, idle or running a query
+	busy     int           // slots taken (queries being vetted or run)
 	vet      *conn
 	closed   bool
 	released bool          // the connections are closed
@@ -45,48 +58,84 @@ type analysts struct {
 	ctl   *conn
 }
 
+// analystConn is an analyst connection and the database it is scoped to.
+type analystConn struct {
+	c  *conn
+	db string
+}
+
 func newAnalysts(s *Session, limits schema.SQLLimits) *analysts {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return &analysts{s: s, limits: limits.OrDefault(), tag: hex.EncodeToString(b[:])}
 }
 
-// QueryReadOnly runs one analyst statement: vetted by schema.VetSQL (one SELECT, nothing
-// that writes, reads files or reaches out), then run in its canonical form on an analyst
-// connection with the store's SQL limits (Config.SQL) and readonly = 1. Errors: a
-// *schema.FieldError naming query for a refused statement or a limit reached (the limit
-// named), a *schema.SQLBusyError when MaxConcurrent queries already run, the context's error
-// when it ended first (the query is killed), schema.ErrSQLUnavailable (wrapping ErrClosed)
-// when the store closed under it.
-func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Result, error) {
-	return st.sql.query(ctx, query)
+// QueryReadOnly runs one analyst statement of the site whose database is database: vetted by
+// schema.VetSQL (one SELECT, nothing that writes, reads files, reaches out or reads another
+// database), then run in its canonical form on an analyst connection whose current database is
+// database, with the store's SQL limits (Config.SQL) and readonly = 1; its answer is counted
+// as it streams. Errors: a *schema.FieldError naming query for a refused statement or a
+// limit reached (the limit named), a *schema.SQLBusyError when MaxConcurrent queries already
+// run, the context's error when it ended first (the query is killed),
+// schema.ErrSQLUnavailable (wrapping ErrClosed) when the store closed under it.
+func (st *Store) QueryReadOnly(ctx context.Context, database, query string) (*schema.Result, error) {
+	return st.sql.query(ctx, database, query)
 }
 
-func (a *analysts) query(ctx context.Context, query string) (*schema.Result, error) {
+func (a *analysts) query(ctx context.Context, database, query string) (*schema.Result, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := schema.CheckSQLDatabase(database); err != nil {
 		return nil, err
 	}
 	if err := a.acquire(); err != nil {
 		return nil, err
 	}
 	defer a.release()
-	canonical, err := schema.VetSQL(ctx, a.probe, query)
+	canonical, err := schema.VetSQL(ctx, a.probe, database, query)
 	if err != nil {
 		return nil, err
 	}
-	c, err := a.conn()
+	c, err := a.conn(database)
 	if err != nil {
 		return nil, err
 	}
 	id := a.tag + "-" + strconv.FormatUint(a.seq.Add(1), 10)
 	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { a.killUntil(id, done) })
-	out, err := c.query([]byte(schema.SQLTag(id)+canonical), "JSONCompact")
+	res := &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}
+	var size int64
+	header := func(cols []schema.Column) error {
+		if len(res.Rows) == 0 && len(res.Columns) == 0 {
+			res.Columns = cols
+			return nil
+		}
+		if !slices.Equal(cols, res.Columns) {
+			return fmt.Errorf("cannot decode chdb result: a block has columns %v, the first had %v", cols, res.Columns)
+		}
+		return nil
+	}
+	row := func(r []any) error {
+		size += schema.RowBytes(r)
+		if err := schema.SQLResultError(int64(len(res.Rows)+1), size, a.limits); err != nil {
+			return err // stops the query
+		}
+		res.Rows = append(res.Rows, r)
+		return nil
+	}
+	err = c.stream([]byte(schema.SQLTag(id)+canonical), "JSONCompact", func(chunk []byte) error {
+		return decodeJSONCompact(chunk, header, row)
+	})
 	close(done)
 	stop()
-	a.put(c)
+	a.put(c, database)
+	var fe *schema.FieldError
 	switch {
 	case err == nil:
+		return res, nil
+	case errors.As(err, &fe): // a limit of the answer: the query was stopped
+		return nil, err
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("cannot run sql: %w", ctx.Err())
 	case a.isClosed():
@@ -94,14 +143,6 @@ func (a *analysts) query(ctx context.Context, query string) (*schema.Result, err
 	default:
 		return nil, schema.SQLQueryError(err, a.limits)
 	}
-	res, err := decodeResult(out)
-	if err != nil {
-		return nil, err
-	}
-	if err := schema.CheckSQLResult(res, a.limits); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // acquire takes a slot, or answers busy at once.
@@ -163,9 +204,10 @@ func (a *analysts) probe(ctx context.Context, q string) (*schema.Result, error) 
 	return decodeResult(out)
 }
 
-// conn returns an idle analyst connection, or opens and configures one (the slot taken
-// bounds how many exist), together with the control connection its query may need.
-func (a *analysts) conn() (*conn, error) {
+// conn returns an idle analyst connection of database, or opens and configures one (the
+// slot taken bounds how many run; one idle for another database is closed to make room),
+// together with the control connection its query may need.
+func (a *analysts) conn(database string) (*conn, error) {
 	a.ctlMu.Lock()
 	if a.ctl == nil {
 		c, err := a.s.connect()
@@ -177,13 +219,37 @@ func (a *analysts) conn() (*conn, error) {
 	}
 	a.ctlMu.Unlock()
 	a.mu.Lock()
-	if n := len(a.idle); n > 0 {
-		c := a.idle[n-1]
-		a.idle = a.idle[:n-1]
-		a.mu.Unlock()
-		return c, nil
+	for i := len(a.idle) - 1; i >= 0; i-- {
+		if a.idle[i].db == database {
+			c := a.idle[i].c
+			a.idle = slices.Delete(a.idle, i, i+1)
+			a.mu.Unlock()
+			return c, nil
+		}
 	}
+	var evict *conn
+	if a.open >= a.limits.MaxConcurrent && len(a.idle) > 0 {
+		evict = a.idle[0].c
+		a.idle = a.idle[1:]
+		a.open--
+	}
+	a.open++
 	a.mu.Unlock()
+	if evict != nil {
+		a.s.release(evict)
+	}
+	c, err := a.openConn(database)
+	if err != nil {
+		a.mu.Lock()
+		a.open--
+		a.mu.Unlock()
+		return nil, err
+	}
+	return c, nil
+}
+
+// openConn opens an analyst connection scoped to database.
+func (a *analysts) openConn(database string) (*conn, error) {
 	c, err := a.s.connect()
 	if err != nil {
 		return nil, fmt.Errorf("cannot open chdb connection for sql: %w", err)
@@ -191,23 +257,26 @@ func (a *analysts) conn() (*conn, error) {
 	// As the primary's (sessionSettings): an analyst's text may be as long as the API takes
 	// (report.MaxSQLBytes), more than the default 256 KiB of max_query_size.
 	settings := append([]schema.SQLSetting{{Name: "output_format_json_quote_64bit_integers", Value: int64(0)},
-		{Name: "join_use_nulls", Value: int64(0)}, {Name: "max_query_size", Value: int64(4 << 20)}}, a.limits.EngineSettings()...)
-	if _, err := c.query([]byte(schema.SetStatement(settings)), ""); err != nil {
-		a.s.release(c)
-		return nil, fmt.Errorf("cannot configure chdb connection for sql: %w", err)
+		{Name: "join_use_nulls", Value: int64(0)}, {Name: "max_query_size", Value: int64(4 << 20)}}, a.limits.EngineSettings(database)...)
+	for _, q := range []string{"USE `" + database + "`", schema.SetStatement(settings)} {
+		if _, err := c.query([]byte(q), ""); err != nil {
+			a.s.release(c)
+			return nil, fmt.Errorf("cannot configure chdb connection for sql in database %s: %w", database, err)
+		}
 	}
 	return c, nil
 }
 
-// put returns a connection after its query.
-func (a *analysts) put(c *conn) {
+// put returns a connection of database after its query.
+func (a *analysts) put(c *conn, database string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.released {
+		a.open--
 		a.s.release(c)
 		return
 	}
-	a.idle = append(a.idle, c)
+	a.idle = append(a.idle, analystConn{c: c, db: database})
 }
 
 func (a *analysts) isClosed() bool {
@@ -284,9 +353,10 @@ func (a *analysts) releaseConns() {
 		return
 	}
 	a.released = true
-	for _, c := range a.idle {
-		a.s.release(c)
+	for _, ac := range a.idle {
+		a.s.release(ac.c)
 	}
+	a.open -= len(a.idle)
 	a.idle = nil
 	if a.vet != nil {
 		a.s.release(a.vet)

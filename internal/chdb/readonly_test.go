@@ -30,10 +30,10 @@ func TestAnalystConnectionsAreKeptAndReleased(t *testing.T) {
 	before := extraConns(st.s)
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
-		if _, err := st.QueryReadOnly(ctx, "SELECT 1"); err != nil {
+		if _, err := st.QueryReadOnly(ctx, testDB, "SELECT 1"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.QueryReadOnly(ctx, "SELEC 1"); err == nil { // refusals keep them too
+		if _, err := st.QueryReadOnly(ctx, testDB, "SELEC 1"); err == nil { // refusals keep them too
 			t.Fatal("SELEC 1 ran")
 		}
 	}
@@ -45,6 +45,54 @@ func TestAnalystConnectionsAreKeptAndReleased(t *testing.T) {
 	}
 	if got := extraConns(st.s); got != before {
 		t.Errorf("after Close: %d further connections, want %d", got, before)
+	}
+}
+
+// Analyst connections are scoped to one database each (their current database): queries of
+// several databases through one store use connections of their own database, and never more
+// than MaxConcurrent of them (an idle one of another database makes room).
+func TestAnalystConnectionsPerDatabase(t *testing.T) {
+	requireLibrary(t)
+	st, err := New(Config{Path: testDataDir, SQL: schema.SQLLimits{MaxConcurrent: 2, Timeout: time.Minute, MaxThreads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the drops: cleanups run last first
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := context.Background()
+	dbs := []string{"chdb_test_a", "chdb_test_b", "chdb_test_c"}
+	for _, db := range dbs {
+		if err := st.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := st.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+				t.Errorf("cannot drop %s: %v", db, err)
+			}
+		})
+	}
+	before := extraConns(st.s)
+	for i := 0; i < 12; i++ {
+		db := dbs[i%len(dbs)]
+		res, err := st.QueryReadOnly(ctx, db, "SELECT currentDatabase()")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Rows[0][0] != db {
+			t.Fatalf("query %d in %s ran in %v", i, db, res.Rows[0][0])
+		}
+		if got := extraConns(st.s) - before; got > 2+2 {
+			t.Fatalf("after query %d: %d connections, want at most 4 (2 analyst, vet, control)", i, got)
+		}
+	}
+	if _, err := st.QueryReadOnly(ctx, "chdb_test_missing", "SELECT 1"); err == nil {
+		t.Error("a query in a database that does not exist ran")
+	}
+	if got := extraConns(st.s) - before; got > 2+2 {
+		t.Errorf("after a failed connection: %d connections, want at most 4", got)
 	}
 }
 
@@ -63,20 +111,20 @@ func TestClosingAStoreLeavesTheEngineToOthers(t *testing.T) {
 	defer b.Close()
 	ctx := context.Background()
 	for _, st := range []*Store{a, b} {
-		if _, err := st.QueryReadOnly(ctx, "SELECT 1"); err != nil {
+		if _, err := st.QueryReadOnly(ctx, testDB, "SELECT 1"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.QueryReadOnly(ctx, "SELECT 1"); !errors.Is(err, schema.ErrSQLUnavailable) {
+	if _, err := a.QueryReadOnly(ctx, testDB, "SELECT 1"); !errors.Is(err, schema.ErrSQLUnavailable) {
 		t.Errorf("closed store's analyst query: %v, want schema.ErrSQLUnavailable", err)
 	}
 	if _, err := b.Query(ctx, "SELECT 1"); err != nil {
 		t.Errorf("other store's query: %v", err)
 	}
-	if res, err := b.QueryReadOnly(ctx, "SELECT count() FROM numbers(10)"); err != nil || res.Rows[0][0] != int64(10) {
+	if res, err := b.QueryReadOnly(ctx, testDB, "SELECT count() FROM numbers(10)"); err != nil || res.Rows[0][0] != int64(10) {
 		t.Errorf("other store's analyst query: %v, %v", res, err)
 	}
 }
@@ -92,13 +140,13 @@ func TestCancelledBeforeItStartsStops(t *testing.T) {
 	defer st.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := st.QueryReadOnly(ctx, longSQL); !errors.Is(err, context.Canceled) {
+	if _, err := st.QueryReadOnly(ctx, testDB, longSQL); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled caller: %v, want context.Canceled", err)
 	}
 	for _, d := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 50 * time.Millisecond} {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		start := time.Now()
-		_, err := st.QueryReadOnly(ctx, longSQL)
+		_, err := st.QueryReadOnly(ctx, testDB, longSQL)
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
 			t.Errorf("deadline %v: %v after %v, want context.DeadlineExceeded at once", d, err, time.Since(start))

@@ -219,6 +219,74 @@ func (c *conn) run(query []byte, format string) ([]byte, error) {
 	return out, nil
 }
 
+// noActiveStream is what 26.5 answers a fetch after a stream that ended with the chunk
+// before (a statement that finished within one fetch ends so, not with an empty chunk).
+const noActiveStream = "No active streaming query"
+
+// stream runs one statement on c and passes its output to fn chunk by chunk, as the engine
+// produces it (chdb_stream_query_n, then chdb_stream_fetch_result until an empty chunk, or
+// noActiveStream after one): nothing holds the whole output. In 26.5 a chunk is one block,
+// in a JSON format a document of its own. chunk is the library's memory, valid only during
+// the call: fn must not keep it. An error from fn stops the statement
+// (chdb_stream_cancel_query) and is returned. As after query, a failed or stopped statement's
+// leftovers are flushed before the connection runs anything else.
+func (c *conn) stream(query []byte, format string, fn func(chunk []byte) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == nil {
+		return ErrClosed
+	}
+	err := c.runStream(query, format, fn)
+	if err != nil {
+		_, _ = c.run(flushSQL, "")
+	}
+	return err
+}
+
+func (c *conn) runStream(query []byte, format string, fn func(chunk []byte) error) error {
+	var qp unsafe.Pointer
+	if len(query) > 0 {
+		qp = unsafe.Pointer(&query[0])
+	}
+	f := cString(format)
+	cp := *(*unsafe.Pointer)(c.p)
+	res := c.lib.streamQueryN(cp, qp, uintptr(len(query)), unsafe.Pointer(&f[0]), uintptr(len(format)))
+	runtime.KeepAlive(query)
+	runtime.KeepAlive(f)
+	if res == nil {
+		return errors.New("chdb_stream_query returned no result")
+	}
+	defer c.lib.destroyResult(res)
+	if msg := goString(c.lib.resultError(res)); msg != "" {
+		return errors.New(msg)
+	}
+	for chunks := 0; ; chunks++ {
+		chunk := c.lib.streamFetch(cp, res)
+		if chunk == nil {
+			c.lib.streamCancel(cp, res)
+			return errors.New("chdb_stream_fetch_result returned no result")
+		}
+		if msg := goString(c.lib.resultError(chunk)); msg != "" {
+			c.lib.destroyResult(chunk)
+			if msg == noActiveStream && chunks > 0 { // ended with the chunk before: an error would have come instead
+				return nil
+			}
+			return errors.New(msg)
+		}
+		n := c.lib.resultLength(chunk)
+		if n == 0 {
+			c.lib.destroyResult(chunk)
+			return nil
+		}
+		err := fn(unsafe.Slice((*byte)(c.lib.resultBuffer(chunk)), n))
+		c.lib.destroyResult(chunk)
+		if err != nil {
+			c.lib.streamCancel(cp, res)
+			return err
+		}
+	}
+}
+
 // close closes the connection once its running statement, if any, has returned; later
 // statements get ErrClosed.
 func (c *conn) close() {

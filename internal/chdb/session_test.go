@@ -77,10 +77,10 @@ func TestFailedStatementLeavesNothingBehind(t *testing.T) {
 	if len(res.Rows) != 1 || res.Rows[0][0] != int64(1) {
 		t.Errorf("query after a failed one: %v", res.Rows)
 	}
-	if _, err := st.QueryReadOnly(ctx, "SELECT throwIf(number = 300000) AS x FROM numbers(1000000)"); err == nil {
+	if _, err := st.QueryReadOnly(ctx, testDB, "SELECT throwIf(number = 300000) AS x FROM numbers(1000000)"); err == nil {
 		t.Fatal("failing analyst query: no error")
 	}
-	if res, err := st.QueryReadOnly(ctx, "SELECT 2 AS two"); err != nil || len(res.Rows) != 1 || res.Rows[0][0] != int64(2) {
+	if res, err := st.QueryReadOnly(ctx, testDB, "SELECT 2 AS two"); err != nil || len(res.Rows) != 1 || res.Rows[0][0] != int64(2) {
 		t.Errorf("analyst query after a failed one: %v, %v", res, err)
 	}
 }

@@ -51,7 +51,7 @@ func childNilDereference(t *testing.T) {
 	if _, err := st.Query(ctx, "SELECT count() FROM signals_test.clients"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.QueryReadOnly(ctx, "SELECT count() FROM signals_test.clients"); err != nil { // opens further connections
+	if _, err := st.QueryReadOnly(ctx, "signals_test", "SELECT count() FROM signals_test.clients"); err != nil { // opens further connections
 		t.Fatal(err)
 	}
 	var p *faulty

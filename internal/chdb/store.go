@@ -174,6 +174,92 @@ func decodeResult(out []byte) (*schema.Result, error) {
 	return res, nil
 }
 
+// decodeJSONCompact decodes one JSONCompact document — one block of a streamed answer
+// (conn.stream: 26.5 writes every block as a document of its own, with its meta, data and row
+// count) — passing its columns to header and each row, normalised, to row; an error from
+// either stops it. It reads b row by row and holds no more than one row's text: b is the
+// library's memory, never copied whole. A document that is cut short, or whose row count is
+// not its rows', is an error.
+func decodeJSONCompact(b []byte, header func([]schema.Column) error, row func([]any) error) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	var cols []schema.Column
+	var raw []json.RawMessage
+	rows, declared := int64(0), int64(-1)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("cannot decode chdb result: %w", err)
+		}
+		switch tok {
+		case "meta":
+			if err := dec.Decode(&cols); err != nil {
+				return fmt.Errorf("cannot decode chdb result's columns: %w", err)
+			}
+			if err := header(cols); err != nil {
+				return err
+			}
+		case "data":
+			if err := expectDelim(dec, '['); err != nil {
+				return err
+			}
+			for dec.More() {
+				raw = raw[:0] // the cells' text is reused: normalize copies what it keeps
+				if err := dec.Decode(&raw); err != nil {
+					return fmt.Errorf("cannot decode chdb result row %d: %w", rows, err)
+				}
+				if len(raw) != len(cols) {
+					return fmt.Errorf("cannot decode chdb result row %d: %d values for %d columns", rows, len(raw), len(cols))
+				}
+				vals := make([]any, len(raw))
+				for j, r := range raw {
+					v, err := normalize(cols[j].Type, r)
+					if err != nil {
+						return fmt.Errorf("cannot decode column %s (%s): %w", cols[j].Name, cols[j].Type, err)
+					}
+					vals[j] = v
+				}
+				rows++
+				if err := row(vals); err != nil {
+					return err
+				}
+			}
+			if err := expectDelim(dec, ']'); err != nil {
+				return err
+			}
+		case "rows":
+			if err := dec.Decode(&declared); err != nil {
+				return fmt.Errorf("cannot decode chdb result's row count: %w", err)
+			}
+		default: // statistics, rows_before_limit_at_least
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return fmt.Errorf("cannot decode chdb result: %w", err)
+			}
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return err
+	}
+	if declared != rows {
+		return fmt.Errorf("cannot decode chdb result: %d rows of the %d it declares", rows, declared)
+	}
+	return nil
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("cannot decode chdb result: %w", err)
+	}
+	if tok != want {
+		return fmt.Errorf("cannot decode chdb result: %v where %v belongs", tok, want)
+	}
+	return nil
+}
+
 // normalize turns one JSON value of ClickHouse type typ into schema.Result's value types.
 func normalize(typ string, raw json.RawMessage) (any, error) {
 	typ = unwrapType(typ)

@@ -19,6 +19,9 @@ var (
 	skipReason  string // set when libchdb.so is not installed
 )
 
+// testDB is the database the package's analyst queries are scoped to (TestMain creates it).
+const testDB = "chdb_test"
+
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
@@ -44,6 +47,10 @@ func runMain(m *testing.M) int {
 				fmt.Fprintln(os.Stderr, "cannot close chdb session:", err)
 			}
 		}()
+		if _, err := s.Query([]byte("CREATE DATABASE IF NOT EXISTS "+testDB), ""); err != nil {
+			fmt.Fprintln(os.Stderr, "cannot create the test database:", err)
+			return 1
+		}
 	}
 	return m.Run()
 }

@@ -10,9 +10,10 @@
 // float64, Bool as bool, arrays as []any, dates, times, UUIDs, enums and strings as strings in
 // ClickHouse's text format. internal/storetest holds the contract tests both adapters run.
 //
-// QueryReadOnly runs analyst SQL: vetted by schema.VetSQL, sent with the store's SQL limits
-// and readonly = 1 as settings of the query, at most SQL.MaxConcurrent at once, cancelled with
-// its context or by Close.
+// QueryReadOnly runs analyst SQL: vetted by schema.VetSQL, on a pool of connections whose
+// database is the site's, sent with the store's SQL limits, the scope of system.tables and
+// system.columns and readonly = 1 as settings of the query, its answer counted as it
+// arrives, at most SQL.MaxConcurrent at once, cancelled with its context or by Close.
 //
 // It must not know about components: it imports only schema of the project. The DDL comes
 // from schema (schema.Migrate), not from here.

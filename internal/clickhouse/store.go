@@ -25,6 +25,11 @@ import (
 type Store struct {
 	conn driver.Conn
 	addr string // hosts and database, for errors (never the password)
+	opts *ch.Options
+
+	// Analyst SQL runs on pools of its own, one per site database (its current database, so
+	// that unqualified names resolve there), opened when first needed.
+	sqlPools map[string]driver.Conn // guarded by sqlMu
 
 	sql      schema.SQLLimits
 	sqlTag   string // this store's analyst query ids: statepipe-sql-<tag>-<n>
@@ -73,8 +78,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	var tag [4]byte
 	_, _ = rand.Read(tag[:])
 	sqlCtx, sqlStop := context.WithCancel(context.Background())
-	return &Store{conn: conn, addr: addr, sql: cfg.SQL.OrDefault(), sqlTag: hex.EncodeToString(tag[:]),
-		sqlCtx: sqlCtx, sqlStop: sqlStop}, nil
+	return &Store{conn: conn, addr: addr, opts: opts, sql: cfg.SQL.OrDefault(), sqlTag: hex.EncodeToString(tag[:]),
+		sqlCtx: sqlCtx, sqlStop: sqlStop, sqlPools: map[string]driver.Conn{}}, nil
 }
 
 // closeWait is how long Close waits for cancelled analyst queries to return.
@@ -100,10 +105,19 @@ func (st *Store) Close() error {
 		case <-time.After(closeWait):
 		}
 	}
-	if err := st.conn.Close(); err != nil {
-		return fmt.Errorf("cannot close clickhouse (%s): %w", st.addr, err)
+	st.sqlMu.Lock()
+	var errs []error
+	for db, pool := range st.sqlPools {
+		if err := pool.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot close clickhouse analyst connections (%s, database %s): %w", st.addr, db, err))
+		}
 	}
-	return nil
+	clear(st.sqlPools)
+	st.sqlMu.Unlock()
+	if err := st.conn.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("cannot close clickhouse (%s): %w", st.addr, err))
+	}
+	return errors.Join(errs...)
 }
 
 // Exec runs a statement that returns no rows.
@@ -158,20 +172,27 @@ func (st *Store) Query(ctx context.Context, query string) (*schema.Result, error
 	return res, nil
 }
 
-// QueryReadOnly runs one analyst statement: vetted by schema.VetSQL (one SELECT, nothing
-// that writes, reads files or reaches out; its probes only parse), then run in canonical form
-// with the store's SQL limits and readonly = 1 as settings of the query (schema.SQLLimits.
-// EngineSettings), its answer bounded as it arrives (schema.SQLResultError). At most
-// SQL.MaxConcurrent run at once (one more is a *schema.SQLBusyError); each is cancelled when
-// its context ends or the store closes (the driver sends the server a cancel).
+// QueryReadOnly runs one analyst statement of the site whose database is database: vetted by
+// schema.VetSQL (one SELECT, nothing that writes, reads files, reaches out or reads another
+// database; its probes only parse), then run in canonical form on a connection whose current
+// database is database, with the store's SQL limits, the scope of system.tables and
+// system.columns and readonly = 1 as settings of the query (schema.SQLLimits.EngineSettings),
+// its answer counted as it arrives (schema.SQLResultError): the first row past a limit
+// cancels the query, so no more than about the limit is held, plus the blocks the driver has
+// read ahead (one, WithBlockBufferSize). At most SQL.MaxConcurrent run at once (one more is a
+// *schema.SQLBusyError); each is cancelled when its context ends or the store closes (the
+// driver sends the server a cancel).
 //
 // The settings travel with the query, readonly among them: the server checks the others
 // against the settings in force before the query's, so they apply. A server profile that
 // constrains them (or is itself readonly = 1) refuses the query, naming the setting; relax
 // the profile of statepipe's user for these settings. DSN parameters the driver does not
 // interpret are sent as settings with every query too.
-func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Result, error) {
+func (st *Store) QueryReadOnly(ctx context.Context, database, query string) (*schema.Result, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := schema.CheckSQLDatabase(database); err != nil {
 		return nil, err
 	}
 	if err := st.acquireSQL(); err != nil {
@@ -181,16 +202,20 @@ func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Resul
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(st.sqlCtx, cancel)()
-	canonical, err := schema.VetSQL(ctx, st.Query, query)
+	canonical, err := schema.VetSQL(ctx, st.Query, database, query)
 	if err != nil {
 		return nil, st.sqlError(ctx, err)
 	}
+	pool, err := st.sqlPool(database)
+	if err != nil {
+		return nil, err
+	}
 	settings := ch.Settings{}
-	for _, s := range st.sql.EngineSettings() {
+	for _, s := range st.sql.EngineSettings(database) {
 		settings[s.Name] = settingValue(s.Value)
 	}
 	id := "statepipe-sql-" + st.sqlTag + "-" + strconv.FormatUint(st.sqlSeq.Add(1), 10)
-	rows, err := st.conn.Query(ch.Context(ctx, ch.WithSettings(settings), ch.WithQueryID(id)), canonical)
+	rows, err := pool.Query(ch.Context(ctx, ch.WithSettings(settings), ch.WithQueryID(id), ch.WithBlockBufferSize(1)), canonical)
 	if err != nil {
 		return nil, st.sqlError(ctx, err)
 	}
@@ -204,6 +229,11 @@ func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Resul
 		res.Rows = append(res.Rows, slices.Clone(row))
 		return nil
 	})
+	if err != nil {
+		// Stop the query before Close, which would otherwise read (and drop) the rest of the
+		// answer.
+		cancel()
+	}
 	if cerr := rows.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("cannot close result: %w", cerr)
 	}
@@ -213,10 +243,36 @@ func (st *Store) QueryReadOnly(ctx context.Context, query string) (*schema.Resul
 	return res, nil
 }
 
+// sqlPool returns the analyst connections of database: a pool of the driver whose
+// connections have it as their current database, opened when first needed and kept until
+// Close. It holds at most SQL.MaxConcurrent connections.
+func (st *Store) sqlPool(database string) (driver.Conn, error) {
+	st.sqlMu.Lock()
+	defer st.sqlMu.Unlock()
+	if st.sqlShut {
+		return nil, fmt.Errorf("cannot run sql: clickhouse store (%s) is closed: %w", st.addr, schema.ErrSQLUnavailable)
+	}
+	if pool, ok := st.sqlPools[database]; ok {
+		return pool, nil
+	}
+	opts := *st.opts
+	opts.Auth.Database = database
+	opts.MaxOpenConns = st.sql.MaxConcurrent
+	opts.MaxIdleConns = st.sql.MaxConcurrent
+	pool, err := ch.Open(&opts)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open clickhouse analyst connections (%s, database %s): %w", st.addr, database, err)
+	}
+	st.sqlPools[database] = pool
+	return pool, nil
+}
+
 // settingValue passes whole numbers as integers (servers before settings travelled as
 // strings take nothing else).
 func settingValue(v any) any {
 	switch x := v.(type) {
+	case schema.SQLRaw:
+		return string(x)
 	case int64:
 		return int(x)
 	case float64:

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +16,9 @@ import (
 	"github.com/statepipe/statepipe/schema"
 )
 
-// The analyst SQL contract (QueryReadOnly): what runs, what is refused and why, the limits,
-// and that an analyst query holds up neither folding nor reports and stops when asked.
+// The analyst SQL contract (QueryReadOnly): what runs, what is refused and why, the site's
+// database as its only scope, the limits (the answer's counted as it arrives), and that an
+// analyst query holds up neither folding nor reports and stops when asked.
 
 // longSQL runs for minutes on one thread unless stopped: the query that once froze a site
 // for 12 minutes (a limit on rows read stops it at once, so the stores that run it have none).
@@ -227,28 +232,7 @@ func testSQLStatements(t *testing.T, st schema.Store, ro ReadOnlyQuerier, db str
 		{"SELECT addressToSymbol(toUInt64(1))", fn},
 		{"SELECT filesystemAvailable()", fn},
 	}
-	for _, c := range cases {
-		res, err := ro.QueryReadOnly(ctx, c.q)
-		if c.why == "" {
-			if err != nil {
-				t.Errorf("%q: refused: %v", c.q, err)
-			} else if res == nil {
-				t.Errorf("%q: no result", c.q)
-			}
-			continue
-		}
-		var fe *schema.FieldError
-		switch {
-		case err == nil:
-			t.Errorf("%q: ran (want refused)", c.q)
-		case !errors.As(err, &fe) || fe.Field != "query":
-			t.Errorf("%q: error %v (%T), want a *schema.FieldError naming query", c.q, err, err)
-		case c.why != anyReason && !strings.Contains(fe.Reason, c.why):
-			t.Errorf("%q: reason %q, want it to say %q", c.q, fe.Reason, c.why)
-		case strings.Contains(fe.Reason, "site key"):
-			t.Errorf("%q: reason %q shows the secret file", c.q, fe.Reason)
-		}
-	}
+	runSQLCases(t, ro, db, cases, "site key")
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("analyst SQL wrote %s (stat: %v)", out, err)
 	}
@@ -260,8 +244,154 @@ func testSQLStatements(t *testing.T, st schema.Store, ro ReadOnlyQuerier, db str
 
 	// The embedded engine's default database shows files as tables (clickhouse-local's
 	// overlay): readonly refuses them; a server has no such table.
-	if _, err := ro.QueryReadOnly(ctx, "SELECT * FROM `"+secret+"`"); err == nil {
+	if _, err := ro.QueryReadOnly(ctx, db, "SELECT * FROM `"+secret+"`"); err == nil {
 		t.Errorf("analyst SQL read %s as a table", secret)
+	}
+}
+
+// runSQLCases runs each case through QueryReadOnly in db: a case without a reason must run,
+// the others must be refused as a *schema.FieldError naming query whose reason says why and
+// never shows secret.
+func runSQLCases(t *testing.T, ro ReadOnlyQuerier, db string, cases []sqlCase, secret string) {
+	t.Helper()
+	for _, c := range cases {
+		res, err := ro.QueryReadOnly(context.Background(), db, c.q)
+		if c.why == "" {
+			if err != nil {
+				t.Errorf("%q: refused: %v", c.q, err)
+			} else if res == nil {
+				t.Errorf("%q: no result", c.q)
+			}
+			continue
+		}
+		var fe *schema.FieldError
+		switch {
+		case err == nil:
+			t.Errorf("%q: ran (want refused): %v", c.q, res.Rows)
+		case !errors.As(err, &fe) || fe.Field != "query":
+			t.Errorf("%q: error %v (%T), want a *schema.FieldError naming query", c.q, err, err)
+		case c.why != anyReason && !strings.Contains(fe.Reason, c.why):
+			t.Errorf("%q: reason %q, want it to say %q", c.q, fe.Reason, c.why)
+		case strings.Contains(fe.Reason, secret):
+			t.Errorf("%q: reason %q shows the secret", c.q, fe.Reason)
+		}
+	}
+}
+
+// testSQLScope: several sites share a store (one process hosting a hierarchy, one ClickHouse
+// server), so analyst SQL reads the querying site's database only — its tables and views,
+// qualified or not — and system.one, system.numbers(_mt), and system.tables and
+// system.columns showing that database alone. Another database, the other system tables
+// (databases, disks and their paths, settings, other queries' text) and every way around
+// (IN, JOIN, subqueries, view(), WITH, merge(), joinGet, a quoted name with a dot) are
+// refused, 400 naming query and saying why.
+func testSQLScope(t *testing.T, st schema.Store, ro ReadOnlyQuerier, db string) {
+	ctx := context.Background()
+	other := db + "_other"
+	for _, q := range []string{
+		"DROP DATABASE IF EXISTS " + other,
+		"CREATE DATABASE " + other,
+		"CREATE TABLE " + other + ".secret (x String) ENGINE = MergeTree ORDER BY x",
+		"INSERT INTO " + other + ".secret VALUES ('the other site''s secret')",
+		"CREATE TABLE " + other + ".j (k UInt8, v String) ENGINE = Join(ANY, LEFT, k)",
+		"INSERT INTO " + other + ".j VALUES (1, 'the other site''s secret')",
+	} {
+		if err := st.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() { _ = st.Exec(context.Background(), "DROP DATABASE IF EXISTS "+other) })
+	const outside = "outside this site's database"
+	sec := other + ".secret"
+	cases := []sqlCase{
+		// Another site's database, however it is reached.
+		{"SELECT * FROM " + sec, outside},
+		{"SELECT * FROM `" + other + "`.`secret`", outside},
+		{"SELECT * FROM \"" + other + "\".secret", outside},
+		{"SELECT * FROM " + sec + " AS s FINAL", outside},
+		{"SELECT c.client FROM " + db + ".current_state AS c JOIN " + sec + " AS s ON c.client = s.x", outside},
+		{"SELECT client FROM current_state WHERE client IN (SELECT x FROM " + sec + ")", outside},
+		{"SELECT 'a' IN " + sec, outside},
+		{"SELECT 'a' NOT IN " + sec, outside},
+		{"SELECT 'a' GLOBAL IN " + sec, outside},
+		{"SELECT (SELECT any(x) FROM " + sec + ")", outside},
+		{"SELECT * FROM view(SELECT * FROM " + sec + ")", outside},
+		{"WITH s AS (SELECT * FROM " + sec + ") SELECT * FROM s", outside},
+		{"SELECT * FROM current_state UNION ALL SELECT * FROM " + sec, outside},
+		{"SELECT * FROM merge('" + other + "', '.*')", "table function merge"},
+		{"SELECT joinGet('" + other + ".j', 'v', toUInt8(1))", "function joinGet"},
+		{"SELECT joinGet(" + other + ".j, 'v', toUInt8(1))", "function joinGet"},
+		{"SELECT * FROM `" + sec + "`", "dot"},
+		{"SELECT * FROM " + db + ".`x.y`", "dot"},
+		{"SELECT 1 AS `a.b`", "dot"},
+		// The engine's own tables, but for the few analysts explore with.
+		{"SELECT * FROM system.databases", outside},
+		{"SELECT name, path FROM system.disks", outside},
+		{"SELECT name, value FROM system.settings", outside},
+		{"SELECT query FROM system.processes", outside},
+		{"SELECT * FROM system.parts", outside},
+		{"SELECT * FROM system.query_log", outside},
+		{"SELECT * FROM system.users", outside},
+		{"SELECT * FROM system.functions", outside},
+		{"SELECT * FROM information_schema.tables", outside},
+		{"SELECT * FROM INFORMATION_SCHEMA.TABLES", outside},
+		{"SELECT number FROM numbers(1) WHERE number IN system.one", ""},
+		{"SELECT getServerSetting('path')", "function getServerSetting"},
+
+		// The site's own: tables and views, qualified or not; WITH names; the allowed system tables.
+		{"SELECT count() FROM current_state", ""},
+		{"SELECT count() FROM " + db + ".current_state FINAL", ""},
+		{"SELECT count() FROM v_live_state", ""},
+		{"SELECT count() FROM " + db + ".v_live_state", ""},
+		{"SELECT client FROM current_state WHERE client IN (SELECT client FROM " + db + ".clients)", ""},
+		{"SELECT 'a' IN current_state", anyReason}, // a table of several columns: the engine's refusal
+		{"WITH t AS (SELECT 1 AS x) SELECT x FROM t WHERE x IN t", ""},
+		{"SELECT * FROM system.one", ""},
+		{"SELECT number FROM system.numbers LIMIT 3", ""},
+		{"SELECT number FROM system.numbers_mt LIMIT 3", ""},
+		{"SELECT name FROM system.tables", ""},
+		{"SELECT name FROM system.columns WHERE table = 'current_state'", ""},
+	}
+	runSQLCases(t, ro, db, cases, "the other site")
+	for _, c := range []struct {
+		q    string
+		want [][]any
+	}{
+		{"SELECT currentDatabase()", [][]any{{db}}},
+		{"SELECT DISTINCT database FROM system.tables", [][]any{{db}}},
+		{"SELECT count() FROM system.tables WHERE database IN ('" + other + "', 'system', 'default')", [][]any{{int64(0)}}},
+		{"SELECT DISTINCT database FROM system.columns", [][]any{{db}}},
+		{"SELECT count() FROM system.columns WHERE database != '" + db + "'", [][]any{{int64(0)}}},
+		{"SELECT count() FROM (SELECT name FROM system.tables) AS t JOIN (SELECT table FROM system.columns WHERE database = '" + other + "') AS c ON t.name = c.table", [][]any{{int64(0)}}},
+		{"SELECT count() FROM view(SELECT * FROM system.tables WHERE database = '" + other + "')", [][]any{{int64(0)}}},
+		{"SELECT count() > 10 FROM system.tables", [][]any{{int64(1)}}},
+		{"SELECT name FROM system.tables WHERE name = 'current_state'", [][]any{{"current_state"}}},
+		{"SELECT count() FROM current_state", query(t, st, "SELECT count() FROM "+db+".current_state").Rows},
+	} {
+		res, err := ro.QueryReadOnly(ctx, db, c.q)
+		if err != nil {
+			t.Errorf("%s: %v", c.q, err)
+			continue
+		}
+		if !reflect.DeepEqual(res.Rows, c.want) {
+			t.Errorf("%s: %v, want %v", c.q, res.Rows, c.want)
+		}
+	}
+	// The engine's databases are no site's: a caller cannot scope a query to them.
+	for _, bad := range []string{"system", "INFORMATION_SCHEMA", "", "a; DROP", db + "`"} {
+		if _, err := ro.QueryReadOnly(ctx, bad, "SELECT 1"); err == nil {
+			t.Errorf("analyst SQL ran in database %q", bad)
+		}
+	}
+	// Two databases through one store, one after another: each query sees its own.
+	for _, d := range []string{other, db, other} {
+		res, err := ro.QueryReadOnly(ctx, d, "SELECT currentDatabase(), (SELECT count() FROM system.tables)")
+		if err != nil {
+			t.Fatalf("in %s: %v", d, err)
+		}
+		if res.Rows[0][0] != d {
+			t.Errorf("in %s: current database %v", d, res.Rows[0][0])
+		}
 	}
 }
 
@@ -279,7 +409,7 @@ func sqlStore(t *testing.T, newStore NewStore, l schema.SQLLimits) (schema.Store
 }
 
 // testSQLLimits: each limit stops a query and is named, with its flag, in the refusal.
-func testSQLLimits(t *testing.T, newStore NewStore) {
+func testSQLLimits(t *testing.T, newStore NewStore, db string) {
 	ctx := context.Background()
 	base := schema.SQLLimits{MaxConcurrent: 2, Timeout: time.Minute, MaxThreads: 1}
 	for _, c := range []struct {
@@ -304,7 +434,7 @@ func testSQLLimits(t *testing.T, newStore NewStore) {
 			c.tune(&l)
 			_, ro := sqlStore(t, newStore, l)
 			start := time.Now()
-			res, err := ro.QueryReadOnly(ctx, c.q)
+			res, err := ro.QueryReadOnly(ctx, db, c.q)
 			took := time.Since(start)
 			if took > c.quick {
 				t.Errorf("took %v, want under %v", took, c.quick)
@@ -327,25 +457,25 @@ func testSQLLimits(t *testing.T, newStore NewStore) {
 	}
 	t.Run("the limits cannot be changed from the query", func(t *testing.T) {
 		_, ro := sqlStore(t, newStore, schema.SQLLimits{MaxConcurrent: 1, Timeout: 7 * time.Second, MaxThreads: 1, MaxMemoryBytes: 1 << 30})
-		res, err := ro.QueryReadOnly(ctx, "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'max_threads', 'max_execution_time', 'max_memory_usage') ORDER BY name")
+		res, err := ro.QueryReadOnly(ctx, db, "SELECT toString(getSetting('max_execution_time')), toString(getSetting('max_memory_usage')), toString(getSetting('max_threads')), toString(getSetting('readonly'))")
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkRows(t, res, [][]any{{"max_execution_time", "7"}, {"max_memory_usage", "1073741824"}, {"max_threads", "1"}, {"readonly", "1"}})
+		checkRows(t, res, [][]any{{"7", "1073741824", "1", "1"}})
 	})
 }
 
 // testSQLBusy: beyond MaxConcurrent a query is refused at once as busy, not queued.
-func testSQLBusy(t *testing.T, newStore NewStore) {
+func testSQLBusy(t *testing.T, newStore NewStore, db string) {
 	st, ro := sqlStore(t, newStore, schema.SQLLimits{MaxConcurrent: 1, Timeout: time.Minute, MaxThreads: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { _, err := ro.QueryReadOnly(ctx, longSQL); done <- err }()
+	go func() { _, err := ro.QueryReadOnly(ctx, db, longSQL); done <- err }()
 	waitRunning(t, st, 1)
 	start := time.Now()
-	_, err := ro.QueryReadOnly(context.Background(), "SELECT 1")
+	_, err := ro.QueryReadOnly(context.Background(), db, "SELECT 1")
 	var busy *schema.SQLBusyError
-	if !errors.As(err, &busy) || time.Since(start) > time.Second {
+	if !errors.As(err, &busy) || time.Since(start) > 30*time.Second { // at once: not after the running query
 		t.Errorf("second query beside a running one (max 1): %v after %v, want a *schema.SQLBusyError at once", err, time.Since(start))
 	}
 	cancel()
@@ -357,7 +487,7 @@ func testSQLBusy(t *testing.T, newStore NewStore) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("cancelled query still running after 5s")
 	}
-	if _, err := ro.QueryReadOnly(context.Background(), "SELECT 1"); err != nil {
+	if _, err := ro.QueryReadOnly(context.Background(), db, "SELECT 1"); err != nil {
 		t.Errorf("query after the slot freed: %v", err)
 	}
 }
@@ -371,7 +501,7 @@ func testSQLBesideFolding(t *testing.T, newStore NewStore, st schema.Store, db s
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { _, err := ro.QueryReadOnly(ctx, longSQL); done <- err }()
+	go func() { _, err := ro.QueryReadOnly(ctx, db, longSQL); done <- err }()
 	waitRunning(t, sqlSt, 1)
 	const quick = 2 * time.Second
 	for i := 0; i < 5; i++ {
@@ -416,7 +546,7 @@ func testSQLBesideFolding(t *testing.T, newStore NewStore, st schema.Store, db s
 }
 
 // testSQLClose: closing the store kills its running analyst queries and returns promptly.
-func testSQLClose(t *testing.T, newStore NewStore) {
+func testSQLClose(t *testing.T, newStore NewStore, db string) {
 	st := newStore(t, schema.SQLLimits{MaxConcurrent: 2, Timeout: 10 * time.Minute, MaxThreads: 1})
 	ro, ok := st.(ReadOnlyQuerier)
 	if !ok {
@@ -425,7 +555,7 @@ func testSQLClose(t *testing.T, newStore NewStore) {
 	}
 	done := make(chan error, 2)
 	for i := 0; i < 2; i++ {
-		go func() { _, err := ro.QueryReadOnly(context.Background(), longSQL); done <- err }()
+		go func() { _, err := ro.QueryReadOnly(context.Background(), db, longSQL); done <- err }()
 	}
 	waitRunning(t, st, 2)
 	start := time.Now()
@@ -450,7 +580,7 @@ func testSQLClose(t *testing.T, newStore NewStore) {
 			t.Fatal("analyst query still running 5s after Close")
 		}
 	}
-	if _, err := ro.QueryReadOnly(context.Background(), "SELECT 1"); !errors.Is(err, schema.ErrSQLUnavailable) {
+	if _, err := ro.QueryReadOnly(context.Background(), db, "SELECT 1"); !errors.Is(err, schema.ErrSQLUnavailable) {
 		t.Errorf("query after Close: %v, want schema.ErrSQLUnavailable", err)
 	}
 }
@@ -491,4 +621,113 @@ func within(d time.Duration, f func() error) error {
 	case <-time.After(d):
 		return errors.New("still waiting after " + d.String())
 	}
+}
+
+// BigAnswerSQL answers 600 MB: 150 rows of 4 MB, in three blocks of 200 MB. With the answer
+// built whole, copied and decoded before its size was checked, it took a site from 207 MB to
+// 3.3 GB before it was refused.
+const BigAnswerSQL = "SELECT repeat('xxxxxxxxxx', 400000) AS s FROM numbers(50)" +
+	" UNION ALL SELECT repeat('xxxxxxxxxx', 400000) FROM numbers(50)" +
+	" UNION ALL SELECT repeat('xxxxxxxxxx', 400000) FROM numbers(50)"
+
+// Bounds of what BigAnswerSQL may cost under a 1 MiB --sql.max-result-bytes: the Go heap
+// holds at most the limit and the row being read (4 MB, its text and its value) — a small
+// multiple of the limit; the process (RSS) at most the engine's block of 200 MB, its JSON and
+// their copies — not the 600 MB answer several times over (3 GB).
+const (
+	BigAnswerHeapBound = 32 << 20
+	BigAnswerRSSBound  = 1536 << 20
+)
+
+// testSQLAnswerBounded: an answer past --sql.max-result-bytes is refused as it arrives, and
+// the process never holds more than about the limit of it (plus the engine's block).
+func testSQLAnswerBounded(t *testing.T, newStore NewStore, db string) {
+	ctx := context.Background()
+	_, ro := sqlStore(t, newStore, schema.SQLLimits{MaxConcurrent: 1, Timeout: time.Minute, MaxThreads: 1, MaxResultBytes: 1 << 20})
+	if _, err := ro.QueryReadOnly(ctx, db, "SELECT 1"); err != nil { // connections opened before measuring
+		t.Fatal(err)
+	}
+	w := WatchMemory()
+	start := time.Now()
+	_, err := ro.QueryReadOnly(ctx, db, BigAnswerSQL)
+	took := time.Since(start)
+	heap, rss := w.Stop()
+	var fe *schema.FieldError
+	if !errors.As(err, &fe) || fe.Field != "query" || !strings.Contains(fe.Reason, "--sql.max-result-bytes") {
+		t.Fatalf("a 600 MB answer under a 1 MiB limit: %v, want a *schema.FieldError naming query and --sql.max-result-bytes", err)
+	}
+	t.Logf("a 600 MB answer under a 1 MiB limit refused in %v: Go heap grew by at most %.1f MiB, peak RSS by %.1f MiB",
+		took.Round(time.Millisecond), float64(heap)/(1<<20), float64(rss)/(1<<20))
+	if heap > BigAnswerHeapBound {
+		t.Errorf("the Go heap grew by %d bytes, want at most %d", heap, BigAnswerHeapBound)
+	}
+	if rss > BigAnswerRSSBound {
+		t.Errorf("the peak RSS grew by %d bytes, want at most %d", rss, BigAnswerRSSBound)
+	}
+}
+
+// MemoryWatch follows the peak of the Go heap and of the process's resident memory from
+// WatchMemory to Stop.
+type MemoryWatch struct {
+	stop    chan struct{}
+	done    chan int64
+	heap0   int64
+	rss0    int64
+	rssPeak bool // the kernel's peak RSS was reset at the start
+}
+
+// WatchMemory starts a MemoryWatch, after a garbage collection.
+func WatchMemory() *MemoryWatch {
+	runtime.GC()
+	w := &MemoryWatch{stop: make(chan struct{}), done: make(chan int64, 1), heap0: heapBytes(), rss0: procStatus("VmRSS")}
+	// Writing 5 to clear_refs resets VmHWM, the peak RSS, to the current RSS (Linux).
+	w.rssPeak = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil && w.rss0 > 0
+	go func() {
+		peak := w.heap0
+		for {
+			peak = max(peak, heapBytes())
+			select {
+			case <-w.stop:
+				w.done <- peak
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// Stop returns how much the Go heap and the peak RSS grew; rss is 0 where the kernel keeps no
+// peak that can be reset.
+func (w *MemoryWatch) Stop() (heap, rss int64) {
+	close(w.stop)
+	heap = <-w.done - w.heap0
+	if w.rssPeak {
+		rss = procStatus("VmHWM") - w.rss0
+	}
+	return heap, rss
+}
+
+func heapBytes() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+// procStatus reads a kB field of /proc/self/status in bytes, or 0.
+func procStatus(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
 }

@@ -13,6 +13,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +22,9 @@ import (
 )
 
 // ReadOnlyQuerier is the optional capability behind `statepipe sql`: an analyst's statement,
-// vetted and run within the store's SQL limits (sql.go).
+// vetted, scoped to the site's database and run within the store's SQL limits (sql.go).
 type ReadOnlyQuerier interface {
-	QueryReadOnly(ctx context.Context, query string) (*schema.Result, error)
+	QueryReadOnly(ctx context.Context, database, query string) (*schema.Result, error)
 }
 
 // NewStore returns a store on the engine under test whose analyst SQL has the given limits
@@ -68,10 +69,12 @@ func Run(t *testing.T, newStore NewStore, db string) {
 		}
 		t.Run("reads", func(t *testing.T) { testReadOnly(t, st, ro, db) })
 		t.Run("every statement kind", func(t *testing.T) { testSQLStatements(t, st, ro, db) })
-		t.Run("limits", func(t *testing.T) { testSQLLimits(t, newStore) })
-		t.Run("busy", func(t *testing.T) { testSQLBusy(t, newStore) })
+		t.Run("the site's database only", func(t *testing.T) { testSQLScope(t, st, ro, db) })
+		t.Run("limits", func(t *testing.T) { testSQLLimits(t, newStore, db) })
+		t.Run("the answer is counted as it arrives", func(t *testing.T) { testSQLAnswerBounded(t, newStore, db) })
+		t.Run("busy", func(t *testing.T) { testSQLBusy(t, newStore, db) })
 		t.Run("beside folding and reports", func(t *testing.T) { testSQLBesideFolding(t, newStore, st, db) })
-		t.Run("Close stops it", func(t *testing.T) { testSQLClose(t, newStore) })
+		t.Run("Close stops it", func(t *testing.T) { testSQLClose(t, newStore, db) })
 	})
 }
 
@@ -325,18 +328,33 @@ func testEach(t *testing.T, st schema.Store) {
 
 func testReadOnly(t *testing.T, st schema.Store, ro ReadOnlyQuerier, db string) {
 	ctx := context.Background()
-	res, err := ro.QueryReadOnly(ctx, "SELECT count() FROM "+db+".current_state FINAL WHERE topic_id = 'upd-r'")
+	res, err := ro.QueryReadOnly(ctx, db, "SELECT count() FROM "+db+".current_state FINAL WHERE topic_id = 'upd-r'")
 	if err != nil {
 		t.Fatalf("read-only SELECT: %v", err)
 	}
 	checkRows(t, res, [][]any{{int64(1)}})
 	// Values are normalised as Query's.
 	q := "SELECT toUInt64(18446744073709551615) AS u, toInt8(-5) AS i, ['a'] AS arr, toDateTime64('2026-11-25 21:00:00.123', 3, 'UTC') AS t"
-	res, err = ro.QueryReadOnly(ctx, q)
+	res, err = ro.QueryReadOnly(ctx, db, q)
 	if err != nil {
 		t.Fatalf("read-only values: %v", err)
 	}
 	checkRows(t, res, query(t, st, q).Rows)
+	// An answer of many blocks (the embedded engine streams it block by block) is whole and
+	// in order.
+	const n = 99_000 // blocks of 65,409 rows
+	res, err = ro.QueryReadOnly(ctx, db, fmt.Sprintf("SELECT number, toString(number) AS s FROM numbers(%d)", n))
+	if err != nil {
+		t.Fatalf("read-only answer of many blocks: %v", err)
+	}
+	if len(res.Rows) != n {
+		t.Fatalf("answer of many blocks: %d rows, want %d", len(res.Rows), n)
+	}
+	for i, r := range res.Rows {
+		if r[0] != int64(i) || r[1] != strconv.Itoa(i) {
+			t.Fatalf("answer of many blocks: row %d is %v", i, r)
+		}
+	}
 }
 
 func insert(t *testing.T, st schema.Store, rows schema.Rows) {
