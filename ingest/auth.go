@@ -318,7 +318,7 @@ func (a *Auth) current(cred *schema.Credential, now time.Time) *rejection {
 }
 
 // authorize checks that a client reports for itself at its site (an enrolled client only
-// signed), within its credential's serial range, within the clock bounds and its rate.
+// signed), within its credential's serial range and within the clock bounds.
 func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.Time) *rejection {
 	if cred != nil {
 		if rep.Client != cred.Client {
@@ -372,12 +372,19 @@ func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.T
 				fmt.Sprintf("messages[%d].time", i), 0}
 		}
 	}
+	return nil
+}
+
+// pace takes one report of client from its bucket (--ingest.client-rate), or refuses it 429
+// with Retry-After. A signed report is paced by its credential's client before its body is
+// read, so a client over its rate costs no decoding; an unsigned one once it is decoded.
+func (a *Auth) pace(client string, now time.Time) *rejection {
 	a.mu.Lock()
-	wait := takeToken(a.buckets, &a.swept, rep.Client, a.cfg.ClientRate, a.cfg.ClientBurst, now)
+	wait := takeToken(a.buckets, &a.swept, client, a.cfg.ClientRate, a.cfg.ClientBurst, now)
 	a.mu.Unlock()
 	if wait > 0 {
 		return &rejection{http.StatusTooManyRequests, schema.CodePaced, "rate_limited",
-			fmt.Sprintf("client %s exceeds %g reports/s", rep.Client, a.cfg.ClientRate), "client", wait}
+			fmt.Sprintf("client %s exceeds %g reports/s", client, a.cfg.ClientRate), "client", wait}
 	}
 	return nil
 }

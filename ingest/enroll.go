@@ -8,7 +8,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -96,9 +97,9 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 		e.paced(w, "enroll_address_rate", wait, fmt.Sprintf("enrolments from %s exceed %g/s", remoteHost(r), e.auth.cfg.EnrollAddressRate))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEnrollBody))
+	body, err := readJSONBody(w, r, maxEnrollBody)
 	if err != nil {
-		e.refuse(w, "malformed", http.StatusBadRequest, schema.CodeMalformed, fmt.Sprintf("cannot read the enrolment (at most %d bytes): %v", maxEnrollBody, err), "body")
+		e.refuse(w, "malformed", http.StatusBadRequest, schema.CodeMalformed, "cannot read the enrolment: "+err.Error(), "body")
 		return
 	}
 	var req schema.EnrollRequest
@@ -279,9 +280,10 @@ type RevokeAnswer struct {
 // Guard it with RequireBearer.
 func (e *Enroller) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 	var req RevokeRequest
-	d := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	body, err := readJSONBody(w, r, 4<<10)
+	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
-	if err := d.Decode(&req); err != nil || req.Client == "" || len(req.Client) > 128 || !schema.PrintableID(req.Client) {
+	if err != nil || d.Decode(&req) != nil || req.Client == "" || len(req.Client) > 128 || !schema.PrintableID(req.Client) {
 		writeError(w, http.StatusBadRequest, schema.CodeMalformed, "want {\"client\": ID} (at most 128 bytes of UTF-8)", "client")
 		return
 	}
@@ -348,6 +350,20 @@ func BearerIs(r *http.Request, token string) bool {
 
 func writeError(w http.ResponseWriter, status int, code, msg, field string) {
 	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
+}
+
+// readJSONBody reads a JSON request body of at most limit bytes and refuses one that is not
+// valid UTF-8: encoding/json would replace such bytes with U+FFFD, and the site would act on
+// another id than the one it was sent.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the body (at most %d bytes): %w", limit, err)
+	}
+	if !utf8.Valid(body) {
+		return nil, errors.New("the body is not valid UTF-8")
+	}
+	return body, nil
 }
 
 // remoteHost is the address a request came from (the TCP peer; a proxy's X-Forwarded-For is

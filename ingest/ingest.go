@@ -186,7 +186,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var cred *schema.Credential
 	if h.cfg.Auth != nil {
 		var rej *rejection
-		if cred, rej = h.cfg.Auth.credential(r, now); rej != nil {
+		if cred, rej = h.cfg.Auth.credential(r, now); rej == nil && cred != nil {
+			rej = h.cfg.Auth.pace(cred.Client, now)
+		}
+		if rej != nil {
 			w.Header().Set("Connection", "close") // the body is not read
 			h.reject(w, rej)
 			return
@@ -247,7 +250,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.cfg.Auth != nil {
-		if rej := h.cfg.Auth.authorize(cred, &rep, now); rej != nil {
+		rej := h.cfg.Auth.authorize(cred, &rep, now)
+		if rej == nil && cred == nil {
+			rej = h.cfg.Auth.pace(rep.Client, now)
+		}
+		if rej != nil {
 			h.reject(w, rej)
 			return
 		}

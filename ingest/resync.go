@@ -79,8 +79,9 @@ type ResyncAck struct {
 
 func (a *ResyncAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req ResyncRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil ||
-		(req.Site == "") == (req.Collection == "") {
+	body, err := readJSONBody(w, r, 1<<16)
+	if err != nil || json.Unmarshal(body, &req) != nil || (req.Site == "") == (req.Collection == "") ||
+		!schema.PrintableID(req.Collection) {
 		writeJSON(w, http.StatusBadRequest, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeMalformed,
 			Message: `body must be {"site": "CODE"} or {"collection": "ID"}`, Field: "body"}})
 		return

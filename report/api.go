@@ -319,6 +319,11 @@ const MaxSQLBytes = 1 << 20
 func (a *API) sql(w http.ResponseWriter, r *http.Request) {
 	var req SQLRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSQLBytes))
+	if err == nil && !utf8.Valid(body) {
+		// encoding/json would replace the bytes with U+FFFD: the query run would not be the one sent.
+		fail(w, http.StatusBadRequest, schema.CodeMalformed, "the body is not valid UTF-8", "query")
+		return
+	}
 	if err == nil {
 		err = json.Unmarshal(body, &req)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // RefKind is a kind of reference data. Reference data is imported as JSON lines (one object a
@@ -162,6 +163,10 @@ func DecodeRef(k RefKind, value []byte) (any, error) {
 }
 
 func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
+	if !utf8.Valid(raw) {
+		// encoding/json would replace the bytes with U+FFFD and import another id than sent.
+		return "", nil, &LineError{Reason: "not valid UTF-8"}
+	}
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.DisallowUnknownFields()
 	var v any
@@ -230,6 +235,8 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 		return "", nil, &LineError{Field: "id", Reason: "required"}
 	case len(id) > DefaultLimits.MaxIDBytes:
 		return "", nil, &LineError{Field: "id", Reason: fmt.Sprintf("longer than %d bytes", DefaultLimits.MaxIDBytes)}
+	case !PrintableID(id):
+		return "", nil, &LineError{Field: "id", Reason: "must not hold control characters"}
 	}
 	value, err := json.Marshal(v)
 	if err != nil {
@@ -240,8 +247,8 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 
 func ids(field string, list []string) *LineError {
 	for i, s := range list {
-		if strings.TrimSpace(s) == "" || len(s) > DefaultLimits.MaxIDBytes {
-			return &LineError{Field: fmt.Sprintf("%s[%d]", field, i), Reason: "must be a non-empty id of at most 128 bytes"}
+		if strings.TrimSpace(s) == "" || len(s) > DefaultLimits.MaxIDBytes || !PrintableID(s) {
+			return &LineError{Field: fmt.Sprintf("%s[%d]", field, i), Reason: "must be a non-empty id of at most 128 bytes, without control characters"}
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -535,9 +536,23 @@ func TestUnsignedReportsCannotOutrankAnEnrolment(t *testing.T) {
 // revoked one — is refused before its body is read: an anonymous sender takes none of the
 // body memory budget (today a trickled body held it for as long as the sender liked).
 func TestUnsignedRequestsAreRefusedBeforeTheirBodies(t *testing.T) {
-	s := startSite(t, siteOpts{tune: func(c *runConfig) { c.Auth = authDefaults(ingest.AuthRequired) }})
+	s := startSite(t, siteOpts{tune: func(c *runConfig) {
+		c.Auth = authDefaults(ingest.AuthRequired)
+		c.Auth.ClientRate, c.Auth.ClientBurst = 0.001, 1
+	}})
 	host := strings.TrimPrefix(s.url, "http://")
-	for name, credential := range map[string]string{"no credential": "", "a forged credential": "Statepipe-Credential: eyJ2IjoyfQ.AAAA\r\nStatepipe-Signature: AAAA\r\n"} {
+	// A client over its rate is refused before its body too: it costs no decoding (one client
+	// once sent 27 bodies of 7.6 MiB a second, at a rate of 5/s, and was never answered 429).
+	paced, err := client.Enroll(context.Background(), client.Config{URL: s.url, Site: s.code, ClientID: "paced-pc", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := paced.Report(context.Background(), true, msg(0, "KB1", 2)); err != nil {
+		t.Fatal(err)
+	}
+	overRate := fmt.Sprintf("Statepipe-Credential: %s\r\nStatepipe-Signature: AAAA\r\n", paced.Identity().Credential)
+	for name, credential := range map[string]string{"no credential": "", "a forged credential": "Statepipe-Credential: eyJ2IjoyfQ.AAAA\r\nStatepipe-Signature: AAAA\r\n",
+		"a client over its rate": overRate} {
 		conn, err := net.DialTimeout("tcp", host, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -547,8 +562,33 @@ func TestUnsignedRequestsAreRefusedBeforeTheirBodies(t *testing.T) {
 		_ = conn.SetReadDeadline(time.Now().Add(4 * time.Second)) // the body-rate grace is 5 s
 		line, err := bufio.NewReader(conn).ReadString('\n')
 		_ = conn.Close()
-		if err != nil || !strings.Contains(line, "401") {
-			t.Errorf("%s: %q %v after %s, want 401 before the body arrives", name, line, err, time.Since(start).Round(time.Millisecond))
+		want := "401"
+		if credential == overRate {
+			want = "429"
+		}
+		if err != nil || !strings.Contains(line, want) {
+			t.Errorf("%s: %q %v after %s, want %s before the body arrives", name, line, err, time.Since(start).Round(time.Millisecond), want)
+		}
+	}
+}
+
+// JSON bodies that are not valid UTF-8 are refused: encoding/json replaced such bytes with
+// U+FFFD, so an enrolment of client "\xff" enrolled "\ufffd" (and "\xfe" then collided with
+// it), a revocation revoked another id than the one sent, a catalog id changed.
+func TestJSONBodiesThatAreNotUTF8AreRefused(t *testing.T) {
+	s := startSite(t, siteOpts{})
+	pub := base64.StdEncoding.EncodeToString(genKey(t).Public().(ed25519.PublicKey))
+	for _, c := range []struct{ path, body string }{
+		{"/v1/enroll", `{"client":"` + "\xff" + `","site":"` + s.code + `","public_key":"` + pub + `"}`},
+		{"/v1/enroll", `{"client":"pc-n","name":"` + "\xfe" + `","site":"` + s.code + `","public_key":"` + pub + `"}`},
+		{"/v1/revoke", `{"client":"` + "\xff" + `"}`},
+		{"/v1/ref/catalog", `{"id":"` + "\xff" + `","title":"t","first_synced":"2026-01-01T00:00:00Z"}`},
+		{"/v1/ref/collections", `{"id":"c","members":["` + "\xff" + `"]}`},
+		{"/v1/resync", `{"collection":"` + "\xff" + `"}`},
+		{"/v1/sql", `{"query":"SELECT '` + "\xff" + `'"}`},
+	} {
+		if status, _, raw := postWith(t, s.url+c.path, []byte(c.body), nil); status != 400 {
+			t.Errorf("%s with a byte that is not UTF-8: %d %s, want 400", c.path, status, raw)
 		}
 	}
 }

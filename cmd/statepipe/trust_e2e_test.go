@@ -91,7 +91,8 @@ func signed(cred string, key ed25519.PrivateKey, body []byte) map[string]string 
 }
 
 func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
-	s := startTrustSite(t, func(c *runConfig) { c.Auth.ClientRate, c.Auth.ClientBurst = 1, 3 })
+	// The cases below use a valid credential 8 times before the rate is tested.
+	s := startTrustSite(t, func(c *runConfig) { c.Auth.ClientRate, c.Auth.ClientBurst = 1, 12 })
 	ctx := context.Background()
 	alice, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "alice", Name: "ALICE-PC"})
 	if err != nil {
@@ -159,10 +160,10 @@ func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
 		})
 	}
 
-	// Per-client rate: a burst of 3 at 1 report/s, then 429 with Retry-After; other clients
+	// Per-client rate: the burst at 1 report/s, then 429 with Retry-After; other clients
 	// are not affected.
 	var paced bool
-	for i := 0; i < 6 && !paced; i++ {
+	for i := 0; i < 20 && !paced; i++ {
 		b := reportJSON("alice", s.code, base+uint64(200+i), time.Now().UnixMilli())
 		status, retry, e := s.post(t, "/v1/reports", b, signed(id.Credential, aliceKey, b))
 		if status == 429 {
