@@ -1,6 +1,7 @@
-# statepipe — one binary, roles chosen by subcommand (ingest, projector, replicator, report, …).
-# This image runs the server roles against a real Kafka and ClickHouse (see docker-compose.yml);
-# it ships no libchdb.so, so embedded mode (`statepipe run` without --clickhouse.dsn) is not for it.
+# statepipe — one binary, roles chosen by subcommand (ingest, projector; report, sql, client …
+# are its client side). This image runs the server roles against a real Kafka and ClickHouse
+# (see docker-compose.yml); it ships no libchdb.so, so embedded mode (`statepipe run` without
+# --clickhouse.dsn) is not for it.
 #
 #   docker build -t statepipe .
 #

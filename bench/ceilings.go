@@ -4,13 +4,14 @@ package bench
 // bare tools do with the same data on the same machine in the same run (DESIGN §5: each stage
 // ≥ 50 % of its raw ceiling). MeasureCeilings measures three of them:
 //
-//   - produce: kafka-go writing the records ingest produced, with ingest's writer
-//     (kafka.NewWriter: acks=all, murmur2 by client id, lz4), from a few goroutines in batches
-//     of ProduceBatch records: no HTTP, no decoding, no validation, no signatures;
-//   - consume: kafka-go reading them back, one reader per partition with the projector's fetch
-//     sizes, counting records without decoding them;
-//   - insert: the rows the projector's fold makes of the same records, written with
-//     schema.Store.Insert in batches of the projector's size (200,000 messages), the rows built
+//   - produce: the bare Kafka client (RawKafka; cmd/statepipe wires internal/kafka's kafka-go
+//     client with ingest's writer: acks=all, murmur2 by client id, lz4) writing the records
+//     ingest produced, from a few goroutines in batches of ProduceBatch records: no HTTP, no
+//     decoding, no validation, no signatures;
+//   - consume: the same client reading them back, one reader per partition, counting records
+//     without decoding them;
+//   - insert: the rows the projector's fold makes of the same records, written with the
+//     store's Insert (ScratchStore) in batches of the projector's size (200,000 messages), the rows built
 //     before the clock starts.
 //
 // Every rate is state messages per second (the messages inside the records), the unit every
@@ -22,34 +23,57 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
-	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/projector/fold"
 	"github.com/statepipe/statepipe/schema"
 )
 
-// CeilingsConfig is what the ceilings are measured with: the site's Kafka and store, and the
-// records of the run.
+// RawKafka is the bare Kafka client the produce and consume ceilings time, on a throwaway
+// topic, with nothing of statepipe around it. cmd/statepipe wires internal/kafka's
+// (kafka.RawClient) on the site's brokers and security.
+type RawKafka interface {
+	// CreateTopic creates topic with a state topic's partitions and returns their count.
+	CreateTopic(ctx context.Context, topic string) (partitions int, err error)
+	// DeleteTopic removes topic; a topic already gone is not an error.
+	DeleteTopic(ctx context.Context, topic string) error
+	// Produce writes every value with its key to topic, batch records to a call from
+	// producers goroutines at once, and returns the time from the first call to the last
+	// acknowledgement.
+	Produce(ctx context.Context, topic string, keys, values [][]byte, producers, batch int) (time.Duration, error)
+	// Consume reads every record topic holds, outside any consumer group, and returns the
+	// time until the last was in hand and how many records and value bytes it read.
+	Consume(ctx context.Context, topic string) (took time.Duration, records, bytes int64, err error)
+	// Partition is the partition the producer gives key in a topic CreateTopic made.
+	Partition(key []byte) int
+}
+
+// ScratchStore is what the insert ceiling needs of an engine: statements for the scratch
+// database (schema.Migrate's DDL, a count, the drop) and the bulk insert it times. A
+// schema.Store is one.
+type ScratchStore interface {
+	Exec(ctx context.Context, query string) error
+	Query(ctx context.Context, query string) (*schema.Result, error)
+	Insert(ctx context.Context, rows schema.Rows) error
+}
+
+// CeilingsConfig is what the ceilings are measured with: a bare client of the site's Kafka, a
+// store, and the records of the run.
 type CeilingsConfig struct {
-	// Kafka reaches the brokers the site uses (brokers and security). Zero tuning fields take
-	// kafka.Defaults(); the scratch topic gets Partitions partitions, as a state topic would.
-	Kafka kafka.Config
+	// Kafka reaches the brokers the site uses; the scratch topic gets a state topic's
+	// partitions.
+	Kafka RawKafka
 	// Values are report records exactly as ingest produces them (canonical msgpack,
 	// schema.EncodeReport); Keys their keys (client ids), same length.
 	Values [][]byte
 	Keys   [][]byte
-	// Store is the engine to insert into (the chDB store the harness opened, or a ClickHouse
-	// server). A scratch database is created in it and dropped afterwards.
-	Store schema.Store
-	// Producers is how many goroutines call WriteMessages at once (default 4): enough to
-	// keep every partition's batch filling while earlier batches wait for acks=all.
+	// Store is the engine to insert into (a chDB store of the harness's process, or a
+	// ClickHouse server). A scratch database is created in it and dropped afterwards.
+	Store ScratchStore
+	// Producers is how many goroutines produce at once (default 4): enough to keep every
+	// partition's batch filling while earlier batches wait for acks=all.
 	Producers int
-	// ProduceBatch is how many records one WriteMessages call carries (default 1,000).
+	// ProduceBatch is how many records one produce call carries (default 1,000).
 	ProduceBatch int
 	// InsertBatch is how many state messages one insert carries (default 200,000, the
 	// projector's --projector.batch-messages default).
@@ -101,11 +125,7 @@ func MeasureCeilings(ctx context.Context, cfg CeilingsConfig) (*Ceilings, error)
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	c := &Ceilings{
-		Records:   len(cfg.Values),
-		Producers: cfg.Producers, ProduceBatch: cfg.ProduceBatch,
-		Partitions: cfg.Kafka.Partitions,
-	}
+	c := &Ceilings{Records: len(cfg.Values), Producers: cfg.Producers, ProduceBatch: cfg.ProduceBatch}
 	// Count the messages, and refuse records the projector would dead-letter: their rows
 	// would not be the run's rows. One Report is reused; nothing is kept.
 	var r schema.Report
@@ -123,75 +143,40 @@ func MeasureCeilings(ctx context.Context, cfg CeilingsConfig) (*Ceilings, error)
 	now := time.Now().UnixNano()
 	c.Topic = "statepipe-ceiling-" + strconv.FormatInt(now, 10)
 	c.Database = "ceiling_" + strconv.FormatInt(now, 10)
-	// Cleanup runs even when ctx is cancelled, with a bound of its own.
-	cleanupCtx := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	}
-
-	if err := kafka.EnsureTopic(ctx, cfg.Kafka, c.Topic); err != nil {
+	parts, err := cfg.Kafka.CreateTopic(ctx, c.Topic)
+	if err != nil {
 		return nil, err
 	}
-	w := kafka.NewWriter(cfg.Kafka, c.Topic)
-	// An admin client on the writer's transport, which carries the site's SASL and TLS
-	// (internal/kafka exposes no admin client of its own).
-	admin := &kafkago.Client{Addr: w.Addr, Timeout: 30 * time.Second, Transport: w.Transport}
+	c.Partitions = parts
 	topicGone := false
 	deleteTopic := func() {
 		if topicGone {
 			return
 		}
 		topicGone = true
-		dctx, cancel := cleanupCtx()
+		dctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		if err := deleteScratchTopic(dctx, admin, c.Topic); err != nil {
+		if err := cfg.Kafka.DeleteTopic(dctx, c.Topic); err != nil {
 			c.Leftovers = append(c.Leftovers, "topic "+c.Topic+": "+err.Error())
 		}
 	}
-	defer func() {
-		_ = w.Close()
-		deleteTopic()
-		if t, ok := w.Transport.(*kafkago.Transport); ok {
-			t.CloseIdleConnections()
-		}
-	}()
+	defer deleteTopic()
 
-	// Produce.
-	secs, err := produceCeiling(ctx, w, cfg)
-	if err != nil {
+	if err := produceCeiling(ctx, cfg, c); err != nil {
 		return nil, err
 	}
-	c.ProduceSeconds, c.ProduceMsgsPerS = secs, rate(c.Messages, secs)
-	progressf(cfg.Progress, "ceilings: produce %d records (%d messages) in %.2f s: %.0f messages/s",
-		c.Records, c.Messages, secs, c.ProduceMsgsPerS)
-
-	// Consume.
-	ends, err := partitionRanges(ctx, admin, c.Topic, cfg.Kafka.Partitions)
-	if err != nil {
+	if err := consumeCeiling(ctx, cfg, c); err != nil {
 		return nil, err
 	}
-	var held int64
-	for _, e := range ends {
-		held += e.last - e.first
-	}
-	if held != int64(c.Records) {
-		return nil, fmt.Errorf("cannot measure the consume ceiling (topic %s): it holds %d records, %d were produced", c.Topic, held, c.Records)
-	}
-	secs, err = consumeCeiling(ctx, cfg.Kafka, c.Topic, ends, c.Records, c.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	c.ConsumeSeconds, c.ConsumeMsgsPerS = secs, rate(c.Messages, secs)
-	progressf(cfg.Progress, "ceilings: consume %d records in %.2f s: %.0f messages/s", c.Records, secs, c.ConsumeMsgsPerS)
 	// The records are no longer needed: let the broker free them (the embedded one keeps
-	// them in this process's memory) before the insert.
+	// them in the site process's memory) before the insert.
 	deleteTopic()
 
-	// Insert.
 	if _, err := schema.Migrate(ctx, cfg.Store, c.Database); err != nil {
 		return nil, fmt.Errorf("cannot create scratch database %s: %w", c.Database, err)
 	}
 	defer func() {
-		dctx, cancel := cleanupCtx()
+		dctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		if err := cfg.Store.Exec(dctx, "DROP DATABASE IF EXISTS "+c.Database); err != nil {
 			c.Leftovers = append(c.Leftovers, "database "+c.Database+": "+err.Error())
@@ -213,6 +198,11 @@ func MeasureCeilings(ctx context.Context, cfg CeilingsConfig) (*Ceilings, error)
 	return c, nil
 }
 
+// cleanupContext bounds a scratch object's removal, which runs even when ctx is cancelled.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+}
+
 // defaults fills zero fields and checks what cannot work.
 func (cfg *CeilingsConfig) defaults() error {
 	switch {
@@ -220,28 +210,10 @@ func (cfg *CeilingsConfig) defaults() error {
 		return errors.New("cannot measure ceilings: no records")
 	case len(cfg.Keys) != len(cfg.Values):
 		return fmt.Errorf("cannot measure ceilings (%d values, %d keys): every record needs its key", len(cfg.Values), len(cfg.Keys))
+	case cfg.Kafka == nil:
+		return errors.New("cannot measure ceilings: no Kafka client")
 	case cfg.Store == nil:
 		return errors.New("cannot measure ceilings: no store")
-	}
-	d := kafka.Defaults()
-	k := &cfg.Kafka
-	if k.Partitions == 0 {
-		k.Partitions = d.Partitions
-	}
-	if k.ReplicationFactor == 0 {
-		k.ReplicationFactor = d.ReplicationFactor
-	}
-	if k.BatchTimeout == 0 {
-		k.BatchTimeout = d.BatchTimeout // kafka-go's own zero value is a 1 s linger
-	}
-	if k.BatchBytes == 0 {
-		k.BatchBytes = d.BatchBytes
-	}
-	if k.FetchMaxWait == 0 {
-		k.FetchMaxWait = d.FetchMaxWait
-	}
-	if err := k.Validate(); err != nil {
-		return fmt.Errorf("cannot measure ceilings: %w", err)
 	}
 	if cfg.Producers <= 0 {
 		cfg.Producers = 4
@@ -259,163 +231,38 @@ func (cfg *CeilingsConfig) defaults() error {
 	return nil
 }
 
-// produceCeiling writes every record, ProduceBatch to a WriteMessages call from Producers
-// goroutines, and returns the seconds from the first call to the last acknowledgement. The
-// records carry what ingest's carry: key, value, the format-version header and a timestamp
-// set when the batch is handed over.
-func produceCeiling(ctx context.Context, w *kafkago.Writer, cfg CeilingsConfig) (float64, error) {
-	header := []kafkago.Header{{Key: "v", Value: []byte(strconv.Itoa(schema.Version))}}
-	msgs := make([]kafkago.Message, len(cfg.Values))
-	for i := range msgs {
-		msgs[i] = kafkago.Message{Key: cfg.Keys[i], Value: cfg.Values[i], Headers: header}
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	chunks := (len(msgs) + cfg.ProduceBatch - 1) / cfg.ProduceBatch
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range min(cfg.Producers, chunks) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= chunks || ctx.Err() != nil {
-					return
-				}
-				lo, hi := i*cfg.ProduceBatch, min((i+1)*cfg.ProduceBatch, len(msgs))
-				at := time.Now()
-				for j := lo; j < hi; j++ {
-					msgs[j].Time = at
-				}
-				if err := w.WriteMessages(ctx, msgs[lo:hi]...); err != nil {
-					cancel(fmt.Errorf("cannot produce records %d–%d to %s: %w", lo, hi-1, w.Topic, err))
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
-	if err := context.Cause(ctx); err != nil {
-		return 0, err
-	}
-	return secs, nil
-}
-
-// offsetRange is a partition's first and next-to-write offset.
-type offsetRange struct {
-	partition   int
-	first, last int64
-}
-
-// partitionRanges returns the offset range of every partition of topic.
-func partitionRanges(ctx context.Context, cl *kafkago.Client, topic string, partitions int) ([]offsetRange, error) {
-	reqs := make([]kafkago.OffsetRequest, 0, 2*partitions)
-	for p := range partitions {
-		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
-	}
-	resp, err := cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
+// produceCeiling times writing every record to the scratch topic.
+func produceCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
+	took, err := cfg.Kafka.Produce(ctx, c.Topic, cfg.Keys, cfg.Values, cfg.Producers, cfg.ProduceBatch)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the offsets of %s: %w", topic, err)
+		return err
 	}
-	var out []offsetRange
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("cannot read the offsets of %s/%d: %w", topic, po.Partition, po.Error)
-		}
-		out = append(out, offsetRange{po.Partition, po.FirstOffset, po.LastOffset})
-	}
-	if len(out) != partitions {
-		return nil, fmt.Errorf("cannot read the offsets of %s: %d of %d partitions answered", topic, len(out), partitions)
-	}
-	return out, nil
+	c.ProduceSeconds = took.Seconds()
+	c.ProduceMsgsPerS = rate(c.Messages, c.ProduceSeconds)
+	progressf(cfg.Progress, "ceilings: produce %d records (%d messages) in %.2f s: %.0f messages/s",
+		c.Records, c.Messages, c.ProduceSeconds, c.ProduceMsgsPerS)
+	return nil
 }
 
-// consumeStall is how long the consume phase waits without a single record before it gives up.
-const consumeStall = 30 * time.Second
-
-// consumeCeiling reads every record of topic, a reader per partition outside any consumer
-// group (a group's join would be timed too and is the projector's cost, not kafka-go's), with
-// the fetch sizes of the projector's group reader (kafka.GroupConsumer: 32 MiB fetches, a
-// queue of 1,000), and returns the seconds until the last record was in hand. It checks that
-// the records and bytes read are those produced; it decodes nothing.
-func consumeCeiling(ctx context.Context, kc kafka.Config, topic string, ends []offsetRange, records int, bytes int64) (float64, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var readers []*kafkago.Reader
-	defer func() {
-		for _, r := range readers {
-			_ = r.Close()
-		}
-	}()
-	var ranges []offsetRange
-	for _, e := range ends {
-		if e.last <= e.first {
-			continue
-		}
-		// NewPartitionReader carries the site's dialer (SASL, TLS); its 1 MiB fetches are
-		// for small compacted topics, so take its config with the state topic's sizes.
-		tmpl := kafka.NewPartitionReader(kc, topic, e.partition)
-		rc := tmpl.Config()
-		_ = tmpl.Close()
-		rc.MaxBytes = 32 << 20
-		rc.QueueCapacity = 1000
-		readers = append(readers, kafkago.NewReader(rc))
-		ranges = append(ranges, e)
+// consumeCeiling times reading the scratch topic back, and checks that the records and bytes
+// read are those produced.
+func consumeCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
+	took, n, nbytes, err := cfg.Kafka.Consume(ctx, c.Topic)
+	if err != nil {
+		return err
 	}
-	var n, nbytes atomic.Int64
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // a stalled partition fails the run instead of hanging it
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		seen, since := int64(-1), time.Now()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			if cur := n.Load(); cur != seen {
-				seen, since = cur, time.Now()
-			} else if time.Since(since) > consumeStall {
-				cancel(fmt.Errorf("cannot consume %s: no record for %s after %d of %d", topic, consumeStall, cur, records))
-				return
-			}
-		}
-	}()
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i, r := range readers {
-		e := ranges[i]
-		wg.Go(func() {
-			for {
-				m, err := r.ReadMessage(ctx)
-				if err != nil {
-					cancel(fmt.Errorf("cannot consume %s/%d: %w", topic, e.partition, err))
-					return
-				}
-				n.Add(1)
-				nbytes.Add(int64(len(m.Value)))
-				if m.Offset >= e.last-1 {
-					return
-				}
-			}
-		})
+	if n != int64(c.Records) || nbytes != c.Bytes {
+		return fmt.Errorf("cannot measure the consume ceiling (topic %s): read %d records of %d bytes, %d of %d were produced",
+			c.Topic, n, nbytes, c.Records, c.Bytes)
 	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
-	if err := context.Cause(ctx); err != nil {
-		return 0, err
-	}
-	if n.Load() != int64(records) || nbytes.Load() != bytes {
-		return 0, fmt.Errorf("cannot consume %s: read %d records of %d bytes, produced %d of %d", topic, n.Load(), nbytes.Load(), records, bytes)
-	}
-	return secs, nil
+	c.ConsumeSeconds = took.Seconds()
+	c.ConsumeMsgsPerS = rate(c.Messages, c.ConsumeSeconds)
+	progressf(cfg.Progress, "ceilings: consume %d records in %.2f s: %.0f messages/s", c.Records, c.ConsumeSeconds, c.ConsumeMsgsPerS)
+	return nil
 }
 
 // insertCeiling folds the records into rows as the projector would and times the inserts.
-// Each record gets the partition kafka-go's murmur2 balancer gives its key and the next
+// Each record gets the partition the producer gives its key (RawKafka.Partition) and the next
 // offset of that partition in Values order (the produced offsets differ only in interleaving,
 // which changes no row's size), and one acceptance time. Rows are built in rounds of up to
 // PrebuildMessages messages, all of a round before its inserts start; only the Insert calls
@@ -423,12 +270,7 @@ func consumeCeiling(ctx context.Context, kc kafka.Config, topic string, ends []o
 // Not measured here: the projector's aggregate cells (package index), which are its own work
 // on top of these rows.
 func insertCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
-	var bal kafkago.Murmur2Balancer
-	parts := make([]int, cfg.Kafka.Partitions) // kafka-go balances over 0..n-1
-	for i := range parts {
-		parts[i] = i
-	}
-	next := make([]int64, len(parts))
+	next := make([]int64, c.Partitions)
 	acceptedAt := time.Now().UnixMilli()
 	var elapsed time.Duration
 	for i := 0; i < len(cfg.Values); {
@@ -439,7 +281,7 @@ func insertCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
 			if err := schema.DecodeReport(cfg.Values[i], r); err != nil {
 				return fmt.Errorf("cannot decode record %d: %w", i, err)
 			}
-			p := bal.Balance(kafkago.Message{Key: cfg.Keys[i]}, parts...)
+			p := cfg.Kafka.Partition(cfg.Keys[i])
 			b.Add(fold.Record{Partition: p, Offset: next[p], AcceptedAt: acceptedAt, Report: r})
 			b.Processed(p, next[p])
 			next[p]++
@@ -465,19 +307,6 @@ func insertCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
 		c.InsertBatches += len(round)
 	}
 	c.InsertSeconds = elapsed.Seconds()
-	return nil
-}
-
-// deleteScratchTopic deletes topic. internal/kafka has no delete helper (statepipe never
-// deletes a site's topics), so this uses kafka-go's admin client directly.
-func deleteScratchTopic(ctx context.Context, cl *kafkago.Client, topic string) error {
-	resp, err := cl.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{topic}})
-	if err != nil {
-		return fmt.Errorf("cannot delete topic %s: %w", topic, err)
-	}
-	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafkago.UnknownTopicOrPartition) {
-		return fmt.Errorf("cannot delete topic %s: %w", topic, err)
-	}
 	return nil
 }
 

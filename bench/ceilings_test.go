@@ -5,15 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"hash/crc32"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
-	"github.com/statepipe/statepipe/internal/chdb"
-	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -51,49 +48,103 @@ func ceilingRecords(tb testing.TB, reports, msgs int) (values, keys [][]byte) {
 	return values, keys
 }
 
-// openCeilingStore opens the process's chDB session (one per process: no other test of this
-// package opens one). Without the library the test is skipped, unless
-// STATEPIPE_REQUIRE_CHDB is set.
-func openCeilingStore(t *testing.T) *chdb.Store {
-	t.Helper()
-	st, err := chdb.New(chdb.Config{Path: t.TempDir()})
-	if errors.Is(err, chdb.ErrLibraryNotFound) {
-		if os.Getenv("STATEPIPE_REQUIRE_CHDB") != "" {
-			t.Fatalf("STATEPIPE_REQUIRE_CHDB is set: %v", err)
-		}
-		t.Skipf("chDB not available: %v", err)
+// fakeKafka is a RawKafka in memory: a topic is its records' values.
+type fakeKafka struct {
+	partitions int
+	lose       int   // records Consume does not get back
+	deleteErr  error // what DeleteTopic answers
+
+	mu      sync.Mutex
+	topics  map[string][][]byte
+	deleted []string
+}
+
+func newFakeKafka() *fakeKafka { return &fakeKafka{partitions: 8, topics: map[string][][]byte{}} }
+
+func (k *fakeKafka) CreateTopic(_ context.Context, topic string) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.topics[topic] = nil
+	return k.partitions, nil
+}
+
+func (k *fakeKafka) DeleteTopic(_ context.Context, topic string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.deleted = append(k.deleted, topic)
+	if k.deleteErr != nil {
+		return k.deleteErr
 	}
-	if err != nil {
-		t.Fatal(err)
+	delete(k.topics, topic)
+	return nil
+}
+
+func (k *fakeKafka) Produce(_ context.Context, topic string, keys, values [][]byte, producers, batch int) (time.Duration, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if producers < 1 || batch < 1 || len(keys) != len(values) {
+		return 0, fmt.Errorf("produce: %d producers, batches of %d, %d keys for %d values", producers, batch, len(keys), len(values))
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
+	k.topics[topic] = append(k.topics[topic], values...)
+	return time.Millisecond, nil
+}
+
+func (k *fakeKafka) Consume(_ context.Context, topic string) (time.Duration, int64, int64, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	vs := k.topics[topic]
+	vs = vs[:len(vs)-k.lose]
+	var n int64
+	for _, v := range vs {
+		n += int64(len(v))
+	}
+	return time.Millisecond, int64(len(vs)), n, nil
+}
+
+func (k *fakeKafka) Partition(key []byte) int {
+	return int(crc32.ChecksumIEEE(key) % uint32(k.partitions))
+}
+
+// fakeStore is a ScratchStore in memory: it keeps the statements and counts the rows
+// inserted per table, and answers count() of a table from them.
+type fakeStore struct {
+	mu    sync.Mutex
+	execs []string
+	rows  map[string]int64
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{rows: map[string]int64{}} }
+
+func (s *fakeStore) Exec(_ context.Context, q string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.execs = append(s.execs, q)
+	return nil
+}
+
+func (s *fakeStore) Query(_ context.Context, q string) (*schema.Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if table, ok := strings.CutPrefix(q, "SELECT count() FROM "); ok {
+		return &schema.Result{Rows: [][]any{{s.rows[table]}}}, nil
+	}
+	return &schema.Result{}, nil // no migration applied yet
+}
+
+func (s *fakeStore) Insert(_ context.Context, rows schema.Rows) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rows[rows.Table()] += int64(rows.Len())
+	return nil
 }
 
 func TestMeasureCeilings(t *testing.T) {
-	st := openCeilingStore(t)
-	broker, err := kafka.StartEmbedded(kafka.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	kc := kafka.Defaults()
-	kc.Brokers = broker.Addrs()
-	if err := kafka.EnsureTopic(ctx, kc, "ceiling-control"); err != nil {
-		t.Fatal(err)
-	}
-	if !topicExists(t, kc, "ceiling-control") {
-		t.Fatal("topicExists does not see a topic that exists")
-	}
-
 	const reports, msgs = 2000, 50
 	values, keys := ceilingRecords(t, reports, msgs)
+	k, st := newFakeKafka(), newFakeStore()
 	var progress strings.Builder
-	c, err := MeasureCeilings(ctx, CeilingsConfig{
-		Kafka: kc, Values: values, Keys: keys, Store: st,
+	c, err := MeasureCeilings(context.Background(), CeilingsConfig{
+		Kafka: k, Store: st, Values: values, Keys: keys,
 		InsertBatch: 30000, // several insert batches, as a full-size run has
 		Progress:    &progress,
 	})
@@ -101,9 +152,8 @@ func TestMeasureCeilings(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s%+v", progress.String(), *c)
-
-	if c.Records != reports || c.Messages != reports*msgs {
-		t.Errorf("records %d, messages %d; want %d, %d", c.Records, c.Messages, reports, reports*msgs)
+	if c.Records != reports || c.Messages != reports*msgs || c.Partitions != 8 {
+		t.Errorf("records %d, messages %d, partitions %d; want %d, %d, 8", c.Records, c.Messages, c.Partitions, reports, reports*msgs)
 	}
 	if c.StoredMessages != reports*msgs {
 		t.Errorf("scratch state_messages held %d rows before the drop, want %d", c.StoredMessages, reports*msgs)
@@ -111,59 +161,69 @@ func TestMeasureCeilings(t *testing.T) {
 	if c.InsertBatches != 4 { // 100,000 messages in batches flushed at ≥ 30,000
 		t.Errorf("insert batches = %d, want 4", c.InsertBatches)
 	}
-	if c.ProduceMsgsPerS <= 0 || c.ConsumeMsgsPerS <= 0 || c.InsertMsgsPerS <= 0 {
-		t.Errorf("rates must be positive: produce %v, consume %v, insert %v", c.ProduceMsgsPerS, c.ConsumeMsgsPerS, c.InsertMsgsPerS)
+	if c.ProduceMsgsPerS != float64(c.Messages)/0.001 || c.ConsumeMsgsPerS != float64(c.Messages)/0.001 || c.InsertMsgsPerS <= 0 {
+		t.Errorf("rates: produce %v, consume %v (want %v each, from the client's 1 ms), insert %v", c.ProduceMsgsPerS, c.ConsumeMsgsPerS, float64(c.Messages)/0.001, c.InsertMsgsPerS)
 	}
 	if len(c.Leftovers) > 0 {
 		t.Errorf("leftovers: %v", c.Leftovers)
 	}
-	res, err := st.Query(ctx, "SELECT count() FROM system.databases WHERE name = '"+c.Database+"'")
+	if len(k.deleted) != 1 || k.deleted[0] != c.Topic || len(k.topics) != 0 {
+		t.Errorf("topics deleted %v, left %d; want %s deleted once", k.deleted, len(k.topics), c.Topic)
+	}
+	if last := st.execs[len(st.execs)-1]; last != "DROP DATABASE IF EXISTS "+c.Database {
+		t.Errorf("last statement %q, want the scratch database dropped", last)
+	}
+	for _, stage := range []string{"produce", "consume", "insert"} {
+		if !strings.Contains(progress.String(), "ceilings: "+stage) {
+			t.Errorf("no progress line for %s in %q", stage, progress.String())
+		}
+	}
+}
+
+func TestMeasureCeilingsKeepsLeftovers(t *testing.T) {
+	values, keys := ceilingRecords(t, 20, 5)
+	k, st := newFakeKafka(), newFakeStore()
+	k.deleteErr = errors.New("not allowed")
+	c, err := MeasureCeilings(context.Background(), CeilingsConfig{Kafka: k, Store: st, Values: values, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := schema.ToUint64(res.Rows[0][0]); n != 0 {
-		t.Errorf("scratch database %s still exists", c.Database)
+	if len(c.Leftovers) != 1 || !strings.Contains(c.Leftovers[0], "topic "+c.Topic+": not allowed") {
+		t.Errorf("leftovers %q, want the topic that could not be deleted", c.Leftovers)
 	}
-	if topicExists(t, kc, c.Topic) {
-		t.Errorf("scratch topic %s still exists", c.Topic)
+	if len(k.deleted) != 1 {
+		t.Errorf("delete tried %d times, want once", len(k.deleted))
+	}
+}
+
+func TestMeasureCeilingsRefusesShortConsume(t *testing.T) {
+	values, keys := ceilingRecords(t, 20, 5)
+	k := newFakeKafka()
+	k.lose = 1
+	_, err := MeasureCeilings(context.Background(), CeilingsConfig{Kafka: k, Store: newFakeStore(), Values: values, Keys: keys})
+	if err == nil || !strings.Contains(err.Error(), "read 19 records") {
+		t.Fatalf("err = %v, want the records missing named", err)
+	}
+	if len(k.topics) != 0 {
+		t.Error("the scratch topic was left behind after a failed consume")
 	}
 }
 
 func TestMeasureCeilingsRefusesBadInput(t *testing.T) {
 	values, keys := ceilingRecords(t, 3, 2)
-	kc := kafka.Defaults()
-	kc.Brokers = []string{"127.0.0.1:1"} // never reached
+	k, st := newFakeKafka(), newFakeStore()
 	for name, cfg := range map[string]CeilingsConfig{
-		"no records":   {Kafka: kc, Store: nilStore{}},
-		"keys missing": {Kafka: kc, Values: values, Keys: keys[:2], Store: nilStore{}},
-		"no store":     {Kafka: kc, Values: values, Keys: keys},
-		"not a report": {Kafka: kc, Values: [][]byte{{0xc1}}, Keys: keys[:1], Store: nilStore{}},
+		"no records":   {Kafka: k, Store: st},
+		"keys missing": {Kafka: k, Values: values, Keys: keys[:2], Store: st},
+		"no store":     {Kafka: k, Values: values, Keys: keys},
+		"no kafka":     {Values: values, Keys: keys, Store: st},
+		"not a report": {Kafka: k, Values: [][]byte{{0xc1}}, Keys: keys[:1], Store: st},
 	} {
 		if _, err := MeasureCeilings(context.Background(), cfg); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
-}
-
-// nilStore is a store that must never be reached.
-type nilStore struct{ schema.Store }
-
-// topicExists reports whether the broker lists topic.
-func topicExists(t *testing.T, kc kafka.Config, topic string) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// The test's broker has no security, so a plain client (no transport of the config's) will do.
-	admin := &kafkago.Client{Addr: kafkago.TCP(kc.Brokers...), Transport: &kafkago.Transport{}}
-	defer admin.Transport.(*kafkago.Transport).CloseIdleConnections()
-	md, err := admin.Metadata(ctx, &kafkago.MetadataRequest{}) // every topic
-	if err != nil {
-		t.Fatal(err)
+	if len(k.topics) != 0 || len(st.execs) != 0 {
+		t.Errorf("bad input reached Kafka (%d topics) or the store (%d statements)", len(k.topics), len(st.execs))
 	}
-	for _, tp := range md.Topics {
-		if tp.Name == topic {
-			return true
-		}
-	}
-	return false
 }

@@ -96,8 +96,9 @@ func IngestLoad(ctx context.Context, cfg IngestLoadConfig) (*IngestLoadResult, e
 	res := &IngestLoadResult{Signed: cfg.Signed, Clients: cfg.Clients, Messages: cfg.Messages}
 	clients := make([]*loadClient, cfg.Clients)
 	start := time.Now()
+	out := newConsole(cfg.Progress)
 	var enrolled atomic.Int64
-	stop := progress(cfg.Progress, start, &enrolled, int64(cfg.Clients))
+	stop := out.count("clients enrolled", start, &enrolled, int64(cfg.Clients))
 	err := forEachClient(ctx, SmokeConfig{Clients: cfg.Clients, Concurrency: 32}, func(c int) error {
 		lc := &loadClient{id: ClientID(c)}
 		if cfg.Signed {
@@ -147,7 +148,7 @@ func IngestLoad(ctx context.Context, cfg IngestLoadConfig) (*IngestLoadResult, e
 		var lat []float64
 		var firstErr error
 		begin := time.Now()
-		stop := progress(cfg.Progress, begin, &n, int64(cfg.MaxRequests))
+		stop := out.count("requests", begin, &n, int64(cfg.MaxRequests))
 		var wg sync.WaitGroup
 		for w := range conc {
 			wg.Add(1)
@@ -221,10 +222,8 @@ func IngestLoad(ctx context.Context, cfg IngestLoadConfig) (*IngestLoadResult, e
 		ph.AcceptedPerS = float64(ph.Status["200"]) / ph.Seconds
 		ph.MessagesPerS = ph.AcceptedPerS * float64(cfg.Messages)
 		ph.RSSBytes = ProcStatus(cfg.PID, "VmRSS")
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "%-10s conc %4d  %8.0f accepted/s  p50 %6.1f ms  p99 %7.1f ms  %v  rss %d MiB\n",
-				name, conc, ph.AcceptedPerS, ph.P50Seconds*1e3, ph.P99Seconds*1e3, ph.Status, ph.RSSBytes>>20)
-		}
+		out.logf("%-10s conc %4d  %8.0f accepted/s  p50 %6.1f ms  p99 %7.1f ms  %v  rss %d MiB",
+			name, conc, ph.AcceptedPerS, ph.P50Seconds*1e3, ph.P99Seconds*1e3, ph.Status, ph.RSSBytes>>20)
 		if ph.Status["error"] > 0 {
 			return ph, fmt.Errorf("phase %s: %d requests failed without an answer, first: %v", name, ph.Status["error"], firstErr)
 		}

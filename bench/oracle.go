@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"time"
@@ -66,6 +67,24 @@ func (w *world) compliance(c *simClient, u int32) (state int, inferred bool) {
 		return schema.ComplianceNotRequired, true
 	}
 	return schema.ComplianceUnknown, false
+}
+
+// compareComputers compares a compliance report's computer counts with the oracle's (whose
+// share is not set): the counts exactly, the compliant share to its two decimals.
+func compareComputers(got, want report.ComputerCounts) error {
+	share := got.CompliantPct
+	got.CompliantPct = 0
+	if got != want {
+		return fmt.Errorf("computers: %+v, want %+v", got, want)
+	}
+	exact := 0.0
+	if want.Total > 0 {
+		exact = 100 * float64(want.Compliant) / float64(want.Total)
+	}
+	if math.Abs(share-exact) > 0.005+1e-9 {
+		return fmt.Errorf("computers: compliant %.2f %%, want %.4f %% (%d of %d)", share, exact, want.Compliant, want.Total)
+	}
+	return nil
 }
 
 // computerStatus returns client c's compliance with the update set ids.
@@ -209,8 +228,8 @@ func (w *world) check(ctx context.Context, s siteReader, acked int64, dropImport
 				return fmt.Errorf("compliance list %s, update %s: installed/required/not required/unknown %v, want %v", l.id, u.UpdateID, g, wu)
 			}
 		}
-		if got.Computers != comp {
-			return fmt.Errorf("compliance list %s, computers: %+v, want %+v", l.id, got.Computers, comp)
+		if err := compareComputers(got.Computers, comp); err != nil {
+			return fmt.Errorf("compliance list %s: %w", l.id, err)
 		}
 	}
 	if err := w.checkComputers(ctx, s, list); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/statepipe/statepipe/internal/chdb"
 	"github.com/statepipe/statepipe/projector"
+	"github.com/statepipe/statepipe/projector/index"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -207,7 +208,7 @@ func BenchmarkRestoreIndex30M(b *testing.B) {
 			b.Fatal(err)
 		}
 		took := time.Since(start)
-		rows := x.Changed(benchDB)
+		rows := x.Changed(index.Target{DB: benchDB})
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(x.Keys())/took.Seconds(), "states/s")

@@ -120,12 +120,28 @@ func (h histogram) quantile(q float64) float64 {
 	return h.le[len(h.le)-1]
 }
 
-func (s *harnessSite) visibleHistogram(ctx context.Context) (histogram, error) {
+// histogramSum adds the sums of every series of a histogram family (0 when absent).
+func histogramSum(mf map[string]*dto.MetricFamily, name string) float64 {
+	var s float64
+	if f := mf[name]; f != nil {
+		for _, m := range f.GetMetric() {
+			s += m.GetHistogram().GetSampleSum()
+		}
+	}
+	return s
+}
+
+// projectorTotals reads the site's projector counters once.
+func (s *harnessSite) projectorTotals(ctx context.Context) (projectorTotals, error) {
 	mf, err := s.metrics(ctx)
 	if err != nil {
-		return histogram{}, err
+		return projectorTotals{}, err
 	}
-	return histogramOf(mf, "statepipe_projector_visible_delay_seconds"), nil
+	return projectorTotals{
+		visible:       histogramOf(mf, "statepipe_projector_visible_delay_seconds"),
+		messages:      sum(mf, "statepipe_projector_messages_total"),
+		insertSeconds: histogramSum(mf, "statepipe_projector_insert_duration_seconds"),
+	}, nil
 }
 
 // sampler takes one Sample a second.
@@ -144,6 +160,7 @@ func (sm *sampler) sample(ctx context.Context, at, sim time.Duration, acked int6
 	s := Sample{At: at, SimTime: sim, P50: math.NaN(), P90: math.NaN(), P99: math.NaN(), CompliantPct: math.NaN(), Acked: acked}
 	if mf, err := sm.site.metrics(ctx); err == nil {
 		s.Folded = int64(sum(mf, "statepipe_projector_messages_total"))
+		s.FoldedRecords = int64(sum(mf, "statepipe_projector_records_total"))
 		s.LagRecords = int64(sum(mf, "statepipe_projector_lag_records"))
 		h := histogramOf(mf, "statepipe_projector_visible_delay_seconds")
 		d := h.minus(sm.last)

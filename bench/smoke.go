@@ -112,7 +112,7 @@ func Smoke(ctx context.Context, cfg SmokeConfig) (*SmokeResult, error) {
 	}
 	start := time.Now()
 	var sent atomic.Int64
-	stopProgress := progress(cfg.Progress, start, &sent, int64(cfg.Clients))
+	stopProgress := newConsole(cfg.Progress).count("clients reported", start, &sent, int64(cfg.Clients))
 	err := forEachClient(ctx, cfg, func(c int) error {
 		msgs := make([]schema.StateMessage, cfg.Updates)
 		for u := range msgs {
@@ -228,27 +228,4 @@ func folded(ctx context.Context, hc *http.Client, base, site string) float64 {
 		}
 	}
 	return 0
-}
-
-// progress prints a line a second until stopped.
-func progress(w io.Writer, start time.Time, done *atomic.Int64, total int64) func() {
-	if w == nil {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	var once sync.Once
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				fmt.Fprintln(w)
-				return
-			case <-t.C:
-				fmt.Fprintf(w, "\r%6.1fs  %d/%d clients reported", time.Since(start).Seconds(), done.Load(), total)
-			}
-		}
-	}()
-	return func() { once.Do(func() { close(stop) }) }
 }

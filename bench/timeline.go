@@ -9,6 +9,8 @@ type Sample struct {
 	Acked           int64         `json:"acked"`             // messages acknowledged by ingest so far
 	Reports         int64         `json:"reports"`           // reports acknowledged so far
 	Folded          int64         `json:"folded"`            // messages the projector folded and committed so far
+	FoldedRecords   int64         `json:"folded_records"`    // records (reports) the projector folded and committed so far
+	InFlight        int64         `json:"in_flight"`         // reports the harness had handed to its senders and not had answered
 	LagRecords      int64         `json:"lag_records"`       // the projector group's lag (records), summed over partitions
 	P50             float64       `json:"p50_seconds"`       // visible delay of the records committed since the last sample
 	P90             float64       `json:"p90_seconds"`       // (ingest acceptance → committed in the store); NaN when none

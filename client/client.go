@@ -60,6 +60,10 @@ type Config struct {
 	// EnrollGrant is the one-time code an administrator's revocation of this client id
 	// answered: a revoked id enrols again only with it.
 	EnrollGrant string
+	// WaitFolded asks the site to answer each report once it folded it (?wait=true), so a
+	// report read right after shows it: for scripts and tests, not for agents (it holds the
+	// request for as long as the projector takes; the answer's Folded says whether it did).
+	WaitFolded bool
 }
 
 // Client reports for one managed machine. It is safe for concurrent use; reports are sent one
@@ -219,6 +223,14 @@ func (e *APIError) Error() string {
 	return s
 }
 
+// ForeignCredential reports whether the site refused the credential as not signed by its key:
+// the identity was enrolled at another site, or this site was reset (or its key replaced)
+// since. Retrying cannot help; enrolling again can.
+func (e *APIError) ForeignCredential() bool {
+	return e.Status == http.StatusUnauthorized && e.Field == schema.HeaderCredential &&
+		strings.Contains(e.Message, schema.ErrCredentialSignature.Error())
+}
+
 // Temporary reports whether retrying later may succeed: 429 and 503 from statepipe, and
 // 500, 502 and 504 from whatever stands in between. Retrying is safe because a retried report
 // carries the same serials: the site folds it once.
@@ -328,7 +340,11 @@ func (c *Client) retryN(ctx context.Context, tries int, try func() (wait time.Du
 
 // post sends once; wait is the server's Retry-After when it gave one.
 func (c *Client) post(ctx context.Context, body []byte) (*schema.Ack, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+"/v1/reports", bytes.NewReader(body))
+	u := c.cfg.URL + "/v1/reports"
+	if c.cfg.WaitFolded {
+		u += "?wait=true"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, err
 	}

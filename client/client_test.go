@@ -2,6 +2,9 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -78,5 +81,47 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	err := c.Report(context.Background(), false, schema.StateMessage{TopicType: 701})
 	if err == nil {
 		t.Fatal("expected an error")
+	}
+}
+
+// A credential of another site's key (this site was reset since, or its key replaced) is
+// refused for good: the error says so (ForeignCredential) and the report is not retried or
+// renewed; an expired credential is not foreign.
+func TestForeignCredentialIsRecognised(t *testing.T) {
+	_, oldSite, _ := ed25519.GenerateKey(rand.Reader)
+	newSite, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Now()
+	cred, err := schema.SignCredential(schema.Credential{Client: "c1", Site: "P01", Key: pub, Inc: 1,
+		Issued: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli()}, oldSite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		// As ingest answers: the error of checking the credential with the site's key.
+		_, err := schema.ParseCredential(r.Header.Get(schema.HeaderCredential), newSite, time.Now())
+		w.WriteHeader(http.StatusUnauthorized)
+		_ = json.NewEncoder(w).Encode(schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeUnauthenticated, Message: err.Error(), Field: schema.HeaderCredential}})
+	}))
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL, Site: "P01", ClientID: "c1", BackoffMin: time.Millisecond,
+		Identity: &Identity{Client: "c1", Site: "P01", PrivateKey: key, Credential: cred, SerialBase: schema.SerialBase(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Report(context.Background(), false, schema.StateMessage{TopicType: 500, TopicID: "u", State: 2})
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || !apiErr.ForeignCredential() {
+		t.Fatalf("err = %v: want an APIError whose ForeignCredential is true", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d calls, want 1: a foreign credential is final", calls.Load())
+	}
+	expired := &APIError{Status: http.StatusUnauthorized, ErrorDetail: schema.ErrorDetail{Code: schema.CodeUnauthenticated,
+		Message: schema.ErrCredentialExpired.Error(), Field: schema.HeaderCredential}}
+	if expired.ForeignCredential() {
+		t.Errorf("an expired credential counted as foreign")
 	}
 }

@@ -68,11 +68,32 @@ type AuthConfig struct {
 	ClientBurst int
 }
 
-// RegisterFlags registers the trust-boundary flags under prefix.
+// DefaultAuthConfig returns the trust boundary's defaults (the flags' defaults) for mode
+// (AuthRequired for the server roles, AuthOptional for statepipe run): a site key is created
+// when missing only with AuthOptional. SiteKeyFile and the tokens are the caller's.
+func DefaultAuthConfig(mode string) AuthConfig {
+	return AuthConfig{
+		Mode:                 mode,
+		SiteKeyCreate:        mode == AuthOptional,
+		CredentialTTL:        30 * 24 * time.Hour,
+		EnrollRate:           100,
+		EnrollBurst:          1000,
+		EnrollAddressBurst:   100,
+		IdentityMaxStaleness: 10 * time.Second,
+		MaxClockSkew:         time.Hour,
+		MaxMessageAge:        5 * 365 * 24 * time.Hour,
+		ClientRate:           5,
+		ClientBurst:          20,
+	}
+}
+
+// RegisterFlags registers the trust-boundary flags under prefix, with DefaultAuthConfig(defaultMode)'s
+// values as defaults (and --ingest.enroll-token from $STATEPIPE_ENROLL_TOKEN).
 func (c *AuthConfig) RegisterFlags(prefix string, fs *flag.FlagSet, defaultMode string) {
-	fs.StringVar(&c.Mode, prefix+"auth", defaultMode, "report authentication: required, optional (unsigned accepted, signed verified) or off")
-	fs.StringVar(&c.SiteKeyFile, prefix+"site-key", "", "the site's Ed25519 private key (PKCS#8 PEM); the projector may be given its public half")
-	fs.BoolVar(&c.SiteKeyCreate, prefix+"site-key-create", defaultMode == AuthOptional, "create --ingest.site-key when the file is missing (default: only statepipe run; a server role refuses to start without its site's key)")
+	d := DefaultAuthConfig(defaultMode)
+	fs.StringVar(&c.Mode, prefix+"auth", d.Mode, "report authentication: required, optional (unsigned accepted, signed verified) or off")
+	fs.StringVar(&c.SiteKeyFile, prefix+"site-key", d.SiteKeyFile, "the site's Ed25519 private key (PKCS#8 PEM); the projector may be given its public half")
+	fs.BoolVar(&c.SiteKeyCreate, prefix+"site-key-create", d.SiteKeyCreate, "create --ingest.site-key when the file is missing (default: only statepipe run; a server role refuses to start without its site's key)")
 	fs.Func(prefix+"site-key-previous", "a site key --ingest.site-key replaced (PEM, public or private; repeat or comma-separate): what it vouched for stays valid", func(v string) error {
 		for _, f := range strings.Split(v, ",") {
 			if f = strings.TrimSpace(f); f != "" {
@@ -81,17 +102,17 @@ func (c *AuthConfig) RegisterFlags(prefix string, fs *flag.FlagSet, defaultMode 
 		}
 		return nil
 	})
-	fs.DurationVar(&c.CredentialTTL, prefix+"credential-ttl", 30*24*time.Hour, "how long an enrolment credential is valid")
+	fs.DurationVar(&c.CredentialTTL, prefix+"credential-ttl", d.CredentialTTL, "how long an enrolment credential is valid")
 	fs.StringVar(&c.EnrollToken, prefix+"enroll-token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "bearer token required to enrol (default $STATEPIPE_ENROLL_TOKEN; empty: anyone who reaches ingest may enrol an unclaimed client id)")
-	fs.Float64Var(&c.EnrollRate, prefix+"enroll-rate", 100, "new enrolments per second one ingest node admits (429 with Retry-After above; 0: unlimited); renewals are not counted")
-	fs.IntVar(&c.EnrollBurst, prefix+"enroll-burst", 1000, "burst of new enrolments above enroll-rate")
-	fs.Float64Var(&c.EnrollAddressRate, prefix+"enroll-address-rate", 0, "enrolment requests per second from one source address (0: unlimited; estates often enrol through proxies)")
-	fs.IntVar(&c.EnrollAddressBurst, prefix+"enroll-address-burst", 100, "burst of enrolment requests above enroll-address-rate")
-	fs.DurationVar(&c.IdentityMaxStaleness, prefix+"identity-max-staleness", 10*time.Second, "refuse signed reports and enrolments (503) when the identity log was last read to its end longer ago: the bound on how late a revocation or rotation takes effect at this node")
-	fs.DurationVar(&c.MaxClockSkew, prefix+"max-clock-skew", time.Hour, "how far in the future a message's client time may be")
-	fs.DurationVar(&c.MaxMessageAge, prefix+"max-message-age", 5*365*24*time.Hour, "how far in the past a message's client time may be (a clock further back is wrong)")
-	fs.Float64Var(&c.ClientRate, prefix+"client-rate", 5, "reports per second one client may send to one ingest node (429 above)")
-	fs.IntVar(&c.ClientBurst, prefix+"client-burst", 20, "burst of reports above client-rate")
+	fs.Float64Var(&c.EnrollRate, prefix+"enroll-rate", d.EnrollRate, "new enrolments per second one ingest node admits (429 with Retry-After above; 0: unlimited); renewals are not counted")
+	fs.IntVar(&c.EnrollBurst, prefix+"enroll-burst", d.EnrollBurst, "burst of new enrolments above enroll-rate")
+	fs.Float64Var(&c.EnrollAddressRate, prefix+"enroll-address-rate", d.EnrollAddressRate, "enrolment requests per second from one source address (0: unlimited; estates often enrol through proxies)")
+	fs.IntVar(&c.EnrollAddressBurst, prefix+"enroll-address-burst", d.EnrollAddressBurst, "burst of enrolment requests above enroll-address-rate")
+	fs.DurationVar(&c.IdentityMaxStaleness, prefix+"identity-max-staleness", d.IdentityMaxStaleness, "refuse signed reports and enrolments (503) when the identity log was last read to its end longer ago: the bound on how late a revocation or rotation takes effect at this node")
+	fs.DurationVar(&c.MaxClockSkew, prefix+"max-clock-skew", d.MaxClockSkew, "how far in the future a message's client time may be")
+	fs.DurationVar(&c.MaxMessageAge, prefix+"max-message-age", d.MaxMessageAge, "how far in the past a message's client time may be (a clock further back is wrong)")
+	fs.Float64Var(&c.ClientRate, prefix+"client-rate", d.ClientRate, "reports per second one client may send to one ingest node (429 above)")
+	fs.IntVar(&c.ClientBurst, prefix+"client-burst", d.ClientBurst, "burst of reports above client-rate")
 }
 
 // Validate reports a config that cannot work.

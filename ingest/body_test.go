@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/schema"
 )
@@ -28,7 +27,7 @@ type acceptAll struct {
 	n  int
 }
 
-func (p *acceptAll) WriteMessages(_ context.Context, msgs ...kafkago.Message) error {
+func (p *acceptAll) Produce(_ context.Context, msgs ...Record) error {
 	p.mu.Lock()
 	p.n += len(msgs)
 	p.mu.Unlock()

@@ -65,8 +65,8 @@ func NewEnroller(p EnrollerParams) *Enroller {
 		p.Logger = slog.Default()
 	}
 	e := &Enroller{site: p.Site, auth: p.Auth, ids: p.Identities, log: p.Log, logger: p.Logger,
-		outcomes: promauto.With(p.Registerer).NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_enrollments_total",
-			Help: "Enrolment, rotation and revocation requests by outcome (enrolled, renewed, rotated, revoked, or the refusal)."}, []string{"outcome"})}
+		outcomes: withLabels(promauto.With(p.Registerer).NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_enrollments_total",
+			Help: "Enrolment, rotation and revocation requests by outcome (enrolled, renewed, rotated, revoked, or the refusal)."}, []string{"outcome"}), enrollOutcomes)}
 	if c := p.Auth.cfg; c.EnrollRate > 0 {
 		e.newIDs = rate.NewLimiter(rate.Limit(c.EnrollRate), max(c.EnrollBurst, 1))
 	}
@@ -206,7 +206,7 @@ func (e *Enroller) rotationProof(r *http.Request, body []byte, req *schema.Enrol
 		return nil, &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_client",
 			fmt.Sprintf("rotation: the credential is client %s's at site %s, not %s's at %s", cred.Client, cred.Site, req.Client, e.site), "client", 0}
 	case !held || !bytes.Equal(holder.Key, cred.Key):
-		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "revoked",
+		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "credential_revoked",
 			fmt.Sprintf("rotation: the credential's key no longer holds client %s (revoked or rotated away)", req.Client), schema.HeaderCredential, 0}
 	case !schema.VerifyBody(cred.Key, body, r.Header.Get(schema.HeaderSignature)):
 		return nil, &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "bad_signature",

@@ -9,15 +9,13 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/schema"
 )
 
 // capture keeps what the handler produced.
-type capture struct{ msgs []kafkago.Message }
+type capture struct{ msgs []Record }
 
-func (c *capture) WriteMessages(_ context.Context, msgs ...kafkago.Message) error {
+func (c *capture) Produce(_ context.Context, msgs ...Record) error {
 	c.msgs = append(c.msgs, msgs...)
 	return nil
 }

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -195,9 +193,9 @@ func (r *Identities) forget(nonce string) {
 }
 
 // Apply applies one record of the identity log, in log order.
-func (r *Identities) Apply(m kafkago.Message) {
+func (r *Identities) Apply(m Record) {
 	if len(r.keys) > 0 {
-		if err := schema.VerifyVouch(r.keys, r.topic, m.Key, m.Value, header(m, schema.HeaderVouch), 0); err != nil {
+		if err := schema.VerifyVouch(r.keys, r.topic, m.Key, m.Value, m.header(schema.HeaderVouch), 0); err != nil {
 			r.ignore("unvouched")
 			return
 		}
@@ -332,11 +330,11 @@ func (r *Identities) write(ctx context.Context, p Producer, key ed25519.PrivateK
 	}
 	done := r.expect(ev.Nonce)
 	defer r.forget(ev.Nonce)
-	msg := kafkago.Message{Key: []byte(client), Value: value, Time: time.UnixMilli(ev.At)}
+	msg := Record{Key: []byte(client), Value: value, Time: time.UnixMilli(ev.At)}
 	if key != nil {
-		msg.Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, r.topic, msg.Key, msg.Value, 0)}}
+		msg.Headers = []Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, r.topic, msg.Key, msg.Value, 0)}}
 	}
-	if err := p.WriteMessages(ctx, msg); err != nil {
+	if err := p.Produce(ctx, msg); err != nil {
 		return Outcome{}, fmt.Errorf("cannot write the identity event of client %s: %w", client, err)
 	}
 	select {
@@ -345,17 +343,4 @@ func (r *Identities) write(ctx context.Context, p Producer, key ed25519.PrivateK
 	case <-ctx.Done():
 		return Outcome{}, ErrNotApplied
 	}
-}
-
-// header returns the value of a record header, nil when absent.
-func header(m kafkago.Message, key string) []byte {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			if h.Value == nil {
-				return []byte{}
-			}
-			return h.Value
-		}
-	}
-	return nil
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -20,12 +18,12 @@ import (
 // log, in order, to registries — as every ingest node's follower does with the topic.
 type logProducer struct {
 	mu  sync.Mutex
-	log []kafkago.Message
+	log []Record
 	// apply, when set, applies each record as soon as it is written (a node's own follower).
-	apply func(kafkago.Message)
+	apply func(Record)
 }
 
-func (p *logProducer) WriteMessages(_ context.Context, msgs ...kafkago.Message) error {
+func (p *logProducer) Produce(_ context.Context, msgs ...Record) error {
 	p.mu.Lock()
 	p.log = append(p.log, msgs...)
 	apply := p.apply
@@ -131,13 +129,13 @@ func TestIdentityLogIgnoresRecordsIngestDidNotVouchFor(t *testing.T) {
 	r := NewIdentities("identity.P01", pubOf(site))
 	a, mallory := newKey(t), newKey(t)
 	ev := func(e IdentityEvent) []byte { b, _ := json.Marshal(e); return b }
-	vouched := func(key ed25519.PrivateKey, topic, client string, value []byte) kafkago.Message {
-		return kafkago.Message{Key: []byte(client), Value: value,
-			Headers: []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, topic, []byte(client), value, 0)}}}
+	vouched := func(key ed25519.PrivateKey, topic, client string, value []byte) Record {
+		return Record{Key: []byte(client), Value: value,
+			Headers: []Header{{Key: schema.HeaderVouch, Value: schema.Vouch(key, topic, []byte(client), value, 0)}}}
 	}
 	r.Apply(vouched(site, "identity.P01", "pc", ev(IdentityEvent{Op: OpEnroll, Key: pubOf(a), Nonce: "1"})))
 	r.Apply(vouched(site, "identity.P01", "pc", ev(IdentityEvent{Op: OpRevoke, Key: pubOf(a), Grant: grantOf("g"), Nonce: "2"})))
-	for name, m := range map[string]kafkago.Message{
+	for name, m := range map[string]Record{
 		"unsigned claim":              {Key: []byte("pc"), Value: ev(IdentityEvent{Op: OpEnroll, Key: pubOf(mallory), Nonce: "3"})},
 		"claim signed by another key": vouched(forger, "identity.P01", "pc", ev(IdentityEvent{Op: OpEnroll, Key: pubOf(mallory), Nonce: "4"})),
 		"claim vouched for another site's topic": vouched(site, "identity.P02", "pc",
@@ -175,7 +173,7 @@ func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
 	log := &logProducer{}
 	// The broker: records are applied to every node in one order, as a partition serves them.
 	var order sync.Mutex
-	log.apply = func(m kafkago.Message) {
+	log.apply = func(m Record) {
 		order.Lock()
 		defer order.Unlock()
 		for _, r := range regs {
@@ -240,8 +238,8 @@ func TestVouchedEventsReplayedChangeNothing(t *testing.T) {
 	site := newKey(t)
 	r := NewIdentities("identity.P01", pubOf(site))
 	thief, machine := newKey(t), newKey(t)
-	var records []kafkago.Message
-	log := &logProducer{apply: func(m kafkago.Message) { records = append(records, m); r.Apply(m) }}
+	var records []Record
+	log := &logProducer{apply: func(m Record) { records = append(records, m); r.Apply(m) }}
 	write := func(ev IdentityEvent) Outcome {
 		t.Helper()
 		ev.Nonce = fmt.Sprint("n", len(records))
@@ -257,7 +255,7 @@ func TestVouchedEventsReplayedChangeNothing(t *testing.T) {
 	if out := write(IdentityEvent{Op: OpEnroll, Key: pubOf(machine), Grant: "g"}); !out.Won {
 		t.Fatalf("the machine's enrolment with the grant: %s", out.Reason)
 	}
-	for _, m := range []kafkago.Message{records[0], records[revoke]} {
+	for _, m := range []Record{records[0], records[revoke]} {
 		r.Apply(m) // produced again by whoever can produce
 	}
 	if h, held := r.Holder("pc"); !held || !h.Key.Equal(pubOf(machine)) || h.Inc != 2 {

@@ -32,15 +32,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/schema"
 )
-
-// Producer is the part of a Kafka writer ingest needs (*kafka-go Writer with acks=all).
-type Producer interface {
-	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
-}
 
 // Config bounds what ingest accepts.
 type Config struct {
@@ -54,6 +48,12 @@ type Config struct {
 	// ProduceTimeout bounds the wait for Kafka's acknowledgement before answering 503
 	// (default 10 s).
 	ProduceTimeout time.Duration
+	// FoldWait bounds how long a request that waits for the site to fold what it wrote does
+	// so (read your writes: reference-data imports by default, reports with ?wait=true).
+	FoldWait time.Duration
+	// Folded returns once the site folded every record produced with key so far (the
+	// projector's group committed past it); nil: requests never wait.
+	Folded func(ctx context.Context, key []byte) error `json:"-"`
 	// RetryAfter is the Retry-After (seconds) sent with 503 (default 2).
 	RetryAfter int
 	// MaxInFlight bounds the reports being checked and produced at once (default 256): above
@@ -78,15 +78,32 @@ type Config struct {
 	Auth *Auth `json:"-"`
 }
 
-// RegisterFlags registers ingest's flags under prefix.
+// DefaultConfig returns the defaults of every bound (the flags' defaults); Site and Topic are
+// the caller's.
+func DefaultConfig() Config {
+	return Config{
+		MaxBodyBytes:     8 << 20,
+		MaxMessages:      schema.DefaultLimits.MaxMessages,
+		ProduceTimeout:   10 * time.Second,
+		FoldWait:         30 * time.Second,
+		RetryAfter:       2,
+		MaxInFlight:      256,
+		BodyMemoryBytes:  DefaultBodyMemoryBytes,
+		SerialCacheBytes: 64 << 20,
+	}
+}
+
+// RegisterFlags registers ingest's flags under prefix, with DefaultConfig's values as defaults.
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
-	fs.Int64Var(&c.MaxBodyBytes, prefix+"max-body-bytes", 8<<20, "largest report body in bytes (413 above)")
-	fs.IntVar(&c.MaxMessages, prefix+"max-messages", schema.DefaultLimits.MaxMessages, "most state messages per report (413 above)")
-	fs.DurationVar(&c.ProduceTimeout, prefix+"produce-timeout", 10*time.Second, "longest wait for Kafka's acknowledgement before answering 503")
-	fs.IntVar(&c.RetryAfter, prefix+"retry-after", 2, "Retry-After seconds sent with 503")
-	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", 256, "most reports checked and produced at once, once their bodies arrived; above it 503 with Retry-After (bounds the work and memory of decoded reports)")
-	fs.Int64Var(&c.BodyMemoryBytes, prefix+"body-memory-bytes", DefaultBodyMemoryBytes, "memory for report bodies held at once, charged as their bytes arrive (a client trickling its body holds 4 KiB); above it 503 with Retry-After. Bodies are read before --"+prefix+"max-in-flight applies, so this bounds their memory: 64 full scans of 8 MiB")
-	fs.Int64Var(&c.SerialCacheBytes, prefix+"serial-cache-bytes", 64<<20, "memory for each client's last accepted report, to answer a reused serial with other content 409 (0: off)")
+	d := DefaultConfig()
+	fs.Int64Var(&c.MaxBodyBytes, prefix+"max-body-bytes", d.MaxBodyBytes, "largest report body in bytes (413 above)")
+	fs.IntVar(&c.MaxMessages, prefix+"max-messages", d.MaxMessages, "most state messages per report (413 above)")
+	fs.DurationVar(&c.ProduceTimeout, prefix+"produce-timeout", d.ProduceTimeout, "longest wait for Kafka's acknowledgement before answering 503")
+	fs.DurationVar(&c.FoldWait, prefix+"fold-wait", d.FoldWait, "longest wait of a request for the site to fold what it wrote (reference-data imports unless ?wait=false, reports with ?wait=true); past it imports answer 202 and reports folded:false")
+	fs.IntVar(&c.RetryAfter, prefix+"retry-after", d.RetryAfter, "Retry-After seconds sent with 503")
+	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", d.MaxInFlight, "most reports checked and produced at once, once their bodies arrived; above it 503 with Retry-After (bounds the work and memory of decoded reports)")
+	fs.Int64Var(&c.BodyMemoryBytes, prefix+"body-memory-bytes", d.BodyMemoryBytes, "memory for report bodies held at once, charged as their bytes arrive (a client trickling its body holds 4 KiB); above it 503 with Retry-After. Bodies are read before --"+prefix+"max-in-flight applies, so this bounds their memory: 64 full scans of 8 MiB")
+	fs.Int64Var(&c.SerialCacheBytes, prefix+"serial-cache-bytes", d.SerialCacheBytes, "memory for each client's last accepted report, to answer a reused serial with other content 409 (0: off)")
 }
 
 // Validate reports a config that cannot work.
@@ -144,10 +161,10 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 	lim.MaxMessages = cfg.MaxMessages
 	return &Handler{
 		cfg: cfg, prod: prod, log: log, limits: lim,
-		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_requests_total",
-			Help: "Report requests by outcome (accepted or the error code)."}, []string{"code"}),
-		rejected: f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_rejected_total",
-			Help: "Reports refused, by reason (the limit or check that refused them)."}, []string{"reason"}),
+		requests: withLabels(f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_requests_total",
+			Help: "Report requests by outcome (accepted or the error code)."}, []string{"code"}), requestCodes),
+		rejected: withLabels(f.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_rejected_total",
+			Help: "Reports refused, by reason (the limit or check that refused them)."}, []string{"reason"}), rejectReasons),
 		messages: f.NewCounter(prometheus.CounterOpts{Name: "statepipe_ingest_messages_total",
 			Help: "State messages accepted (acknowledged by Kafka)."}),
 		duration: f.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_ingest_request_duration_seconds",
@@ -178,6 +195,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.rejected.WithLabelValues("body_too_large").Inc()
 		h.failBody(w, &rejection{status: http.StatusRequestEntityTooLarge, code: schema.CodeTooLarge,
 			message: fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), field: "body"})
+		return
+	}
+	wait, werr := waitParam(r, false)
+	if werr != nil {
+		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, werr.Error(), "wait")
 		return
 	}
 	// The credential before the body: a request no enrolled client signed takes no body
@@ -272,21 +294,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ProduceTimeout)
 	defer cancel()
-	rec := kafkago.Message{
+	rec := Record{
 		Key:     []byte(rep.Client),
 		Value:   value.Bytes(),
 		Time:    time.Now(),
-		Headers: []kafkago.Header{{Key: "v", Value: []byte(strconv.Itoa(schema.Version))}},
+		Headers: []Header{{Key: "v", Value: []byte(strconv.Itoa(schema.Version))}},
 	}
 	if h.cfg.Auth != nil && h.cfg.Auth.Key() != nil {
 		// The projector folds only what an ingest of the site vouched for, and takes the
 		// acceptance time from the vouched header, not from the record timestamp.
 		at := rec.Time.UnixMilli()
-		rec.Headers = append(rec.Headers, kafkago.Header{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(at)},
-			kafkago.Header{Key: schema.HeaderVouch, Value: schema.Vouch(h.cfg.Auth.Key(), h.cfg.Topic, rec.Key, rec.Value, at)})
+		rec.Headers = append(rec.Headers, Header{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(at)},
+			Header{Key: schema.HeaderVouch, Value: schema.Vouch(h.cfg.Auth.Key(), h.cfg.Topic, rec.Key, rec.Value, at)})
 	}
-	err = h.prod.WriteMessages(ctx, rec)
-	if tooLargeForKafka(err) {
+	err = h.prod.Produce(ctx, rec)
+	if errors.Is(err, ErrRecordTooLarge) {
 		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
 			"the report is larger than the Kafka topic accepts (max.message.bytes); send fewer messages per report", "body")
 		return
@@ -308,25 +330,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		ack.Resync = h.answered.wanted(h.cfg.Resync, rep.Client)
 	}
+	if wait && h.cfg.Folded != nil {
+		// The report is accepted whatever happens now: a wait that ends early only says so.
+		ack.Folded, ack.Message = waitFolded(r.Context(), h.cfg.FoldWait, func(ctx context.Context) error {
+			return h.cfg.Folded(ctx, rec.Key)
+		})
+	}
 	writeJSON(w, http.StatusOK, ack)
 }
 
-// tooLargeForKafka reports whether the producer or the broker refused the record for its
-// size: the report can never be accepted as it is, so 413 rather than 503.
-func tooLargeForKafka(err error) bool {
-	var tooLarge kafkago.MessageTooLargeError
-	if errors.As(err, &tooLarge) || errors.Is(err, kafkago.MessageSizeTooLarge) {
-		return true
+// waitParam reads the request's ?wait= (true, 1, false, 0; absent: def).
+func waitParam(r *http.Request, def bool) (bool, error) {
+	switch v := r.URL.Query().Get("wait"); v {
+	case "":
+		return def, nil
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	default:
+		return false, fmt.Errorf("wait must be true or false, not %q", v)
 	}
-	var werrs kafkago.WriteErrors
-	if errors.As(err, &werrs) {
-		for _, e := range werrs {
-			if e != nil && tooLargeForKafka(e) {
-				return true
-			}
-		}
+}
+
+// waitFolded waits for folded, at most bound (default 30 s): true once it returned, else
+// false and a message saying what was written is safe and will show once folded.
+func waitFolded(ctx context.Context, bound time.Duration, folded func(context.Context) error) (bool, string) {
+	if bound <= 0 {
+		bound = 30 * time.Second
 	}
-	return false
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	if err := folded(ctx); err != nil {
+		return false, fmt.Sprintf("accepted (the broker acknowledged it) but not folded within %s: reports show it once a projector of the site folds it (%v)", bound, err)
+	}
+	return true, ""
 }
 
 func (h *Handler) failInput(w http.ResponseWriter, err error) {

@@ -5,13 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/schema"
 )
@@ -23,7 +22,7 @@ type failingProducer struct {
 	err   error
 }
 
-func (p failingProducer) WriteMessages(ctx context.Context, _ ...kafkago.Message) error {
+func (p failingProducer) Produce(ctx context.Context, _ ...Record) error {
 	if p.err != nil {
 		return p.err
 	}
@@ -58,7 +57,7 @@ func TestConfigValidate(t *testing.T) {
 // A record the broker refuses for its size can never be accepted: 413, not 503.
 func TestRecordTooLargeForTheTopicIs413(t *testing.T) {
 	h, _ := New(Config{Site: "P01", MaxBodyBytes: 1 << 20, MaxMessages: 10, ProduceTimeout: time.Second},
-		failingProducer{err: kafkago.WriteErrors{kafkago.MessageSizeTooLarge}}, nil, nil)
+		failingProducer{err: fmt.Errorf("%w: the broker said MESSAGE_TOO_LARGE", ErrRecordTooLarge)}, nil, nil)
 	if resp, _ := postOne(t, h); resp.StatusCode != 413 {
 		t.Errorf("status %d, want 413", resp.StatusCode)
 	}

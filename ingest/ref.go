@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -18,7 +16,12 @@ import (
 // collections, deployments). Every line is validated first; one bad line rejects the whole
 // file with every error listed by line number, so an import never lands half-way. A valid
 // file is produced to the site's compacted topic ref.<site>, one record per line keyed
-// "<kind>/<id>", and acknowledged (acks=all) before the 200.
+// "<kind>/<id>", and acknowledged (acks=all).
+//
+// Read your writes: with Folded set, the answer waits until the site has folded everything
+// written to the topic so far (reports then show the import), at most FoldWait; past it the
+// answer is 202 with folded false (the import is safe in Kafka; is a projector running?).
+// ?wait=false answers at the broker's acknowledgement.
 type RefHandler struct {
 	Site     string
 	Producer Producer
@@ -27,12 +30,21 @@ type RefHandler struct {
 	// data an ingest of the site produced. A nil Key produces unvouched records (auth off).
 	Topic string
 	Key   ed25519.PrivateKey
+	// Folded returns once the site's projector has folded every record of Topic written so
+	// far (its group committed past them, which it does after recomputing the aggregates);
+	// nil answers at the broker's acknowledgement.
+	Folded   func(ctx context.Context) error
+	FoldWait time.Duration // default 30 s
 }
 
 // RefAck is the answer to an accepted import.
 type RefAck struct {
 	Kind     schema.RefKind `json:"kind"`
 	Imported int            `json:"imported"`
+	// Folded says the site folded the import before answering: reports show it.
+	Folded bool `json:"folded"`
+	// Message says why Folded is false when the site was asked to wait.
+	Message string `json:"message,omitempty"`
 }
 
 // RefErrorBody is the 400 answer to a file with bad lines: the usual error plus every line.
@@ -46,6 +58,12 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !kind.Valid() {
 		writeJSON(w, http.StatusNotFound, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeNotFound,
 			Message: fmt.Sprintf("no reference kind %q (catalog, lists, collections, deployments)", kind), Field: "kind"}})
+		return
+	}
+	wait, err := waitParam(r, h.Folded != nil)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeMalformed,
+			Message: err.Error(), Field: "wait"}})
 		return
 	}
 	limit := h.MaxBytes
@@ -68,26 +86,35 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	msgs := make([]kafkago.Message, len(recs))
+	msgs := make([]Record, len(recs))
 	for i, rec := range recs {
 		value := rec.Value
 		if kind == schema.RefDeployments {
 			value = stampSite(value, h.Site)
 		}
-		msgs[i] = kafkago.Message{Key: []byte(rec.Key(kind)), Value: value, Time: now}
+		msgs[i] = Record{Key: []byte(rec.Key(kind)), Value: value, Time: now}
 		if h.Key != nil {
-			msgs[i].Headers = []kafkago.Header{{Key: schema.HeaderVouch, Value: schema.Vouch(h.Key, h.Topic, msgs[i].Key, value, 0)}}
+			msgs[i].Headers = []Header{{Key: schema.HeaderVouch, Value: schema.Vouch(h.Key, h.Topic, msgs[i].Key, value, 0)}}
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
 	defer cancel()
-	if err := h.Producer.WriteMessages(ctx, msgs...); err != nil {
+	if err := h.Producer.Produce(ctx, msgs...); err != nil {
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeUnavailable,
 			Message: "the broker did not acknowledge the import; nothing may be assumed imported, retry (imports are idempotent): " + err.Error()}})
 		return
 	}
-	writeJSON(w, http.StatusOK, RefAck{Kind: kind, Imported: len(recs)})
+	ack := RefAck{Kind: kind, Imported: len(recs)}
+	if !wait || h.Folded == nil {
+		writeJSON(w, http.StatusOK, ack)
+		return
+	}
+	if ack.Folded, ack.Message = waitFolded(r.Context(), h.FoldWait, h.Folded); !ack.Folded {
+		writeJSON(w, http.StatusAccepted, ack)
+		return
+	}
+	writeJSON(w, http.StatusOK, ack)
 }
 
 // stampSite sets a deployment's originating site when the file leaves it empty.

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -97,17 +95,17 @@ func (a *ResyncAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: err.Error(), Field: "collection"}})
 		return
 	}
-	msgs := make([]kafkago.Message, len(clients))
+	msgs := make([]Record, len(clients))
 	reason := "admin site " + a.Site
 	if req.Collection != "" {
 		reason = "admin collection " + req.Collection
 	}
 	for i, c := range clients {
 		v, _ := json.Marshal(map[string]string{"client": c, "reason": reason})
-		msgs[i] = kafkago.Message{Key: []byte(c), Value: v}
+		msgs[i] = Record{Key: []byte(c), Value: v}
 	}
 	if len(msgs) > 0 {
-		if err := a.Producer.WriteMessages(r.Context(), msgs...); err != nil {
+		if err := a.Producer.Produce(r.Context(), msgs...); err != nil {
 			w.Header().Set("Retry-After", "5")
 			writeJSON(w, http.StatusServiceUnavailable, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeUnavailable,
 				Message: "the broker did not acknowledge the resync requests: " + err.Error()}})

@@ -20,7 +20,12 @@ func LoadRef(ctx context.Context, rd Reader, db string) (index.Ref, error) {
 	ref := index.Ref{Catalog: map[string]index.Update{}, Lists: map[string][]string{}, Collections: map[string][]string{}}
 	err := rd.Each(ctx, fmt.Sprintf(`SELECT id, toUnixTimestamp64Milli(first_synced), expired,
 		ifNull(toUnixTimestamp64Milli(expired_at), 0) FROM %s.v_updates`, db), func(r []any) error {
-		ref.Catalog[r[0].(string)] = index.Update{FirstSynced: r[1].(int64), Expired: r[2].(int64) == 1, ExpiredAt: r[3].(int64)}
+		var id string
+		var u index.Update
+		if err := schema.Scan(r, &id, &u.FirstSynced, &u.Expired, &u.ExpiredAt); err != nil {
+			return err
+		}
+		ref.Catalog[id] = u
 		return nil
 	})
 	if err != nil {
@@ -34,12 +39,12 @@ func LoadRef(ctx context.Context, rd Reader, db string) (index.Ref, error) {
 		{"SELECT id, members FROM " + db + ".v_collections", ref.Collections},
 	} {
 		err := rd.Each(ctx, t.query, func(r []any) error {
-			arr := r[1].([]any)
-			ids := make([]string, len(arr))
-			for i, v := range arr {
-				ids[i] = v.(string)
+			var id string
+			var ids []string
+			if err := schema.Scan(r, &id, &ids); err != nil {
+				return err
 			}
-			t.into[r[0].(string)] = ids
+			t.into[id] = ids
 			return nil
 		})
 		if err != nil {
@@ -58,7 +63,11 @@ func refFingerprint(ctx context.Context, rd Reader, db string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return res.Rows[0][0].(string), nil
+	var fp string
+	if err := res.Scan(0, &fp); err != nil {
+		return "", fmt.Errorf("cannot read the reference data's fingerprint: %w", err)
+	}
+	return fp, nil
 }
 
 // RestoreIndex builds a site's index from the store: reference data, every client with its
@@ -75,24 +84,27 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 	before := map[int32]int64{} // how far each partition was processed when the restore began
 	steps := []struct {
 		what, query string
-		row         func(r []any)
+		row         func(r []any) error
 	}{
 		// Each partition's current epoch: the rebuild writes under it; a projector process
 		// sets the epochs of the partitions it claimed itself.
-		{"epochs", `SELECT partition, epoch FROM {db}.v_agg_fences`, func(r []any) {
-			x.SetEpoch(int32(r[0].(int64)), int64(schema.ToUint64(r[1])))
+		{"epochs", `SELECT partition, epoch FROM {db}.v_agg_fences`, func(r []any) error {
+			var p int32
+			var epoch uint64
+			if err := schema.Scan(r, &p, &epoch); err != nil {
+				return err
+			}
+			x.SetEpoch(p, int64(epoch))
+			return nil
 		}},
 		// Read first: the states read after it are at least this new. Only the offsets table
 		// says so — it is a batch's last insert — while the raw log, its first, may be ahead
 		// of the other tables (see offsetsSQL).
-		{"partitions", offsetsSQL, func(r []any) {
-			p, o := int32(r[0].(int64)), r[1].(int64)
+		{"partitions", offsetsSQL, partitionOffsets(func(p int32, o int64) {
 			x.LoadPartition(p, o)
 			before[p] = max(before[p], o)
-		}},
-		{"partitions folded before 0007", legacyPartitionsSQL, func(r []any) {
-			x.LoadPartition(int32(r[0].(int64)), r[1].(int64))
-		}},
+		})},
+		{"partitions folded before 0007", legacyPartitionsSQL, partitionOffsets(x.LoadPartition)},
 		// A client's partition is fixed (its id keys its reports); rows written before 0005
 		// have -1, and the raw log says which.
 		{"clients", `SELECT c.client, if(c.p >= 0, c.p, m.p) FROM
@@ -100,31 +112,66 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 			LEFT JOIN (SELECT client, argMax(partition, offset) AS p FROM {db}.state_messages
 			           WHERE client IN (SELECT client FROM {db}.clients GROUP BY client HAVING max(partition) < 0)
 			           GROUP BY client) AS m ON m.client = c.client`,
-			func(r []any) { x.LoadClient(r[0].(string), int32(r[1].(int64))) }},
-		{"full-report markers", `SELECT client, topic_type, max(serial) FROM {db}.full_reports GROUP BY client, topic_type`,
-			func(r []any) { x.LoadMarker(r[0].(string), schema.TopicType(r[1].(int64)), schema.ToUint64(r[2])) }},
-		{"scans", `SELECT client, max(serial), argMax(toUnixTimestamp64Milli(time), serial) FROM {db}.scan_history GROUP BY client`,
-			func(r []any) { x.LoadScan(r[0].(string), schema.ToUint64(r[1]), r[2].(int64)) }},
-		{"current states", `SELECT client, topic_type, topic_id, serial, state, error FROM {db}.current_state FINAL`,
-			func(r []any) {
-				x.LoadState(r[0].(string), schema.TopicType(r[1].(int64)), r[2].(string), schema.ToUint64(r[3]), int16(r[4].(int64)), int32(r[5].(int64)))
+			func(r []any) error {
+				var client string
+				var p int32
+				if err := schema.Scan(r, &client, &p); err != nil {
+					return err
+				}
+				x.LoadClient(client, p)
+				return nil
 			}},
-		// The cells readers count: those of each partition's current epoch (ddl/0009).
-		{"agg_states", `SELECT partition, scope, topic_id, topic_type, state, clients, scanned, version FROM {db}.agg_states FINAL WHERE ` + fencedSQL,
-			func(r []any) { loadCell(x, "agg_states", r) }},
-		{"agg_errors", `SELECT partition, scope, topic_id, topic_type, error, clients, 0, version FROM {db}.agg_errors FINAL WHERE ` + fencedSQL,
-			func(r []any) { loadCell(x, "agg_errors", r) }},
-		{"agg_lists", `SELECT partition, scope, list, 0, status, clients, 0, version FROM {db}.agg_lists FINAL WHERE ` + fencedSQL,
-			func(r []any) { loadCell(x, "agg_lists", r) }},
-		{"agg_scans", `SELECT partition, scope, '', 0, 0, clients, 0, version, toUnixTimestamp64Milli(last_scan) FROM {db}.agg_scans FINAL WHERE ` + fencedSQL,
-			func(r []any) { loadCell(x, "agg_scans", r) }},
+		{"full-report markers", `SELECT client, topic_type, max(serial) FROM {db}.full_reports GROUP BY client, topic_type`,
+			func(r []any) error {
+				var client string
+				var tt schema.TopicType
+				var serial uint64
+				if err := schema.Scan(r, &client, &tt, &serial); err != nil {
+					return err
+				}
+				x.LoadMarker(client, tt, serial)
+				return nil
+			}},
+		{"scans", `SELECT client, max(serial), argMax(toUnixTimestamp64Milli(time), serial) FROM {db}.scan_history GROUP BY client`,
+			func(r []any) error {
+				var client string
+				var serial uint64
+				var ms int64
+				if err := schema.Scan(r, &client, &serial, &ms); err != nil {
+					return err
+				}
+				x.LoadScan(client, serial, ms)
+				return nil
+			}},
+		{"current states", `SELECT client, topic_type, topic_id, serial, state, error FROM {db}.current_state FINAL`,
+			func(r []any) error {
+				var client, topic string
+				var tt schema.TopicType
+				var serial uint64
+				var state int16
+				var code int32
+				if err := schema.Scan(r, &client, &tt, &topic, &serial, &state, &code); err != nil {
+					return err
+				}
+				x.LoadState(client, tt, topic, serial, state, code)
+				return nil
+			}},
+		// The cells readers count: those of each partition's current epoch (ddl/0009), in the
+		// columns loadCell reads.
+		{"agg_states", `SELECT partition, scope, topic_id, topic_type, state, 0, 0, clients, scanned FROM {db}.agg_states FINAL WHERE ` + fencedSQL,
+			loadCell(x, "agg_states")},
+		{"agg_errors", `SELECT partition, scope, topic_id, topic_type, 0, error, 0, clients, 0 FROM {db}.agg_errors FINAL WHERE ` + fencedSQL,
+			loadCell(x, "agg_errors")},
+		{"agg_lists", `SELECT partition, scope, list, 0, status, 0, 0, clients, 0 FROM {db}.agg_lists FINAL WHERE ` + fencedSQL,
+			loadCell(x, "agg_lists")},
+		{"agg_scans", `SELECT partition, scope, '', 0, 0, 0, toUnixTimestamp64Milli(last_scan), clients, 0 FROM {db}.agg_scans FINAL WHERE ` + fencedSQL,
+			loadCell(x, "agg_scans")},
 	}
 	if !cells {
 		steps = steps[:len(steps)-4]
 	}
 	for _, s := range steps {
-		err := rd.Each(ctx, replaceDB(s.query, db), func(r []any) error { s.row(r); return nil })
-		if err != nil {
+		if err := rd.Each(ctx, replaceDB(s.query, db), s.row); err != nil {
 			return nil, fmt.Errorf("cannot restore the index (%s): %w", s.what, err)
 		}
 	}
@@ -132,18 +179,29 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 	// after another are torn: hold their cells back until the index has folded past what
 	// they reached. A batch inserts batches_begun before its tables: read last, it names
 	// every batch whose rows the reads above may have seen, finished or not.
-	err = rd.Each(ctx, replaceDB(begunSQL, db), func(r []any) error {
-		p, o := int32(r[0].(int64)), r[1].(int64)
+	err = rd.Each(ctx, replaceDB(begunSQL, db), partitionOffsets(func(p int32, o int64) {
 		if b, ok := before[p]; !ok || o > b {
 			x.MarkTorn(p, o)
 		}
-		return nil
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("cannot restore the index (partitions, again): %w", err)
 	}
 	x.Recompute()
 	return x, nil
+}
+
+// partitionOffsets passes every (partition, offset) row to fn.
+func partitionOffsets(fn func(p int32, offset int64)) func(r []any) error {
+	return func(r []any) error {
+		var p int32
+		var offset int64
+		if err := schema.Scan(r, &p, &offset); err != nil {
+			return err
+		}
+		fn(p, offset)
+		return nil
+	}
 }
 
 // fencedSQL keeps the cells of each partition's current epoch (report.Fenced).
@@ -168,19 +226,19 @@ const begunSQL = `SELECT partition, max(offset) FROM {db}.batches_begun GROUP BY
 const legacyPartitionsSQL = `SELECT partition, max(offset) FROM {db}.state_messages
 	WHERE partition NOT IN (SELECT DISTINCT partition FROM {db}.offsets) GROUP BY partition`
 
-func loadCell(x *index.Index, table string, r []any) {
-	var state int16
-	var code int32
-	if table == "agg_errors" {
-		code = int32(r[4].(int64))
-	} else {
-		state = int16(r[4].(int64))
+// loadCell loads the rows of one aggregate table into x, read in the columns partition,
+// scope, topic (or list), topic_type, state (or status), error, last scan (Unix ms), clients,
+// scanned: a table without one of them reads 0 (or the empty string) in its place.
+func loadCell(x *index.Index, table string) func(r []any) error {
+	return func(r []any) error {
+		var p int32
+		c := index.Cell{Table: table}
+		if err := schema.Scan(r, &p, &c.Scope, &c.Topic, &c.Type, &c.State, &c.Error, &c.Scan, &c.Clients, &c.Scanned); err != nil {
+			return err
+		}
+		x.LoadCell(p, c)
+		return nil
 	}
-	var scan int64
-	if table == "agg_scans" {
-		scan = r[8].(int64)
-	}
-	x.LoadCell(int32(r[0].(int64)), table, r[1].(string), r[2].(string), uint16(r[3].(int64)), state, code, scan, r[5].(int64), r[6].(int64), int64(schema.ToUint64(r[7])))
 }
 
 // RebuildAggregates re-derives the aggregate tables of db from its (rebuilt) live state into
@@ -207,7 +265,7 @@ func RebuildAggregates(ctx context.Context, st schema.Store, db string, cleanup 
 	for _, p := range x.Partitions() {
 		fences.Add(p, uint64(x.Epoch(p)), 0, "rebuild")
 	}
-	for _, rows := range append(x.ChangedInto(db, "_rebuild"), fences) {
+	for _, rows := range append(x.Changed(index.Target{DB: db, Suffix: "_rebuild"}), fences) {
 		if err := st.Insert(ctx, rows); err != nil {
 			return fmt.Errorf("cannot write rebuilt aggregates: %w", err)
 		}

@@ -43,10 +43,10 @@ var derived = []struct{ table, columns, query string }{
 		`SELECT client, max(serial), argMax(accepted_at, serial), argMax(partition, (serial, offset)) FROM {db}.state_messages GROUP BY client`},
 	{"client_scans", "client, serial, time",
 		`SELECT client, max(serial), argMax(time, serial) FROM {db}.state_messages
-		 WHERE topic_type = 501 AND state IN (3, 6) GROUP BY client`},
+		 WHERE ` + schema.SuccessfulScanSQL() + ` GROUP BY client`},
 	{"scan_history", "client, serial, source, state, time",
 		`SELECT client, serial, argMax(topic_id, offset), argMax(state, offset), argMax(time, offset) FROM {db}.state_messages
-		 WHERE topic_type = 501 AND state IN (3, 6) GROUP BY client, serial`}, // the live table keeps the last inserted
+		 WHERE ` + schema.SuccessfulScanSQL() + ` GROUP BY client, serial`}, // the live table keeps the last inserted
 }
 
 // Rebuild re-derives every projection of database db from the raw message log into fresh
@@ -64,7 +64,9 @@ func Rebuild(ctx context.Context, ex schema.Store, db string, cleanup time.Durat
 	if err != nil {
 		return st, fmt.Errorf("cannot count the raw log of %s: %w", db, err)
 	}
-	st.Messages = res.Rows[0][0].(int64)
+	if err := res.Scan(0, &st.Messages); err != nil {
+		return st, fmt.Errorf("cannot count the raw log of %s: %w", db, err)
+	}
 	for _, d := range derived {
 		fresh := db + "." + d.table + "_rebuild"
 		for _, q := range []string{

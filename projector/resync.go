@@ -1,9 +1,111 @@
 package projector
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
 	"sort"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/statepipe/statepipe/schema"
 )
+
+// resyncer is the projector's side of resync (folding rule 5): it feeds every committed
+// report to the Tracker, publishes a request (key client, JSON value) to resync.<site> for
+// each client whose serial gap aged past ResyncAfter, and an answer (key client, no value)
+// when a full report of a client with an open request arrived. Ingest mirrors the topic and
+// asks those clients for a full report in its answers.
+type resyncer struct {
+	tracker *Tracker
+	out     Producer // resync.<site>; nil: resync disabled
+	// open mirrors resync.<site>: a full report from a client with an open request (from an
+	// administrator, another projector process, or before a restart) answers it; nil: none.
+	open  interface{ Has(client string) bool }
+	after time.Duration // ResyncAfter; 0: gaps are never asked for
+	retry retrier
+	// published counts the records published by reason (resyncGap, resyncAnswered);
+	// failures the produce attempts that failed.
+	published *prometheus.CounterVec
+	failures  prometheus.Counter
+	log       *slog.Logger
+}
+
+// sweepEvery is how often aged gaps are looked for when no records arrive.
+func (r *resyncer) sweepEvery() time.Duration {
+	if r.after <= 0 {
+		return time.Hour
+	}
+	return min(max(r.after/4, 50*time.Millisecond), 30*time.Second)
+}
+
+// track feeds the committed batch's reports (the latest arrived at at) to the tracker,
+// publishes an answer for every outstanding request a full report answered, then the requests
+// for aged gaps.
+func (r *resyncer) track(ctx context.Context, reports []*schema.Report, at time.Time) error {
+	if r.out == nil {
+		return nil
+	}
+	var answers []Record
+	serials := make([]uint64, 0, 64)
+	for _, rep := range reports {
+		serials = serials[:0]
+		for i := range rep.Messages {
+			serials = append(serials, rep.Messages[i].Serial)
+		}
+		fullFrom := uint64(0)
+		if len(rep.FullTypes) > 0 {
+			fullFrom = rep.LowestSerial()
+		}
+		answered := r.tracker.Observe(rep.Client, serials, fullFrom, at)
+		if fullFrom > 0 && r.open != nil && r.open.Has(rep.Client) {
+			answered = true
+		}
+		if answered && !slices.ContainsFunc(answers, func(a Record) bool { return string(a.Key) == rep.Client }) {
+			answers = append(answers, Record{Key: []byte(rep.Client)}) // tombstone: answered
+		}
+	}
+	if err := r.publish(ctx, resyncAnswered, answers); err != nil {
+		return err
+	}
+	return r.requestDue(ctx, time.Now())
+}
+
+// requestDue publishes a request for every client whose gap is older than ResyncAfter at now.
+func (r *resyncer) requestDue(ctx context.Context, now time.Time) error {
+	if r.out == nil || r.after <= 0 {
+		return nil
+	}
+	due := r.tracker.Due(now, r.after)
+	if len(due) == 0 {
+		return nil
+	}
+	recs := make([]Record, len(due))
+	for i, c := range due {
+		contiguous, _ := r.tracker.Contiguous(c)
+		recs[i] = Record{Key: []byte(c), Value: []byte(fmt.Sprintf(`{"client":%q,"reason":"gap","contiguous":%d}`, c, contiguous))}
+	}
+	if err := r.publish(ctx, resyncGap, recs); err != nil {
+		return err
+	}
+	r.log.Info("requested resync for clients with aged serial gaps", "clients", len(recs))
+	return nil
+}
+
+// publish produces recs to the resync topic, retrying until Kafka acknowledges, and counts
+// them under reason.
+func (r *resyncer) publish(ctx context.Context, reason string, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := r.retry.do(ctx, "publish to the resync topic", r.failures, func() error { return r.out.Produce(ctx, recs...) }, "records", len(recs)); err != nil {
+		return err
+	}
+	r.published.WithLabelValues(reason).Add(float64(len(recs)))
+	return nil
+}
 
 // Tracker follows each client's serials to find gaps (folding rule 5): the site tracks each
 // client's highest contiguous serial; a gap older than resync-after makes the next ingest

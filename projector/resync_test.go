@@ -1,9 +1,12 @@
 package projector
 
 import (
+	"context"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
 func TestTracker(t *testing.T) {
@@ -80,5 +83,81 @@ func TestTrackerRequestLifecycle(t *testing.T) {
 	tr.Observe("a", []uint64{7}, 0, t0.Add(3*time.Hour))
 	if due := tr.Due(t0.Add(4*time.Hour), time.Minute); len(due) != 1 {
 		t.Fatalf("new gap not asked: %v", due)
+	}
+}
+
+// openSet is resync.<site> as mirrored: the clients with an open request.
+type openSet map[string]bool
+
+func (o openSet) Has(c string) bool { return o[c] }
+
+func newResyncer(out Producer, open openSet) *resyncer {
+	m := newMetrics(nil)
+	return &resyncer{tracker: NewTracker(), out: out, open: open, after: time.Minute, retry: retrier{max: time.Millisecond, log: quiet()},
+		published: m.resyncs, failures: m.kafkaErrors.WithLabelValues(opResync), log: quiet()}
+}
+
+func report(client string, full bool, serials ...uint64) *schema.Report {
+	r := &schema.Report{Client: client}
+	if full {
+		r.FullTypes = []schema.TopicType{schema.TopicUpdateCompliance}
+	}
+	for _, s := range serials {
+		r.Messages = append(r.Messages, schema.StateMessage{Serial: s})
+	}
+	return r
+}
+
+// A gap older than ResyncAfter is requested once, with the contiguous serial; publishing is
+// retried until Kafka acknowledges, and the failures counted.
+func TestResyncerRequestsAgedGaps(t *testing.T) {
+	out := &fakeProducer{fail: 2}
+	r := newResyncer(out, nil)
+	t0 := time.Now().Add(-time.Hour)
+	if err := r.track(context.Background(), []*schema.Report{report("a", false, 1, 2), report("a", false, 5), report("b", false, 1)}, t0); err != nil {
+		t.Fatal(err)
+	}
+	got := out.produced()
+	if len(got) != 1 || string(got[0].Key) != "a" || string(got[0].Value) != `{"client":"a","reason":"gap","contiguous":2}` {
+		t.Fatalf("published %+v, want one request for a", got)
+	}
+	if err := r.requestDue(context.Background(), time.Now()); err != nil || len(out.produced()) != 1 {
+		t.Errorf("asked again (%d records, err %v)", len(out.produced()), err)
+	}
+	if n := counterValue(t, r.failures); n != 2 {
+		t.Errorf("%v failed publishes counted, want 2", n)
+	}
+	if n := counterValue(t, r.published.WithLabelValues(resyncGap)); n != 1 {
+		t.Errorf("%v requests counted, want 1", n)
+	}
+}
+
+// A full report answers its client's request — one the tracker made, or one only the topic
+// knows (an administrator's, another process's) — with one tombstone; a delta report does not.
+func TestResyncerAnswersWithFullReports(t *testing.T) {
+	out := &fakeProducer{}
+	r := newResyncer(out, openSet{"admin-asked": true, "delta": true})
+	err := r.track(context.Background(), []*schema.Report{report("admin-asked", true, 3, 4), report("admin-asked", true, 5),
+		report("delta", false, 9), report("never-asked", true, 1)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.produced()
+	if len(got) != 1 || string(got[0].Key) != "admin-asked" || got[0].Value != nil {
+		t.Errorf("published %+v, want one tombstone for admin-asked", got)
+	}
+	if n := counterValue(t, r.published.WithLabelValues(resyncAnswered)); n != 1 {
+		t.Errorf("%v answers counted, want 1", n)
+	}
+}
+
+// Without a resync topic nothing is tracked or published.
+func TestResyncerOff(t *testing.T) {
+	r := newResyncer(nil, nil)
+	if err := r.track(context.Background(), []*schema.Report{report("a", false, 1), report("a", false, 5)}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, gap := r.tracker.Contiguous("a"); gap {
+		t.Error("tracked without a resync topic")
 	}
 }

@@ -1,19 +1,21 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"mime"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/statepipe/statepipe/schema"
 )
@@ -33,10 +35,35 @@ type API struct {
 	ExpiredCleanup time.Duration
 	// Guard wraps POST /v1/sql (administrator authentication); nil leaves it open.
 	Guard func(http.Handler) http.Handler
+	// Registerer takes the API's metrics (statepipe_report_*, statepipe_sql_*); nil: none.
+	Registerer prometheus.Registerer
+
+	reports map[string]Definition
+	metrics apiMetrics
 }
 
-// Register adds the API's routes to mux.
+// apiMetrics count report and SQL answers by outcome: "ok" or the error code of the answer
+// (schema.CodeMalformed, CodeNotFound, CodeUnavailable).
+type apiMetrics struct {
+	reports       *prometheus.CounterVec   // report, code
+	reportSeconds *prometheus.HistogramVec // report
+	sql           *prometheus.CounterVec   // code
+	sqlSeconds    prometheus.Histogram
+}
+
+// answerCodes are the outcomes the metrics are initialised with, so that alert rules can
+// refer to them before the first such answer.
+var answerCodes = []string{"ok", schema.CodeMalformed, schema.CodeNotFound, schema.CodeUnavailable}
+
+// queryBuckets span a report answered from the aggregates (milliseconds) to an analyst query
+// at its time limit (30 s).
+var queryBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// Register adds the API's routes to mux, and (the first time) its metrics to Registerer.
 func (a *API) Register(mux *http.ServeMux) {
+	if a.reports == nil {
+		a.init()
+	}
 	mux.HandleFunc("GET /v1/reports/{name}", a.report)
 	var sql http.Handler = http.HandlerFunc(a.sql)
 	if a.Guard != nil {
@@ -45,257 +72,94 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1/sql", sql)
 }
 
-func (a *API) report(w http.ResponseWriter, r *http.Request) {
-	qs := r.URL.Query()
-	pr := &params{qs: qs}
-	if s := pr.id("site"); pr.err == nil && s != "" && s != a.Site {
-		fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %s is not served here (this is %s)", s, a.Site), "site")
-		return
+// init derives the routes' table from Reports and creates the metrics, every series at 0.
+func (a *API) init() {
+	a.reports = map[string]Definition{}
+	for _, d := range Reports() {
+		a.reports[d.Name] = d
 	}
-	if pr.err != nil {
-		reportError(w, pr.err)
-		return
+	a.metrics = apiMetrics{
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_report_queries_total",
+			Help: "Report requests (GET /v1/reports/NAME) by report and outcome (ok or the error code); report is \"\" for an unknown name."}, []string{"report", "code"}),
+		reportSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "statepipe_report_query_seconds",
+			Help: "Time to compute a report, by report (every outcome).", Buckets: queryBuckets}, []string{"report"}),
+		sql: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statepipe_sql_queries_total",
+			Help: "Analyst SQL requests (POST /v1/sql) past authentication, by outcome (ok or the error code)."}, []string{"code"}),
+		sqlSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statepipe_sql_query_seconds",
+			Help: "Time to answer an analyst SQL request (every outcome; the answer streams after it).", Buckets: queryBuckets}),
 	}
-	name := r.PathValue("name")
-	if !slices.Contains(ReportNames, name) {
-		if len(name) > 64 {
-			name = name[:64] + "…"
+	for _, code := range answerCodes {
+		for name := range a.reports {
+			a.metrics.reports.WithLabelValues(name, code)
 		}
-		fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("no report named %q (available: %s)", name, strings.Join(ReportNames, ", ")), "name")
-		return
+		a.metrics.reports.WithLabelValues("", code)
+		a.metrics.sql.WithLabelValues(code)
 	}
-	rep, err := a.namedReport(r.Context(), name, pr)
+	for name := range a.reports {
+		a.metrics.reportSeconds.WithLabelValues(name)
+	}
+	if a.Registerer != nil {
+		a.Registerer.MustRegister(a.metrics.reports, a.metrics.reportSeconds, a.metrics.sql, a.metrics.sqlSeconds)
+	}
+}
+
+func (a *API) report(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name, code := a.serveReport(w, r)
+	a.metrics.reports.WithLabelValues(name, code).Inc()
+	if name != "" {
+		a.metrics.reportSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	}
+}
+
+// serveReport answers GET /v1/reports/NAME, returning the report's name ("" for a name that
+// is not a report's) and the outcome.
+func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, string) {
+	qs := r.URL.Query()
+	name := r.PathValue("name")
+	def, known := a.reports[name]
+	if !known {
+		name = ""
+	}
+	common, err := ParseArgs(commonParams, qs)
 	if err != nil {
-		reportError(w, err)
-		return
+		return name, reportError(w, err)
+	}
+	if s := common.ID("site"); s != "" && s != a.Site {
+		return name, fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %s is not served here (this is %s)", s, a.Site), "site")
+	}
+	if !known {
+		shown := r.PathValue("name")
+		if len(shown) > 64 {
+			shown = strings.ToValidUTF8(shown[:64], "") + "…"
+		}
+		return "", fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("no report named %q (available: %s)", shown, strings.Join(ReportNames(), ", ")), "name")
+	}
+	args, err := ParseArgs(def.Params, qs)
+	if err != nil {
+		return name, reportError(w, err)
+	}
+	rep, err := def.Run(r.Context(), Env{Store: a.Store, Database: a.Database, Site: a.Site, ExpiredCleanup: a.ExpiredCleanup}, args)
+	if err != nil {
+		return name, reportError(w, err)
 	}
 	writeJSON(w, http.StatusOK, rep)
-}
-
-// ReportNames lists the reports GET /v1/reports/NAME serves.
-var ReportNames = []string{"compliance", "deployment", "errors", "scan", "computer", "update", "trend"}
-
-// Bounds of report parameters. Every parameter is judged before any query runs, and a bad
-// one is answered 400 naming it.
-const (
-	// MaxParamBytes bounds an id (a list, collection, deployment, client or update id, and
-	// each id of updates=): what ingest and the reference imports accept
-	// (schema.DefaultLimits.MaxIDBytes).
-	MaxParamBytes = 128
-	// MaxReportIDs bounds the ids of updates=. Larger sets are update lists: import one
-	// (statepipe lists apply) and pass list=. 20,000 ids once made a query the engine refused
-	// ("Max query size exceeded", answered 503).
-	MaxReportIDs = 1000
-)
-
-// Bounds of trend's from and to: the times its queries can express.
-var (
-	minReportTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxReportTime = time.Date(2261, 12, 31, 23, 59, 59, 0, time.UTC)
-)
-
-// namedReport computes a report from its query parameters (schema/README.md lists them); a
-// malformed parameter is a ParamError naming it.
-func (a *API) namedReport(ctx context.Context, name string, pr *params) (any, error) {
-	scope := Scope{Collection: pr.id("collection")}
-	switch name {
-	case "compliance":
-		p := ComplianceParams{List: pr.id("list"), Updates: pr.ids("updates"), Scope: scope, ExpiredCleanup: a.ExpiredCleanup}
-		switch src := pr.word("source"); src {
-		case "", "aggregates":
-		case "scan":
-			p.Scan = true
-		default:
-			pr.bad("source", fmt.Sprintf("source %q: want aggregates (default) or scan", src))
-		}
-		if pr.err == nil && p.List != "" && len(p.Updates) > 0 {
-			pr.bad("updates", "give list or updates, not both")
-		}
-		if pr.err != nil {
-			return nil, pr.err
-		}
-		return ComplianceReport(ctx, a.Store, a.Database, a.Site, p)
-	case "deployment":
-		p := DeploymentParams{Deployment: pr.id("deployment")}
-		if pr.has("state") {
-			n := pr.int("state", 0, 1<<20)
-			p.State = &n
-		}
-		if pr.err != nil {
-			return nil, pr.err
-		}
-		return DeploymentReport(ctx, a.Store, a.Database, a.Site, p)
-	case "errors":
-		p := ErrorsParams{Deployment: pr.id("deployment")}
-		if pr.err != nil {
-			return nil, pr.err
-		}
-		return ErrorsReport(ctx, a.Store, a.Database, a.Site, p)
-	case "scan":
-		p := ScanParams{Scope: scope}
-		if pr.has("days") {
-			p.Days = pr.int("days", 1, 36500)
-		}
-		if pr.err != nil {
-			return nil, pr.err
-		}
-		return ScanReport(ctx, a.Store, a.Database, a.Site, p)
-	case "computer":
-		p := ComputerParams{Client: pr.id("client"), List: pr.id("list"), Updates: pr.ids("updates"), ExpiredCleanup: a.ExpiredCleanup}
-		if pr.err != nil {
-			return nil, pr.err
-		}
-		return ComputerReport(ctx, a.Store, a.Database, a.Site, p)
-	case "update":
-		p := UpdateParams{Update: pr.id("update"), Scope: scope}
-		if pr.err != nil {
-			return nil, pr.err
-		}
-		return UpdateReport(ctx, a.Store, a.Database, a.Site, p)
-	case "trend":
-		p := TrendParams{List: pr.id("list"), Updates: pr.ids("updates"), Scope: scope, ExpiredCleanup: a.ExpiredCleanup,
-			From: pr.time("from"), To: pr.time("to")}
-		if s := pr.word("step"); s != "" && pr.err == nil {
-			var err error
-			if p.Step, err = time.ParseDuration(s); err != nil || p.Step < time.Millisecond {
-				pr.bad("step", fmt.Sprintf("step %q is not a duration of at least 1ms (e.g. 15m, 1h, 24h)", s))
-			}
-		}
-		if pr.err != nil {
-			return nil, pr.err
-		}
-		return TrendReport(ctx, a.Store, a.Database, a.Site, p)
-	}
-	panic("BUG: no report " + name)
-}
-
-// params reads a report's query parameters, keeping the first problem as a ParamError naming
-// the parameter; reads after it return zero values.
-type params struct {
-	qs  url.Values
-	err error
-}
-
-func (p *params) bad(name, msg string) {
-	if p.err == nil {
-		p.err = &ParamError{Field: name, Message: msg}
-	}
-}
-
-func (p *params) has(name string) bool { return p.qs.Has(name) }
-
-// raw returns the parameter's value, refusing more than one value (which one counts would be
-// a guess), invalid UTF-8 and control characters.
-func (p *params) raw(name string, maxBytes int) string {
-	vs := p.qs[name]
-	switch {
-	case p.err != nil || len(vs) == 0:
-		return ""
-	case len(vs) > 1:
-		p.bad(name, fmt.Sprintf("%s is given %d times; give it once", name, len(vs)))
-		return ""
-	}
-	v := vs[0]
-	if len(v) > maxBytes {
-		p.bad(name, fmt.Sprintf("%s is %d bytes long; at most %d", name, len(v), maxBytes))
-		return ""
-	}
-	if !utf8.ValidString(v) {
-		p.bad(name, name+" is not valid UTF-8")
-		return ""
-	}
-	for i, c := range v {
-		if c < 0x20 || (c >= 0x7f && c < 0xa0) {
-			p.bad(name, fmt.Sprintf("%s holds the control character U+%04X at byte %d", name, c, i))
-			return ""
-		}
-	}
-	return v
-}
-
-// id reads one id (at most MaxParamBytes).
-func (p *params) id(name string) string { return p.raw(name, MaxParamBytes) }
-
-// word reads a short non-id value (a duration, a source).
-func (p *params) word(name string) string { return p.raw(name, 64) }
-
-// ids reads comma-separated ids, dropping empty items: at most MaxReportIDs, each at most
-// MaxParamBytes.
-func (p *params) ids(name string) []string {
-	if v := p.qs.Get(name); len(v) > MaxReportIDs*(MaxParamBytes+1) {
-		p.bad(name, fmt.Sprintf("%s is %d bytes long: more than %d ids of at most %d bytes; import an update list (statepipe lists apply) and pass list= instead", name, len(v), MaxReportIDs, MaxParamBytes))
-		return nil
-	}
-	s := p.raw(name, MaxReportIDs*(MaxParamBytes+1))
-	if s == "" {
-		return nil
-	}
-	var ids []string
-	for i, id := range strings.Split(s, ",") {
-		id = strings.TrimSpace(id)
-		switch {
-		case id == "":
-			continue
-		case len(id) > MaxParamBytes:
-			p.bad(name, fmt.Sprintf("id %d of %s is %d bytes long; at most %d", i+1, name, len(id), MaxParamBytes))
-			return nil
-		case len(ids) == MaxReportIDs:
-			p.bad(name, fmt.Sprintf("%s holds more than %d ids; import an update list (statepipe lists apply) and pass list= instead", name, MaxReportIDs))
-			return nil
-		}
-		ids = append(ids, id)
-	}
-	return ids
-}
-
-// int reads an integer in [lo, hi].
-func (p *params) int(name string, lo, hi int) int {
-	s := p.word(name)
-	if p.err != nil {
-		return 0
-	}
-	n, err := strconv.Atoi(s)
-	switch {
-	case err != nil:
-		p.bad(name, fmt.Sprintf("%s %q is not an integer", name, s))
-	case n < lo || n > hi:
-		p.bad(name, fmt.Sprintf("%s must be from %d to %d (got %d)", name, lo, hi, n))
-	}
-	return n
-}
-
-// time reads an RFC 3339 time between 1970 and 2261; absent gives the zero time (the
-// report's default).
-func (p *params) time(name string) time.Time {
-	s := p.word(name)
-	if s == "" || p.err != nil {
-		return time.Time{}
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	switch {
-	case err != nil:
-		p.bad(name, fmt.Sprintf("%s %q is not an RFC 3339 time (e.g. 2026-11-25T21:00:00Z)", name, s))
-	case t.Before(minReportTime) || t.After(maxReportTime):
-		p.bad(name, fmt.Sprintf("%s %q is outside 1970 to 2261", name, s))
-	}
-	return t
+	return name, "ok"
 }
 
 // reportError answers a report's failure: 400 naming a malformed or missing parameter, 404
 // naming the parameter for something the site does not have, 503 for a store that did not
-// answer.
-func reportError(w http.ResponseWriter, err error) {
+// answer. It returns the answer's error code.
+func reportError(w http.ResponseWriter, err error) string {
 	var pe *ParamError
 	if errors.As(err, &pe) {
-		fail(w, http.StatusBadRequest, schema.CodeMalformed, pe.Message, pe.Field)
-		return
+		return fail(w, http.StatusBadRequest, schema.CodeMalformed, pe.Message, pe.Field)
 	}
 	var nf *NotFoundError
 	if errors.As(err, &nf) {
-		fail(w, http.StatusNotFound, schema.CodeNotFound, nf.Message, nf.Field)
-		return
+		return fail(w, http.StatusNotFound, schema.CodeNotFound, nf.Message, nf.Field)
 	}
-	fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, clip(err.Error()), "")
+	return fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, clip(err.Error()), "")
 }
 
 // clip bounds an error message passed on to a client: an engine's message may quote a whole
@@ -308,7 +172,8 @@ func clip(msg string) string {
 	return strings.ToValidUTF8(msg[:max], "") + " …"
 }
 
-// SQLRequest is the body of POST /v1/sql.
+// SQLRequest is the JSON body of POST /v1/sql; a body that is not JSON is the query itself
+// (SQLQuery).
 type SQLRequest struct {
 	Query string `json:"query"`
 }
@@ -317,26 +182,53 @@ type SQLRequest struct {
 const MaxSQLBytes = 1 << 20
 
 func (a *API) sql(w http.ResponseWriter, r *http.Request) {
-	var req SQLRequest
+	start := time.Now()
+	code := a.serveSQL(w, r)
+	a.metrics.sql.WithLabelValues(code).Inc()
+	a.metrics.sqlSeconds.Observe(time.Since(start).Seconds())
+}
+
+// serveSQL answers POST /v1/sql, returning the outcome.
+func (a *API) serveSQL(w http.ResponseWriter, r *http.Request) string {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSQLBytes))
-	if err == nil && !utf8.Valid(body) {
-		// encoding/json would replace the bytes with U+FFFD: the query run would not be the one sent.
-		fail(w, http.StatusBadRequest, schema.CodeMalformed, "the body is not valid UTF-8", "query")
-		return
-	}
-	if err == nil {
-		err = json.Unmarshal(body, &req)
-	}
-	if err != nil || strings.TrimSpace(req.Query) == "" {
-		fail(w, http.StatusBadRequest, schema.CodeMalformed, `body must be {"query": "SELECT …"} (at most 1 MiB)`, "query")
-		return
-	}
-	res, err := a.Store.QueryReadOnly(r.Context(), a.Database, req.Query)
 	if err != nil {
-		sqlError(w, err)
-		return
+		return fail(w, http.StatusBadRequest, schema.CodeMalformed, "cannot read the body (at most 1 MiB): "+clip(err.Error()), "query")
+	}
+	query, err := SQLQuery(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return fail(w, http.StatusBadRequest, schema.CodeMalformed, err.Error(), "query")
+	}
+	res, err := a.Store.QueryReadOnly(r.Context(), a.Database, query)
+	if err != nil {
+		return sqlError(w, err)
 	}
 	writeSQLResult(w, res)
+	return "ok"
+}
+
+// SQLQuery reads the statement of a POST /v1/sql body: {"query": "SELECT …"} when the body is
+// JSON (Content-Type application/json, or none that says text and a body starting with {),
+// otherwise the body itself (text/plain, or curl's default form type: curl -d 'SELECT 1').
+func SQLQuery(contentType string, body []byte) (string, error) {
+	if !utf8.Valid(body) {
+		// encoding/json would replace the bytes with U+FFFD: the query run would not be the one sent.
+		return "", errors.New("the body is not valid UTF-8")
+	}
+	media, _, _ := mime.ParseMediaType(contentType)
+	isJSON := media == "application/json" ||
+		(media != "text/plain" && bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")))
+	query := string(body)
+	if isJSON {
+		var req SQLRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return "", errors.New(`a JSON body must be {"query": "SELECT …"}; or send the statement as text (Content-Type: text/plain)`)
+		}
+		query = req.Query
+	}
+	if strings.TrimSpace(query) == "" {
+		return "", errors.New(`empty: send one SELECT as text (Content-Type: text/plain) or as {"query": "SELECT …"} (at most 1 MiB)`)
+	}
+	return query, nil
 }
 
 // writeSQLResult writes an analyst answer row by row: its JSON is never held whole (the
@@ -419,25 +311,27 @@ func appendJSONString(b []byte, s string) []byte {
 // statement refused, a limit reached (named, with its flag), or the engine's own refusal
 // (unknown table, syntax): the request is what has to change, and retrying it as it is would
 // only hit the same wall.
-func sqlError(w http.ResponseWriter, err error) {
+func sqlError(w http.ResponseWriter, err error) string {
 	var busy *schema.SQLBusyError
 	var fe *schema.FieldError
 	switch {
 	case errors.As(err, &busy):
 		w.Header().Set("Retry-After", strconv.Itoa(int(schema.SQLRetryAfter.Seconds())))
-		fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, busy.Error(), "")
+		return fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, busy.Error(), "")
 	case errors.As(err, &fe):
-		fail(w, http.StatusBadRequest, schema.CodeMalformed, fe.Reason, "query")
+		return fail(w, http.StatusBadRequest, schema.CodeMalformed, fe.Reason, "query")
 	case errors.Is(err, schema.ErrSQLUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", strconv.Itoa(int(schema.SQLRetryAfter.Seconds())))
-		fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, clip(err.Error()), "")
+		return fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, clip(err.Error()), "")
 	default:
-		fail(w, http.StatusBadRequest, schema.CodeMalformed, clip(err.Error()), "query")
+		return fail(w, http.StatusBadRequest, schema.CodeMalformed, clip(err.Error()), "query")
 	}
 }
 
-func fail(w http.ResponseWriter, status int, code, msg, field string) {
+// fail writes an error answer and returns its code.
+func fail(w http.ResponseWriter, status int, code, msg, field string) string {
 	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
+	return code
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

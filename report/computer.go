@@ -3,7 +3,9 @@ package report
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -32,6 +34,7 @@ type Computer struct {
 	AsOf         time.Time        `json:"as_of"`
 	Client       string           `json:"client"`
 	List         string           `json:"list,omitempty"`
+	ListName     string           `json:"list_name,omitempty"`
 	LastScanTime *time.Time       `json:"last_scan_time"` // latest successful scan (client clock); null if none
 	Compliant    string           `json:"compliant"`      // ComputerCompliant, ComputerNonCompliant or ComputerUnknown
 	Updates      []ComputerUpdate `json:"updates"`
@@ -63,7 +66,7 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 	if p.Client == "" {
 		return nil, &ParamError{Field: "client", Message: "client (a client id) is required"}
 	}
-	ids, err := updateSet(ctx, q, db, p.List, p.Updates, p.ExpiredCleanup)
+	ids, listName, err := updateSet(ctx, q, db, p.List, p.Updates, p.ExpiredCleanup)
 	if err != nil {
 		return nil, err
 	}
@@ -75,16 +78,15 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 	if err != nil {
 		return nil, fmt.Errorf("cannot read client %q: %w", p.Client, err)
 	}
-	c0 := cells{what: "the client " + p.Client}
-	row := c0.first(res)
-	known, lastScan0 := c0.int(row, 1), c0.any(row, 0)
-	if c0.err != nil {
-		return nil, c0.err
+	var known int64
+	var lastScan0 any
+	if err := scanRow(res, 0, "the client "+p.Client, &lastScan0, &known); err != nil {
+		return nil, err
 	}
 	if known == 0 {
 		return nil, &NotFoundError{Field: "client", Message: fmt.Sprintf("no client %q at this site: it never reported and no collection names it", p.Client)}
 	}
-	rep := &Computer{Site: site, AsOf: time.Now().UTC(), Client: p.Client, List: p.List, Updates: make([]ComputerUpdate, len(ids))}
+	rep := &Computer{Site: site, AsOf: time.Now().UTC(), Client: p.Client, List: p.List, ListName: listName, Updates: make([]ComputerUpdate, len(ids))}
 	if rep.LastScanTime, err = parseTime(lastScan0); err != nil {
 		return nil, err
 	}
@@ -107,28 +109,32 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 		return nil, fmt.Errorf("cannot read the catalog: %w", err)
 	}
 	scannedAfter := map[string]bool{}
-	cc := cells{what: "the catalog"}
-	for _, r := range catalog.Rows {
-		id, title, after := cc.str(r, 0), cc.str(r, 1), cc.int(r, 2) == 1
-		if u, ok := byID[id]; ok && cc.err == nil {
+	for i := range catalog.Rows {
+		var id, title string
+		var after bool
+		if err := scanRow(catalog, i, "the catalog", &id, &title, &after); err != nil {
+			return nil, err
+		}
+		if u, ok := byID[id]; ok {
 			u.Title = title
 			scannedAfter[id] = after
 		}
-	}
-	if cc.err != nil {
-		return nil, cc.err
 	}
 	live, err := q.Query(ctx, fmt.Sprintf(`SELECT topic_type, topic_id, state, serial, time, error
 	FROM %s.v_live_state WHERE client = %s AND topic_type IN (402, 500) AND topic_id IN %s`, db, c, set))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the states of client %q: %w", p.Client, err)
 	}
-	cl := cells{what: fmt.Sprintf("the states of client %q", p.Client)}
-	for _, r := range live.Rows {
-		topicType, id, state, code := cl.int(r, 0), cl.str(r, 1), int(cl.int(r, 2)), int32(cl.int(r, 5))
-		if cl.err != nil {
-			return nil, cl.err
+	for i := range live.Rows {
+		var topicType, state64 int64
+		var id string
+		var serial uint64
+		var at any
+		var code int32
+		if err := scanRow(live, i, fmt.Sprintf("the states of client %q", p.Client), &topicType, &id, &state64, &serial, &at, &code); err != nil {
+			return nil, err
 		}
+		state := int(state64)
 		u, ok := byID[id]
 		if !ok {
 			continue // not an id asked for (see byID)
@@ -138,8 +144,8 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 			if state == schema.ComplianceUnknown {
 				continue // rule 3: only 1, 2 or 3 are a stated compliance
 			}
-			u.State, u.Serial = state, schema.ToUint64(cl.any(r, 3))
-			if u.Time, err = parseTime(cl.any(r, 4)); err != nil {
+			u.State, u.Serial = state, serial
+			if u.Time, err = parseTime(at); err != nil {
 				return nil, err
 			}
 		case schema.TopicUpdateEnforcement:
@@ -168,44 +174,78 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 	return rep, nil
 }
 
-// updateSet resolves the updates a report is about: an imported list's, or the ids given,
-// sorted and without duplicates, minus updates expired for longer than cleanup (default 7
-// days) — the same set the compliance report uses.
-func updateSet(ctx context.Context, q Querier, db, list string, updates []string, cleanup time.Duration) ([]string, error) {
+// updateSet resolves the updates a report is about: an imported list's (with the list's
+// name), or the ids given (each must be known: checkUpdates), sorted and without duplicates,
+// minus updates expired for longer than cleanup (default 7 days) — the same set the
+// compliance report uses.
+func updateSet(ctx context.Context, q Querier, db, list string, updates []string, cleanup time.Duration) ([]string, string, error) {
 	var ids []string
+	var name string
 	switch {
 	case list != "" && len(updates) > 0:
-		return nil, &ParamError{Field: "updates", Message: "give list or updates, not both"}
+		return nil, "", &ParamError{Field: "updates", Message: "give list or updates, not both"}
 	case list != "":
 		var err error
-		if ids, err = listUpdates(ctx, q, db, list); err != nil {
-			return nil, err
+		if name, ids, err = listUpdates(ctx, q, db, list); err != nil {
+			return nil, "", err
 		}
 	case len(updates) > 0:
 		ids = slices.Clone(updates)
 	default:
-		return nil, &ParamError{Field: "list", Message: "list (an update list id) or updates (comma-separated update ids) is required"}
+		return nil, "", &ParamError{Field: "list", Message: "list (an update list id) or updates (comma-separated update ids) is required"}
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	if len(ids) == 0 {
-		return ids, nil
+		return ids, name, nil
+	}
+	if list == "" {
+		if err := checkUpdates(ctx, q, db, ids); err != nil {
+			return nil, "", err
+		}
 	}
 	if cleanup == 0 {
-		cleanup = 7 * 24 * time.Hour
+		cleanup = schema.DefaultExpiredCleanup
 	}
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT id FROM %s.v_updates
 	WHERE id IN %s AND expired = 1 AND expired_at <= now64(3) - toIntervalSecond(%d)`, db, inList(ids), int64(cleanup.Seconds())))
 	if err != nil {
-		return nil, fmt.Errorf("cannot read expired updates: %w", err)
+		return nil, "", fmt.Errorf("cannot read expired updates: %w", err)
 	}
-	gone := map[string]bool{}
-	c := cells{what: "expired updates"}
-	for _, r := range res.Rows {
-		gone[c.str(r, 0)] = true
+	expired, err := stringColumn(res, 0, "expired updates")
+	if err != nil {
+		return nil, "", err
 	}
-	if c.err != nil {
-		return nil, c.err
+	return slices.DeleteFunc(ids, func(id string) bool { return slices.Contains(expired, id) }), name, nil
+}
+
+// printComputer prints the computer report: per update its state (inferred or stated, since
+// when) and enforcement.
+func printComputer(w io.Writer, c *Computer) {
+	scan := "never scanned successfully"
+	if c.LastScanTime != nil {
+		scan = "last successful scan " + c.LastScanTime.UTC().Format(time.RFC3339)
 	}
-	return slices.DeleteFunc(ids, func(id string) bool { return gone[id] }), nil
+	header(w, "computer "+c.Client, c.Site, c.AsOf, listText(c.List, c.ListName, len(c.Updates)), scan,
+		strings.ReplaceAll(c.Compliant, "_", "-"))
+	tw := columns(w)
+	fmt.Fprintln(tw, "update\ttitle\tstate\tsince\tenforcement\terror")
+	for _, u := range c.Updates {
+		state, since := u.StateName, ""
+		if u.Inferred {
+			state += " (inferred from the scan)"
+		}
+		if u.Time != nil {
+			since = u.Time.UTC().Format(time.RFC3339)
+		}
+		enf, hex := "", ""
+		if u.EnforcementState != nil {
+			enf = u.EnforcementName
+		}
+		if u.Error != nil && *u.Error != 0 {
+			hex = u.Hex
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.UpdateID, clipText(u.Title, 48), state, since, enf, hex)
+	}
+	_ = tw.Flush()
 }

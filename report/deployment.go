@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -20,15 +21,16 @@ type DeploymentParams struct {
 // counts as state 0 (folding rule 4). With a drill-down state, Machines lists the clients in
 // it, sorted.
 type Deployment struct {
-	Site         string       `json:"site"`
-	AsOf         time.Time    `json:"as_of"`
-	DeploymentID string       `json:"deployment_id"`
-	Name         string       `json:"name"`
-	Collection   string       `json:"collection"`
-	Total        int64        `json:"total"`
-	States       []StateCount `json:"states"`
-	State        *int         `json:"state,omitempty"`   // the drill-down state, when asked
-	Machines     []string     `json:"machines,omitzero"` // present (possibly empty) with a drill-down
+	Site           string       `json:"site"`
+	AsOf           time.Time    `json:"as_of"`
+	DeploymentID   string       `json:"deployment_id"`
+	Name           string       `json:"name"`
+	Collection     string       `json:"collection"`
+	CollectionName string       `json:"collection_name,omitempty"`
+	Total          int64        `json:"total"`
+	States         []StateCount `json:"states"`
+	State          *int         `json:"state,omitempty"`   // the drill-down state, when asked
+	Machines       []string     `json:"machines,omitzero"` // present (possibly empty) with a drill-down
 }
 
 // StateCount counts the clients in one state of a topic type.
@@ -62,12 +64,8 @@ func DeploymentReport(ctx context.Context, q Querier, db, site string, p Deploym
 		return nil, err
 	}
 	rep := &Deployment{Site: site, AsOf: time.Now().UTC(), DeploymentID: p.Deployment, Name: dep.name,
-		Collection: dep.collection, State: p.State}
-	// Every targeted client with its live 301 state for this deployment, 0 when it has none.
-	targeted := fmt.Sprintf(`SELECT t.client AS client, ifNull(s.state, 0) AS state
-	FROM (%s) AS t
-	LEFT JOIN (SELECT client, state FROM %s.v_live_state WHERE topic_type = 301 AND topic_id = %s) AS s
-	    ON s.client = t.client`, Scope{Collection: dep.collection}.clientsSQL(db), db, Quote(p.Deployment))
+		Collection: dep.collection, CollectionName: dep.collectionName, State: p.State}
+	targeted := dep.targetedSQL(db)
 	res, err := q.Query(ctx, "SELECT state, count() FROM ("+targeted+") GROUP BY state")
 	if err != nil {
 		return nil, fmt.Errorf("cannot count deployment states (%s): %w", p.Deployment, err)
@@ -87,20 +85,30 @@ func DeploymentReport(ctx context.Context, q Querier, db, site string, p Deploym
 	return rep, nil
 }
 
-type deploymentRef struct{ name, collection string }
+type deploymentRef struct{ id, name, collection, collectionName string }
 
 // lookupDeployment returns an imported deployment, or a NotFoundError naming the parameter.
 func lookupDeployment(ctx context.Context, q Querier, db, id string) (*deploymentRef, error) {
-	res, err := q.Query(ctx, fmt.Sprintf("SELECT name, collection FROM %s.v_deployments WHERE id = %s", db, Quote(id)))
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT d.name, d.collection, ifNull(c.name, '') FROM %[1]s.v_deployments AS d
+	LEFT JOIN %[1]s.v_collections AS c ON c.id = d.collection WHERE d.id = %[2]s`, db, Quote(id)))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read deployment %q: %w", id, err)
 	}
 	if len(res.Rows) == 0 {
-		return nil, &NotFoundError{Field: "deployment", Message: fmt.Sprintf("no deployment %q at this site (import it with statepipe deployments apply)", id)}
+		return nil, &NotFoundError{Field: "deployment", Message: fmt.Sprintf("no deployment %q at this site (import it with statepipe deployments apply; an import made with --no-wait, or by another process, shows once the site folds it, within seconds)", id)}
 	}
-	c := cells{what: "deployment " + id}
-	ref := &deploymentRef{name: c.str(res.Rows[0], 0), collection: c.str(res.Rows[0], 1)}
-	return ref, c.err
+	ref := &deploymentRef{id: id}
+	return ref, scanRow(res, 0, "deployment "+id, &ref.name, &ref.collection, &ref.collectionName)
+}
+
+// targetedSQL is a subquery of (client, state): every client the deployment targets (its
+// collection's members at this site) with its live 301 state for the deployment, 0 when it has
+// none (folding rule 4).
+func (d *deploymentRef) targetedSQL(db string) string {
+	return fmt.Sprintf(`SELECT t.client AS client, ifNull(s.state, 0) AS state
+	FROM (%s) AS t
+	LEFT JOIN (SELECT client, state FROM %s.v_live_state WHERE topic_type = 301 AND topic_id = %s) AS s
+	    ON s.client = t.client`, Scope{Collection: d.collection}.clientsSQL(db), db, Quote(d.id))
 }
 
 // stateCounts lists every state of topic type t with the clients counted in res (rows of
@@ -111,25 +119,17 @@ func stateCounts(t schema.TopicType, res *schema.Result) ([]StateCount, int64, e
 		out[i] = StateCount{State: i, Name: t.StateName(i)}
 	}
 	var total int64
-	c := cells{what: fmt.Sprintf("clients per %d state", t)}
-	for _, r := range res.Rows {
-		st, n := c.int(r, 0), c.int(r, 1)
+	for i := range res.Rows {
+		var st, n int64
+		if err := scanRow(res, i, fmt.Sprintf("clients per %d state", t), &st, &n); err != nil {
+			return nil, 0, err
+		}
 		total += n
 		if st >= 0 && st < int64(len(out)) {
 			out[st].Clients = n
 		}
 	}
-	return out, total, c.err
-}
-
-// stringColumn returns column i of every row as strings.
-func stringColumn(res *schema.Result, i int, what string) ([]string, error) {
-	out := make([]string, len(res.Rows))
-	c := cells{what: what}
-	for j, r := range res.Rows {
-		out[j] = c.str(r, i)
-	}
-	return out, c.err
+	return out, total, nil
 }
 
 // chTimeLayout is how ClickHouse prints a DateTime64(3) (in UTC here).
@@ -151,4 +151,23 @@ func parseTime(v any) (*time.Time, error) {
 // sqlTime renders t (to the millisecond) as a DateTime64(3, 'UTC') expression.
 func sqlTime(t time.Time) string {
 	return fmt.Sprintf("fromUnixTimestamp64Milli(toInt64(%d), 'UTC')", t.UnixMilli())
+}
+
+// printDeployment prints the deployment report: the targeted clients per enforcement state,
+// with their share, then the drill-down's machines.
+func printDeployment(w io.Writer, d *Deployment) {
+	header(w, "deployment "+named(d.DeploymentID, d.Name), d.Site, d.AsOf, "collection "+named(d.Collection, d.CollectionName),
+		fmt.Sprintf("%d targeted", d.Total))
+	tw := columns(w)
+	fmt.Fprintln(tw, "state\tname\tclients\tshare")
+	for _, st := range d.States {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", st.State, st.Name, st.Clients, percent(st.Clients, d.Total))
+	}
+	_ = tw.Flush()
+	if d.State != nil {
+		fmt.Fprintf(w, "machines in state %d (%s): %d\n", *d.State, schema.TopicDeploymentEnforcement.StateName(*d.State), len(d.Machines))
+		for _, m := range d.Machines {
+			fmt.Fprintln(w, m)
+		}
+	}
 }

@@ -3,6 +3,8 @@ package report
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -19,11 +21,15 @@ type ErrorsParams struct {
 // Errors is the errors report (DESIGN §4): HRESULTs of live enforcement states stack-ranked by
 // how many machines have them.
 type Errors struct {
-	Site         string       `json:"site"`
-	AsOf         time.Time    `json:"as_of"`
-	DeploymentID string       `json:"deployment_id,omitempty"`
-	Errors       []ErrorCount `json:"errors"`
+	Site           string       `json:"site"`
+	AsOf           time.Time    `json:"as_of"`
+	DeploymentID   string       `json:"deployment_id,omitempty"`
+	DeploymentName string       `json:"deployment_name,omitempty"`
+	Errors         []ErrorCount `json:"errors"`
 }
+
+// MaxErrorTopics caps the update and deployment ids an error lists (most machines first).
+const MaxErrorTopics = 10
 
 // ErrorCount is one HRESULT and the machines whose live 402 or 301 state carries it.
 type ErrorCount struct {
@@ -31,6 +37,11 @@ type ErrorCount struct {
 	Hex         string `json:"hex"`         // 0x%08X, as Windows shows it
 	Description string `json:"description"` // from schema.HRESULTs; "" when unknown
 	Machines    int64  `json:"machines"`
+	// Updates and Deployments name where the error is: the updates whose enforcement (402)
+	// and the deployments whose enforcement (301) carry it, most machines first (then by id),
+	// at most MaxErrorTopics each.
+	Updates     []string `json:"updates"`
+	Deployments []string `json:"deployments"`
 }
 
 // ErrorsReport computes the errors report of site (database db): per HRESULT, the distinct
@@ -38,33 +49,66 @@ type ErrorCount struct {
 // (error != 0), most machines first, then by error. A client failing several updates with one
 // code counts once for it.
 func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParams) (*Errors, error) {
-	where := "topic_type IN (301, 402)"
+	where := schema.ErrorTopicsSQL()
+	depName := ""
 	if p.Deployment != "" {
 		dep, err := lookupDeployment(ctx, q, db, p.Deployment)
 		if err != nil {
 			return nil, err
 		}
+		depName = dep.name
 		d := Quote(p.Deployment)
 		where = fmt.Sprintf(`((topic_type = 402 AND topic_id IN (SELECT arrayJoin(updates) FROM %[1]s.v_deployments WHERE id = %[2]s))
 		    OR (topic_type = 301 AND topic_id = %[2]s))
 		AND client IN (%[3]s)`, db, d, Scope{Collection: dep.collection}.clientsSQL(db))
 	}
-	res, err := q.Query(ctx, fmt.Sprintf(`SELECT error, uniqExact(client) AS machines
-	FROM %s.v_live_state
-	WHERE error != 0 AND %s
-	GROUP BY error
-	ORDER BY machines DESC, error ASC`, db, where))
+	// Per error: its machines, and per (error, topic) the machines, ranked within the error.
+	res, err := q.Query(ctx, fmt.Sprintf(`WITH errs AS (SELECT error, client, topic_type, topic_id FROM %[1]s.v_live_state
+	                               WHERE error != 0 AND %[2]s)
+	SELECT e.error, e.machines, t.updates, t.deployments
+	FROM (SELECT error, uniqExact(client) AS machines FROM errs GROUP BY error) AS e
+	LEFT JOIN (SELECT error,
+	                  arraySlice(arrayMap(x -> x.2, arraySort(x -> (-x.1, x.2), groupArrayIf((n, topic_id), topic_type = 402))), 1, %[3]d) AS updates,
+	                  arraySlice(arrayMap(x -> x.2, arraySort(x -> (-x.1, x.2), groupArrayIf((n, topic_id), topic_type = 301))), 1, %[3]d) AS deployments
+	           FROM (SELECT error, topic_type, topic_id, uniqExact(client) AS n FROM errs GROUP BY error, topic_type, topic_id)
+	           GROUP BY error) AS t ON t.error = e.error
+	ORDER BY e.machines DESC, e.error ASC`, db, where, MaxErrorTopics))
 	if err != nil {
 		return nil, fmt.Errorf("cannot count enforcement errors: %w", err)
 	}
-	rep := &Errors{Site: site, AsOf: time.Now().UTC(), DeploymentID: p.Deployment, Errors: make([]ErrorCount, len(res.Rows))}
-	c := cells{what: "enforcement errors"}
-	for i, r := range res.Rows {
-		code := int32(c.int(r, 0))
-		rep.Errors[i] = ErrorCount{Error: code, Hex: schema.HRESULTHex(code), Description: schema.DescribeHRESULT(code), Machines: c.int(r, 1)}
-	}
-	if c.err != nil {
-		return nil, c.err
+	rep := &Errors{Site: site, AsOf: time.Now().UTC(), DeploymentID: p.Deployment, DeploymentName: depName, Errors: make([]ErrorCount, len(res.Rows))}
+	for i := range res.Rows {
+		e := &rep.Errors[i]
+		if err := scanRow(res, i, "enforcement errors", &e.Error, &e.Machines, &e.Updates, &e.Deployments); err != nil {
+			return nil, err
+		}
+		e.Hex, e.Description = schema.HRESULTHex(e.Error), schema.DescribeHRESULT(e.Error)
 	}
 	return rep, nil
+}
+
+// printErrors prints the errors report: per HRESULT its machines, description, updates and
+// deployments.
+func printErrors(w io.Writer, e *Errors) {
+	scope := "every update and deployment"
+	if e.DeploymentID != "" {
+		scope = "deployment " + named(e.DeploymentID, e.DeploymentName)
+	}
+	header(w, "errors", e.Site, e.AsOf, scope)
+	if len(e.Errors) == 0 {
+		fmt.Fprintln(w, "no live enforcement state carries an error")
+		return
+	}
+	tw := columns(w)
+	fmt.Fprintln(tw, "error\tmachines\tdescription\tupdates\tdeployments")
+	topics := func(ids []string) string {
+		if len(ids) >= MaxErrorTopics {
+			return strings.Join(ids, ", ") + ", …"
+		}
+		return strings.Join(ids, ", ")
+	}
+	for _, r := range e.Errors {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Hex, r.Machines, clipText(r.Description, 60), topics(r.Updates), topics(r.Deployments))
+	}
+	_ = tw.Flush()
 }

@@ -1,8 +1,10 @@
 // Package report computes the named reports of DESIGN §4 over a site's store and serves them:
 // GET /v1/reports/NAME as JSON (the same structures back `statepipe report NAME` and, later,
 // the Grafana datasource), and POST /v1/sql, analyst SQL that the store vets and runs within
-// its SQL limits (schema.SQLLimits). Every parameter is judged before a query runs (400
-// naming it), and result cells are read without a chance of panicking (cells.go).
+// its SQL limits (schema.SQLLimits). One table, Reports (registry.go), names every report with
+// its parameters, its run and its table for people: the API's routes, the CLI's verbs, flags
+// and help, and the printed tables all derive from it. Every parameter is judged before a
+// query runs (400 naming it), and result rows are decoded with checks, never a panic (rows.go).
 //
 // Compliance reads the projector's aggregates (agg_states, agg_lists, agg_scans: counts kept
 // per scope as reports fold) unless asked to scan. Every other report but trend, and
@@ -19,6 +21,7 @@ package report
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -50,12 +53,14 @@ type ComplianceParams struct {
 
 // Compliance is the compliance report (DESIGN §4).
 type Compliance struct {
-	Site      string             `json:"site"`
-	AsOf      time.Time          `json:"as_of"`
-	List      string             `json:"list,omitempty"`
-	Scope     string             `json:"collection,omitempty"`
-	Updates   []UpdateCompliance `json:"updates"`
-	Computers ComputerCounts     `json:"computers"`
+	Site           string             `json:"site"`
+	AsOf           time.Time          `json:"as_of"`
+	List           string             `json:"list,omitempty"`
+	ListName       string             `json:"list_name,omitempty"`
+	Scope          string             `json:"collection,omitempty"`
+	CollectionName string             `json:"collection_name,omitempty"`
+	Updates        []UpdateCompliance `json:"updates"`
+	Computers      ComputerCounts     `json:"computers"`
 }
 
 // UpdateCompliance counts the clients in scope by their compliance with one update.
@@ -67,83 +72,110 @@ type UpdateCompliance struct {
 	NotRequired  int64   `json:"not_required"`
 	Unknown      int64   `json:"unknown"`
 	Total        int64   `json:"total"`
-	CompliantPct float64 `json:"compliant_pct"`
+	CompliantPct float64 `json:"compliant_pct"` // (installed + not_required) / total × 100; 0 when total is 0
 }
 
 // ComputerCounts counts clients by compliance with the whole set of updates: compliant when
 // every update is Installed or Not required, non-compliant when any is Required, unknown
 // otherwise.
 type ComputerCounts struct {
-	Compliant    int64 `json:"compliant"`
-	NonCompliant int64 `json:"non_compliant"`
-	Unknown      int64 `json:"unknown"`
-	Total        int64 `json:"total"`
+	Compliant    int64   `json:"compliant"`
+	NonCompliant int64   `json:"non_compliant"`
+	Unknown      int64   `json:"unknown"`
+	Total        int64   `json:"total"`
+	CompliantPct float64 `json:"compliant_pct"` // compliant / total × 100; 0 when total is 0
 }
 
-// ComplianceReport computes the compliance report of site (database db).
-func ComplianceReport(ctx context.Context, q Querier, db, site string, p ComplianceParams) (*Compliance, error) {
+// complianceSet is the update set and scope of a compliance question, resolved: the ids
+// (sorted), their SQL (a tuple, or a subquery for a large set) and the WITH clause of the
+// queries that count them.
+type complianceSet struct {
+	ids                      []string
+	idSQL                    string
+	cte                      string // WITH scope, upd, scans
+	catalog                  int64  // catalog size when no list or ids were given
+	listName, collectionName string
+}
+
+// resolveCompliance resolves the update set and scope of p.
+func resolveCompliance(ctx context.Context, q Querier, db string, p ComplianceParams) (*complianceSet, error) {
 	if p.ExpiredCleanup == 0 {
-		p.ExpiredCleanup = 7 * 24 * time.Hour
+		p.ExpiredCleanup = schema.DefaultExpiredCleanup
 	}
-	if err := p.Scope.check(ctx, q, db); err != nil {
+	cs := &complianceSet{}
+	var err error
+	if cs.collectionName, err = p.Scope.check(ctx, q, db); err != nil {
 		return nil, err
 	}
 	// The update set as a subquery of one column, uid: a catalog-sized set never inflates the
 	// query text, and expired updates past the cleanup age drop out in SQL.
 	var base string
-	var catalog int64
 	switch {
 	case p.List != "":
-		if _, err := listUpdates(ctx, q, db, p.List); err != nil {
+		if cs.listName, _, err = listUpdates(ctx, q, db, p.List); err != nil {
 			return nil, err
 		}
 		base = fmt.Sprintf("SELECT arrayJoin(updates) AS uid FROM %s.v_update_lists WHERE id = %s", db, Quote(p.List))
 	case len(p.Updates) > 0:
+		if err := checkUpdates(ctx, q, db, p.Updates); err != nil {
+			return nil, err
+		}
 		base = "SELECT arrayJoin(" + sqlArray(p.Updates) + ") AS uid"
 	default:
-		var err error
-		catalog, err = count(ctx, q, "SELECT count() FROM "+db+".v_updates")
-		if err != nil {
+		res, err := q.Query(ctx, "SELECT count() FROM "+db+".v_updates")
+		if cs.catalog, err = count(res, err, "the catalog's size"); err != nil {
 			return nil, err
 		}
 		base = fmt.Sprintf("SELECT id AS uid FROM %s.v_updates", db)
-		if catalog == 0 {
+		if cs.catalog == 0 {
 			base = fmt.Sprintf("SELECT DISTINCT topic_id AS uid FROM %s.v_live_state WHERE topic_type = 500", db)
 		}
 	}
-	idSQL := fmt.Sprintf(`(SELECT DISTINCT uid FROM (%s) WHERE uid NOT IN
+	cs.idSQL = fmt.Sprintf(`(SELECT DISTINCT uid FROM (%s) WHERE uid NOT IN
 		(SELECT id FROM %s.v_updates WHERE expired = 1 AND expired_at <= now64(3) - toIntervalSecond(%d)))`,
 		base, db, int64(p.ExpiredCleanup.Seconds()))
-	idRes, err := q.Query(ctx, "SELECT uid FROM "+idSQL+" ORDER BY uid")
+	idRes, err := q.Query(ctx, "SELECT uid FROM "+cs.idSQL+" ORDER BY uid")
 	if err != nil {
 		return nil, fmt.Errorf("cannot resolve the update set: %w", err)
 	}
-	ids, err := stringColumn(idRes, 0, "the update set")
-	if err != nil {
+	if cs.ids, err = stringColumn(idRes, 0, "the update set"); err != nil {
 		return nil, err
-	}
-	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, Scope: p.Scope.Collection, Updates: []UpdateCompliance{}}
-	if len(ids) == 0 {
-		total, err := count(ctx, q, "SELECT count() FROM ("+p.Scope.clientsSQL(db)+")")
-		rep.Computers = ComputerCounts{Unknown: total, Total: total}
-		return rep, err
 	}
 	// The clients in scope, the updates (with first synchronisation; absent from the catalog
 	// means no inference) and each in-scope client's latest successful scan. A resolved set
 	// of modest size is inlined, which spares every query re-reading the catalog.
-	if len(ids) <= 2000 {
-		idSQL = inList(ids)
+	if len(cs.ids) <= 2000 {
+		cs.idSQL = inList(cs.ids)
 	}
 	scanScope := ""
 	if p.Scope.Collection != "" {
 		scanScope = "WHERE client IN (SELECT client FROM scope)" // every scanning client is a site client
 	}
-	cte := fmt.Sprintf(`WITH
+	cs.cte = fmt.Sprintf(`WITH
 	scope AS (%[2]s),
 	upd AS (SELECT id, title, first_synced FROM %[1]s.v_updates WHERE id IN %[3]s),
 	scans AS (SELECT client, time AS last_scan FROM %[1]s.client_scans FINAL %[4]s)
-`, db, p.Scope.clientsSQL(db), idSQL, scanScope)
-	total, err := count(ctx, q, cte+"SELECT count() FROM scope")
+`, db, p.Scope.clientsSQL(db), cs.idSQL, scanScope)
+	return cs, nil
+}
+
+// ComplianceReport computes the compliance report of site (database db).
+func ComplianceReport(ctx context.Context, q Querier, db, site string, p ComplianceParams) (*Compliance, error) {
+	cs, err := resolveCompliance(ctx, q, db, p)
+	if err != nil {
+		return nil, err
+	}
+	ids, cte := cs.ids, cs.cte
+	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, ListName: cs.listName, Scope: p.Scope.Collection,
+		CollectionName: cs.collectionName, Updates: []UpdateCompliance{}}
+	if len(ids) == 0 {
+		res, err := q.Query(ctx, "SELECT count() FROM ("+p.Scope.clientsSQL(db)+")")
+		total, err := count(res, err, "clients in scope")
+		rep.Computers = ComputerCounts{Unknown: total, Total: total}
+		return rep, err
+	}
+	res, err := q.Query(ctx, cte+"SELECT count() FROM scope")
+	total, err := count(res, err, "clients in scope")
 	if err != nil {
 		return nil, fmt.Errorf("cannot count clients in scope: %w", err)
 	}
@@ -168,12 +200,12 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	// update's first synchronisation — from the aggregates, or by scanning the live states.
 	var byUpdate *schema.Result
 	if p.Scan {
-		byUpdate, err = q.Query(ctx, cte+liveSQL(db, idSQL)+`SELECT topic_id, state, count(), countIf(stated_scanned)
+		byUpdate, err = q.Query(ctx, cte+liveSQL(db, cs.idSQL)+`SELECT topic_id, state, count(), countIf(stated_scanned)
 		FROM stx WHERE state IN (1, 2, 3) GROUP BY topic_id, state`)
 	} else {
 		byUpdate, err = q.Query(ctx, fmt.Sprintf(`SELECT topic_id, state, sum(clients), sum(scanned) FROM %s.agg_states FINAL
 		WHERE scope = %s AND topic_type = 500 AND state IN (1, 2, 3) AND topic_id IN %s AND %s GROUP BY topic_id, state`,
-			db, Quote(p.Scope.Collection), idSQL, Fenced(db)))
+			db, Quote(p.Scope.Collection), cs.idSQL, Fenced(db)))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot count compliance per update: %w", err)
@@ -187,9 +219,12 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		}
 		return per[id]
 	}
-	rc := cells{what: "compliance per update"}
-	for _, r := range byUpdate.Rows {
-		id, state, n, statedScanned := rc.str(r, 0), rc.int(r, 1), rc.int(r, 2), rc.int(r, 3)
+	for i := range byUpdate.Rows {
+		var id string
+		var state, n, statedScanned int64
+		if err := scanRow(byUpdate, i, "compliance per update", &id, &state, &n, &statedScanned); err != nil {
+			return nil, err
+		}
 		c := get(id)
 		switch state {
 		case 3:
@@ -201,60 +236,65 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		}
 		c.statedScanned += statedScanned
 	}
-	for _, r := range scanned.Rows {
-		id := rc.str(r, 0)
-		titles[id] = rc.str(r, 1)
-		get(id).scannedAfter = rc.int(r, 2)
-	}
-	if rc.err != nil {
-		return nil, rc.err
+	for i := range scanned.Rows {
+		var id, title string
+		var after int64
+		if err := scanRow(scanned, i, "scans per update", &id, &title, &after); err != nil {
+			return nil, err
+		}
+		titles[id] = title
+		get(id).scannedAfter = after
 	}
 	for _, id := range ids {
 		c := get(id)
 		u := UpdateCompliance{UpdateID: id, Title: titles[id], Installed: c.n3, Required: c.n2,
 			NotRequired: c.n1 + c.scannedAfter - c.statedScanned, Total: total}
 		u.Unknown = total - u.Installed - u.Required - u.NotRequired
-		if total > 0 {
-			u.CompliantPct = round2(float64(u.Installed+u.NotRequired) * 100 / float64(total))
-		}
+		u.CompliantPct = pct(u.Installed+u.NotRequired, total)
 		rep.Updates = append(rep.Updates, u)
 	}
 	// Per computer: compliant when every update is 3 or 1 (stated, or inferred from a scan
 	// newer than the update), non-compliant when any is 2. The projector keeps these counts
 	// per update list and for the whole catalog; an ad-hoc set of updates is evaluated here.
 	var compliant, nonCompliant int64
-	if list, ok := aggregatedList(p, catalog); ok && !p.Scan {
+	if list, ok := aggregatedList(p, cs.catalog); ok && !p.Scan {
 		res, err := q.Query(ctx, fmt.Sprintf(`SELECT sumIf(clients, status = 1), sumIf(clients, status = 2) FROM %s.agg_lists FINAL
 		WHERE scope = %s AND list = %s AND %s`, db, Quote(p.Scope.Collection), Quote(list), Fenced(db)))
 		if err != nil {
 			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
 		}
-		c := cells{what: "compliance per computer"}
-		row := c.first(res)
-		if compliant, nonCompliant = c.int(row, 0), c.int(row, 1); c.err != nil {
-			return nil, c.err
+		if err := scanRow(res, 0, "compliance per computer", &compliant, &nonCompliant); err != nil {
+			return nil, err
 		}
 	} else {
-		res, err := q.Query(ctx, cte+liveSQL(db, idSQL)+fmt.Sprintf(`, (SELECT groupArray(first_synced) FROM upd) AS fss
-		SELECT countIf(required = 0 AND ok + arrayCount(x -> x < last_scan, fss) - stated_scanned = %d), countIf(required > 0)
+		res, err := q.Query(ctx, cs.computersSQL(db)+`SELECT countIf(status = 1), countIf(status = 2) FROM computers`)
+		if err != nil {
+			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
+		}
+		if err := scanRow(res, 0, "compliance per computer", &compliant, &nonCompliant); err != nil {
+			return nil, err
+		}
+	}
+	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total,
+		Unknown: total - compliant - nonCompliant, CompliantPct: pct(compliant, total)}
+	return rep, nil
+}
+
+// computersSQL continues the set's WITH with computers (client, status): every client in
+// scope with its compliance with the whole set, computed from the live states — 1 compliant
+// (every update 3 or 1, stated or inferred from a scan newer than the update), 2 non-compliant
+// (some update 2), 0 unknown.
+func (cs *complianceSet) computersSQL(db string) string {
+	return cs.cte + liveSQL(db, cs.idSQL) + fmt.Sprintf(`, (SELECT groupArray(first_synced) FROM upd) AS fss,
+	computers AS (
+		SELECT client, multiIf(required > 0, 2, ok + arrayCount(x -> x < last_scan, fss) - stated_scanned = %d, 1, 0) AS status
 		FROM (
 			SELECT s.client AS client, a.required AS required, a.ok AS ok, a.stated_scanned AS stated_scanned, sc.last_scan AS last_scan
 			FROM scope AS s
 			LEFT JOIN (SELECT client, countIf(state = 2) AS required, countIf(state IN (1, 3)) AS ok, countIf(stated_scanned) AS stated_scanned
 			           FROM stx GROUP BY client) AS a ON a.client = s.client
-			LEFT JOIN scans AS sc ON sc.client = s.client)`, len(ids)))
-		if err != nil {
-			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
-		}
-		c := cells{what: "compliance per computer"}
-		row := c.first(res)
-		if compliant, nonCompliant = c.int(row, 0), c.int(row, 1); c.err != nil {
-			return nil, c.err
-		}
-	}
-	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total}
-	rep.Computers.Unknown = total - compliant - nonCompliant
-	return rep, nil
+			LEFT JOIN scans AS sc ON sc.client = s.client))
+`, len(cs.ids))
 }
 
 // aggregatedList names the list whose per-computer counts the projector aggregates for p:
@@ -286,16 +326,6 @@ func sqlArray(ids []string) string {
 	return "[" + strings.TrimSuffix(strings.TrimPrefix(inList(ids), "("), ")") + "]"
 }
 
-func count(ctx context.Context, q Querier, sql string) (int64, error) {
-	res, err := q.Query(ctx, sql)
-	if err != nil {
-		return 0, err
-	}
-	c := cells{what: "a count"}
-	n := c.int(c.first(res), 0)
-	return n, c.err
-}
-
 // Fenced is the condition that keeps, of an agg_* table of db, the cells readers count: per
 // partition, those of its current epoch (schema/ddl/0009; a process that lost the partition
 // may still write under its old epoch, and those cells are never counted).
@@ -310,3 +340,50 @@ func Quote(s string) string {
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// pct is part / total × 100 to two decimals, 0 when total is 0.
+func pct(part, total int64) float64 {
+	if total <= 0 {
+		return 0
+	}
+	return round2(float64(part) * 100 / float64(total))
+}
+
+// printCompliance prints the compliance report: per update (id and title) its counts and the
+// compliant share, then the computers, then how to drill down.
+func printCompliance(w io.Writer, c *Compliance) {
+	what := "every catalog update"
+	if c.List != "" {
+		what = "list " + named(c.List, c.ListName)
+	}
+	header(w, "compliance", c.Site, c.AsOf, what, scopeText(c.Scope, c.CollectionName))
+	tw := columns(w)
+	fmt.Fprintln(tw, "update\tinstalled\trequired\tnot required\tunknown\ttotal\tcompliant\ttitle")
+	for _, u := range c.Updates {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", u.UpdateID, u.Installed, u.Required, u.NotRequired,
+			u.Unknown, u.Total, percent(u.Installed+u.NotRequired, u.Total), clipText(u.Title, 60))
+	}
+	_ = tw.Flush()
+	cc := c.Computers
+	fmt.Fprintf(w, "computers: %d compliant (%s), %d non-compliant (%s), %d unknown (%s), %d total\n",
+		cc.Compliant, percent(cc.Compliant, cc.Total), cc.NonCompliant, percent(cc.NonCompliant, cc.Total),
+		cc.Unknown, percent(cc.Unknown, cc.Total), cc.Total)
+	scope := ""
+	if c.Scope != "" {
+		scope = " --collection " + c.Scope
+	}
+	set := ""
+	if c.List != "" {
+		set = " --list " + c.List
+	}
+	fmt.Fprintf(w, "machines of a cell: statepipe report machines --update ID --state required%s; of the computers: statepipe report machines%s --state non_compliant%s\n",
+		scope, or(set, " --updates IDS"), scope)
+}
+
+// or returns s, or def when s is empty.
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -243,6 +243,18 @@ func TestReportsSurviveAnyAnswer(t *testing.T) {
 				return TrendReport(ctx, q, "db", "P01", TrendParams{Updates: []string{"U"}, Scope: Scope{Collection: "C"}})
 			},
 			"scope clients": func() (any, error) { return ScopeClients(ctx, q, "db", Scope{Collection: "C"}) },
+			"machines of an update": func() (any, error) {
+				return MachinesReport(ctx, q, "db", "P01", MachinesParams{Update: "U", State: "required", Scope: Scope{Collection: "C"}})
+			},
+			"machines of a list": func() (any, error) {
+				return MachinesReport(ctx, q, "db", "P01", MachinesParams{List: "L", State: "non_compliant", After: "a", Limit: 1})
+			},
+			"machines of ids": func() (any, error) {
+				return MachinesReport(ctx, q, "db", "P01", MachinesParams{Updates: []string{"U"}, State: "unknown"})
+			},
+			"machines of a deployment": func() (any, error) {
+				return MachinesReport(ctx, q, "db", "P01", MachinesParams{Deployment: "D", State: "4"})
+			},
 		} {
 			func() {
 				defer func() {
@@ -361,6 +373,7 @@ func (s scripted) Query(_ context.Context, q string) (*schema.Result, error) {
 // down on GET /v1/reports/computer?client=<id>&updates=%FF.
 func TestComputerReportSkipsIDsNotAsked(t *testing.T) {
 	q := scripted{
+		{"UNION DISTINCT", &schema.Result{Rows: [][]any{{"\xff"}, {"KB1"}}}}, // both known
 		{".clients WHERE client", &schema.Result{Rows: [][]any{{nil, int64(1)}}}},
 		{"expired = 1", &schema.Result{Rows: [][]any{}}},
 		{"v_updates WHERE id IN", &schema.Result{Rows: [][]any{{"\uFFFD", "replaced", int64(1)}, {"KB1", "one", int64(0)}}}},

@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -20,14 +21,15 @@ const MaxStaleListed = 1000
 // Scan is the scan report (DESIGN §4): the clients in scope by the state of their latest scan
 // (501), and the clients with no successful scan in the last StaleDays days.
 type Scan struct {
-	Site         string       `json:"site"`
-	AsOf         time.Time    `json:"as_of"`
-	Collection   string       `json:"collection,omitempty"`
-	States       []StateCount `json:"states"`
-	Total        int64        `json:"total"`
-	StaleDays    int          `json:"stale_days"`
-	StaleClients int64        `json:"stale_clients"`
-	Stale        []string     `json:"stale"` // sorted, at most MaxStaleListed
+	Site           string       `json:"site"`
+	AsOf           time.Time    `json:"as_of"`
+	Collection     string       `json:"collection,omitempty"`
+	CollectionName string       `json:"collection_name,omitempty"`
+	States         []StateCount `json:"states"`
+	Total          int64        `json:"total"`
+	StaleDays      int          `json:"stale_days"`
+	StaleClients   int64        `json:"stale_clients"`
+	Stale          []string     `json:"stale"` // sorted, at most MaxStaleListed
 }
 
 // ScanReport computes the scan report of site (database db).
@@ -44,10 +46,11 @@ func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (
 	if p.Days < 0 || p.Days > 36500 {
 		return nil, &ParamError{Field: "days", Message: "days must be a number of days from 1 to 36500"}
 	}
-	if err := p.Scope.check(ctx, q, db); err != nil {
+	name, err := p.Scope.check(ctx, q, db)
+	if err != nil {
 		return nil, err
 	}
-	rep := &Scan{Site: site, AsOf: time.Now().UTC(), Collection: p.Scope.Collection, StaleDays: p.Days, Stale: []string{}}
+	rep := &Scan{Site: site, AsOf: time.Now().UTC(), Collection: p.Scope.Collection, CollectionName: name, StaleDays: p.Days, Stale: []string{}}
 	scope := p.Scope.clientsSQL(db)
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT ifNull(s.state, 0) AS state, count()
 	FROM (%[2]s) AS c
@@ -70,12 +73,23 @@ func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (
 	if err != nil {
 		return nil, fmt.Errorf("cannot list clients without a recent successful scan: %w", err)
 	}
-	c := cells{what: "stale clients"}
-	row := c.first(res)
-	rep.StaleClients = c.int(row, 0)
-	rep.Stale = append(rep.Stale, c.strs(row, 1)...)
-	if c.err != nil {
-		return nil, c.err
+	var stale []string
+	if err := scanRow(res, 0, "stale clients", &rep.StaleClients, &stale); err != nil {
+		return nil, err
 	}
+	rep.Stale = append(rep.Stale, stale...)
 	return rep, nil
+}
+
+// printScan prints the scan report: clients per state of their latest scan, then the stale.
+func printScan(w io.Writer, s *Scan) {
+	header(w, "scan", s.Site, s.AsOf, scopeText(s.Collection, s.CollectionName), plural(s.Total, "client"))
+	tw := columns(w)
+	fmt.Fprintln(tw, "state\tname\tclients\tshare")
+	for _, st := range s.States {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", st.State, st.Name, st.Clients, percent(st.Clients, s.Total))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "no successful scan in %d days: %s (%s)\n", s.StaleDays, plural(s.StaleClients, "client"), percent(s.StaleClients, s.Total))
+	printIDs(w, "stale", s.Stale, s.StaleClients, 20)
 }

@@ -21,24 +21,21 @@ func (s Scope) clientsSQL(db string) string {
 	return fmt.Sprintf("SELECT DISTINCT client FROM %s.clients", db)
 }
 
-// checkCollection returns an error naming the collection when it is not imported.
-func (s Scope) check(ctx context.Context, q Querier, db string) error {
+// check returns the collection's name, or an error naming the collection when it is not
+// imported ("" for the whole site).
+func (s Scope) check(ctx context.Context, q Querier, db string) (string, error) {
 	if s.Collection == "" {
-		return nil
+		return "", nil
 	}
-	res, err := q.Query(ctx, fmt.Sprintf("SELECT count() FROM %s.v_collections WHERE id = %s", db, Quote(s.Collection)))
+	res, err := q.Query(ctx, fmt.Sprintf("SELECT name FROM %s.v_collections WHERE id = %s", db, Quote(s.Collection)))
 	if err != nil {
-		return err
+		return "", err
 	}
-	c := cells{what: "collection " + s.Collection}
-	n := c.int(c.first(res), 0)
-	if c.err != nil {
-		return c.err
+	if len(res.Rows) == 0 {
+		return "", &NotFoundError{Field: "collection", Message: fmt.Sprintf("no collection %q at this site (import it with statepipe collections apply; an import made with --no-wait, or by another process, shows once the site folds it, within seconds)", s.Collection)}
 	}
-	if n == 0 {
-		return &NotFoundError{Field: "collection", Message: fmt.Sprintf("no collection %q at this site (import it with statepipe collections apply)", s.Collection)}
-	}
-	return nil
+	var name string
+	return name, scanRow(res, 0, "collection "+s.Collection, &name)
 }
 
 // NotFoundError is a report parameter that names something the site does not have.
@@ -48,18 +45,54 @@ type NotFoundError struct {
 
 func (e *NotFoundError) Error() string { return e.Message }
 
-// listUpdates returns the update ids of an imported update list.
-func listUpdates(ctx context.Context, q Querier, db, list string) ([]string, error) {
-	res, err := q.Query(ctx, fmt.Sprintf("SELECT updates FROM %s.v_update_lists WHERE id = %s", db, Quote(list)))
+// listUpdates returns the name and update ids of an imported update list.
+func listUpdates(ctx context.Context, q Querier, db, list string) (string, []string, error) {
+	res, err := q.Query(ctx, fmt.Sprintf("SELECT name, updates FROM %s.v_update_lists WHERE id = %s", db, Quote(list)))
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if len(res.Rows) == 0 {
-		return nil, &NotFoundError{Field: "list", Message: fmt.Sprintf("no update list %q at this site (import it with statepipe lists apply)", list)}
+		return "", nil, &NotFoundError{Field: "list", Message: fmt.Sprintf("no update list %q at this site (import it with statepipe lists apply; an import made with --no-wait, or by another process, shows once the site folds it, within seconds)", list)}
 	}
-	c := cells{what: "update list " + list}
-	ids := c.strs(res.Rows[0], 0)
-	return ids, c.err
+	var name string
+	var ids []string
+	err = scanRow(res, 0, "update list "+list, &name, &ids)
+	return name, ids, err
+}
+
+// checkUpdates returns a NotFoundError naming updates for the first id that is neither in the
+// catalog nor reported by any client (a typo would otherwise count as Unknown everywhere).
+func checkUpdates(ctx context.Context, q Querier, db string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	set := inList(ids)
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT id FROM %[1]s.v_updates WHERE id IN %[2]s
+	UNION DISTINCT SELECT DISTINCT topic_id FROM %[1]s.v_live_state WHERE topic_type IN (402, 500) AND topic_id IN %[2]s`, db, set))
+	if err != nil {
+		return fmt.Errorf("cannot look up updates: %w", err)
+	}
+	known, err := stringColumn(res, 0, "known updates")
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(known))
+	for _, id := range known {
+		seen[id] = true
+	}
+	var unknown []string
+	for _, id := range ids {
+		if !seen[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	switch len(unknown) {
+	case 0:
+		return nil
+	case 1:
+		return &NotFoundError{Field: "updates", Message: fmt.Sprintf("no update %q at this site: not in the catalog and no client reported it", unknown[0])}
+	}
+	return &NotFoundError{Field: "updates", Message: fmt.Sprintf("no update %q at this site, nor %d more of updates: not in the catalog and no client reported them", unknown[0], len(unknown)-1)}
 }
 
 // inList renders ids as a SQL tuple of string literals.
@@ -73,7 +106,7 @@ func inList(ids []string) string {
 
 // ScopeClients lists the clients in scope (for administrative actions such as resync).
 func ScopeClients(ctx context.Context, q Querier, db string, s Scope) ([]string, error) {
-	if err := s.check(ctx, q, db); err != nil {
+	if _, err := s.check(ctx, q, db); err != nil {
 		return nil, err
 	}
 	res, err := q.Query(ctx, "SELECT client FROM ("+s.clientsSQL(db)+") ORDER BY client")

@@ -3,7 +3,10 @@ package report
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
 // TrendParams select the trend report.
@@ -13,7 +16,8 @@ type TrendParams struct {
 	Scope   Scope
 	// From and To bound the time axis (server clock); zero To is now, zero From is To − 7 days.
 	From, To time.Time
-	// Step is the distance between points (default 1 hour; whole milliseconds).
+	// Step is the distance between points (whole milliseconds); zero chooses by the range
+	// (DefaultTrendStep: 1 hour for a day, 24 hours for 7 or 30 days).
 	Step time.Duration
 	// ExpiredCleanup drops updates expired for longer than this, as the compliance report
 	// does (default 7 days).
@@ -23,17 +27,41 @@ type TrendParams struct {
 // MaxTrendPoints caps the points of one trend report.
 const MaxTrendPoints = 10000
 
+// trendSteps are the steps a trend chooses from when none is given: the smallest that keeps
+// the points to at most maxDefaultPoints.
+var trendSteps = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
+
+const maxDefaultPoints = 32
+
+// DefaultTrendStep returns the step of a trend over span when none is given: the smallest of
+// 1m, 5m, 15m, 1h, 24h and 7 days that gives at most 32 points (a day by the hour, 7 or 30
+// days by the day, a quarter by the week), or whole days beyond. A default of one hour made
+// the default week 169 points, mostly equal.
+func DefaultTrendStep(span time.Duration) time.Duration {
+	for _, s := range trendSteps {
+		if span/s+1 <= maxDefaultPoints {
+			return s
+		}
+	}
+	day := 24 * time.Hour
+	days := (span/(maxDefaultPoints-1) + day - 1) / day
+	return days * day
+}
+
 // Trend is the trend report (DESIGN §4): compliance with a set of updates over time.
 type Trend struct {
-	Site       string       `json:"site"`
-	AsOf       time.Time    `json:"as_of"`
-	List       string       `json:"list,omitempty"`
-	Collection string       `json:"collection,omitempty"`
-	Updates    []string     `json:"updates"`
-	From       time.Time    `json:"from"`
-	To         time.Time    `json:"to"`
-	Step       string       `json:"step"`
-	Points     []TrendPoint `json:"points"`
+	Site           string            `json:"site"`
+	AsOf           time.Time         `json:"as_of"`
+	List           string            `json:"list,omitempty"`
+	ListName       string            `json:"list_name,omitempty"`
+	Collection     string            `json:"collection,omitempty"`
+	CollectionName string            `json:"collection_name,omitempty"`
+	Updates        []string          `json:"updates"`
+	Titles         map[string]string `json:"titles"` // update id → catalog title, for the updates in the catalog
+	From           time.Time         `json:"from"`
+	To             time.Time         `json:"to"`
+	Step           string            `json:"step"`
+	Points         []TrendPoint      `json:"points"`
 }
 
 // TrendPoint counts (client, update) pairs by compliance state as of Time.
@@ -74,7 +102,7 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		p.From = p.To.Add(-7 * 24 * time.Hour)
 	}
 	if p.Step == 0 {
-		p.Step = time.Hour
+		p.Step = DefaultTrendStep(p.To.Sub(p.From))
 	}
 	from, to, step := p.From.UnixMilli(), p.To.UnixMilli(), p.Step.Milliseconds()
 	switch {
@@ -85,16 +113,22 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 	case (to-from)/step+1 > MaxTrendPoints:
 		return nil, &ParamError{Field: "step", Message: fmt.Sprintf("from, to and step give %d points; at most %d", (to-from)/step+1, MaxTrendPoints)}
 	}
-	if err := p.Scope.check(ctx, q, db); err != nil {
+	collectionName, err := p.Scope.check(ctx, q, db)
+	if err != nil {
 		return nil, err
 	}
-	ids, err := updateSet(ctx, q, db, p.List, p.Updates, p.ExpiredCleanup)
+	ids, listName, err := updateSet(ctx, q, db, p.List, p.Updates, p.ExpiredCleanup)
+	if err != nil {
+		return nil, err
+	}
+	titles, err := updateTitles(ctx, q, db, ids)
 	if err != nil {
 		return nil, err
 	}
 	n := int((to-from)/step + 1)
 	last := from + int64(n-1)*step
-	rep := &Trend{Site: site, AsOf: now, List: p.List, Collection: p.Scope.Collection, Updates: ids,
+	rep := &Trend{Site: site, AsOf: now, List: p.List, ListName: listName, Collection: p.Scope.Collection,
+		CollectionName: collectionName, Updates: ids, Titles: titles,
 		From: time.UnixMilli(from).UTC(), To: time.UnixMilli(last).UTC(), Step: time.Duration(step * int64(time.Millisecond)).String(),
 		Points: make([]TrendPoint, n)}
 	for i := range rep.Points {
@@ -118,9 +152,8 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		if err != nil {
 			return nil, fmt.Errorf("cannot count the collection's members: %w", err)
 		}
-		c := cells{what: "the collection's members"}
-		if clients[0] = c.int(c.first(res), 0); c.err != nil {
-			return nil, c.err
+		if clients[0], err = count(res, err, "the collection's members"); err != nil {
+			return nil, err
 		}
 	} else {
 		res, err := q.Query(ctx, fmt.Sprintf(`SELECT %s AS bucket, count()
@@ -129,14 +162,10 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		if err != nil {
 			return nil, fmt.Errorf("cannot count clients over time: %w", err)
 		}
-		c := cells{what: "clients over time"}
-		for _, r := range res.Rows {
-			b, k := c.int(r, 0), c.int(r, 1)
-			if c.err == nil && (b < 0 || b >= int64(n)) {
-				c.fail("bucket %d of %d points", b, n)
-			}
-			if c.err != nil {
-				return nil, c.err
+		for i := range res.Rows {
+			var b, k int64
+			if err := scanBucket(res, i, "clients over time", n, &b, &k); err != nil {
+				return nil, err
 			}
 			clients[b] += k
 		}
@@ -164,14 +193,11 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		if err != nil {
 			return nil, fmt.Errorf("cannot compute compliance over time: %w", err)
 		}
-		c := cells{what: "compliance over time"}
-		for _, r := range res.Rows {
-			b, d := c.int(r, 0), [3]int64{c.int(r, 1), c.int(r, 2), c.int(r, 3)}
-			if c.err == nil && (b < 0 || b >= int64(n)) {
-				c.fail("bucket %d of %d points", b, n)
-			}
-			if c.err != nil {
-				return nil, c.err
+		for i := range res.Rows {
+			var b int64
+			var d [3]int64
+			if err := scanBucket(res, i, "compliance over time", n, &b, &d[0], &d[1], &d[2]); err != nil {
+				return nil, err
 			}
 			deltas[b] = d
 		}
@@ -188,9 +214,75 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 		pt.Installed, pt.Required, pt.NotRequired, pt.Clients = inst, req, notReq, cl
 		pt.Total = cl * int64(len(ids))
 		pt.Unknown = pt.Total - inst - req - notReq
-		if pt.Total > 0 {
-			pt.CompliantPct = round2(float64(inst+notReq) * 100 / float64(pt.Total))
-		}
+		pt.CompliantPct = pct(inst+notReq, pt.Total)
 	}
 	return rep, nil
+}
+
+// scanBucket decodes row i of res into dst, the first a bucket that must be one of n points.
+func scanBucket(res *schema.Result, i int, what string, n int, bucket *int64, dst ...any) error {
+	if err := scanRow(res, i, what, append([]any{bucket}, dst...)...); err != nil {
+		return err
+	}
+	if *bucket < 0 || *bucket >= int64(n) {
+		return fmt.Errorf("cannot read %s: bucket %d of %d points", what, *bucket, n)
+	}
+	return nil
+}
+
+// updateTitles returns the catalog titles of ids (those in the catalog).
+func updateTitles(ctx context.Context, q Querier, db string, ids []string) (map[string]string, error) {
+	titles := map[string]string{}
+	if len(ids) == 0 {
+		return titles, nil
+	}
+	res, err := q.Query(ctx, fmt.Sprintf("SELECT id, title FROM %s.v_updates WHERE id IN %s", db, inList(ids)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read update titles: %w", err)
+	}
+	for i := range res.Rows {
+		var id, title string
+		if err := scanRow(res, i, "update titles", &id, &title); err != nil {
+			return nil, err
+		}
+		titles[id] = title
+	}
+	return titles, nil
+}
+
+// printTrend prints the trend report: the updates by title, then a row per point, a run of
+// points that change nothing shown once.
+func printTrend(w io.Writer, t *Trend) {
+	header(w, "trend", t.Site, t.AsOf, listText(t.List, t.ListName, len(t.Updates)), scopeText(t.Collection, t.CollectionName),
+		fmt.Sprintf("%s to %s every %s", t.From.UTC().Format(time.RFC3339), t.To.UTC().Format(time.RFC3339), shortDuration(t.Step)))
+	var titled []string
+	for _, id := range t.Updates {
+		titled = append(titled, named(id, clipText(t.Titles[id], 40)))
+	}
+	printIDs(w, "updates", titled, int64(len(titled)), 10)
+	layout := "2006-01-02 15:04"
+	if step, err := time.ParseDuration(t.Step); err == nil && step%(24*time.Hour) == 0 && t.From.UTC().Truncate(24*time.Hour).Equal(t.From.UTC()) {
+		layout = time.DateOnly
+	} else if err == nil && step < time.Minute {
+		layout = "2006-01-02 15:04:05.000"
+	}
+	tw := columns(w)
+	fmt.Fprintln(tw, "time\tinstalled\trequired\tnot required\tunknown\tclients\tcompliant")
+	same := func(a, b TrendPoint) bool {
+		a.Time, b.Time = time.Time{}, time.Time{}
+		return a == b
+	}
+	skipped := 0
+	for i, p := range t.Points {
+		if i > 0 && i < len(t.Points)-1 && same(p, t.Points[i-1]) {
+			skipped++
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Time.UTC().Format(layout), p.Installed, p.Required, p.NotRequired,
+			p.Unknown, p.Clients, percent(p.Installed+p.NotRequired, p.Total))
+	}
+	_ = tw.Flush()
+	if skipped > 0 {
+		fmt.Fprintf(w, "(%d of %d points repeat the one before and are not shown)\n", skipped, len(t.Points))
+	}
 }

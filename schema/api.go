@@ -39,4 +39,8 @@ type Ack struct {
 	// Resync asks the client for a full report of every topic type it tracks (folding rule 5):
 	// the site found a gap in its serials older than resync-after, or an administrator asked.
 	Resync bool `json:"resync,omitempty"`
+	// Folded says the site folded the report before answering (asked with ?wait=true):
+	// reports read now show it. Message says why not when it was asked and is false.
+	Folded  bool   `json:"folded,omitempty"`
+	Message string `json:"message,omitempty"`
 }

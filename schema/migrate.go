@@ -105,10 +105,12 @@ func Migrate(ctx context.Context, ex Execer, db string) (applied []int, err erro
 		return nil, fmt.Errorf("cannot read applied migrations of %s: %w", db, err)
 	}
 	done := map[int64]bool{}
-	for _, row := range res.Rows {
-		if v, ok := row[0].(int64); ok {
-			done[v] = true
+	for i := range res.Rows {
+		var v int64
+		if err := res.Scan(i, &v); err != nil {
+			return nil, fmt.Errorf("cannot read applied migrations of %s: %w", db, err)
 		}
+		done[v] = true
 	}
 	for _, m := range ms {
 		if done[int64(m.Version)] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -63,6 +64,23 @@ func ToUint64(v any) uint64 {
 type Column struct {
 	Name string `json:"name"`
 	Type string `json:"type"`
+}
+
+// ValueType returns a ClickHouse type without its Nullable(…) and LowCardinality(…)
+// wrappers, in any order and nesting: they do not change a value's form in a Result
+// (LowCardinality(Nullable(Int64)) is an integer, or nil). Both adapters normalise by it.
+func ValueType(typ string) string {
+	typ = strings.TrimSpace(typ)
+	for {
+		switch {
+		case strings.HasPrefix(typ, "Nullable(") && strings.HasSuffix(typ, ")"):
+			typ = typ[len("Nullable(") : len(typ)-1]
+		case strings.HasPrefix(typ, "LowCardinality(") && strings.HasSuffix(typ, ")"):
+			typ = typ[len("LowCardinality(") : len(typ)-1]
+		default:
+			return typ
+		}
+	}
 }
 
 // Index returns the position of the named column, or -1.

@@ -94,3 +94,21 @@ func ParseAccepted(header []byte) (int64, error) {
 	}
 	return ms, nil
 }
+
+// HeaderValue returns the value of a Kafka record header, nil when absent (empty when present
+// without a value). Components declare their record headers as aliases of this unnamed struct
+// type, so their slices pass here as they are.
+func HeaderValue(headers []struct {
+	Key   string
+	Value []byte
+}, key string) []byte {
+	for _, h := range headers {
+		if h.Key == key {
+			if h.Value == nil {
+				return []byte{}
+			}
+			return h.Value
+		}
+	}
+	return nil
+}

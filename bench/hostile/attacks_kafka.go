@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -13,60 +13,52 @@ import (
 	"sync/atomic"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
+	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
 )
 
-// broker helpers: the embedded broker at --kafka.listen, reached with kafka-go as any process
-// on the host could.
+// broker helpers: the embedded broker at --kafka.listen, reached as any process on the host
+// could, through statepipe's own Kafka package (acks=all, murmur2 by key).
 
-func (r *Run) writer(topic string) *kafkago.Writer {
-	return &kafkago.Writer{Addr: kafkago.TCP(r.site.KafkaListen), Topic: topic, Balancer: &kafkago.Murmur2Balancer{},
-		RequiredAcks: kafkago.RequireAll, BatchTimeout: 5 * time.Millisecond, WriteTimeout: 10 * time.Second,
-		Transport: &kafkago.Transport{}}
+// kafkaConfig is the connection to the site's embedded broker.
+func (r *Run) kafkaConfig() kafka.Config {
+	c := kafka.DefaultConfig()
+	c.Brokers = []string{r.site.KafkaListen}
+	c.BatchTimeout = 5 * time.Millisecond
+	return c
 }
 
-// partitionsOf returns the partition count of topic.
-func (r *Run) partitionsOf(ctx context.Context, topic string) (int, error) {
-	conn, err := (&kafkago.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", r.site.KafkaListen)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	ps, err := conn.ReadPartitions(topic)
-	if err != nil {
-		return 0, err
-	}
-	return len(ps), nil
+// producer returns a producer for topic on the embedded broker.
+func (r *Run) producer(topic string) *kafka.Producer {
+	return kafka.NewProducer(r.kafkaConfig(), topic)
 }
 
 // findRecord reads the partition key hashes to, from its start, for the first record with
-// that key whose value satisfies match.
-func (r *Run) findRecord(ctx context.Context, topic, key string, match func(kafkago.Message) bool) (kafkago.Message, error) {
-	n, err := r.partitionsOf(ctx, topic)
-	if err != nil {
-		return kafkago.Message{}, err
-	}
-	parts := make([]int, n)
-	for i := range parts {
-		parts[i] = i
-	}
-	p := (&kafkago.Murmur2Balancer{}).Balance(kafkago.Message{Key: []byte(key)}, parts...)
-	rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{r.site.KafkaListen}, Topic: topic, Partition: p,
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond, StartOffset: kafkago.FirstOffset})
-	defer rd.Close()
+// that key that satisfies match.
+func (r *Run) findRecord(ctx context.Context, topic, key string, match func(kafka.Record) bool) (kafka.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	for {
-		m, err := rd.ReadMessage(ctx)
-		if err != nil {
-			return kafkago.Message{}, fmt.Errorf("no record of key %s in %s/%d: %w", key, topic, p, err)
-		}
-		if string(m.Key) == key && match(m) {
-			return m, nil
-		}
+	c := r.kafkaConfig()
+	parts, err := kafka.Partitions(ctx, c, topic)
+	if err != nil {
+		return kafka.Record{}, err
 	}
+	p := kafka.PartitionOf([]byte(key), len(parts))
+	var found *kafka.Record
+	err = kafka.ReadPartition(ctx, c, topic, p, func(m kafka.Record) error {
+		if string(m.Key) == key && match(m) {
+			found = &m
+			return kafka.ErrStop
+		}
+		return nil
+	})
+	if err == nil && found == nil {
+		err = errors.New("not found")
+	}
+	if err != nil {
+		return kafka.Record{}, fmt.Errorf("no record of key %s in %s/%d: %w", key, topic, p, err)
+	}
+	return *found, nil
 }
 
 // attacksBehindIngest: records produced straight into the broker (A9).
@@ -93,23 +85,23 @@ func (r *Run) attacksBehindIngest() {
 				{Serial: forgedSerial, Time: time.Now().UnixMilli(), TopicType: schema.TopicUpdateCompliance, TopicID: legitUpdate(0), State: 3}}}
 			var buf bytes.Buffer
 			_ = schema.EncodeReport(&buf, forged)
-			w := r.writer("state." + site)
+			w := r.producer("state." + site)
 			defer w.Close()
-			produceTo := func(w *kafkago.Writer, name string, m kafkago.Message) {
-				err := w.WriteMessages(ctx, m)
+			produceTo := func(w *kafka.Producer, name string, m kafka.Record) {
+				err := w.Produce(ctx, m)
 				if err != nil {
 					a.count("produce error")
 					a.fail("%s: cannot produce: %v", name, err)
 					return
 				}
 				a.count("produced")
-				a.Probes = append(a.Probes, Probe{Name: name + " → " + w.Topic, Want: "produced", Got: "produced", OK: true})
+				a.Probes = append(a.Probes, Probe{Name: name + " → " + w.Topic(), Want: "produced", Got: "produced", OK: true})
 			}
-			produce := func(name string, m kafkago.Message) { produceTo(w, name, m) }
-			produce("(1) unvouched report of legit-001", kafkago.Message{Key: []byte("legit-001"), Value: buf.Bytes(), Headers: []kafkago.Header{{Key: "v", Value: []byte("1")}}})
-			produce("(2) forged statepipe-vouch", kafkago.Message{Key: []byte("legit-001"), Value: buf.Bytes(), Headers: []kafkago.Header{{Key: "v", Value: []byte("1")},
+			produce := func(name string, m kafka.Record) { produceTo(w, name, m) }
+			produce("(1) unvouched report of legit-001", kafka.Record{Key: []byte("legit-001"), Value: buf.Bytes(), Headers: []kafka.Header{{Key: "v", Value: []byte("1")}}})
+			produce("(2) forged statepipe-vouch", kafka.Record{Key: []byte("legit-001"), Value: buf.Bytes(), Headers: []kafka.Header{{Key: "v", Value: []byte("1")},
 				{Key: schema.HeaderVouch, Value: []byte(b64(bytes.Repeat([]byte{7}, 64)))}}})
-			orig, err := r.findRecord(ctx, "state."+site, "legit-001", func(m kafkago.Message) bool { return hasHeader(m, schema.HeaderVouch) })
+			orig, err := r.findRecord(ctx, "state."+site, "legit-001", func(m kafka.Record) bool { return hasHeader(m, schema.HeaderVouch) })
 			if err != nil {
 				a.fail("cannot read a vouched record: %v", err)
 			} else {
@@ -123,19 +115,19 @@ func (r *Run) attacksBehindIngest() {
 					}
 					var b2 bytes.Buffer
 					_ = schema.EncodeReport(&b2, &rep)
-					produce("(3) vouched record moved to legit-002", kafkago.Message{Key: []byte("legit-002"), Value: b2.Bytes(), Headers: orig.Headers})
+					produce("(3) vouched record moved to legit-002", kafka.Record{Key: []byte("legit-002"), Value: b2.Bytes(), Headers: orig.Headers})
 				}
-				produce("(4) vouched record verbatim (duplicate)", kafkago.Message{Key: orig.Key, Value: orig.Value, Headers: orig.Headers})
+				produce("(4) vouched record verbatim (duplicate)", kafka.Record{Key: orig.Key, Value: orig.Value, Headers: orig.Headers})
 			}
 			// Reference data and resync behind ingest's back.
-			rw := r.writer("ref." + site)
+			rw := r.producer("ref." + site)
 			defer rw.Close()
 			cat := []byte(`{"id":"KB-FORGED","title":"forged behind ingest","first_synced":"2020-01-01T00:00:00Z"}`)
-			produceTo(rw, "forged catalog entry KB-FORGED on ref.P01", kafkago.Message{Key: []byte("catalog/KB-FORGED"), Value: cat})
-			produceTo(rw, "tombstone on ref.P01 (catalog/KB5000001)", kafkago.Message{Key: []byte("catalog/" + legitUpdate(0)), Value: nil})
-			sw := r.writer("resync." + site)
+			produceTo(rw, "forged catalog entry KB-FORGED on ref.P01", kafka.Record{Key: []byte("catalog/KB-FORGED"), Value: cat})
+			produceTo(rw, "tombstone on ref.P01 (catalog/KB5000001)", kafka.Record{Key: []byte("catalog/" + legitUpdate(0)), Value: nil})
+			sw := r.producer("resync." + site)
 			defer sw.Close()
-			produceTo(sw, "forged resync request for probe-after on resync.P01", kafkago.Message{Key: []byte(r.after.ID), Value: []byte(`{"client":"` + r.after.ID + `","reason":"forged"}`)})
+			produceTo(sw, "forged resync request for probe-after on resync.P01", kafka.Record{Key: []byte(r.after.ID), Value: []byte(`{"client":"` + r.after.ID + `","reason":"forged"}`)})
 
 			deadline := time.Now().Add(20 * time.Second)
 			var dl float64
@@ -213,10 +205,10 @@ func (r *Run) attacksBehindIngest() {
 				return
 			}
 			ig0, _ := r.metric(ctx, "statepipe_ingest_identity_records_ignored_total", nil)
-			w := r.writer("identity." + site)
+			w := r.producer("identity." + site)
 			defer w.Close()
-			produce := func(name string, m kafkago.Message) {
-				if err := w.WriteMessages(ctx, m); err != nil {
+			produce := func(name string, m kafka.Record) {
+				if err := w.Produce(ctx, m); err != nil {
 					a.count("produce error")
 					a.fail("%s: cannot produce: %v", name, err)
 					return
@@ -230,17 +222,17 @@ func (r *Run) attacksBehindIngest() {
 			}
 			attacker := newKey()
 			fresh := "hostile-idfresh-" + stamp
-			produce("tombstone for revoked hostile-idrev", kafkago.Message{Key: []byte(rev.ID), Value: nil})
-			produce("forged enroll of a fresh id with the attacker's key", kafkago.Message{Key: []byte(fresh), Value: ev("enroll", pubOf(attacker), nil)})
-			produce("forged revoke of the victim", kafkago.Message{Key: []byte(vic.ID), Value: ev("revoke", nil, nil)})
-			produce("forged rotate of the victim to the attacker's key", kafkago.Message{Key: []byte(vic.ID), Value: ev("rotate", pubOf(attacker), pubOf(vic.Key))})
-			orig, err := r.findRecord(ctx, "identity."+site, re.ID, func(m kafkago.Message) bool {
+			produce("tombstone for revoked hostile-idrev", kafka.Record{Key: []byte(rev.ID), Value: nil})
+			produce("forged enroll of a fresh id with the attacker's key", kafka.Record{Key: []byte(fresh), Value: ev("enroll", pubOf(attacker), nil)})
+			produce("forged revoke of the victim", kafka.Record{Key: []byte(vic.ID), Value: ev("revoke", nil, nil)})
+			produce("forged rotate of the victim to the attacker's key", kafka.Record{Key: []byte(vic.ID), Value: ev("rotate", pubOf(attacker), pubOf(vic.Key))})
+			orig, err := r.findRecord(ctx, "identity."+site, re.ID, func(m kafka.Record) bool {
 				return hasHeader(m, schema.HeaderVouch) && bytes.Contains(m.Value, []byte(`"op":"revoke"`))
 			})
 			if err != nil {
 				a.fail("cannot read the genuine revoke event: %v", err)
 			} else {
-				produce("replay of the genuine vouched revoke of hostile-idre", kafkago.Message{Key: orig.Key, Value: orig.Value, Headers: orig.Headers})
+				produce("replay of the genuine vouched revoke of hostile-idre", kafka.Record{Key: orig.Key, Value: orig.Value, Headers: orig.Headers})
 			}
 			time.Sleep(2 * time.Second)
 			ig, _ := r.metric(ctx, "statepipe_ingest_identity_records_ignored_total", nil)
@@ -373,9 +365,7 @@ func (r *Run) checkpoint(when string) {
 	r.checks = append(r.checks, r.checkOracle(r.ctx, when, 120*time.Second))
 }
 
-var _ = net.JoinHostPort
-
-func hasHeader(m kafkago.Message, key string) bool {
+func hasHeader(m kafka.Record, key string) bool {
 	for _, h := range m.Headers {
 		if h.Key == key {
 			return true

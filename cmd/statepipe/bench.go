@@ -83,9 +83,9 @@ func cmdBench(ctx context.Context, args []string) error {
 		}
 		defer os.RemoveAll(dir)
 		rc := runConfig{Data: dir, Listen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0", Site: cfg.Site,
-			Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
+			Kafka: kafka.DefaultConfig(), Ingest: ingest.DefaultConfig(), Auth: ingest.DefaultAuthConfig(ingest.AuthOptional), Projector: projector.DefaultConfig()}
 		if cfg.Signed {
-			rc.Auth = authDefaults(ingest.AuthRequired)
+			rc.Auth = ingest.DefaultAuthConfig(ingest.AuthRequired)
 		}
 		if *brokers != "" {
 			rc.Kafka.Brokers = []string{*brokers}
@@ -118,24 +118,6 @@ func cmdBench(ctx context.Context, args []string) error {
 		return os.WriteFile(*out, append(b, '\n'), 0o644)
 	}
 	return nil
-}
-
-func ingestDefaults() ingest.Config {
-	var c ingest.Config
-	c.RegisterFlags("", flag.NewFlagSet("", flag.ContinueOnError))
-	return c
-}
-
-func authDefaults(mode string) ingest.AuthConfig {
-	var c ingest.AuthConfig
-	c.RegisterFlags("", flag.NewFlagSet("", flag.ContinueOnError), mode)
-	return c
-}
-
-func projectorDefaults() projector.Config {
-	var c projector.Config
-	c.RegisterFlags("", flag.NewFlagSet("", flag.ContinueOnError))
-	return c
 }
 
 // cmdBenchIngest is the bounded loopback load test of ingest alone: it starts the ingest role
@@ -280,8 +262,12 @@ func cmdBenchRun(ctx context.Context, args []string) error {
 		}
 		*out = filepath.Join("bench", "results", fmt.Sprintf("%s-%s%s", sc.Name, time.Now().UTC().Format("20060102"), suffix))
 	}
-	res, err := bench.RunScenario(ctx, bench.HarnessConfig{Scenario: sc, Bin: self, Brokers: *brokers, BrokerPID: *brokerPID,
-		Progress: os.Stderr, Ceilings: *ceilings, CheckTimeout: *checkTimeout, SiteCPUProfile: *siteProfile})
+	hc := bench.HarnessConfig{Scenario: sc, Bin: self, Brokers: *brokers, BrokerPID: *brokerPID,
+		Progress: os.Stderr, CheckTimeout: *checkTimeout, SiteCPUProfile: *siteProfile}
+	if *ceilings {
+		hc.Ceilings = benchCeilings("")
+	}
+	res, err := bench.RunScenario(ctx, hc)
 	if res == nil {
 		return err
 	}
@@ -342,7 +328,7 @@ func cmdBenchCapacity(ctx context.Context, args []string) error {
 		}
 		ok := res.OracleOK && res.MaxBacklogSecs <= target.Seconds()
 		pts = append(pts, bench.CapacityPoint{Clients: n, BacklogSeconds: res.MaxBacklogSecs, OK: ok})
-		fmt.Fprintf(os.Stderr, "\ncapacity: %d clients: backlog %.1f s (target %s), oracle %v\n", n, res.MaxBacklogSecs, *target, res.OracleOK)
+		fmt.Fprintf(os.Stderr, "capacity: %d clients: backlog %.1f s (target %s), oracle %v\n", n, res.MaxBacklogSecs, *target, res.OracleOK)
 		if !res.OracleOK {
 			return false, fmt.Errorf("%d clients: the reports differ from the oracle: %s", n, res.OracleError)
 		}

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
@@ -123,14 +121,25 @@ func TestBinaryIngestRoleRunsWithoutChdb(t *testing.T) {
 	if err := c.Report(context.Background(), false, schema.StateMessage{TopicType: 500, TopicID: "KB1", State: 2}); err != nil {
 		t.Fatalf("signed report: %v", err)
 	}
-	// The record is in Kafka, keyed by client.
-	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: kafka.StateTopic(site), Partition: partitionOf(t, brokers, site, "bin-client"), MaxWait: 100 * time.Millisecond})
-	defer r.Close()
+	// The record is in Kafka, keyed by client, in the partition murmur2 gives its key.
+	kc := kafka.DefaultConfig()
+	kc.Brokers = brokers
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	m, err := r.ReadMessage(ctx)
+	parts, err := kafka.Partitions(ctx, kc, kafka.StateTopic(site))
 	if err != nil {
-		t.Fatalf("record not in kafka: %v", err)
+		t.Fatal(err)
+	}
+	var recs []kafka.Record
+	if err := kafka.ReadAll(ctx, kc, kafka.StateTopic(site), func(r kafka.Record) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatalf("cannot read the state topic: %v", err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("%d records in the state topic, want the one report", len(recs))
+	}
+	m := recs[0]
+	if want := kafka.PartitionOf([]byte("bin-client"), len(parts)); m.Partition != want {
+		t.Errorf("record in partition %d, want %d (murmur2 of its key)", m.Partition, want)
 	}
 	var rep schema.Report
 	if err := schema.DecodeReport(m.Value, &rep); err != nil || string(m.Key) != "bin-client" || rep.Messages[0].TopicID != "KB1" {
@@ -173,23 +182,4 @@ func httpPost(url, ctype string, body []byte) (int, error) {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// partitionOf returns the partition murmur2 assigns key to, as the writer does.
-func partitionOf(t *testing.T, brokers []string, site, key string) int {
-	t.Helper()
-	conn, err := kafkago.Dial("tcp", brokers[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	parts, err := conn.ReadPartitions(kafka.StateTopic(site))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := make([]int, len(parts))
-	for i := range parts {
-		ids[i] = i
-	}
-	return (&kafkago.Murmur2Balancer{}).Balance(kafkago.Message{Key: []byte(key)}, ids...)
 }

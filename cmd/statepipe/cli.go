@@ -9,15 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/ingest"
-	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -47,6 +44,24 @@ func (t tokenFlags) set(req *http.Request) {
 	}
 }
 
+// tokenHint is what to add to an answer of status to req: how to give the token the site asked
+// for (a site started with --admin-token or --reader-token refuses the verbs without it).
+// Reports and SQL take the reader's or the administrator's token, the rest the administrator's
+// (roles.go).
+func tokenHint(req *http.Request, status int) string {
+	if status != http.StatusUnauthorized {
+		return ""
+	}
+	give := "--admin-token T or $STATEPIPE_ADMIN_TOKEN"
+	if p := req.URL.Path; strings.HasSuffix(p, "/v1/sql") || strings.Contains(p, "/v1/reports/") {
+		give = "--reader-token T or $STATEPIPE_READER_TOKEN (or the administrator's)"
+	}
+	if req.Header.Get("Authorization") != "" {
+		return "; the token given is not one the site accepts here: give " + give
+	}
+	return "; the site wants a token: give " + give
+}
+
 // getJSON fetches url and decodes a JSON answer into v, turning error bodies into errors.
 func doJSON(req *http.Request, v any) error {
 	resp, err := httpClient.Do(req)
@@ -65,7 +80,7 @@ func doJSON(req *http.Request, v any) error {
 			if eb.Error.Field != "" {
 				msg += " (field " + eb.Error.Field + ")"
 			}
-			return errors.New(msg)
+			return errors.New(msg + tokenHint(req, resp.StatusCode))
 		}
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
@@ -76,200 +91,46 @@ func doJSON(req *http.Request, v any) error {
 	return json.Unmarshal(body, v)
 }
 
-// reportParams are the query parameters of GET /v1/reports/NAME, one flag each.
-var reportParams = []struct{ name, usage string }{
-	{"site", "site (default: the one the URL serves)"},
-	{"list", "update list id (compliance, computer, trend)"},
-	{"updates", "comma-separated update ids (compliance, computer, trend)"},
-	{"collection", "collection id (compliance, scan, update, trend)"},
-	{"deployment", "deployment id (deployment; optional for errors)"},
-	{"state", "drill down to the machines in this state (deployment)"},
-	{"client", "client id (computer)"},
-	{"update", "update id (update)"},
-	{"days", "no successful scan in this many days (scan)"},
-	{"from", "start, RFC 3339 (trend)"},
-	{"to", "end, RFC 3339 (trend)"},
-	{"step", "interval, e.g. 1h (trend)"},
-}
-
-func cmdReport(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
-	asJSON := fs.Bool("json", false, "print the JSON answer")
-	tokens := addTokenFlags(fs, true)
-	values := map[string]*string{}
-	for _, p := range reportParams {
-		values[p.name] = fs.String(p.name, "", p.usage)
+// clientCommands are the verbs of `statepipe client`: a machine's side.
+func clientCommands() []command {
+	return []command{
+		{name: "enroll", summary: "claim a client id at a site and write its identity file (private key and credential)", run: cmdClientEnroll},
+		{name: "send", summary: "send a report file, signed with --identity", run: cmdClientSend},
+		{name: "rotate", summary: "give the identity's client id a new key; the old one is refused from then on", run: cmdClientRotate},
+		{name: "revoke", summary: "retire a client id's key for good (administrators); answers a one-time grant to enrol again", run: cmdClientRevoke},
 	}
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("usage: statepipe report NAME [--url URL] [--json] [flags]; NAME is one of %s", strings.Join(report.ReportNames, ", "))
-	}
-	name := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	q := url.Values{}
-	for k, v := range values {
-		if *v != "" {
-			q.Set(k, *v)
-		}
-	}
-	u := strings.TrimRight(*base, "/") + "/v1/reports/" + url.PathEscape(name)
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	tokens.set(req)
-	var raw json.RawMessage
-	if err := doJSON(req, &raw); err != nil {
-		return fmt.Errorf("cannot get report %s: %w", name, err)
-	}
-	if *asJSON {
-		_, err := os.Stdout.Write(raw)
-		return err
-	}
-	switch name {
-	case "compliance":
-		return printCompliance(raw)
-	case "deployment":
-		var d report.Deployment
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return err
-		}
-		fmt.Printf("deployment %s (%s) — site %s, collection %s, %d targeted, as of %s\n", d.DeploymentID, d.Name, d.Site, d.Collection, d.Total, d.AsOf.Format(time.RFC3339))
-		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "state\tname\tclients")
-		for _, st := range d.States {
-			fmt.Fprintf(tw, "%d\t%s\t%d\n", st.State, st.Name, st.Clients)
-		}
-		_ = tw.Flush()
-		for _, m := range d.Machines {
-			fmt.Println(m)
-		}
-		return nil
-	case "errors":
-		var e report.Errors
-		if err := json.Unmarshal(raw, &e); err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "error\tmachines\tdescription")
-		for _, r := range e.Errors {
-			fmt.Fprintf(tw, "%s\t%d\t%s\n", r.Hex, r.Machines, r.Description)
-		}
-		return tw.Flush()
-	default:
-		var pretty bytes.Buffer
-		if json.Indent(&pretty, raw, "", "  ") == nil {
-			raw = pretty.Bytes()
-		}
-		_, err := os.Stdout.Write(raw)
-		return err
-	}
-}
-
-func printCompliance(raw []byte) error {
-	var c report.Compliance
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(os.Stdout, "compliance — site %s, as of %s\n", c.Site, c.AsOf.Format(time.RFC3339))
-	fmt.Fprintln(tw, "update\tinstalled\trequired\tnot required\tunknown\ttotal\tcompliant %\t")
-	for _, up := range c.Updates {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", up.UpdateID, up.Installed, up.Required, up.NotRequired, up.Unknown, up.Total, up.CompliantPct)
-	}
-	_ = tw.Flush()
-	fmt.Printf("computers: %d compliant, %d non-compliant, %d unknown, %d total\n",
-		c.Computers.Compliant, c.Computers.NonCompliant, c.Computers.Unknown, c.Computers.Total)
-	return nil
-}
-
-func cmdSQL(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("sql", flag.ContinueOnError)
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
-	asJSON := fs.Bool("json", false, "print the JSON answer")
-	tokens := addTokenFlags(fs, true)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New(`usage: statepipe sql [--url URL] [--json] "SELECT …"`)
-	}
-	body, _ := json.Marshal(report.SQLRequest{Query: fs.Arg(0)})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/sql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	tokens.set(req)
-	var raw json.RawMessage
-	if err := doJSON(req, &raw); err != nil {
-		return fmt.Errorf("cannot run sql: %w", err)
-	}
-	if *asJSON {
-		_, err := os.Stdout.Write(raw)
-		return err
-	}
-	var res schema.Result
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	for i, c := range res.Columns {
-		if i > 0 {
-			fmt.Fprint(tw, "\t")
-		}
-		fmt.Fprint(tw, c.Name)
-	}
-	fmt.Fprintln(tw)
-	for _, row := range res.Rows {
-		for i, v := range row {
-			if i > 0 {
-				fmt.Fprint(tw, "\t")
-			}
-			fmt.Fprint(tw, v)
-		}
-		fmt.Fprintln(tw)
-	}
-	return tw.Flush()
-}
-
-func cmdClient(ctx context.Context, args []string) error {
-	const usage = "usage: statepipe client enroll --url URL --site SITE --id CLIENT --out IDENTITY | send --url URL [--identity IDENTITY] REPORT.json | rotate --url URL --identity IDENTITY | revoke --url URL --id CLIENT"
-	if len(args) == 0 {
-		return errors.New(usage)
-	}
-	switch args[0] {
-	case "enroll":
-		return cmdClientEnroll(ctx, args[1:])
-	case "send":
-		return cmdClientSend(ctx, args[1:])
-	case "revoke":
-		return cmdClientRevoke(ctx, args[1:])
-	case "rotate":
-		return cmdClientRotate(ctx, args[1:])
-	}
-	return errors.New(usage)
 }
 
 func cmdClientEnroll(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("client enroll", flag.ContinueOnError)
+	fs := newFlags("client enroll", "--site SITE --id CLIENT --out IDENTITY [--url URL] [flags]")
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
 	site := fs.String("site", "", "site code")
 	id := fs.String("id", "", "client id (the machine's GUID)")
 	name := fs.String("name", "", "machine name")
 	token := fs.String("token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "the site's enrolment token, if it requires one (default $STATEPIPE_ENROLL_TOKEN)")
 	grant := fs.String("grant", "", "the one-time grant an administrator's revocation of this client id answered (a revoked id enrols again only with it)")
-	out := fs.String("out", "", "identity file to write (private key and credential; mode 0600); an existing one of the same client is enrolled again with its key")
-	if err := fs.Parse(args); err != nil {
+	out := fs.String("out", "", "identity file to write (private key and credential; mode 0600); an existing one of the same client and site is enrolled again with its key")
+	force := fs.Bool("force", false, "overwrite an --out file that holds another identity (its private key is lost)")
+	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	if *site == "" || *id == "" || *out == "" {
-		return errors.New("usage: statepipe client enroll --url URL --site SITE --id CLIENT --out IDENTITY")
+		return fs.fail("--site, --id and --out are required")
 	}
 	cfg := client.Config{URL: *base, Site: *site, ClientID: *id, Name: *name, EnrollToken: *token, EnrollGrant: *grant}
-	if prev, err := client.LoadIdentity(*out); err == nil && prev.Client == *id && prev.Site == *site {
-		// The same machine enrolling again (its answer was lost, or it renews): its key, so the
-		// site answers a renewal rather than a claim of its own id by another key.
-		cfg.Identity = prev
+	again := false
+	switch prev, err := client.LoadIdentity(*out); {
+	case err == nil && prev.Client == *id && prev.Site == *site:
+		// The same machine enrolling again (its answer was lost, or it renews, or its site
+		// was reset): its key, so the site answers a renewal rather than a claim of its own id
+		// by another key.
+		cfg.Identity, again = prev, true
+	case errors.Is(err, os.ErrNotExist):
+	case *force:
+	case err == nil:
+		return fmt.Errorf("cannot enrol: %s holds the identity of client %s at site %s, whose private key would be lost: choose another --out, or --force to overwrite it", *out, prev.Client, prev.Site)
+	default:
+		return fmt.Errorf("cannot enrol: %s exists and is not an identity this can enrol again (%v): choose another --out, or --force to overwrite it", *out, err)
 	}
 	c, err := client.Enroll(ctx, cfg)
 	if err != nil {
@@ -279,21 +140,36 @@ func cmdClientEnroll(ctx context.Context, args []string) error {
 	if err := ident.Save(*out); err != nil {
 		return err
 	}
-	fmt.Printf("enrolled client %s at site %s; credential valid until %s; identity in %s\n", *id, *site, ident.Expires.Format(time.RFC3339), *out)
+	how := "enrolled"
+	if again {
+		how = "enrolled again, with the key of " + *out + ","
+	}
+	fmt.Printf("%s client %s at site %s; credential valid until %s; identity in %s\n", how, *id, *site, ident.Expires.Format(time.RFC3339), *out)
 	return nil
 }
 
-func cmdClientSend(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("client send", flag.ContinueOnError)
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
-	identity := fs.String("identity", "", "identity file from statepipe client enroll: sign the report")
-	if err := fs.Parse(args); err != nil {
+// enrollAgainHint adds to err, when the site refused identity's credential as not signed by
+// it, what to do: the site was reset (or its key replaced) since the identity was enrolled.
+func enrollAgainHint(err error, base, file string, id *client.Identity) error {
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || !apiErr.ForeignCredential() {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: statepipe client send --url URL [--identity IDENTITY] REPORT.json")
+	return fmt.Errorf("%w\n%s was not enrolled at the site %s answers for: the site may have been reset or its key replaced since; enrol again:\n"+
+		"  statepipe client enroll --url %s --site %s --id %s --out %s", err, file, base, base, id.Site, id.Client, file)
+}
+
+func cmdClientSend(ctx context.Context, args []string) error {
+	fs := newFlags("client send", "[--url URL] [--identity IDENTITY] [--no-wait] REPORT.json")
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
+	identity := fs.String("identity", "", "identity file from statepipe client enroll: sign the report")
+	noWait := fs.Bool("no-wait", false, "answer once Kafka acknowledged the report, without waiting for the site to fold it (reports may not show it for a few seconds)")
+	pos, err := fs.parse(args, "REPORT.json")
+	if err != nil {
+		return err
 	}
-	raw, err := os.ReadFile(fs.Arg(0))
+	file := pos[0]
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
@@ -301,12 +177,12 @@ func cmdClientSend(ctx context.Context, args []string) error {
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&rep); err != nil {
-		return fmt.Errorf("cannot read report %s: %w", fs.Arg(0), err)
+		return fmt.Errorf("cannot read report %s: %w", file, err)
 	}
 	if err := rep.Validate(schema.Limits{}); err != nil {
-		return fmt.Errorf("cannot send report %s: %w", fs.Arg(0), err)
+		return fmt.Errorf("cannot send report %s: %w", file, err)
 	}
-	cfg := client.Config{URL: *base, Site: rep.Site, ClientID: rep.Client}
+	cfg := client.Config{URL: *base, Site: rep.Site, ClientID: rep.Client, WaitFolded: !*noWait}
 	if *identity != "" {
 		if cfg.Identity, err = client.LoadIdentity(*identity); err != nil {
 			return err
@@ -315,7 +191,7 @@ func cmdClientSend(ctx context.Context, args []string) error {
 		// count from there (serial 1 is the base + 1).
 		for i := range rep.Messages {
 			if rep.Messages[i].Serial >= schema.SerialSpan {
-				return fmt.Errorf("cannot send report %s: messages[%d].serial %d: with --identity, serials count from the enrolment's serial base and must be below %d", fs.Arg(0), i, rep.Messages[i].Serial, schema.SerialSpan)
+				return fmt.Errorf("cannot send report %s: messages[%d].serial %d: with --identity, serials count from the enrolment's serial base and must be below %d", file, i, rep.Messages[i].Serial, schema.SerialSpan)
 			}
 			rep.Messages[i].Serial += cfg.Identity.SerialBase
 		}
@@ -326,6 +202,9 @@ func cmdClientSend(ctx context.Context, args []string) error {
 	}
 	ack, err := c.Send(ctx, &rep)
 	if err != nil {
+		if cfg.Identity != nil {
+			return enrollAgainHint(err, *base, *identity, cfg.Identity)
+		}
 		return err
 	}
 	if *identity != "" {
@@ -335,19 +214,22 @@ func cmdClientSend(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Printf("accepted %d state messages for client %s at site %s\n", ack.Accepted, rep.Client, rep.Site)
+	if ack.Message != "" {
+		fmt.Fprintln(os.Stderr, "note:", ack.Message)
+	}
 	return nil
 }
 
 func cmdClientRotate(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("client rotate", flag.ContinueOnError)
+	fs := newFlags("client rotate", "--identity IDENTITY [--url URL] [flags]")
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
 	identity := fs.String("identity", "", "identity file from statepipe client enroll: its key is replaced by a new one")
 	token := fs.String("token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "the site's enrolment token, if it requires one (default $STATEPIPE_ENROLL_TOKEN)")
-	if err := fs.Parse(args); err != nil {
+	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	if *identity == "" {
-		return errors.New("usage: statepipe client rotate --url URL --identity IDENTITY")
+		return fs.fail("--identity is required")
 	}
 	id, err := client.LoadIdentity(*identity)
 	if err != nil {
@@ -360,22 +242,22 @@ func cmdClientRotate(ctx context.Context, args []string) error {
 	// The new key is saved before the request goes out: if the answer is lost, running this
 	// again completes the rotation.
 	if err := c.Rotate(ctx, func(id *client.Identity) error { return id.Save(*identity) }); err != nil {
-		return err
+		return enrollAgainHint(err, *base, *identity, id)
 	}
 	fmt.Printf("rotated client %s to a new key; the old key is refused from now on; identity in %s\n", id.Client, *identity)
 	return nil
 }
 
 func cmdClientRevoke(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("client revoke", flag.ContinueOnError)
+	fs := newFlags("client revoke", "--id CLIENT [--url URL] [--admin-token T]")
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
 	id := fs.String("id", "", "client id to revoke")
-	tokens := addTokenFlags(fs, false)
-	if err := fs.Parse(args); err != nil {
+	tokens := addTokenFlags(fs.FlagSet, false)
+	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	if *id == "" {
-		return errors.New("usage: statepipe client revoke --url URL --id CLIENT")
+		return fs.fail("--id is required")
 	}
 	body, _ := json.Marshal(ingest.RevokeRequest{Client: *id})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/revoke", bytes.NewReader(body))
@@ -388,7 +270,7 @@ func cmdClientRevoke(ctx context.Context, args []string) error {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("revoke answered %d: %s", resp.StatusCode, strings.TrimSpace(string(raw)))
+		return fmt.Errorf("revoke answered %d: %s%s", resp.StatusCode, strings.TrimSpace(string(raw)), tokenHint(req, resp.StatusCode))
 	}
 	var ans ingest.RevokeAnswer
 	if err := json.Unmarshal(raw, &ans); err != nil {

@@ -11,8 +11,6 @@ import (
 	"os"
 	"strings"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
@@ -29,7 +27,7 @@ type dlqRecord struct {
 	Replayed  string `json:"replayed,omitempty"`
 }
 
-func header(m kafkago.Message, key string) string {
+func header(m kafka.Record, key string) string {
 	for _, h := range m.Headers {
 		if h.Key == key {
 			return string(h.Value)
@@ -45,7 +43,7 @@ func cmdDLQ(ctx context.Context, args []string) error {
 		return errors.New(usage)
 	}
 	fs := flag.NewFlagSet("dlq "+args[0], flag.ContinueOnError)
-	kc := kafka.Defaults()
+	kc := kafka.DefaultConfig()
 	kc.RegisterFlags("kafka.", fs)
 	site := fs.String("site", "P01", "site code")
 	reason := fs.String("reason", "", "only dead letters whose reason starts with this (e.g. undecodable, invalid)")
@@ -81,21 +79,21 @@ func cmdDLQ(ctx context.Context, args []string) error {
 // report folded once.
 func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string, asJSON bool, vouch ed25519.PrivateKey, out io.Writer) error {
 	topic := kafka.StateTopic(site) + ".dlq"
-	writers := map[string]*kafkago.Writer{}
+	writers := map[string]*kafka.Producer{}
 	defer func() {
 		for _, w := range writers {
 			_ = w.Close()
 		}
 	}()
-	writer := func(t string) *kafkago.Writer {
+	writer := func(t string) *kafka.Producer {
 		if writers[t] == nil {
-			writers[t] = kafka.NewWriter(kc, t)
+			writers[t] = kafka.NewProducer(kc, t)
 		}
 		return writers[t]
 	}
 	n := 0
 	enc := json.NewEncoder(out)
-	err := kafka.ReadAll(ctx, kc, topic, func(m kafkago.Message) error {
+	err := kafka.ReadAll(ctx, kc, topic, func(m kafka.Record) error {
 		r := dlqRecord{Partition: m.Partition, Offset: m.Offset, Client: string(m.Key), Reason: header(m, "statepipe-dlq-reason"),
 			Source: header(m, "statepipe-dlq-source"), Bytes: len(m.Value), Replayed: header(m, "statepipe-dlq-replayed")}
 		if !strings.HasPrefix(r.Reason, reason) {
@@ -113,7 +111,7 @@ func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string
 		if src, _, _ := strings.Cut(r.Source, "/"); src == kafka.RefTopic(site) {
 			dest = src
 		}
-		headers := []kafkago.Header{{Key: "statepipe-dlq-replayed", Value: []byte(fmt.Sprintf("%s/%d/%d", topic, m.Partition, m.Offset))}}
+		headers := []kafka.Header{{Key: "statepipe-dlq-replayed", Value: []byte(fmt.Sprintf("%s/%d/%d", topic, m.Partition, m.Offset))}}
 		accepted := m.Time.UnixMilli()
 		for _, h := range m.Headers {
 			switch h.Key {
@@ -135,11 +133,11 @@ func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string
 			if dest == kafka.RefTopic(site) {
 				accepted = 0 // reference data carries no acceptance time
 			} else {
-				headers = append(headers, kafkago.Header{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(accepted)})
+				headers = append(headers, kafka.Header{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(accepted)})
 			}
-			headers = append(headers, kafkago.Header{Key: schema.HeaderVouch, Value: schema.Vouch(vouch, dest, m.Key, m.Value, accepted)})
+			headers = append(headers, kafka.Header{Key: schema.HeaderVouch, Value: schema.Vouch(vouch, dest, m.Key, m.Value, accepted)})
 		}
-		return writer(dest).WriteMessages(ctx, kafkago.Message{Key: m.Key, Value: m.Value, Headers: headers})
+		return writer(dest).Produce(ctx, kafka.Record{Key: m.Key, Value: m.Value, Headers: headers})
 	})
 	if err != nil {
 		return err

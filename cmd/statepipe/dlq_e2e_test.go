@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -25,9 +23,9 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 	var good bytes.Buffer
 	_ = schema.EncodeReport(&good, &schema.Report{V: 1, Client: "late-client", Site: s.code,
 		Messages: []schema.StateMessage{{Serial: 1, Time: 1, TopicType: schema.TopicUpdateCompliance, TopicID: "KB-LATE", State: 3}}})
-	dw := kafka.NewWriter(kc, kafka.StateTopic(s.code)+".dlq")
+	dw := kafka.NewProducer(kc, kafka.StateTopic(s.code)+".dlq")
 	defer dw.Close()
-	if err := dw.WriteMessages(ctx, kafkago.Message{Key: []byte("late-client"), Value: good.Bytes(), Headers: []kafkago.Header{
+	if err := dw.Produce(ctx, kafka.Record{Key: []byte("late-client"), Value: good.Bytes(), Headers: []kafka.Header{
 		{Key: "statepipe-dlq-reason", Value: []byte("unknown-version: v 2")}, {Key: "statepipe-dlq-source", Value: []byte("state.X/0/7")},
 		{Key: schema.HeaderVouch, Value: schema.Vouch(s.siteKey(t), kafka.StateTopic(s.code), []byte("late-client"), good.Bytes(), 0)}}}); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -22,74 +23,87 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statepipe/statepipe/bench"
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/schema"
 )
 
-type command struct {
-	name, summary string
-	run           func(ctx context.Context, args []string) error
-}
-
 var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "host a whole site in one process (embedded Kafka and ClickHouse by default)", cmdRun},
-		{"ingest", "run the ingest role against Kafka", cmdIngest},
-		{"projector", "run the projector role: Kafka → ClickHouse", cmdProjector},
-		{"report", "print a named report from a running site", cmdReport},
-		{"sql", "run read-only SQL against a running site", cmdSQL},
-		{"client", "client enroll | send [--identity] | revoke: a machine's side", cmdClient},
-		{"catalog", "catalog import --url URL FILE.jsonl: import update catalog entries", refCommand(schema.RefCatalog, "import")},
-		{"lists", "lists apply --url URL FILE.jsonl: create or replace update lists", refCommand(schema.RefUpdateLists, "apply")},
-		{"collections", "collections apply --url URL FILE.jsonl: create or replace collections", refCommand(schema.RefCollections, "apply")},
-		{"deployments", "deployments apply --url URL FILE.jsonl: create or replace deployments", refCommand(schema.RefDeployments, "apply")},
-		{"resync", "resync --url URL --site S | --collection C: ask clients for full reports", cmdResync},
-		{"dlq", "dlq list|replay --site S: show a site's dead letters, or produce them again after a fix", cmdDLQ},
-		{"bench", "load harness: bench smoke posts clients × updates and measures end to end", cmdBench},
+		{name: "run", summary: "host a whole site in one process (embedded Kafka and ClickHouse by default)", run: cmdRun},
+		{name: "ingest", summary: "run the ingest role: HTTP → Kafka", run: cmdIngest},
+		{name: "projector", summary: "run the projector role: Kafka → ClickHouse, reports and SQL; projector rebuild",
+			run: subcommands("projector", []command{
+				{name: "rebuild", summary: "re-fold every projection from the site's raw log and swap them in (projector stopped)", run: cmdRebuild},
+			}, cmdProjector)},
+		{name: "report", summary: "print a named report from a running site", run: cmdReport},
+		{name: "sql", summary: "run read-only SQL against a running site", run: cmdSQL},
+		{name: "client", summary: "a machine's side: client enroll | send | rotate | revoke", run: subcommands("client", clientCommands(), nil)},
+		{name: "catalog", summary: "catalog import FILE.jsonl: import update catalog entries", run: refCommand(schema.RefCatalog, "import")},
+		{name: "lists", summary: "lists apply FILE.jsonl: create or replace update lists", run: refCommand(schema.RefUpdateLists, "apply")},
+		{name: "collections", summary: "collections apply FILE.jsonl: create or replace collections", run: refCommand(schema.RefCollections, "apply")},
+		{name: "deployments", summary: "deployments apply FILE.jsonl: create or replace deployments", run: refCommand(schema.RefDeployments, "apply")},
+		{name: "resync", summary: "resync --site S | --collection C: ask clients for full reports", run: cmdResync},
+		{name: "dlq", summary: "dlq list | replay: show a site's dead letters, or produce them again after a fix",
+			run: subcommands("dlq", []command{
+				{name: "list", summary: "show each dead letter with its reason and source offset", run: withArgs(cmdDLQ, "list")},
+				{name: "replay", summary: "produce the dead letters again into the topic they came from", run: withArgs(cmdDLQ, "replay")},
+			}, nil)},
+		{name: "bench", summary: "load harness: bench run | capacity | smoke | ingest | replot",
+			run: subcommands("bench", []command{
+				{name: "run", summary: "simulate a scenario's enterprise against a site and check it with an oracle", run: withArgs(cmdBench, "run")},
+				{name: "capacity", summary: "bisect the largest client count that keeps the backlog under a target", run: withArgs(cmdBench, "capacity")},
+				{name: "smoke", summary: "post clients × updates and measure end to end", run: withArgs(cmdBench, "smoke")},
+				{name: "ingest", summary: "bounded load test of ingest alone", run: withArgs(cmdBench, "ingest")},
+				{name: "replot", summary: "render a results directory's plots and report.md again from its result.json", run: cmdBenchReplot},
+			}, nil)},
 	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: statepipe COMMAND [flags]\n\ncommands:")
-	for _, c := range commands {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(os.Stderr, "\n`statepipe COMMAND -h` lists a command's flags.")
-}
+// usage writes the list of commands.
+func usage(w io.Writer) { printCommands(w, "", commands) }
 
 func main() {
-	if len(os.Args) < 2 {
-		usage()
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	name := os.Args[1]
-	for _, c := range commands {
-		if c.name == name {
-			stopProfile := profileFromEnv()
-			err := c.run(ctx, os.Args[2:])
-			stopProfile()
-			if errors.Is(err, flag.ErrHelp) {
-				os.Exit(0)
-			}
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "statepipe "+name+": "+err.Error())
-				os.Exit(1)
-			}
-			return
+	code := runMain(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// runMain runs a command line and returns the exit code: 0, 1 when the command failed, 2 for
+// a command line that cannot run (unknown command, bad flag, missing argument).
+func runMain(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return 2
+	}
+	if isHelp(args[0]) {
+		usage(os.Stdout)
+		return 0
+	}
+	c, err := find(commands, "", args[0])
+	if err == nil {
+		stopProfile := profileFromEnv()
+		err = c.run(ctx, args[1:])
+		stopProfile()
+	}
+	var ue *usageError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "%s: %s\n", strings.TrimSpace("statepipe "+ue.path), ue.msg)
+		if ue.usage != "" {
+			fmt.Fprintln(os.Stderr, ue.usage)
 		}
+		return 2
+	default:
+		fmt.Fprintf(os.Stderr, "statepipe %s: %s\n", c.name, err)
+		return 1
 	}
-	if name == "-h" || name == "--help" || name == "help" {
-		usage()
-		return
-	}
-	fmt.Fprintf(os.Stderr, "statepipe: unknown command %q\n\n", name)
-	usage()
-	os.Exit(2)
 }
 
 func logger() *slog.Logger {
@@ -190,13 +204,13 @@ func quietLogger() *slog.Logger {
 
 // cmdRebuild re-folds a site's projections from its raw log (the projector must be stopped).
 func cmdRebuild(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("projector rebuild", flag.ContinueOnError)
+	fs := newFlags("projector rebuild", "[flags]")
 	var st storeConfig
 	site := fs.String("site", "P01", "site code")
-	cleanup := fs.Duration("reports.expired-cleanup", 7*24*time.Hour, "how long an expired update stays in update lists (as the site's setting)")
-	st.registerFlags(fs)
+	cleanup := fs.Duration("reports.expired-cleanup", schema.DefaultExpiredCleanup, "how long an expired update stays in update lists (as the site's setting)")
+	st.registerFlags(fs.FlagSet)
 	fs.StringVar(&st.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
-	if err := fs.Parse(args); err != nil {
+	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	store, err := st.open(ctx)
@@ -217,16 +231,16 @@ func cmdRebuild(ctx context.Context, args []string) error {
 }
 
 func cmdResync(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("resync", flag.ContinueOnError)
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site")
+	fs := newFlags("resync", "--site S | --collection C [--url URL] [--admin-token T]")
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site (the projector's, where the roles run apart)")
 	site := fs.String("site", "", "ask every client of this site")
 	collection := fs.String("collection", "", "ask every member of this collection")
-	tokens := addTokenFlags(fs, false)
-	if err := fs.Parse(args); err != nil {
+	tokens := addTokenFlags(fs.FlagSet, false)
+	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	if (*site == "") == (*collection == "") {
-		return errors.New("usage: statepipe resync --url URL --site S | --collection C")
+		return fs.fail("give one of --site and --collection")
 	}
 	body, _ := json.Marshal(ingest.ResyncRequest{Site: *site, Collection: *collection})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/resync", bytes.NewReader(body))
@@ -238,6 +252,19 @@ func cmdResync(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("asked %d client(s) for a full report; each is asked in its next ingest answer\n", ack.Requested)
 	return nil
+}
+
+// cmdBenchReplot renders a results directory's plots and report.md again from its result.json.
+func cmdBenchReplot(_ context.Context, args []string) error {
+	pos, err := newFlags("bench replot", "DIR").parse(args, "DIR")
+	if err != nil {
+		return err
+	}
+	r, err := bench.ReadResult(filepath.Join(pos[0], "result.json"))
+	if err != nil {
+		return err
+	}
+	return bench.WriteResults(pos[0], r)
 }
 
 // profileFromEnv writes a CPU profile of the whole command to $STATEPIPE_CPUPROFILE, when set:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/projector"
+	"github.com/statepipe/statepipe/projector/index"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -45,8 +46,8 @@ func startMemberOn(t *testing.T, s *testSite, store siteStore, log *slog.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlq := kafka.NewWriter(kc, topic+".dlq")
-	p, err := projector.New(cfg, projector.Params{Consumer: groupConsumer{reader}, Store: store, Reader: store, DeadLetters: dlq,
+	dlq := kafka.NewProducer(kc, topic+".dlq")
+	p, err := projector.New(cfg, projector.Params{Consumer: groupConsumer{reader}, Store: store, Reader: store, DeadLetters: projectorProducer{dlq},
 		Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +360,7 @@ func dumpStaleCells(t *testing.T, s *testSite) {
 	}
 	type val struct{ a, b int64 }
 	fresh := map[string]val{}
-	for _, rows := range x.Changed(db) {
+	for _, rows := range x.Changed(index.Target{DB: db}) {
 		for i := 0; i < rows.Len(); i++ {
 			v := rows.Values(i)
 			switch rows.Table() {
@@ -453,7 +454,7 @@ func TestTornPartitionIsClaimedOnceFoldedPast(t *testing.T) {
 		if err != nil {
 			return err.Error()
 		}
-		for q, n := range l {
+		for q, n := range l[kafka.StateTopic(s.code)] {
 			if n > 0 {
 				return fmt.Sprintf("partition %d: %d records not committed", q, n)
 			}

@@ -123,7 +123,7 @@ func TestComplianceRulesWithReferenceData(t *testing.T) {
 		if c := countsOf(&got); !reflect.DeepEqual(c, want) {
 			return fmt.Sprintf("collection C: got %+v, want %+v", c, want)
 		}
-		if want := (report.ComputerCounts{Compliant: 1, NonCompliant: 1, Unknown: 2, Total: 4}); got.Computers != want {
+		if want := (report.ComputerCounts{Compliant: 1, NonCompliant: 1, Unknown: 2, Total: 4, CompliantPct: 25}); got.Computers != want {
 			return fmt.Sprintf("computers %+v, want %+v", got.Computers, want)
 		}
 		return ""

@@ -17,6 +17,7 @@ import (
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/projector"
+	"github.com/statepipe/statepipe/schema"
 )
 
 // runConfig is `statepipe run`: every role of one site in one process. Without
@@ -58,7 +59,7 @@ func (c *runConfig) registerSiteFlags(fs *flag.FlagSet, authMode string) {
 	fs.StringVar(&c.TLSKey, "tls.key", "", "private key of --tls.cert (PEM)")
 	c.HTTP.registerFlags("http.", fs)
 	fs.StringVar(&c.Site, "site", "P01", "site code")
-	fs.DurationVar(&c.ExpiredCleanup, "reports.expired-cleanup", 7*24*time.Hour, "how long an expired update stays in reports")
+	fs.DurationVar(&c.ExpiredCleanup, "reports.expired-cleanup", schema.DefaultExpiredCleanup, "how long an expired update stays in reports")
 	c.Kafka.RegisterFlags("kafka.", fs)
 	c.Ingest.RegisterFlags("ingest.", fs)
 	c.Auth.RegisterFlags("ingest.", fs, authMode)

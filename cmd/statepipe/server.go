@@ -116,12 +116,14 @@ func (n *node) metricsGuard(h http.Handler) http.Handler {
 
 func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
 
-// run serves HTTP and runs every site's projector until ctx is done or one actor fails, then
-// stops them in reverse order, logging how long each took.
+// run serves HTTP and runs every site's actors until ctx is done or one actor fails, then
+// stops them — HTTP first, then each site's actors in reverse order of start — logging how
+// long each took, and last how long the whole stop took.
 func (n *node) run(ctx context.Context) error {
 	var g run.Group
 	ctx, cancel := context.WithCancel(ctx)
-	g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
+	var stopping time.Time // when the stop began
+	g.Add(func() error { <-ctx.Done(); return nil }, func(error) { stopping = time.Now(); cancel() })
 
 	// Requests' contexts derive from base, cancelled once shutdown's grace has passed: a
 	// request still running then (a long SQL query) is told to stop, so the stop keeps its
@@ -154,22 +156,13 @@ func (n *node) run(ctx context.Context) error {
 		}
 		n.log.Info("stopped http", "took", time.Since(start))
 	})
+	// run.Group calls the interrupts one after another in the order the actors were added,
+	// and each waits for its actor to return: adding a site's actors last first stops them in
+	// reverse order of start.
 	for _, s := range n.sites {
-		for _, bg := range s.background {
-			bctx, bcancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			g.Add(func() error { bg(bctx); close(done); return nil }, func(error) { bcancel(); <-done })
+		for i := len(s.actors) - 1; i >= 0; i-- {
+			n.add(&g, s.cfg.Code, s.actors[i])
 		}
-		if s.proj == nil {
-			continue
-		}
-		pctx, pcancel := context.WithCancel(context.Background())
-		s := s
-		g.Add(func() error { return s.proj.Run(pctx) }, func(error) {
-			start := time.Now()
-			pcancel()
-			n.log.Info("stopping projector", "site", s.cfg.Code, "took", time.Since(start))
-		})
 	}
 	n.ready.Store(true)
 	err := g.Run()
@@ -180,5 +173,24 @@ func (n *node) run(ctx context.Context) error {
 	for i := len(n.closers) - 1; i >= 0; i-- {
 		n.closers[i]()
 	}
+	if !stopping.IsZero() {
+		n.log.Info("stopped statepipe", "took", time.Since(stopping))
+	}
 	return err
+}
+
+// add runs a site's actor in g, on a context of its own: cancelled when g stops, after the
+// actors added before it stopped; the interrupt returns once the actor has.
+func (n *node) add(g *run.Group, site string, a actor) {
+	actx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	g.Add(func() error {
+		defer close(done)
+		return a.Run(actx)
+	}, func(error) {
+		start := time.Now()
+		cancel()
+		<-done
+		n.log.Info("stopped "+a.Name(), "site", site, "took", time.Since(start))
+	})
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
@@ -57,22 +56,48 @@ type site struct {
 	cfg     siteConfig
 	db      string
 	store   siteStore
-	writer  *kafkago.Writer
-	dlq     *kafkago.Writer
-	reader  *kafka.GroupConsumer
-	proj    *projector.Projector
 	ingest  *ingest.Handler
 	reports *report.API
 
-	refWriter *kafkago.Writer
-	refImport *ingest.RefHandler
+	refImport   *ingest.RefHandler
+	resyncs     *kafka.KeySet // open resync requests, mirrored from resync.<site>
+	resyncAdmin *ingest.ResyncAdmin
+	enroller    *ingest.Enroller
 
-	resyncWriter   *kafkago.Writer
-	resyncs        *kafka.KeySet // open resync requests, mirrored from resync.<site>
-	resyncAdmin    *ingest.ResyncAdmin
-	enroller       *ingest.Enroller
-	identityWriter *kafkago.Writer
-	background     []func(ctx context.Context) // run by the node until it stops
+	// actors are the site's long-running parts (the projector, the followers of its
+	// topics), in the order they start: the node runs them until it stops, and stops them in
+	// reverse order (server.go). A new role adds its actor here, nothing else.
+	actors []actor
+	// clients are the site's Kafka clients, closed after its actors stopped.
+	clients []interface{ Close() error }
+}
+
+// actor is a long-running part of a node: a site's projector, a follower of a topic, and
+// whatever role comes next.
+type actor interface {
+	// Name says what it is in the node's logs ("projector").
+	Name() string
+	// Run works until ctx is done (then returns nil) or it fails for good.
+	Run(ctx context.Context) error
+}
+
+// actorFunc is an actor made of a function.
+type actorFunc struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+func (a actorFunc) Name() string                  { return a.name }
+func (a actorFunc) Run(ctx context.Context) error { return a.run(ctx) }
+
+// addActor adds an actor to the site.
+func (s *site) addActor(a actor) { s.actors = append(s.actors, a) }
+
+// producer returns a producer for topic, closed with the site.
+func (s *site) producer(topic string) *kafka.Producer {
+	p := kafka.NewProducer(s.cfg.Kafka, topic)
+	s.clients = append(s.clients, p)
+	return p
 }
 
 // newSite migrates the site's database, creates its topics and builds its roles.
@@ -97,6 +122,11 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		}
 	}
 	refTopic, resyncTopic := kafka.RefTopic(cfg.Code), kafka.ResyncTopic(cfg.Code)
+	group := cfg.ProjectorGroup
+	if group == "" {
+		group = "statepipe-projector-" + cfg.Code
+	}
+	var resyncWriter *kafka.Producer // resync.<site>: the projector's requests, the administrators'
 	if cfg.RunIngest || cfg.RunProjector {
 		if err := kafka.EnsureTopic(ctx, cfg.Kafka, topic); err != nil {
 			return nil, err
@@ -111,13 +141,14 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 				return nil, err
 			}
 		}
-		s.resyncWriter = kafka.NewWriter(cfg.Kafka, resyncTopic)
+		resyncWriter = s.producer(resyncTopic)
 		s.resyncs = kafka.NewKeySet()
-		s.background = append(s.background, func(ctx context.Context) {
+		s.addActor(actorFunc{"resync follower", func(ctx context.Context) error {
 			if err := s.resyncs.Follow(ctx, cfg.Kafka, resyncTopic, log); err != nil && ctx.Err() == nil {
 				log.Error("cannot follow resync requests", "err", err)
 			}
-		})
+			return nil
+		}})
 	}
 	if cfg.RunIngest {
 		if err := s.trust(ctx, &cfg, reg, log); err != nil {
@@ -126,50 +157,45 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		cfg.Ingest.Site = cfg.Code
 		cfg.Ingest.Topic = topic
 		cfg.Ingest.Resync = s.resyncs
-		s.writer = kafka.NewWriter(cfg.Kafka, topic)
-		h, err := ingest.New(cfg.Ingest, s.writer, reg, log)
+		cfg.Ingest.Folded = kafka.GroupPastKey(cfg.Kafka, group, topic)
+		h, err := ingest.New(cfg.Ingest, ingestProducer{s.producer(topic)}, reg, log)
 		if err != nil {
 			return nil, err
 		}
 		s.ingest = h
-		s.refWriter = kafka.NewWriter(cfg.Kafka, refTopic)
-		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: s.refWriter, Topic: refTopic, Key: cfg.Ingest.Auth.Key()}
+		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: ingestProducer{s.producer(refTopic)}, Topic: refTopic, Key: cfg.Ingest.Auth.Key(),
+			Folded: kafka.GroupCaughtUp(cfg.Kafka, group, refTopic), FoldWait: cfg.Ingest.FoldWait}
 	}
 	if cfg.RunProjector {
 		cfg.Projector.Database = s.db
 		cfg.Projector.RefTopic = refTopic
 		cfg.Projector.ExpiredCleanup = cfg.ExpiredCleanup
-		group := cfg.ProjectorGroup
-		if group == "" {
-			group = "statepipe-projector-" + cfg.Code
-		}
 		cfg.Projector.Topic = topic
-		gc, err := kafka.NewGroupConsumer(cfg.Kafka, group, topic, refTopic)
-		if err != nil {
-			return nil, err
-		}
-		s.reader = gc
-		s.dlq = kafka.NewWriter(cfg.Kafka, topic+".dlq")
-		kc := cfg.Kafka
 		vouch, err := vouchKeys(cfg.Auth, log)
 		if err != nil {
 			return nil, err
 		}
+		gc, err := kafka.NewGroupConsumer(cfg.Kafka, group, topic, refTopic)
+		if err != nil {
+			return nil, err
+		}
+		s.clients = append(s.clients, gc)
 		p, err := projector.New(cfg.Projector, projector.Params{
-			Consumer: groupConsumer{gc}, Store: st, Reader: st, DeadLetters: s.dlq, Resync: s.resyncWriter, OpenResyncs: s.resyncs,
-			Lag:        kafka.GroupLag(kc, group, topic),
+			Consumer: groupConsumer{gc}, Store: st, Reader: st,
+			DeadLetters: projectorProducer{s.producer(topic + ".dlq")}, Resync: projectorProducer{resyncWriter}, OpenResyncs: s.resyncs,
+			Lag:        kafka.GroupLag(cfg.Kafka, group, topic, refTopic),
 			Vouch:      vouch,
 			Registerer: reg, Logger: log,
 		})
 		if err != nil {
 			return nil, err
 		}
-		s.proj = p
+		s.addActor(p)
 	}
 	if cfg.RunReports {
-		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st, ExpiredCleanup: cfg.ExpiredCleanup}
-		if s.resyncWriter != nil {
-			s.resyncAdmin = &ingest.ResyncAdmin{Site: cfg.Code, Producer: s.resyncWriter,
+		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st, ExpiredCleanup: cfg.ExpiredCleanup, Registerer: reg}
+		if resyncWriter != nil {
+			s.resyncAdmin = &ingest.ResyncAdmin{Site: cfg.Code, Producer: ingestProducer{resyncWriter},
 				Clients: func(ctx context.Context, collection string) ([]string, error) {
 					return report.ScopeClients(ctx, st, s.db, report.Scope{Collection: collection})
 				}}
@@ -216,11 +242,12 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 		return err
 	}
 	cfg.Ingest.Auth = auth
-	s.background = append(s.background, func(ctx context.Context) {
+	s.addActor(actorFunc{"identity follower", func(ctx context.Context) error {
 		// Kept following whatever fails: until it reads again the node only goes stale
 		// (and refuses what is signed), it never trusts an old copy.
+		apply := func(r kafka.Record) { ids.Apply(ingestRecord(r)) }
 		for ctx.Err() == nil {
-			if err := kafka.Follow(ctx, cfg.Kafka, topic, ids.Apply, ids.MarkFresh, identityFreshEvery, log); err != nil && ctx.Err() == nil {
+			if err := kafka.Follow(ctx, cfg.Kafka, topic, apply, ids.MarkFresh, identityFreshEvery, log); err != nil && ctx.Err() == nil {
 				log.Error("cannot follow the identity log; retrying", "topic", topic, "err", err)
 				select {
 				case <-ctx.Done():
@@ -228,7 +255,8 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 				}
 			}
 		}
-	})
+		return nil
+	}})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "statepipe_ingest_identity_staleness_seconds",
 		Help: "How long ago this node last read the identity log to its end (revocations and rotations reach it within this)."},
@@ -242,8 +270,7 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 			}
 			return float64(n)
 		}))
-	s.identityWriter = kafka.NewWriter(cfg.Kafka, topic)
-	s.enroller = ingest.NewEnroller(ingest.EnrollerParams{Site: cfg.Code, Auth: auth, Identities: ids, Log: s.identityWriter,
+	s.enroller = ingest.NewEnroller(ingest.EnrollerParams{Site: cfg.Code, Auth: auth, Identities: ids, Log: ingestProducer{s.producer(topic)},
 		Registerer: reg, Logger: log})
 	return nil
 }
@@ -306,33 +333,7 @@ func (s *site) ready() error {
 
 // close releases the site's Kafka clients (after its actors stopped).
 func (s *site) close() {
-	if s.writer != nil {
-		_ = s.writer.Close()
+	for _, c := range s.clients {
+		_ = c.Close()
 	}
-	if s.refWriter != nil {
-		_ = s.refWriter.Close()
-	}
-	if s.identityWriter != nil {
-		_ = s.identityWriter.Close()
-	}
-	if s.resyncWriter != nil {
-		_ = s.resyncWriter.Close()
-	}
-	if s.dlq != nil {
-		_ = s.dlq.Close()
-	}
-	if s.reader != nil {
-		_ = s.reader.Close()
-	}
-}
-
-// groupConsumer hands the projector the generations of a kafka.GroupConsumer.
-type groupConsumer struct{ g *kafka.GroupConsumer }
-
-func (c groupConsumer) Next(ctx context.Context) (projector.Generation, error) {
-	gen, err := c.g.Next(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return gen, nil
 }

@@ -95,7 +95,7 @@ func (s *testSite) foldAndReport(cl *client.Client, state int32) (fold, rep time
 	for {
 		var c report.Compliance
 		code, e := s.rpGet("/v1/reports/compliance?updates=KB-SQL", &c)
-		if code != 200 {
+		if code != 200 && (code != 404 || e.Field != "updates") { // 404: KB-SQL not folded yet
 			s.t.Fatalf("compliance: %d %+v", code, e)
 		}
 		if len(c.Updates) == 1 && c.Updates[0].Total > 0 && ((state == 3 && c.Updates[0].Installed > 0) || (state == 2 && c.Updates[0].Required > 0)) {

@@ -11,7 +11,8 @@ import (
 // Each runs a read statement and passes every row to fn. The engine returns the result as
 // one RowBinaryWithNamesAndTypes buffer (no JSON: restoring 30 M states through JSON takes
 // minutes), decoded row by row into the normalised value types of schema.Result. Supported
-// column types: String, integers, Bool and arrays of them; convert times in the query.
+// column types: String, integers, Bool and arrays of them, Nullable and LowCardinality
+// however they nest; convert times in the query.
 func (st *Store) Each(ctx context.Context, query string, fn func(row []any) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -98,7 +99,14 @@ func (d *rbDecoder) str() string { return string(d.take(d.uvarint())) }
 
 func (d *rbDecoder) value(t string) any {
 	if inner, ok := strings.CutPrefix(t, "LowCardinality("); ok {
-		t = strings.TrimSuffix(inner, ")")
+		return d.value(strings.TrimSuffix(inner, ")")) // written as the type it wraps
+	}
+	if inner, ok := strings.CutPrefix(t, "Nullable("); ok {
+		// A byte, 1 for NULL (nothing follows), else 0 and the value.
+		if b := d.take(1); b == nil || b[0] != 0 {
+			return nil
+		}
+		return d.value(strings.TrimSuffix(inner, ")"))
 	}
 	switch t {
 	case "String":

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -262,7 +264,7 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 
 // normalize turns one JSON value of ClickHouse type typ into schema.Result's value types.
 func normalize(typ string, raw json.RawMessage) (any, error) {
-	typ = unwrapType(typ)
+	typ = schema.ValueType(typ)
 	if string(raw) == "null" {
 		return nil, nil
 	}
@@ -282,6 +284,8 @@ func normalize(typ string, raw json.RawMessage) (any, error) {
 			out[i] = v
 		}
 		return out, nil
+	case strings.HasPrefix(typ, "Map("):
+		return mapText(raw)
 	case strings.HasPrefix(typ, "Int") || strings.HasPrefix(typ, "UInt"):
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.UseNumber()
@@ -289,12 +293,7 @@ func normalize(typ string, raw json.RawMessage) (any, error) {
 		if err := d.Decode(&n); err != nil {
 			return nil, err
 		}
-		if v, err := n.Int64(); err == nil {
-			return v, nil
-		}
-		var u uint64
-		_, err := fmt.Sscan(n.String(), &u)
-		return u, err
+		return integer(n.String())
 	case strings.HasPrefix(typ, "Float") || strings.HasPrefix(typ, "Decimal"):
 		var f float64
 		err := json.Unmarshal(raw, &f)
@@ -312,11 +311,37 @@ func normalize(typ string, raw json.RawMessage) (any, error) {
 	}
 }
 
-func unwrapType(t string) string {
-	for _, w := range []string{"Nullable(", "LowCardinality("} {
-		for strings.HasPrefix(t, w) {
-			t = strings.TrimSuffix(strings.TrimPrefix(t, w), ")")
-		}
+// mapText returns a Map's JSON text with its keys in sorted order, as the server adapter
+// returns it (Go maps do not keep the order ClickHouse stores the entries in), and written
+// as that adapter writes them: numbers as ClickHouse printed them, strings as Go's encoder
+// escapes them.
+func mapText(raw json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("cannot read map %s: %w", raw, err)
 	}
-	return t
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // ClickHouse prints <, > and & as is
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), nil
+}
+
+// integer reads an integer's decimal text as the server adapter normalises integers: int64,
+// uint64 above MaxInt64, and the text itself beyond both (Int128, Int256, UInt256).
+func integer(text string) (any, error) {
+	if v, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return v, nil
+	}
+	if u, err := strconv.ParseUint(text, 10, 64); err == nil {
+		return u, nil
+	}
+	if _, ok := new(big.Int).SetString(text, 10); !ok {
+		return nil, fmt.Errorf("cannot read integer %q", text)
+	}
+	return text, nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
 // normalizer turns the values the driver scans for one column type into schema.Result's
@@ -35,7 +37,7 @@ type normalizer struct {
 func normalize(typ string, v any) any { return newNormalizer(typ).normalize(v) }
 
 func newNormalizer(typ string) *normalizer {
-	n := &normalizer{base: unwrapType(typ)}
+	n := &normalizer{base: schema.ValueType(typ)}
 	name, params := splitType(n.base)
 	switch name {
 	case "Date", "Date32":
@@ -292,21 +294,6 @@ func formatDuration(d time.Duration, prec int) string {
 		out += "." + frac[:min(prec, 9)]
 	}
 	return out
-}
-
-// unwrapType strips Nullable(…) and LowCardinality(…): they do not change the value's form.
-func unwrapType(t string) string {
-	t = strings.TrimSpace(t)
-	for {
-		switch {
-		case strings.HasPrefix(t, "Nullable(") && strings.HasSuffix(t, ")"):
-			t = t[len("Nullable(") : len(t)-1]
-		case strings.HasPrefix(t, "LowCardinality(") && strings.HasSuffix(t, ")"):
-			t = t[len("LowCardinality(") : len(t)-1]
-		default:
-			return t
-		}
-	}
 }
 
 // splitType splits "Name(params)" into Name and params.

@@ -6,16 +6,17 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 )
 
-// NewWriter returns a producer for topic that waits for every in-sync replica (acks=all)
+// newWriter returns a producer for topic that waits for every in-sync replica (acks=all)
 // before WriteMessages returns, so a caller answers its client only after Kafka has the
 // records. Records are partitioned by key with murmur2, the Java client's partitioner, so
 // statepipe and other Kafka tools agree on where a client's records live.
-func NewWriter(c Config, topic string) *kafkago.Writer {
+func newWriter(c Config, topic string) *kafkago.Writer {
 	return &kafkago.Writer{
 		Addr:         kafkago.TCP(c.Brokers...),
 		Topic:        topic,
@@ -40,7 +41,7 @@ func NewWriter(c Config, topic string) *kafkago.Writer {
 
 // EnsureTopic creates topic with the config's partition count and replication factor unless
 // it exists. It is safe to call from every role at start.
-func EnsureTopic(ctx context.Context, c Config, topic string, extra ...kafkago.ConfigEntry) error {
+func EnsureTopic(ctx context.Context, c Config, topic string, extra ...TopicSetting) error {
 	var lastErr error
 	for attempt := 0; attempt < 20; attempt++ {
 		if attempt > 0 {
@@ -60,7 +61,7 @@ func EnsureTopic(ctx context.Context, c Config, topic string, extra ...kafkago.C
 	return fmt.Errorf("cannot create topic %s on %v: %w", topic, c.Brokers, lastErr)
 }
 
-func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkago.ConfigEntry) error {
+func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []TopicSetting) error {
 	d := c.dialer()
 	conn, err := d.DialContext(ctx, "tcp", c.Brokers[0])
 	if err != nil {
@@ -76,13 +77,15 @@ func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkag
 		return err
 	}
 	defer cc.Close()
+	entries := []kafkago.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.FormatInt(c.BatchBytes, 10)}}
+	for _, e := range extra {
+		entries = append(entries, kafkago.ConfigEntry{ConfigName: e.Name, ConfigValue: e.Value})
+	}
 	err = cc.CreateTopics(kafkago.TopicConfig{
 		Topic:             topic,
 		NumPartitions:     c.Partitions,
 		ReplicationFactor: c.ReplicationFactor,
-		ConfigEntries: append([]kafkago.ConfigEntry{
-			{ConfigName: "max.message.bytes", ConfigValue: strconv.FormatInt(c.BatchBytes, 10)},
-		}, extra...),
+		ConfigEntries:     entries,
 	})
 	if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
 		return err
@@ -90,9 +93,9 @@ func ensureTopicOnce(ctx context.Context, c Config, topic string, extra []kafkag
 	return nil
 }
 
-// NewPartitionReader reads one partition of topic from its start, outside any consumer group
+// newPartitionReader reads one partition of topic from its start, outside any consumer group
 // (every reader sees every record: for small compacted topics each node mirrors in full).
-func NewPartitionReader(c Config, topic string, partition int) *kafkago.Reader {
+func newPartitionReader(c Config, topic string, partition int) *kafkago.Reader {
 	return kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:     c.Brokers,
 		Dialer:      c.dialer(),
@@ -157,6 +160,7 @@ type topicClient struct {
 	c     Config
 	topic string
 	cl    *kafkago.Client
+	mu    sync.Mutex // guards parts: one topicClient may serve concurrent requests
 	parts []int
 }
 
@@ -166,6 +170,8 @@ func newTopicClient(c Config, topic string) *topicClient {
 }
 
 func (t *topicClient) partitions(ctx context.Context) ([]int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.parts == nil {
 		p, err := Partitions(ctx, t.c, t.topic)
 		if err != nil {
@@ -196,40 +202,155 @@ func committedOffsets(ctx context.Context, cl *kafkago.Client, group, topic stri
 	return out, nil
 }
 
-// GroupLag returns a function reading, per partition of topic, how many records group has yet
-// to commit: the partition's end offset minus the group's committed offset (minus the first
-// retained offset when the group has committed nothing there). This is the consumer lag a
-// kafka-exporter would show, read from the broker, so it grows while the consumer is stuck.
-func GroupLag(c Config, group, topic string) func(ctx context.Context) (map[int]int64, error) {
-	tc := newTopicClient(c, topic)
-	return func(ctx context.Context) (map[int]int64, error) {
-		parts, err := tc.partitions(ctx)
-		if err != nil {
-			return nil, err
-		}
-		committed, err := committedOffsets(ctx, tc.cl, group, topic, parts)
-		if err != nil {
-			return nil, err
-		}
-		reqs := make([]kafkago.OffsetRequest, 0, 2*len(parts))
-		for _, p := range parts {
-			reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
-		}
-		resp, err := tc.cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
-		if err != nil {
-			return nil, fmt.Errorf("cannot read end offsets of %s: %w", topic, err)
-		}
-		lag := map[int]int64{}
-		for _, po := range resp.Topics[topic] {
-			if po.Error != nil {
-				return nil, fmt.Errorf("cannot read end offset of %s/%d: %w", topic, po.Partition, po.Error)
-			}
-			from, ok := committed[po.Partition]
-			if !ok {
-				from = po.FirstOffset
-			}
-			lag[po.Partition] = max(po.LastOffset-from, 0)
-		}
-		return lag, nil
+// GroupLag returns a function reading, per topic and partition, how many records group has
+// yet to commit: the partition's end offset minus the group's committed offset (minus the
+// first retained offset when the group has committed nothing there). This is the consumer lag
+// a kafka-exporter would show, read from the broker, so it grows while the consumer is stuck.
+func GroupLag(c Config, group string, topics ...string) func(ctx context.Context) (map[string]map[int]int64, error) {
+	tcs := make([]*topicClient, len(topics))
+	for i, t := range topics {
+		tcs[i] = newTopicClient(c, t)
 	}
+	return func(ctx context.Context) (map[string]map[int]int64, error) {
+		out := make(map[string]map[int]int64, len(tcs))
+		for _, tc := range tcs {
+			lag, err := tc.lag(ctx, group)
+			if err != nil {
+				return nil, err
+			}
+			out[tc.topic] = lag
+		}
+		return out, nil
+	}
+}
+
+// GroupCaughtUp returns a function that returns once group has committed every record
+// written to topic before it was called, on every partition. Read your writes: a caller that
+// produced a record (acknowledged) and then calls it returns once the group's consumer
+// processed the record and committed past it. An error only when ctx ends first, with the
+// last state seen.
+func GroupCaughtUp(c Config, group, topic string) func(ctx context.Context) error {
+	tc := newTopicClient(c, topic)
+	return func(ctx context.Context) error {
+		return tc.caughtUpTo(ctx, group, nil)
+	}
+}
+
+// GroupPastKey is GroupCaughtUp for the one partition a record keyed key is produced to:
+// a reader of one record does not wait for the others of the topic.
+func GroupPastKey(c Config, group, topic string) func(ctx context.Context, key []byte) error {
+	tc := newTopicClient(c, topic)
+	return func(ctx context.Context, key []byte) error {
+		return tc.caughtUpTo(ctx, group, key)
+	}
+}
+
+// caughtUpTo reads the end offsets of the topic's partitions (the one of key, when key is not
+// nil) now, then polls the group's committed offsets every 50 ms until each reaches its end.
+func (t *topicClient) caughtUpTo(ctx context.Context, group string, key []byte) error {
+	var ends map[int]int64
+	last := "no answer from the broker yet"
+	for {
+		var err error
+		if ends == nil {
+			ends, err = t.endOffsets(ctx, key)
+		}
+		if err == nil {
+			var done bool
+			if done, last, err = t.committedPast(ctx, group, ends); done {
+				return nil
+			}
+		}
+		if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// endOffsets returns the next offset of each partition of the topic (of key's only, when key
+// is not nil).
+func (t *topicClient) endOffsets(ctx context.Context, key []byte) (map[int]int64, error) {
+	parts, err := t.partitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if key != nil {
+		parts = []int{PartitionOf(key, len(parts))}
+	}
+	reqs := make([]kafkago.OffsetRequest, len(parts))
+	for i, p := range parts {
+		reqs[i] = kafkago.LastOffsetOf(p)
+	}
+	resp, err := t.cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{t.topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read end offsets of %s: %w", t.topic, err)
+	}
+	ends := map[int]int64{}
+	for _, po := range resp.Topics[t.topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("cannot read end offset of %s/%d: %w", t.topic, po.Partition, po.Error)
+		}
+		ends[po.Partition] = po.LastOffset
+	}
+	return ends, nil
+}
+
+// committedPast reports whether group committed up to ends on every partition, and if not
+// what it still has to fold.
+func (t *topicClient) committedPast(ctx context.Context, group string, ends map[int]int64) (bool, string, error) {
+	parts := make([]int, 0, len(ends))
+	for p := range ends {
+		parts = append(parts, p)
+	}
+	committed, err := committedOffsets(ctx, t.cl, group, t.topic, parts)
+	if err != nil {
+		return false, "", err
+	}
+	var behind int64
+	for p, end := range ends {
+		if c, ok := committed[p]; !ok || c < end {
+			behind += end - max(c, 0)
+		}
+	}
+	if behind == 0 {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("group %s has up to %d record(s) of %s to fold", group, behind, t.topic), nil
+}
+
+// lag reads group's lag on each partition of the topic.
+func (t *topicClient) lag(ctx context.Context, group string) (map[int]int64, error) {
+	parts, err := t.partitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	committed, err := committedOffsets(ctx, t.cl, group, t.topic, parts)
+	if err != nil {
+		return nil, err
+	}
+	reqs := make([]kafkago.OffsetRequest, 0, 2*len(parts))
+	for _, p := range parts {
+		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
+	}
+	resp, err := t.cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{t.topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read end offsets of %s: %w", t.topic, err)
+	}
+	lag := map[int]int64{}
+	for _, po := range resp.Topics[t.topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("cannot read end offset of %s/%d: %w", t.topic, po.Partition, po.Error)
+		}
+		from, ok := committed[po.Partition]
+		if !ok {
+			from = po.FirstOffset
+		}
+		lag[po.Partition] = max(po.LastOffset-from, 0)
+	}
+	return lag, nil
 }

@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	kafkago "github.com/segmentio/kafka-go"
 )
 
 // Config is how a role reaches Kafka.
@@ -37,8 +35,27 @@ type Config struct {
 	Security Security
 }
 
-// RegisterFlags registers the config's flags under prefix (e.g. "kafka.").
+// DefaultConfig returns the connection defaults (the flags' defaults): no brokers (embedded
+// mode fills them in), no SASL or TLS.
+func DefaultConfig() Config {
+	return Config{
+		Partitions:        8,
+		ReplicationFactor: 1,
+		BatchTimeout:      2 * time.Millisecond,
+		BatchBytes:        16 << 20,
+		FetchMaxWait:      250 * time.Millisecond,
+	}
+}
+
+// Defaults returns DefaultConfig().
+//
+// Deprecated: use DefaultConfig.
+func Defaults() Config { return DefaultConfig() }
+
+// RegisterFlags registers the config's flags under prefix (e.g. "kafka."), with DefaultConfig's
+// values as defaults (and the SASL password from $STATEPIPE_KAFKA_PASSWORD).
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	d := DefaultConfig()
 	fs.Func(prefix+"brokers", "comma-separated Kafka bootstrap brokers (host:port); empty in embedded mode", func(s string) error {
 		c.Brokers = nil
 		for _, b := range strings.Split(s, ",") {
@@ -48,23 +65,16 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 		}
 		return nil
 	})
-	fs.IntVar(&c.Partitions, prefix+"partitions", 8, "partitions of state topics statepipe creates")
-	fs.IntVar(&c.ReplicationFactor, prefix+"replication-factor", 1, "replication factor of topics statepipe creates")
-	fs.DurationVar(&c.BatchTimeout, prefix+"batch-timeout", 2*time.Millisecond, "producer linger; kafka-go's 1s default would delay every acknowledgement")
-	fs.Int64Var(&c.BatchBytes, prefix+"batch-bytes", 16<<20, "largest produce request in bytes")
-	fs.DurationVar(&c.FetchMaxWait, prefix+"fetch-max-wait", 250*time.Millisecond, "longest a fetch waits for data")
-	fs.StringVar(&c.Security.SASLMechanism, prefix+"sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
-	fs.StringVar(&c.Security.SASLUser, prefix+"sasl-user", "", "SASL user")
+	fs.IntVar(&c.Partitions, prefix+"partitions", d.Partitions, "partitions of state topics statepipe creates")
+	fs.IntVar(&c.ReplicationFactor, prefix+"replication-factor", d.ReplicationFactor, "replication factor of topics statepipe creates")
+	fs.DurationVar(&c.BatchTimeout, prefix+"batch-timeout", d.BatchTimeout, "producer linger; kafka-go's 1s default would delay every acknowledgement")
+	fs.Int64Var(&c.BatchBytes, prefix+"batch-bytes", d.BatchBytes, "largest produce request in bytes")
+	fs.DurationVar(&c.FetchMaxWait, prefix+"fetch-max-wait", d.FetchMaxWait, "longest a fetch waits for data")
+	fs.StringVar(&c.Security.SASLMechanism, prefix+"sasl-mechanism", d.Security.SASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
+	fs.StringVar(&c.Security.SASLUser, prefix+"sasl-user", d.Security.SASLUser, "SASL user")
 	fs.StringVar(&c.Security.SASLPassword, prefix+"sasl-password", os.Getenv("STATEPIPE_KAFKA_PASSWORD"), "SASL password (default $STATEPIPE_KAFKA_PASSWORD)")
-	fs.BoolVar(&c.Security.TLS, prefix+"tls", false, "connect to the brokers over TLS")
-	fs.StringVar(&c.Security.TLSCAFile, prefix+"tls-ca", "", "PEM file of the CA that signed the brokers' certificates (default: the system's)")
-}
-
-// Defaults returns a Config with the flag defaults (for tests and in-process wiring).
-func Defaults() Config {
-	var c Config
-	c.RegisterFlags("", flag.NewFlagSet("", flag.ContinueOnError))
-	return c
+	fs.BoolVar(&c.Security.TLS, prefix+"tls", d.Security.TLS, "connect to the brokers over TLS")
+	fs.StringVar(&c.Security.TLSCAFile, prefix+"tls-ca", d.Security.TLSCAFile, "PEM file of the CA that signed the brokers' certificates (default: the system's)")
 }
 
 // Validate reports a config that cannot work.
@@ -98,9 +108,11 @@ func ResyncTopic(site string) string { return "resync." + site }
 // each id from the whole log, in its order, so it must not be compacted away.
 func IdentityTopic(site string) string { return "identity." + site }
 
+// TopicSetting is a topic-level config entry EnsureTopic sets on a topic it creates.
+type TopicSetting struct{ Name, Value string }
+
 // Compacted is the topic config of a compacted topic: Kafka keeps the latest record per key.
-var Compacted = kafkago.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"}
+var Compacted = TopicSetting{"cleanup.policy", "compact"}
 
 // Forever is the topic config of a log kept whole: no compaction, no time or size retention.
-var Forever = []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "delete"},
-	{ConfigName: "retention.ms", ConfigValue: "-1"}, {ConfigName: "retention.bytes", ConfigValue: "-1"}}
+var Forever = []TopicSetting{{"cleanup.policy", "delete"}, {"retention.ms", "-1"}, {"retention.bytes", "-1"}}

@@ -4,6 +4,8 @@
 // standard Kafka tools can read it).
 //
 // It owns connection settings (Config), producer and consumer construction with deliberate
-// defaults, and topic creation. It must not know about state messages beyond topic names: it
+// defaults, and topic creation. It is the only package that imports kafka-go: what it hands
+// out and takes in is its own Record (record.go), which cmd/statepipe converts to and from the
+// components' record types. It must not know about state messages beyond topic names: it
 // imports only schema of the project.
 package kafka

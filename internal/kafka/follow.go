@@ -18,7 +18,7 @@ import (
 // asks the broker for the partitions' end offsets and, when every record before them has been
 // applied, calls fresh with the time it asked: the caller then knows that what it holds is at
 // least as new as the topic was at that time.
-func Follow(ctx context.Context, c Config, topic string, apply func(kafkago.Message), fresh func(time.Time), freshEvery time.Duration, log *slog.Logger) error {
+func Follow(ctx context.Context, c Config, topic string, apply func(Record), fresh func(time.Time), freshEvery time.Duration, log *slog.Logger) error {
 	parts, err := Partitions(ctx, c, topic)
 	if err != nil {
 		return err
@@ -32,7 +32,7 @@ func Follow(ctx context.Context, c Config, topic string, apply func(kafkago.Mess
 		wg.Add(1)
 		go func(p int) {
 			defer wg.Done()
-			r := NewPartitionReader(c, topic, p)
+			r := newPartitionReader(c, topic, p)
 			defer r.Close()
 			for {
 				m, err := r.ReadMessage(ctx)
@@ -48,7 +48,7 @@ func Follow(ctx context.Context, c Config, topic string, apply func(kafkago.Mess
 					}
 					continue
 				}
-				apply(m)
+				apply(fromMessage(m))
 				next[p].Store(m.Offset + 1)
 			}
 		}(p)

@@ -144,34 +144,34 @@ func (x *Generation) read(ctx context.Context, topic string, a kafkago.Partition
 	}
 }
 
-// FetchMessage returns the next record of this member's partitions (in order within each
-// partition), or kafkago.ErrGenerationEnded once the group has begun to rebalance: records
-// fetched and not committed are then redelivered to whoever owns their partition next.
-func (x *Generation) FetchMessage(ctx context.Context) (kafkago.Message, error) {
+// Fetch returns the next record of this member's partitions (in order within each
+// partition), or an error wrapping ErrGenerationEnded once the group has begun to rebalance:
+// records fetched and not committed are then redelivered to whoever owns their partition next.
+func (x *Generation) Fetch(ctx context.Context) (Record, error) {
 	select {
 	case <-x.ended:
-		return kafkago.Message{}, kafkago.ErrGenerationEnded
+		return Record{}, ErrGenerationEnded
 	default:
 	}
 	select {
 	case m := <-x.msgs:
-		return m, nil
+		return fromMessage(m), nil
 	case <-x.ended:
-		return kafkago.Message{}, kafkago.ErrGenerationEnded
+		return Record{}, ErrGenerationEnded
 	case <-ctx.Done():
-		return kafkago.Message{}, ctx.Err()
+		return Record{}, ctx.Err()
 	}
 }
 
-// CommitMessages commits, for each partition of msgs, the offset after its greatest record.
-// The coordinator refuses it once the generation is over.
-func (x *Generation) CommitMessages(_ context.Context, msgs ...kafkago.Message) error {
+// Commit commits, for each partition of recs, the offset after its greatest record. The
+// coordinator refuses it once the generation is over.
+func (x *Generation) Commit(_ context.Context, recs ...Record) error {
 	offsets := map[string]map[int]int64{}
-	for _, m := range msgs {
-		if offsets[m.Topic] == nil {
-			offsets[m.Topic] = map[int]int64{}
+	for _, r := range recs {
+		if offsets[r.Topic] == nil {
+			offsets[r.Topic] = map[int]int64{}
 		}
-		offsets[m.Topic][m.Partition] = max(offsets[m.Topic][m.Partition], m.Offset+1)
+		offsets[r.Topic][r.Partition] = max(offsets[r.Topic][r.Partition], r.Offset+1)
 	}
 	return x.gen.CommitOffsets(offsets)
 }
@@ -195,13 +195,13 @@ func (x *Generation) Alive(ctx context.Context) error {
 	case hb.Error == nil:
 	case errors.Is(hb.Error, kafkago.RebalanceInProgress), errors.Is(hb.Error, kafkago.IllegalGeneration),
 		errors.Is(hb.Error, kafkago.UnknownMemberId), errors.Is(hb.Error, kafkago.FencedInstanceID):
-		return fmt.Errorf("generation %d of group %s is over for member %s (%v): %w", x.gen.ID, x.gen.GroupID, x.gen.MemberID, hb.Error, kafkago.ErrGenerationEnded)
+		return fmt.Errorf("generation %d of group %s is over for member %s (%v): %w", x.gen.ID, x.gen.GroupID, x.gen.MemberID, hb.Error, ErrGenerationEnded)
 	default:
 		return fmt.Errorf("cannot ask the coordinator of group %s: %w", x.gen.GroupID, hb.Error)
 	}
 	select {
 	case <-x.ended:
-		return fmt.Errorf("generation %d of group %s is over: %w", x.gen.ID, x.gen.GroupID, kafkago.ErrGenerationEnded)
+		return fmt.Errorf("generation %d of group %s is over: %w", x.gen.ID, x.gen.GroupID, ErrGenerationEnded)
 	default:
 	}
 	return nil

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	kafkago "github.com/segmentio/kafka-go"
 )
 
 // KeySet mirrors a small compacted topic as the set of its keys that have a value: a record
@@ -49,10 +47,10 @@ func (s *KeySet) Since(key string) (time.Time, bool) {
 // Put sets key's value locally, ahead of its record coming back from the topic (the writer
 // of a record sees its own write at once); a nil value removes the key.
 func (s *KeySet) Put(key string, value []byte, at time.Time) {
-	s.apply(kafkago.Message{Key: []byte(key), Value: value, Time: at})
+	s.apply(Record{Key: []byte(key), Value: value, Time: at})
 }
 
-func (s *KeySet) apply(m kafkago.Message) {
+func (s *KeySet) apply(m Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m.Value == nil {

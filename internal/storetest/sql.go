@@ -600,7 +600,9 @@ func waitRunning(t *testing.T, st schema.Store, n int64) {
 			t.Fatalf("cannot count running analyst queries: %v", err)
 		}
 		if len(res.Rows) == 1 {
-			got, _ = res.Rows[0][0].(int64)
+			if err := res.Scan(0, &got); err != nil {
+				t.Fatalf("cannot count running analyst queries: %v", err)
+			}
 			if got == n {
 				return
 			}

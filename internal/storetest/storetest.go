@@ -117,10 +117,10 @@ func testMigrate(t *testing.T, st schema.Store, db string) {
 	}
 	res := query(t, st, "SELECT version FROM "+db+".schema_migrations FINAL ORDER BY version")
 	var recorded []int
-	for _, row := range res.Rows {
-		v, ok := row[0].(int64)
-		if !ok {
-			t.Fatalf("schema_migrations.version is %T, want int64", row[0])
+	for i := range res.Rows {
+		var v int64
+		if err := res.Scan(i, &v); err != nil {
+			t.Fatalf("schema_migrations: %v", err)
 		}
 		recorded = append(recorded, int(v))
 	}
@@ -243,6 +243,28 @@ func testValueTypes(t *testing.T, st schema.Store) {
 		{"CAST(['n', NULL] AS Array(Nullable(String)))", []any{"n", nil}},
 		{"[[1], [2, 3]]", []any{[]any{int64(1)}, []any{int64(2), int64(3)}}},
 		{"toInt32(-2145124341)", int64(-2145124341)},
+		// Wrappers do not change a value's form, however they nest.
+		{"CAST(5 AS LowCardinality(Nullable(Int64)))", int64(5)},
+		{"CAST(NULL AS LowCardinality(Nullable(Int64)))", nil},
+		{"CAST('lc' AS LowCardinality(Nullable(String)))", "lc"},
+		{"CAST(NULL AS LowCardinality(Nullable(String)))", nil},
+		{"CAST(7 AS Nullable(UInt64))", int64(7)},
+		{"CAST(18446744073709551615 AS Nullable(UInt64))", uint64(math.MaxUint64)},
+		{"CAST(-1.5 AS Nullable(Float64))", -1.5},
+		{"CAST(true AS Nullable(Bool))", true},
+		{"CAST([1, -2] AS Array(Int32))", []any{int64(1), int64(-2)}},
+		{"CAST([1, NULL] AS Array(Nullable(Int64)))", []any{int64(1), nil}},
+		{"CAST(['a', NULL] AS Array(LowCardinality(Nullable(String))))", []any{"a", nil}},
+		// Maps with their keys sorted (the server's driver returns a Go map), tuples as JSON.
+		{"map('b', toUInt8(2), 'a', toUInt8(1))", `{"a":1,"b":2}`},
+		{"(toUInt8(1), 'a')", `[1,"a"]`},
+		{"CAST((1, 'x'), 'Tuple(a UInt8, b String)')", `{"a":1,"b":"x"}`},
+		{"toIPv4('1.2.3.4')", "1.2.3.4"},
+		// 128- and 256-bit integers: as int64 or uint64 when they fit, else as decimal text.
+		{"toInt128(-5)", int64(-5)},
+		{"toUInt256('18446744073709551615')", uint64(math.MaxUint64)},
+		{"toUInt256('340282366920938463463374607431768211456')", "340282366920938463463374607431768211456"},
+		{"toInt128('-170141183460469231731687303715884105728')", "-170141183460469231731687303715884105728"},
 	}
 	exprs := make([]string, len(cases))
 	want := make([]any, len(cases))
@@ -250,7 +272,8 @@ func testValueTypes(t *testing.T, st schema.Store) {
 		exprs[i] = fmt.Sprintf("%s AS c%d", c.expr, i)
 		want[i] = c.want
 	}
-	res := query(t, st, "SELECT "+strings.Join(exprs, ", "))
+	// LowCardinality of numbers is "suspicious" to ClickHouse, yet a column may be declared so.
+	res := query(t, st, "SELECT "+strings.Join(exprs, ", ")+" SETTINGS allow_suspicious_low_cardinality_types = 1")
 	if len(res.Rows) != 1 || len(res.Rows[0]) != len(cases) {
 		t.Fatalf("got %d rows of %v, want 1 row of %d values", len(res.Rows), res.Rows, len(cases))
 	}
@@ -315,6 +338,28 @@ func testEach(t *testing.T, st schema.Store) {
 	if len(got) != 5 || got[4][7] != int64(1767323045678) {
 		t.Errorf("Each: got %d rows, last %v; want 5 rows ending with the time in ms", len(got), got)
 	}
+	// Nullable and LowCardinality wrappers, however they nest, read as Query reads them.
+	q = `SELECT CAST(if(number % 2 = 0, NULL, number) AS LowCardinality(Nullable(Int64))) AS lni,
+	            CAST(if(number = 1, NULL, toString(number)) AS LowCardinality(Nullable(String))) AS lns,
+	            CAST(if(number = 2, NULL, number) AS Nullable(UInt64)) AS nu, CAST(number AS LowCardinality(UInt16)) AS lu,
+	            CAST([number, NULL] AS Array(Nullable(Int32))) AS ani
+	     FROM numbers(3) ORDER BY number SETTINGS allow_suspicious_low_cardinality_types = 1`
+	got = nil
+	if err := st.Each(ctx, q, func(row []any) error {
+		got = append(got, slices.Clone(row))
+		return nil
+	}); err != nil {
+		t.Fatalf("Each of wrapped types: %v", err)
+	}
+	wrapped := [][]any{
+		{nil, "0", int64(0), int64(0), []any{int64(0), nil}},
+		{int64(1), nil, int64(1), int64(1), []any{int64(1), nil}},
+		{nil, "2", nil, int64(2), []any{int64(2), nil}},
+	}
+	if !reflect.DeepEqual(got, wrapped) {
+		t.Errorf("Each of wrapped types:\n got %#v\nwant %#v", got, wrapped)
+	}
+	checkRows(t, query(t, st, q), wrapped)
 	stop := errors.New("stop")
 	n := 0
 	err := st.Each(ctx, "SELECT number FROM numbers(10)", func([]any) error { n++; return stop })

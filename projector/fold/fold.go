@@ -122,9 +122,8 @@ func (b *Batch) Size() int { return len(b.Raw.rows) + b.refCount }
 // Add folds one record into the batch.
 func (b *Batch) Add(rec Record) {
 	r := rec.Report
-	minSerial, maxSerial := r.Messages[0].Serial, r.Messages[0].Serial
+	minSerial, maxSerial := r.LowestSerial(), r.Messages[0].Serial
 	for i := range r.Messages {
-		minSerial = min(minSerial, r.Messages[i].Serial)
 		maxSerial = max(maxSerial, r.Messages[i].Serial)
 	}
 	for _, t := range r.FullTypes {
@@ -135,7 +134,7 @@ func (b *Batch) Add(rec Record) {
 	b.Clients.rows = append(b.Clients.rows, clientRow{client: r.Client, serial: maxSerial, acceptedAt: rec.AcceptedAt, partition: int32(rec.Partition)})
 	for i := range r.Messages {
 		m := &r.Messages[i]
-		if m.TopicType == schema.TopicScan && (m.State == schema.ScanCompleted || m.State == schema.ScanCompletedWithErrors) {
+		if m.IsSuccessfulScan() {
 			b.Scans.rows = append(b.Scans.rows, scanRow{client: r.Client, msg: m})
 		}
 		full := uint8(0)

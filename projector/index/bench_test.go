@@ -83,7 +83,7 @@ func benchmarkFold(b *testing.B, delta bool) {
 				offsets[p]++
 			}
 			x.End()
-			_ = x.Changed("db")
+			_ = x.Changed(index.Target{DB: "db"})
 		}
 	}
 	if delta {

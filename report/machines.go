@@ -1,0 +1,199 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/statepipe/statepipe/schema"
+)
+
+// MachinesParams select one cell of a report and a page of its machines: the clients of scope
+// in a compliance state of one update (update), in a per-computer status for a set of updates
+// (list or updates), or targeted by a deployment in an enforcement state (deployment).
+type MachinesParams struct {
+	// State names the cell: installed, required, not_required or unknown (or 3 to 0) with
+	// Update; compliant, non_compliant or unknown with List or Updates; a deployment
+	// enforcement state number with Deployment.
+	State      string
+	Update     string
+	List       string
+	Updates    []string
+	Deployment string
+	Scope      Scope // not with Deployment: its targets are its collection's members
+	// After pages: the machines after this client id (the previous page's Next).
+	After string
+	// Limit is the page size (default DefaultMachinesPage, at most MaxMachinesPage).
+	Limit int
+	// ExpiredCleanup drops updates expired for longer than this from a list (default 7 days).
+	ExpiredCleanup time.Duration
+}
+
+// Page sizes of the machines report.
+const (
+	DefaultMachinesPage = 100
+	MaxMachinesPage     = 1000
+)
+
+// Machines is the machines report: the drill-down from a cell of the compliance, update or
+// deployment report to the clients counted in it, sorted by id, a page at a time.
+type Machines struct {
+	Site           string    `json:"site"`
+	AsOf           time.Time `json:"as_of"`
+	Update         string    `json:"update,omitempty"`
+	Title          string    `json:"title,omitempty"`
+	List           string    `json:"list,omitempty"`
+	ListName       string    `json:"list_name,omitempty"`
+	Updates        []string  `json:"updates,omitempty"` // the set evaluated, with list or updates
+	Deployment     string    `json:"deployment,omitempty"`
+	DeploymentName string    `json:"deployment_name,omitempty"`
+	Collection     string    `json:"collection,omitempty"`
+	CollectionName string    `json:"collection_name,omitempty"`
+	State          string    `json:"state"`      // the cell, as asked
+	StateName      string    `json:"state_name"` // the cell, for people
+	Total          int64     `json:"total"`      // machines in the cell, every page
+	Machines       []string  `json:"machines"`   // this page, sorted
+	// Next is the last machine of this page when more follow: pass it as after= for the next
+	// page. Absent on the last page.
+	Next string `json:"next,omitempty"`
+}
+
+// Per-computer statuses of the machines report (and of ComputerCounts).
+var computerStatuses = map[string]int{ComputerUnknown: 0, ComputerCompliant: 1, ComputerNonCompliant: 2}
+
+// MachinesReport computes one page of the machines report of site (database db). The cells
+// are those the reports count, by the same rules: an update's by folding rule 3 (UpdateReport),
+// a set's per computer (the compliance report's computers, from the live states), a
+// deployment's over its target collection with silent clients in state 0 (rule 4).
+func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesParams) (*Machines, error) {
+	if p.Limit == 0 {
+		p.Limit = DefaultMachinesPage
+	}
+	if p.Limit < 0 || p.Limit > MaxMachinesPage {
+		return nil, &ParamError{Field: "limit", Message: fmt.Sprintf("limit must be from 1 to %d", MaxMachinesPage)}
+	}
+	given := 0
+	for _, g := range []bool{p.Update != "", p.List != "" || len(p.Updates) > 0, p.Deployment != ""} {
+		if g {
+			given++
+		}
+	}
+	if given != 1 {
+		return nil, &ParamError{Field: "update", Message: "name one cell: update (with state installed, required, not_required or unknown), list or updates (with state compliant, non_compliant or unknown), or deployment (with a state number)"}
+	}
+	rep := &Machines{Site: site, AsOf: time.Now().UTC(), Update: p.Update, List: p.List, Deployment: p.Deployment,
+		Collection: p.Scope.Collection, State: p.State, Machines: []string{}}
+	var prefix, cell string // the cell's clients: prefix + "SELECT client FROM " + cell
+	var err error
+	switch {
+	case p.Update != "":
+		st, ok := complianceState(p.State)
+		if !ok {
+			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state %q: with update, want installed, required, not_required or unknown (or 3 to 0)", p.State)}
+		}
+		rep.StateName = schema.TopicUpdateCompliance.StateName(st)
+		if rep.CollectionName, err = p.Scope.check(ctx, q, db); err != nil {
+			return nil, err
+		}
+		ref, err := lookupUpdate(ctx, q, db, p.Update)
+		if err != nil {
+			return nil, err
+		}
+		rep.Title = ref.title
+		cell = fmt.Sprintf("(%s) WHERE state = %d", updateStatesSQL(db, p.Scope.clientsSQL(db), p.Update, ref.inCatalog), st)
+	case p.Deployment != "":
+		st, err := strconv.Atoi(p.State)
+		states := schema.TopicDeploymentEnforcement
+		if err != nil || st < 0 || st >= states.StateCount() {
+			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state %q: with deployment, want an enforcement state, 0 to %d", p.State, states.StateCount()-1)}
+		}
+		if p.Scope.Collection != "" {
+			return nil, &ParamError{Field: "collection", Message: "a deployment's machines are its target collection's: leave collection out"}
+		}
+		rep.StateName = states.StateName(st)
+		dep, err := lookupDeployment(ctx, q, db, p.Deployment)
+		if err != nil {
+			return nil, err
+		}
+		rep.DeploymentName, rep.Collection, rep.CollectionName = dep.name, dep.collection, dep.collectionName
+		cell = fmt.Sprintf("(%s) WHERE state = %d", dep.targetedSQL(db), st)
+	default:
+		key := strings.ReplaceAll(strings.ToLower(p.State), "-", "_")
+		status, ok := computerStatuses[key]
+		if !ok {
+			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state %q: with list or updates, want compliant, non_compliant or unknown", p.State)}
+		}
+		rep.StateName = map[int]string{0: "Unknown", 1: "Compliant", 2: "Non-compliant"}[status]
+		if p.List != "" && len(p.Updates) > 0 {
+			return nil, &ParamError{Field: "updates", Message: "give list or updates, not both"}
+		}
+		cs, err := resolveCompliance(ctx, q, db, ComplianceParams{List: p.List, Updates: p.Updates, Scope: p.Scope, ExpiredCleanup: p.ExpiredCleanup, Scan: true})
+		if err != nil {
+			return nil, err
+		}
+		rep.ListName, rep.CollectionName, rep.Updates = cs.listName, cs.collectionName, cs.ids
+		if len(cs.ids) == 0 { // no updates: every client is unknown
+			cell = fmt.Sprintf("(SELECT client, 0 AS status FROM (%s)) WHERE status = %d", p.Scope.clientsSQL(db), status)
+		} else {
+			prefix, cell = cs.computersSQL(db), fmt.Sprintf("computers WHERE status = %d", status)
+		}
+	}
+	res, err := q.Query(ctx, prefix+"SELECT count() FROM "+cell)
+	if rep.Total, err = count(res, err, "the machines of the cell"); err != nil {
+		return nil, err
+	}
+	res, err = q.Query(ctx, fmt.Sprintf("%sSELECT client FROM %s AND client > %s ORDER BY client LIMIT %d", prefix, cell, Quote(p.After), p.Limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the machines of the cell: %w", err)
+	}
+	page, err := stringColumn(res, 0, "the machines of the cell")
+	if err != nil {
+		return nil, err
+	}
+	if len(page) > p.Limit {
+		page = page[:p.Limit]
+		rep.Next = page[len(page)-1]
+	}
+	rep.Machines = append(rep.Machines, page...)
+	return rep, nil
+}
+
+// complianceState reads an update-compliance state by name or number.
+func complianceState(s string) (int, bool) {
+	switch strings.ReplaceAll(strings.ToLower(s), "-", "_") {
+	case "installed", "3":
+		return schema.ComplianceInstalled, true
+	case "required", "2":
+		return schema.ComplianceRequired, true
+	case "not_required", "1":
+		return schema.ComplianceNotRequired, true
+	case "unknown", "0":
+		return schema.ComplianceUnknown, true
+	}
+	return 0, false
+}
+
+// printMachines prints a page of the machines report: the cell, then one machine a line, then
+// how to get the next page.
+func printMachines(w io.Writer, m *Machines) {
+	var cell string
+	switch {
+	case m.Update != "":
+		cell = "update " + named(m.Update, m.Title)
+	case m.Deployment != "":
+		cell = "deployment " + named(m.Deployment, m.DeploymentName)
+	default:
+		cell = listText(m.List, m.ListName, len(m.Updates))
+	}
+	header(w, "machines", m.Site, m.AsOf, cell, "state "+m.StateName, scopeText(m.Collection, m.CollectionName),
+		plural(m.Total, "machine"))
+	for _, c := range m.Machines {
+		fmt.Fprintln(w, c)
+	}
+	if m.Next != "" {
+		fmt.Fprintf(w, "(%d shown; the next page: --after %s)\n", len(m.Machines), m.Next)
+	}
+}

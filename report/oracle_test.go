@@ -1,0 +1,861 @@
+package report_test
+
+// The reports beside compliance — deployment, errors, scan, computer, update, trend, machines —
+// and the analyst views of schema/ddl/0003_views.sql, against an oracle: each test folds
+// reports into a site (store_test.go) and, from the same messages, the expected answer with
+// estate (folding rules 1–4 written out plainly), and asks for the report once: the store is
+// folded when the request runs.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
+)
+
+// key is a state key (client, topic type, topic id).
+type key struct {
+	client string
+	topic  schema.TopicType
+	id     string
+}
+
+// estate sends reports to a site and is the oracle of what the site must show.
+type estate struct {
+	s       *site
+	current map[key]schema.StateMessage      // greatest serial per key (rule 1)
+	markers map[key]uint64                   // (client, topic, "") → greatest full-report marker (rule 2)
+	sent    map[string][]schema.StateMessage // every message per client
+}
+
+func newEstate(s *site) *estate {
+	return &estate{s: s, current: map[key]schema.StateMessage{}, markers: map[key]uint64{}, sent: map[string][]schema.StateMessage{}}
+}
+
+// send folds one report exactly as given (serials included) into the site and the oracle.
+func (e *estate) send(client string, full []schema.TopicType, msgs ...schema.StateMessage) {
+	e.s.report(&schema.Report{Client: client, FullTypes: full, Messages: slices.Clone(msgs)})
+	minSerial := msgs[0].Serial
+	for _, m := range msgs {
+		minSerial = min(minSerial, m.Serial)
+		e.sent[client] = append(e.sent[client], m)
+		k := key{client, m.TopicType, m.TopicID}
+		if cur, ok := e.current[k]; !ok || cur.Serial < m.Serial {
+			e.current[k] = m
+		}
+	}
+	for _, tt := range full {
+		k := key{client, tt, ""}
+		e.markers[k] = max(e.markers[k], minSerial)
+	}
+}
+
+// live returns the live state of a key: its greatest serial, unless a later full report of
+// its type removed it.
+func (e *estate) live(client string, tt schema.TopicType, id string) (schema.StateMessage, bool) {
+	m, ok := e.current[key{client, tt, id}]
+	if !ok || m.Serial < e.markers[key{client, tt, ""}] {
+		return schema.StateMessage{}, false
+	}
+	return m, true
+}
+
+// liveKeys returns every live key of the given topic types.
+func (e *estate) liveKeys(types ...schema.TopicType) map[key]schema.StateMessage {
+	out := map[key]schema.StateMessage{}
+	for k := range e.current {
+		if slices.Contains(types, k.topic) {
+			if m, ok := e.live(k.client, k.topic, k.id); ok {
+				out[k] = m
+			}
+		}
+	}
+	return out
+}
+
+// clients returns every client that sent something, sorted.
+func (e *estate) clients() []string {
+	var out []string
+	for c := range e.sent {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// lastScan is the client-clock time of the client's latest successful scan (501 = 3 or 6).
+func (e *estate) lastScan(client, source string) (int64, bool) {
+	var last int64
+	ok := false
+	for _, m := range e.sent[client] {
+		if m.IsSuccessfulScan() && (source == "" || m.TopicID == source) {
+			if !ok || m.Time > last {
+				last, ok = m.Time, true
+			}
+		}
+	}
+	return last, ok
+}
+
+// compliance is folding rule 3 for (client, update); firstSynced holds the catalog.
+func (e *estate) compliance(client, update string, firstSynced map[string]int64) (state int, inferred bool) {
+	if m, ok := e.live(client, schema.TopicUpdateCompliance, update); ok && m.State >= 1 && m.State <= 3 {
+		return int(m.State), false
+	}
+	fs, inCatalog := firstSynced[update]
+	if scan, scanned := e.lastScan(client, ""); inCatalog && scanned && scan > fs {
+		return 1, true
+	}
+	return 0, false
+}
+
+func msg(serial uint64, tt schema.TopicType, id string, state int32, hresult uint32, at int64) schema.StateMessage {
+	return schema.StateMessage{Serial: serial, Time: at, TopicType: tt, TopicID: id, State: state, Error: hr(hresult)}
+}
+
+// hr is an HRESULT as it travels: a signed 32-bit integer.
+func hr(code uint32) int32 { return int32(code) }
+
+// pct is compliant_pct: x / total × 100, two decimals.
+func pct(x, total int64) float64 {
+	return float64(int64(float64(x)*100/float64(total)*100+0.5)) / 100
+}
+
+func ms(s string) int64 {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UnixMilli()
+}
+
+func states(tt schema.TopicType, counts map[int]int64) []report.StateCount {
+	out := make([]report.StateCount, tt.StateCount())
+	for i := range out {
+		out[i] = report.StateCount{State: i, Name: tt.StateName(i), Clients: counts[i]}
+	}
+	return out
+}
+
+var start = time.Date(2024, 10, 1, 0, 0, 0, 0, time.UTC)
+
+// Deployment enforcement (rule 4): every member of the target collection counts, in its live
+// 301 state for the deployment or in state 0; drill-down lists the machines of one state, and
+// the machines report pages them.
+func TestDeploymentReportCountsTargetedClients(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	var members []string
+	for i := range 12 {
+		members = append(members, fmt.Sprintf("m%02d", i))
+	}
+	s.ref(schema.RefCollections, schema.Collection{ID: "C", Name: "ring 1", Members: members},
+		schema.Collection{ID: "C2", Name: "ring 2", Members: []string{"m00", "x1"}})
+	s.ref(schema.RefDeployments,
+		schema.Deployment{ID: "D", Name: "November", Updates: []string{"U1", "U2"}, Collection: "C", Start: start, Deadline: start.Add(72 * time.Hour), Mandatory: true},
+		schema.Deployment{ID: "D2", Name: "other", Updates: []string{"U1"}, Collection: "C2", Start: start, Deadline: start.Add(72 * time.Hour)})
+
+	// m00…m08 report; m09…m11 are targeted but silent.
+	for i, st := range []int32{4, 4, 4, 6, 6, 7, 1, 5, 4} {
+		e.send(members[i], nil, msg(10, 301, "D", st, 0, 1000))
+	}
+	e.send("m02", nil, msg(20, 301, "D", 9, 0x80070643, 2000))             // later serial: 4 → 9
+	e.send("m03", nil, msg(5, 301, "D", 4, 0, 3000))                       // older serial arriving late: stays 6
+	e.send("m03", nil, msg(11, 301, "D2", 4, 0, 3000))                     // another deployment
+	e.send("m05", []schema.TopicType{301}, msg(30, 301, "D2", 8, 0, 4000)) // full 301 report without D: D removed
+	e.send("x1", nil, msg(1, 301, "D", 6, 0, 1000))                        // outside the collection
+	s.fold()
+
+	want := map[int]int64{}
+	byState := map[int][]string{}
+	for _, c := range members {
+		st := 0
+		if m, ok := e.live(c, 301, "D"); ok {
+			st = int(m.State)
+		}
+		want[st]++
+		byState[st] = append(byState[st], c)
+	}
+	// The oracle, spelled out: m05 removed, m09–m11 silent → 4 in state 0; m02 moved to 9.
+	if fmt.Sprint(want) != "map[0:4 1:1 4:3 5:1 6:2 9:1]" {
+		t.Fatalf("oracle: %v", want)
+	}
+	var got report.Deployment
+	s.must("/v1/reports/deployment?deployment=D", &got)
+	if w := states(301, want); !reflect.DeepEqual(got.States, w) || got.Total != 12 {
+		t.Errorf("deployment D: total %d states %+v\nwant total 12 states %+v", got.Total, got.States, w)
+	}
+	if got.Name != "November" || got.Collection != "C" || got.CollectionName != "ring 1" || got.Machines != nil || got.State != nil {
+		t.Errorf("deployment D: %+v", got)
+	}
+	for _, st := range []int{0, 4, 6, 3} {
+		w := byState[st]
+		if w == nil {
+			w = []string{}
+		}
+		var dd report.Deployment
+		s.must(fmt.Sprintf("/v1/reports/deployment?deployment=D&state=%d", st), &dd)
+		if !reflect.DeepEqual(dd.Machines, w) || dd.State == nil || *dd.State != st {
+			t.Errorf("drill-down state %d: machines %v, want %v", st, dd.Machines, w)
+		}
+		// The machines report: the same machines, a page of 2 at a time.
+		var pages []string
+		after := ""
+		for range 10 {
+			var m report.Machines
+			s.must(fmt.Sprintf("/v1/reports/machines?deployment=D&state=%d&limit=2&after=%s", st, after), &m)
+			if m.Total != int64(len(w)) || m.DeploymentName != "November" || m.Collection != "C" || m.StateName != schema.TopicDeploymentEnforcement.StateName(st) {
+				t.Errorf("machines of state %d: %+v", st, m)
+			}
+			pages = append(pages, m.Machines...)
+			if after = m.Next; after == "" {
+				break
+			}
+		}
+		if !reflect.DeepEqual(append([]string{}, pages...), w) {
+			t.Errorf("machines of state %d in pages: %v, want %v", st, pages, w)
+		}
+	}
+	var raw map[string]any
+	s.must("/v1/reports/deployment?deployment=D&state=3", &raw)
+	if m, ok := raw["machines"].([]any); !ok || len(m) != 0 {
+		t.Errorf("an empty drill-down must still carry machines: []: %v", raw["machines"])
+	}
+	s.status("/v1/reports/deployment?deployment=nope", 404, "deployment")
+	s.status("/v1/reports/deployment", 400, "deployment")
+	s.status("/v1/reports/deployment?deployment=D&state=11", 400, "state")
+	s.status("/v1/reports/deployment?deployment=D&state=x", 400, "state")
+	s.status("/v1/reports/machines?deployment=D&state=11", 400, "state")
+	s.status("/v1/reports/machines?deployment=D&state=1&collection=C", 400, "collection")
+	s.status("/v1/reports/machines?deployment=nope&state=1", 404, "deployment")
+	code, ed := s.get("/v1/reports/nonsense", new(json.RawMessage))
+	if code != 404 || ed.Field != "name" || !strings.Contains(ed.Message, strings.Join(report.ReportNames(), ", ")) {
+		t.Errorf("unknown report: %d %+v", code, ed)
+	}
+
+	// v_deployment_state: the same targeted clients, silent ones as 0 with a NULL time.
+	var wantRows []string
+	for _, dep := range []struct{ id, coll string }{{"D", "C"}, {"D2", "C2"}} {
+		targets := members
+		if dep.coll == "C2" {
+			targets = []string{"m00", "x1"}
+		}
+		for _, c := range targets {
+			row := fmt.Sprintf("%s|%s|0|%s|0|null", dep.id, c, schema.TopicDeploymentEnforcement.StateName(0))
+			if m, ok := e.live(c, 301, dep.id); ok {
+				row = fmt.Sprintf("%s|%s|%d|%s|%d|%d", dep.id, c, m.State, schema.TopicDeploymentEnforcement.StateName(int(m.State)), m.Error, m.Time)
+			}
+			wantRows = append(wantRows, row)
+		}
+	}
+	if len(wantRows) != 14 {
+		t.Fatalf("oracle: %q", wantRows)
+	}
+	// Unqualified: the view resolves in the site's database.
+	s.view("v_deployment_state", "SELECT deployment_id, client, state, state_name, error, toUnixTimestamp64Milli(time) FROM "+
+		"v_deployment_state ORDER BY deployment_id, client", wantRows)
+}
+
+// The errors report: distinct machines per HRESULT of live 402/301 states, most machines
+// first, ties by code; described from the HRESULT table; with the updates and deployments
+// that carry each; optionally per deployment.
+func TestErrorsReportStackRanksByMachines(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	const (
+		denied  = 0x80070005 // E_ACCESSDENIED
+		dns     = 0x8024402C // WU_E_PT_WINHTTP_NAME_NOT_RESOLVED
+		install = 0x80070643 // ERROR_INSTALL_FAILURE
+		mystery = 0x80249999 // not in the table
+	)
+	s.ref(schema.RefCollections, schema.Collection{ID: "CE", Name: "pilot", Members: []string{"e0", "e1", "e3"}})
+	s.ref(schema.RefDeployments, schema.Deployment{ID: "D", Name: "pilot wave", Updates: []string{"U1"}, Collection: "CE", Start: start, Deadline: start.Add(time.Hour)})
+	e.send("e0", nil, msg(1, 402, "U1", 11, denied, 1), msg(2, 402, "U2", 11, denied, 1), // one machine, two updates
+		msg(3, 501, "wsus", 5, dns, 1)) // a scan error is not an enforcement error
+	e.send("e1", nil, msg(1, 402, "U1", 14, denied, 1), msg(2, 402, "U3", 11, install, 1))
+	e.send("e1", nil, msg(3, 402, "U3", 10, 0, 2))                                       // cleared by a later success
+	e.send("e2", nil, msg(1, 402, "U1", 6, denied, 1), msg(2, 500, "U1", 2, install, 1)) // 500 errors do not count
+	e.send("e3", nil, msg(1, 301, "D", 6, dns, 1))
+	e.send("e4", nil, msg(1, 301, "D", 9, dns, 1), msg(2, 402, "U2", 11, mystery, 1))
+	e.send("e5", nil, msg(1, 402, "U3", 11, install, 1))
+	s.fold()
+
+	expect := func(deployment string) []report.ErrorCount {
+		machines := map[int32]map[string]bool{}
+		topics := map[int32]map[key]map[string]bool{} // error → (topic type, id) → machines
+		for k, m := range e.liveKeys(301, 402) {
+			if m.Error == 0 {
+				continue
+			}
+			if deployment != "" && (!slices.Contains([]string{"e0", "e1", "e3"}, k.client) ||
+				(k.topic == 402 && k.id != "U1") || (k.topic == 301 && k.id != deployment)) {
+				continue
+			}
+			if machines[m.Error] == nil {
+				machines[m.Error], topics[m.Error] = map[string]bool{}, map[key]map[string]bool{}
+			}
+			machines[m.Error][k.client] = true
+			tk := key{topic: k.topic, id: k.id}
+			if topics[m.Error][tk] == nil {
+				topics[m.Error][tk] = map[string]bool{}
+			}
+			topics[m.Error][tk][k.client] = true
+		}
+		out := []report.ErrorCount{}
+		for code, ms := range machines {
+			ec := report.ErrorCount{Error: code, Hex: fmt.Sprintf("0x%08X", uint32(code)),
+				Description: schema.DescribeHRESULT(code), Machines: int64(len(ms)), Updates: []string{}, Deployments: []string{}}
+			var tks []key
+			for tk := range topics[code] {
+				tks = append(tks, tk)
+			}
+			sort.Slice(tks, func(i, j int) bool {
+				if a, b := len(topics[code][tks[i]]), len(topics[code][tks[j]]); a != b {
+					return a > b
+				}
+				return tks[i].id < tks[j].id
+			})
+			for _, tk := range tks {
+				if tk.topic == 402 {
+					ec.Updates = append(ec.Updates, tk.id)
+				} else {
+					ec.Deployments = append(ec.Deployments, tk.id)
+				}
+			}
+			out = append(out, ec)
+		}
+		sort.Slice(out, func(i, j int) bool {
+			if out[i].Machines != out[j].Machines {
+				return out[i].Machines > out[j].Machines
+			}
+			return out[i].Error < out[j].Error
+		})
+		return out
+	}
+	want := expect("")
+	// The oracle, spelled out: denied ×3 (e0, e1, e2: U1 ×3, U2 ×1), dns ×2 (e3, e4: D), then
+	// the ties install (e5: U3) before mystery (e4: U2), by code.
+	if fmt.Sprint(want) != fmt.Sprint([]report.ErrorCount{
+		{Error: hr(denied), Hex: "0x80070005", Description: "E_ACCESSDENIED: access is denied", Machines: 3, Updates: []string{"U1", "U2"}, Deployments: []string{}},
+		{Error: hr(dns), Hex: "0x8024402C", Description: schema.DescribeHRESULT(hr(dns)), Machines: 2, Updates: []string{}, Deployments: []string{"D"}},
+		{Error: hr(install), Hex: "0x80070643", Description: "ERROR_INSTALL_FAILURE: fatal error during installation", Machines: 1, Updates: []string{"U3"}, Deployments: []string{}},
+		{Error: hr(mystery), Hex: "0x80249999", Description: "", Machines: 1, Updates: []string{"U2"}, Deployments: []string{}},
+	}) {
+		t.Fatalf("oracle: %+v", want)
+	}
+	var got report.Errors
+	s.must("/v1/reports/errors", &got)
+	if !reflect.DeepEqual(got.Errors, want) {
+		t.Errorf("errors:\n got  %+v\n want %+v", got.Errors, want)
+	}
+	// Per deployment: its collection (e0, e1, e3), its updates (U1) and itself.
+	want = expect("D")
+	if len(want) != 2 || want[0].Machines != 2 || want[1].Machines != 1 {
+		t.Fatalf("oracle for D: %+v", want)
+	}
+	s.must("/v1/reports/errors?deployment=D", &got)
+	if !reflect.DeepEqual(got.Errors, want) || got.DeploymentID != "D" || got.DeploymentName != "pilot wave" {
+		t.Errorf("errors for D: %+v, want %+v", got, want)
+	}
+	s.status("/v1/reports/errors?deployment=nope", 404, "deployment")
+
+	// v_enforcement_errors: every live 301/402 state with an error, hex as Windows shows it.
+	var wantRows []string
+	for k, m := range e.liveKeys(301, 402) {
+		if m.Error != 0 {
+			wantRows = append(wantRows, fmt.Sprintf("%s|%d|%s|%d|0x%08X|%d", k.client, k.topic, k.id, m.Error, uint32(m.Error), m.Time))
+		}
+	}
+	sort.Strings(wantRows)
+	if len(wantRows) != 8 {
+		t.Fatalf("oracle: %q", wantRows)
+	}
+	s.view("v_enforcement_errors", "SELECT client, topic_type, topic_id, error, hex, toUnixTimestamp64Milli(time) FROM "+
+		s.db+".v_enforcement_errors ORDER BY client, topic_type, topic_id", wantRows)
+}
+
+// The scan report: clients by the state of their latest scan (greatest serial across
+// sources), silent clients as Unknown, and clients without a successful scan in N days.
+func TestScanReportCountsStatesAndStaleClients(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	now := time.Now().UnixMilli()
+	day := int64(24 * time.Hour / time.Millisecond)
+	members := []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6"}
+	s.ref(schema.RefCollections, schema.Collection{ID: "CS", Name: "servers", Members: members})
+	e.send("s0", nil, msg(1, 501, "wsus", 3, 0, now-day))                                 // recent success
+	e.send("s1", nil, msg(1, 501, "wsus", 6, 0x8024400A, now-10*day))                     // success with errors, 10 days ago
+	e.send("s2", nil, msg(1, 501, "wsus", 5, 0x8024402C, now-day))                        // failed, never succeeded
+	e.send("s3", nil, msg(1, 501, "wsus", 3, 0, now-2*day), msg(2, 501, "mu", 2, 0, now)) // latest: running on mu
+	e.send("s4", nil, msg(5, 501, "wsus", 2, 0, now))
+	e.send("s4", nil, msg(3, 501, "wsus", 3, 0, now-3600_000)) // older serial, late: live stays 2, but it was a success
+	e.send("s5", nil, msg(1, 500, "U1", 2, 0, now))            // never scanned
+	e.send("o1", nil, msg(1, 501, "wsus", 3, 0, now))          // outside the collection
+	// s6 is silent.
+	s.fold()
+
+	expect := func(scope []string, days int64) report.Scan {
+		counts := map[int]int64{}
+		stale := []string{}
+		for _, c := range scope {
+			st, best := 0, uint64(0)
+			for k, m := range e.liveKeys(501) {
+				if k.client == c && m.Serial > best {
+					st, best = int(m.State), m.Serial
+				}
+			}
+			counts[st]++
+			if last, ok := e.lastScan(c, ""); !ok || last < now-days*day {
+				stale = append(stale, c)
+			}
+		}
+		return report.Scan{States: states(501, counts), Total: int64(len(scope)), StaleDays: int(days),
+			StaleClients: int64(len(stale)), Stale: stale}
+	}
+	check := func(path string, want report.Scan) {
+		t.Helper()
+		var got report.Scan
+		s.must(path, &got)
+		got.Site, got.AsOf, got.Collection, got.CollectionName = "", time.Time{}, "", ""
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got  %+v\n want %+v", path, got, want)
+		}
+	}
+	want := expect(members, 7)
+	// The oracle, spelled out: 0 → s5, s6; 2 → s3, s4; 3 → s0; 5 → s2; 6 → s1.
+	if fmt.Sprint(want.States[0].Clients, want.States[2].Clients, want.States[3].Clients, want.States[5].Clients,
+		want.States[6].Clients, want.Stale) != "2 2 1 1 1 [s1 s2 s5 s6]" {
+		t.Fatalf("oracle: %+v", want)
+	}
+	check("/v1/reports/scan?collection=CS", want)
+	check("/v1/reports/scan?collection=CS&days=30", expect(members, 30))
+	// Site scope: every client heard from (s6 never reported, o1 did).
+	site := e.clients()
+	if len(site) != 7 {
+		t.Fatalf("oracle: %v", site)
+	}
+	check("/v1/reports/scan", expect(site, 7))
+	s.status("/v1/reports/scan?days=0", 400, "days")
+	s.status("/v1/reports/scan?days=week", 400, "days")
+	s.status("/v1/reports/scan?collection=nope", 404, "collection")
+
+	// v_update_scan_status: per live 501 key, its state and time, and the source's latest
+	// successful scan.
+	var wantRows []string
+	for k, m := range e.liveKeys(501) {
+		success := "null"
+		if last, ok := e.lastScan(k.client, k.id); ok {
+			success = strconv.FormatInt(last, 10)
+		}
+		wantRows = append(wantRows, fmt.Sprintf("%s|%s|%d|%s|%d|%s", k.client, k.id, m.State, schema.TopicScan.StateName(int(m.State)), m.Time, success))
+	}
+	sort.Strings(wantRows)
+	if len(wantRows) != 7 {
+		t.Fatalf("oracle: %q", wantRows)
+	}
+	s.view("v_update_scan_status", "SELECT client, source, state, state_name, toUnixTimestamp64Milli(last_scan_time), "+
+		"toUnixTimestamp64Milli(last_successful_scan_time) FROM "+s.db+".v_update_scan_status ORDER BY client, source", wantRows)
+}
+
+// rule3Fixture is the estate of the computer, update and machines tests: a catalog, a list,
+// and clients whose compliance is stated, inferred from a scan, or unknown.
+func rule3Fixture(t *testing.T) (*site, *estate, map[string]int64) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	at := func(d string) time.Time { tm, _ := time.Parse(time.DateOnly, d); return tm }
+	s.ref(schema.RefCatalog,
+		schema.Update{ID: "U1", Article: "KB5001", Title: "Update one", FirstSynced: at("2024-10-01")},
+		schema.Update{ID: "U2", Article: "KB5002", Title: "Update two", FirstSynced: at("2024-11-01")},
+		schema.Update{ID: "U3", Article: "KB5003", Title: "Update three", FirstSynced: at("2024-12-01")},
+		schema.Update{ID: "UE", Article: "KB4000", Title: "Expired", Expired: true, FirstSynced: at("2024-01-01")})
+	s.ref(schema.RefUpdateLists, schema.UpdateList{ID: "L", Name: "November", Updates: []string{"U1", "U2", "U3", "UX"}})
+	s.ref(schema.RefCollections, schema.Collection{ID: "C", Name: "desktops", Members: []string{"a", "b", "c", "d"}})
+	firstSynced := map[string]int64{"U1": ms("2024-10-01T00:00:00Z"), "U2": ms("2024-11-01T00:00:00Z"),
+		"U3": ms("2024-12-01T00:00:00Z"), "UE": ms("2024-01-01T00:00:00Z")}
+	// a: U1 installed; scanned after U2's sync but before U3's → U2 inferred, U3 and UX (not
+	// in the catalog) unknown. A later failed scan is not a successful one.
+	e.send("a", []schema.TopicType{500}, msg(1, 500, "U1", 3, 0, ms("2024-11-15T00:00:00Z")))
+	e.send("a", nil, msg(2, 501, "wsus", 3, 0, ms("2024-11-15T00:00:00Z")))
+	e.send("a", nil, msg(3, 501, "wsus", 5, 0x8024402C, ms("2025-01-01T00:00:00Z")))
+	// b: scanned after everything; U1 stated 0 (falls to inference), U2 installed, UX stated
+	// not required → compliant.
+	e.send("b", []schema.TopicType{500}, msg(1, 500, "U1", 0, 0, 1), msg(2, 500, "U2", 3, 0, 2), msg(3, 500, "UX", 1, 0, 3))
+	e.send("b", nil, msg(4, 501, "wsus", 6, 0, ms("2025-01-01T00:00:00Z")))
+	// c: never scanned; U1 required and failing to install.
+	e.send("c", nil, msg(1, 500, "U1", 2, 0, 5), msg(2, 402, "U1", 11, 0x80070643, 6))
+	// d: a member that never reported. e: outside the collection, U2 required.
+	e.send("e", nil, msg(1, 500, "U2", 2, 0, 5), msg(2, 402, "U2", 12, 0, 6))
+	s.fold()
+	return s, e, firstSynced
+}
+
+// The computer report: one machine against a list, with Not-required inference (rule 3).
+func TestComputerReportInfersNotRequired(t *testing.T) {
+	s, e, firstSynced := rule3Fixture(t)
+	titles := map[string]string{"U1": "Update one", "U2": "Update two", "U3": "Update three"}
+	expect := func(client string) report.Computer {
+		rep := report.Computer{Client: client, List: "L", ListName: "November"}
+		required, ok := false, true
+		for _, u := range []string{"U1", "U2", "U3", "UX"} {
+			st, inferred := e.compliance(client, u, firstSynced)
+			cu := report.ComputerUpdate{UpdateID: u, Title: titles[u], State: st, StateName: schema.TopicUpdateCompliance.StateName(st), Inferred: inferred}
+			if m, live := e.live(client, 500, u); live && !inferred && st != 0 {
+				tm := time.UnixMilli(m.Time).UTC()
+				cu.Serial, cu.Time = m.Serial, &tm
+			}
+			if m, live := e.live(client, 402, u); live {
+				st, code := int(m.State), m.Error
+				cu.EnforcementState, cu.EnforcementName, cu.Error, cu.Hex = &st, schema.TopicUpdateEnforcement.StateName(st), &code, fmt.Sprintf("0x%08X", uint32(code))
+			}
+			required = required || st == 2
+			ok = ok && (st == 1 || st == 3)
+			rep.Updates = append(rep.Updates, cu)
+		}
+		rep.Compliant = map[bool]string{true: "compliant", false: "unknown"}[ok]
+		if required {
+			rep.Compliant = "non_compliant"
+		}
+		if last, scanned := e.lastScan(client, ""); scanned {
+			tm := time.UnixMilli(last).UTC()
+			rep.LastScanTime = &tm
+		}
+		return rep
+	}
+	// The oracle, spelled out.
+	for client, want := range map[string]string{"a": "3 1 0 0 unknown", "b": "1 3 1 1 compliant", "c": "2 0 0 0 non_compliant", "d": "0 0 0 0 unknown"} {
+		w := expect(client)
+		if got := fmt.Sprintf("%d %d %d %d %s", w.Updates[0].State, w.Updates[1].State, w.Updates[2].State, w.Updates[3].State, w.Compliant); got != want {
+			t.Fatalf("oracle for %s: %s, want %s", client, got, want)
+		}
+	}
+	for _, client := range []string{"a", "b", "c", "d"} {
+		want := expect(client)
+		var got report.Computer
+		s.must("/v1/reports/computer?list=L&client="+client, &got)
+		got.Site, got.AsOf = "", time.Time{}
+		if !reflect.DeepEqual(got, want) {
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(want)
+			t.Errorf("computer %s:\n got  %s\n want %s", client, g, w)
+		}
+	}
+	// Explicit ids, sorted and deduplicated.
+	var got report.Computer
+	s.must("/v1/reports/computer?client=c&updates=U2,U1,U2", &got)
+	if len(got.Updates) != 2 || got.Updates[0].UpdateID != "U1" || got.Updates[0].Hex != "0x80070643" || got.Updates[0].EnforcementName != "Failed to install" {
+		t.Errorf("computer c updates=U2,U1,U2: %+v", got)
+	}
+	s.status("/v1/reports/computer?list=L&client=nobody", 404, "client")
+	s.status("/v1/reports/computer?list=L", 400, "client")
+	s.status("/v1/reports/computer?client=a", 400, "list")
+	s.status("/v1/reports/computer?client=a&list=nope", 404, "list")
+	s.status("/v1/reports/computer?client=a&list=L&updates=U1", 400, "updates")
+	s.status("/v1/reports/computer?client=a&updates=U1,KB-TYPO", 404, "updates")
+
+	// v_update_compliance_status: clients heard from × catalog updates not expired, rule 3.
+	var wantRows []string
+	for _, c := range e.clients() {
+		for _, u := range []string{"U1", "U2", "U3"} {
+			st, _ := e.compliance(c, u, firstSynced)
+			last := "null"
+			if l, ok := e.lastScan(c, ""); ok {
+				last = strconv.FormatInt(l, 10)
+			}
+			wantRows = append(wantRows, fmt.Sprintf("%s|%s|%d|%s|%s", c, u, st, schema.TopicUpdateCompliance.StateName(st), last))
+		}
+	}
+	if len(wantRows) != 12 {
+		t.Fatalf("oracle: %q", wantRows)
+	}
+	s.view("v_update_compliance_status", "SELECT client, update_id, state, state_name, toUnixTimestamp64Milli(last_scan_time) FROM "+
+		"v_update_compliance_status ORDER BY client, update_id", wantRows)
+}
+
+// The update report: one update across the estate or a collection, with rule 3 and the live
+// enforcement states; and the machines of each of its cells.
+func TestUpdateReportAcrossTheEstate(t *testing.T) {
+	s, e, firstSynced := rule3Fixture(t)
+	machines := func(update string, scope []string) map[int][]string {
+		out := map[int][]string{}
+		for _, c := range scope {
+			st, _ := e.compliance(c, update, firstSynced)
+			out[st] = append(out[st], c)
+		}
+		return out
+	}
+	expect := func(update string, scope []string) report.Update {
+		want := report.Update{UpdateID: update}
+		enf := map[int]int64{}
+		for st, cs := range machines(update, scope) {
+			n := int64(len(cs))
+			switch st {
+			case 3:
+				want.Installed = n
+			case 2:
+				want.Required = n
+			case 1:
+				want.NotRequired = n
+			default:
+				want.Unknown = n
+			}
+		}
+		for _, c := range scope {
+			if m, ok := e.live(c, 402, update); ok {
+				enf[int(m.State)]++
+			}
+		}
+		want.Total = int64(len(scope))
+		if want.Total > 0 {
+			want.CompliantPct = pct(want.Installed+want.NotRequired, want.Total)
+		}
+		want.Enforcement = states(402, enf)
+		return want
+	}
+	check := func(path string, want report.Update) {
+		t.Helper()
+		var got report.Update
+		s.must(path, &got)
+		got.Site, got.AsOf, got.Article, got.Title, got.InCatalog, got.Expired, got.Collection, got.CollectionName = "", time.Time{}, "", "", false, false, "", ""
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got  %+v\n want %+v", path, got, want)
+		}
+	}
+	site := e.clients() // a, b, c, e
+	collection := []string{"a", "b", "c", "d"}
+	want := expect("U2", site)
+	// The oracle, spelled out: a inferred, b installed, c unknown, e required (downloading).
+	if fmt.Sprint(want.Installed, want.Required, want.NotRequired, want.Unknown, want.Total, want.CompliantPct, want.Enforcement[12].Clients) != "1 1 1 1 4 50 1" {
+		t.Fatalf("oracle: %+v", want)
+	}
+	check("/v1/reports/update?update=U2", want)
+	for _, c := range []struct {
+		update     string
+		collection string
+		scope      []string
+		spell      string
+	}{
+		{"U2", "C", collection, "1 0 1 2 4"},
+		{"U1", "C", collection, "1 1 1 1 4"},
+		{"U3", "", site, "0 0 1 3 4"},
+		{"UX", "", site, "0 0 1 3 4"}, // not in the catalog: only b's stated 1
+	} {
+		path := "/v1/reports/update?update=" + c.update
+		if c.collection != "" {
+			path += "&collection=" + c.collection
+		}
+		w := expect(c.update, c.scope)
+		if got := fmt.Sprint(w.Installed, w.Required, w.NotRequired, w.Unknown, w.Total); got != c.spell {
+			t.Errorf("oracle %s: %s, want %s", path, got, c.spell)
+		}
+		check(path, w)
+		// Every cell's machines, as the drill-down lists them.
+		for st, name := range []string{"unknown", "not_required", "required", "installed"} {
+			var m report.Machines
+			s.must("/v1/reports/machines?state="+name+"&"+strings.TrimPrefix(path, "/v1/reports/update?"), &m)
+			wm := machines(c.update, c.scope)[st]
+			if wm == nil {
+				wm = []string{}
+			}
+			if !reflect.DeepEqual(m.Machines, wm) || m.Total != int64(len(wm)) || m.Next != "" {
+				t.Errorf("machines of %s in %s: %+v, want %v", path, name, m, wm)
+			}
+		}
+	}
+	var got report.Update
+	s.must("/v1/reports/update?update=U1&collection=C", &got)
+	if got.Title != "Update one" || got.Article != "KB5001" || !got.InCatalog || got.Enforcement[11].Clients != 1 || got.CollectionName != "desktops" {
+		t.Errorf("update U1: %+v", got)
+	}
+	s.must("/v1/reports/update?update=UX", &got)
+	if got.InCatalog || got.Title != "" {
+		t.Errorf("update UX is not in the catalog: %+v", got)
+	}
+	s.status("/v1/reports/update?update=nope", 404, "update")
+	s.status("/v1/reports/update", 400, "update")
+	s.status("/v1/reports/update?update=U1&collection=nope", 404, "collection")
+	s.status("/v1/reports/machines?update=nope&state=required", 404, "update")
+	s.status("/v1/reports/machines?update=U1&state=sideways", 400, "state")
+	s.status("/v1/reports/machines?update=U1", 400, "state")
+	s.status("/v1/reports/machines?state=required", 400, "update")
+	s.status("/v1/reports/machines?update=U1&list=L&state=required", 400, "update")
+}
+
+// The machines of the compliance report's computers: compliant, non-compliant and unknown
+// against a list or ids, as the computer report judges each machine; paged.
+func TestMachinesOfTheComputers(t *testing.T) {
+	s, _, _ := rule3Fixture(t)
+	var comp report.Compliance
+	s.must("/v1/reports/compliance?list=L&collection=C", &comp)
+	// a unknown (U3, UX), b compliant, c non-compliant, d silent.
+	if c := comp.Computers; c.Compliant != 1 || c.NonCompliant != 1 || c.Unknown != 2 || c.CompliantPct != 25 ||
+		comp.ListName != "November" || comp.CollectionName != "desktops" {
+		t.Fatalf("compliance: %+v", comp)
+	}
+	for status, want := range map[string][]string{"compliant": {"b"}, "non_compliant": {"c"}, "unknown": {"a", "d"}} {
+		var m report.Machines
+		s.must("/v1/reports/machines?list=L&collection=C&state="+status, &m)
+		if !reflect.DeepEqual(m.Machines, want) || m.ListName != "November" || len(m.Updates) != 4 {
+			t.Errorf("machines %s: %+v, want %v", status, m, want)
+		}
+		// Each agrees with the computer report of that machine.
+		for _, c := range want {
+			var cr report.Computer
+			s.must("/v1/reports/computer?list=L&client="+c, &cr)
+			if cr.Compliant != status {
+				t.Errorf("machines %s lists %s, whose computer report says %s", status, c, cr.Compliant)
+			}
+		}
+	}
+	var m report.Machines
+	s.must("/v1/reports/machines?updates=U1,U2&state=unknown&limit=1", &m)
+	// Over the site's clients (a, b, c, e): a unknown? a has U1 3, U2 inferred 1 → compliant;
+	// b compliant; c required; e required → none unknown.
+	if m.Total != 0 || len(m.Machines) != 0 {
+		t.Errorf("machines unknown of U1,U2: %+v", m)
+	}
+	s.must("/v1/reports/machines?updates=U1,U2&state=non_compliant&limit=1", &m)
+	if m.Total != 2 || !reflect.DeepEqual(m.Machines, []string{"c"}) || m.Next != "c" {
+		t.Errorf("machines non-compliant of U1,U2, first page of 1: %+v", m)
+	}
+	var last report.Machines
+	s.must("/v1/reports/machines?updates=U1,U2&state=non_compliant&limit=1&after=c", &last)
+	if !reflect.DeepEqual(last.Machines, []string{"e"}) || last.Next != "" {
+		t.Errorf("machines non-compliant of U1,U2, second page: %+v", last)
+	}
+	s.status("/v1/reports/machines?list=L&state=required", 400, "state")
+	s.status("/v1/reports/machines?list=L&state=compliant&limit=0", 400, "limit")
+	s.status(fmt.Sprintf("/v1/reports/machines?list=L&state=compliant&limit=%d", report.MaxMachinesPage+1), 400, "limit")
+	s.status("/v1/reports/machines?updates=U1,KB-TYPO&state=compliant", 404, "updates")
+}
+
+// An update id that is neither in the catalog nor reported by any client is an error naming
+// updates (a typo once counted every machine Unknown), in every report that takes updates=.
+func TestUnknownUpdateIDsAreNotFound(t *testing.T) {
+	s, _, _ := rule3Fixture(t)
+	for _, path := range []string{
+		"/v1/reports/compliance?updates=KB-TYPO",
+		"/v1/reports/compliance?updates=U1,KB-TYPO&source=scan",
+		"/v1/reports/computer?client=a&updates=KB-TYPO",
+		"/v1/reports/trend?updates=U1,KB-TYPO",
+	} {
+		code, e := s.get(path, new(json.RawMessage))
+		if code != 404 || e.Field != "updates" || !strings.Contains(e.Message, `"KB-TYPO"`) {
+			t.Errorf("%s: %d %+v, want 404 naming updates and the id", path, code, e)
+		}
+	}
+	// Known: in the catalog (U3, which no client reported), or reported but not in it (UX).
+	var c report.Compliance
+	s.must("/v1/reports/compliance?updates=U3,UX", &c)
+	if len(c.Updates) != 2 || c.Updates[1].UpdateID != "UX" || c.Updates[1].NotRequired != 1 {
+		t.Errorf("compliance of U3, UX: %+v", c.Updates)
+	}
+}
+
+// The trend report: compliance as of each step from the history, by acceptance time. A
+// client's retry of an earlier report (accepted again later) moves nothing. Without a step,
+// the points are few: 7 days by the day.
+func TestTrendShowsChangeOverTime(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	s.ref(schema.RefCatalog,
+		schema.Update{ID: "U1", Title: "one", FirstSynced: start}, schema.Update{ID: "U2", Title: "two", FirstSynced: start})
+	s.ref(schema.RefUpdateLists, schema.UpdateList{ID: "L", Name: "list", Updates: []string{"U1", "U2"}})
+	s.ref(schema.RefCollections, schema.Collection{ID: "C", Name: "ring", Members: []string{"t0", "t1", "t2", "t3"}})
+	type snap struct{ installed, required, notRequired int64 }
+	snapshot := func(scope []string) (snap, int64) {
+		var sn snap
+		for _, c := range scope {
+			for _, u := range []string{"U1", "U2"} {
+				if m, ok := e.live(c, 500, u); ok {
+					switch m.State {
+					case 3:
+						sn.installed++
+					case 2:
+						sn.required++
+					case 1:
+						sn.notRequired++
+					}
+				}
+			}
+		}
+		return sn, int64(len(scope))
+	}
+	members := []string{"t0", "t1", "t2", "t3"}
+	mid := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	step := time.Hour
+
+	// Phase A, accepted before mid.
+	s.at = mid.Add(-30 * time.Minute)
+	t1 := []schema.StateMessage{msg(1, 500, "U1", 3, 0, 1), msg(2, 500, "U2", 1, 0, 1)}
+	e.send("t0", nil, msg(1, 500, "U1", 2, 0, 1), msg(2, 500, "U2", 2, 0, 1))
+	e.send("t1", nil, t1...)
+	aColl, _ := snapshot(members)
+	aSite, aClients := snapshot(e.clients())
+	s.fold() // a batch of its own: a retry is another record, inserted later
+
+	// Phase B, accepted between mid and mid + step: t0 installs U1, t2 appears requiring U1,
+	// t1 retries its first report.
+	s.at = mid.Add(30 * time.Minute)
+	e.send("t0", nil, msg(3, 500, "U1", 3, 0, 2))
+	e.send("t2", nil, msg(1, 500, "U1", 2, 0, 2))
+	e.send("t1", nil, t1...)
+	bColl, _ := snapshot(members)
+	bSite, bClients := snapshot(e.clients())
+	s.fold()
+
+	// The oracle, spelled out.
+	if fmt.Sprint(aColl, bColl, aSite, aClients, bSite, bClients) != "{1 2 1} {2 2 1} {1 2 1} 2 {2 2 1} 3" {
+		t.Fatalf("oracle: %v %v %v %d %v %d", aColl, bColl, aSite, aClients, bSite, bClients)
+	}
+	point := func(at time.Time, sn snap, clients int64) report.TrendPoint {
+		p := report.TrendPoint{Time: at, Installed: sn.installed, Required: sn.required, NotRequired: sn.notRequired,
+			Clients: clients, Total: 2 * clients}
+		p.Unknown = p.Total - sn.installed - sn.required - sn.notRequired
+		if p.Total > 0 {
+			p.CompliantPct = pct(sn.installed+sn.notRequired, p.Total)
+		}
+		return p
+	}
+	q := url.Values{"list": {"L"}, "from": {mid.Format(time.RFC3339Nano)}, "to": {mid.Add(step).Format(time.RFC3339Nano)}, "step": {step.String()}}
+	for _, c := range []struct {
+		collection string
+		want       []report.TrendPoint
+	}{
+		{"C", []report.TrendPoint{point(mid, aColl, 4), point(mid.Add(step), bColl, 4)}},
+		{"", []report.TrendPoint{point(mid, aSite, aClients), point(mid.Add(step), bSite, bClients)}},
+	} {
+		q.Set("collection", c.collection)
+		var got report.Trend
+		s.must("/v1/reports/trend?"+q.Encode(), &got)
+		for i := range got.Points {
+			got.Points[i].Time = got.Points[i].Time.UTC()
+		}
+		if !reflect.DeepEqual(got.Points, c.want) || !reflect.DeepEqual(got.Updates, []string{"U1", "U2"}) ||
+			!reflect.DeepEqual(got.Titles, map[string]string{"U1": "one", "U2": "two"}) || got.ListName != "list" {
+			t.Errorf("trend collection %q:\n got  %+v\n want %+v", c.collection, got, c.want)
+		}
+	}
+	// Defaults: the last 7 days by the day, ending now; everything is visible at the end, and
+	// nothing a week ago.
+	var got report.Trend
+	s.must("/v1/reports/trend?updates=U1,U2&collection=C", &got)
+	if n := len(got.Points); n != 8 || got.Step != "24h0m0s" || got.Points[n-1] != point(got.Points[n-1].Time, bColl, 4) ||
+		got.Points[0] != point(got.Points[0].Time, snap{}, 4) || got.CollectionName != "ring" {
+		t.Errorf("default trend: %d points every %s, first %+v, last %+v", n, got.Step, got.Points[0], got.Points[n-1])
+	}
+	s.status("/v1/reports/trend?list=L&step=soon", 400, "step")
+	s.status("/v1/reports/trend?list=L&step=1ms", 400, "step") // 7 days of milliseconds is too many points
+	s.status("/v1/reports/trend?list=L&from=yesterday", 400, "from")
+	s.status("/v1/reports/trend?list=L&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "from")
+	s.status("/v1/reports/trend", 400, "list")
+	s.status("/v1/reports/trend?list=nope", 404, "list")
+}
