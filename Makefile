@@ -30,8 +30,15 @@ test: deps vet test-unit test-fuzz test-kafka check-compose
 vet:
 	$(GO) vet ./...
 
+## Explicit bounds: a stuck test fails its package in TEST_TIMEOUT with every goroutine's stack,
+## instead of go test's 10-minute default. The end-to-end tests wait on sites more than they
+## compute, so TEST_PARALLEL of them run at once (timing-sensitive ones stay serial).
+TEST_TIMEOUT ?= 12m
+TEST_PARALLEL ?= 4
+
 test-unit:
-	STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 ./...
+	@if [ -z "$${CLICKHOUSE_ADDR:-}" ]; then echo "SKIPPED: the clickhouse-go adapter's contract suite (internal/clickhouse) needs a ClickHouse server: set CLICKHOUSE_ADDR=host:9000 to run it"; fi
+	STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
 
 ## test-fuzz: each fuzz target briefly (FUZZTIME per target), from its seed corpus
 FUZZTIME ?= 8s
@@ -44,7 +51,7 @@ test-fuzz:
 test-kafka:
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
 		echo "== end-to-end on real Apache Kafka (KRaft, from Maven Central)"; \
-		scripts/kafka.sh run -- env STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -v ./cmd/statepipe/; \
+		scripts/kafka.sh run -- env STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) -v ./cmd/statepipe/; \
 	else \
 		echo "SKIPPED: end-to-end tests against real Apache Kafka need java and mvn (install OpenJDK 17+ and Maven)"; \
 	fi

@@ -38,7 +38,7 @@ type Config struct {
 	// its enrolment's serial base (Identity.SerialBase): the SDK moves up to it whenever an
 	// enrolment or a rotation answers one above the next serial.
 	NextSerial uint64
-	// HTTPClient defaults to a client with a 30 s timeout.
+	// HTTPClient defaults to a client with a 30 s timeout (2 minutes with WaitFolded).
 	HTTPClient *http.Client
 	// MaxAttempts bounds tries per report (default 8); BackoffMin/Max bound the wait between
 	// them when the server gives no Retry-After (defaults 100 ms and 10 s).
@@ -89,7 +89,13 @@ func New(cfg Config) (*Client, error) {
 		cfg.NextSerial = 1
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		timeout := 30 * time.Second
+		if cfg.WaitFolded {
+			// The site holds a waiting report up to --ingest.fold-wait (30 s by default) after
+			// accepting it: a timeout then would send again what was accepted.
+			timeout = 2 * time.Minute
+		}
+		cfg.HTTPClient = &http.Client{Timeout: timeout}
 	}
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 8

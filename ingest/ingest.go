@@ -54,6 +54,10 @@ type Config struct {
 	// Folded returns once the site folded every record produced with key so far (the
 	// projector's group committed past it); nil: requests never wait.
 	Folded func(ctx context.Context, key []byte) error `json:"-"`
+	// MaxWaiting bounds the reports waiting at once for the site to fold them (?wait=true);
+	// past it a report is answered at once, folded false (default 1,000). A waiting report
+	// holds no in-flight slot and no body memory: only its connection.
+	MaxWaiting int
 	// RetryAfter is the Retry-After (seconds) sent with 503 (default 2).
 	RetryAfter int
 	// MaxInFlight bounds the reports being checked and produced at once (default 256): above
@@ -86,6 +90,7 @@ func DefaultConfig() Config {
 		MaxMessages:      schema.DefaultLimits.MaxMessages,
 		ProduceTimeout:   10 * time.Second,
 		FoldWait:         30 * time.Second,
+		MaxWaiting:       1000,
 		RetryAfter:       2,
 		MaxInFlight:      256,
 		BodyMemoryBytes:  DefaultBodyMemoryBytes,
@@ -101,6 +106,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProduceTimeout, prefix+"produce-timeout", d.ProduceTimeout, "longest wait for Kafka's acknowledgement before answering 503")
 	fs.DurationVar(&c.FoldWait, prefix+"fold-wait", d.FoldWait, "longest wait of a request for the site to fold what it wrote (reference-data imports unless ?wait=false, reports with ?wait=true); past it imports answer 202 and reports folded:false")
 	fs.IntVar(&c.RetryAfter, prefix+"retry-after", d.RetryAfter, "Retry-After seconds sent with 503")
+	fs.IntVar(&c.MaxWaiting, prefix+"max-waiting", d.MaxWaiting, "most reports waiting at once for the site to fold them (?wait=true); past it they are answered at once with folded false")
 	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", d.MaxInFlight, "most reports checked and produced at once, once their bodies arrived; above it 503 with Retry-After (bounds the work and memory of decoded reports)")
 	fs.Int64Var(&c.BodyMemoryBytes, prefix+"body-memory-bytes", d.BodyMemoryBytes, "memory for report bodies held at once, charged as their bytes arrive (a client trickling its body holds 4 KiB); above it 503 with Retry-After. Bodies are read before --"+prefix+"max-in-flight applies, so this bounds their memory: 64 full scans of 8 MiB")
 	fs.Int64Var(&c.SerialCacheBytes, prefix+"serial-cache-bytes", d.SerialCacheBytes, "memory for each client's last accepted report, to answer a reused serial with other content 409 (0: off)")
@@ -138,6 +144,7 @@ type Handler struct {
 	budget   *bodyBudget
 	answered answered
 	inFlight chan struct{} // one token per report being handled
+	waiting  chan struct{} // one token per report waiting for its fold
 	serials  *serials
 }
 
@@ -173,6 +180,7 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 		buffers:  newBodyBuffers(int(cfg.MaxBodyBytes)),
 		budget:   budget,
 		inFlight: make(chan struct{}, max(cfg.MaxInFlight, 1)),
+		waiting:  make(chan struct{}, max(cfg.MaxWaiting, 1)),
 		serials:  newSerials(cfg.SerialCacheBytes),
 	}, nil
 }
@@ -197,11 +205,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			message: fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), field: "body"})
 		return
 	}
-	wait, werr := waitParam(r, false)
-	if werr != nil {
-		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, werr.Error(), "wait")
-		return
-	}
 	// The credential before the body: a request no enrolled client signed takes no body
 	// budget (body.go) — an anonymous sender cannot fill it where signatures are required.
 	now := time.Now()
@@ -217,6 +220,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	wait, werr := waitParam(r, false)
+	if werr != nil {
+		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, werr.Error(), "wait")
+		return
+	}
 	// The body first, then the slot: a client sending slowly holds only the body budget it
 	// was charged for what arrived (body.go), never one of the slots whole reports need.
 	buf, rej := h.readBody(r)
@@ -224,10 +232,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.failBody(w, rej)
 		return
 	}
-	defer h.releaseBody(buf)
+	var held holds // released on return, or before waiting for the fold
+	defer held.release()
+	held.add(func() { h.releaseBody(buf) })
 	select {
 	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
+		held.add(func() { <-h.inFlight })
 	default:
 		h.rejected.WithLabelValues("overloaded").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
@@ -332,11 +342,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if wait && h.cfg.Folded != nil {
 		// The report is accepted whatever happens now: a wait that ends early only says so.
-		ack.Folded, ack.Message = waitFolded(r.Context(), h.cfg.FoldWait, func(ctx context.Context) error {
-			return h.cfg.Folded(ctx, rec.Key)
-		})
+		// It waits holding neither its slot nor its body, so waiters never starve reports.
+		held.release()
+		key := rec.Key
+		select {
+		case h.waiting <- struct{}{}:
+			ack.Folded, ack.Message = waitFolded(r.Context(), h.cfg.FoldWait, func(ctx context.Context) error {
+				return h.cfg.Folded(ctx, key)
+			})
+			<-h.waiting
+		default:
+			ack.Message = fmt.Sprintf("accepted, answered without waiting for the fold: %d reports are waiting already (--ingest.max-waiting)", cap(h.waiting))
+		}
 	}
 	writeJSON(w, http.StatusOK, ack)
+}
+
+// holds are what a request holds (body memory, an in-flight slot), released once.
+type holds []func()
+
+func (h *holds) add(release func()) { *h = append(*h, release) }
+
+func (h *holds) release() {
+	for i := len(*h) - 1; i >= 0; i-- {
+		(*h)[i]()
+	}
+	*h = nil
 }
 
 // waitParam reads the request's ?wait= (true, 1, false, 0; absent: def).

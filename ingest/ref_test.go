@@ -1,13 +1,17 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
 type okProducer struct{ n *int }
@@ -52,5 +56,68 @@ func TestRefImportWaitsUntilFolded(t *testing.T) {
 	}
 	if produced != 3 {
 		t.Errorf("produced %d records, want 3 (the bad wait is refused before producing)", produced)
+	}
+}
+
+// A report waiting for its fold (?wait=true) holds neither an in-flight slot nor body
+// memory: with the only slot's report waiting, another report is answered 200; past
+// MaxWaiting a report is answered at once, not folded, saying why.
+func TestWaitingReportsHoldNoSlot(t *testing.T) {
+	var produced int
+	release := make(chan struct{})
+	cfg := DefaultConfig()
+	cfg.Site, cfg.MaxInFlight, cfg.MaxWaiting, cfg.BodyMemoryBytes, cfg.MaxBodyBytes = "P01", 1, 1, 4096, 2048
+	cfg.Folded = func(ctx context.Context, _ []byte) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	h, err := New(cfg, okProducer{&produced}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	post := func(client, query string) (int, schema.Ack) {
+		var b bytes.Buffer
+		_ = schema.EncodeReport(&b, &schema.Report{V: 1, Client: client, Site: "P01",
+			Messages: []schema.StateMessage{{Serial: 1, TopicType: 500, TopicID: "u", State: 1, Params: []string{strings.Repeat("p", 1000)}}}})
+		resp, err := http.Post(srv.URL+query, schema.MediaMsgpack, &b)
+		if err != nil {
+			t.Error(err)
+			return 0, schema.Ack{}
+		}
+		defer resp.Body.Close()
+		var ack schema.Ack
+		_ = json.NewDecoder(resp.Body).Decode(&ack)
+		return resp.StatusCode, ack
+	}
+	first := make(chan schema.Ack, 1)
+	go func() { _, ack := post("waiter", "?wait=true"); first <- ack }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.waiting) < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(h.waiting) != 1 || len(h.inFlight) != 0 {
+		t.Fatalf("waiting %d, in flight %d: want the waiter waiting without a slot", len(h.waiting), len(h.inFlight))
+	}
+	// Its slot and its ~1 KiB body are free: two more reports fit in 4 KiB and one slot.
+	for i := range 2 {
+		if st, ack := post(fmt.Sprintf("other-%d", i), ""); st != 200 || ack.Folded {
+			t.Errorf("report beside a waiter: %d %+v, want 200", st, ack)
+		}
+	}
+	if st, ack := post("second-waiter", "?wait=true"); st != 200 || ack.Folded || !strings.Contains(ack.Message, "max-waiting") {
+		t.Errorf("waiter past MaxWaiting: %d %+v, want 200 at once, not folded, saying why", st, ack)
+	}
+	close(release)
+	if ack := <-first; !ack.Folded {
+		t.Errorf("the waiter: %+v, want folded", ack)
+	}
+	if produced != 4 {
+		t.Errorf("produced %d, want 4", produced)
 	}
 }

@@ -135,7 +135,7 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 		}
 		return "", fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("no report named %q (available: %s)", shown, strings.Join(ReportNames(), ", ")), "name")
 	}
-	args, err := ParseArgs(def.Params, qs)
+	args, err := def.ParseQuery(qs)
 	if err != nil {
 		return name, reportError(w, err)
 	}

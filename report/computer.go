@@ -174,25 +174,34 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 	return rep, nil
 }
 
+// checkSetParams judges the parameters of an update set: list or updates, one of them.
+func checkSetParams(list string, updates []string) error {
+	switch {
+	case list != "" && len(updates) > 0:
+		return &ParamError{Field: "updates", Message: "give list or updates, not both"}
+	case list == "" && len(updates) == 0:
+		return &ParamError{Field: "list", Message: "list (an update list id) or updates (comma-separated update ids) is required"}
+	}
+	return nil
+}
+
 // updateSet resolves the updates a report is about: an imported list's (with the list's
 // name), or the ids given (each must be known: checkUpdates), sorted and without duplicates,
 // minus updates expired for longer than cleanup (default 7 days) — the same set the
 // compliance report uses.
 func updateSet(ctx context.Context, q Querier, db, list string, updates []string, cleanup time.Duration) ([]string, string, error) {
+	if err := checkSetParams(list, updates); err != nil {
+		return nil, "", err
+	}
 	var ids []string
 	var name string
-	switch {
-	case list != "" && len(updates) > 0:
-		return nil, "", &ParamError{Field: "updates", Message: "give list or updates, not both"}
-	case list != "":
+	if list != "" {
 		var err error
 		if name, ids, err = listUpdates(ctx, q, db, list); err != nil {
 			return nil, "", err
 		}
-	case len(updates) > 0:
+	} else {
 		ids = slices.Clone(updates)
-	default:
-		return nil, "", &ParamError{Field: "list", Message: "list (an update list id) or updates (comma-separated update ids) is required"}
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)

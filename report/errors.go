@@ -39,9 +39,11 @@ type ErrorCount struct {
 	Machines    int64  `json:"machines"`
 	// Updates and Deployments name where the error is: the updates whose enforcement (402)
 	// and the deployments whose enforcement (301) carry it, most machines first (then by id),
-	// at most MaxErrorTopics each.
-	Updates     []string `json:"updates"`
-	Deployments []string `json:"deployments"`
+	// at most MaxErrorTopics each; MoreUpdates and MoreDeployments say that more carry it.
+	Updates         []string `json:"updates"`
+	Deployments     []string `json:"deployments"`
+	MoreUpdates     bool     `json:"more_updates,omitempty"`
+	MoreDeployments bool     `json:"more_deployments,omitempty"`
 }
 
 // ErrorsReport computes the errors report of site (database db): per HRESULT, the distinct
@@ -62,7 +64,8 @@ func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParam
 		    OR (topic_type = 301 AND topic_id = %[2]s))
 		AND client IN (%[3]s)`, db, d, Scope{Collection: dep.collection}.clientsSQL(db))
 	}
-	// Per error: its machines, and per (error, topic) the machines, ranked within the error.
+	// Per error: its machines, and per (error, topic) the machines, ranked within the error:
+	// one topic more than shown, to know whether there are more.
 	res, err := q.Query(ctx, fmt.Sprintf(`WITH errs AS (SELECT error, client, topic_type, topic_id FROM %[1]s.v_live_state
 	                               WHERE error != 0 AND %[2]s)
 	SELECT e.error, e.machines, t.updates, t.deployments
@@ -72,7 +75,7 @@ func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParam
 	                  arraySlice(arrayMap(x -> x.2, arraySort(x -> (-x.1, x.2), groupArrayIf((n, topic_id), topic_type = 301))), 1, %[3]d) AS deployments
 	           FROM (SELECT error, topic_type, topic_id, uniqExact(client) AS n FROM errs GROUP BY error, topic_type, topic_id)
 	           GROUP BY error) AS t ON t.error = e.error
-	ORDER BY e.machines DESC, e.error ASC`, db, where, MaxErrorTopics))
+	ORDER BY e.machines DESC, e.error ASC`, db, where, MaxErrorTopics+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot count enforcement errors: %w", err)
 	}
@@ -83,6 +86,12 @@ func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParam
 			return nil, err
 		}
 		e.Hex, e.Description = schema.HRESULTHex(e.Error), schema.DescribeHRESULT(e.Error)
+		if len(e.Updates) > MaxErrorTopics {
+			e.Updates, e.MoreUpdates = e.Updates[:MaxErrorTopics], true
+		}
+		if len(e.Deployments) > MaxErrorTopics {
+			e.Deployments, e.MoreDeployments = e.Deployments[:MaxErrorTopics], true
+		}
 	}
 	return rep, nil
 }
@@ -101,14 +110,15 @@ func printErrors(w io.Writer, e *Errors) {
 	}
 	tw := columns(w)
 	fmt.Fprintln(tw, "error\tmachines\tdescription\tupdates\tdeployments")
-	topics := func(ids []string) string {
-		if len(ids) >= MaxErrorTopics {
+	topics := func(ids []string, more bool) string {
+		if more {
 			return strings.Join(ids, ", ") + ", …"
 		}
 		return strings.Join(ids, ", ")
 	}
 	for _, r := range e.Errors {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Hex, r.Machines, clipText(r.Description, 60), topics(r.Updates), topics(r.Deployments))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Hex, r.Machines, clipText(r.Description, 60),
+			topics(r.Updates, r.MoreUpdates), topics(r.Deployments, r.MoreDeployments))
 	}
 	_ = tw.Flush()
 }

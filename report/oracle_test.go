@@ -760,6 +760,79 @@ func TestUnknownUpdateIDsAreNotFound(t *testing.T) {
 	}
 }
 
+// Compliance of updates given echoes them (sorted, each once): the table's header names them
+// and its drill-down hint gives them, instead of "every catalog update" and "--updates IDS".
+func TestComplianceEchoesTheUpdatesGiven(t *testing.T) {
+	s, _, _ := rule3Fixture(t)
+	var raw json.RawMessage
+	s.must("/v1/reports/compliance?updates=UX,U3,UX", &raw)
+	var c report.Compliance
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.RequestedUpdates, []string{"U3", "UX"}) || len(c.Updates) != 2 {
+		t.Errorf("compliance of UX,U3,UX: requested %q, %d updates", c.RequestedUpdates, len(c.Updates))
+	}
+	d, _ := report.Lookup("compliance")
+	var out strings.Builder
+	if err := d.Table(&out, raw); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), ", 2 updates, every client,") || !strings.Contains(out.String(), "machines --updates U3,UX --state non_compliant") ||
+		strings.Contains(out.String(), "every catalog update") {
+		t.Errorf("compliance table of UX,U3:\n%s", out.String())
+	}
+	var ofList report.Compliance
+	s.must("/v1/reports/compliance?list=L", &ofList)
+	if ofList.RequestedUpdates != nil {
+		t.Errorf("compliance of a list echoes updates %q", ofList.RequestedUpdates)
+	}
+}
+
+// An error carried by more updates or deployments than the report lists says so; one carried
+// by exactly as many as it lists does not.
+func TestErrorsReportSaysWhenMoreTopicsCarryAnError(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	const ten, eleven = 0x80070005, 0x80070643
+	var tens, elevens []schema.StateMessage
+	for i := range report.MaxErrorTopics + 1 {
+		if i < report.MaxErrorTopics {
+			tens = append(tens, msg(uint64(i+1), 402, fmt.Sprintf("U%02d", i), 11, ten, 1))
+		}
+		elevens = append(elevens, msg(uint64(2*i+1), 402, fmt.Sprintf("V%02d", i), 11, eleven, 1),
+			msg(uint64(2*i+2), 301, fmt.Sprintf("D%02d", i), 6, eleven, 1))
+	}
+	e.send("ten", nil, tens...)
+	e.send("eleven", nil, elevens...)
+	s.fold()
+	var raw json.RawMessage
+	s.must("/v1/reports/errors", &raw)
+	var got report.Errors
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Errors) != 2 {
+		t.Fatalf("errors: %+v", got.Errors)
+	}
+	for _, ec := range got.Errors {
+		more := ec.Error == hr(eleven)
+		if len(ec.Updates) != report.MaxErrorTopics || ec.MoreUpdates != more || ec.MoreDeployments != more ||
+			(more && len(ec.Deployments) != report.MaxErrorTopics) || (!more && len(ec.Deployments) != 0) {
+			t.Errorf("error %s: %d updates (more %v), %d deployments (more %v)", ec.Hex, len(ec.Updates), ec.MoreUpdates, len(ec.Deployments), ec.MoreDeployments)
+		}
+	}
+	d, _ := report.Lookup("errors")
+	var out strings.Builder
+	if err := d.Table(&out, raw); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out.String(), "…") != 2 || !strings.Contains(out.String(), "V09, …") || !strings.Contains(out.String(), "D09, …") ||
+		strings.Contains(out.String(), "U09, …") {
+		t.Errorf("errors table:\n%s", out.String())
+	}
+}
+
 // The trend report: compliance as of each step from the history, by acceptance time. A
 // client's retry of an earlier report (accepted again later) moves nothing. Without a step,
 // the points are few: 7 days by the day.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,13 +72,15 @@ func (k Kind) String() string {
 // Param is one query parameter of a report (?name=value), and the flag --name of
 // `statepipe report`. Every value is bounded and checked before a query runs: text that is not
 // valid UTF-8, holds control characters or is longer than its kind allows, a number or time
-// out of range, a missing required parameter — each is a 400 naming the parameter.
+// out of range, a missing required parameter, a parameter the report does not take — each is
+// a 400 naming the parameter.
 type Param struct {
 	Name     string
 	Kind     Kind
 	Required bool
 	Help     string // what it is, e.g. "update list id"
 	Min, Max int    // KindInt: the range
+	Default  int    // KindInt: the value when absent (0: none); help shows it
 }
 
 // Common parameters every report takes besides its own (the API judges them first).
@@ -124,7 +128,7 @@ func Reports() []Definition {
 				{Name: "deployment", Kind: KindID, Help: "deployment id: its targeted machines in enforcement state (a number)"},
 				scope,
 				{Name: "after", Kind: KindID, Help: "the page after this client id (the previous answer's next)"},
-				{Name: "limit", Kind: KindInt, Min: 1, Max: MaxMachinesPage, Help: fmt.Sprintf("machines per page (default %d)", DefaultMachinesPage)},
+				{Name: "limit", Kind: KindInt, Min: 1, Max: MaxMachinesPage, Default: DefaultMachinesPage, Help: fmt.Sprintf("machines per page (1–%d)", MaxMachinesPage)},
 			},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				limit, _ := a.Int("limit")
@@ -164,7 +168,7 @@ func Reports() []Definition {
 			Name:    "scan",
 			Summary: "clients by the state of their latest scan, and those without a recent successful one",
 			Params: []Param{scope,
-				{Name: "days", Kind: KindInt, Min: 1, Max: 36500, Help: "stale: no successful scan in this many days (default 7)"}},
+				{Name: "days", Kind: KindInt, Min: 1, Max: 36500, Default: DefaultStaleDays, Help: "stale: no successful scan in this many days"}},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				days, _ := a.Int("days")
 				return ScanReport(ctx, env.Store, env.Database, env.Site, ScanParams{Scope: Scope{Collection: a.ID("collection")}, Days: days})
@@ -196,7 +200,7 @@ func Reports() []Definition {
 			Params: []Param{list, updates, scope,
 				{Name: "from", Kind: KindTime, Help: "first point (default: to − 7 days)"},
 				{Name: "to", Kind: KindTime, Help: "last point (default: now)"},
-				{Name: "step", Kind: KindDuration, Help: "between points (default: by range, at most 32 points: 1h for a day, 24h for 7 or 30 days)"}},
+				{Name: "step", Kind: KindDuration, Help: "between points (default: by range, at most 32 points: 1h for a day, 24h for 7 or 30 days, whole weeks beyond)"}},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				return TrendReport(ctx, env.Store, env.Database, env.Site, TrendParams{List: a.ID("list"), Updates: a.IDs("updates"),
 					Scope: Scope{Collection: a.ID("collection")}, From: a.Time("from"), To: a.Time("to"), Step: a.Duration("step"),
@@ -258,7 +262,7 @@ func (a Args) Word(name string) string { return a.ID(name) }
 // IDs returns a KindIDs parameter, without empty items.
 func (a Args) IDs(name string) []string { ids, _ := a.values[name].([]string); return ids }
 
-// Int returns a KindInt parameter and whether it was given.
+// Int returns a KindInt parameter (its Default when absent) and whether it has a value.
 func (a Args) Int(name string) (int, bool) { n, ok := a.values[name].(int); return n, ok }
 
 // Time returns a KindTime parameter (the zero time when absent).
@@ -267,8 +271,33 @@ func (a Args) Time(name string) time.Time { t, _ := a.values[name].(time.Time); 
 // Duration returns a KindDuration parameter (0 when absent).
 func (a Args) Duration(name string) time.Duration { d, _ := a.values[name].(time.Duration); return d }
 
+// ParseQuery judges a request's query parameters against the report's: a parameter it does
+// not take (nor one of CommonParams) is a *ParamError naming it — a misspelt or misplaced
+// parameter (errors?collection=C) would otherwise be answered as if it were not there —,
+// then ParseArgs judges the report's own.
+func (d Definition) ParseQuery(qs url.Values) (Args, error) {
+	for _, name := range slices.Sorted(maps.Keys(qs)) {
+		if slices.ContainsFunc(d.Params, func(p Param) bool { return p.Name == name }) ||
+			slices.ContainsFunc(commonParams, func(p Param) bool { return p.Name == name }) {
+			continue
+		}
+		shown := name
+		if len(shown) > 64 {
+			shown = strings.ToValidUTF8(shown[:64], "") + "…"
+		}
+		shown = CellText(shown)
+		var takes []string
+		for _, p := range d.Params {
+			takes = append(takes, p.Name)
+		}
+		return Args{}, &ParamError{Field: shown, Message: fmt.Sprintf("report %s takes no parameter %s (it takes: %s)", d.Name, shown, strings.Join(takes, ", "))}
+	}
+	return ParseArgs(d.Params, qs)
+}
+
 // ParseArgs judges query parameters against params, in order: the first problem is a
-// *ParamError naming the parameter. Parameters params does not name are ignored.
+// *ParamError naming the parameter. Parameters params does not name are ignored here
+// (Definition.ParseQuery refuses them).
 func ParseArgs(params []Param, qs url.Values) (Args, error) {
 	a := Args{values: map[string]any{}}
 	pr := &paramReader{qs: qs}
@@ -290,6 +319,8 @@ func ParseArgs(params []Param, qs url.Values) (Args, error) {
 		case KindInt:
 			if qs.Has(p.Name) {
 				v = pr.int(p.Name, p.Min, p.Max)
+			} else if p.Default != 0 {
+				v = p.Default
 			}
 		case KindTime:
 			if t := pr.time(p.Name); !t.IsZero() {

@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,14 +54,15 @@ type ComplianceParams struct {
 
 // Compliance is the compliance report (DESIGN §4).
 type Compliance struct {
-	Site           string             `json:"site"`
-	AsOf           time.Time          `json:"as_of"`
-	List           string             `json:"list,omitempty"`
-	ListName       string             `json:"list_name,omitempty"`
-	Scope          string             `json:"collection,omitempty"`
-	CollectionName string             `json:"collection_name,omitempty"`
-	Updates        []UpdateCompliance `json:"updates"`
-	Computers      ComputerCounts     `json:"computers"`
+	Site             string             `json:"site"`
+	AsOf             time.Time          `json:"as_of"`
+	List             string             `json:"list,omitempty"`
+	ListName         string             `json:"list_name,omitempty"`
+	RequestedUpdates []string           `json:"requested_updates,omitempty"` // the ids of updates=, sorted, each once
+	Scope            string             `json:"collection,omitempty"`
+	CollectionName   string             `json:"collection_name,omitempty"`
+	Updates          []UpdateCompliance `json:"updates"` // expired updates past the cleanup age left
+	Computers        ComputerCounts     `json:"computers"`
 }
 
 // UpdateCompliance counts the clients in scope by their compliance with one update.
@@ -168,6 +170,9 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	ids, cte := cs.ids, cs.cte
 	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, ListName: cs.listName, Scope: p.Scope.Collection,
 		CollectionName: cs.collectionName, Updates: []UpdateCompliance{}}
+	if len(p.Updates) > 0 {
+		rep.RequestedUpdates = slices.Compact(slices.Sorted(slices.Values(p.Updates)))
+	}
 	if len(ids) == 0 {
 		res, err := q.Query(ctx, "SELECT count() FROM ("+p.Scope.clientsSQL(db)+")")
 		total, err := count(res, err, "clients in scope")
@@ -353,8 +358,8 @@ func pct(part, total int64) float64 {
 // compliant share, then the computers, then how to drill down.
 func printCompliance(w io.Writer, c *Compliance) {
 	what := "every catalog update"
-	if c.List != "" {
-		what = "list " + named(c.List, c.ListName)
+	if c.List != "" || len(c.RequestedUpdates) > 0 {
+		what = listText(c.List, c.ListName, len(c.RequestedUpdates))
 	}
 	header(w, "compliance", c.Site, c.AsOf, what, scopeText(c.Scope, c.CollectionName))
 	tw := columns(w)
@@ -372,18 +377,13 @@ func printCompliance(w io.Writer, c *Compliance) {
 	if c.Scope != "" {
 		scope = " --collection " + c.Scope
 	}
-	set := ""
-	if c.List != "" {
+	set := " --updates IDS" // the catalog: machines takes a list or ids
+	switch {
+	case c.List != "":
 		set = " --list " + c.List
+	case len(c.RequestedUpdates) > 0:
+		set = " --updates " + strings.Join(c.RequestedUpdates, ",")
 	}
 	fmt.Fprintf(w, "machines of a cell: statepipe report machines --update ID --state required%s; of the computers: statepipe report machines%s --state non_compliant%s\n",
-		scope, or(set, " --updates IDS"), scope)
-}
-
-// or returns s, or def when s is empty.
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+		scope, set, scope)
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -53,6 +54,15 @@ func TestReportParametersAreJudgedBeforeQuerying(t *testing.T) {
 		{"/v1/reports/trend?list=L&from=monday", 400, "from"},
 		{"/v1/reports/trend?list=L&to=2026-13-01T00:00:00Z", 400, "to"},
 		{"/v1/reports/trend?list=L&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "from"},
+		// The update set is judged before the points it would give.
+		{"/v1/reports/trend?step=1ms", 400, "list"},
+		{"/v1/reports/trend?list=L&updates=U1&step=1ms", 400, "updates"},
+		// A parameter the report does not take is refused, not ignored.
+		{"/v1/reports/errors?collection=nope", 400, "collection"},
+		{"/v1/reports/scan?deployment=D", 400, "deployment"},
+		{"/v1/reports/trend?update=X&step=1ms", 400, "update"},
+		{"/v1/reports/compliance?updates=U1&Collection=C", 400, "Collection"},
+		{"/v1/reports/errors?site=P01", 503, ""}, // site: every report takes it
 		{"/v1/reports/errors?site=ELSEWHERE", 404, "site"},
 		{"/v1/reports/nonsense", 404, "name"},
 	} {
@@ -64,6 +74,36 @@ func TestReportParametersAreJudgedBeforeQuerying(t *testing.T) {
 		}
 		if rec.Code != c.status || eb.Error.Field != c.field || eb.Error.Message == "" {
 			t.Errorf("%s: %d %+v, want %d naming %q", c.path, rec.Code, eb.Error, c.status, c.field)
+		}
+	}
+}
+
+// A report refuses a parameter it does not take, naming it and the ones it takes; it takes
+// every parameter of its registry entry and the common ones.
+func TestReportsRefuseParametersTheyDoNotTake(t *testing.T) {
+	mux := http.NewServeMux()
+	(&API{Site: "P01", Database: "statepipe_p01", Store: unreachable{}}).Register(mux)
+	get := func(path string) (int, schema.ErrorDetail) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		var eb schema.ErrorBody
+		_ = json.Unmarshal(rec.Body.Bytes(), &eb)
+		return rec.Code, eb.Error
+	}
+	code, e := get("/v1/reports/errors?collection=nope")
+	if want := "report errors takes no parameter collection (it takes: deployment)"; code != 400 || e.Field != "collection" || e.Message != want {
+		t.Errorf("errors?collection=nope: %d %+v, want 400 %q", code, e, want)
+	}
+	code, e = get("/v1/reports/update?update=U1&%1B%5B2J=" + strings.Repeat("x", 10))
+	if code != 400 || e.Field != `\x1b[2J` || strings.ContainsRune(e.Message, 0x1b) {
+		t.Errorf("a parameter named with an escape sequence: %d %+v", code, e)
+	}
+	for _, d := range Reports() {
+		for _, p := range append(d.Params, CommonParams()...) {
+			code, e := get("/v1/reports/" + d.Name + "?" + url.Values{p.Name: {"x"}}.Encode())
+			if strings.Contains(e.Message, "takes no parameter") {
+				t.Errorf("report %s refuses its parameter %s: %d %+v", d.Name, p.Name, code, e)
+			}
 		}
 	}
 }

@@ -12,8 +12,11 @@ import (
 // ScanParams scope the scan report.
 type ScanParams struct {
 	Scope Scope
-	Days  int // a client is stale without a successful scan in this many days (default 7)
+	Days  int // a client is stale without a successful scan in this many days (default DefaultStaleDays)
 }
+
+// DefaultStaleDays is the scan report's stale threshold when none is given.
+const DefaultStaleDays = 7
 
 // MaxStaleListed caps the stale client ids a scan report lists; StaleClients counts them all.
 const MaxStaleListed = 1000
@@ -41,7 +44,7 @@ type Scan struct {
 // scanned successfully.
 func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (*Scan, error) {
 	if p.Days == 0 {
-		p.Days = 7
+		p.Days = DefaultStaleDays
 	}
 	if p.Days < 0 || p.Days > 36500 {
 		return nil, &ParamError{Field: "days", Message: "days must be a number of days from 1 to 36500"}

@@ -1,9 +1,11 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,14 +14,20 @@ import (
 
 // The tables of `statepipe report NAME` (Definition.Table): a header that names what the
 // report is about — site, list, collection, deployment, update titles, not ids alone — then
-// aligned columns. Percentages of nothing are "—", not 0.00 %.
+// aligned columns. Percentages of nothing are "—", not 0.00 %. Every string of the answer is
+// shown through CellText: a title, name or id that holds control characters cannot add a row,
+// break the alignment or reach the terminal as an escape sequence.
 
 // table adapts a printer of a report's answer to Definition.Table: it decodes the JSON
-// answer into R and returns the first write error.
+// answer into R, every string escaped by CellText, and returns the first write error.
 func table[R any](print func(w io.Writer, r *R)) func(io.Writer, []byte) error {
 	return func(w io.Writer, answer []byte) error {
 		var r R
-		if err := json.Unmarshal(answer, &r); err != nil {
+		escaped, err := escapeAnswer(answer)
+		if err == nil {
+			err = json.Unmarshal(escaped, &r)
+		}
+		if err != nil {
 			return fmt.Errorf("cannot read the report's answer: %w", err)
 		}
 		ew := &errWriter{w: w}
@@ -27,6 +35,83 @@ func table[R any](print func(w io.Writer, r *R)) func(io.Writer, []byte) error {
 		return ew.err
 	}
 }
+
+// escapeAnswer returns the JSON answer with every string (and object key) passed through
+// CellText; numbers are kept exactly as written.
+func escapeAnswer(answer []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(answer))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(mapStrings(v, CellText, CellText))
+}
+
+// mapStrings returns v, a decoded JSON value, with f applied to every string and key to every
+// object key.
+func mapStrings(v any, f, key func(string) string) any {
+	switch x := v.(type) {
+	case string:
+		return f(x)
+	case []any:
+		for i := range x {
+			x[i] = mapStrings(x[i], f, key)
+		}
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[key(k)] = mapStrings(e, f, key)
+		}
+		return m
+	}
+	return v
+}
+
+// CellText returns s as it may be shown in one cell or header of a table printed on a
+// terminal (the report tables and `statepipe sql`): control characters — C0 (\t, \n and \r
+// included), DEL and C1 — and bytes that are not UTF-8 are written as Go escapes without the
+// quotes (\t, \n, \x1b, \x7f, \u0085, \xff), so a cell is always one line, the columns stay
+// aligned and nothing reaches the terminal as an escape sequence. Everything else, backslashes
+// included, is shown as it is; CellText of its own result changes nothing.
+func CellText(s string) string {
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n == 1) || isControl(r) {
+			break
+		}
+		i += n
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	b.WriteString(s[:i])
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case isControl(r):
+			q := strconv.QuoteRune(r) // '\n', '\x1b', '\u0085'
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// isControl reports whether r is a control character: C0, DEL or C1.
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
 // errWriter keeps the first write error; later writes do nothing.
 type errWriter struct {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +44,9 @@ func TestRegistryIsComplete(t *testing.T) {
 	}
 }
 
-// Parameters are judged from the registry: kinds, bounds and required ones, the first problem
-// named; parameters a report does not take are ignored.
+// Parameters are judged from the registry: kinds, bounds, defaults and required ones, the
+// first problem named; ParseArgs ignores parameters it is not given (Definition.ParseQuery
+// refuses them).
 func TestParseArgs(t *testing.T) {
 	params := []Param{
 		{Name: "id", Kind: KindID, Required: true, Help: "an id"},
@@ -52,6 +54,7 @@ func TestParseArgs(t *testing.T) {
 		{Name: "at", Kind: KindTime, Help: "a time"},
 		{Name: "every", Kind: KindDuration, Help: "a step"},
 		{Name: "ids", Kind: KindIDs, Help: "ids"},
+		{Name: "page", Kind: KindInt, Min: 1, Max: 9, Default: 4, Help: "a number with a default"},
 	}
 	a, err := ParseArgs(params, url.Values{"id": {"x"}, "n": {"3"}, "at": {"2026-01-02T03:04:05Z"}, "every": {"15m"}, "ids": {"a, ,b"}, "other": {"y"}})
 	if err != nil {
@@ -64,6 +67,9 @@ func TestParseArgs(t *testing.T) {
 	}
 	if _, ok := a.Int("missing"); ok {
 		t.Error("an absent integer is given")
+	}
+	if page, ok := a.Int("page"); page != 4 || !ok {
+		t.Errorf("an absent integer with a default: %d %v", page, ok)
 	}
 	for _, c := range []struct {
 		qs    url.Values
@@ -105,13 +111,34 @@ func printTable(t *testing.T, name string, v any) string {
 // The tables name what they are about (list, collection, update titles), show computer
 // percentages, and "—" for a share of nothing.
 func TestTables(t *testing.T) {
+	for _, c := range tableCases() {
+		out := printTable(t, c.name, c.v)
+		for _, s := range c.has {
+			if !strings.Contains(out, s) {
+				t.Errorf("%s table lacks %q:\n%s", c.name, s, out)
+			}
+		}
+		for _, s := range c.hasNot {
+			if strings.Contains(out, s) {
+				t.Errorf("%s table has %q:\n%s", c.name, s, out)
+			}
+		}
+	}
+}
+
+// tableCase is an answer of a report and what its table must and must not show.
+type tableCase struct {
+	name   string
+	v      any
+	has    []string
+	hasNot []string
+}
+
+// tableCases holds an answer of every report.
+func tableCases() []tableCase {
 	at := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		name   string
-		v      any
-		has    []string
-		hasNot []string
-	}{
+	from := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	return []tableCase{
 		{"compliance", Compliance{Site: "P01", AsOf: at, List: "pt-10", ListName: "Patch Tuesday", Scope: "pilot", CollectionName: "Pilot ring",
 			Updates: []UpdateCompliance{
 				{UpdateID: "KB1", Title: "Cumulative Update", Installed: 1, Required: 1, Total: 2, CompliantPct: 50},
@@ -123,6 +150,16 @@ func TestTables(t *testing.T) {
 			[]string{" 0.00 %"}},
 		{"compliance", Compliance{Site: "P01", AsOf: at, Updates: []UpdateCompliance{}},
 			[]string{"every catalog update", "every client", "0 compliant (—)"}, []string{" 0.00 %"}},
+		{"compliance", Compliance{Site: "P01", AsOf: at, RequestedUpdates: []string{"KB1", "KB2"}, Updates: []UpdateCompliance{{UpdateID: "KB1"}}},
+			[]string{"compliance — site P01, 2 updates, every client", "statepipe report machines --updates KB1,KB2 --state non_compliant"},
+			[]string{"every catalog update", "IDS"}},
+		{"compliance", Compliance{Site: "P01", AsOf: at, RequestedUpdates: []string{"KB1"}, Scope: "C", Updates: []UpdateCompliance{{UpdateID: "KB1"}}},
+			[]string{"1 update, collection C", "machines --updates KB1 --state non_compliant --collection C"}, []string{"every catalog update"}},
+		{"errors", Errors{Site: "P01", AsOf: at, Errors: []ErrorCount{
+			{Error: 5, Hex: "0x00000005", Machines: 10, Updates: []string{"U0", "U1", "U2", "U3", "U4", "U5", "U6", "U7", "U8", "U9"}, Deployments: []string{}},
+			{Error: 6, Hex: "0x00000006", Machines: 9, Updates: []string{"V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"}, MoreUpdates: true,
+				Deployments: []string{"D"}, MoreDeployments: true}}},
+			[]string{"U8, U9  ", "V8, V9, …", "D, …"}, []string{"U9, …"}},
 		{"errors", Errors{Site: "P01", AsOf: at, DeploymentID: "D", DeploymentName: "November", Errors: []ErrorCount{
 			{Error: -2147024891, Hex: "0x80070005", Description: "E_ACCESSDENIED: access is denied", Machines: 3, Updates: []string{"KB1", "KB2"}, Deployments: []string{"D"}}}},
 			[]string{"deployment D (November)", "0x80070005", "KB1, KB2", "updates", "deployments"}, nil},
@@ -140,17 +177,82 @@ func TestTables(t *testing.T) {
 		{"machines", Machines{Site: "P01", AsOf: at, Update: "U1", Title: "Update one", State: "required", StateName: "Required", Total: 3,
 			Machines: []string{"a", "b"}, Next: "b"},
 			[]string{"update U1 (Update one)", "state Required", "3 machines", "\na\nb\n", "--after b"}, nil},
-	} {
-		out := printTable(t, c.name, c.v)
-		for _, s := range c.has {
-			if !strings.Contains(out, s) {
-				t.Errorf("%s table lacks %q:\n%s", c.name, s, out)
+		{"trend", Trend{Site: "P01", AsOf: at, List: "L", ListName: "November", Updates: []string{"KB1", "KB2"},
+			Titles: map[string]string{"KB1": "Cumulative Update", "KB2": "Defender"}, From: from, To: from.Add(24 * time.Hour), Step: "24h0m0s",
+			Points: []TrendPoint{{Time: from, Clients: 2, Total: 4, Unknown: 4}, {Time: from.Add(24 * time.Hour), Clients: 2, Total: 4, Installed: 2, Unknown: 2, CompliantPct: 50}}},
+			[]string{"list L (November)", "KB1 (Cumulative Update), KB2 (Defender)", "50.00 %"}, nil},
+	}
+}
+
+// Every string of every report's table — header and cells — has its control characters
+// escaped: text a client or an import put in a title, name or id cannot add a row, break the
+// columns or send the terminal an escape sequence.
+func TestTablesEscapeControlCharacters(t *testing.T) {
+	const hostile = "\nKB5044284  Installed  9999\x1b]0;pwned\x07\tx\r\x7f\u0085\u009b"
+	seen := map[string]bool{}
+	for _, c := range tableCases() {
+		seen[c.name] = true
+		clean := printTable(t, c.name, c.v)
+		raw, err := json.Marshal(c.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatal(err)
+		}
+		taint := func(s string) string {
+			if _, err := time.Parse(time.RFC3339, s); err == nil {
+				return s // a time: the answer would not decode
+			}
+			return s + hostile
+		}
+		taintID := func(k string) string { // the ids that key trend's titles, not the fields' names
+			if k != strings.ToLower(k) {
+				return taint(k)
+			}
+			return k
+		}
+		out := printTable(t, c.name, mapStrings(v, taint, taintID))
+		for i, r := range out {
+			if r != '\n' && isControl(r) {
+				t.Errorf("%s table holds the control character U+%04X at byte %d:\n%s", c.name, r, i, out)
+				break
 			}
 		}
-		for _, s := range c.hasNot {
-			if strings.Contains(out, s) {
-				t.Errorf("%s table has %q:\n%s", c.name, s, out)
-			}
+		if got, want := strings.Count(out, "\n"), strings.Count(clean, "\n"); got != want {
+			t.Errorf("%s table of %d lines with control characters, %d without:\n%s", c.name, got, want, out)
+		}
+		if !strings.Contains(out, `\nKB5044284  Installed  9999\x1b]0;pwned\a\tx\r\x7f\u0085\u009b`) {
+			t.Errorf("%s table does not show the escaped text:\n%s", c.name, out)
+		}
+	}
+	for _, d := range Reports() {
+		if !seen[d.Name] {
+			t.Errorf("no table case for report %s", d.Name)
+		}
+	}
+}
+
+// CellText escapes control characters (C0, DEL, C1) and bytes that are not UTF-8 as Go does,
+// and nothing else.
+func TestCellText(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                        "",
+		"KB5044284 Cumulative":    "KB5044284 Cumulative",
+		`C:\Windows "quoted" é 漢`: `C:\Windows "quoted" é 漢`,
+		"a\tb\nc\rd":              `a\tb\nc\rd`,
+		"\x00\x1b]0;pwned\x07":    `\x00\x1b]0;pwned\a`,
+		"del\x7f":                 `del\x7f`,
+		"c1 \u0085 \u009b \u00a0": `c1 \u0085 \u009b ` + "\u00a0",
+		"bad \xff\xc2":            `bad \xff\xc2`,
+	} {
+		got := CellText(in)
+		if got != want {
+			t.Errorf("CellText(%q) = %q, want %q", in, got, want)
+		}
+		if CellText(got) != got {
+			t.Errorf("CellText(%q) changes its own result %q", in, got)
 		}
 	}
 }
@@ -182,14 +284,23 @@ func TestTrendTableIsCompact(t *testing.T) {
 	}
 }
 
-// A trend without a step has few points: a day by the hour, a week or a month by the day.
+// A trend without a step has few points: a day by the hour, a week or a month by the day, a
+// quarter by the week, longer by whole weeks — never another step than the documented ones.
 func TestDefaultTrendStep(t *testing.T) {
-	day := 24 * time.Hour
+	day, week := 24*time.Hour, 7*24*time.Hour
+	from2016 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Sub(time.Date(2016, 1, 1, 0, 0, 0, 0, time.UTC))
 	for span, want := range map[time.Duration]time.Duration{
-		time.Hour: 5 * time.Minute, day: time.Hour, 7 * day: day, 30 * day: day, 90 * day: 7 * day, 365 * day: 12 * day,
+		time.Hour: 5 * time.Minute, day: time.Hour, 7 * day: day, 30 * day: day, 90 * day: week, 365 * day: 2 * week,
+		from2016: 19 * week, // was 3096h: 129 days
 	} {
 		if got := DefaultTrendStep(span); got != want || span/got+1 > 32 {
 			t.Errorf("DefaultTrendStep(%s) = %s, want %s", span, got, want)
+		}
+	}
+	for span := time.Duration(0); span < 300*365*day; span = span*5/4 + time.Minute {
+		got := DefaultTrendStep(span)
+		if !slices.Contains(trendSteps, got) && got%week != 0 || span/got+1 > 32 {
+			t.Errorf("DefaultTrendStep(%s) = %s: not a documented step, or more than 32 points", span, got)
 		}
 	}
 }

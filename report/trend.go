@@ -17,7 +17,7 @@ type TrendParams struct {
 	// From and To bound the time axis (server clock); zero To is now, zero From is To − 7 days.
 	From, To time.Time
 	// Step is the distance between points (whole milliseconds); zero chooses by the range
-	// (DefaultTrendStep: 1 hour for a day, 24 hours for 7 or 30 days).
+	// (DefaultTrendStep: 1 hour for a day, 24 hours for 7 or 30 days, whole weeks beyond).
 	Step time.Duration
 	// ExpiredCleanup drops updates expired for longer than this, as the compliance report
 	// does (default 7 days).
@@ -35,17 +35,18 @@ const maxDefaultPoints = 32
 
 // DefaultTrendStep returns the step of a trend over span when none is given: the smallest of
 // 1m, 5m, 15m, 1h, 24h and 7 days that gives at most 32 points (a day by the hour, 7 or 30
-// days by the day, a quarter by the week), or whole days beyond. A default of one hour made
-// the default week 169 points, mostly equal.
+// days by the day, a quarter by the week), and beyond, the smallest multiple of 7 days that
+// does (a year: every 2 weeks). A default of one hour made the default week 169 points, mostly
+// equal.
 func DefaultTrendStep(span time.Duration) time.Duration {
 	for _, s := range trendSteps {
 		if span/s+1 <= maxDefaultPoints {
 			return s
 		}
 	}
-	day := 24 * time.Hour
-	days := (span/(maxDefaultPoints-1) + day - 1) / day
-	return days * day
+	week := 7 * 24 * time.Hour
+	weeks := (span/(maxDefaultPoints-1) + week - 1) / week
+	return weeks * week
 }
 
 // Trend is the trend report (DESIGN §4): compliance with a set of updates over time.
@@ -94,6 +95,10 @@ type TrendPoint struct {
 // reading every copy makes a message count from its first acceptance. FINAL would keep an
 // arbitrary copy and could move the change to the retry's time.
 func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams) (*Trend, error) {
+	// The update set is required: a missing one is the error to report, before the points.
+	if err := checkSetParams(p.List, p.Updates); err != nil {
+		return nil, err
+	}
 	now := time.Now().UTC()
 	if p.To.IsZero() {
 		p.To = now

@@ -40,7 +40,7 @@ type Ack struct {
 	// the site found a gap in its serials older than resync-after, or an administrator asked.
 	Resync bool `json:"resync,omitempty"`
 	// Folded says the site folded the report before answering (asked with ?wait=true):
-	// reports read now show it. Message says why not when it was asked and is false.
-	Folded  bool   `json:"folded,omitempty"`
+	// reports read now show it. False when not asked; Message says why when asked.
+	Folded  bool   `json:"folded"`
 	Message string `json:"message,omitempty"`
 }

@@ -183,6 +183,10 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 			case u.Title == "":
 				return &LineError{Field: "title", Reason: "required"}
 			}
+			if le := texts("article", u.Article, "title", u.Title, "classification", u.Classification,
+				"severity", u.Severity, "product", u.Product, "bundle", u.Bundle); le != nil {
+				return le
+			}
 			return ids("superseded_by", u.SupersededBy)
 		}
 	case RefUpdateLists:
@@ -192,12 +196,18 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 			if len(l.Updates) == 0 {
 				return &LineError{Field: "updates", Reason: "at least one update id is required"}
 			}
+			if le := texts("name", l.Name); le != nil {
+				return le
+			}
 			return ids("updates", l.Updates)
 		}
 	case RefCollections:
 		c := new(Collection)
 		v, check = c, func() *LineError {
 			id = c.ID
+			if le := texts("name", c.Name); le != nil {
+				return le
+			}
 			return ids("members", c.Members)
 		}
 	case RefDeployments:
@@ -215,6 +225,9 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 				return &LineError{Field: "deadline", Reason: "required (RFC 3339)"}
 			case dp.Deadline.Before(dp.Start):
 				return &LineError{Field: "deadline", Reason: "is before start"}
+			}
+			if le := texts("name", dp.Name, "collection", dp.Collection, "site", dp.Site); le != nil {
+				return le
 			}
 			return ids("updates", dp.Updates)
 		}
@@ -249,6 +262,18 @@ func ids(field string, list []string) *LineError {
 	for i, s := range list {
 		if strings.TrimSpace(s) == "" || len(s) > DefaultLimits.MaxIDBytes || !PrintableID(s) {
 			return &LineError{Field: fmt.Sprintf("%s[%d]", field, i), Reason: "must be a non-empty id of at most 128 bytes, without control characters"}
+		}
+	}
+	return nil
+}
+
+// texts refuses control characters (C0 with tab and newline, DEL, C1) in the free-text fields
+// of a line, given as field name, value, …: titles and names are shown in report headers and
+// tables, where a newline or an escape sequence would forge rows or drive the terminal.
+func texts(fieldValues ...string) *LineError {
+	for i := 0; i+1 < len(fieldValues); i += 2 {
+		if fe := checkText(fieldValues[i], fieldValues[i+1], 0); fe != nil {
+			return &LineError{Field: fe.Field, Reason: fe.Reason}
 		}
 	}
 	return nil

@@ -38,6 +38,7 @@ func (a recordingActor) Run(ctx context.Context) error {
 // A node runs its sites' actors and stops each site's in reverse order of start, each after
 // the previous one returned, logging each stop and the end of the whole stop.
 func TestNodeStopsActorsInReverseOrder(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	var stopped []string
@@ -82,6 +83,7 @@ func TestNodeStopsActorsInReverseOrder(t *testing.T) {
 
 // An actor that fails stops the node with its error.
 func TestNodeStopsWhenAnActorFails(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var stopped []string
 	n := newNode(quietLogger())

@@ -60,6 +60,7 @@ func envWithoutChdb() []string {
 
 // Server mode must start on a machine without libchdb.so: the ingest role needs only Kafka.
 func TestBinaryIngestRoleRunsWithoutChdb(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	brokers := realKafka()
 	if brokers == nil {
@@ -149,6 +150,7 @@ func TestBinaryIngestRoleRunsWithoutChdb(t *testing.T) {
 
 // Embedded mode without the library fails at once and says how to install it.
 func TestBinaryRunWithoutChdbSaysHowToInstall(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	cmd := exec.Command(bin, "run", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--kafka.listen", "127.0.0.1:0")
 	cmd.Dir = t.TempDir()

@@ -30,6 +30,7 @@ import (
 
 // The command list's summaries start in one column, whatever the length of the names.
 func TestCLIUsageAligned(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	usage(&b)
 	col := -1
@@ -55,6 +56,7 @@ func TestCLIUsageAligned(t *testing.T) {
 }
 
 func TestVerbSuggestions(t *testing.T) {
+	t.Parallel()
 	top := make([]string, len(commands))
 	for i, c := range commands {
 		top[i] = c.name
@@ -90,6 +92,7 @@ func TestVerbSuggestions(t *testing.T) {
 
 // Flags stand before, between or after the positional arguments; "--" ends the flags.
 func TestCLIParseFlagsAfterArguments(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args    []string
 		url     string
@@ -137,6 +140,7 @@ func statepipe(t *testing.T, args ...string) (stdout, stderr string, code int) {
 
 // -h prints the commands (exit 0); a typo'd verb or sub-verb exits 2 naming the closest.
 func TestBinaryCLIHelpAndTypos(t *testing.T) {
+	t.Parallel()
 	out, _, code := statepipe(t, "-h")
 	if code != 0 || !strings.Contains(out, "  collections  collections apply FILE.jsonl") {
 		t.Errorf("statepipe -h: exit %d, stdout:\n%s", code, out)
@@ -162,6 +166,7 @@ func TestBinaryCLIHelpAndTypos(t *testing.T) {
 
 // Every verb's -h prints its usage and flags with their defaults, and exits 0.
 func TestBinaryCLIVerbHelp(t *testing.T) {
+	t.Parallel()
 	verbs := []string{"run", "ingest", "projector", "projector rebuild", "sql", "resync",
 		"client enroll", "client send", "client rotate", "client revoke",
 		"catalog import", "lists apply", "collections apply", "deployments apply",
@@ -206,6 +211,7 @@ func refSite(t *testing.T, adminToken string) *httptest.Server {
 // Flags after the file are taken; the answer counts records and lines in words that agree
 // with the number; a refusal for want of the admin token says how to give it.
 func TestBinaryCLIRefImport(t *testing.T) {
+	t.Parallel()
 	srv := refSite(t, "s3cret")
 	dir := t.TempDir()
 	one, two := filepath.Join(dir, "one.jsonl"), filepath.Join(dir, "two.jsonl")
@@ -275,6 +281,7 @@ func writeIdentity(t *testing.T, path, clientID, site string, siteKey ed25519.Pr
 // client enroll --out refuses to overwrite another identity's file (its private key) unless
 // --force; the same client and site enrol again with the file's key.
 func TestBinaryCLIEnrollKeepsIdentities(t *testing.T) {
+	t.Parallel()
 	var keys [][]byte
 	srv := enrollSite(t, &keys)
 	_, siteKey, _ := ed25519.GenerateKey(rand.Reader)
@@ -305,6 +312,7 @@ func TestBinaryCLIEnrollKeepsIdentities(t *testing.T) {
 // An identity the site did not sign (enrolled before the site was reset) is refused with the
 // command that enrols it again.
 func TestBinaryCLISendWithAnIdentityOfAResetSite(t *testing.T) {
+	t.Parallel()
 	_, before, _ := ed25519.GenerateKey(rand.Reader)
 	now, _, _ := ed25519.GenerateKey(rand.Reader)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -334,6 +342,7 @@ func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // A server role stopped by a signal ends its log with one line for the whole stop.
 func TestBinaryCLIShutdownLogsAFinalLine(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{})
 	if err != nil {

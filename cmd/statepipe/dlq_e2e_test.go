@@ -13,6 +13,7 @@ import (
 
 // Dead letters are listed with their reason and source, and a replay after a fix folds them.
 func TestDeadLettersListedAndReplayed(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	kc := s.node.sites[0].cfg.Kafka

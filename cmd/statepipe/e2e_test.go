@@ -320,6 +320,7 @@ func msg(serial uint64, update string, state int32) schema.StateMessage {
 }
 
 func TestEndToEndExactUnderDuplicatesAndReordering(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	o := oracle{}
@@ -409,6 +410,7 @@ func TestEndToEndExactUnderDuplicatesAndReordering(t *testing.T) {
 }
 
 func TestRejectsBadInputNamingTheField(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{tune: func(c *runConfig) { c.Ingest.MaxBodyBytes = 4096; c.Ingest.MaxMessages = 20 }})
 	good := func() map[string]any {
 		return map[string]any{"v": 1, "client": "c1", "site": s.code, "messages": []any{
@@ -491,6 +493,7 @@ func (f *flakyStore) Insert(ctx context.Context, rows schema.Rows) error {
 }
 
 func TestReportsAcceptedWhileStoreDownAreFoldedOnce(t *testing.T) {
+	t.Parallel()
 	fs := &flakyStore{}
 	fs.down.Store(true)
 	s := startSite(t, siteOpts{wrap: func(st siteStore) siteStore { fs.siteStore = st; return fs },
@@ -543,6 +546,7 @@ func TestReportsAcceptedWhileStoreDownAreFoldedOnce(t *testing.T) {
 }
 
 func TestReplayFromTheLogChangesNothing(t *testing.T) {
+	t.Parallel()
 	if realKafka() != nil {
 		t.Skip("restart of the embedded broker; the real-Kafka run covers replay by group below")
 	}
@@ -578,6 +582,7 @@ func TestReplayFromTheLogChangesNothing(t *testing.T) {
 }
 
 func TestReplayByNewGroup(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	o := oracle{}
@@ -609,6 +614,7 @@ func TestReplayByNewGroup(t *testing.T) {
 // A full scan of a real catalog (30,000 updates, ~2.5 MB) is one report and one Kafka record:
 // above Kafka's 1 MiB default, so statepipe creates its topics with a larger max.message.bytes.
 func TestFullScanOfALargeCatalogIsAccepted(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	msgs := make([]schema.StateMessage, 30000)
 	o := oracle{}

@@ -522,6 +522,7 @@ func readNil() int { return nilRecord.n } // a real fault: SIGSEGV, turned into 
 // and counted, and the site keeps serving — with chDB loaded and folding, whose signal
 // handling once turned the fault into the process's death ("signal: segmentation fault").
 func TestHandlerPanicIs500AndTheSiteLives(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	s := startSite(t, siteOpts{log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	ctx := context.Background()

@@ -138,6 +138,7 @@ func waitEnrolable(t *testing.T, url, site string) {
 // credential (today: 16 on one node); claims of an enrolled id made while a node restarts and
 // has not read the identity log yet are never granted (today: 580 grants in 5 s).
 func TestEnrolmentOfAnIdHasOneWinnerAcrossNodesAndRestarts(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{tune: func(c *runConfig) { c.Auth = authDefaults(ingest.AuthRequired) }})
 	b := startIngestNode(t, s)
 	waitEnrolable(t, s.url, s.code)
@@ -228,6 +229,7 @@ func TestEnrolmentOfAnIdHasOneWinnerAcrossNodesAndRestarts(t *testing.T) {
 // A rotation retires the old key at every node; a revoked key never enrols again; the
 // rotation proof is bound to the new key and to a fresh time.
 func TestRotationAndRevocationRetireKeysEverywhere(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{tune: func(c *runConfig) {
 		c.Auth = authDefaults(ingest.AuthRequired)
 		c.AdminToken = "admin-secret"
@@ -346,6 +348,7 @@ func TestRotationAndRevocationRetireKeysEverywhere(t *testing.T) {
 // enrolled again — in the live state and in a rebuild from the raw log (today the stolen key's
 // serial 2^64−2 kept its state for good).
 func TestStolenKeyCannotOutrankTheMachineAfterReEnrolment(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	s := startSite(t, siteOpts{data: data, tune: func(c *runConfig) { c.Auth = authDefaults(ingest.AuthRequired) }})
 	ts := &trustSite{testSite: s}
@@ -499,6 +502,7 @@ func TestTokensGuardReadersAndAdministratorsAndTheCLISendsThem(t *testing.T) {
 // enrolment's range (today serial 2^64−2 sent unsigned kept its state for good), and once the
 // id is known to the identity log its reports must be signed.
 func TestUnsignedReportsCannotOutrankAnEnrolment(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ts := &trustSite{testSite: s}
 	ctx := context.Background()
@@ -576,6 +580,7 @@ func TestUnsignedRequestsAreRefusedBeforeTheirBodies(t *testing.T) {
 // U+FFFD, so an enrolment of client "\xff" enrolled "\ufffd" (and "\xfe" then collided with
 // it), a revocation revoked another id than the one sent, a catalog id changed.
 func TestJSONBodiesThatAreNotUTF8AreRefused(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	pub := base64.StdEncoding.EncodeToString(genKey(t).Public().(ed25519.PublicKey))
 	for _, c := range []struct{ path, body string }{

@@ -14,6 +14,7 @@ import (
 // production setting), trusting the broker's CA from --kafka.tls-ca; without that CA the site
 // refuses to start, naming the certificate.
 func TestSiteAgainstATLSBroker(t *testing.T) {
+	t.Parallel()
 	if realKafka() != nil {
 		t.Skip("the TLS broker is an embedded kfake; the real-Kafka run covers plaintext")
 	}
@@ -59,6 +60,7 @@ func TestSiteAgainstATLSBroker(t *testing.T) {
 // Every role reaches an authenticating broker with SASL (SCRAM and PLAIN), and a wrong
 // password is refused at start, naming the failure.
 func TestSiteAgainstASASLBroker(t *testing.T) {
+	t.Parallel()
 	if realKafka() != nil {
 		t.Skip("the SASL broker is an embedded kfake; the real-Kafka run covers plaintext")
 	}

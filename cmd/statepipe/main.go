@@ -143,17 +143,23 @@ func parseRole(name string, args []string, cfg *runConfig) error {
 	return fs.Parse(args)
 }
 
+// roleNode is the node of a server role: its HTTP limits set and its listener open.
+func roleNode(cfg *runConfig, log *slog.Logger) (*node, error) {
+	n := newNode(log)
+	if err := n.configureHTTP(cfg.HTTP); err != nil {
+		return nil, err
+	}
+	return n, n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey)
+}
+
 func cmdIngest(ctx context.Context, args []string) error {
 	var cfg runConfig
 	if err := parseRole("ingest", args, &cfg); err != nil {
 		return err
 	}
 	log := logger()
-	n := newNode(log)
-	if err := n.configureHTTP(cfg.HTTP); err != nil {
-		return err
-	}
-	if err := n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey); err != nil {
+	n, err := roleNode(&cfg, log)
+	if err != nil {
 		return err
 	}
 	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, RunIngest: true}, nil, n.reg, log)
@@ -174,11 +180,8 @@ func cmdProjector(ctx context.Context, args []string) error {
 		return err
 	}
 	log := logger()
-	n := newNode(log)
-	if err := n.configureHTTP(cfg.HTTP); err != nil {
-		return err
-	}
-	if err := n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey); err != nil {
+	n, err := roleNode(&cfg, log)
+	if err != nil {
 		return err
 	}
 	st, err := cfg.Store.open(ctx)

@@ -175,6 +175,7 @@ func (f *fleet) agreeing() string {
 // and its partitions are claimed by the others under new epochs; when its write finally lands
 // it must not change any count (ddl/0009).
 func TestEvictedMembersLateWritesAreNotCounted(t *testing.T) {
+	t.Parallel()
 	logA, logB, logC := memberLog("A"), memberLog("B"), memberLog("C")
 	s := startSite(t, siteOpts{log: logA})
 	ctx := context.Background()
@@ -249,6 +250,7 @@ func TestEvictedMembersLateWritesAreNotCounted(t *testing.T) {
 // only a partition's owner writes its cells (ddl/0009). STATEPIPE_MULTI_MEMBER=debug logs
 // every claim and cell write, and every stale cell at the end.
 func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
+	t.Parallel()
 	logA, logB := memberLog("A"), memberLog("B")
 	s := startSite(t, siteOpts{log: logA})
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -421,6 +423,7 @@ func dumpStaleCells(t *testing.T, s *testSite) {
 // under a new epoch before it has folded past that batch — readers keep counting the previous
 // epoch meanwhile — and must claim it once it has.
 func TestTornPartitionIsClaimedOnceFoldedPast(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{log: memberLog("A")})
 	ctx := context.Background()
 	db := database(s.code)

@@ -80,6 +80,7 @@ func countsOf(rep *report.Compliance) map[string]counts {
 // newer than an update's first synchronisation infers Not required, silence is Unknown,
 // expired updates leave after the cleanup age, and scope follows the collection.
 func TestComplianceRulesWithReferenceData(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{tune: func(c *runConfig) { c.ExpiredCleanup = time.Millisecond }})
 	ctx := context.Background()
 	s.importRef("catalog",
@@ -162,6 +163,7 @@ func TestComplianceRulesWithReferenceData(t *testing.T) {
 }
 
 func TestReferenceImportRejectsBadLinesAndImportsNothing(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	body := strings.Join([]string{
 		`{"id":"A","title":"ok","first_synced":"2024-10-01T00:00:00Z"}`,

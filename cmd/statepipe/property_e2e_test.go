@@ -51,6 +51,7 @@ type propSize struct {
 }
 
 func TestPropertyReportsEqualOracleUnderDuplicatesReorderingAndKills(t *testing.T) {
+	t.Parallel()
 	requireChdb(t)
 	began := time.Now()
 	seed := rand.Uint64()

@@ -16,6 +16,7 @@ import (
 // An import answers once the site folded it, so the reports read right after it already
 // count it: no 404, no zeros, on the first try. ?wait=false answers at the broker's ack.
 func TestImportsAreReadableWhenAnswered(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	o := oracle{}
 	for c := range 4 {

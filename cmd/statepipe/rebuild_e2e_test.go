@@ -50,6 +50,7 @@ func snapshotWith(t *testing.T, db string, run func(string) ([][]any, bool)) map
 }
 
 func TestRebuildFromTheRawLogEqualsLiveTables(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	s := startSite(t, siteOpts{data: data})
 	ctx := context.Background()

@@ -33,6 +33,7 @@ func encodeReport(t *testing.T, r *schema.Report) []byte {
 // ingest of the site vouched for them (today an unsigned forged report was folded, and a
 // tombstone on revocations.<site> un-revoked a client).
 func TestRecordsIngestDidNotVouchForAreNotFolded(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	kc := s.node.sites[0].cfg.Kafka
@@ -91,6 +92,7 @@ func TestRecordsIngestDidNotVouchForAreNotFolded(t *testing.T) {
 // A record that no decoder can take — 6 million nested arrays, which overflowed the
 // projector's stack and crash-looped it on every start — is dead-lettered, and folding goes on.
 func TestARecordNoDecoderCanTakeIsDeadLetteredAndFoldingGoesOn(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	const depth = 6 << 20
@@ -119,6 +121,7 @@ func TestARecordNoDecoderCanTakeIsDeadLetteredAndFoldingGoesOn(t *testing.T) {
 // acknowledged message is lost and a rebuild derives what the live tables hold (today the raw
 // log kept only U-TWO, and a rebuild dropped U-ONE).
 func TestASerialIsOneMessageWhateverItsKey(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	s := startSite(t, siteOpts{data: data})
 	ctx := context.Background()
@@ -208,6 +211,7 @@ func grepLines(s, sub string) string {
 // vouch — are replayed vouched for with the site key, and folded; a replay without it leaves
 // them dead-lettered.
 func TestUnvouchedDeadLettersReplayedWithTheSiteKeyFold(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	kc := s.node.sites[0].cfg.Kafka

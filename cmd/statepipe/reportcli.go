@@ -7,12 +7,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -39,27 +41,13 @@ func runReport(ctx context.Context, d report.Definition, args []string, out io.W
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
 	asJSON := fs.Bool("json", false, "print the JSON answer instead of the table")
 	tokens := addTokenFlags(fs.FlagSet, true)
-	values := map[string]*string{}
-	for _, p := range slices.Concat(d.Params, report.CommonParams()) {
-		help := p.Help
-		if p.Required {
-			help += " (required)"
-		}
-		values[p.Name] = fs.String(p.Name, "", help)
-	}
+	query := reportParamFlags(fs, d)
 	if _, err := fs.parse(args); err != nil {
 		return err
 	}
-	for _, p := range d.Params {
-		if p.Required && *values[p.Name] == "" {
-			return fs.fail("--" + p.Name + " is required")
-		}
-	}
-	q := url.Values{}
-	for k, v := range values {
-		if *v != "" {
-			q.Set(k, *v)
-		}
+	q, err := query()
+	if err != nil {
+		return err
 	}
 	u := strings.TrimRight(*base, "/") + "/v1/reports/" + url.PathEscape(d.Name)
 	if len(q) > 0 {
@@ -79,6 +67,46 @@ func runReport(ctx context.Context, d report.Definition, args []string, out io.W
 		return err
 	}
 	return d.Table(out, raw)
+}
+
+// reportParamFlags adds to fs a flag for each parameter of report d and the common ones — an
+// integer parameter as an int flag with its default, so that help shows its type and default —
+// and returns what makes the query of the flags given, once fs is parsed (a usage error for a
+// required one missing). A flag not given is not sent: the site applies the default.
+func reportParamFlags(fs *verbFlags, d report.Definition) func() (url.Values, error) {
+	strs, ints := map[string]*string{}, map[string]*int{}
+	for _, p := range slices.Concat(d.Params, report.CommonParams()) {
+		help := p.Help
+		if p.Required {
+			help += " (required)"
+		}
+		if p.Kind == report.KindInt {
+			ints[p.Name] = fs.Int(p.Name, p.Default, help)
+		} else {
+			strs[p.Name] = fs.String(p.Name, "", help)
+		}
+	}
+	return func() (url.Values, error) {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		q := url.Values{}
+		for name, v := range strs {
+			if *v != "" {
+				q.Set(name, *v)
+			}
+		}
+		for name, v := range ints {
+			if given[name] {
+				q.Set(name, strconv.Itoa(*v))
+			}
+		}
+		for _, p := range d.Params {
+			if p.Required && !q.Has(p.Name) {
+				return nil, fs.fail("--" + p.Name + " is required")
+			}
+		}
+		return q, nil
+	}
 }
 
 // cmdSQL runs `statepipe sql "SELECT …"`: the statement goes as text, the answer comes back as a
@@ -132,7 +160,7 @@ func printSQL(w io.Writer, raw []byte) error {
 		if i > 0 {
 			fmt.Fprint(tw, "\t")
 		}
-		fmt.Fprint(tw, c.Name)
+		fmt.Fprint(tw, report.CellText(c.Name))
 	}
 	fmt.Fprintln(tw)
 	for _, row := range res.Rows {
@@ -156,7 +184,8 @@ func printSQL(w io.Writer, raw []byte) error {
 
 // sqlCell renders one value of an answer: NULL, a number as sent, a string as it is (quoted
 // inside an array, where a comma could not be told from a separator), [a, b] for an array, a
-// tuple or map as its JSON.
+// tuple or map as its JSON — its control characters escaped (report.CellText), so that a
+// value is always one line of one cell and never reaches the terminal as an escape sequence.
 func sqlCell(v any, nested bool) string {
 	switch x := v.(type) {
 	case nil:
@@ -165,9 +194,9 @@ func sqlCell(v any, nested bool) string {
 		return x.String()
 	case string:
 		if nested {
-			return schema.QuoteSQL(x)
+			return report.CellText(schema.QuoteSQL(x))
 		}
-		return x
+		return report.CellText(x)
 	case bool:
 		if x {
 			return "true"
@@ -182,7 +211,7 @@ func sqlCell(v any, nested bool) string {
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Sprint(v)
+		return report.CellText(fmt.Sprint(v))
 	}
-	return string(b)
+	return report.CellText(string(b)) // JSON leaves DEL and C1 as they are
 }

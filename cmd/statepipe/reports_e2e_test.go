@@ -59,6 +59,7 @@ func (s *testSite) cli(args ...string) (string, error) {
 }
 
 func TestReportsThroughASite(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
 	s.importRef("catalog", `{"id":"KB1","article":"KB5001","title":"Cumulative Update","first_synced":"2024-10-01T00:00:00Z"}`,

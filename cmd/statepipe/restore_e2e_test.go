@@ -35,6 +35,7 @@ func (h *hookedReader) Each(ctx context.Context, q string, fn func([]any) error)
 // its states. The batch's offsets row is its last insert; a partition whose offsets moved
 // during the restore is torn and restored again at its next record.
 func TestRestoreDuringAnotherMembersBatchIsTorn(t *testing.T) {
+	t.Parallel()
 	requireChdb(t)
 	st, err := chdb.New(chdb.Config{Path: chdbDir})
 	if err != nil {

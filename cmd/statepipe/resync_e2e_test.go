@@ -16,6 +16,7 @@ import (
 // Rule 5: a gap in a client's serials older than resync-after makes its next ingest answer
 // carry a resync request; the SDK answers with a full report, which closes the request.
 func TestGapOlderThanResyncAfterAsksForAFullReport(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{tune: func(c *runConfig) { c.Projector.ResyncAfter = 300 * time.Millisecond }})
 	ctx := context.Background()
 	// Serial 2 is lost on the way: the site sees 1 and 3.
@@ -66,6 +67,7 @@ func TestGapOlderThanResyncAfterAsksForAFullReport(t *testing.T) {
 
 // An administrator asks a collection for full reports; members are asked, others are not.
 func TestAdministratorResyncOfACollection(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	s := startSite(t, siteOpts{data: data})
 	ctx := context.Background()

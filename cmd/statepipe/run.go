@@ -123,6 +123,22 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	return n, nil
 }
 
+// welcomeAccess is the part of the welcome that depends on who may do what: the unsigned
+// curl where unsigned reports are taken, and where tokens guard the site, how the CLI gets
+// them (from the environment: the welcome never prints a secret).
+func welcomeAccess(url string, cfg runConfig) string {
+	var b strings.Builder
+	if cfg.AdminToken != "" || cfg.ReaderToken != "" || cfg.Auth.EnrollToken != "" {
+		b.WriteString("  # this site takes tokens: export the values you gave it, the CLI reads them from\n")
+		b.WriteString("  # STATEPIPE_ADMIN_TOKEN, STATEPIPE_READER_TOKEN and STATEPIPE_ENROLL_TOKEN\n")
+	}
+	if cfg.Auth.Mode != ingest.AuthRequired {
+		fmt.Fprintf(&b, "  # JSON over plain HTTP, for a client that never enrolled (answered once folded):\n")
+		fmt.Fprintf(&b, "  curl -s -H 'Content-Type: application/json' '%s/v1/reports?wait=true' -d '{\"v\":1,\"client\":\"pc-0001\",\"site\":\"%s\",\"full_types\":[500],\"messages\":[{\"serial\":1,\"time\":1764100000000,\"topic_type\":500,\"topic_id\":\"KB5044284\",\"state\":2,\"error\":0},{\"serial\":2,\"time\":1764100000000,\"topic_type\":500,\"topic_id\":\"KB5043050\",\"state\":3,\"error\":0}]}'\n", url, cfg.Site)
+	}
+	return b.String()
+}
+
 func printWelcome(w io.Writer, url string, cfg runConfig, embeddedKafka bool) {
 	broker := fmt.Sprintf("brokers %s", strings.Join(cfg.Kafka.Brokers, ","))
 	if embeddedKafka {
@@ -142,14 +158,12 @@ func printWelcome(w io.Writer, url string, cfg runConfig, embeddedKafka bool) {
   store     %[5]s, database %[6]s
 
 Try it:
-  curl -s -H 'Content-Type: application/json' %[1]s/v1/reports -d '{"v":1,"client":"pc-0001","site":"%[2]s","full_types":[500],"messages":[{"serial":1,"time":1764100000000,"topic_type":500,"topic_id":"KB5044284","state":2,"error":0},{"serial":2,"time":1764100000000,"topic_type":500,"topic_id":"KB5043050","state":3,"error":0}]}'
-  ./bin/statepipe client send --url %[1]s examples/report.json
-  # signed, as agents report (this embedded site also accepts unsigned reports):
+%[7]s  # signed, as agents report:
   ./bin/statepipe client enroll --url %[1]s --site %[2]s --id 9f1c2d3e-0000-4000-8000-000000000001 --out pc.identity
   ./bin/statepipe client send --url %[1]s --identity pc.identity examples/report.json
   ./bin/statepipe report compliance --url %[1]s
-  ./bin/statepipe sql --url %[1]s "SELECT update_id, state_name, count() FROM %[6]s.v_update_compliance GROUP BY ALL"
-`, url, cfg.Site, broker, kafka.StateTopic(cfg.Site), store, database(cfg.Site))
+  ./bin/statepipe sql --url %[1]s "SELECT update_id, state_name, count() FROM v_update_compliance GROUP BY ALL"
+`, url, cfg.Site, broker, kafka.StateTopic(cfg.Site), store, database(cfg.Site), welcomeAccess(url, cfg))
 }
 
 // redactDSN hides a DSN's password.

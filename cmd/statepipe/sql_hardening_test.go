@@ -172,6 +172,7 @@ func TestAnalystSQLFreezesNothing(t *testing.T) {
 // OUTFILE … TRUNCATE) or left the site unable to restart (EXISTS TABLE … INTO OUTFILE into
 // the engine's metadata) are refused, 400 naming query, and no file changes.
 func TestAnalystSQLWritesNoFile(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	dir := t.TempDir()
 	key := filepath.Join(dir, "site-P01.key")
@@ -262,6 +263,7 @@ func TestAnalystSQLLimitsAnswer(t *testing.T) {
 // the stored id with its invalid UTF-8 replaced, which the report had not asked for. Now the
 // parameter is refused (400 naming it) and the site keeps answering.
 func TestComputerReportRefusesInvalidUTF8(t *testing.T) {
+	t.Parallel()
 	var st siteStore
 	s := startSite(t, siteOpts{wrap: func(inner siteStore) siteStore { st = inner; return inner }})
 	s.foldAndReport(s.client("pc-utf8"), 3)
@@ -327,6 +329,7 @@ func TestAnalystSQLAnswerIsBoundedAsItArrives(t *testing.T) {
 // system.one, system.numbers, system.tables and system.columns (showing the site alone) run.
 // (From the site hosting P01, SELECT * FROM statepipe_p02.… once read P02's states.)
 func TestAnalystSQLReadsItsSiteOnly(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	other := startSite(t, siteOpts{})
 	s.foldAndReport(s.client("pc-own"), 3)
@@ -370,6 +373,7 @@ func TestAnalystSQLReadsItsSiteOnly(t *testing.T) {
 
 // Every example query of the documentation runs, in the site's database, as written.
 func TestAnalystSQLExamplesRun(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, siteOpts{})
 	s.foldAndReport(s.client("pc-examples"), 2)
 	var queries []string

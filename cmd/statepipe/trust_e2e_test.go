@@ -192,6 +192,7 @@ func TestTrustBoundaryAcceptsOnlyEnrolledSignedReports(t *testing.T) {
 }
 
 func TestEnrolmentClaimsAnIdAndRevocationFreesIt(t *testing.T) {
+	t.Parallel()
 	s := startTrustSite(t, func(c *runConfig) { c.Auth.EnrollToken = "enrol-secret" })
 	ctx := context.Background()
 	cfg := client.Config{URL: s.url, Site: s.code, ClientID: "pc-1"}
@@ -252,6 +253,7 @@ func TestEnrolmentClaimsAnIdAndRevocationFreesIt(t *testing.T) {
 }
 
 func TestSDKRenewsAnExpiredCredential(t *testing.T) {
+	t.Parallel()
 	s := startTrustSite(t, func(c *runConfig) { c.Auth.CredentialTTL = time.Second })
 	ctx := context.Background()
 	c, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "pc-renew"})
@@ -317,6 +319,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, cert tls.Ce
 }
 
 func TestIngestServesHTTPS(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, _, pool := selfSigned(t, t.TempDir())
 	s := startTrustSite(t, func(c *runConfig) { c.TLSCert, c.TLSKey = certFile, keyFile })
 	if !strings.HasPrefix(s.url, "https://") {
@@ -345,6 +348,7 @@ func TestIngestServesHTTPS(t *testing.T) {
 // for reports that reached Kafka another way (another ingest node, a restarted one) —
 // dead-letters the whole report.
 func TestReusedSerialWithOtherContentIsRefused(t *testing.T) {
+	t.Parallel()
 	s := startTrustSite(t, nil)
 	ctx := context.Background()
 	alice, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "alice", Name: "ALICE-PC"})

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -230,46 +232,124 @@ func GroupLag(c Config, group string, topics ...string) func(ctx context.Context
 // processed the record and committed past it. An error only when ctx ends first, with the
 // last state seen.
 func GroupCaughtUp(c Config, group, topic string) func(ctx context.Context) error {
-	tc := newTopicClient(c, topic)
-	return func(ctx context.Context) error {
-		return tc.caughtUpTo(ctx, group, nil)
-	}
+	g := newGroupWatch(c, group, topic)
+	return func(ctx context.Context) error { return g.wait(ctx, nil) }
 }
 
 // GroupPastKey is GroupCaughtUp for the one partition a record keyed key is produced to:
 // a reader of one record does not wait for the others of the topic.
 func GroupPastKey(c Config, group, topic string) func(ctx context.Context, key []byte) error {
-	tc := newTopicClient(c, topic)
-	return func(ctx context.Context, key []byte) error {
-		return tc.caughtUpTo(ctx, group, key)
-	}
+	g := newGroupWatch(c, group, topic)
+	return g.wait
 }
 
-// caughtUpTo reads the end offsets of the topic's partitions (the one of key, when key is not
-// nil) now, then polls the group's committed offsets every 50 ms until each reaches its end.
-func (t *topicClient) caughtUpTo(ctx context.Context, group string, key []byte) error {
+// groupWatch polls a group's committed offsets on a topic for every caller waiting on it at
+// once: one request every 50 ms while anyone waits, however many wait.
+type groupWatch struct {
+	tc    *topicClient
+	group string
+
+	mu      sync.Mutex
+	waiters map[*foldWaiter]struct{}
+	polling bool
+	last    string // what the last poll saw, for a waiter whose time ran out
+}
+
+type foldWaiter struct {
+	ends map[int]int64 // partition → the offset the group must commit
+	done chan struct{}
+}
+
+func newGroupWatch(c Config, group, topic string) *groupWatch {
+	return &groupWatch{tc: newTopicClient(c, topic), group: group, waiters: map[*foldWaiter]struct{}{},
+		last: "no answer from the broker yet"}
+}
+
+// wait reads the end offsets of the topic's partitions (key's only, when key is not nil)
+// now, and returns once the group committed up to each.
+func (g *groupWatch) wait(ctx context.Context, key []byte) error {
 	var ends map[int]int64
-	last := "no answer from the broker yet"
 	for {
 		var err error
-		if ends == nil {
-			ends, err = t.endOffsets(ctx, key)
-		}
-		if err == nil {
-			var done bool
-			if done, last, err = t.committedPast(ctx, group, ends); done {
-				return nil
-			}
-		}
-		if err != nil {
-			last = err.Error()
+		if ends, err = g.tc.endOffsets(ctx, key); err == nil {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s", ctx.Err(), last)
+			return fmt.Errorf("%w: %v", ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	w := &foldWaiter{ends: ends, done: make(chan struct{})}
+	g.mu.Lock()
+	g.waiters[w] = struct{}{}
+	if !g.polling {
+		g.polling = true
+		go g.poll()
+	}
+	g.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if _, waiting := g.waiters[w]; !waiting {
+			return nil // released meanwhile
+		}
+		delete(g.waiters, w)
+		return fmt.Errorf("%w: %s", ctx.Err(), g.last)
+	}
+}
+
+// poll reads the committed offsets every 50 ms and releases the waiters they satisfy; it
+// ends when nobody waits.
+func (g *groupWatch) poll() {
+	for {
+		g.mu.Lock()
+		if len(g.waiters) == 0 {
+			g.polling = false
+			g.mu.Unlock()
+			return
+		}
+		parts := map[int]bool{}
+		for w := range g.waiters {
+			for p := range w.ends {
+				parts[p] = true
+			}
+		}
+		g.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		committed, err := committedOffsets(ctx, g.tc.cl, g.group, g.tc.topic, slices.Sorted(maps.Keys(parts)))
+		cancel()
+		g.mu.Lock()
+		if err != nil {
+			g.last = err.Error()
+		} else {
+			var behind int64
+			for w := range g.waiters {
+				if n := recordsBehind(committed, w.ends); n == 0 {
+					close(w.done)
+					delete(g.waiters, w)
+				} else {
+					behind = max(behind, n)
+				}
+			}
+			g.last = fmt.Sprintf("group %s has up to %d record(s) of %s to fold", g.group, behind, g.tc.topic)
+		}
+		g.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// recordsBehind counts the records between committed and ends, over ends' partitions.
+func recordsBehind(committed, ends map[int]int64) (n int64) {
+	for p, end := range ends {
+		if c := committed[p]; c < end {
+			n += end - c
+		}
+	}
+	return n
 }
 
 // endOffsets returns the next offset of each partition of the topic (of key's only, when key
@@ -298,29 +378,6 @@ func (t *topicClient) endOffsets(ctx context.Context, key []byte) (map[int]int64
 		ends[po.Partition] = po.LastOffset
 	}
 	return ends, nil
-}
-
-// committedPast reports whether group committed up to ends on every partition, and if not
-// what it still has to fold.
-func (t *topicClient) committedPast(ctx context.Context, group string, ends map[int]int64) (bool, string, error) {
-	parts := make([]int, 0, len(ends))
-	for p := range ends {
-		parts = append(parts, p)
-	}
-	committed, err := committedOffsets(ctx, t.cl, group, t.topic, parts)
-	if err != nil {
-		return false, "", err
-	}
-	var behind int64
-	for p, end := range ends {
-		if c, ok := committed[p]; !ok || c < end {
-			behind += end - max(c, 0)
-		}
-	}
-	if behind == 0 {
-		return true, "", nil
-	}
-	return false, fmt.Sprintf("group %s has up to %d record(s) of %s to fold", group, behind, t.topic), nil
 }
 
 // lag reads group's lag on each partition of the topic.
