@@ -30,6 +30,10 @@ type SmokeConfig struct {
 	// Signed enrols every client first (not timed) and signs every report: the ingest
 	// verifies an Ed25519 credential and body signature per report.
 	Signed bool
+	// ReaderToken is sent with the reads of a site guarded by --reader-token (reports,
+	// /metrics); EnrollToken with the enrolments of one guarded by --ingest.enroll-token.
+	ReaderToken string
+	EnrollToken string
 }
 
 // SmokeResult is what one run measured.
@@ -97,7 +101,7 @@ func Smoke(ctx context.Context, cfg SmokeConfig) (*SmokeResult, error) {
 	clients := make([]*client.Client, cfg.Clients)
 	enrollStart := time.Now()
 	if err := forEachClient(ctx, cfg, func(c int) (err error) {
-		ccfg := client.Config{URL: cfg.URL, Site: cfg.Site, ClientID: ClientID(c), HTTPClient: hc}
+		ccfg := client.Config{URL: cfg.URL, Site: cfg.Site, ClientID: ClientID(c), HTTPClient: hc, EnrollToken: cfg.EnrollToken}
 		if cfg.Signed {
 			clients[c], err = client.Enroll(ctx, ccfg)
 		} else {
@@ -134,12 +138,24 @@ func Smoke(ctx context.Context, cfg SmokeConfig) (*SmokeResult, error) {
 	want := oracle(cfg)
 	// Wait on the projector's cheap counter first: polling the compliance report while the
 	// projector catches up would compete with it for the same two cores.
-	for folded(ctx, hc, cfg.URL, cfg.Site) < float64(res.Messages) && ctx.Err() == nil {
+	for ctx.Err() == nil {
+		n, err := folded(ctx, hc, cfg, cfg.Site)
+		if err != nil {
+			stopProgress()
+			return res, err
+		}
+		if n >= float64(res.Messages) {
+			break
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	var last *report.Compliance
 	for {
-		got, err := compliance(ctx, hc, cfg.URL)
+		got, err := compliance(ctx, hc, cfg)
+		if errors.Is(err, errRefused) {
+			stopProgress()
+			return res, err
+		}
 		if err == nil {
 			last = got
 			if equal(got, want) {
@@ -197,9 +213,25 @@ func summary(c *report.Compliance) string {
 	return fmt.Sprintf("%d updates, %d known states", len(c.Updates), total)
 }
 
-func compliance(ctx context.Context, hc *http.Client, base string) (*report.Compliance, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/reports/compliance", nil)
+// errRefused is a read the site refuses for want of the reader token: waiting cannot help.
+var errRefused = errors.New("the site refuses the reads (give its reader token: --reader-token or $STATEPIPE_READER_TOKEN)")
+
+// read GETs path of the site, with the reader token when there is one.
+func read(ctx context.Context, hc *http.Client, cfg SmokeConfig, path string) (*http.Response, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(cfg.URL, "/")+path, nil)
+	if cfg.ReaderToken != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.ReaderToken)
+	}
 	resp, err := hc.Do(req)
+	if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s: %w", path, resp.Status, errRefused)
+	}
+	return resp, err
+}
+
+func compliance(ctx context.Context, hc *http.Client, cfg SmokeConfig) (*report.Compliance, error) {
+	resp, err := read(ctx, hc, cfg, "/v1/reports/compliance")
 	if err != nil {
 		return nil, err
 	}
@@ -211,12 +243,15 @@ func compliance(ctx context.Context, hc *http.Client, base string) (*report.Comp
 	return &c, json.NewDecoder(resp.Body).Decode(&c)
 }
 
-// folded reads statepipe_projector_messages_total of site from /metrics (0 when absent).
-func folded(ctx context.Context, hc *http.Client, base, site string) float64 {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/metrics", nil)
-	resp, err := hc.Do(req)
+// folded reads statepipe_projector_messages_total of site from /metrics (0 when absent or
+// unreachable; an error when the site refuses the read).
+func folded(ctx context.Context, hc *http.Client, cfg SmokeConfig, site string) (float64, error) {
+	resp, err := read(ctx, hc, cfg, "/metrics")
+	if errors.Is(err, errRefused) {
+		return 0, err
+	}
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -224,8 +259,8 @@ func folded(ctx context.Context, hc *http.Client, base, site string) float64 {
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, prefix); ok {
 			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
+			return f, nil
 		}
 	}
-	return 0
+	return 0, nil
 }

@@ -52,12 +52,14 @@ func cmdBench(ctx context.Context, args []string) error {
 	}
 	fs := flag.NewFlagSet("bench smoke", flag.ContinueOnError)
 	var cfg bench.SmokeConfig
-	fs.StringVar(&cfg.URL, "url", "", "a running site to load (default: start an embedded one in a temp dir)")
+	fs.StringVar(&cfg.URL, "url", "", "a running site to load, one no smoke run loaded before (its clients and serials start from scratch; default: start an embedded one in a temp dir)")
 	fs.StringVar(&cfg.Site, "site", "P01", "site code")
 	fs.IntVar(&cfg.Clients, "clients", 2000, "simulated clients")
 	fs.IntVar(&cfg.Updates, "updates", 100, "update-compliance states per client")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "clients posting at once")
 	fs.BoolVar(&cfg.Signed, "signed", false, "enrol every client first and sign every report (the embedded site then requires signatures)")
+	fs.StringVar(&cfg.ReaderToken, "reader-token", os.Getenv("STATEPIPE_READER_TOKEN"), "with --url: the site's reader token, for its reports and /metrics (default $STATEPIPE_READER_TOKEN)")
+	fs.StringVar(&cfg.EnrollToken, "token", os.Getenv("STATEPIPE_ENROLL_TOKEN"), "with --url --signed: the site's enrolment token (default $STATEPIPE_ENROLL_TOKEN)")
 	brokers := fs.String("kafka.brokers", "", "use this Kafka instead of the embedded broker")
 	out := fs.String("out", "", "also write the result as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (harness and site) to this file")
