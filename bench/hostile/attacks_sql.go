@@ -323,7 +323,9 @@ func (r *Run) attacksExpensiveSQL() {
 							seen = true
 							break
 						}
-					} else if cr.Status != 200 {
+					} else if cr.Status != 200 && !(cr.Status == 404 && strings.Contains(cr.Key(), "field=updates")) {
+						// 404 naming updates: no report of KB-VISIBLE folded yet (the site does
+						// not know the update until one is), which is what is being waited for.
 						a.fail("compliance report during the queries: %s %s", cr.Key(), cr.Message)
 					}
 					time.Sleep(100 * time.Millisecond)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -24,8 +23,6 @@ type siteStore interface {
 	schema.Store
 	report.ReadOnlyQuerier
 }
-
-var siteCode = regexp.MustCompile(`^[A-Z0-9]{1,16}$`)
 
 // database returns the ClickHouse database of a site.
 func database(site string) string { return "statepipe_" + strings.ToLower(site) }
@@ -102,8 +99,8 @@ func (s *site) producer(topic string) *kafka.Producer {
 
 // newSite migrates the site's database, creates its topics and builds its roles.
 func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.Registerer, log *slog.Logger) (*site, error) {
-	if !siteCode.MatchString(cfg.Code) {
-		return nil, fmt.Errorf("cannot use site code %q: 1-16 characters A-Z, 0-9", cfg.Code)
+	if !schema.ValidSiteCode(cfg.Code) {
+		return nil, fmt.Errorf("cannot use site code %q: %s", cfg.Code, schema.SiteCodeRule)
 	}
 	if err := cfg.Kafka.Validate(); err != nil {
 		return nil, err
