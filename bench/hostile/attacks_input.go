@@ -279,6 +279,29 @@ func (r *Run) attacksInput() {
 			})
 	}
 	aid := r.attackers[0].ID
+	// paramsBody is attacker-0's 7.9 MiB report of 480 messages × 16 params × 1 KiB of fill
+	// (the limits), the last message's state 99: decoded whole, then refused by validation.
+	paramsBody := func(fill string) []byte {
+		var m mp
+		n := 480
+		m.mapLen(4).str("v").uint(1).str("client").str(aid).str("site").str(site).str("messages")
+		m.arrLen(n)
+		p := strings.Repeat(fill, 1024)
+		for i := range n {
+			fs := msgFields(uint64(1<<62+i), "KB-HOSTILE-PARAMS", 2)
+			if i == n-1 {
+				fs = with(fs, "state", enc(func(x *mp) { x.int(99) }))
+			}
+			fs = with(fs, "params", enc(func(x *mp) {
+				x.arrLen(16)
+				for range 16 {
+					x.str(p)
+				}
+			}))
+			writeFields(&m, fs)
+		}
+		return m.b
+	}
 	{
 		var m mp
 		m.mapLen(4).str("v").uint(1).str("client").str(aid).str("site").str(site).str("messages")
@@ -327,52 +350,16 @@ func (r *Run) attacksInput() {
 			"400 (allocation budget of 4× the body, or messages[0].serial)", m.b, schema.MediaMsgpack, "", 400)
 	}
 	{
-		var m mp
-		n := 480
-		m.mapLen(4).str("v").uint(1).str("client").str(aid).str("site").str(site).str("messages")
-		m.arrLen(n)
-		p := strings.Repeat("p", 1024)
-		for i := range n {
-			fs := msgFields(uint64(1<<62+i), "KB-HOSTILE-PARAMS", 2)
-			if i == n-1 {
-				fs = with(fs, "state", enc(func(x *mp) { x.int(99) }))
-			}
-			fs = with(fs, "params", enc(func(x *mp) {
-				x.arrLen(16)
-				for range 16 {
-					x.str(p)
-				}
-			}))
-			writeFields(&m, fs)
-		}
 		amplify("A3f", "amplification: msgpack 7.9 MiB of 1 KiB params, decoded whole",
 			"480 messages × 16 params × 1 KiB (the limits), the last message's state 99: decoded whole, refused by validation, signed",
-			"400 naming messages[479].state", m.b, schema.MediaMsgpack, "messages[479].state", 400)
+			"400 naming messages[479].state", paramsBody("p"), schema.MediaMsgpack, "messages[479].state", 400)
 	}
 	{
 		// A3h: one enrolled client sends signed bodies that fail validation only after being
 		// decoded whole, as fast as 8 connections allow: a signed client's rate
 		// (--ingest.client-rate) is checked before its body is read, so past its burst the
 		// bodies are answered 429 unread.
-		var m mp
-		n := 480
-		m.mapLen(4).str("v").uint(1).str("client").str(aid).str("site").str(site).str("messages")
-		m.arrLen(n)
-		p := strings.Repeat("q", 1024)
-		for i := range n {
-			fs := msgFields(uint64(1<<62+i), "KB-HOSTILE-PARAMS", 2)
-			if i == n-1 {
-				fs = with(fs, "state", enc(func(x *mp) { x.int(99) }))
-			}
-			fs = with(fs, "params", enc(func(x *mp) {
-				x.arrLen(16)
-				for range 16 {
-					x.str(p)
-				}
-			}))
-			writeFields(&m, fs)
-		}
-		body := m.b
+		body := paramsBody("q")
 		r.attempt("A3h", "one client past its rate with bodies refused after decoding",
 			"attacker-0's credential, 8 connections at once, each sending the 7.9 MiB body of A3f (480 messages × 16 × 1 KiB params, refused at messages[479].state) again as soon as answered",
 			"20 s", "every body refused (400, or 429/503 with Retry-After); legitimate reports and probes unaffected; the share of 429 noted (a signed client's rate is checked before its body is read)", bounded(20*time.Second),

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/statepipe/statepipe/bench"
 )
 
 // finish: the load stops, the oracle is checked, SIGTERM during a running query (A5d), a
@@ -91,23 +93,8 @@ func machine() map[string]any {
 			}
 		}
 	}
-	m["memory_bytes"] = procMeminfo("MemTotal")
+	m["memory_bytes"] = bench.ProcMeminfo("MemTotal")
 	return m
-}
-
-func procMeminfo(field string) int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field+":") {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, field+":")), "%d", &kb)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func fileSHA256(path string) string {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/statepipe/statepipe/bench"
 )
 
 // Site is the statepipe process under attack: a child of this program, so that its PID, its
@@ -198,7 +200,7 @@ func (s *Site) sampleRSS(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if rss := procStatus(s.PID(), "VmRSS"); rss > 0 {
+		if rss := bench.ProcStatus(s.PID(), "VmRSS"); rss > 0 {
 			s.rss.Store(rss)
 			for p := s.peak.Load(); rss > p && !s.peak.CompareAndSwap(p, rss); p = s.peak.Load() {
 			}
@@ -217,7 +219,7 @@ func (s *Site) sampleRSS(ctx context.Context) {
 
 // RSS returns the last RSS sample (fresh when the site runs).
 func (s *Site) RSS() int64 {
-	if rss := procStatus(s.PID(), "VmRSS"); rss > 0 {
+	if rss := bench.ProcStatus(s.PID(), "VmRSS"); rss > 0 {
 		return rss
 	}
 	return s.rss.Load()
@@ -227,7 +229,7 @@ func (s *Site) RSS() int64 {
 // peaks, and resets it (clear_refs 5) when reset is set.
 func (s *Site) hwm(reset bool) {
 	pid := s.PID()
-	if h := procStatus(pid, "VmHWM"); h > 0 {
+	if h := bench.ProcStatus(pid, "VmHWM"); h > 0 {
 		for _, p := range []*atomic.Int64{&s.peak, &s.subPeak, &s.allPeak} {
 			for v := p.Load(); h > v && !p.CompareAndSwap(v, h); v = p.Load() {
 			}

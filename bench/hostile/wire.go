@@ -11,7 +11,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -25,29 +24,21 @@ type mp struct{ b []byte }
 
 func (m *mp) bytes() []byte { return m.b }
 
-func (m *mp) mapLen(n int) *mp {
-	switch {
-	case n < 16:
-		m.b = append(m.b, 0x80|byte(n))
-	case n <= math.MaxUint16:
-		m.b = append(m.b, 0xde)
-		m.b = binary.BigEndian.AppendUint16(m.b, uint16(n))
-	default:
-		m.b = append(m.b, 0xdf)
-		m.b = binary.BigEndian.AppendUint32(m.b, uint32(n))
-	}
-	return m
-}
+func (m *mp) mapLen(n int) *mp { return m.header(n, 0x80, 0xde, 0xdf) }
 
-func (m *mp) arrLen(n int) *mp {
+func (m *mp) arrLen(n int) *mp { return m.header(n, 0x90, 0xdc, 0xdd) }
+
+// header writes a map or array header of n entries in its shortest form: fix (n < 16), 16 or
+// 32 bits.
+func (m *mp) header(n int, fix, c16, c32 byte) *mp {
 	switch {
 	case n < 16:
-		m.b = append(m.b, 0x90|byte(n))
+		m.b = append(m.b, fix|byte(n))
 	case n <= math.MaxUint16:
-		m.b = append(m.b, 0xdc)
+		m.b = append(m.b, c16)
 		m.b = binary.BigEndian.AppendUint16(m.b, uint16(n))
 	default:
-		m.b = append(m.b, 0xdd)
+		m.b = append(m.b, c32)
 		m.b = binary.BigEndian.AppendUint32(m.b, uint32(n))
 	}
 	return m
@@ -311,25 +302,6 @@ func clipped(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// procStatus reads a "Field:  N kB" line of /proc/PID/status, in bytes (0 when unknown).
-func procStatus(pid int, field string) int64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field+":") {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, field+":")), "%d", &kb)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }

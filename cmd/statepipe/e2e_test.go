@@ -105,7 +105,7 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 		data = t.TempDir()
 	}
 	cfg := runConfig{Data: data, Listen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0", Site: code, Group: o.group,
-		Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
+		Kafka: kafka.DefaultConfig(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
 	cfg.Kafka.Brokers = realKafka()
 	cfg.Kafka.Partitions = 4
 	// The rule cases and reports tests use client clocks near the epoch: what they test is

@@ -35,7 +35,7 @@ func startSiteHTTP(t *testing.T, o siteOpts, hc httpConfig) (s *testSite, stoppe
 	data := t.TempDir()
 	code := fmt.Sprintf("H%d%04d", siteSeq.Add(1), time.Now().UnixNano()%10000)
 	cfg := runConfig{Data: data, Listen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0", Site: code,
-		Kafka: kafka.Defaults(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
+		Kafka: kafka.DefaultConfig(), Ingest: ingestDefaults(), Auth: authDefaults(ingest.AuthOptional), Projector: projectorDefaults()}
 	cfg.Kafka.Brokers = realKafka()
 	cfg.Kafka.Partitions = 4
 	cfg.Projector.BatchWait = 50 * time.Millisecond

@@ -41,7 +41,7 @@ func TestSiteAgainstATLSBroker(t *testing.T) {
 		return ""
 	})
 	t.Run("without the CA", func(t *testing.T) {
-		cfg := runConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", Site: "TLSX", Kafka: kafka.Defaults(), Ingest: ingestDefaults(),
+		cfg := runConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", Site: "TLSX", Kafka: kafka.DefaultConfig(), Ingest: ingestDefaults(),
 			Auth: authDefaults("optional"), Projector: projectorDefaults()}
 		cfg.Kafka.Brokers = b.Addrs()
 		cfg.Kafka.Security = sec
@@ -90,7 +90,7 @@ func TestSiteAgainstASASLBroker(t *testing.T) {
 		})
 	}
 	t.Run("wrong password", func(t *testing.T) {
-		cfg := runConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", Site: "SASLX", Kafka: kafka.Defaults(), Ingest: ingestDefaults(),
+		cfg := runConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", Site: "SASLX", Kafka: kafka.DefaultConfig(), Ingest: ingestDefaults(),
 			Auth: authDefaults("optional"), Projector: projectorDefaults()}
 		cfg.Kafka.Brokers = b.Addrs()
 		cfg.Kafka.Security = kafka.Security{SASLMechanism: "SCRAM-SHA-256", SASLUser: "statepipe", SASLPassword: "wrong"}

@@ -362,22 +362,38 @@ func (t *topicClient) endOffsets(ctx context.Context, key []byte) (map[int]int64
 	if key != nil {
 		parts = []int{PartitionOf(key, len(parts))}
 	}
-	reqs := make([]kafkago.OffsetRequest, len(parts))
-	for i, p := range parts {
-		reqs[i] = kafkago.LastOffsetOf(p)
+	offs, err := t.listOffsets(ctx, parts, false)
+	if err != nil {
+		return nil, err
+	}
+	ends := make(map[int]int64, len(offs))
+	for p, po := range offs {
+		ends[p] = po.LastOffset
+	}
+	return ends, nil
+}
+
+// listOffsets reads the end offset (and the first retained one, when first) of each of parts.
+func (t *topicClient) listOffsets(ctx context.Context, parts []int, first bool) (map[int]kafkago.PartitionOffsets, error) {
+	reqs := make([]kafkago.OffsetRequest, 0, 2*len(parts))
+	for _, p := range parts {
+		if first {
+			reqs = append(reqs, kafkago.FirstOffsetOf(p))
+		}
+		reqs = append(reqs, kafkago.LastOffsetOf(p))
 	}
 	resp, err := t.cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{t.topic: reqs}})
 	if err != nil {
 		return nil, fmt.Errorf("cannot read end offsets of %s: %w", t.topic, err)
 	}
-	ends := map[int]int64{}
+	out := make(map[int]kafkago.PartitionOffsets, len(parts))
 	for _, po := range resp.Topics[t.topic] {
 		if po.Error != nil {
 			return nil, fmt.Errorf("cannot read end offset of %s/%d: %w", t.topic, po.Partition, po.Error)
 		}
-		ends[po.Partition] = po.LastOffset
+		out[po.Partition] = po
 	}
-	return ends, nil
+	return out, nil
 }
 
 // lag reads group's lag on each partition of the topic.
@@ -390,19 +406,12 @@ func (t *topicClient) lag(ctx context.Context, group string) (map[int]int64, err
 	if err != nil {
 		return nil, err
 	}
-	reqs := make([]kafkago.OffsetRequest, 0, 2*len(parts))
-	for _, p := range parts {
-		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
-	}
-	resp, err := t.cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{t.topic: reqs}})
+	offs, err := t.listOffsets(ctx, parts, true)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read end offsets of %s: %w", t.topic, err)
+		return nil, err
 	}
 	lag := map[int]int64{}
-	for _, po := range resp.Topics[t.topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("cannot read end offset of %s/%d: %w", t.topic, po.Partition, po.Error)
-		}
+	for _, po := range offs {
 		from, ok := committed[po.Partition]
 		if !ok {
 			from = po.FirstOffset

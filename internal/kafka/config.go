@@ -47,11 +47,6 @@ func DefaultConfig() Config {
 	}
 }
 
-// Defaults returns DefaultConfig().
-//
-// Deprecated: use DefaultConfig.
-func Defaults() Config { return DefaultConfig() }
-
 // RegisterFlags registers the config's flags under prefix (e.g. "kafka."), with DefaultConfig's
 // values as defaults (and the SASL password from $STATEPIPE_KAFKA_PASSWORD).
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
