@@ -193,6 +193,22 @@ func (s *testSite) produceVouched(t *testing.T, client string, value []byte) {
 	}
 }
 
+// waitFolded returns once the site's projector committed past every report produced so far:
+// it commits only after the raw log, the derived tables and the aggregates are stored.
+func (s *testSite) waitFolded() {
+	s.t.Helper()
+	cfg := s.node.sites[0].cfg
+	group := cfg.ProjectorGroup
+	if group == "" {
+		group = "statepipe-projector-" + s.code
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := kafka.GroupCaughtUp(cfg.Kafka, group, kafka.StateTopic(s.code))(ctx); err != nil {
+		s.t.Fatalf("the projector did not fold what was produced: %v", err)
+	}
+}
+
 func (s *testSite) client(id string) *client.Client {
 	c, err := client.New(client.Config{URL: s.url, Site: s.code, ClientID: id})
 	if err != nil {

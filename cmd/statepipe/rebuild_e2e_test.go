@@ -92,7 +92,7 @@ func TestRebuildFromTheRawLogEqualsLiveTables(t *testing.T) {
 		}
 		return ""
 	})
-	time.Sleep(300 * time.Millisecond) // the derived tables are written right after the raw log
+	s.waitFolded() // the derived tables and aggregates are stored before the commit
 	before := snapshot(t, s)
 	var repBefore report.Compliance
 	s.get("/v1/reports/compliance", &repBefore)

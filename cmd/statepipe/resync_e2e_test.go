@@ -109,7 +109,16 @@ func TestAdministratorResyncOfACollection(t *testing.T) {
 	resp.Body.Close()
 	// The answers closed the requests in resync.<site> itself (not only in this ingest's
 	// memory): after a restart the members are not asked again.
-	time.Sleep(time.Second) // the projector folds the full reports and publishes the answers
+	// The projector folds the full reports, then publishes the answers (tombstones).
+	s.waitFolded()
+	eventually(t, func() string {
+		for _, id := range []string{"m1", "m2"} {
+			if s.node.sites[0].resyncs.Has(id) {
+				return id + "'s request is still open in resync." + s.code
+			}
+		}
+		return ""
+	})
 	s.stop()
 	s2 := startSite(t, siteOpts{code: s.code, data: data})
 	time.Sleep(500 * time.Millisecond) // the new ingest mirrors the topic from its start
