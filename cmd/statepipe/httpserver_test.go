@@ -73,6 +73,9 @@ func startSiteHTTP(t *testing.T, o siteOpts, hc httpConfig) (s *testSite, stoppe
 		})
 	}
 	t.Cleanup(s.stop)
+	// As startSite: attacks begin on a site that has read its identity log (before that,
+	// ingest answers 503 by design).
+	waitHealthy(t, s.url)
 	return s, took
 }
 
@@ -178,7 +181,7 @@ func TestSlowClientsCannotTakeIngestOffline(t *testing.T) {
 	for i := range 30 {
 		status, took, err := postJSON(legit, s.url, s.code, fmt.Sprintf("legit-%03d", i), 1)
 		if err != nil || status != 200 {
-			t.Fatalf("legitimate report %d under slow-loris: status %d, %v after %s, want 200", i, status, err, took)
+			t.Fatalf("legitimate report %d under slow-loris: status %d, %v after %s, want 200 (site metrics: %s)", i, status, err, took, rejections(s))
 		}
 		lat = append(lat, took)
 		time.Sleep(100 * time.Millisecond)
@@ -671,4 +674,15 @@ func TestHTTPConfigValidate(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// rejections lists ingest's nonzero refusal counters, to say why a report was refused.
+func rejections(s *testSite) string {
+	var out []string
+	for _, line := range strings.Split(s.metrics(s.t), "\n") {
+		if strings.HasPrefix(line, "statepipe_ingest_rejected_total") && !strings.HasSuffix(line, " 0") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "; ")
 }
