@@ -18,6 +18,13 @@ import (
 // file is produced to the site's compacted topic ref.<site>, one record per line keyed
 // "<kind>/<id>", and acknowledged (acks=all).
 //
+// Reference data is read-only below the site that owns it. In a hierarchy the replicator
+// copies the parent's reference data into ref.<site> with the owning site in
+// statepipe-origin (schema.HeaderOrigin); with Owners set (RefOwners.Owner, fed from
+// ref.<site>), a file holding any key another site owns is refused whole before anything is
+// produced: 409 conflict, naming the owner and the first such line ("field": "line N"), and
+// every such line in "lines". The data is edited where it was imported, and comes down again.
+//
 // Read your writes: with Folded set, the answer waits until the site has folded everything
 // written to the topic so far (reports then show the import), at most FoldWait; past it the
 // answer is 202 with folded false (the import is safe in Kafka; is a projector running?).
@@ -35,6 +42,10 @@ type RefHandler struct {
 	// nil answers at the broker's acknowledgement.
 	Folded   func(ctx context.Context) error
 	FoldWait time.Duration // default 30 s
+	// Owners returns the site that owns a reference-data key ("<kind>/<id>",
+	// schema.RefRecord.Key), ok false when the key is the site's own or unknown
+	// (RefOwners.Owner). Nil: every key is the site's (a standalone site, or the root).
+	Owners func(key string) (owner string, ok bool)
 }
 
 // RefAck is the answer to an accepted import.
@@ -47,7 +58,8 @@ type RefAck struct {
 	Message string `json:"message,omitempty"`
 }
 
-// RefErrorBody is the 400 answer to a file with bad lines: the usual error plus every line.
+// RefErrorBody is the 400 answer to a file with bad lines, and the 409 answer to a file with
+// lines another site owns: the usual error plus every such line.
 type RefErrorBody struct {
 	Error schema.ErrorDetail `json:"error"`
 	Lines []schema.LineError `json:"lines"`
@@ -85,6 +97,10 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: "the file has no records", Field: "body"}})
 		return
 	}
+	if body, conflict := h.owned(kind, recs); conflict {
+		writeJSON(w, http.StatusConflict, body)
+		return
+	}
 	now := time.Now()
 	msgs := make([]Record, len(recs))
 	for i, rec := range recs {
@@ -115,6 +131,33 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ack)
+}
+
+// owned refuses a file holding keys another site owns: the 409 answer naming the first, with
+// every such line.
+func (h *RefHandler) owned(kind schema.RefKind, recs []schema.RefRecord) (RefErrorBody, bool) {
+	if h.Owners == nil {
+		return RefErrorBody{}, false
+	}
+	var body RefErrorBody
+	for _, rec := range recs {
+		key := rec.Key(kind)
+		owner, ok := h.Owners(key)
+		if !ok || owner == h.Site {
+			continue
+		}
+		reason := fmt.Sprintf("%s is owned by site %s: edit it there (it is read-only at %s)", key, owner, h.Site)
+		if len(body.Lines) == 0 {
+			body.Error = schema.ErrorDetail{Code: schema.CodeConflict, Field: "line " + strconv.Itoa(rec.Line), Message: reason}
+		}
+		body.Lines = append(body.Lines, schema.LineError{Line: rec.Line, Field: "id", Reason: reason})
+	}
+	if n := len(body.Lines); n > 1 {
+		body.Error.Message += fmt.Sprintf("; %d lines hold reference data of other sites; nothing imported", n)
+	} else if n == 1 {
+		body.Error.Message += "; nothing imported"
+	}
+	return body, len(body.Lines) > 0
 }
 
 // stampSite sets a deployment's originating site when the file leaves it empty.

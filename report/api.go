@@ -37,6 +37,12 @@ type API struct {
 	Guard func(http.Handler) http.Handler
 	// Registerer takes the API's metrics (statepipe_report_*, statepipe_sql_*); nil: none.
 	Registerer prometheus.Registerer
+	// Hierarchy, for a site of a site hierarchy, makes its reports cover the sites below it
+	// (tree.go); nil for a standalone site.
+	Hierarchy *Hierarchy
+	// Watermark returns the site's own watermark (every report accepted before it is folded)
+	// and its records not folded yet; nil: unknown.
+	Watermark func() (time.Time, int64)
 
 	reports map[string]Definition
 	metrics apiMetrics
@@ -125,7 +131,12 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 	if err != nil {
 		return name, reportError(w, err)
 	}
-	if s := common.ID("site"); s != "" && s != a.Site {
+	var tree *Tree
+	if a.Hierarchy != nil {
+		if tree, err = LoadTree(r.Context(), a.Store, a.Database, a.Site, common.ID("site"), a.Hierarchy, a.Watermark, time.Now()); err != nil {
+			return name, reportError(w, err)
+		}
+	} else if s := common.ID("site"); s != "" && s != a.Site {
 		return name, fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %s is not served here (this is %s)", s, a.Site), "site")
 	}
 	if !known {
@@ -139,7 +150,7 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 	if err != nil {
 		return name, reportError(w, err)
 	}
-	rep, err := def.Run(r.Context(), Env{Store: a.Store, Database: a.Database, Site: a.Site, ExpiredCleanup: a.ExpiredCleanup}, args)
+	rep, err := def.Run(r.Context(), Env{Store: a.Store, Database: a.Database, Site: a.Site, ExpiredCleanup: a.ExpiredCleanup, Tree: tree, Watermark: a.Watermark}, args)
 	if err != nil {
 		return name, reportError(w, err)
 	}

@@ -209,7 +209,7 @@ func updateSet(ctx context.Context, q Querier, db, list string, updates []string
 		return ids, name, nil
 	}
 	if list == "" {
-		if err := checkUpdates(ctx, q, db, ids); err != nil {
+		if err := checkUpdates(ctx, q, db, ids, nil); err != nil {
 			return nil, "", err
 		}
 	}

@@ -36,6 +36,10 @@ type Env struct {
 	Site     string
 	// ExpiredCleanup is how long an expired update stays in reports (0: 7 days).
 	ExpiredCleanup time.Duration
+	// Tree is the part of a site hierarchy the answer covers; nil for a standalone site.
+	Tree *Tree
+	// Watermark returns the site's own watermark and records not folded; nil: unknown.
+	Watermark func() (time.Time, int64)
 }
 
 // Kind is the kind of value a parameter takes; it decides how the value is judged.
@@ -84,7 +88,7 @@ type Param struct {
 }
 
 // Common parameters every report takes besides its own (the API judges them first).
-var commonParams = []Param{{Name: "site", Kind: KindID, Help: "site code (default: the one the URL serves; another is 404)"}}
+var commonParams = []Param{{Name: "site", Kind: KindID, Help: "site code: in a site hierarchy, narrow to this site and the sites below it (default: the site the URL serves)"}}
 
 // CommonParams returns the parameters every report takes besides its own.
 func CommonParams() []Param { return append([]Param(nil), commonParams...) }
@@ -103,7 +107,7 @@ func Reports() []Definition {
 				{Name: "source", Kind: KindWord, Help: "aggregates (default: the projector's counts) or scan (recount the live states)"},
 			},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				p := ComplianceParams{List: a.ID("list"), Updates: a.IDs("updates"), Scope: Scope{Collection: a.ID("collection")}, ExpiredCleanup: env.ExpiredCleanup}
+				p := ComplianceParams{List: a.ID("list"), Updates: a.IDs("updates"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree}, ExpiredCleanup: env.ExpiredCleanup}
 				switch src := a.Word("source"); src {
 				case "", "aggregates":
 				case "scan":
@@ -193,6 +197,14 @@ func Reports() []Definition {
 				return UpdateReport(ctx, env.Store, env.Database, env.Site, UpdateParams{Update: a.ID("update"), Scope: Scope{Collection: a.ID("collection")}})
 			},
 			Table: table(printUpdate),
+		},
+		{
+			Name:    "backlog",
+			Summary: "per site: records accepted and not folded; per link up here: freshness, backlog and state",
+			Run: func(ctx context.Context, env Env, a Args) (any, error) {
+				return BacklogReport(env.Site, env.Tree, env.Watermark), nil
+			},
+			Table: table(printBacklog),
 		},
 		{
 			Name:    "trend",

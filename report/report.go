@@ -63,6 +63,8 @@ type Compliance struct {
 	CollectionName   string             `json:"collection_name,omitempty"`
 	Updates          []UpdateCompliance `json:"updates"` // expired updates past the cleanup age left
 	Computers        ComputerCounts     `json:"computers"`
+	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
+	Sites []SiteStatus `json:"sites,omitempty"`
 }
 
 // UpdateCompliance counts the clients in scope by their compliance with one update.
@@ -119,7 +121,7 @@ func resolveCompliance(ctx context.Context, q Querier, db string, p CompliancePa
 		}
 		base = fmt.Sprintf("SELECT arrayJoin(updates) AS uid FROM %s.v_update_lists WHERE id = %s", db, Quote(p.List))
 	case len(p.Updates) > 0:
-		if err := checkUpdates(ctx, q, db, p.Updates); err != nil {
+		if err := checkUpdates(ctx, q, db, p.Updates, p.Scope.Tree); err != nil {
 			return nil, err
 		}
 		base = "SELECT arrayJoin(" + sqlArray(p.Updates) + ") AS uid"
@@ -129,7 +131,11 @@ func resolveCompliance(ctx context.Context, q Querier, db string, p CompliancePa
 			return nil, err
 		}
 		base = fmt.Sprintf("SELECT id AS uid FROM %s.v_updates", db)
-		if cs.catalog == 0 {
+		switch {
+		case cs.catalog == 0 && p.Scope.Tree != nil:
+			from, cond := p.Scope.Tree.cells(db, "states")
+			base = fmt.Sprintf("SELECT DISTINCT topic_id AS uid FROM %s WHERE %s AND topic_type = 500", from, cond)
+		case cs.catalog == 0:
 			base = fmt.Sprintf("SELECT DISTINCT topic_id AS uid FROM %s.v_live_state WHERE topic_type = 500", db)
 		}
 	}
@@ -163,6 +169,15 @@ func resolveCompliance(ctx context.Context, q Querier, db string, p CompliancePa
 
 // ComplianceReport computes the compliance report of site (database db).
 func ComplianceReport(ctx context.Context, q Querier, db, site string, p ComplianceParams) (*Compliance, error) {
+	tree := p.Scope.Tree
+	if tree.Below() {
+		if p.Scan {
+			return nil, &ParamError{Field: "source", Message: "source=scan recounts this site's own states, and the sites below send counts only: ask each site with site=CODE"}
+		}
+		if _, ok := aggregatedList(p, 1); !ok {
+			return nil, &ParamError{Field: "updates", Message: "per-computer compliance over the sites below needs an update list (list=ID, or none for the catalog): the sites send per-list counts, not their machines"}
+		}
+	}
 	cs, err := resolveCompliance(ctx, q, db, p)
 	if err != nil {
 		return nil, err
@@ -170,19 +185,19 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	ids, cte := cs.ids, cs.cte
 	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, ListName: cs.listName, Scope: p.Scope.Collection,
 		CollectionName: cs.collectionName, Updates: []UpdateCompliance{}}
+	if tree != nil {
+		rep.Sites = tree.Sites
+	}
 	if len(p.Updates) > 0 {
 		rep.RequestedUpdates = slices.Compact(slices.Sorted(slices.Values(p.Updates)))
 	}
-	if len(ids) == 0 {
-		res, err := q.Query(ctx, "SELECT count() FROM ("+p.Scope.clientsSQL(db)+")")
-		total, err := count(res, err, "clients in scope")
-		rep.Computers = ComputerCounts{Unknown: total, Total: total}
-		return rep, err
-	}
-	res, err := q.Query(ctx, cte+"SELECT count() FROM scope")
-	total, err := count(res, err, "clients in scope")
+	total, err := scopeTotal(ctx, q, db, p.Scope)
 	if err != nil {
-		return nil, fmt.Errorf("cannot count clients in scope: %w", err)
+		return nil, err
+	}
+	if len(ids) == 0 {
+		rep.Computers = ComputerCounts{Unknown: total, Total: total}
+		return rep, nil
 	}
 	// Per update: how many clients in scope scanned after the update was synchronised; the
 	// inferred Not required are those of them without a live 1/2/3 state (rule 3). The
@@ -191,8 +206,9 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	// aggregate path counts scans from agg_scans, the same generation as agg_states.
 	dist := `dist AS (SELECT 1 AS k, last_scan, sum(count()) OVER (ORDER BY last_scan DESC) AS newer FROM scans GROUP BY last_scan)`
 	if !p.Scan {
+		from, cond := tree.cells(db, "scans")
 		dist = fmt.Sprintf(`dist AS (SELECT 1 AS k, last_scan, sum(sum(clients)) OVER (ORDER BY last_scan DESC) AS newer
-		     FROM %s.agg_scans FINAL WHERE scope = %s AND %s GROUP BY last_scan HAVING sum(clients) != 0)`, db, Quote(p.Scope.Collection), Fenced(db))
+		     FROM %s WHERE scope = %s AND %s GROUP BY last_scan HAVING sum(clients) != 0)`, from, Quote(p.Scope.Collection), cond)
 	}
 	scanned, err := q.Query(ctx, cte+`,
 	`+dist+`
@@ -208,9 +224,10 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		byUpdate, err = q.Query(ctx, cte+liveSQL(db, cs.idSQL)+`SELECT topic_id, state, count(), countIf(stated_scanned)
 		FROM stx WHERE state IN (1, 2, 3) GROUP BY topic_id, state`)
 	} else {
-		byUpdate, err = q.Query(ctx, fmt.Sprintf(`SELECT topic_id, state, sum(clients), sum(scanned) FROM %s.agg_states FINAL
+		from, cond := tree.cells(db, "states")
+		byUpdate, err = q.Query(ctx, fmt.Sprintf(`SELECT topic_id, state, sum(clients), sum(scanned) FROM %s
 		WHERE scope = %s AND topic_type = 500 AND state IN (1, 2, 3) AND topic_id IN %s AND %s GROUP BY topic_id, state`,
-			db, Quote(p.Scope.Collection), cs.idSQL, Fenced(db)))
+			from, Quote(p.Scope.Collection), cs.idSQL, cond))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot count compliance per update: %w", err)
@@ -263,8 +280,9 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	// per update list and for the whole catalog; an ad-hoc set of updates is evaluated here.
 	var compliant, nonCompliant int64
 	if list, ok := aggregatedList(p, cs.catalog); ok && !p.Scan {
-		res, err := q.Query(ctx, fmt.Sprintf(`SELECT sumIf(clients, status = 1), sumIf(clients, status = 2) FROM %s.agg_lists FINAL
-		WHERE scope = %s AND list = %s AND %s`, db, Quote(p.Scope.Collection), Quote(list), Fenced(db)))
+		from, cond := tree.cells(db, "lists")
+		res, err := q.Query(ctx, fmt.Sprintf(`SELECT sumIf(clients, status = 1), sumIf(clients, status = 2) FROM %s
+		WHERE scope = %s AND list = %s AND %s`, from, Quote(p.Scope.Collection), Quote(list), cond))
 		if err != nil {
 			return nil, fmt.Errorf("cannot count compliance per computer: %w", err)
 		}
@@ -283,6 +301,22 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total,
 		Unknown: total - compliant - nonCompliant, CompliantPct: pct(compliant, total)}
 	return rep, nil
+}
+
+// scopeTotal counts the clients in scope: the site's (the members of a collection), or in a
+// hierarchy those every site of the tree has heard from (its cells of topic type 0).
+func scopeTotal(ctx context.Context, q Querier, db string, s Scope) (int64, error) {
+	query := "SELECT count() FROM (" + s.clientsSQL(db) + ")"
+	if s.Tree != nil {
+		from, cond := s.Tree.cells(db, "states")
+		query = fmt.Sprintf("SELECT toInt64(sum(clients)) FROM %s WHERE %s AND scope = %s AND topic_type = 0", from, cond, Quote(s.Collection))
+	}
+	res, err := q.Query(ctx, query)
+	n, err := count(res, err, "clients in scope")
+	if err != nil {
+		return 0, fmt.Errorf("cannot count clients in scope: %w", err)
+	}
+	return n, nil
 }
 
 // computersSQL continues the set's WITH with computers (client, status): every client in
@@ -373,6 +407,7 @@ func printCompliance(w io.Writer, c *Compliance) {
 	fmt.Fprintf(w, "computers: %d compliant (%s), %d non-compliant (%s), %d unknown (%s), %d total\n",
 		cc.Compliant, percent(cc.Compliant, cc.Total), cc.NonCompliant, percent(cc.NonCompliant, cc.Total),
 		cc.Unknown, percent(cc.Unknown, cc.Total), cc.Total)
+	printSites(w, c.Sites)
 	scope := ""
 	if c.Scope != "" {
 		scope = " --collection " + c.Scope

@@ -11,10 +11,16 @@ import (
 // or state 0 (deployment): silence is shown, not hidden.
 type Scope struct {
 	Collection string // empty: the whole site
+	// Tree is the part of a site hierarchy the answer covers (tree.go); nil for a standalone
+	// site. In a hierarchy a site counts only the members of a collection it has heard from.
+	Tree *Tree
 }
 
 // clientsSQL returns a subquery with one column, client, listing the clients in scope.
 func (s Scope) clientsSQL(db string) string {
+	if s.Collection != "" && s.Tree != nil {
+		return fmt.Sprintf("SELECT DISTINCT client FROM %[1]s.v_collection_members WHERE collection = %[2]s AND client IN (SELECT client FROM %[1]s.clients)", db, Quote(s.Collection))
+	}
 	if s.Collection != "" {
 		return fmt.Sprintf("SELECT DISTINCT client FROM %s.v_collection_members WHERE collection = %s", db, Quote(s.Collection))
 	}
@@ -62,13 +68,18 @@ func listUpdates(ctx context.Context, q Querier, db, list string) (string, []str
 
 // checkUpdates returns a NotFoundError naming updates for the first id that is neither in the
 // catalog nor reported by any client (a typo would otherwise count as Unknown everywhere).
-func checkUpdates(ctx context.Context, q Querier, db string, ids []string) error {
+func checkUpdates(ctx context.Context, q Querier, db string, ids []string, tree *Tree) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	set := inList(ids)
+	below := ""
+	if tree.Below() {
+		below = fmt.Sprintf(`
+	UNION DISTINCT SELECT DISTINCT topic_id FROM %s.v_tree_agg_states WHERE %s AND topic_type IN (402, 500) AND topic_id IN %s`, db, tree.originFilter(), set)
+	}
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT id FROM %[1]s.v_updates WHERE id IN %[2]s
-	UNION DISTINCT SELECT DISTINCT topic_id FROM %[1]s.v_live_state WHERE topic_type IN (402, 500) AND topic_id IN %[2]s`, db, set))
+	UNION DISTINCT SELECT DISTINCT topic_id FROM %[1]s.v_live_state WHERE topic_type IN (402, 500) AND topic_id IN %[2]s%[3]s`, db, set, below))
 	if err != nil {
 		return fmt.Errorf("cannot look up updates: %w", err)
 	}

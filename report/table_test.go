@@ -138,6 +138,7 @@ type tableCase struct {
 func tableCases() []tableCase {
 	at := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
 	from := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	fresh := 7.5
 	return []tableCase{
 		{"compliance", Compliance{Site: "P01", AsOf: at, List: "pt-10", ListName: "Patch Tuesday", Scope: "pilot", CollectionName: "Pilot ring",
 			Updates: []UpdateCompliance{
@@ -177,6 +178,13 @@ func tableCases() []tableCase {
 		{"machines", Machines{Site: "P01", AsOf: at, Update: "U1", Title: "Update one", State: "required", StateName: "Required", Total: 3,
 			Machines: []string{"a", "b"}, Next: "b"},
 			[]string{"update U1 (Update one)", "state Required", "3 machines", "\na\nb\n", "--after b"}, nil},
+		{"backlog", Backlog{Site: "CEN", AsOf: at, Sites: []BacklogSite{{Site: "CEN", Links: []BacklogLink{}},
+			{Site: "P01", Parent: "CEN", LagRecords: 12, LagSeconds: 3.5, Links: []BacklogLink{{Link: "P01->CEN", FreshnessSeconds: &fresh, BacklogRecords: 40, State: "degraded"}}},
+			{Site: "P02", Parent: "CEN", Links: []BacklogLink{{Link: "P02->CEN", State: "failed"}}}}},
+			[]string{"backlog — site CEN", "P01->CEN  degraded  7.5 s", "3.5 s", "never heard"}, nil},
+		{"compliance", Compliance{Site: "CEN", AsOf: at, Updates: []UpdateCompliance{}, Sites: []SiteStatus{{Site: "CEN", LinkState: "local", Watermark: &at, FreshnessSeconds: &fresh},
+			{Site: "P01", Parent: "CEN", LinkState: "failed"}}},
+			[]string{"sites counted:", "CEN   local   2026", "7.5 s", "P01   failed  none yet"}, nil},
 		{"trend", Trend{Site: "P01", AsOf: at, List: "L", ListName: "November", Updates: []string{"KB1", "KB2"},
 			Titles: map[string]string{"KB1": "Cumulative Update", "KB2": "Defender"}, From: from, To: from.Add(24 * time.Hour), Step: "24h0m0s",
 			Points: []TrendPoint{{Time: from, Clients: 2, Total: 4, Unknown: 4}, {Time: from.Add(24 * time.Hour), Clients: 2, Total: 4, Installed: 2, Unknown: 2, CompliantPct: 50}}},

@@ -100,7 +100,7 @@ func lookupUpdate(ctx context.Context, q Querier, db, id string) (*updateRef, er
 	if u.inCatalog {
 		return u, scanRow(res, 0, "update "+id, &u.article, &u.title, &u.expired)
 	}
-	if err := checkUpdates(ctx, q, db, []string{id}); err != nil {
+	if err := checkUpdates(ctx, q, db, []string{id}, nil); err != nil {
 		var nf *NotFoundError
 		if errors.As(err, &nf) {
 			nf.Field = "update"

@@ -79,6 +79,15 @@ type Execer interface {
 	Query(ctx context.Context, query string) (*Result, error)
 }
 
+// Database is the ClickHouse database of a site: statepipe_ and the site code in lower case.
+func Database(site string) string { return "statepipe_" + strings.ToLower(site) }
+
+// SiteOfDatabase is the site code of a database Database named (the database's own name in
+// upper case otherwise): the views of the hierarchy name the site whose own cells they show.
+func SiteOfDatabase(db string) string {
+	return strings.ToUpper(strings.TrimPrefix(db, "statepipe_"))
+}
+
 var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Migrate brings database db up to the newest embedded DDL version. It is idempotent: applied
@@ -117,7 +126,8 @@ func Migrate(ctx context.Context, ex Execer, db string) (applied []int, err erro
 			continue
 		}
 		for _, st := range m.Statements {
-			if err := ex.Exec(ctx, strings.ReplaceAll(st, "{db}", db)); err != nil {
+			st = strings.NewReplacer("{db}", db, "{site}", SiteOfDatabase(db)).Replace(st)
+			if err := ex.Exec(ctx, st); err != nil {
 				return applied, fmt.Errorf("cannot apply migration %04d_%s to %s: %w", m.Version, m.Name, db, err)
 			}
 		}

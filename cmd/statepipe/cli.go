@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -249,9 +250,10 @@ func cmdClientRotate(ctx context.Context, args []string) error {
 }
 
 func cmdClientRevoke(ctx context.Context, args []string) error {
-	fs := newFlags("client revoke", "--id CLIENT [--url URL] [--admin-token T]")
+	fs := newFlags("client revoke", "--id CLIENT [--url URL] [--site CODE] [--admin-token T]")
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
 	id := fs.String("id", "", "client id to revoke")
+	site := fs.String("site", "", "the client's site, where one process serves several (statepipe run --topology; default: its root)")
 	tokens := addTokenFlags(fs.FlagSet, false)
 	if _, err := fs.parse(args); err != nil {
 		return err
@@ -260,7 +262,11 @@ func cmdClientRevoke(ctx context.Context, args []string) error {
 		return fs.fail("--id is required")
 	}
 	body, _ := json.Marshal(ingest.RevokeRequest{Client: *id})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/revoke", bytes.NewReader(body))
+	u := strings.TrimRight(*base, "/") + "/v1/revoke"
+	if *site != "" {
+		u += "?site=" + url.QueryEscape(*site)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	req.Header.Set("Content-Type", schema.MediaJSON)
 	tokens.set(req)
 	resp, err := httpClient.Do(req)

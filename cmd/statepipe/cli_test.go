@@ -170,7 +170,7 @@ func TestBinaryCLIVerbHelp(t *testing.T) {
 	verbs := []string{"run", "ingest", "projector", "projector rebuild", "sql", "resync",
 		"client enroll", "client send", "client rotate", "client revoke",
 		"catalog import", "lists apply", "collections apply", "deployments apply",
-		"dlq list", "dlq replay", "bench run", "bench capacity", "bench smoke", "bench ingest", "bench replot"}
+		"dlq list", "dlq replay", "replicator", "bench run", "bench capacity", "bench smoke", "bench ingest", "bench replot"}
 	for _, parent := range []string{"client", "catalog", "dlq", "bench", "projector"} {
 		verbs = append(verbs, parent+" help")
 	}
@@ -185,7 +185,7 @@ func TestBinaryCLIVerbHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := statepipe(t, "catalog", "import", "-h")
-	if !strings.Contains(out, "usage: statepipe catalog import [--url URL] [--admin-token T] [--no-wait] FILE.jsonl") ||
+	if !strings.Contains(out, "usage: statepipe catalog import [--url URL] [--site CODE] [--admin-token T] [--no-wait] FILE.jsonl") ||
 		!strings.Contains(out, `(default "http://127.0.0.1:8080")`) {
 		t.Errorf("catalog import -h:\n%s\nwant the usage line and the defaults", out)
 	}

@@ -115,6 +115,8 @@ func runDLQ(ctx context.Context, op string, kc kafka.Config, site, reason string
 		accepted := m.Time.UnixMilli()
 		for _, h := range m.Headers {
 			switch h.Key {
+			case schema.HeaderOrigin:
+				headers = append(headers, h) // reference data owned by a site above stays read-only here
 			case schema.HeaderAccepted:
 				if ms, err := schema.ParseAccepted(h.Value); err == nil && ms != 0 {
 					accepted = ms

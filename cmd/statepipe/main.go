@@ -118,6 +118,14 @@ func cmdRun(ctx context.Context, args []string) error {
 		return err
 	}
 	embeddedKafka := len(cfg.Kafka.Brokers) == 0
+	if cfg.Hierarchy.TopologyFile != "" {
+		if err := flagSetExplicitly(fs, "site"); err != nil {
+			return err
+		}
+		if err := cfg.Hierarchy.load(); err != nil {
+			return err
+		}
+	}
 	n, err := startRun(ctx, cfg, nil, logger())
 	if err != nil {
 		return err
@@ -130,6 +138,10 @@ func cmdRun(ctx context.Context, args []string) error {
 		// Once the site serves everything (its ingest has read the identity log), not before:
 		// the URLs printed are ready for the examples.
 		n.waitReady(ctx, 30*time.Second)
+		if t := cfg.Hierarchy.Topology; t != nil {
+			printTopologyWelcome(os.Stdout, n.url(), cfg, t)
+			return
+		}
 		printWelcome(os.Stdout, n.url(), cfg, embeddedKafka)
 	}()
 	return n.run(ctx)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -39,8 +40,9 @@ func refText(kind schema.RefKind) (summary string, noun [2]string) {
 // then the whole file is posted to the site's /v1/ref/KIND.
 func refImport(kind schema.RefKind, verb string) func(context.Context, []string) error {
 	return func(ctx context.Context, args []string) error {
-		fs := newFlags(string(kind)+" "+verb, "[--url URL] [--admin-token T] [--no-wait] FILE.jsonl")
+		fs := newFlags(string(kind)+" "+verb, "[--url URL] [--site CODE] [--admin-token T] [--no-wait] FILE.jsonl")
 		base := fs.String("url", "http://127.0.0.1:8080", "base URL of the site's ingest")
+		site := fs.String("site", "", "the site to import at, where one process serves several (statepipe run --topology; default: its root)")
 		noWait := fs.Bool("no-wait", false, "answer once Kafka acknowledged the import, without waiting for the site to fold it (reports may not show it for a few seconds)")
 		tokens := addTokenFlags(fs.FlagSet, false)
 		pos, err := fs.parse(args, "FILE.jsonl")
@@ -60,9 +62,16 @@ func refImport(kind schema.RefKind, verb string) func(context.Context, []string)
 			}
 			return fmt.Errorf("%s in %s; nothing imported", count(len(lineErrs), [2]string{"bad line", "bad lines"}), file)
 		}
-		u := strings.TrimRight(*base, "/") + "/v1/ref/" + string(kind)
+		q := url.Values{}
 		if *noWait {
-			u += "?wait=false"
+			q.Set("wait", "false")
+		}
+		if *site != "" {
+			q.Set("site", *site)
+		}
+		u := strings.TrimRight(*base, "/") + "/v1/ref/" + string(kind)
+		if len(q) > 0 {
+			u += "?" + q.Encode()
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(raw))
 		req.Header.Set("Content-Type", "application/x-ndjson")

@@ -114,15 +114,20 @@ func reportParamFlags(fs *verbFlags, d report.Definition) func() (url.Values, er
 func cmdSQL(ctx context.Context, args []string) error { return runSQL(ctx, args, os.Stdout) }
 
 func runSQL(ctx context.Context, args []string, out io.Writer) error {
-	fs := newFlags("sql", `[--url URL] [--json] "SELECT …"`)
+	fs := newFlags("sql", `[--url URL] [--site CODE] [--json] "SELECT …"`)
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of a running statepipe")
+	site := fs.String("site", "", "the site whose database to query, where one process serves several (statepipe run --topology; default: its root)")
 	asJSON := fs.Bool("json", false, "print the JSON answer instead of the table")
 	tokens := addTokenFlags(fs.FlagSet, true)
 	pos, err := fs.parse(args, `"SELECT …"`)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/sql", strings.NewReader(pos[0]))
+	u := strings.TrimRight(*base, "/") + "/v1/sql"
+	if *site != "" {
+		u += "?site=" + url.QueryEscape(*site)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(pos[0]))
 	if err != nil {
 		return fs.fail(fmt.Sprintf("--url %q: %v", *base, err))
 	}

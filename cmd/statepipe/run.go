@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -40,12 +42,14 @@ type runConfig struct {
 	HTTP           httpConfig
 	Projector      projector.Config
 	Store          storeConfig
+	Hierarchy      hierarchyConfig
 }
 
 // registerFlags registers the flags of `statepipe run`.
 func (c *runConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Data, "data", "data", "data directory (embedded Kafka log, embedded ClickHouse tables)")
 	fs.StringVar(&c.KafkaListen, "kafka.listen", "127.0.0.1:9092", "embedded broker address (Kafka tools can read it)")
+	c.Hierarchy.registerFlags(fs)
 	// Embedded mode is for trying statepipe: unsigned reports are accepted, signed ones
 	// verified. The server roles require signatures.
 	c.registerSiteFlags(fs, ingest.AuthOptional)
@@ -71,6 +75,12 @@ func (c *runConfig) registerSiteFlags(fs *flag.FlagSet, authMode string) {
 
 // startRun builds the embedded node; the caller runs it.
 func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore, log *slog.Logger) (*node, error) {
+	if err := cfg.Hierarchy.load(); err != nil {
+		return nil, err
+	}
+	if cfg.Hierarchy.Topology != nil && cfg.Auth.SiteKeyFile != "" {
+		return nil, fmt.Errorf("cannot use --ingest.site-key with --topology: it names one site's key, and each site of the topology keeps its own in the data directory")
+	}
 	n := newNode(log)
 	if err := n.configureHTTP(cfg.HTTP); err != nil {
 		return nil, err
@@ -109,17 +119,52 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	if wrap != nil {
 		st = wrap(st)
 	}
-	if cfg.Auth.SiteKeyFile == "" && cfg.Auth.Mode != ingest.AuthOff {
-		// The embedded site keeps its key in its data directory, made on first start.
-		cfg.Auth.SiteKeyFile = filepath.Join(cfg.Data, "site-"+cfg.Site+".key")
-		cfg.Auth.SiteKeyCreate = true
+	topo := cfg.Hierarchy.Topology
+	codes := []string{cfg.Site}
+	var router *siteRouter
+	if topo != nil {
+		codes = append([]string{topo.Root()}, topo.Descendants(topo.Root())...)
+		router = newSiteRouter(topo.Root())
+		router.maxBody = cfg.Ingest.MaxBodyBytes
+		cfg.Hierarchy.EpochDir = cfg.Data
+		if cfg.Auth.Mode != ingest.AuthOff {
+			cfg.Hierarchy.ParentKeys = func(parent string) ([]ed25519.PublicKey, error) {
+				key, err := ingest.LoadSitePublicKey(filepath.Join(cfg.Data, "site-"+parent+".key"))
+				if err != nil {
+					return nil, err
+				}
+				return cfg.Auth.PublicKeys(key)
+			}
+		}
 	}
-	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, Projector: cfg.Projector,
-		ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
-	if err != nil {
-		return fail(err)
+	for _, code := range codes {
+		auth := cfg.Auth
+		if auth.SiteKeyFile == "" && auth.Mode != ingest.AuthOff {
+			// The embedded site keeps its key in its data directory, made on first start.
+			auth.SiteKeyFile = filepath.Join(cfg.Data, "site-"+code+".key")
+			auth.SiteKeyCreate = true
+		}
+		s, err := newSite(ctx, siteConfig{Code: code, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, Projector: cfg.Projector,
+			ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, Hierarchy: cfg.Hierarchy, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
+		if err != nil {
+			return fail(err)
+		}
+		if topo == nil {
+			n.addSite(s)
+			continue
+		}
+		if err := s.hierarchyRoles(cfg.Hierarchy, cfg.Kafka, true, true, n.reg, log); err != nil {
+			s.close()
+			return fail(err)
+		}
+		mux := http.NewServeMux()
+		s.register(mux)
+		router.add(code, mux)
+		n.sites = append(n.sites, s)
 	}
-	n.addSite(s)
+	if router != nil {
+		router.register(n.mux)
+	}
 	return n, nil
 }
 

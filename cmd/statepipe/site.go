@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +13,7 @@ import (
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/projector"
+	"github.com/statepipe/statepipe/replicator"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -25,7 +25,7 @@ type siteStore interface {
 }
 
 // database returns the ClickHouse database of a site.
-func database(site string) string { return "statepipe_" + strings.ToLower(site) }
+func database(site string) string { return schema.Database(site) }
 
 // siteConfig is everything one site's roles need.
 type siteConfig struct {
@@ -44,6 +44,8 @@ type siteConfig struct {
 	// ProjectorGroup is the projector's consumer group (default statepipe-projector-<site>).
 	// A new group re-folds the topic from its start: a replay.
 	ProjectorGroup string
+	// Hierarchy is the site's place in a site hierarchy (its reports cover the sites below).
+	Hierarchy hierarchyConfig
 	// Roles to host; the embedded run hosts all.
 	RunIngest, RunProjector, RunReports bool
 }
@@ -60,6 +62,7 @@ type site struct {
 	resyncs     *kafka.KeySet // open resync requests, mirrored from resync.<site>
 	resyncAdmin *ingest.ResyncAdmin
 	enroller    *ingest.Enroller
+	up          *replicator.Up // the replicator to the parent, in a hierarchy
 
 	// actors are the site's long-running parts (the projector, the followers of its
 	// topics), in the order they start: the node runs them until it stops, and stops them in
@@ -160,8 +163,21 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			return nil, err
 		}
 		s.ingest = h
+		// Reference data copied from a site above is read-only here: the owners are those
+		// the records of ref.<site> name (replicator.Down sets them).
+		owners := &ingest.RefOwners{}
+		s.addActor(actorFunc{"reference-data owners", func(ctx context.Context) error {
+			apply := func(r kafka.Record) { owners.Apply(ingestRecord(r)) }
+			for ctx.Err() == nil {
+				if err := kafka.Follow(ctx, cfg.Kafka, refTopic, apply, nil, time.Second, log); err != nil && ctx.Err() == nil {
+					log.Error("cannot follow the owners of reference data; retrying", "topic", refTopic, "err", err)
+					pause(ctx, time.Second)
+				}
+			}
+			return nil
+		}})
 		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: ingestProducer{s.producer(refTopic)}, Topic: refTopic, Key: cfg.Ingest.Auth.Key(),
-			Folded: kafka.GroupCaughtUp(cfg.Kafka, group, refTopic), FoldWait: cfg.Ingest.FoldWait}
+			Folded: kafka.GroupCaughtUp(cfg.Kafka, group, refTopic), FoldWait: cfg.Ingest.FoldWait, Owners: owners.Owner}
 	}
 	if cfg.RunProjector {
 		cfg.Projector.Database = s.db
@@ -191,6 +207,22 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 	}
 	if cfg.RunReports {
 		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st, ExpiredCleanup: cfg.ExpiredCleanup, Registerer: reg}
+		// The site's own watermark: every report accepted before it is folded (the backlog
+		// report, and the site's line in answers over a hierarchy).
+		interval := cfg.Hierarchy.Interval
+		if interval <= 0 {
+			interval = time.Second
+		}
+		wm := replicator.NewWatermark(kafka.NewProgress(cfg.Kafka, group, topic, refTopic), interval)
+		s.addActor(wm)
+		s.reports.Watermark = wm.Get
+		if t := cfg.Hierarchy.Topology; t != nil {
+			h := &report.Hierarchy{Expected: map[string]string{}, Links: cfg.Hierarchy.Links}
+			for _, d := range t.Descendants(cfg.Code) {
+				h.Expected[d] = t.Parent(d)
+			}
+			s.reports.Hierarchy = h
+		}
 		if resyncWriter != nil {
 			s.resyncAdmin = &ingest.ResyncAdmin{Site: cfg.Code, Producer: ingestProducer{resyncWriter},
 				Clients: func(ctx context.Context, collection string) ([]string, error) {
@@ -246,10 +278,7 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 		for ctx.Err() == nil {
 			if err := kafka.Follow(ctx, cfg.Kafka, topic, apply, ids.MarkFresh, identityFreshEvery, log); err != nil && ctx.Err() == nil {
 				log.Error("cannot follow the identity log; retrying", "topic", topic, "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
+				pause(ctx, time.Second)
 			}
 		}
 		return nil
@@ -288,6 +317,14 @@ func vouchKeys(auth ingest.AuthConfig, log *slog.Logger) ([]ed25519.PublicKey, e
 		return nil, err
 	}
 	return auth.PublicKeys(key)
+}
+
+// pause waits d or until ctx is done.
+func pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 // identityFreshEvery is how often a node checks that it has read the identity log to its end.

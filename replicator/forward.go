@@ -1,0 +1,100 @@
+package replicator
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ForwardParams are the parts a Forward works with.
+type ForwardParams struct {
+	Source     Source   // hier.<site>, as a member of the site's forward group
+	Parent     Producer // into hier.<parent>
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Forward passes what a middle site's children send on to its parent, unchanged: each
+// message keeps its origin, version and watermark, so every ancestor can count and date each
+// site below it. It commits once the parent's broker acknowledged; after a crash it sends
+// some records again, which the versions make harmless.
+type Forward struct {
+	parent string
+	p      ForwardParams
+	log    *slog.Logger
+
+	records, bytes prometheus.Counter
+}
+
+// NewForward builds the forwarder and registers its metrics.
+func NewForward(parent string, p ForwardParams) *Forward {
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	if p.Registerer == nil {
+		p.Registerer = prometheus.NewRegistry()
+	}
+	f := &Forward{parent: parent, p: p, log: p.Logger.With("role", "forwarder", "parent", parent),
+		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_replicator_forwarded_records_total",
+			Help: "Records of the sites below passed on to the parent unchanged."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_replicator_forwarded_bytes_total",
+			Help: "Bytes (keys and values) of the records of the sites below passed on to the parent."}),
+	}
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"parent": parent}, p.Registerer)
+	reg.MustRegister(f.records, f.bytes)
+	return f
+}
+
+// Name says what it is in the node's logs.
+func (f *Forward) Name() string { return "forwarder to " + f.parent }
+
+// Run forwards until ctx is done.
+func (f *Forward) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		batch, err := fetchBatch(ctx, f.p.Source, 1000)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			f.log.Warn("cannot read what the sites below sent; retrying", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		out := make([]Record, len(batch))
+		n := 0
+		for i, r := range batch {
+			out[i] = Record{Key: r.Key, Value: r.Value, Headers: r.Headers}
+			n += len(r.Key) + len(r.Value)
+		}
+		if !retry(ctx, f.log, "cannot pass on to "+f.parent, func() error { return f.p.Parent.Produce(ctx, out...) }) {
+			return nil
+		}
+		if !retry(ctx, f.log, "cannot commit what was passed on", func() error { return f.p.Source.Commit(ctx, batch...) }) {
+			return nil
+		}
+		f.records.Add(float64(len(batch)))
+		f.bytes.Add(float64(n))
+	}
+	return nil
+}
+
+// fetchBatch waits for a record and takes what else arrives within 20 ms, up to max.
+func fetchBatch(ctx context.Context, src Source, max int) ([]Record, error) {
+	r, err := src.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []Record{r}
+	more, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	for len(batch) < max {
+		r, err := src.Fetch(more)
+		if err != nil {
+			break
+		}
+		batch = append(batch, r)
+	}
+	return batch, nil
+}
