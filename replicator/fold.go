@@ -2,7 +2,9 @@ package replicator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -21,8 +23,11 @@ type FoldConfig struct {
 
 // FoldParams are the parts a Fold works with.
 type FoldParams struct {
-	Source     Source // hier.<site>, as a member of the site's fold group
-	Store      Inserter
+	Source Source // hier.<site>, as a member of the site's fold group
+	Store  Inserter
+	// Keys returns the public keys of an origin site: a message is folded only when its vouch
+	// verifies with one of them. Nil: every message is folded (auth off).
+	Keys       func(origin string) ([]ed25519.PublicKey, error)
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -103,6 +108,9 @@ func (f *Fold) rows(batch []Record) (*cellRows, *originRows) {
 	origins := &originRows{table: f.cfg.Database + ".hier_origins"}
 	for _, r := range batch {
 		m, err := Decode(r.Value)
+		if err == nil && f.p.Keys != nil {
+			err = verify(f.p.Keys, m.Origin, r)
+		}
 		if err != nil {
 			f.rejected.Inc()
 			f.log.Warn("skipping a record the sites below sent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -117,6 +125,25 @@ func (f *Fold) rows(batch []Record) (*cellRows, *originRows) {
 		}
 	}
 	return cells, origins
+}
+
+// VouchTopic is the topic name a replicated message's vouch covers: the same over every hop,
+// since a middle site passes messages on from its topic to its parent's unchanged.
+const VouchTopic = "hier"
+
+// verify checks a message's vouch with its origin's keys.
+func verify(keys func(string) ([]ed25519.PublicKey, error), origin string, r Record) error {
+	if string(r.Key) != origin {
+		return fmt.Errorf("the record's key %q is not its origin %s", r.Key, origin)
+	}
+	ks, err := keys(origin)
+	if err != nil {
+		return fmt.Errorf("cannot check what %s sent: %w", origin, err)
+	}
+	if err := schema.VerifyVouch(ks, VouchTopic, r.Key, r.Value, schema.HeaderValue(r.Headers, schema.HeaderVouch), 0); err != nil {
+		return fmt.Errorf("not vouched for by site %s: %w", origin, err)
+	}
+	return nil
 }
 
 // retry runs f until it succeeds (true) or ctx is done (false), waiting a second between
@@ -212,4 +239,41 @@ func (r *originRows) Values(i int) []any {
 	w := &r.rows[i]
 	return []any{w.origin, w.hb.Parent, w.version, w.hb.Sweep, schema.MillisTime(w.hb.Watermark), schema.MillisTime(w.hb.SentAt),
 		w.received.UTC(), w.hb.LagRecords, w.hb.BacklogRecords, w.hb.Cells}
+}
+
+// FoldGroup is the consumer group of a site's fold: statepipe-hier-<site>, and after each
+// rebuild of the hierarchy tables (ResetFold) a new one, which reads hier.<site> from its
+// start.
+func FoldGroup(ctx context.Context, q Querier, site, db string) (string, error) {
+	res, err := q.Query(ctx, "SELECT count() FROM "+db+".hier_rebuilds")
+	if err != nil {
+		return "", fmt.Errorf("cannot read the rebuilds of %s's hierarchy tables: %w", site, err)
+	}
+	var n int64
+	if err := res.Scan(0, &n); err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return "statepipe-hier-" + site, nil
+	}
+	return fmt.Sprintf("statepipe-hier-%s-r%d", site, n), nil
+}
+
+// Execer runs statements.
+type Execer interface {
+	Exec(ctx context.Context, query string) error
+}
+
+// ResetFold empties a site's hierarchy tables and records a rebuild: the next fold reads the
+// site's incoming topic from its start (FoldGroup), and the sites below, which sweep every cell
+// periodically, are whole again at the latest one sweep later. Run it with the site's
+// projector stopped.
+func ResetFold(ctx context.Context, ex Execer, db string) error {
+	for _, q := range []string{"TRUNCATE TABLE " + db + ".hier_cells", "TRUNCATE TABLE " + db + ".hier_origins",
+		"INSERT INTO " + db + ".hier_rebuilds (at) VALUES (now64(3))"} {
+		if err := ex.Exec(ctx, q); err != nil {
+			return fmt.Errorf("cannot reset the hierarchy tables of %s: %w", db, err)
+		}
+	}
+	return nil
 }

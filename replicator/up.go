@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/statepipe/statepipe/schema"
 )
 
 // UpConfig configures a site's upward replicator.
@@ -37,9 +40,12 @@ type UpConfig struct {
 
 // UpParams are the parts an Up works with.
 type UpParams struct {
-	Store      Querier  // the site's own store
-	Progress   Progress // the site projector's group on state.<site> and ref.<site>
-	Parent     Producer // into the parent's hier.<parent>
+	Store    Querier  // the site's own store
+	Progress Progress // the site projector's group on state.<site> and ref.<site>
+	Parent   Producer // into the parent's hier.<parent>
+	// Key is the site's key: every message is vouched for with it (VouchTopic), and the sites
+	// above fold only what verifies with the origin's key. Nil: unvouched (auth off).
+	Key        ed25519.PrivateKey
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -220,6 +226,7 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	ends, committed := st.ends, st.committed
 	u.mu.Lock()
 	wm := u.watermark
+	u.backlog = behind(ends, u.wmEnds) // not counted in what the parent acknowledged, whatever this send does
 	u.mu.Unlock()
 	var wmEnds map[string]map[int]int64
 	if st.passed != nil {
@@ -279,6 +286,9 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 			return err
 		}
 		recs[i] = Record{Key: []byte(u.cfg.Site), Value: v}
+		if u.p.Key != nil {
+			recs[i].Headers = []Header{{Key: schema.HeaderVouch, Value: schema.Vouch(u.p.Key, VouchTopic, recs[i].Key, v, 0)}}
+		}
 		bytes += len(v) + len(u.cfg.Site)
 	}
 	if err := u.p.Parent.Produce(ctx, recs...); err != nil {

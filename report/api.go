@@ -43,6 +43,9 @@ type API struct {
 	// Watermark returns the site's own watermark (every report accepted before it is folded)
 	// and its records not folded yet; nil: unknown.
 	Watermark func() (time.Time, int64)
+	// Uplink returns the site's link to its parent as its replicator sees it; nil: no parent
+	// (or the replicator runs in another process).
+	Uplink func() Uplink
 
 	reports map[string]Definition
 	metrics apiMetrics
@@ -150,7 +153,7 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 	if err != nil {
 		return name, reportError(w, err)
 	}
-	rep, err := def.Run(r.Context(), Env{Store: a.Store, Database: a.Database, Site: a.Site, ExpiredCleanup: a.ExpiredCleanup, Tree: tree, Watermark: a.Watermark}, args)
+	rep, err := def.Run(r.Context(), Env{Store: a.Store, Database: a.Database, Site: a.Site, ExpiredCleanup: a.ExpiredCleanup, Tree: tree, Watermark: a.Watermark, Uplink: a.Uplink}, args)
 	if err != nil {
 		return name, reportError(w, err)
 	}

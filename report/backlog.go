@@ -39,9 +39,17 @@ type BacklogLink struct {
 	State          string `json:"state"`
 }
 
+// Uplink is a site's link to its parent as its own replicator sees it.
+type Uplink struct {
+	Parent         string
+	Freshness      time.Duration // now − the watermark the parent acknowledged
+	BacklogRecords int64
+	State          string
+}
+
 // BacklogReport builds the backlog report from the tree (nil: a standalone site, with its own
-// watermark from own).
-func BacklogReport(site string, tree *Tree, own func() (time.Time, int64)) *Backlog {
+// watermark from own); uplink, when the site has a parent, adds the answering site's link up.
+func BacklogReport(site string, tree *Tree, own func() (time.Time, int64), uplink func() Uplink) *Backlog {
 	now := time.Now().UTC()
 	if tree == nil {
 		tree = &Tree{Self: site, Top: site, Origins: []string{site}, Sites: []SiteStatus{selfStatus(site, own, now)}}
@@ -55,6 +63,11 @@ func BacklogReport(site string, tree *Tree, own func() (time.Time, int64)) *Back
 		if s.LinkState != LinkLocal {
 			bs.Links = append(bs.Links, BacklogLink{Link: s.Site + "->" + s.Parent, FreshnessSeconds: s.FreshnessSeconds,
 				BacklogRecords: s.BacklogRecords, State: s.LinkState})
+		} else if uplink != nil {
+			u := uplink()
+			f := u.Freshness.Seconds()
+			bs.Parent = u.Parent
+			bs.Links = append(bs.Links, BacklogLink{Link: s.Site + "->" + u.Parent, FreshnessSeconds: &f, BacklogRecords: u.BacklogRecords, State: u.State})
 		}
 		b.Sites = append(b.Sites, bs)
 	}

@@ -19,6 +19,9 @@ type ComputerParams struct {
 	// ExpiredCleanup drops updates expired for longer than this, as the compliance report
 	// does (default 7 days).
 	ExpiredCleanup time.Duration
+	// Tree is the part of a site hierarchy the answer is asked about (tree.go); nil for a
+	// standalone site. A client's rows are at its own site only (OwnSiteOnly).
+	Tree *Tree
 }
 
 // Computer compliance values (folding rule 3).
@@ -38,6 +41,11 @@ type Computer struct {
 	LastScanTime *time.Time       `json:"last_scan_time"` // latest successful scan (client clock); null if none
 	Compliant    string           `json:"compliant"`      // ComputerCompliant, ComputerNonCompliant or ComputerUnknown
 	Updates      []ComputerUpdate `json:"updates"`
+	// OwnSiteOnly, in a site hierarchy, says that the answer is from the site's own rows:
+	// a client of a site below is answered by that site (here it is not found).
+	OwnSiteOnly bool `json:"own_site_only,omitempty"`
+	// Sites, in a site hierarchy, is the one site read: the site answering.
+	Sites []SiteStatus `json:"sites,omitempty"`
 }
 
 // ComputerUpdate is the client's compliance with one update, and its enforcement if any.
@@ -66,15 +74,24 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 	if p.Client == "" {
 		return nil, &ParamError{Field: "client", Message: "client (a client id) is required"}
 	}
+	if err := p.Tree.ownOnly("computer"); err != nil {
+		return nil, err
+	}
 	ids, listName, err := updateSet(ctx, q, db, p.List, p.Updates, p.ExpiredCleanup)
 	if err != nil {
 		return nil, err
 	}
 	c := Quote(p.Client)
 	lastScan := fmt.Sprintf("(SELECT argMaxOrNull(time, serial) FROM %s.scan_history WHERE client = %s)", db, c)
+	// A client is known when it reported or a collection names it; in a hierarchy, when it
+	// reported here (a member it never heard from may be a client of another site).
+	members := fmt.Sprintf(" + (SELECT count() FROM %s.v_collection_members WHERE client = %s)", db, c)
+	if p.Tree != nil {
+		members = ""
+	}
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT %[3]s,
-	    (SELECT count() FROM %[1]s.clients WHERE client = %[2]s) + (SELECT count() FROM %[1]s.v_collection_members WHERE client = %[2]s)`,
-		db, c, lastScan))
+	    (SELECT count() FROM %[1]s.clients WHERE client = %[2]s)%[4]s`,
+		db, c, lastScan, members))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read client %q: %w", p.Client, err)
 	}
@@ -84,9 +101,14 @@ func ComputerReport(ctx context.Context, q Querier, db, site string, p ComputerP
 		return nil, err
 	}
 	if known == 0 {
-		return nil, &NotFoundError{Field: "client", Message: fmt.Sprintf("no client %q at this site: it never reported and no collection names it", p.Client)}
+		msg := fmt.Sprintf("no client %q at this site: it never reported and no collection names it", p.Client)
+		if p.Tree != nil {
+			msg = fmt.Sprintf("no client %q at this site: it never reported here (in a hierarchy a client is answered by its own site)", p.Client)
+		}
+		return nil, &NotFoundError{Field: "client", Message: msg}
 	}
-	rep := &Computer{Site: site, AsOf: time.Now().UTC(), Client: p.Client, List: p.List, ListName: listName, Updates: make([]ComputerUpdate, len(ids))}
+	rep := &Computer{Site: site, AsOf: time.Now().UTC(), Client: p.Client, List: p.List, ListName: listName, Updates: make([]ComputerUpdate, len(ids)),
+		OwnSiteOnly: p.Tree != nil, Sites: p.Tree.ownSites()}
 	if rep.LastScanTime, err = parseTime(lastScan0); err != nil {
 		return nil, err
 	}
@@ -257,4 +279,8 @@ func printComputer(w io.Writer, c *Computer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.UpdateID, clipText(u.Title, 48), state, since, enf, hex)
 	}
 	_ = tw.Flush()
+	if c.OwnSiteOnly {
+		fmt.Fprintf(w, "from site %s's own rows: a client of another site is answered there\n", c.Site)
+	}
+	printSites(w, c.Sites)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
+	"slices"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -13,6 +15,9 @@ import (
 type DeploymentParams struct {
 	Deployment string // deployment id; required
 	State      *int   // drill-down: also list the clients in this 301 state
+	// Tree is the part of a site hierarchy the answer covers (tree.go); nil for a standalone
+	// site. In a hierarchy the counts come from the cells of every site of the tree.
+	Tree *Tree
 }
 
 // Deployment is the deployment report (DESIGN §4, ConfigMgr's "States 1" for a deployment):
@@ -31,6 +36,12 @@ type Deployment struct {
 	States         []StateCount `json:"states"`
 	State          *int         `json:"state,omitempty"`   // the drill-down state, when asked
 	Machines       []string     `json:"machines,omitzero"` // present (possibly empty) with a drill-down
+	// BySite, in a site hierarchy, counts the targeted clients per site of the tree (each
+	// site's own clients: the origin of their counts), in the order of Sites; they add up to
+	// Total and States.
+	BySite []SiteStates `json:"by_site,omitempty"`
+	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
+	Sites []SiteStatus `json:"sites,omitempty"`
 }
 
 // StateCount counts the clients in one state of a topic type.
@@ -51,6 +62,14 @@ func (e *ParamError) Error() string { return e.Message }
 // DeploymentReport computes the deployment report of site (database db). It counts the
 // deployment's target collection at this site; a deployment whose collection is not imported
 // here targets no one.
+//
+// In a site hierarchy (p.Tree) it counts from the aggregate cells of every site of the tree:
+// per site, the members of the collection it has heard from (cells of topic type 0 in the
+// collection's scope) by their 301 state for the deployment (cells of topic type 301), the
+// rest in state 0 — the numbers a standalone site gives when it has heard from every member
+// — and lists them per site (BySite). The drill-down lists this site's own machines; over
+// sites below it is refused (400 naming state): the machines report answers it with where
+// the others are.
 func DeploymentReport(ctx context.Context, q Querier, db, site string, p DeploymentParams) (*Deployment, error) {
 	if p.Deployment == "" {
 		return nil, &ParamError{Field: "deployment", Message: "deployment (a deployment id) is required"}
@@ -65,13 +84,24 @@ func DeploymentReport(ctx context.Context, q Querier, db, site string, p Deploym
 	}
 	rep := &Deployment{Site: site, AsOf: time.Now().UTC(), DeploymentID: p.Deployment, Name: dep.name,
 		Collection: dep.collection, CollectionName: dep.collectionName, State: p.State}
-	targeted := dep.targetedSQL(db)
-	res, err := q.Query(ctx, "SELECT state, count() FROM ("+targeted+") GROUP BY state")
-	if err != nil {
-		return nil, fmt.Errorf("cannot count deployment states (%s): %w", p.Deployment, err)
-	}
-	if rep.States, rep.Total, err = stateCounts(states, res); err != nil {
-		return nil, err
+	targeted := dep.targetedSQL(db, p.Tree)
+	if tree := p.Tree; tree != nil {
+		if p.State != nil && tree.Below() {
+			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("the sites below send counts, not machines: list each site's with /v1/reports/machines?deployment=%s&state=%d (its answer names the sites that have some, and how to ask each)", url.QueryEscape(p.Deployment), *p.State)}
+		}
+		rep.Sites = tree.Sites
+		if rep.BySite, err = deploymentBySite(ctx, q, db, tree, dep); err != nil {
+			return nil, err
+		}
+		rep.States, rep.Total = sumSites(states, rep.BySite)
+	} else {
+		res, err := q.Query(ctx, "SELECT state, count() FROM ("+targeted+") GROUP BY state")
+		if err != nil {
+			return nil, fmt.Errorf("cannot count deployment states (%s): %w", p.Deployment, err)
+		}
+		if rep.States, rep.Total, err = stateCounts(states, res); err != nil {
+			return nil, err
+		}
 	}
 	if p.State != nil {
 		res, err := q.Query(ctx, fmt.Sprintf("SELECT client FROM (%s) WHERE state = %d ORDER BY client", targeted, *p.State))
@@ -102,13 +132,13 @@ func lookupDeployment(ctx context.Context, q Querier, db, id string) (*deploymen
 }
 
 // targetedSQL is a subquery of (client, state): every client the deployment targets (its
-// collection's members at this site) with its live 301 state for the deployment, 0 when it has
-// none (folding rule 4).
-func (d *deploymentRef) targetedSQL(db string) string {
+// collection's members at this site; in a hierarchy, those it has heard from) with its live
+// 301 state for the deployment, 0 when it has none (folding rule 4).
+func (d *deploymentRef) targetedSQL(db string, tree *Tree) string {
 	return fmt.Sprintf(`SELECT t.client AS client, ifNull(s.state, 0) AS state
 	FROM (%s) AS t
 	LEFT JOIN (SELECT client, state FROM %s.v_live_state WHERE topic_type = 301 AND topic_id = %s) AS s
-	    ON s.client = t.client`, Scope{Collection: d.collection}.clientsSQL(db), db, Quote(d.id))
+	    ON s.client = t.client`, Scope{Collection: d.collection, Tree: tree}.clientsSQL(db), db, Quote(d.id))
 }
 
 // stateCounts lists every state of topic type t with the clients counted in res (rows of
@@ -164,10 +194,49 @@ func printDeployment(w io.Writer, d *Deployment) {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", st.State, st.Name, st.Clients, percent(st.Clients, d.Total))
 	}
 	_ = tw.Flush()
+	if len(d.BySite) > 0 {
+		printBySite(w, schema.TopicDeploymentEnforcement, d.BySite)
+	}
+	printSites(w, d.Sites)
 	if d.State != nil {
 		fmt.Fprintf(w, "machines in state %d (%s): %d\n", *d.State, schema.TopicDeploymentEnforcement.StateName(*d.State), len(d.Machines))
 		for _, m := range d.Machines {
 			fmt.Fprintln(w, m)
 		}
 	}
+}
+
+// printBySite prints per site of a hierarchy its clients in each state that has any: a row
+// per site, a column per such state.
+func printBySite(w io.Writer, t schema.TopicType, sites []SiteStates) {
+	var shown []int
+	for _, s := range sites {
+		for _, st := range s.States {
+			if st.Clients != 0 && !slices.Contains(shown, st.State) {
+				shown = append(shown, st.State)
+			}
+		}
+	}
+	slices.Sort(shown)
+	fmt.Fprintln(w, "per site:")
+	tw := columns(w)
+	fmt.Fprint(tw, "  site\ttotal")
+	for _, i := range shown {
+		fmt.Fprintf(tw, "\t%d %s", i, clipText(t.StateName(i), 24))
+	}
+	fmt.Fprintln(tw)
+	for _, s := range sites {
+		fmt.Fprintf(tw, "  %s\t%d", s.Site, s.Total)
+		for _, i := range shown {
+			var n int64
+			for _, st := range s.States {
+				if st.State == i {
+					n = st.Clients
+				}
+			}
+			fmt.Fprintf(tw, "\t%d", n)
+		}
+		fmt.Fprintln(tw)
+	}
+	_ = tw.Flush()
 }

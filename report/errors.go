@@ -1,9 +1,11 @@
 package report
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +18,9 @@ type ErrorsParams struct {
 	// their update enforcement (402) of the deployment's updates and their enforcement (301)
 	// of the deployment itself. Empty: every client of the site, every update and deployment.
 	Deployment string
+	// Tree is the part of a site hierarchy the answer covers (tree.go); nil for a standalone
+	// site.
+	Tree *Tree
 }
 
 // Errors is the errors report (DESIGN §4): HRESULTs of live enforcement states stack-ranked by
@@ -26,6 +31,8 @@ type Errors struct {
 	DeploymentID   string       `json:"deployment_id,omitempty"`
 	DeploymentName string       `json:"deployment_name,omitempty"`
 	Errors         []ErrorCount `json:"errors"`
+	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
+	Sites []SiteStatus `json:"sites,omitempty"`
 }
 
 // MaxErrorTopics caps the update and deployment ids an error lists (most machines first).
@@ -50,7 +57,21 @@ type ErrorCount struct {
 // clients whose live update enforcement (402) or deployment enforcement (301) state carries it
 // (error != 0), most machines first, then by error. A client failing several updates with one
 // code counts once for it.
+//
+// In a site hierarchy (p.Tree) it counts from the cells of every site of the tree: per error
+// the distinct clients each site counted with it on any update or deployment (agg_errors of
+// topic type 0; a client belongs to one site, so the sites' counts add up), and per update
+// (402) and deployment (301) the clients with it there. With a deployment over sites below it
+// is refused (400 naming deployment): the distinct machines of one deployment's updates and
+// itself are not among the counts the sites send. Over this site alone it reads the live
+// states, as a standalone site does.
 func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParams) (*Errors, error) {
+	if p.Tree.Below() && p.Deployment != "" {
+		return nil, &ParamError{Field: "deployment", Message: "errors of one deployment count its machines over its updates and itself, and the sites below send per-update and per-deployment counts only: see its errors in the answer without deployment (its deployments and updates columns), or ask each site with site=CODE"}
+	}
+	if p.Tree != nil && p.Deployment == "" {
+		return treeErrors(ctx, q, db, site, p.Tree)
+	}
 	where := schema.ErrorTopicsSQL()
 	depName := ""
 	if p.Deployment != "" {
@@ -80,6 +101,9 @@ func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParam
 		return nil, fmt.Errorf("cannot count enforcement errors: %w", err)
 	}
 	rep := &Errors{Site: site, AsOf: time.Now().UTC(), DeploymentID: p.Deployment, DeploymentName: depName, Errors: make([]ErrorCount, len(res.Rows))}
+	if p.Tree != nil {
+		rep.Sites = p.Tree.Sites
+	}
 	for i := range res.Rows {
 		e := &rep.Errors[i]
 		if err := scanRow(res, i, "enforcement errors", &e.Error, &e.Machines, &e.Updates, &e.Deployments); err != nil {
@@ -96,6 +120,75 @@ func ErrorsReport(ctx context.Context, q Querier, db, site string, p ErrorsParam
 	return rep, nil
 }
 
+// treeErrors is the errors report over the sites of a tree, from their cells.
+func treeErrors(ctx context.Context, q Querier, db, site string, tree *Tree) (*Errors, error) {
+	from, cond := tree.cells(db, "errors")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT toInt64(error), toInt64(topic_type), topic_id, toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = '' AND error != 0 AND (topic_type = 0 OR %s)
+	GROUP BY error, topic_type, topic_id HAVING sum(clients) != 0`, from, cond, schema.ErrorTopicsSQL()))
+	if err != nil {
+		return nil, fmt.Errorf("cannot count enforcement errors: %w", err)
+	}
+	type topic struct {
+		id string
+		n  int64
+	}
+	type tally struct {
+		machines            int64
+		updates, deployment []topic
+	}
+	by := map[int32]*tally{}
+	for i := range res.Rows {
+		var code, tt, n int64
+		var id string
+		if err := scanRow(res, i, "enforcement errors", &code, &tt, &id, &n); err != nil {
+			return nil, err
+		}
+		e := int32(code)
+		if by[e] == nil {
+			by[e] = &tally{}
+		}
+		switch schema.TopicType(tt) {
+		case 0:
+			by[e].machines += n
+		case schema.TopicUpdateEnforcement:
+			by[e].updates = append(by[e].updates, topic{id, n})
+		case schema.TopicDeploymentEnforcement:
+			by[e].deployment = append(by[e].deployment, topic{id, n})
+		}
+	}
+	rep := &Errors{Site: site, AsOf: time.Now().UTC(), Errors: []ErrorCount{}, Sites: tree.Sites}
+	ranked := func(ts []topic) ([]string, bool) {
+		slices.SortFunc(ts, func(a, b topic) int {
+			if c := cmp.Compare(b.n, a.n); c != 0 {
+				return c
+			}
+			return strings.Compare(a.id, b.id)
+		})
+		ids := []string{}
+		for _, t := range ts[:min(len(ts), MaxErrorTopics)] {
+			ids = append(ids, t.id)
+		}
+		return ids, len(ts) > MaxErrorTopics
+	}
+	for e, t := range by {
+		if t.machines == 0 {
+			continue
+		}
+		c := ErrorCount{Error: e, Hex: schema.HRESULTHex(e), Description: schema.DescribeHRESULT(e), Machines: t.machines}
+		c.Updates, c.MoreUpdates = ranked(t.updates)
+		c.Deployments, c.MoreDeployments = ranked(t.deployment)
+		rep.Errors = append(rep.Errors, c)
+	}
+	slices.SortFunc(rep.Errors, func(a, b ErrorCount) int {
+		if c := cmp.Compare(b.Machines, a.Machines); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Error, b.Error)
+	})
+	return rep, nil
+}
+
 // printErrors prints the errors report: per HRESULT its machines, description, updates and
 // deployments.
 func printErrors(w io.Writer, e *Errors) {
@@ -106,6 +199,7 @@ func printErrors(w io.Writer, e *Errors) {
 	header(w, "errors", e.Site, e.AsOf, scope)
 	if len(e.Errors) == 0 {
 		fmt.Fprintln(w, "no live enforcement state carries an error")
+		printSites(w, e.Sites)
 		return
 	}
 	tw := columns(w)
@@ -121,4 +215,5 @@ func printErrors(w io.Writer, e *Errors) {
 			topics(r.Updates, r.MoreUpdates), topics(r.Deployments, r.MoreDeployments))
 	}
 	_ = tw.Flush()
+	printSites(w, e.Sites)
 }

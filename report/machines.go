@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,10 @@ type MachinesParams struct {
 	List       string
 	Updates    []string
 	Deployment string
-	Scope      Scope // not with Deployment: its targets are its collection's members
+	// Scope is the clients counted: a collection's members, or every client of the site; not
+	// with Deployment (its targets are its collection's members). Its Tree, in a site
+	// hierarchy, adds Elsewhere (the machines are always this site's own).
+	Scope Scope
 	// After pages: the machines after this client id (the previous page's Next).
 	After string
 	// Limit is the page size (default DefaultMachinesPage, at most MaxMachinesPage).
@@ -59,6 +63,25 @@ type Machines struct {
 	// Next is the last machine of this page when more follow: pass it as after= for the next
 	// page. Absent on the last page.
 	Next string `json:"next,omitempty"`
+	// Elsewhere, in a site hierarchy, names the other sites of the tree that count machines
+	// in the same cell, with how many (from their cells) and the request that lists them
+	// there: a site holds its own clients' rows only, so Machines and Total are this site's.
+	Elsewhere []ElsewhereSite `json:"elsewhere,omitempty"`
+	// Sites lists, in a site hierarchy, every site of the tree with its watermark and link
+	// state.
+	Sites []SiteStatus `json:"sites,omitempty"`
+}
+
+// ElsewhereSite is a site below that counts machines in the cell a machines report asked
+// about.
+type ElsewhereSite struct {
+	Site string `json:"site"`
+	// Machines in the cell at that site; null when its counts cannot tell (an ad-hoc set of
+	// updates: the sites count per update list, not per set), then every site is listed.
+	Machines *int64 `json:"machines"`
+	// Ask is the path and query that lists them, sent to that site (its own URL, or a
+	// listener serving the whole topology, which routes by site=).
+	Ask string `json:"ask"`
 }
 
 // Per-computer statuses of the machines report (and of ComputerCounts).
@@ -68,6 +91,11 @@ var computerStatuses = map[string]int{ComputerUnknown: 0, ComputerCompliant: 1, 
 // are those the reports count, by the same rules: an update's by folding rule 3 (UpdateReport),
 // a set's per computer (the compliance report's computers, from the live states), a
 // deployment's over its target collection with silent clients in state 0 (rule 4).
+//
+// In a site hierarchy (p.Scope.Tree) it lists the site's own machines (counted as the site
+// counts in a hierarchy: the members of a collection it has heard from; none when site=
+// named a subtree below it), and Elsewhere the other sites of the tree with machines in the
+// same cell, counted from their cells, each with the request that lists them at that site.
 func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesParams) (*Machines, error) {
 	if p.Limit == 0 {
 		p.Limit = DefaultMachinesPage
@@ -88,6 +116,10 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		Collection: p.Scope.Collection, State: p.State, Machines: []string{}}
 	var prefix, cell string // the cell's clients: prefix + "SELECT client FROM " + cell
 	var err error
+	tree := p.Scope.Tree
+	// elsewhere counts the cell at another site of the tree from its cells; nil: the cells
+	// cannot tell.
+	elsewhere := func(string) *int64 { return nil }
 	switch {
 	case p.Update != "":
 		st, ok := complianceState(p.State)
@@ -98,12 +130,26 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		if rep.CollectionName, err = p.Scope.check(ctx, q, db); err != nil {
 			return nil, err
 		}
-		ref, err := lookupUpdate(ctx, q, db, p.Update)
+		ref, err := lookupUpdate(ctx, q, db, p.Update, tree)
 		if err != nil {
 			return nil, err
 		}
 		rep.Title = ref.title
 		cell = fmt.Sprintf("(%s) WHERE state = %d", updateStatesSQL(db, p.Scope.clientsSQL(db), p.Update, ref.inCatalog), st)
+		if tree != nil {
+			by, err := updateBySite(ctx, q, db, tree, p.Scope.Collection, p.Update, ref.inCatalog)
+			if err != nil {
+				return nil, err
+			}
+			elsewhere = func(site string) *int64 {
+				c := by[site]
+				if c == nil {
+					return nil
+				}
+				n := [4]int64{c.unknown(), c.notRequired, c.required, c.installed}[st]
+				return &n
+			}
+		}
 	case p.Deployment != "":
 		st, err := strconv.Atoi(p.State)
 		states := schema.TopicDeploymentEnforcement
@@ -119,7 +165,21 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 			return nil, err
 		}
 		rep.DeploymentName, rep.Collection, rep.CollectionName = dep.name, dep.collection, dep.collectionName
-		cell = fmt.Sprintf("(%s) WHERE state = %d", dep.targetedSQL(db), st)
+		cell = fmt.Sprintf("(%s) WHERE state = %d", dep.targetedSQL(db, tree), st)
+		if tree != nil {
+			by, err := deploymentBySite(ctx, q, db, tree, dep)
+			if err != nil {
+				return nil, err
+			}
+			elsewhere = func(site string) *int64 {
+				for _, s := range by {
+					if s.Site == site && st < len(s.States) {
+						return &s.States[st].Clients
+					}
+				}
+				return nil
+			}
+		}
 	default:
 		key := strings.ReplaceAll(strings.ToLower(p.State), "-", "_")
 		status, ok := computerStatuses[key]
@@ -140,6 +200,34 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		} else {
 			prefix, cell = cs.computersSQL(db), fmt.Sprintf("computers WHERE status = %d", status)
 		}
+		if tree != nil && p.List != "" {
+			by, err := listBySite(ctx, q, db, tree, p.Scope.Collection, p.List)
+			if err != nil {
+				return nil, err
+			}
+			elsewhere = func(site string) *int64 {
+				if c := by[site]; c != nil {
+					return &c[status]
+				}
+				return nil
+			}
+		}
+	}
+	if tree != nil {
+		rep.Sites = tree.Sites
+		for _, site := range tree.order() {
+			if site == tree.Self {
+				continue
+			}
+			n := elsewhere(site)
+			if n != nil && *n == 0 {
+				continue
+			}
+			rep.Elsewhere = append(rep.Elsewhere, ElsewhereSite{Site: site, Machines: n, Ask: p.ask(site)})
+		}
+		if !tree.counts(tree.Self) {
+			return rep, nil // site= named a subtree below: none of its machines are here
+		}
 	}
 	res, err := q.Query(ctx, prefix+"SELECT count() FROM "+cell)
 	if rep.Total, err = count(res, err, "the machines of the cell"); err != nil {
@@ -159,6 +247,20 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 	}
 	rep.Machines = append(rep.Machines, page...)
 	return rep, nil
+}
+
+// ask is the request that lists the machines of the same cell at site.
+func (p MachinesParams) ask(site string) string {
+	v := url.Values{"state": {p.State}, "site": {site}}
+	for name, id := range map[string]string{"update": p.Update, "list": p.List, "deployment": p.Deployment, "collection": p.Scope.Collection} {
+		if id != "" {
+			v.Set(name, id)
+		}
+	}
+	if len(p.Updates) > 0 {
+		v.Set("updates", strings.Join(p.Updates, ","))
+	}
+	return "/v1/reports/machines?" + v.Encode()
 }
 
 // complianceState reads an update-compliance state by name or number.
@@ -196,4 +298,18 @@ func printMachines(w io.Writer, m *Machines) {
 	if m.Next != "" {
 		fmt.Fprintf(w, "(%d shown; the next page: --after %s)\n", len(m.Machines), m.Next)
 	}
+	if len(m.Elsewhere) > 0 {
+		fmt.Fprintln(w, "elsewhere (each site lists its own machines):")
+		tw := columns(w)
+		fmt.Fprintln(tw, "  site\tmachines\task")
+		for _, e := range m.Elsewhere {
+			n := "?"
+			if e.Machines != nil {
+				n = fmt.Sprint(*e.Machines)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Site, n, e.Ask)
+		}
+		_ = tw.Flush()
+	}
+	printSites(w, m.Sites)
 }

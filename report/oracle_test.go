@@ -9,6 +9,7 @@ package report_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"reflect"
 	"slices"
@@ -418,7 +419,25 @@ func TestScanReportCountsStatesAndStaleClients(t *testing.T) {
 				stale = append(stale, c)
 			}
 		}
-		return report.Scan{States: states(501, counts), Total: int64(len(scope)), StaleDays: int(days),
+		// Per source: the clients of scope by their state for it, those without one Unknown.
+		bySource := map[string]map[int]int64{}
+		for k, m := range e.liveKeys(501) {
+			if !slices.Contains(scope, k.client) {
+				continue
+			}
+			if bySource[k.id] == nil {
+				bySource[k.id] = map[int]int64{0: int64(len(scope))}
+			}
+			if m.State > 0 {
+				bySource[k.id][int(m.State)]++
+				bySource[k.id][0]--
+			}
+		}
+		sources := []report.ScanSource{}
+		for _, id := range slices.Sorted(maps.Keys(bySource)) {
+			sources = append(sources, report.ScanSource{Source: id, States: states(501, bySource[id])})
+		}
+		return report.Scan{States: states(501, counts), Sources: sources, Total: int64(len(scope)), StaleDays: int(days),
 			StaleClients: int64(len(stale)), Stale: stale}
 	}
 	check := func(path string, want report.Scan) {

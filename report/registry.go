@@ -40,6 +40,8 @@ type Env struct {
 	Tree *Tree
 	// Watermark returns the site's own watermark and records not folded; nil: unknown.
 	Watermark func() (time.Time, int64)
+	// Uplink returns the site's link to its parent as its replicator sees it; nil: none.
+	Uplink func() Uplink
 }
 
 // Kind is the kind of value a parameter takes; it decides how the value is judged.
@@ -138,7 +140,7 @@ func Reports() []Definition {
 				limit, _ := a.Int("limit")
 				return MachinesReport(ctx, env.Store, env.Database, env.Site, MachinesParams{
 					State: a.Word("state"), Update: a.ID("update"), List: a.ID("list"), Updates: a.IDs("updates"),
-					Deployment: a.ID("deployment"), Scope: Scope{Collection: a.ID("collection")},
+					Deployment: a.ID("deployment"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree},
 					After: a.ID("after"), Limit: limit, ExpiredCleanup: env.ExpiredCleanup})
 			},
 			Table: table(printMachines),
@@ -148,10 +150,10 @@ func Reports() []Definition {
 			Summary: "the clients a deployment targets, by enforcement state",
 			Params: []Param{
 				{Name: "deployment", Kind: KindID, Required: true, Help: "deployment id"},
-				{Name: "state", Kind: KindInt, Min: 0, Max: 1 << 20, Help: "also list the machines in this enforcement state (see machines for pages)"},
+				{Name: "state", Kind: KindInt, Min: 0, Max: 1 << 20, Help: "also list the machines in this enforcement state (see machines for pages; in a hierarchy, this site's own, and over sites below use machines)"},
 			},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				p := DeploymentParams{Deployment: a.ID("deployment")}
+				p := DeploymentParams{Deployment: a.ID("deployment"), Tree: env.Tree}
 				if n, ok := a.Int("state"); ok {
 					p.State = &n
 				}
@@ -164,7 +166,7 @@ func Reports() []Definition {
 			Summary: "HRESULTs of live enforcement states, stack-ranked by machines, with their updates and deployments",
 			Params:  []Param{{Name: "deployment", Kind: KindID, Help: "deployment id: its collection, its updates and itself only"}},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				return ErrorsReport(ctx, env.Store, env.Database, env.Site, ErrorsParams{Deployment: a.ID("deployment")})
+				return ErrorsReport(ctx, env.Store, env.Database, env.Site, ErrorsParams{Deployment: a.ID("deployment"), Tree: env.Tree})
 			},
 			Table: table(printErrors),
 		},
@@ -175,7 +177,7 @@ func Reports() []Definition {
 				{Name: "days", Kind: KindInt, Min: 1, Max: 36500, Default: DefaultStaleDays, Help: "stale: no successful scan in this many days"}},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				days, _ := a.Int("days")
-				return ScanReport(ctx, env.Store, env.Database, env.Site, ScanParams{Scope: Scope{Collection: a.ID("collection")}, Days: days})
+				return ScanReport(ctx, env.Store, env.Database, env.Site, ScanParams{Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree}, Days: days})
 			},
 			Table: table(printScan),
 		},
@@ -185,7 +187,7 @@ func Reports() []Definition {
 			Params:  []Param{{Name: "client", Kind: KindID, Required: true, Help: "client id"}, list, updates},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				return ComputerReport(ctx, env.Store, env.Database, env.Site, ComputerParams{Client: a.ID("client"), List: a.ID("list"),
-					Updates: a.IDs("updates"), ExpiredCleanup: env.ExpiredCleanup})
+					Updates: a.IDs("updates"), ExpiredCleanup: env.ExpiredCleanup, Tree: env.Tree})
 			},
 			Table: table(printComputer),
 		},
@@ -194,7 +196,7 @@ func Reports() []Definition {
 			Summary: "one update across the site or a collection: compliance and enforcement states",
 			Params:  []Param{{Name: "update", Kind: KindID, Required: true, Help: "update id"}, scope},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				return UpdateReport(ctx, env.Store, env.Database, env.Site, UpdateParams{Update: a.ID("update"), Scope: Scope{Collection: a.ID("collection")}})
+				return UpdateReport(ctx, env.Store, env.Database, env.Site, UpdateParams{Update: a.ID("update"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree}})
 			},
 			Table: table(printUpdate),
 		},
@@ -202,7 +204,7 @@ func Reports() []Definition {
 			Name:    "backlog",
 			Summary: "per site: records accepted and not folded; per link up here: freshness, backlog and state",
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				return BacklogReport(env.Site, env.Tree, env.Watermark), nil
+				return BacklogReport(env.Site, env.Tree, env.Watermark, env.Uplink), nil
 			},
 			Table: table(printBacklog),
 		},
@@ -216,7 +218,7 @@ func Reports() []Definition {
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				return TrendReport(ctx, env.Store, env.Database, env.Site, TrendParams{List: a.ID("list"), Updates: a.IDs("updates"),
 					Scope: Scope{Collection: a.ID("collection")}, From: a.Time("from"), To: a.Time("to"), Step: a.Duration("step"),
-					ExpiredCleanup: env.ExpiredCleanup})
+					ExpiredCleanup: env.ExpiredCleanup, Tree: env.Tree})
 			},
 			Table: table(printTrend),
 		},

@@ -254,6 +254,8 @@ func TestReportsSurviveAnyAnswer(t *testing.T) {
 	}
 	ctx := context.Background()
 	state := 2
+	tree := &Tree{Self: "CEN", Top: "CEN", Origins: []string{"CEN", "P01", "S01"},
+		Sites: []SiteStatus{{Site: "CEN", LinkState: LinkLocal}, {Site: "P01", Parent: "CEN"}, {Site: "S01", Parent: "P01"}}}
 	for name, res := range answers {
 		q := hostile{res}
 		for report, run := range map[string]func() (any, error){
@@ -294,6 +296,29 @@ func TestReportsSurviveAnyAnswer(t *testing.T) {
 			},
 			"machines of a deployment": func() (any, error) {
 				return MachinesReport(ctx, q, "db", "P01", MachinesParams{Deployment: "D", State: "4"})
+			},
+			"tree deployment": func() (any, error) {
+				return DeploymentReport(ctx, q, "db", "CEN", DeploymentParams{Deployment: "D", Tree: tree})
+			},
+			"tree errors": func() (any, error) { return ErrorsReport(ctx, q, "db", "CEN", ErrorsParams{Tree: tree}) },
+			"tree scan": func() (any, error) {
+				return ScanReport(ctx, q, "db", "CEN", ScanParams{Scope: Scope{Collection: "C", Tree: tree}})
+			},
+			"tree update": func() (any, error) {
+				return UpdateReport(ctx, q, "db", "CEN", UpdateParams{Update: "U", Scope: Scope{Tree: tree}})
+			},
+			"tree machines of an update": func() (any, error) {
+				return MachinesReport(ctx, q, "db", "CEN", MachinesParams{Update: "U", State: "unknown", Scope: Scope{Tree: tree}})
+			},
+			"tree machines of a list": func() (any, error) {
+				return MachinesReport(ctx, q, "db", "CEN", MachinesParams{List: "L", State: "compliant", Scope: Scope{Tree: tree}})
+			},
+			"tree machines of a deployment": func() (any, error) {
+				return MachinesReport(ctx, q, "db", "CEN", MachinesParams{Deployment: "D", State: "0", Scope: Scope{Tree: tree}})
+			},
+			"tree trend": func() (any, error) { return TrendReport(ctx, q, "db", "CEN", TrendParams{List: "L", Tree: tree}) },
+			"tree computer": func() (any, error) {
+				return ComputerReport(ctx, q, "db", "CEN", ComputerParams{Client: "c", List: "L", Tree: tree})
 			},
 		} {
 			func() {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -11,8 +13,8 @@ import (
 
 // ScanParams scope the scan report.
 type ScanParams struct {
-	Scope Scope
-	Days  int // a client is stale without a successful scan in this many days (default DefaultStaleDays)
+	Scope Scope // its Tree, in a site hierarchy, counts every site of the tree from its cells
+	Days  int   // a client is stale without a successful scan in this many days (default DefaultStaleDays)
 }
 
 // DefaultStaleDays is the scan report's stale threshold when none is given.
@@ -24,15 +26,35 @@ const MaxStaleListed = 1000
 // Scan is the scan report (DESIGN §4): the clients in scope by the state of their latest scan
 // (501), and the clients with no successful scan in the last StaleDays days.
 type Scan struct {
-	Site           string       `json:"site"`
-	AsOf           time.Time    `json:"as_of"`
-	Collection     string       `json:"collection,omitempty"`
-	CollectionName string       `json:"collection_name,omitempty"`
-	States         []StateCount `json:"states"`
-	Total          int64        `json:"total"`
-	StaleDays      int          `json:"stale_days"`
-	StaleClients   int64        `json:"stale_clients"`
-	Stale          []string     `json:"stale"` // sorted, at most MaxStaleListed
+	Site           string    `json:"site"`
+	AsOf           time.Time `json:"as_of"`
+	Collection     string    `json:"collection,omitempty"`
+	CollectionName string    `json:"collection_name,omitempty"`
+	// States counts the clients by the state of their latest scan across their update
+	// sources. In a site hierarchy it is absent when a site of the tree has several sources:
+	// the sites count per source, and a client's latest scan across sources is not among
+	// their counts (Sources has them).
+	States []StateCount `json:"states,omitempty"`
+	// Sources counts, per update source (the 501 topic id), the clients in scope by their
+	// scan state for it, those without one in 0 Unknown (each source's states add up to
+	// Total).
+	Sources      []ScanSource `json:"sources"`
+	Total        int64        `json:"total"`
+	StaleDays    int          `json:"stale_days"`
+	StaleClients int64        `json:"stale_clients"`
+	Stale        []string     `json:"stale"` // sorted, at most MaxStaleListed
+	// StaleOf, in a site hierarchy, names the site whose stale clients Stale lists: the site
+	// answering (absent, with Stale empty, when site= named a subtree below it). Stale clients
+	// of the sites below are counted in StaleClients and listed by their own site.
+	StaleOf string `json:"stale_of,omitempty"`
+	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
+	Sites []SiteStatus `json:"sites,omitempty"`
+}
+
+// ScanSource is the clients in scope by their scan state for one update source.
+type ScanSource struct {
+	Source string       `json:"source"`
+	States []StateCount `json:"states"`
 }
 
 // ScanReport computes the scan report of site (database db).
@@ -42,6 +64,14 @@ type Scan struct {
 // 0 Unknown. A client is stale when its latest successful scan (501 = 3 or 6, by the client's
 // clock, as ConfigMgr's last scan time) is older than Days days before as_of, or when it never
 // scanned successfully.
+//
+// In a site hierarchy (p.Scope.Tree) the counts come from the cells of every site of the tree:
+// Total from the clients each heard from in scope (topic type 0), Sources from the cells of
+// topic type 501, States as their sum where every site has at most one source (a client's
+// latest scan is then its one source's; otherwise States is absent), and StaleClients from
+// the latest successful scans (agg_scans): the clients in scope less those whose latest
+// successful scan is at or after the threshold. Stale lists the site's own stale clients only
+// (StaleOf).
 func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (*Scan, error) {
 	if p.Days == 0 {
 		p.Days = DefaultStaleDays
@@ -54,7 +84,24 @@ func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (
 		return nil, err
 	}
 	rep := &Scan{Site: site, AsOf: time.Now().UTC(), Collection: p.Scope.Collection, CollectionName: name, StaleDays: p.Days, Stale: []string{}}
+	since := rep.AsOf.Add(-time.Duration(p.Days) * 24 * time.Hour)
 	scope := p.Scope.clientsSQL(db)
+	if tree := p.Scope.Tree; tree != nil {
+		if err := treeScan(ctx, q, db, tree, rep, since); err != nil {
+			return nil, err
+		}
+		if !tree.counts(tree.Self) {
+			return rep, nil
+		}
+		rep.StaleOf = tree.Self
+		// The site's own stale clients (its clients in scope: those it heard from).
+		_, stale, err := staleClients(ctx, q, db, scope, since)
+		if err != nil {
+			return nil, err
+		}
+		rep.Stale = append(rep.Stale, stale...)
+		return rep, nil
+	}
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT ifNull(s.state, 0) AS state, count()
 	FROM (%[2]s) AS c
 	LEFT JOIN (SELECT client, argMax(state, serial) AS state FROM %[1]s.v_live_state
@@ -66,33 +113,178 @@ func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (
 	if rep.States, rep.Total, err = stateCounts(schema.TopicScan, res); err != nil {
 		return nil, err
 	}
-	since := rep.AsOf.Add(-time.Duration(p.Days) * 24 * time.Hour)
-	res, err = q.Query(ctx, fmt.Sprintf(`SELECT count(), arraySlice(arraySort(groupArray(client)), 1, %[4]d)
-	FROM (SELECT c.client AS client
-	      FROM (%[2]s) AS c
-	      LEFT JOIN (SELECT client, argMax(time, serial) AS last_scan, 1 AS scanned FROM %[1]s.scan_history
-	                 WHERE client IN (%[2]s) GROUP BY client) AS h ON h.client = c.client
-	      WHERE h.scanned = 0 OR h.last_scan < %[3]s)`, db, scope, sqlTime(since), MaxStaleListed))
+	res, err = q.Query(ctx, fmt.Sprintf(`SELECT topic_id, state, count() FROM %s.v_live_state
+	WHERE topic_type = 501 AND client IN (%s) GROUP BY topic_id, state`, db, scope))
 	if err != nil {
-		return nil, fmt.Errorf("cannot list clients without a recent successful scan: %w", err)
+		return nil, fmt.Errorf("cannot count scan states per source: %w", err)
+	}
+	if rep.Sources, err = scanSources(res, func(string) int64 { return rep.Total }, 0); err != nil {
+		return nil, err
 	}
 	var stale []string
-	if err := scanRow(res, 0, "stale clients", &rep.StaleClients, &stale); err != nil {
+	if rep.StaleClients, stale, err = staleClients(ctx, q, db, scope, since); err != nil {
 		return nil, err
 	}
 	rep.Stale = append(rep.Stale, stale...)
 	return rep, nil
 }
 
+// scanSources reads rows of (source, state, clients) — with an origin site first when sited
+// — into each source's states, those without a state for it (total(source) less the
+// clients with a state ≥ 1) in 0 Unknown; sorted by source.
+func scanSources(res *schema.Result, total func(source string) int64, sited int) ([]ScanSource, error) {
+	t := schema.TopicScan
+	by := map[string]*ScanSource{}
+	for i := range res.Rows {
+		var origin, source string
+		var st, n int64
+		dst := []any{&source, &st, &n}
+		if sited == 1 {
+			dst = append([]any{&origin}, dst...)
+		}
+		if err := scanRow(res, i, "scan states per source", dst...); err != nil {
+			return nil, err
+		}
+		s := by[source]
+		if s == nil {
+			s = &ScanSource{Source: source, States: emptyStates(t)}
+			by[source] = s
+		}
+		if st > 0 {
+			s.States[0].Clients -= n // of the total set below
+			if st < int64(len(s.States)) {
+				s.States[st].Clients += n
+			}
+		}
+	}
+	out := []ScanSource{}
+	for _, id := range slices.Sorted(maps.Keys(by)) {
+		s := by[id]
+		s.States[0].Clients += total(id)
+		out = append(out, *s)
+	}
+	return out, nil
+}
+
+// treeScan fills the counts of the scan report over the sites of a tree from their cells.
+func treeScan(ctx context.Context, q Querier, db string, tree *Tree, rep *Scan, since time.Time) error {
+	sc := Quote(rep.Collection)
+	totals, err := tree.originTotals(ctx, q, db, rep.Collection)
+	if err != nil {
+		return err
+	}
+	for _, n := range totals {
+		rep.Total += n
+	}
+	from, cond := tree.cells(db, "states")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, topic_id, toInt64(state), toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND topic_type = 501 GROUP BY origin_site, topic_id, state HAVING sum(clients) != 0`, from, cond, sc))
+	if err != nil {
+		return fmt.Errorf("cannot count scan states per source: %w", err)
+	}
+	// The sources each site counts: with at most one per site, a client's one scan state is
+	// its latest, and States is their sum. A source's Unknown is every client in scope
+	// without a state for it, as at a standalone site.
+	sourcesOf := map[string]map[string]bool{}
+	for i := range res.Rows {
+		var origin, source string
+		var st, n int64
+		if err := scanRow(res, i, "scan states per source", &origin, &source, &st, &n); err != nil {
+			return err
+		}
+		if sourcesOf[origin] == nil {
+			sourcesOf[origin] = map[string]bool{}
+		}
+		sourcesOf[origin][source] = true
+	}
+	if rep.Sources, err = scanSources(res, func(string) int64 { return rep.Total }, 1); err != nil {
+		return err
+	}
+	single := true
+	for _, s := range sourcesOf {
+		single = single && len(s) <= 1
+	}
+	if single { // each client has at most one scan state: its latest
+		rep.States = emptyStates(schema.TopicScan)
+		rep.States[0].Clients = rep.Total
+		for _, src := range rep.Sources {
+			for i, st := range src.States {
+				if i > 0 {
+					rep.States[i].Clients += st.Clients
+					rep.States[0].Clients -= st.Clients
+				}
+			}
+		}
+	}
+	from, cond = tree.cells(db, "scans")
+	res, err = q.Query(ctx, fmt.Sprintf(`SELECT toInt64(sum(clients)) FROM %s WHERE %s AND scope = %s AND last_scan >= %s`,
+		from, cond, sc, sqlTime(since)))
+	fresh, err := count(res, err, "recent successful scans")
+	if err != nil {
+		return fmt.Errorf("cannot count clients without a recent successful scan: %w", err)
+	}
+	rep.StaleClients = rep.Total - fresh
+	rep.Sites = tree.Sites
+	return nil
+}
+
+// staleClients counts the clients of scope (a subquery of clients) whose latest successful
+// scan is older than since or who never scanned successfully, and lists the first
+// MaxStaleListed of them.
+func staleClients(ctx context.Context, q Querier, db, scope string, since time.Time) (int64, []string, error) {
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT count(), arraySlice(arraySort(groupArray(client)), 1, %[4]d)
+	FROM (SELECT c.client AS client
+	      FROM (%[2]s) AS c
+	      LEFT JOIN (SELECT client, argMax(time, serial) AS last_scan, 1 AS scanned FROM %[1]s.scan_history
+	                 WHERE client IN (%[2]s) GROUP BY client) AS h ON h.client = c.client
+	      WHERE h.scanned = 0 OR h.last_scan < %[3]s)`, db, scope, sqlTime(since), MaxStaleListed))
+	if err != nil {
+		return 0, nil, fmt.Errorf("cannot list clients without a recent successful scan: %w", err)
+	}
+	var n int64
+	var stale []string
+	if err := scanRow(res, 0, "stale clients", &n, &stale); err != nil {
+		return 0, nil, err
+	}
+	return n, stale, nil
+}
+
 // printScan prints the scan report: clients per state of their latest scan, then the stale.
 func printScan(w io.Writer, s *Scan) {
 	header(w, "scan", s.Site, s.AsOf, scopeText(s.Collection, s.CollectionName), plural(s.Total, "client"))
-	tw := columns(w)
-	fmt.Fprintln(tw, "state\tname\tclients\tshare")
-	for _, st := range s.States {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", st.State, st.Name, st.Clients, percent(st.Clients, s.Total))
+	if s.States != nil {
+		tw := columns(w)
+		fmt.Fprintln(tw, "state\tname\tclients\tshare")
+		for _, st := range s.States {
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", st.State, st.Name, st.Clients, percent(st.Clients, s.Total))
+		}
+		_ = tw.Flush()
+	} else {
+		fmt.Fprintln(w, "by latest scan: not counted (a site has several update sources; per source below)")
 	}
-	_ = tw.Flush()
+	if len(s.Sources) > 1 || (s.States == nil && len(s.Sources) > 0) {
+		fmt.Fprintln(w, "per update source:")
+		tw := columns(w)
+		fmt.Fprint(tw, "  source")
+		t := schema.TopicScan
+		for i := range t.StateCount() {
+			fmt.Fprintf(tw, "\t%s", clipText(t.StateName(i), 20))
+		}
+		fmt.Fprintln(tw)
+		for _, src := range s.Sources {
+			fmt.Fprintf(tw, "  %s", clipText(src.Source, 40))
+			for _, st := range src.States {
+				fmt.Fprintf(tw, "\t%d", st.Clients)
+			}
+			fmt.Fprintln(tw)
+		}
+		_ = tw.Flush()
+	}
 	fmt.Fprintf(w, "no successful scan in %d days: %s (%s)\n", s.StaleDays, plural(s.StaleClients, "client"), percent(s.StaleClients, s.Total))
-	printIDs(w, "stale", s.Stale, s.StaleClients, 20)
+	label, listed := "stale", s.StaleClients
+	if s.StaleOf != "" { // a hierarchy: the site's own are listed, the others' counted only
+		label, listed = "stale at "+s.StaleOf, int64(len(s.Stale))
+	}
+	printIDs(w, label, s.Stale, listed, 20)
+	printSites(w, s.Sites)
 }

@@ -85,6 +85,12 @@ type site struct {
 // expired-update cleanup (0: the default).
 func newSite(t *testing.T, cleanup time.Duration) *site {
 	t.Helper()
+	return newSiteDB(t, cleanup, fmt.Sprintf("report_test_%d", dbSeq.Add(1)), siteCode)
+}
+
+// newSiteDB is newSite with the database's name and the site code its API answers as.
+func newSiteDB(t *testing.T, cleanup time.Duration, db, code string) *site {
+	t.Helper()
 	if skipReason != "" {
 		if os.Getenv("STATEPIPE_REQUIRE_CHDB") != "" {
 			t.Fatal("libchdb.so is required here: " + skipReason)
@@ -92,7 +98,6 @@ func newSite(t *testing.T, cleanup time.Duration) *site {
 		t.Skip(skipReason)
 	}
 	ctx := context.Background()
-	db := fmt.Sprintf("report_test_%d", dbSeq.Add(1))
 	if _, err := schema.Migrate(ctx, testStore, db); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +110,7 @@ func newSite(t *testing.T, cleanup time.Duration) *site {
 		cleanup = schema.DefaultExpiredCleanup
 	}
 	s := &site{t: t, db: db, cleanup: cleanup, batch: fold.NewBatch(db), at: time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond),
-		api: &report.API{Site: siteCode, Database: db, Store: testStore, ExpiredCleanup: cleanup}, mux: http.NewServeMux()}
+		api: &report.API{Site: code, Database: db, Store: testStore, ExpiredCleanup: cleanup}, mux: http.NewServeMux()}
 	s.api.Register(s.mux)
 	return s
 }

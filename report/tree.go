@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/statepipe/statepipe/replicator"
+	"github.com/statepipe/statepipe/schema"
 )
 
 // Reports in a site hierarchy. A site's replicator sends its counted aggregate cells up to its
@@ -21,7 +22,38 @@ import (
 // In a hierarchy every site counts the clients it has heard from: a collection defined above
 // may hold clients of many sites, each site counts its own members, and a member no site has
 // heard from is counted nowhere (its site is not known). A standalone site counts every member
-// of a collection, heard from or not, as before.
+// of a collection, heard from or not, as before. A site of a hierarchy counts from cells even
+// when nothing is below it yet, so its answers do not change shape when a child arrives.
+//
+// Each report in a hierarchy (every answer carries sites: the sites counted, with their
+// watermarks and link states):
+//
+//   - compliance: per update and per computer from the cells; updates= (an ad-hoc set's
+//     per-computer counts) and source=scan over sites below are refused naming the parameter.
+//   - deployment: per site, the collection's members it heard from (topic type 0) by their
+//     301 state for the deployment, the rest in state 0; by_site lists each site's counts,
+//     which add up to the answer. state= (the machine list) over sites below is refused
+//     naming state, pointing to the machines report; over the site alone it lists its own.
+//   - errors: machines per HRESULT from the cells of topic type 0 (a client is one site's,
+//     so the sites' distinct counts add up), updates and deployments ranked by their cells.
+//     deployment= over sites below is refused naming deployment: the distinct machines over
+//     one deployment's updates and itself are not among the cells; over the site alone it
+//     reads the live states.
+//   - scan: sources (per update source, from the cells of topic type 501), states as their
+//     sum when every site counts at most one source (absent otherwise: a client's latest scan
+//     across sources is not among the cells), stale_clients from the latest successful scans
+//     (agg_scans); stale lists the site's own stale clients only (stale_of).
+//   - update: compliance with rule 3 (the stated 3/2/1, the scans newer than the update's
+//     first synchronisation less the stated among them) and 402 states, from the cells.
+//   - machines: a site holds only its own clients' rows, so it lists its own machines of the
+//     cell (none when site= names a subtree below it) and, in elsewhere, every other site of
+//     the tree with machines in the cell — counted from its cells (null for an ad-hoc
+//     updates= set, which the cells do not count) — with the request that lists them there.
+//   - trend and computer read per-client rows (history, live states) that stay at the
+//     client's site: they answer for the site's own clients (own_site_only, sites the site
+//     alone); a client not heard here is not found, and site= naming a subtree below the site
+//     is refused naming site.
+//   - backlog: every site of the tree and its link.
 
 // Hierarchy makes a site's reports cover the sites below it.
 type Hierarchy struct {
@@ -185,4 +217,244 @@ func (o *origin) status(h *Hierarchy, now time.Time) SiteStatus {
 		s.FreshnessSeconds = &f
 	}
 	return s
+}
+
+// counts reports whether the site answering is one of the tree's origins: false when site=
+// narrowed the answer to a subtree below it, whose clients it does not hold.
+func (t *Tree) counts(site string) bool { return t != nil && slices.Contains(t.Origins, site) }
+
+// order returns the tree's origins as Sites lists them: top first, then depth first by code.
+func (t *Tree) order() []string {
+	out := make([]string, 0, len(t.Sites))
+	for _, s := range t.Sites {
+		out = append(out, s.Site)
+	}
+	return out
+}
+
+// ownSites is the answering site's own status, for a report that reads its per-client rows
+// only (trend, computer): the one site such an answer covers.
+func (t *Tree) ownSites() []SiteStatus {
+	if t == nil {
+		return nil
+	}
+	for _, s := range t.Sites {
+		if s.Site == t.Self {
+			return []SiteStatus{s}
+		}
+	}
+	return nil
+}
+
+// ownOnly refuses, naming site, a report that reads per-client rows when site= named a
+// subtree the site answering is not part of.
+func (t *Tree) ownOnly(report string) error {
+	if t == nil || t.counts(t.Self) {
+		return nil
+	}
+	return &ParamError{Field: "site", Message: fmt.Sprintf("the %s report reads each client's own rows, which only the client's site holds, and %s sends counts only: ask site %s itself (its own URL, or site=%s where a topology serves every site)", report, t.Top, t.Top, t.Top)}
+}
+
+// originTotals counts, per origin of the tree, the clients in scope (collection id, or "" for
+// the whole site) it has heard from: its cells of topic type 0.
+func (t *Tree) originTotals(ctx context.Context, q Querier, db, scope string) (map[string]int64, error) {
+	from, cond := t.cells(db, "states")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND topic_type = 0 GROUP BY origin_site`, from, cond, Quote(scope)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot count clients per site: %w", err)
+	}
+	out := map[string]int64{}
+	for i := range res.Rows {
+		var site string
+		var n int64
+		if err := scanRow(res, i, "clients per site", &site, &n); err != nil {
+			return nil, err
+		}
+		out[site] += n
+	}
+	return out, nil
+}
+
+// SiteStates is one site's part of a report over a hierarchy: its clients in scope and how
+// many of them are in each state (every state listed).
+type SiteStates struct {
+	Site   string       `json:"site"`
+	Total  int64        `json:"total"`
+	States []StateCount `json:"states"`
+}
+
+// deploymentBySite counts a deployment's targeted clients per origin of the tree from the
+// cells, as DeploymentReport counts them at one site (folding rule 4): the members of its
+// collection each site heard from (topic type 0 of the collection's scope) by their 301 state
+// for the deployment, those without one (or in state 0) in state 0. Every origin is listed, in
+// the order of Sites.
+func deploymentBySite(ctx context.Context, q Querier, db string, t *Tree, dep *deploymentRef) ([]SiteStates, error) {
+	from, cond := t.cells(db, "states")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, topic_type, toInt64(state), toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND (topic_type = 0 OR (topic_type = 301 AND topic_id = %s AND state != 0))
+	GROUP BY origin_site, topic_type, state`, from, cond, Quote(dep.collection), Quote(dep.id)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot count deployment states per site (%s): %w", dep.id, err)
+	}
+	states := schema.TopicDeploymentEnforcement
+	out := make([]SiteStates, 0, len(t.Sites))
+	at := map[string]int{}
+	for _, site := range t.order() {
+		at[site] = len(out)
+		out = append(out, SiteStates{Site: site, States: emptyStates(states)})
+	}
+	stated := make([]int64, len(out))
+	for i := range res.Rows {
+		var site string
+		var tt, st, n int64
+		if err := scanRow(res, i, "deployment states per site", &site, &tt, &st, &n); err != nil {
+			return nil, err
+		}
+		j, ok := at[site]
+		if !ok {
+			continue // not an origin of the tree: the filter keeps none
+		}
+		s := &out[j]
+		switch {
+		case tt == 0:
+			s.Total += n
+		case st > 0:
+			stated[j] += n
+			if st < int64(len(s.States)) {
+				s.States[st].Clients += n
+			}
+		}
+	}
+	for j := range out {
+		out[j].States[0].Clients = out[j].Total - stated[j]
+	}
+	return out, nil
+}
+
+// emptyStates lists every state of t with no clients.
+func emptyStates(t schema.TopicType) []StateCount {
+	out := make([]StateCount, t.StateCount())
+	for i := range out {
+		out[i] = StateCount{State: i, Name: t.StateName(i)}
+	}
+	return out
+}
+
+// sumSites adds the sites' counts up: the total and each state's clients.
+func sumSites(t schema.TopicType, sites []SiteStates) ([]StateCount, int64) {
+	out := emptyStates(t)
+	var total int64
+	for _, s := range sites {
+		total += s.Total
+		for i, st := range s.States {
+			if i < len(out) {
+				out[i].Clients += st.Clients
+			}
+		}
+	}
+	return out, total
+}
+
+// updateCounts is one site's compliance with one update by folding rule 3, from its cells.
+type updateCounts struct {
+	total, installed, required, notRequired int64
+}
+
+func (c updateCounts) unknown() int64 { return c.total - c.installed - c.required - c.notRequired }
+
+// updateBySite counts, per origin of the tree, the clients in scope by their compliance with
+// update as UpdateReport does at one site: the stated 3/2/1 from the cells of topic type 500,
+// plus (for an update in the catalog) the clients whose latest successful scan is newer than
+// the update's first synchronisation (agg_scans) less those of them already stated 1–3 (the
+// cells' scanned), as Not required; the rest of the site's clients in scope are Unknown.
+func updateBySite(ctx context.Context, q Querier, db string, t *Tree, scope, update string, inCatalog bool) (map[string]*updateCounts, error) {
+	from, cond := t.cells(db, "states")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, topic_type, toInt64(state), toInt64(sum(clients)), toInt64(sum(scanned)) FROM %s
+	WHERE %s AND scope = %s AND (topic_type = 0 OR (topic_type = 500 AND topic_id = %s AND state IN (1, 2, 3)))
+	GROUP BY origin_site, topic_type, state`, from, cond, Quote(scope), Quote(update)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot count compliance with update %q per site: %w", update, err)
+	}
+	out := map[string]*updateCounts{}
+	for _, site := range t.Origins {
+		out[site] = &updateCounts{}
+	}
+	for i := range res.Rows {
+		var site string
+		var tt, st, n, scanned int64
+		if err := scanRow(res, i, "compliance per site", &site, &tt, &st, &n, &scanned); err != nil {
+			return nil, err
+		}
+		c, ok := out[site]
+		if !ok {
+			continue
+		}
+		switch {
+		case tt == 0:
+			c.total += n
+		case st == 3:
+			c.installed += n
+		case st == 2:
+			c.required += n
+		case st == 1:
+			c.notRequired += n
+		}
+		if inCatalog && tt != 0 {
+			c.notRequired -= scanned // counted again below, among the scans newer than the update
+		}
+	}
+	if !inCatalog {
+		return out, nil // no first synchronisation: nothing is inferred
+	}
+	from, cond = t.cells(db, "scans")
+	res, err = q.Query(ctx, fmt.Sprintf(`SELECT origin_site, toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND last_scan > (SELECT first_synced FROM %s.v_updates WHERE id = %s)
+	GROUP BY origin_site`, from, cond, Quote(scope), db, Quote(update)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot count scans newer than update %q per site: %w", update, err)
+	}
+	for i := range res.Rows {
+		var site string
+		var n int64
+		if err := scanRow(res, i, "scans per site", &site, &n); err != nil {
+			return nil, err
+		}
+		if c, ok := out[site]; ok {
+			c.notRequired += n
+		}
+	}
+	return out, nil
+}
+
+// listBySite counts, per origin of the tree, the clients in scope by their compliance with an
+// update list ("" the catalog) from the cells of agg_lists: status 1 compliant, 2
+// non-compliant, the rest of the site's clients in scope unknown (index 0).
+func listBySite(ctx context.Context, q Querier, db string, t *Tree, scope, list string) (map[string]*[3]int64, error) {
+	totals, err := t.originTotals(ctx, q, db, scope)
+	if err != nil {
+		return nil, err
+	}
+	from, cond := t.cells(db, "lists")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, toInt64(status), toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND list = %s AND status IN (1, 2) GROUP BY origin_site, status`, from, cond, Quote(scope), Quote(list)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot count compliance with list %q per site: %w", list, err)
+	}
+	out := map[string]*[3]int64{}
+	for _, site := range t.Origins {
+		out[site] = &[3]int64{totals[site], 0, 0}
+	}
+	for i := range res.Rows {
+		var site string
+		var status, n int64
+		if err := scanRow(res, i, "list compliance per site", &site, &status, &n); err != nil {
+			return nil, err
+		}
+		if c, ok := out[site]; ok && (status == 1 || status == 2) {
+			c[status] += n
+			c[0] -= n
+		}
+	}
+	return out, nil
 }

@@ -22,6 +22,9 @@ type TrendParams struct {
 	// ExpiredCleanup drops updates expired for longer than this, as the compliance report
 	// does (default 7 days).
 	ExpiredCleanup time.Duration
+	// Tree is the part of a site hierarchy the answer is asked about (tree.go); nil for a
+	// standalone site. The trend reads its own site's history only (OwnSiteOnly).
+	Tree *Tree
 }
 
 // MaxTrendPoints caps the points of one trend report.
@@ -63,6 +66,12 @@ type Trend struct {
 	To             time.Time         `json:"to"`
 	Step           string            `json:"step"`
 	Points         []TrendPoint      `json:"points"`
+	// OwnSiteOnly, in a site hierarchy, says that the trend covers the site's own clients
+	// only: it reads each client's message history, which the sites below keep and do not
+	// send up (they send their current counts). Ask each site for its own.
+	OwnSiteOnly bool `json:"own_site_only,omitempty"`
+	// Sites, in a site hierarchy, is the one site counted: the site answering.
+	Sites []SiteStatus `json:"sites,omitempty"`
 }
 
 // TrendPoint counts (client, update) pairs by compliance state as of Time.
@@ -94,6 +103,10 @@ type TrendPoint struct {
 // ingest accepts again) has the same serial and state, so it never changes a pair's state, and
 // reading every copy makes a message count from its first acceptance. FINAL would keep an
 // arbitrary copy and could move the change to the retry's time.
+//
+// In a site hierarchy it answers for the site's own clients only, as a standalone site does,
+// and says so (OwnSiteOnly); site= naming a subtree below the site is refused (400 naming
+// site): those clients' history is at their own site.
 func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams) (*Trend, error) {
 	// The update set is required: a missing one is the error to report, before the points.
 	if err := checkSetParams(p.List, p.Updates); err != nil {
@@ -118,6 +131,9 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 	case (to-from)/step+1 > MaxTrendPoints:
 		return nil, &ParamError{Field: "step", Message: fmt.Sprintf("from, to and step give %d points; at most %d", (to-from)/step+1, MaxTrendPoints)}
 	}
+	if err := p.Tree.ownOnly("trend"); err != nil {
+		return nil, err
+	}
 	collectionName, err := p.Scope.check(ctx, q, db)
 	if err != nil {
 		return nil, err
@@ -135,7 +151,7 @@ func TrendReport(ctx context.Context, q Querier, db, site string, p TrendParams)
 	rep := &Trend{Site: site, AsOf: now, List: p.List, ListName: listName, Collection: p.Scope.Collection,
 		CollectionName: collectionName, Updates: ids, Titles: titles,
 		From: time.UnixMilli(from).UTC(), To: time.UnixMilli(last).UTC(), Step: time.Duration(step * int64(time.Millisecond)).String(),
-		Points: make([]TrendPoint, n)}
+		Points: make([]TrendPoint, n), OwnSiteOnly: p.Tree != nil, Sites: p.Tree.ownSites()}
 	for i := range rep.Points {
 		rep.Points[i].Time = time.UnixMilli(from + int64(i)*step).UTC()
 	}
@@ -290,4 +306,8 @@ func printTrend(w io.Writer, t *Trend) {
 	if skipped > 0 {
 		fmt.Fprintf(w, "(%d of %d points repeat the one before and are not shown)\n", skipped, len(t.Points))
 	}
+	if t.OwnSiteOnly {
+		fmt.Fprintf(w, "site %s's own clients only: the sites below keep their clients' history (ask each of them)\n", t.Site)
+	}
+	printSites(w, t.Sites)
 }

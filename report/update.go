@@ -38,6 +38,8 @@ type Update struct {
 	// Enforcement counts the clients in scope that have a live 402 state for the update, per
 	// state (every state listed); clients without one are not counted.
 	Enforcement []StateCount `json:"enforcement"`
+	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
+	Sites []SiteStatus `json:"sites,omitempty"`
 }
 
 // UpdateReport computes the update report of site (database db). Scope is the collection's
@@ -45,6 +47,12 @@ type Update struct {
 // state when it is 1, 2 or 3; else as Not required when its latest successful scan is newer
 // than the update's first synchronisation (only for an update in the catalog); else Unknown.
 // An update neither in the catalog nor in any client's live state is a NotFoundError.
+//
+// In a site hierarchy (p.Scope.Tree) every count comes from the cells of the sites of the
+// tree, as the compliance report counts one update: the stated 3/2/1 (topic type 500), the
+// inferred Not required from each site's latest scans (agg_scans) newer than the update's
+// first synchronisation less the stated among them, the clients each site heard from in
+// scope (topic type 0) as the total, and the 402 states (topic type 402).
 func UpdateReport(ctx context.Context, q Querier, db, site string, p UpdateParams) (*Update, error) {
 	if p.Update == "" {
 		return nil, &ParamError{Field: "update", Message: "update (an update id) is required"}
@@ -55,11 +63,35 @@ func UpdateReport(ctx context.Context, q Querier, db, site string, p UpdateParam
 	}
 	u := Quote(p.Update)
 	rep := &Update{Site: site, AsOf: time.Now().UTC(), UpdateID: p.Update, Collection: p.Scope.Collection, CollectionName: name}
-	ref, err := lookupUpdate(ctx, q, db, p.Update)
+	ref, err := lookupUpdate(ctx, q, db, p.Update, p.Scope.Tree)
 	if err != nil {
 		return nil, err
 	}
 	rep.InCatalog, rep.Article, rep.Title, rep.Expired = ref.inCatalog, ref.article, ref.title, ref.expired
+	if tree := p.Scope.Tree; tree != nil {
+		rep.Sites = tree.Sites
+		by, err := updateBySite(ctx, q, db, tree, p.Scope.Collection, p.Update, ref.inCatalog)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range by {
+			rep.Installed, rep.Required, rep.NotRequired, rep.Total = rep.Installed+c.installed, rep.Required+c.required,
+				rep.NotRequired+c.notRequired, rep.Total+c.total
+		}
+		rep.Unknown = rep.Total - rep.Installed - rep.Required - rep.NotRequired
+		rep.CompliantPct = pct(rep.Installed+rep.NotRequired, rep.Total)
+		from, cond := tree.cells(db, "states")
+		res, err := q.Query(ctx, fmt.Sprintf(`SELECT toInt64(state), toInt64(sum(clients)) FROM %s
+		WHERE %s AND scope = %s AND topic_type = 402 AND topic_id = %s GROUP BY state HAVING sum(clients) != 0`,
+			from, cond, Quote(p.Scope.Collection), u))
+		if err != nil {
+			return nil, fmt.Errorf("cannot count enforcement of update %q: %w", p.Update, err)
+		}
+		if rep.Enforcement, _, err = stateCounts(schema.TopicUpdateEnforcement, res); err != nil {
+			return nil, err
+		}
+		return rep, nil
+	}
 	scope := p.Scope.clientsSQL(db)
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT countIf(state = 3), countIf(state = 2), countIf(state = 1), count()
 	FROM (%s)`, updateStatesSQL(db, scope, p.Update, rep.InCatalog)))
@@ -91,7 +123,7 @@ type updateRef struct {
 
 // lookupUpdate returns update id, or a NotFoundError naming update when neither the catalog
 // nor any client's state has it.
-func lookupUpdate(ctx context.Context, q Querier, db, id string) (*updateRef, error) {
+func lookupUpdate(ctx context.Context, q Querier, db, id string, tree *Tree) (*updateRef, error) {
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT article, title, expired FROM %s.v_updates WHERE id = %s`, db, Quote(id)))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read update %q from the catalog: %w", id, err)
@@ -100,7 +132,7 @@ func lookupUpdate(ctx context.Context, q Querier, db, id string) (*updateRef, er
 	if u.inCatalog {
 		return u, scanRow(res, 0, "update "+id, &u.article, &u.title, &u.expired)
 	}
-	if err := checkUpdates(ctx, q, db, []string{id}, nil); err != nil {
+	if err := checkUpdates(ctx, q, db, []string{id}, tree); err != nil {
 		var nf *NotFoundError
 		if errors.As(err, &nf) {
 			nf.Field = "update"
@@ -150,6 +182,7 @@ func printUpdate(w io.Writer, u *Update) {
 	}
 	fmt.Fprintf(w, "enforcement: %s with a state\n", plural(enforced, "client"))
 	if enforced == 0 {
+		printSites(w, u.Sites)
 		return
 	}
 	tw = columns(w)
@@ -160,4 +193,5 @@ func printUpdate(w io.Writer, u *Update) {
 		}
 	}
 	_ = tw.Flush()
+	printSites(w, u.Sites)
 }

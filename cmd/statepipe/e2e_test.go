@@ -116,32 +116,39 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 	if o.tune != nil {
 		o.tune(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	log := o.log
 	if log == nil {
 		log = quietLogger()
 	}
-	n, err := startRun(ctx, cfg, o.wrap, log)
+	n, stop := runTestNode(t, cfg, o.wrap, log)
+	return &testSite{t: t, code: code, url: n.url(), data: data, node: n, stop: stop}
+}
+
+// runTestNode starts `statepipe run` with cfg in the test process, waits until it is healthy,
+// and returns it with its stop (also run when the test ends).
+func runTestNode(t *testing.T, cfg runConfig, wrap func(siteStore) siteStore, log *slog.Logger) (*node, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := startRun(ctx, cfg, wrap, log)
 	if err != nil {
 		cancel()
-		t.Fatalf("cannot start site: %v", err)
+		t.Fatalf("cannot start: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- n.run(ctx) }()
-	s := &testSite{t: t, code: code, url: n.url(), data: data, node: n}
-	waitHealthy(t, s.url)
+	waitHealthy(t, n.url())
 	var stopped atomic.Bool
-	s.stop = func() {
+	stop := func() {
 		if stopped.Swap(true) {
 			return
 		}
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("site stopped with error: %v", err)
+			t.Errorf("stopped with error: %v", err)
 		}
 	}
-	t.Cleanup(s.stop)
-	return s
+	t.Cleanup(stop)
+	return n, stop
 }
 
 // waitHealthy waits until url's /healthz answers 200: the node serves, and its ingest has read

@@ -8,12 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/replicator"
+	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
 )
 
 // hierarchyConfig is how a site takes part in a site hierarchy: the topology, and the
@@ -24,11 +28,23 @@ type hierarchyConfig struct {
 	Interval     time.Duration
 	SweepEvery   time.Duration
 	Links        replicator.LinkThresholds
-	// EpochDir keeps each replicator's epoch file (embedded: the data directory).
-	EpochDir string
+	// EpochDir keeps each replicator's epoch file (embedded: the data directory), unless
+	// EpochFile names it.
+	EpochDir  string
+	EpochFile string
 	// ParentKeys returns the public keys a parent vouches for its reference data with (nil:
-	// the parent runs with auth off).
-	ParentKeys func(parent string) ([]ed25519.PublicKey, error)
+	// the parent runs with auth off); ParentKeyFile is --replicator.parent-key.
+	ParentKeys    func(parent string) ([]ed25519.PublicKey, error)
+	ParentKeyFile string
+	// SiteKeysDir holds the keys of the sites below (site-<CODE>.key): what they send is
+	// folded only when it verifies (--replicator.site-keys; embedded: the data directory).
+	SiteKeysDir string
+	// Key is the site's own key, which vouches for the reference data copied down (where the
+	// site's ingest does not run in the same process).
+	Key ed25519.PrivateKey
+	// wrapParent, in tests, stands between a site's replicator and its parent's Kafka: to
+	// duplicate, reorder or refuse what it sends (faults the broker cannot be made to cause).
+	wrapParent func(site string, p replicator.Producer) replicator.Producer
 }
 
 func (c *hierarchyConfig) registerFlags(fs *flag.FlagSet) {
@@ -37,6 +53,25 @@ func (c *hierarchyConfig) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SweepEvery, "replicator.sweep-every", 5*time.Minute, "how often a site sends all its cells to its parent, replacing the whole set held there")
 	fs.DurationVar(&c.Links.Degraded, "replicator.degraded-after", replicator.DefaultLinkThresholds.Degraded, "a link to a parent is degraded after this long without a heartbeat")
 	fs.DurationVar(&c.Links.Failed, "replicator.failed-after", replicator.DefaultLinkThresholds.Failed, "a link to a parent is failed after this long without a heartbeat")
+	fs.StringVar(&c.SiteKeysDir, "replicator.site-keys", "", "directory of the keys of the sites below (site-<CODE>.key, the public half is enough): what they send is folded only when vouched for with them")
+	fs.StringVar(&c.ParentKeyFile, "replicator.parent-key", "", "the parent site's key (PEM, its public half is enough): reference data copied down must be vouched with it")
+}
+
+// parentKeys sets ParentKeys from --replicator.parent-key; without it, with auth on, copying
+// reference data down cannot be checked and is refused.
+func (c *hierarchyConfig) parentKeys(site string, auth ingest.AuthConfig) error {
+	if auth.Mode == ingest.AuthOff {
+		return nil
+	}
+	if c.ParentKeyFile == "" {
+		return fmt.Errorf("cannot copy reference data down to %s: give --replicator.parent-key (the parent site's key, its public half is enough), or --ingest.auth off", site)
+	}
+	pk, err := ingest.LoadSitePublicKey(c.ParentKeyFile)
+	if err != nil {
+		return err
+	}
+	c.ParentKeys = func(string) ([]ed25519.PublicKey, error) { return []ed25519.PublicKey{pk}, nil }
+	return nil
 }
 
 // load reads and checks the topology file and the timing.
@@ -70,15 +105,30 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	reg = prometheus.WrapRegistererWith(prometheus.Labels{"site": code}, reg)
 	log = log.With("site", code)
 	children := h.Topology != nil && len(h.Topology.Children(code)) > 0
+	key := h.Key
+	if s.refImport != nil {
+		key = s.refImport.Key
+	}
 	if fold && children {
+		var keys func(string) ([]ed25519.PublicKey, error)
+		if s.cfg.Auth.Mode != ingest.AuthOff {
+			if h.SiteKeysDir == "" {
+				return fmt.Errorf("cannot check what the sites below %s send: give --replicator.site-keys DIR (their keys, site-<CODE>.key), or --ingest.auth off", code)
+			}
+			keys = keysIn(h.SiteKeysDir)
+		}
 		topic := replicator.Topic(code)
 		if err := kafka.EnsureTopic(context.Background(), s.cfg.Kafka, topic); err != nil {
 			return err
 		}
-		gr := kafka.NewGroupReader(s.cfg.Kafka, "statepipe-hier-"+code, topic)
+		group, err := replicator.FoldGroup(context.Background(), s.store, code, s.db)
+		if err != nil {
+			return err
+		}
+		gr := kafka.NewGroupReader(s.cfg.Kafka, group, topic)
 		s.clients = append(s.clients, gr)
 		s.addActor(replicator.NewFold(replicator.FoldConfig{Site: code, Database: s.db},
-			replicator.FoldParams{Source: replicatorSource{gr}, Store: s.store, Registerer: reg, Logger: log}))
+			replicator.FoldParams{Source: replicatorSource{gr}, Store: s.store, Keys: keys, Registerer: reg, Logger: log}))
 	}
 	parent := ""
 	if h.Topology != nil {
@@ -97,19 +147,29 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	if group == "" {
 		group = "statepipe-projector-" + code
 	}
-	epochFile := ""
-	if h.EpochDir != "" {
+	epochFile := h.EpochFile
+	if epochFile == "" && h.EpochDir != "" {
 		epochFile = filepath.Join(h.EpochDir, "replicator-"+code+".epoch")
+	}
+	var sendUp replicator.Producer = replicatorProducer{toParent}
+	if h.wrapParent != nil {
+		sendUp = h.wrapParent(code, sendUp)
 	}
 	u, err := replicator.NewUp(replicator.UpConfig{Site: code, Parent: parent, Database: s.db, Interval: h.Interval, SweepEvery: h.SweepEvery,
 		EpochFile: epochFile, Links: h.Links},
 		replicator.UpParams{Store: s.store, Progress: kafka.NewProgress(s.cfg.Kafka, group, kafka.StateTopic(code), kafka.RefTopic(code)),
-			Parent: replicatorProducer{toParent}, Registerer: reg, Logger: log})
+			Parent: sendUp, Key: key, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
 	s.up = u
 	s.addActor(u)
+	if s.reports != nil {
+		s.reports.Uplink = func() report.Uplink {
+			st := u.Status(time.Now())
+			return report.Uplink{Parent: st.Parent, Freshness: st.Freshness, BacklogRecords: st.BacklogRecords, State: st.State}
+		}
+	}
 	// Reference data down: the parent's ref.<parent> (on its Kafka) into this site's ref.<code>,
 	// checked with the parent's keys and vouched with this site's.
 	var parentKeys []ed25519.PublicKey
@@ -117,10 +177,6 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 		if parentKeys, err = h.ParentKeys(parent); err != nil {
 			return err
 		}
-	}
-	var key ed25519.PrivateKey
-	if s.refImport != nil {
-		key = s.refImport.Key
 	}
 	dcfg := replicator.DownConfig{Site: code, Parent: parent}
 	if err := dcfg.Validate(); err != nil {
@@ -134,9 +190,32 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	if children {
 		gr := kafka.NewGroupReader(s.cfg.Kafka, "statepipe-forward-"+code, replicator.Topic(code))
 		s.clients = append(s.clients, gr)
-		s.addActor(replicator.NewForward(parent, replicator.ForwardParams{Source: replicatorSource{gr}, Parent: replicatorProducer{toParent}, Registerer: reg, Logger: log}))
+		s.addActor(replicator.NewForward(parent, replicator.ForwardParams{Source: replicatorSource{gr}, Parent: sendUp, Registerer: reg, Logger: log}))
 	}
 	return nil
+}
+
+// keysIn returns the keys of the sites whose key files dir holds (site-<CODE>.key), each read
+// once it is first asked for.
+func keysIn(dir string) func(string) ([]ed25519.PublicKey, error) {
+	var mu sync.Mutex
+	loaded := map[string][]ed25519.PublicKey{}
+	return func(site string) ([]ed25519.PublicKey, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ks, ok := loaded[site]; ok {
+			return ks, nil
+		}
+		if !schema.ValidSiteCode(site) {
+			return nil, fmt.Errorf("no key for site %q", site)
+		}
+		k, err := ingest.LoadSitePublicKey(filepath.Join(dir, "site-"+site+".key"))
+		if err != nil {
+			return nil, err
+		}
+		loaded[site] = []ed25519.PublicKey{k}
+		return loaded[site], nil
+	}
 }
 
 // replicatorSource is a kafka.GroupReader as the replicator reads it.
@@ -164,17 +243,6 @@ func (a replicatorProducer) Produce(ctx context.Context, recs ...replicator.Reco
 		out[i] = kafka.Record(r)
 	}
 	return a.p.Produce(ctx, out...)
-}
-
-// flagSetExplicitly refuses --name given together with --topology.
-func flagSetExplicitly(fs *flag.FlagSet, name string) error {
-	var err error
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name {
-			err = fmt.Errorf("cannot use --%s with --topology: the topology names the sites (pick one with site= or the CLI's --site)", name)
-		}
-	})
-	return err
 }
 
 // printTopologyWelcome says where the sites of an embedded topology answer and how to try them.
@@ -212,4 +280,110 @@ Try it:
   ./bin/statepipe report compliance --url %[1]s --site %[3]s    # %[3]s and the sites below it
   ./bin/statepipe report backlog --url %[1]s
 `, url, t.Root(), leaf)
+}
+
+// replicatorConfig is `statepipe replicator`: one site's link to its parent in server mode.
+type replicatorConfig struct {
+	runConfig
+	Parent      string
+	ParentKafka kafka.Config
+	EpochFile   string
+}
+
+func cmdReplicator(ctx context.Context, args []string) error {
+	var cfg replicatorConfig
+	fs := flag.NewFlagSet("replicator", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8082", "HTTP address: /metrics, /healthz")
+	fs.StringVar(&cfg.Site, "site", "", "site code (required)")
+	fs.StringVar(&cfg.Parent, "parent", "", "the parent site's code (default: the topology's)")
+	cfg.Kafka.RegisterFlags("kafka.", fs)
+	cfg.ParentKafka.RegisterFlags("parent.kafka.", fs)
+	fs.StringVar(&cfg.Auth.SiteKeyFile, "ingest.site-key", "", "this site's key (PEM, private): vouches for the reference data copied down; empty with --ingest.auth off")
+	fs.StringVar(&cfg.Auth.Mode, "ingest.auth", ingest.AuthRequired, "off: copy reference data down unvouched and unchecked (only where the sites' projectors run with --ingest.auth off)")
+	fs.StringVar(&cfg.EpochFile, "replicator.epoch-file", "", "file keeping the last epoch used (default: replicator-<site>.epoch in the working directory)")
+	cfg.Hierarchy.registerFlags(fs)
+	cfg.Store.registerFlags(fs)
+	fs.StringVar(&cfg.Store.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
+	cfg.HTTP = defaultHTTPConfig()
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Hierarchy.load(); err != nil {
+		return err
+	}
+	if !schema.ValidSiteCode(cfg.Site) {
+		return fmt.Errorf("cannot replicate site %q: --site: %s", cfg.Site, schema.SiteCodeRule)
+	}
+	topo := cfg.Hierarchy.Topology
+	if topo == nil {
+		if cfg.Parent == "" {
+			return fmt.Errorf("cannot replicate site %s: name its parent (--parent CODE and --parent.kafka.brokers) or give --topology FILE", cfg.Site)
+		}
+		t, err := replicator.NewTopology([]replicator.Site{{Code: cfg.Parent}, {Code: cfg.Site, Parent: cfg.Parent}})
+		if err != nil {
+			return err
+		}
+		topo = t
+	} else if _, ok := topo.Site(cfg.Site); !ok {
+		return fmt.Errorf("cannot replicate site %s: it is not in %s", cfg.Site, cfg.Hierarchy.TopologyFile)
+	}
+	parent := topo.Parent(cfg.Site)
+	if parent == "" {
+		return fmt.Errorf("cannot replicate site %s: it is the root of the topology, with no parent to send to", cfg.Site)
+	}
+	if cfg.Parent != "" && cfg.Parent != parent {
+		return fmt.Errorf("cannot replicate site %s: --parent %s, but the topology names %s", cfg.Site, cfg.Parent, parent)
+	}
+	if len(cfg.ParentKafka.Brokers) == 0 {
+		if ps, _ := topo.Site(parent); ps.Kafka != nil {
+			cfg.ParentKafka.Brokers = ps.Kafka.Brokers
+		}
+	}
+	if len(cfg.Kafka.Brokers) == 0 {
+		if ss, _ := topo.Site(cfg.Site); ss.Kafka != nil {
+			cfg.Kafka.Brokers = ss.Kafka.Brokers
+		}
+	}
+	for name, c := range map[string]*kafka.Config{"--kafka.brokers": &cfg.Kafka, "--parent.kafka.brokers": &cfg.ParentKafka} {
+		if len(c.Brokers) == 0 {
+			return fmt.Errorf("cannot replicate site %s: %s is required (or a server-mode topology naming the brokers)", cfg.Site, name)
+		}
+		if err := c.Validate(); err != nil {
+			return err
+		}
+	}
+	cfg.Hierarchy.Topology = topo
+	if cfg.Auth.Mode != ingest.AuthOff {
+		if cfg.Auth.SiteKeyFile == "" {
+			return fmt.Errorf("cannot copy reference data down to %s: give --ingest.site-key (this site's key), or --ingest.auth off", cfg.Site)
+		}
+		key, err := ingest.LoadSiteKey(cfg.Auth.SiteKeyFile, false)
+		if err != nil {
+			return err
+		}
+		cfg.Hierarchy.Key = key
+	}
+	if err := cfg.Hierarchy.parentKeys(cfg.Site, cfg.Auth); err != nil {
+		return err
+	}
+	cfg.Hierarchy.EpochFile = cfg.EpochFile
+	if cfg.EpochFile == "" {
+		cfg.Hierarchy.EpochFile = "replicator-" + cfg.Site + ".epoch"
+	}
+	log := logger()
+	n, st, err := roleNodeWithStore(ctx, &cfg.runConfig, log)
+	if err != nil {
+		return err
+	}
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Auth: cfg.Auth, Hierarchy: cfg.Hierarchy}, st, n.reg, log)
+	if err != nil {
+		return err
+	}
+	s.db = database(cfg.Site)
+	if err := s.hierarchyRoles(cfg.Hierarchy, cfg.ParentKafka, false, true, n.reg, log); err != nil {
+		return err
+	}
+	n.addSite(s)
+	log.Info("replicator running", "site", cfg.Site, "parent", parent, "parent_brokers", cfg.ParentKafka.Brokers, "metrics", n.url()+"/metrics")
+	return n.run(ctx)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/statepipe/statepipe/bench"
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/projector"
+	"github.com/statepipe/statepipe/replicator"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -39,6 +40,7 @@ func init() {
 			run: subcommands("projector", []command{
 				{name: "rebuild", summary: "re-fold every projection from the site's raw log and swap them in (projector stopped)", run: cmdRebuild},
 			}, cmdProjector)},
+		{name: "replicator", summary: "run a site's replicator (server mode): its cells up to the parent's Kafka, reference data down", run: cmdReplicator},
 		{name: "report", summary: "print a named report from a running site", run: cmdReport},
 		{name: "sql", summary: "run read-only SQL against a running site", run: cmdSQL},
 		{name: "client", summary: "a machine's side: client enroll | send | rotate | revoke", run: subcommands("client", clientCommands(), nil)},
@@ -119,9 +121,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	embeddedKafka := len(cfg.Kafka.Brokers) == 0
 	if cfg.Hierarchy.TopologyFile != "" {
-		if err := flagSetExplicitly(fs, "site"); err != nil {
-			return err
-		}
+		fs.Visit(func(f *flag.Flag) { cfg.OneSite = cfg.OneSite || f.Name == "site" })
 		if err := cfg.Hierarchy.load(); err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		// Once the site serves everything (its ingest has read the identity log), not before:
 		// the URLs printed are ready for the examples.
 		n.waitReady(ctx, 30*time.Second)
-		if t := cfg.Hierarchy.Topology; t != nil {
+		if t := cfg.Hierarchy.Topology; t != nil && !cfg.OneSite {
 			printTopologyWelcome(os.Stdout, n.url(), cfg, t)
 			return
 		}
@@ -152,7 +152,11 @@ func parseRole(name string, args []string, cfg *runConfig) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	cfg.registerSiteFlags(fs, ingest.AuthRequired)
 	fs.StringVar(&cfg.Store.ChdbPath, "chdb.path", "data/chdb", "embedded engine's data directory when no --clickhouse.dsn is given")
-	return fs.Parse(args)
+	cfg.Hierarchy.registerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return cfg.Hierarchy.load()
 }
 
 // roleNode is the node of a server role: its HTTP limits set and its listener open.
@@ -162,6 +166,20 @@ func roleNode(cfg *runConfig, log *slog.Logger) (*node, error) {
 		return nil, err
 	}
 	return n, n.listen(cfg.Listen, cfg.TLSCert, cfg.TLSKey)
+}
+
+// roleNodeWithStore is roleNode with the site's store open (closed with the node).
+func roleNodeWithStore(ctx context.Context, cfg *runConfig, log *slog.Logger) (*node, siteStore, error) {
+	n, err := roleNode(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := cfg.Store.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	n.onClose(func() { _ = st.Close() })
+	return n, st, nil
 }
 
 func cmdIngest(ctx context.Context, args []string) error {
@@ -192,20 +210,24 @@ func cmdProjector(ctx context.Context, args []string) error {
 		return err
 	}
 	log := logger()
-	n, err := roleNode(&cfg, log)
+	n, st, err := roleNodeWithStore(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
-	st, err := cfg.Store.open(ctx)
-	if err != nil {
-		return err
-	}
-	n.onClose(func() { _ = st.Close() })
 	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Projector: cfg.Projector, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken,
-		ExpiredCleanup: cfg.ExpiredCleanup, RunProjector: true, RunReports: true}, st, n.reg, log)
+		ExpiredCleanup: cfg.ExpiredCleanup, Hierarchy: cfg.Hierarchy, RunProjector: true, RunReports: true}, st, n.reg, log)
 	if err != nil {
 		_ = st.Close()
 		return err
+	}
+	if t := cfg.Hierarchy.Topology; t != nil {
+		if _, ok := t.Site(cfg.Site); !ok {
+			return fmt.Errorf("cannot run site %s's projector: it is not in %s", cfg.Site, cfg.Hierarchy.TopologyFile)
+		}
+		// The sites below send their cells into this site's Kafka: the projector folds them.
+		if err := s.hierarchyRoles(cfg.Hierarchy, cfg.Kafka, true, false, n.reg, log); err != nil {
+			return err
+		}
 	}
 	n.addSite(s)
 	log.Info("projector running", "site", cfg.Site, "brokers", cfg.Kafka.Brokers, "reports", n.url()+"/v1/reports/compliance")
@@ -242,6 +264,11 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("rebuilt %s from %d raw messages in %s (%.0f messages/s)\n",
 		database(*site), stats.Messages, stats.Duration.Round(time.Millisecond), stats.MessagesPerSecond())
+	// What the sites below sent is folded again from the site's incoming topic, hier.<site>.
+	if err := replicator.ResetFold(ctx, store, database(*site)); err != nil {
+		return err
+	}
+	fmt.Printf("emptied %s's cells of the sites below: the next start folds %s again from its start\n", database(*site), replicator.Topic(*site))
 	return nil
 }
 

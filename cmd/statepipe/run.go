@@ -19,6 +19,7 @@ import (
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/projector"
+	"github.com/statepipe/statepipe/replicator"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -43,6 +44,9 @@ type runConfig struct {
 	Projector      projector.Config
 	Store          storeConfig
 	Hierarchy      hierarchyConfig
+	// OneSite, with a topology, runs only site Site of it (its Kafka and its parent's from
+	// the topology): one process per site, as in server mode, on the embedded parts.
+	OneSite bool
 }
 
 // registerFlags registers the flags of `statepipe run`.
@@ -80,6 +84,13 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	}
 	if cfg.Hierarchy.Topology != nil && cfg.Auth.SiteKeyFile != "" {
 		return nil, fmt.Errorf("cannot use --ingest.site-key with --topology: it names one site's key, and each site of the topology keeps its own in the data directory")
+	}
+	var parentKafka kafka.Config
+	if t := cfg.Hierarchy.Topology; t != nil && cfg.OneSite {
+		var err error
+		if parentKafka, err = cfg.oneSiteKafka(t); err != nil {
+			return nil, err
+		}
 	}
 	n := newNode(log)
 	if err := n.configureHTTP(cfg.HTTP); err != nil {
@@ -122,12 +133,19 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	topo := cfg.Hierarchy.Topology
 	codes := []string{cfg.Site}
 	var router *siteRouter
-	if topo != nil {
+	switch {
+	case topo != nil && cfg.OneSite:
+		cfg.Hierarchy.EpochDir = cfg.Data
+		if err := cfg.Hierarchy.parentKeys(cfg.Site, cfg.Auth); err != nil && topo.Parent(cfg.Site) != "" {
+			return fail(err)
+		}
+	case topo != nil:
 		codes = append([]string{topo.Root()}, topo.Descendants(topo.Root())...)
 		router = newSiteRouter(topo.Root())
 		router.maxBody = cfg.Ingest.MaxBodyBytes
 		cfg.Hierarchy.EpochDir = cfg.Data
 		if cfg.Auth.Mode != ingest.AuthOff {
+			cfg.Hierarchy.SiteKeysDir = cfg.Data // every site of the process keeps its key there
 			cfg.Hierarchy.ParentKeys = func(parent string) ([]ed25519.PublicKey, error) {
 				key, err := ingest.LoadSitePublicKey(filepath.Join(cfg.Data, "site-"+parent+".key"))
 				if err != nil {
@@ -149,7 +167,13 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 		if err != nil {
 			return fail(err)
 		}
-		if topo == nil {
+		if topo == nil || cfg.OneSite {
+			if topo != nil {
+				if err := s.hierarchyRoles(cfg.Hierarchy, parentKafka, true, true, n.reg, log); err != nil {
+					s.close()
+					return fail(err)
+				}
+			}
 			n.addSite(s)
 			continue
 		}
@@ -166,6 +190,32 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 		router.register(n.mux)
 	}
 	return n, nil
+}
+
+// oneSiteKafka sets the site's Kafka for running one site of a server-mode topology: the
+// brokers --kafka.brokers names, or else an embedded broker at the topology's address for it;
+// and returns the parent's (nil brokers for the root).
+func (cfg *runConfig) oneSiteKafka(t *replicator.Topology) (kafka.Config, error) {
+	ss, ok := t.Site(cfg.Site)
+	if !ok {
+		return kafka.Config{}, fmt.Errorf("cannot run site %s: it is not in %s", cfg.Site, cfg.Hierarchy.TopologyFile)
+	}
+	if !t.Server() {
+		return kafka.Config{}, fmt.Errorf("cannot run only site %s of %s: a topology run one site per process names every site's kafka.brokers and url (server mode); without --site, run hosts every site of it", cfg.Site, cfg.Hierarchy.TopologyFile)
+	}
+	if len(cfg.Kafka.Brokers) == 0 {
+		if len(ss.Kafka.Brokers) != 1 {
+			return kafka.Config{}, fmt.Errorf("cannot start an embedded broker for site %s: the topology names %d brokers for it (want one 127.0.0.1:PORT, or give --kafka.brokers)", cfg.Site, len(ss.Kafka.Brokers))
+		}
+		cfg.KafkaListen = ss.Kafka.Brokers[0]
+	}
+	parent := cfg.Kafka
+	parent.Brokers = nil
+	if p := t.Parent(cfg.Site); p != "" {
+		ps, _ := t.Site(p)
+		parent.Brokers = ps.Kafka.Brokers
+	}
+	return parent, nil
 }
 
 // welcomeAccess is the part of the welcome that depends on who may do what: the unsigned

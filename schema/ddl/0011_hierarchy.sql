@@ -81,3 +81,13 @@ CREATE VIEW IF NOT EXISTS {db}.v_tree_agg_scans AS
 SELECT '{site}' AS origin_site, scope, last_scan, clients FROM {db}.v_agg_scans
 UNION ALL
 SELECT origin, scope, fromUnixTimestamp64Milli(code, 'UTC'), clients FROM {db}.v_hier_cells WHERE kind = 'scans';
+
+-- Each rebuild of this site's hierarchy tables from its incoming topic (statepipe projector
+-- rebuild empties hier_cells and hier_origins and adds a row): the fold then reads hier.<site>
+-- again from its start under a consumer group of its own (statepipe-hier-<site>-r<rows>).
+CREATE TABLE IF NOT EXISTS {db}.hier_rebuilds
+(
+    at  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY at;
