@@ -46,6 +46,9 @@ type RefHandler struct {
 	// schema.RefRecord.Key), ok false when the key is the site's own or unknown
 	// (RefOwners.Owner). Nil: every key is the site's (a standalone site, or the root).
 	Owners func(key string) (owner string, ok bool)
+	// OwnersRead reports whether Owners has read the site's reference topic up to date; until
+	// then an import is answered 503 (it could edit what a site above owns). Nil: always.
+	OwnersRead func() bool
 }
 
 // RefAck is the answer to an accepted import.
@@ -95,6 +98,12 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(recs) == 0 {
 		writeJSON(w, http.StatusBadRequest, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeMalformed,
 			Message: "the file has no records", Field: "body"}})
+		return
+	}
+	if h.OwnersRead != nil && !h.OwnersRead() {
+		w.Header().Set("Retry-After", "2")
+		writeJSON(w, http.StatusServiceUnavailable, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeUnavailable,
+			Message: "this site is still reading which reference data the sites above own; retry in a few seconds (nothing imported)"}})
 		return
 	}
 	if body, conflict := h.owned(kind, recs); conflict {

@@ -119,3 +119,25 @@ func TestRefImportOfAnotherSitesDataConflicts(t *testing.T) {
 		t.Errorf("a key given back to the site: status %d, want 200: %s", rec.Code, rec.Body)
 	}
 }
+
+// Until the site has read its reference topic up to date it cannot tell what a site above
+// owns: an import is answered 503 with Retry-After, and nothing is produced.
+func TestRefImportWaitsForTheOwnersToBeRead(t *testing.T) {
+	var produced int
+	var read bool
+	h := &RefHandler{Site: "P01", Producer: okProducer{&produced}, Owners: (&RefOwners{}).Owner, OwnersRead: func() bool { return read }}
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/ref/{kind}", h)
+	post := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/ref/collections?wait=false", strings.NewReader(`{"id":"c","name":"c","members":["a"]}`)))
+		return rec
+	}
+	if rec := post(); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || produced != 0 {
+		t.Errorf("before the owners are read: %d (Retry-After %q), %d produced; want 503 with Retry-After and nothing produced", rec.Code, rec.Header().Get("Retry-After"), produced)
+	}
+	read = true
+	if rec := post(); rec.Code != http.StatusOK || produced != 1 {
+		t.Errorf("once read: %d, %d produced; want 200 and 1", rec.Code, produced)
+	}
+}

@@ -134,6 +134,7 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 	if err != nil {
 		return name, reportError(w, err)
 	}
+	start := time.Now()
 	var tree *Tree
 	if a.Hierarchy != nil {
 		if tree, err = LoadTree(r.Context(), a.Store, a.Database, a.Site, common.ID("site"), a.Hierarchy, a.Watermark, time.Now()); err != nil {
@@ -141,6 +142,15 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 		}
 	} else if s := common.ID("site"); s != "" && s != a.Site {
 		return name, fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %s is not served here (this is %s)", s, a.Site), "site")
+	}
+	switch wait := common.Word("wait"); wait {
+	case "", "false":
+	case "true":
+		if tree, err = a.waitCounted(r.Context(), start, common.ID("site"), tree); err != nil {
+			return name, reportError(w, err)
+		}
+	default:
+		return name, fail(w, http.StatusBadRequest, schema.CodeMalformed, fmt.Sprintf("wait %q: want true or false", wait), "wait")
 	}
 	if !known {
 		shown := r.PathValue("name")
@@ -159,6 +169,49 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 	}
 	writeJSON(w, http.StatusOK, rep)
 	return name, "ok"
+}
+
+// MaxReportWait bounds how long a report asked to wait (wait=true) waits.
+const MaxReportWait = 30 * time.Second
+
+// waitCounted waits until every site the answer counts — the site itself, and in a hierarchy
+// the sites below whose link is not failed — has a watermark at or after since: everything
+// accepted anywhere before the request is then in the answer. It returns the tree as it last
+// read it (nil for a standalone site); past MaxReportWait or when the request ends it answers
+// with what there is (the answer's sites show each watermark).
+func (a *API) waitCounted(ctx context.Context, since time.Time, top string, tree *Tree) (*Tree, error) {
+	ctx, cancel := context.WithTimeout(ctx, MaxReportWait)
+	defer cancel()
+	for {
+		behind := false
+		if tree != nil {
+			for _, s := range tree.Sites {
+				if s.LinkState != LinkFailed && (s.Watermark == nil || s.Watermark.Before(since)) {
+					behind = true
+				}
+			}
+		} else if a.Watermark != nil {
+			wm, _ := a.Watermark()
+			behind = wm.Before(since)
+		}
+		if !behind {
+			return tree, nil
+		}
+		select {
+		case <-ctx.Done():
+			return tree, nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		if tree != nil {
+			var err error
+			if tree, err = LoadTree(ctx, a.Store, a.Database, a.Site, top, a.Hierarchy, a.Watermark, time.Now()); err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("cannot read the sites below: %w", ctx.Err())
+				}
+				return nil, err
+			}
+		}
+	}
 }
 
 // reportError answers a report's failure: 400 naming a malformed or missing parameter, 404

@@ -82,6 +82,8 @@ type ElsewhereSite struct {
 	// Ask is the path and query that lists them, sent to that site (its own URL, or a
 	// listener serving the whole topology, which routes by site=).
 	Ask string `json:"ask"`
+	// URL is the site's report URL with Ask, where the topology names the site's URL.
+	URL string `json:"url,omitempty"`
 }
 
 // Per-computer statuses of the machines report (and of ComputerCounts).
@@ -223,7 +225,11 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 			if n != nil && *n == 0 {
 				continue
 			}
-			rep.Elsewhere = append(rep.Elsewhere, ElsewhereSite{Site: site, Machines: n, Ask: p.ask(site)})
+			e := ElsewhereSite{Site: site, Machines: n, Ask: p.ask(site)}
+			if u := tree.URLs[site]; u != "" {
+				e.URL = strings.TrimRight(u, "/") + e.Ask
+			}
+			rep.Elsewhere = append(rep.Elsewhere, e)
 		}
 		if !tree.counts(tree.Self) {
 			return rep, nil // site= named a subtree below: none of its machines are here

@@ -90,7 +90,8 @@ type Param struct {
 }
 
 // Common parameters every report takes besides its own (the API judges them first).
-var commonParams = []Param{{Name: "site", Kind: KindID, Help: "site code: in a site hierarchy, narrow to this site and the sites below it (default: the site the URL serves)"}}
+var commonParams = []Param{{Name: "site", Kind: KindID, Help: "site code: in a site hierarchy, narrow to this site and the sites below it (default: the site the URL serves)"},
+	{Name: "wait", Kind: KindWord, Help: "true: answer once every site counted (whose link is not failed) has folded everything it accepted before the request, at most 30 s"}}
 
 // CommonParams returns the parameters every report takes besides its own.
 func CommonParams() []Param { return append([]Param(nil), commonParams...) }

@@ -63,6 +63,9 @@ type Hierarchy struct {
 	Expected map[string]string
 	// Links say when a link is degraded, then failed: when nothing came over it for that long.
 	Links replicator.LinkThresholds
+	// URLs are the sites' report URLs, where the topology names them (server mode): a
+	// drill-down elsewhere gives the whole URL to ask.
+	URLs map[string]string
 }
 
 // SiteStatus is one site contributing to an answer.
@@ -84,12 +87,16 @@ type SiteStatus struct {
 // LinkLocal is the link state of the site answering.
 const LinkLocal = "local"
 
+// LinkFailed is the state of a link nothing came over for --replicator.failed-after.
+const LinkFailed = replicator.LinkFailed
+
 // Tree is the part of a hierarchy one answer covers.
 type Tree struct {
 	Self    string       // the site answering
 	Top     string       // the site asked about: Self, or a site below it
 	Origins []string     // the sites whose cells count, sorted
 	Sites   []SiteStatus // each of them, top first then by depth
+	URLs    map[string]string
 }
 
 // Below reports whether cells of sites other than the one answering count.
@@ -161,7 +168,7 @@ func LoadTree(ctx context.Context, q Querier, db, self, top string, h *Hierarchy
 	for c, o := range byCode {
 		children[o.parent] = append(children[o.parent], c)
 	}
-	t := &Tree{Self: self, Top: top}
+	t := &Tree{Self: self, Top: top, URLs: h.URLs}
 	var walk func(code string, depth int)
 	seen := map[string]bool{}
 	walk = func(code string, depth int) {

@@ -50,7 +50,7 @@ type testTree struct {
 }
 
 type treeOpts struct {
-	data string       // reuse (restart)
+	data string // reuse (restart)
 	code map[string]string
 	wrap func(site string, p replicator.Producer) replicator.Producer
 }
@@ -320,7 +320,7 @@ func TestHierarchyIsExactAtEveryLevel(t *testing.T) {
 	// A forged message — S's origin, counts of its choosing, vouched with a key that is not
 	// S's — produced straight into the central site's incoming topic is not folded.
 	forged, err := replicator.Encode(&replicator.Message{V: 1, Origin: tr.code["S"], Epoch: 1 << 31, Seq: 1,
-		Cells: []replicator.Cell{{Kind: replicator.KindStates, TopicType: 500, TopicID: "U1", Code: 3, Clients: 1000}},
+		Cells:     []replicator.Cell{{Kind: replicator.KindStates, TopicType: 500, TopicID: "U1", Code: 3, Clients: 1000}},
 		Heartbeat: &replicator.Heartbeat{Parent: tr.code["A"], Sweep: 1, Watermark: time.Now().UnixMilli()}})
 	if err != nil {
 		t.Fatal(err)

@@ -74,11 +74,15 @@ func runReport(ctx context.Context, d report.Definition, args []string, out io.W
 // and returns what makes the query of the flags given, once fs is parsed (a usage error for a
 // required one missing). A flag not given is not sent: the site applies the default.
 func reportParamFlags(fs *verbFlags, d report.Definition) func() (url.Values, error) {
-	strs, ints := map[string]*string{}, map[string]*int{}
+	strs, ints, bools := map[string]*string{}, map[string]*int{}, map[string]*bool{}
 	for _, p := range slices.Concat(d.Params, report.CommonParams()) {
 		help := p.Help
 		if p.Required {
 			help += " (required)"
+		}
+		if p.Name == "wait" { // true or false: a switch on the command line
+			bools[p.Name] = fs.Bool(p.Name, false, strings.TrimPrefix(help, "true: "))
+			continue
 		}
 		if p.Kind == report.KindInt {
 			ints[p.Name] = fs.Int(p.Name, p.Default, help)
@@ -98,6 +102,11 @@ func reportParamFlags(fs *verbFlags, d report.Definition) func() (url.Values, er
 		for name, v := range ints {
 			if given[name] {
 				q.Set(name, strconv.Itoa(*v))
+			}
+		}
+		for name, v := range bools {
+			if *v {
+				q.Set(name, "true")
 			}
 		}
 		for _, p := range d.Params {

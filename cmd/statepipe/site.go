@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -166,10 +167,12 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		// Reference data copied from a site above is read-only here: the owners are those
 		// the records of ref.<site> name (replicator.Down sets them).
 		owners := &ingest.RefOwners{}
+		var ownersRead atomic.Bool
 		s.addActor(actorFunc{"reference-data owners", func(ctx context.Context) error {
 			apply := func(r kafka.Record) { owners.Apply(ingestRecord(r)) }
+			fresh := func(time.Time) { ownersRead.Store(true) }
 			for ctx.Err() == nil {
-				if err := kafka.Follow(ctx, cfg.Kafka, refTopic, apply, nil, time.Second, log); err != nil && ctx.Err() == nil {
+				if err := kafka.Follow(ctx, cfg.Kafka, refTopic, apply, fresh, 200*time.Millisecond, log); err != nil && ctx.Err() == nil {
 					log.Error("cannot follow the owners of reference data; retrying", "topic", refTopic, "err", err)
 					pause(ctx, time.Second)
 				}
@@ -177,7 +180,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			return nil
 		}})
 		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: ingestProducer{s.producer(refTopic)}, Topic: refTopic, Key: cfg.Ingest.Auth.Key(),
-			Folded: kafka.GroupCaughtUp(cfg.Kafka, group, refTopic), FoldWait: cfg.Ingest.FoldWait, Owners: owners.Owner}
+			Folded: kafka.GroupCaughtUp(cfg.Kafka, group, refTopic), FoldWait: cfg.Ingest.FoldWait, Owners: owners.Owner, OwnersRead: ownersRead.Load}
 	}
 	if cfg.RunProjector {
 		cfg.Projector.Database = s.db
@@ -217,9 +220,12 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.addActor(wm)
 		s.reports.Watermark = wm.Get
 		if t := cfg.Hierarchy.Topology; t != nil {
-			h := &report.Hierarchy{Expected: map[string]string{}, Links: cfg.Hierarchy.Links}
+			h := &report.Hierarchy{Expected: map[string]string{}, Links: cfg.Hierarchy.Links, URLs: map[string]string{}}
 			for _, d := range t.Descendants(cfg.Code) {
 				h.Expected[d] = t.Parent(d)
+				if ds, _ := t.Site(d); ds.URL != "" {
+					h.URLs[d] = ds.URL
+				}
 			}
 			s.reports.Hierarchy = h
 		}
@@ -357,6 +363,9 @@ func (s *site) register(mux *http.ServeMux) {
 // ready reports why the site cannot serve yet: an ingest that has not read its identity log
 // up to date refuses signed reports and enrolments (503), so a load balancer should wait.
 func (s *site) ready() error {
+	if s.refImport != nil && s.refImport.OwnersRead != nil && !s.refImport.OwnersRead() {
+		return fmt.Errorf("reference data's owners not read up to date yet")
+	}
 	if s.ingest != nil && s.cfg.Auth.Mode != ingest.AuthOff && s.enroller != nil {
 		if stale := s.enroller.Staleness(time.Now()); stale > s.cfg.Auth.IdentityMaxStaleness {
 			return fmt.Errorf("identity log not read up to date (for %s)", min(stale, 24*time.Hour).Round(time.Second))
