@@ -3,7 +3,6 @@ package replicator
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -154,7 +153,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) b
 		if err == nil {
 			return true
 		}
-		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil {
 			return false
 		}
 		if i == 0 {

@@ -292,6 +292,9 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 		bytes += len(v) + len(u.cfg.Site)
 	}
 	if err := u.p.Parent.Produce(ctx, recs...); err != nil {
+		if st.passed != nil { // not sent: the next cycle sends what it covers, whatever it passes by then
+			u.t.pending = append([]snapshot{*st.passed}, u.t.pending...)
+		}
 		return fmt.Errorf("cannot send to %s: %w", u.cfg.Parent, err)
 	}
 	u.m.bytes.Add(float64(bytes))
