@@ -18,6 +18,10 @@ type FoldConfig struct {
 	Database string // the site's database: hier_cells, hier_origins
 	// MaxBatch bounds the records folded in one insert (default 1000).
 	MaxBatch int
+	// Below are the sites below this one (the topology's descendants): a message of any
+	// other origin — this site's own, a sibling's, one the topology does not name — is
+	// refused. Nil: every origin.
+	Below map[string]bool
 }
 
 // FoldParams are the parts a Fold works with.
@@ -58,7 +62,7 @@ func NewFold(cfg FoldConfig, p FoldParams) *Fold {
 	}
 	f := &Fold{cfg: cfg, p: p, log: p.Logger.With("role", "hierarchy fold"),
 		folded: prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_hierarchy_folded_records_total",
-			Help: "Records of hier.<site> (cells and heartbeats of the sites below) folded into hier_cells and hier_origins."}),
+			Help: "Records of hier.<site> (cells and heartbeats of the sites below) read, folded into hier_cells and hier_origins, and committed (those refused too: statepipe_hierarchy_rejected_records_total)."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_hierarchy_rejected_records_total",
 			Help: "Records of hier.<site> that could not be decoded or checked, skipped (logged with the reason)."}),
 		cells: prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_hierarchy_folded_cells_total",
@@ -106,10 +110,7 @@ func (f *Fold) rows(batch []Record) (*cellRows, *originRows) {
 	cells := &cellRows{table: f.cfg.Database + ".hier_cells"}
 	origins := &originRows{table: f.cfg.Database + ".hier_origins"}
 	for _, r := range batch {
-		m, err := Decode(r.Value)
-		if err == nil && f.p.Keys != nil {
-			err = verify(f.p.Keys, m.Origin, r)
-		}
+		m, err := check(r, f.cfg.Site, f.cfg.Below, f.p.Keys)
 		if err != nil {
 			f.rejected.Inc()
 			f.log.Warn("skipping a record the sites below sent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -130,6 +131,25 @@ func (f *Fold) rows(batch []Record) (*cellRows, *originRows) {
 // since a middle site passes messages on from its topic to its parent's unchanged.
 const VouchTopic = "hier"
 
+// check decodes a record of hier.<site> and checks it: its origin is a site below site (when
+// below is known), its record key is its origin, and its vouch verifies with the origin's keys
+// (when keys is set).
+func check(r Record, site string, below map[string]bool, keys func(string) ([]ed25519.PublicKey, error)) (*Message, error) {
+	m, err := Decode(r.Value)
+	if err != nil {
+		return nil, err
+	}
+	if below != nil && !below[m.Origin] {
+		return nil, fmt.Errorf("a message of site %s, which is not below %s", m.Origin, site)
+	}
+	if keys != nil {
+		if err := verify(keys, m.Origin, r); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
 // verify checks a message's vouch with its origin's keys.
 func verify(keys func(string) ([]ed25519.PublicKey, error), origin string, r Record) error {
 	if string(r.Key) != origin {
@@ -139,8 +159,12 @@ func verify(keys func(string) ([]ed25519.PublicKey, error), origin string, r Rec
 	if err != nil {
 		return fmt.Errorf("cannot check what %s sent: %w", origin, err)
 	}
-	if err := schema.VerifyVouch(ks, VouchTopic, r.Key, r.Value, schema.HeaderValue(r.Headers, schema.HeaderVouch), 0); err != nil {
-		return fmt.Errorf("not vouched for by site %s: %w", origin, err)
+	vouch := schema.HeaderValue(r.Headers, schema.HeaderVouch)
+	if vouch == nil {
+		return fmt.Errorf("not vouched for: the record carries no %s header (every replicator vouches with its site's key)", schema.HeaderVouch)
+	}
+	if err := schema.VerifyVouch(ks, VouchTopic, r.Key, r.Value, vouch, 0); err != nil {
+		return fmt.Errorf("not vouched for with site %s's key: %w", origin, err)
 	}
 	return nil
 }

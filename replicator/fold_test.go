@@ -234,11 +234,13 @@ func TestFoldRejects(t *testing.T) {
 		altered,
 		hierRecord(t, 7, "S01", &Message{V: 2, Origin: "S01", Epoch: 1, Seq: 7}, s01), // vouched, but not v1
 		hierRecord(t, 8, "S01", msg("S01", 8), s01),                                   // folded
+		hierRecord(t, 9, "CEN", msg("CEN", 9), s01),                                   // the site's own: not below it
 	}}
 	store := &fakeInserter{}
 	reg := prometheus.NewRegistry()
-	f := NewFold(FoldConfig{Site: "CEN", Database: "statepipe_CEN"}, FoldParams{Source: src, Store: store, Keys: keys, Registerer: reg})
-	runUntilCommitted(t, f.Run, src, 9)
+	f := NewFold(FoldConfig{Site: "CEN", Database: "statepipe_CEN", Below: map[string]bool{"S01": true, "S02": true}},
+		FoldParams{Source: src, Store: store, Keys: keys, Registerer: reg})
+	runUntilCommitted(t, f.Run, src, 10)
 
 	cells := store.table(t, "statepipe_CEN.hier_cells")
 	var versions []uint64
@@ -251,11 +253,11 @@ func TestFoldRejects(t *testing.T) {
 	if n := store.table(t, "statepipe_CEN.hier_origins").Len(); n != 2 {
 		t.Errorf("%d hier_origins rows, want 2", n)
 	}
-	if n := gathered(t, reg, "statepipe_hierarchy_rejected_records_total"); n != 7 {
-		t.Errorf("rejected_records_total %v, want 7", n)
+	if n := gathered(t, reg, "statepipe_hierarchy_rejected_records_total"); n != 8 {
+		t.Errorf("rejected_records_total %v, want 8", n)
 	}
-	if n := gathered(t, reg, "statepipe_hierarchy_folded_records_total"); n != 9 {
-		t.Errorf("folded_records_total %v, want 9 (every record committed)", n)
+	if n := gathered(t, reg, "statepipe_hierarchy_folded_records_total"); n != 10 {
+		t.Errorf("folded_records_total %v, want 10 (every record committed)", n)
 	}
 }
 

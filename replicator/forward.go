@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"time"
 
@@ -10,8 +11,13 @@ import (
 
 // ForwardParams are the parts a Forward works with.
 type ForwardParams struct {
-	Source     Source   // hier.<site>, as a member of the site's forward group
-	Parent     Producer // into hier.<parent>
+	Source Source   // hier.<site>, as a member of the site's forward group
+	Parent Producer // into hier.<parent>
+	// Site, Below and Keys check each record as the site's fold does (FoldConfig.Below,
+	// FoldParams.Keys): what the fold would refuse is not passed on either.
+	Site       string
+	Below      map[string]bool
+	Keys       func(origin string) ([]ed25519.PublicKey, error)
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -25,7 +31,7 @@ type Forward struct {
 	p      ForwardParams
 	log    *slog.Logger
 
-	records, bytes prometheus.Counter
+	records, bytes, rejected prometheus.Counter
 }
 
 // NewForward builds the forwarder and registers its metrics.
@@ -41,9 +47,11 @@ func NewForward(parent string, p ForwardParams) *Forward {
 			Help: "Records of the sites below passed on to the parent unchanged."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_replicator_forwarded_bytes_total",
 			Help: "Bytes (keys and values) of the records of the sites below passed on to the parent."}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_replicator_forward_rejected_total",
+			Help: "Records of hier.<site> not passed on: undecodable, of a site not below this one, or not vouched for by their origin."}),
 	}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"parent": parent}, p.Registerer)
-	reg.MustRegister(f.records, f.bytes)
+	reg.MustRegister(f.records, f.bytes, f.rejected)
 	return f
 }
 
@@ -62,19 +70,24 @@ func (f *Forward) Run(ctx context.Context) error {
 			sleep(ctx, time.Second)
 			continue
 		}
-		out := make([]Record, len(batch))
+		out := make([]Record, 0, len(batch))
 		n := 0
-		for i, r := range batch {
-			out[i] = Record{Key: r.Key, Value: r.Value, Headers: r.Headers}
+		for _, r := range batch {
+			if _, err := check(r, f.p.Site, f.p.Below, f.p.Keys); err != nil {
+				f.rejected.Inc()
+				f.log.Warn("not passing on a record the sites below sent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+				continue
+			}
+			out = append(out, Record{Key: r.Key, Value: r.Value, Headers: r.Headers})
 			n += len(r.Key) + len(r.Value)
 		}
-		if !retry(ctx, f.log, "cannot pass on to "+f.parent, func() error { return f.p.Parent.Produce(ctx, out...) }) {
+		if len(out) > 0 && !retry(ctx, f.log, "cannot pass on to "+f.parent, func() error { return f.p.Parent.Produce(ctx, out...) }) {
 			return nil
 		}
 		if !retry(ctx, f.log, "cannot commit what was passed on", func() error { return f.p.Source.Commit(ctx, batch...) }) {
 			return nil
 		}
-		f.records.Add(float64(len(batch)))
+		f.records.Add(float64(len(out)))
 		f.bytes.Add(float64(n))
 	}
 	return nil

@@ -1,44 +1,56 @@
 package replicator
 
 import (
+	"crypto/ed25519"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/statepipe/statepipe/schema"
 )
 
 // A middle site passes its children's records on unchanged — key, value and headers, the
-// vouch with them — and commits them once the parent's broker acknowledged.
+// vouch with them — and commits them once the parent's broker acknowledged. What its fold
+// would refuse — undecodable, of a site not below it, not vouched for by its origin — it does
+// not pass on, and counts.
 func TestForwardPassesRecordsOn(t *testing.T) {
-	_, s01 := newKey(t)
-	m := &Message{V: wireVersion, Origin: "S01", Epoch: 3, Seq: 4, Heartbeat: &Heartbeat{Parent: "M01"}}
+	s01pub, s01 := newKey(t)
+	_, stranger := newKey(t)
+	msg := func(origin string, seq uint32) *Message {
+		return &Message{V: wireVersion, Origin: origin, Epoch: 3, Seq: seq, Heartbeat: &Heartbeat{Parent: "M01"}}
+	}
+	good := hierRecord(t, 0, "S01", msg("S01", 4), s01)
+	good.Headers = append(good.Headers, Header{Key: "a", Value: []byte("1")}, Header{Key: "empty"})
 	in := []Record{
-		hierRecord(t, 0, "S01", m, s01),
-		{Topic: "hier.M01", Partition: 2, Offset: 7, Key: []byte("S02"), Value: []byte("whatever it is"),
-			Headers: []Header{{Key: "a", Value: []byte("1")}, {Key: schema.HeaderVouch, Value: []byte("x")}, {Key: "empty"}}},
-		{Topic: "hier.M01", Offset: 8, Key: []byte("S03")}, // even a record without a value
+		good,
+		{Topic: "hier.M01", Offset: 1, Key: []byte("S02"), Value: []byte("whatever it is")}, // undecodable
+		hierRecord(t, 2, "M01", msg("M01", 5), s01),                                         // not below M01
+		hierRecord(t, 3, "S01", msg("S01", 6), stranger),                                    // not S01's vouch
+		hierRecord(t, 4, "S01", msg("S01", 7), s01),
 	}
 	src := &fakeSource{recs: append([]Record(nil), in...)}
 	dst := &fakeProducer{}
 	reg := prometheus.NewRegistry()
-	f := NewForward("CEN", ForwardParams{Source: src, Parent: dst, Registerer: reg})
+	keys := func(origin string) ([]ed25519.PublicKey, error) { return []ed25519.PublicKey{s01pub}, nil }
+	f := NewForward("CEN", ForwardParams{Source: src, Parent: dst, Site: "M01", Below: map[string]bool{"S01": true, "S02": true}, Keys: keys, Registerer: reg})
 	runUntilCommitted(t, f.Run, src, len(in))
 	_, got, _ := dst.snapshot()
-	if len(got) != len(in) {
-		t.Fatalf("passed on %d records, want %d", len(got), len(in))
+	want := []Record{in[0], in[4]}
+	if len(got) != len(want) {
+		t.Fatalf("passed on %d records, want %d", len(got), len(want))
 	}
 	bytes := 0
 	for i, r := range got {
-		if string(r.Key) != string(in[i].Key) || string(r.Value) != string(in[i].Value) || !reflect.DeepEqual(r.Headers, in[i].Headers) {
-			t.Errorf("record %d: %q %q %v, want %q %q %v", i, r.Key, r.Value, r.Headers, in[i].Key, in[i].Value, in[i].Headers)
+		if string(r.Key) != string(want[i].Key) || string(r.Value) != string(want[i].Value) || !reflect.DeepEqual(r.Headers, want[i].Headers) {
+			t.Errorf("record %d: %q %q %v, want %q %q %v", i, r.Key, r.Value, r.Headers, want[i].Key, want[i].Value, want[i].Headers)
 		}
-		bytes += len(in[i].Key) + len(in[i].Value)
+		bytes += len(want[i].Key) + len(want[i].Value)
 	}
-	if n := gathered(t, reg, "statepipe_replicator_forwarded_records_total", "parent", "CEN"); n != 3 {
-		t.Errorf("forwarded_records_total %v, want 3", n)
+	if n := gathered(t, reg, "statepipe_replicator_forwarded_records_total", "parent", "CEN"); n != 2 {
+		t.Errorf("forwarded_records_total %v, want 2", n)
+	}
+	if n := gathered(t, reg, "statepipe_replicator_forward_rejected_total", "parent", "CEN"); n != 3 {
+		t.Errorf("forward_rejected_total %v, want 3", n)
 	}
 	if n := gathered(t, reg, "statepipe_replicator_forwarded_bytes_total", "parent", "CEN"); n != float64(bytes) {
 		t.Errorf("forwarded_bytes_total %v, want %d", n, bytes)
@@ -48,13 +60,15 @@ func TestForwardPassesRecordsOn(t *testing.T) {
 // Nothing is committed before the parent's broker acknowledged: a refused produce is tried
 // again (after a second) with the same records.
 func TestForwardCommitsOnlyAfterProduce(t *testing.T) {
-	src := &fakeSource{recs: []Record{{Topic: "hier.M01", Key: []byte("S01"), Value: []byte("v1")}, {Topic: "hier.M01", Offset: 1, Key: []byte("S01"), Value: []byte("v2")}}}
+	r1 := hierRecord(t, 0, "S01", &Message{V: wireVersion, Origin: "S01", Epoch: 1, Seq: 1}, nil)
+	r2 := hierRecord(t, 1, "S01", &Message{V: wireVersion, Origin: "S01", Epoch: 1, Seq: 2}, nil)
+	src := &fakeSource{recs: []Record{r1, r2}}
 	dst := &fakeProducer{fail: 1, src: src}
 	start := time.Now()
 	runUntilCommitted(t, NewForward("CEN", ForwardParams{Source: src, Parent: dst}).Run, src, 2)
 	calls, got, seen := dst.snapshot()
-	if calls != 2 || len(got) != 2 || string(got[0].Value) != "v1" || string(got[1].Value) != "v2" {
-		t.Fatalf("%d produce calls, passed on %v; want 2 calls (1 refused), v1 and v2", calls, got)
+	if calls != 2 || len(got) != 2 || string(got[0].Value) != string(r1.Value) || string(got[1].Value) != string(r2.Value) {
+		t.Fatalf("%d produce calls, passed on %v; want 2 calls (1 refused), the two records", calls, got)
 	}
 	for i, n := range seen {
 		if n != 0 {

@@ -21,7 +21,7 @@ type Message struct {
 	// replicator starts and greater than any it used before, Seq counts its messages.
 	Epoch     uint32     `msgpack:"epoch"`
 	Seq       uint32     `msgpack:"seq"`
-	Cells     []Cell     `msgpack:"cells,omitempty"`
+	Cells     CellList   `msgpack:"cells,omitempty"`
 	Heartbeat *Heartbeat `msgpack:"hb,omitempty"`
 }
 
@@ -35,6 +35,40 @@ type Cell struct {
 	Code      int64
 	Clients   int64
 	Scanned   int64
+}
+
+// CellList is a message's cells. It decodes itself: a declared length is checked against
+// MaxWireCells before anything is allocated for it, and each cell is read in turn (msgpack's
+// own slice decoding spun for minutes on a 33-byte record declaring 2^28 cells).
+type CellList []Cell
+
+// MaxWireCells bounds the cells of one message (a replicator sends at most
+// UpConfig.MaxCellsPerMessage, 2,000 by default).
+const MaxWireCells = 100_000
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (l *CellList) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		*l = nil
+		return nil
+	}
+	if n > MaxWireCells {
+		return fmt.Errorf("cells: %d cells, at most %d", n, MaxWireCells)
+	}
+	out := make(CellList, 0, min(n, 1024))
+	for i := 0; i < n; i++ {
+		var c Cell
+		if err := d.Decode(&c); err != nil {
+			return fmt.Errorf("cells[%d]: %w", i, err)
+		}
+		out = append(out, c)
+	}
+	*l = out
+	return nil
 }
 
 // Heartbeat is what an origin says about itself every interval, changed cells or not.

@@ -109,14 +109,21 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	if s.refImport != nil {
 		key = s.refImport.Key
 	}
-	if fold && children {
-		var keys func(string) ([]ed25519.PublicKey, error)
+	// What the sites below send is taken only from them, each vouched for with its own key.
+	below := map[string]bool{}
+	var keys func(string) ([]ed25519.PublicKey, error)
+	if children {
+		for _, d := range h.Topology.Descendants(code) {
+			below[d] = true
+		}
 		if s.cfg.Auth.Mode != ingest.AuthOff {
 			if h.SiteKeysDir == "" {
 				return fmt.Errorf("cannot check what the sites below %s send: give --replicator.site-keys DIR (their keys, site-<CODE>.key), or --ingest.auth off", code)
 			}
 			keys = keysIn(h.SiteKeysDir)
 		}
+	}
+	if fold && children {
 		topic := replicator.Topic(code)
 		if err := kafka.EnsureTopic(context.Background(), s.cfg.Kafka, topic); err != nil {
 			return err
@@ -127,7 +134,7 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 		}
 		gr := kafka.NewGroupReader(s.cfg.Kafka, group, topic)
 		s.clients = append(s.clients, gr)
-		s.addActor(replicator.NewFold(replicator.FoldConfig{Site: code, Database: s.db},
+		s.addActor(replicator.NewFold(replicator.FoldConfig{Site: code, Database: s.db, Below: below},
 			replicator.FoldParams{Source: replicatorSource{gr}, Store: s.store, Keys: keys, Registerer: reg, Logger: log}))
 	}
 	parent := ""
@@ -190,7 +197,8 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	if children {
 		gr := kafka.NewGroupReader(s.cfg.Kafka, "statepipe-forward-"+code, replicator.Topic(code))
 		s.clients = append(s.clients, gr)
-		s.addActor(replicator.NewForward(parent, replicator.ForwardParams{Source: replicatorSource{gr}, Parent: sendUp, Registerer: reg, Logger: log}))
+		s.addActor(replicator.NewForward(parent, replicator.ForwardParams{Source: replicatorSource{gr}, Parent: sendUp,
+			Site: code, Below: below, Keys: keys, Registerer: reg, Logger: log}))
 	}
 	return nil
 }

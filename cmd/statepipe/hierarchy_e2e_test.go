@@ -346,6 +346,34 @@ func TestHierarchyIsExactAtEveryLevel(t *testing.T) {
 	if d := tr.exactAtEveryLevel(); d != "" {
 		t.Fatalf("after forged messages: %s", d)
 	}
+	// Genuine messages replayed where they do not belong: everything the central site received
+	// (A's, S's and B's, each vouched for by its origin) produced again into A's incoming topic.
+	// A takes only what comes from below it: its own and its sibling's are refused, and no
+	// level counts anything twice.
+	var genuine []kafka.Record
+	ctx := context.Background()
+	if err := kafka.ReadAll(ctx, tr.node.sites[0].cfg.Kafka, replicator.Topic(tr.code["C"]), func(r kafka.Record) error {
+		if len(r.Headers) > 0 && string(r.Key) != tr.code["S"] {
+			genuine = append(genuine, kafka.Record{Key: r.Key, Value: r.Value, Headers: r.Headers})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pa := kafka.NewProducer(tr.node.sites[0].cfg.Kafka, replicator.Topic(tr.code["A"]))
+	if err := pa.Produce(ctx, genuine...); err != nil {
+		t.Fatal(err)
+	}
+	_ = pa.Close()
+	treeEventually(t, func() string {
+		if n := promValue(t, tr.url, `statepipe_hierarchy_rejected_records_total{site="`+tr.code["A"]+`"}`); n < float64(len(genuine)) {
+			return fmt.Sprintf("%s refused %v of the %d records of sites not below it", tr.code["A"], n, len(genuine))
+		}
+		return ""
+	})
+	if d := tr.exactAtEveryLevel(); d != "" {
+		t.Fatalf("after genuine messages replayed into %s: %s", tr.code["A"], d)
+	}
 	treeEventually(t, func() string { // a loaded machine may hold a heartbeat past the degraded threshold
 		var b report.Backlog
 		if code := tr.get("/v1/reports/backlog", "", &b); code != 200 || len(b.Sites) != 4 {
@@ -638,17 +666,26 @@ func startProcPair(t *testing.T) *procPair {
 	dir := t.TempDir()
 	base := fmt.Sprintf("K%04d", rand.IntN(10000))
 	c, p := base+"C", base+"P"
-	kc, kp, hc, hp := freePort(t), freePort(t), freePort(t), freePort(t)
+	hc, hp := freePort(t), freePort(t)
+	// Each site's own embedded broker; on real Apache Kafka (KAFKA_BROKERS) both sites' topics
+	// on the one cluster.
+	kc, kp := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var brokers []string
+	if real := realKafka(); real != nil {
+		kc, kp = real[0], real[0]
+		brokers = []string{"--kafka.brokers", real[0]}
+	}
 	topo := filepath.Join(dir, "topology.yaml")
 	yaml := fmt.Sprintf(`sites:
-  - {code: %s, kafka: {brokers: ["127.0.0.1:%d"]}, url: "http://127.0.0.1:%d"}
-  - {code: %s, parent: %s, kafka: {brokers: ["127.0.0.1:%d"]}, url: "http://127.0.0.1:%d"}
+  - {code: %s, kafka: {brokers: ["%s"]}, url: "http://127.0.0.1:%d"}
+  - {code: %s, parent: %s, kafka: {brokers: ["%s"]}, url: "http://127.0.0.1:%d"}
 `, c, kc, hc, p, c, kp, hp)
 	if err := os.WriteFile(topo, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	common := []string{"run", "--topology", topo, "--replicator.interval", "200ms", "--replicator.sweep-every", "2s",
 		"--replicator.degraded-after", "2s", "--replicator.failed-after", "5s", "--kafka.partitions", "2", "--projector.batch-wait", "50ms"}
+	common = append(common, brokers...)
 	pp := &procPair{dir: dir, c: c, p: p}
 	pp.central = &siteProc{t: t, bin: bin, log: filepath.Join(dir, "central.log"), url: fmt.Sprintf("http://127.0.0.1:%d", hc),
 		args: append(slices.Clone(common), "--site", c, "--data", filepath.Join(dir, "c"), "--listen", fmt.Sprintf("127.0.0.1:%d", hc),
@@ -880,14 +917,16 @@ func TestHierarchyChildRestoredFromAnOldCopy(t *testing.T) {
 	pp.child.start()
 	restarted := time.Now()
 	pp.waitCentral(t, restarted)
-	if central, child := errorsAt(pp.tr), errorsAt(pp.childView); central != 0 || child != 0 {
+	if central, child := errorsAt(pp.tr), errorsAt(pp.childView); central != child || (realKafka() == nil && central != 0) {
 		t.Errorf("after the restore: %d errors at the central site, %d at the child; want none (the copy had none)", central, child)
 	}
 	central, child := compliance(pp.tr), compliance(pp.childView)
 	for i, u := range central.Updates {
 		c := child.Updates[i]
 		got := [5]int64{u.NotRequired, u.Required, u.Installed, u.Unknown, u.Total}
-		if got != [5]int64{c.NotRequired, c.Required, c.Installed, c.Unknown, c.Total} || got != old[u.UpdateID] {
+		// On real Kafka the copy held the store only (the broker is elsewhere): the child may
+		// fold again what came after it. Either way the central site counts what the child does.
+		if got != [5]int64{c.NotRequired, c.Required, c.Installed, c.Unknown, c.Total} || (realKafka() == nil && got != old[u.UpdateID]) {
 			t.Errorf("%s after the restore: central %v, restored child (%v), the copy's truth %v", u.UpdateID, got,
 				[5]int64{c.NotRequired, c.Required, c.Installed, c.Unknown, c.Total}, old[u.UpdateID])
 		}

@@ -22,7 +22,6 @@ type siteRouter struct {
 	root    string
 	codes   []string // in topology order
 	sites   map[string]http.Handler
-	maxBody int64 // the largest report body read to find its site
 }
 
 func newSiteRouter(root string) *siteRouter {
@@ -37,19 +36,7 @@ func (rt *siteRouter) add(code string, h http.Handler) {
 
 // register installs the router's routes on mux.
 func (rt *siteRouter) register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/reports", rt.byBody(func(ct string, body []byte) string {
-		var rep schema.Report
-		var err error
-		if isJSON(ct) {
-			err = schema.DecodeReportJSON(body, &rep, schema.DefaultLimits)
-		} else {
-			err = schema.DecodeReport(body, &rep)
-		}
-		if err != nil {
-			return "" // the root site answers why it is malformed
-		}
-		return rep.Site
-	}))
+	mux.HandleFunc("POST /v1/reports", rt.byPrefix)
 	jsonSite := func(_ string, body []byte) string {
 		var req struct {
 			Site string `json:"site"`
@@ -68,7 +55,10 @@ func (rt *siteRouter) register(mux *http.ServeMux) {
 
 // byParam routes by the site= query parameter (the root without one).
 func (rt *siteRouter) byParam(w http.ResponseWriter, r *http.Request) {
-	code := r.URL.Query().Get("site")
+	code, ok := rt.siteParam(w, r)
+	if !ok {
+		return
+	}
 	if code == "" {
 		code = rt.root
 	}
@@ -80,15 +70,35 @@ func (rt *siteRouter) byParam(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(w, r)
 }
 
-// byBody reads the body (at most maxBody bytes: a larger one goes to the root, which refuses
-// it for its size) and routes by the site siteOf finds in it, or by site= when the body names
-// none.
+// reportPeek is how much of a report's body the router reads to find its site: clients write
+// "site" before "messages", so it is near the start; a report that names it later goes to
+// the root, which refuses it naming the field. The rest of the body is not read here: it
+// streams to the site's ingest, within that ingest's limits.
+const reportPeek = 8 << 10
+
+// byPrefix routes a report by the site named in the first reportPeek bytes of its body.
+func (rt *siteRouter) byPrefix(w http.ResponseWriter, r *http.Request) {
+	prefix := make([]byte, reportPeek)
+	n, _ := io.ReadFull(r.Body, prefix)
+	prefix = prefix[:n]
+	r.Body = readCloser{io.MultiReader(bytes.NewReader(prefix), r.Body), r.Body}
+	code, ok := schema.PeekSite(prefix, isJSON(r.Header.Get("Content-Type")))
+	h := rt.sites[code]
+	if !ok || h == nil {
+		h = rt.sites[rt.root] // refuses it, naming what is wrong
+	}
+	h.ServeHTTP(w, r)
+}
+
+// smallBody bounds the bodies byBody reads whole: enrolments and resync requests are a few
+// hundred bytes; a larger one goes to the root, which refuses it.
+const smallBody = 64 << 10
+
+// byBody reads the body (at most smallBody bytes) and routes by the site siteOf finds in it,
+// or by site= when the body names none.
 func (rt *siteRouter) byBody(siteOf func(contentType string, body []byte) string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		limit := rt.maxBody
-		if limit <= 0 {
-			limit = 8 << 20
-		}
+		const limit = smallBody
 		body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 		r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
 		code := ""
@@ -96,7 +106,10 @@ func (rt *siteRouter) byBody(siteOf func(contentType string, body []byte) string
 			code = siteOf(r.Header.Get("Content-Type"), body)
 		}
 		if code == "" {
-			code = r.URL.Query().Get("site")
+			var ok bool
+			if code, ok = rt.siteParam(w, r); !ok {
+				return
+			}
 		}
 		if code == "" {
 			code = rt.root
@@ -110,12 +123,31 @@ func (rt *siteRouter) byBody(siteOf func(contentType string, body []byte) string
 	}
 }
 
+// siteParam returns the site= parameter ("" when absent); given more than once it answers 400
+// naming site and reports false.
+func (rt *siteRouter) siteParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	sites := r.URL.Query()["site"]
+	if len(sites) > 1 {
+		writeRouteError(w, http.StatusBadRequest, schema.CodeMalformed, fmt.Sprintf("site is given %d times: give it once", len(sites)))
+		return "", false
+	}
+	if len(sites) == 0 {
+		return "", true
+	}
+	return sites[0], true
+}
+
 // unknown answers 404 naming the sites this process serves.
 func (rt *siteRouter) unknown(w http.ResponseWriter, code string) {
+	writeRouteError(w, http.StatusNotFound, schema.CodeNotFound,
+		fmt.Sprintf("site %q is not served here (sites: %s)", code, strings.Join(slices.Sorted(slices.Values(rt.codes)), ", ")))
+}
+
+// writeRouteError answers an error about the site parameter.
+func writeRouteError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotFound)
-	_ = json.NewEncoder(w).Encode(schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeNotFound, Field: "site",
-		Message: fmt.Sprintf("site %q is not served here (sites: %s)", code, strings.Join(slices.Sorted(slices.Values(rt.codes)), ", "))}})
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Field: "site", Message: msg}})
 }
 
 // readCloser reads from r and closes c.

@@ -142,7 +142,6 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	case topo != nil:
 		codes = append([]string{topo.Root()}, topo.Descendants(topo.Root())...)
 		router = newSiteRouter(topo.Root())
-		router.maxBody = cfg.Ingest.MaxBodyBytes
 		cfg.Hierarchy.EpochDir = cfg.Data
 		if cfg.Auth.Mode != ingest.AuthOff {
 			cfg.Hierarchy.SiteKeysDir = cfg.Data // every site of the process keeps its key there
