@@ -7,7 +7,7 @@ export CHDB_LIB_PATH ?= $(CHDB_LIB)
 # library is still loaded at run time, never linked.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose bench vet fmt clean
+.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose bench bench-hierarchy vet fmt clean
 
 all: build
 
@@ -65,6 +65,11 @@ check-compose:
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./schema/ ./projector/...
 	./bin/statepipe bench run --scenario bench/scenarios/small.yaml --out bench/results/tmp/small
+
+# bench-hierarchy: CEN with three primaries in one site process (bench/scenarios/hierarchy.yaml):
+# every site's reports against the oracle, the central visibility delay, the links' bytes.
+bench-hierarchy: deps build
+	./bin/statepipe bench run --scenario bench/scenarios/hierarchy.yaml --ceilings=false --out bench/results/tmp/hierarchy
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

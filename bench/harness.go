@@ -21,6 +21,9 @@ type HarnessConfig struct {
 	Bin     string
 	Brokers string
 	Site    string // default P01
+	// Topology, when set, is a topology file the site process hosts every site of (run
+	// --topology) instead of the one Site; Site is then its root (hierarchy.go sets both).
+	Topology string
 	// Data is the site's data directory (default: a temporary one, removed afterwards).
 	Data string
 	// BrokerPID is the Kafka broker's process id, for its memory (0: not measured).
@@ -96,6 +99,9 @@ type HarnessResult struct {
 	Timeline       Timeline             `json:"timeline"`
 	Plots          []string             `json:"plots,omitempty"`
 	Goals          []Goal               `json:"goals,omitempty"`
+	// Hierarchy is a site hierarchy's run (Scenario.Primaries): per-site checks, the central
+	// visibility delay and the links (hierarchy*.go); nil for one site.
+	Hierarchy *HierarchyResult `json:"hierarchy,omitempty"`
 }
 
 // StageRate is statepipe's own rate at one stage of a run, measured while that stage held the
@@ -164,6 +170,8 @@ type harness struct {
 	kept   []*schema.Report // the ceilings' records, as sent
 
 	tlMu sync.Mutex // guards res.Timeline, which the sampler appends to while the dispatcher reads it
+
+	hier *hierRun // a site hierarchy's run (hierarchy.go); nil for one site
 }
 
 // runStats are the counters the workers, the sampler and the dispatcher share.
@@ -189,6 +197,9 @@ func (s *runStats) messages() int64 { return s.acked.Load() + s.resyncMsgs.Load(
 // oracle at the checkpoints and at the end, and returns what it measured.
 func RunScenario(ctx context.Context, cfg HarnessConfig) (*HarnessResult, error) {
 	cfg.defaults()
+	if cfg.Scenario.Primaries > 0 {
+		return runHierarchy(ctx, cfg)
+	}
 	started := time.Now().UTC()
 	site, err := startSite(ctx, cfg)
 	if err != nil {
@@ -237,7 +248,13 @@ func (h *harness) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	return h.site.waitList(ctx, checkedList)
+	if err := h.site.waitList(ctx, checkedList); err != nil {
+		return err
+	}
+	if h.hier != nil {
+		return h.hier.waitDown(ctx, checkedList)
+	}
+	return nil
 }
 
 // enrol makes every simulated client's SDK client, enrolled unless the scenario is unsigned.
@@ -250,11 +267,14 @@ func (h *harness) enrol(ctx context.Context) error {
 	stop := h.out.count("clients enrolled", start, &h.stats.enrolled, int64(sc.Clients))
 	err := forEachClient(ctx, SmokeConfig{Clients: sc.Clients, Concurrency: 32}, func(i int) (err error) {
 		c := h.world.clients[i]
-		ccfg := client.Config{URL: h.site.url, Site: h.cfg.Site, ClientID: c.id, HTTPClient: hc, MaxAttempts: 1000, BackoffMax: 5 * time.Second,
+		ccfg := client.Config{URL: h.site.url, Site: h.clientSite(i), ClientID: c.id, HTTPClient: hc, MaxAttempts: 1000, BackoffMax: 5 * time.Second,
 			ResyncTypes: []schema.TopicType{schema.TopicUpdateCompliance},
 			OnResync: func(context.Context) ([]schema.StateMessage, error) {
 				m := h.world.resyncState(c)
 				h.stats.resyncMsgs.Add(int64(len(m)) + 1)
+				if h.hier != nil {
+					h.hier.resynced(c.idx, int64(len(m))+1)
+				}
 				return m, nil
 			}}
 		if sc.Unsigned {

@@ -22,9 +22,13 @@ func (h *harness) checkpoint(ctx context.Context, label string) Checkpoint {
 	defer h.clock.resume()
 	h.inFlight.Wait()
 	cp := Checkpoint{SimTime: Duration(h.clock.now()), Acked: h.stats.messages()}
-	h.awaitOracle(ctx, &cp, label, func() error {
+	compare := func() error {
 		return h.world.check(ctx, h.site, h.stats.messages(), h.stats.dropDone.Load())
-	})
+	}
+	if h.hier != nil {
+		compare = h.hier.checker(ctx, h, label)
+	}
+	h.awaitOracle(ctx, &cp, label, compare)
 	sim := time.Duration(cp.SimTime).Truncate(time.Second)
 	if cp.OK {
 		h.out.logf("checkpoint %s (sim %s): reports equal the oracle %.1fs after the pause", label, sim, cp.CatchUpSecs)

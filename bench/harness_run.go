@@ -166,6 +166,9 @@ func (h *harness) send(ctx context.Context, c *simClient) {
 		h.cancel()
 		return
 	}
+	if h.hier != nil {
+		h.hier.accepted(c.idx, int64(len(msgs)), time.Now())
+	}
 	h.stats.acked.Add(int64(len(msgs)))
 	h.stats.reports.Add(1)
 	if full {
@@ -180,13 +183,21 @@ func (h *harness) keep(c *simClient, msgs []schema.StateMessage, full bool) {
 	if h.cfg.Ceilings == nil || h.stats.kept.Add(int64(len(msgs))) > h.cfg.SampleMessages {
 		return
 	}
-	rep := &schema.Report{V: schema.Version, Client: c.id, Site: h.cfg.Site, Messages: msgs}
+	rep := &schema.Report{V: schema.Version, Client: c.id, Site: h.clientSite(c.idx), Messages: msgs}
 	if full {
 		rep.FullTypes = []schema.TopicType{schema.TopicUpdateCompliance, schema.TopicScan}
 	}
 	h.mu.Lock()
 	h.kept = append(h.kept, rep)
 	h.mu.Unlock()
+}
+
+// clientSite is the site client i reports to: its primary in a hierarchy, else the site.
+func (h *harness) clientSite(i int) string {
+	if h.hier != nil {
+		return h.hier.siteOf(i)
+	}
+	return h.cfg.Site
 }
 
 // reschedule puts c back among the wakes at its next one, unless simulated time has ended.

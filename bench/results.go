@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,6 +22,17 @@ func WriteResults(dir string, r *HarnessResult) error {
 			return fmt.Errorf("plots: %w", err)
 		}
 		r.Plots = plots
+	}
+	if r.Hierarchy != nil {
+		plots, err := writeHierarchyPlots(dir, r.Scenario, r.Hierarchy)
+		if err != nil {
+			return fmt.Errorf("plots: %w", err)
+		}
+		for _, pl := range plots {
+			if !slices.Contains(r.Plots, pl) {
+				r.Plots = append(r.Plots, pl)
+			}
+		}
 	}
 	b, err := json.MarshalIndent(nanFree(r), "", "  ")
 	if err != nil {
@@ -125,6 +137,7 @@ func Markdown(r *HarnessResult) string {
 		}
 		p("\n")
 	}
+	b.WriteString(hierarchyMarkdown(r))
 	for _, pl := range r.Plots {
 		p("![%s](%s)\n\n", strings.TrimSuffix(pl, ".png"), pl)
 	}

@@ -19,8 +19,13 @@ type Scenario struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
 	Seed        uint64 `json:"seed,omitempty"`
-	// Clients per site (the harness drives one site).
+	// Clients per site (the harness drives one site, or with Primaries each primary).
 	Clients int `json:"clients"`
+	// Primaries, when set, runs a site hierarchy (hierarchy.go): a central site CEN with this
+	// many primaries below it (P01, P02, …) in one site process, Clients at each primary. The
+	// reference data is imported at CEN and flows down; every checkpoint compares each
+	// primary's reports with its clients' oracle and CEN's compliance with the sum of theirs.
+	Primaries int `json:"primaries,omitempty"`
 	// Catalog is the number of updates synchronised before the run (default 30,000).
 	Catalog int `json:"catalog,omitempty"`
 	// Applicable is how many catalog updates apply to each client (uniform in [min, max]);
@@ -231,6 +236,8 @@ func (s *Scenario) Validate() error {
 		return fe("behaviour.offline_for", "required with behaviour.offline")
 	case s.Rate < 0:
 		return fe("rate", "must not be negative")
+	case s.Primaries < 0 || s.Primaries > 99:
+		return fe("primaries", "want 0 (one site) to 99, got %d", s.Primaries)
 	}
 	for field, v := range map[string]float64{"behaviour.installed": b.Installed, "behaviour.required": b.Required,
 		"behaviour.change": b.Change, "behaviour.scan_failure": b.ScanFailure, "behaviour.offline": b.Offline} {

@@ -35,9 +35,12 @@ type harnessSite struct {
 var siteURL = regexp.MustCompile(`POST (https?://[0-9.:]+)/v1/reports`)
 var siteKafka = regexp.MustCompile(`kafka +(.*), topic`)
 
+// siteTopologyURL is where a site process hosting a topology answers (its welcome's first line).
+var siteTopologyURL = regexp.MustCompile(`on one listener, (https?://[0-9.:]+)`)
+
 // startSite starts `statepipe run` as a child process on free ports.
 func startSite(ctx context.Context, cfg HarnessConfig) (*harnessSite, error) {
-	s := &harnessSite{dir: cfg.Data, db: "statepipe_" + strings.ToLower(cfg.Site), hc: &http.Client{Timeout: 10 * time.Minute}}
+	s := &harnessSite{dir: cfg.Data, db: schema.Database(cfg.Site), hc: &http.Client{Timeout: 10 * time.Minute}}
 	if s.dir == "" {
 		d, err := os.MkdirTemp("", "statepipe-harness-")
 		if err != nil {
@@ -47,10 +50,15 @@ func startSite(ctx context.Context, cfg HarnessConfig) (*harnessSite, error) {
 	}
 	// Enrolment is not paced here: the harness enrols the whole simulated estate before it
 	// measures folding (rollout pacing is a scenario of its own).
-	args := []string{"run", "--data", s.dir, "--listen", "127.0.0.1:0", "--site", cfg.Site, "--projector.lag-every", "1s",
+	where := []string{"--site", cfg.Site}
+	if cfg.Topology != "" {
+		where = []string{"--topology", cfg.Topology}
+	}
+	args := append([]string{"run", "--data", s.dir, "--listen", "127.0.0.1:0"}, where...)
+	args = append(args, "--projector.lag-every", "1s",
 		"--ingest.enroll-rate", "0",
 		// The oracle reads whole tables (state_messages FINAL at 30 M rows) through /v1/sql.
-		"--sql.timeout", "10m", "--sql.max-threads", "0", "--sql.max-rows-read", "0", "--sql.max-result-rows", "0", "--sql.max-result-bytes", "0"}
+		"--sql.timeout", "10m", "--sql.max-threads", "0", "--sql.max-rows-read", "0", "--sql.max-result-rows", "0", "--sql.max-result-bytes", "0")
 	if cfg.Brokers != "" {
 		args = append(args, "--kafka.brokers", cfg.Brokers)
 		s.brokers = cfg.Brokers
@@ -86,6 +94,9 @@ func startSite(ctx context.Context, cfg HarnessConfig) (*harnessSite, error) {
 			if m := siteURL.FindStringSubmatch(line); m != nil && s.url == "" {
 				s.url = m[1]
 			}
+			if m := siteTopologyURL.FindStringSubmatch(line); m != nil && s.url == "" {
+				s.url = m[1]
+			}
 			if strings.HasPrefix(line, "Try it") {
 				close(found)
 				_, _ = io.Copy(io.Discard, out)
@@ -101,6 +112,9 @@ func startSite(ctx context.Context, cfg HarnessConfig) (*harnessSite, error) {
 	case <-ctx.Done():
 		s.stop()
 		return nil, ctx.Err()
+	}
+	if s.kafka == "" && cfg.Brokers == "" {
+		s.kafka = "embedded broker at " + s.brokers // a topology's welcome does not name it
 	}
 	return s, nil
 }
@@ -141,8 +155,17 @@ func (s *harnessSite) get(ctx context.Context, path string, v any) error {
 }
 
 func (s *harnessSite) sql(ctx context.Context, q string) (*schema.Result, error) {
+	return s.sqlAt(ctx, q, "")
+}
+
+// sqlAt runs q at site code of a site process hosting a topology (its root when empty).
+func (s *harnessSite) sqlAt(ctx context.Context, q, code string) (*schema.Result, error) {
 	body, _ := json.Marshal(report.SQLRequest{Query: q})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/sql", bytes.NewReader(body))
+	path := "/v1/sql"
+	if code != "" {
+		path += "?site=" + code
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.hc.Do(req)
 	if err != nil {
