@@ -40,7 +40,10 @@ type UpConfig struct {
 
 // UpParams are the parts an Up works with.
 type UpParams struct {
-	Store    Querier  // the site's own store
+	Store Querier // the site's own store
+	// Cells reads the site's counted cells (nil: ReadCells of Store, every cell each time;
+	// a CellReader's Read reads only what changed).
+	Cells    func(ctx context.Context) (Cells, error)
 	Progress Progress // the site projector's group on state.<site> and ref.<site>
 	Parent   Producer // into the parent's hier.<parent>
 	// Key is the site's key: every message is vouched for with it (VouchTopic), and the sites
@@ -235,7 +238,7 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	sweep := !u.swept || now.Sub(u.last) >= u.cfg.SweepEvery
 	var cells, send Cells
 	if st.passed != nil || sweep {
-		if cells, err = ReadCells(ctx, u.p.Store, u.cfg.Database); err != nil {
+		if cells, err = u.readCells(ctx); err != nil {
 			return err
 		}
 		send = Changed(u.sent, cells)
@@ -312,6 +315,14 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	u.watermark, u.lastOK, u.backlog, u.wmEnds = wm, time.Now(), backlog, wmEnds
 	u.mu.Unlock()
 	return nil
+}
+
+// readCells reads the site's counted cells.
+func (u *Up) readCells(ctx context.Context) (Cells, error) {
+	if u.p.Cells != nil {
+		return u.p.Cells(ctx)
+	}
+	return ReadCells(ctx, u.p.Store, u.cfg.Database)
 }
 
 // message starts the next message of this origin.

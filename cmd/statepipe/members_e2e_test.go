@@ -20,6 +20,7 @@ import (
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/projector/index"
+	"github.com/statepipe/statepipe/replicator"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -269,7 +270,15 @@ func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 	clients := make(map[int]interface {
 		Report(context.Context, bool, ...schema.StateMessage) error
 	})
+	// A replicator's reader of the counted cells, read after every round through the
+	// rebalances below: incrementally, it must end equal to a full read.
+	cells := replicator.NewCellReader(s.node.sites[0].store, database(s.code))
 	round := func() {
+		defer func() {
+			if _, err := cells.Read(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}()
 		for c := 0; c < 40; c++ {
 			cl, ok := clients[c]
 			if !ok {
@@ -323,6 +332,20 @@ func TestAggregatesEqualScanWithSeveralProjectorMembers(t *testing.T) {
 			if n := res.Rows[0][0].(int64); n > 0 {
 				return fmt.Sprintf("%s: %d rows of earlier epochs left", tb, n)
 			}
+		}
+		return ""
+	})
+	eventuallyWithin(t, 60*time.Second, func() string {
+		got, err := cells.Read(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		want, err := replicator.ReadCells(ctx, s.node.sites[0].store, db)
+		if err != nil {
+			return err.Error()
+		}
+		if !reflect.DeepEqual(got, want) {
+			return fmt.Sprintf("the incremental reader holds %d cells, a full read %d: %v", len(got), len(want), replicator.Changed(want, got))
 		}
 		return ""
 	})

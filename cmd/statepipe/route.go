@@ -19,9 +19,9 @@ import (
 // by the site= query parameter; the root when none is named. Each site answers as it would on
 // a listener of its own: the router only picks the site.
 type siteRouter struct {
-	root    string
-	codes   []string // in topology order
-	sites   map[string]http.Handler
+	root  string
+	codes []string // in topology order
+	sites map[string]http.Handler
 }
 
 func newSiteRouter(root string) *siteRouter {
