@@ -106,6 +106,18 @@ func (h *RefHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: "this site is still reading which reference data the sites above own; retry in a few seconds (nothing imported)"}})
 		return
 	}
+	if kind == schema.RefDeployments {
+		// A deployment's site is the site it is created at: another site's name would
+		// contradict who owns it below.
+		for _, rec := range recs {
+			v, err := schema.DecodeRef(schema.RefDeployments, rec.Value)
+			if d, ok := v.(*schema.Deployment); err == nil && ok && d.Site != "" && d.Site != h.Site {
+				writeJSON(w, http.StatusBadRequest, schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeMalformed, Field: "line " + strconv.Itoa(rec.Line),
+					Message: fmt.Sprintf("field site: deployment %s names site %s, but it is being created at %s: leave site out (the site fills it); nothing imported", d.ID, d.Site, h.Site)}})
+				return
+			}
+		}
+	}
 	if body, conflict := h.owned(kind, recs); conflict {
 		writeJSON(w, http.StatusConflict, body)
 		return

@@ -141,3 +141,27 @@ func TestRefImportWaitsForTheOwnersToBeRead(t *testing.T) {
 		t.Errorf("once read: %d, %d produced; want 200 and 1", rec.Code, produced)
 	}
 }
+
+// A deployment names the site it is created at, or none (the site fills it): another site's
+// name is refused naming the line, and nothing is produced.
+func TestRefDeploymentOfAnotherSiteIsRefused(t *testing.T) {
+	var produced int
+	h := &RefHandler{Site: "P01", Producer: okProducer{&produced}}
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/ref/{kind}", h)
+	post := func(body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/ref/deployments?wait=false", strings.NewReader(body)))
+		return rec
+	}
+	d := func(id, site string) string {
+		return `{"id":"` + id + `","name":"n","updates":["KB1"],"collection":"c","start":"2026-01-01T00:00:00Z","deadline":"2026-02-01T00:00:00Z","site":"` + site + `"}`
+	}
+	rec := post(d("mine", "P01") + "\n" + d("theirs", "CEN"))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"field":"line 2"`) || !strings.Contains(rec.Body.String(), "names site CEN") || produced != 0 {
+		t.Errorf("a deployment naming another site: %d %s, %d produced; want 400 naming line 2 and CEN, nothing produced", rec.Code, rec.Body, produced)
+	}
+	if rec := post(d("mine", "P01") + "\n" + d("unnamed", "")); rec.Code != http.StatusOK || produced != 2 {
+		t.Errorf("this site's and an unnamed one: %d %s, %d produced; want 200 and 2", rec.Code, rec.Body, produced)
+	}
+}

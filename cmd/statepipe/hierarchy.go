@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -42,13 +43,16 @@ type hierarchyConfig struct {
 	// Key is the site's own key, which vouches for the reference data copied down (where the
 	// site's ingest does not run in the same process).
 	Key ed25519.PrivateKey
+	// keysMadeHere: every site's key is made in SiteKeysDir by this process (run --topology):
+	// a key not there yet is not worth a warning.
+	keysMadeHere bool
 	// wrapParent, in tests, stands between a site's replicator and its parent's Kafka: to
 	// duplicate, reorder or refuse what it sends (faults the broker cannot be made to cause).
 	wrapParent func(site string, p replicator.Producer) replicator.Producer
 }
 
 func (c *hierarchyConfig) registerFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.TopologyFile, "topology", "", "site hierarchy file (YAML; examples/topology.yaml): with run, host every site of it in this process")
+	fs.StringVar(&c.TopologyFile, "topology", "", "site hierarchy file (YAML; examples/topology.yaml): run hosts every site of it (with --site, that site alone); a server role takes its site's place in it")
 	fs.DurationVar(&c.Interval, "replicator.interval", time.Second, "how often a site sends what changed (and a heartbeat) to its parent")
 	fs.DurationVar(&c.SweepEvery, "replicator.sweep-every", 5*time.Minute, "how often a site sends all its cells to its parent, replacing the whole set held there")
 	fs.DurationVar(&c.Links.Degraded, "replicator.degraded-after", replicator.DefaultLinkThresholds.Degraded, "a link to a parent is degraded after this long without a heartbeat")
@@ -68,7 +72,7 @@ func (c *hierarchyConfig) parentKeys(site string, auth ingest.AuthConfig) error 
 	}
 	pk, err := ingest.LoadSitePublicKey(c.ParentKeyFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot use --replicator.parent-key: %w", err)
 	}
 	c.ParentKeys = func(string) ([]ed25519.PublicKey, error) { return []ed25519.PublicKey{pk}, nil }
 	return nil
@@ -120,6 +124,9 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 			if h.SiteKeysDir == "" {
 				return fmt.Errorf("cannot check what the sites below %s send: give --replicator.site-keys DIR (their keys, site-<CODE>.key), or --ingest.auth off", code)
 			}
+			if err := checkKeysDir(h.SiteKeysDir, h.Topology.Descendants(code), !h.keysMadeHere, log); err != nil {
+				return err
+			}
 			keys = keysIn(h.SiteKeysDir)
 		}
 	}
@@ -144,10 +151,9 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	if !up || parent == "" {
 		return nil
 	}
+	// The parent's Kafka may be unreachable now: the site starts anyway, and its sends fail
+	// (the link shows it) until the topic can be made sure of.
 	ptopic := replicator.Topic(parent)
-	if err := kafka.EnsureTopic(context.Background(), parentKafka, ptopic); err != nil {
-		return fmt.Errorf("cannot reach the parent %s's Kafka: %w", parent, err)
-	}
 	toParent := kafka.NewProducer(parentKafka, ptopic)
 	s.clients = append(s.clients, toParent)
 	group := s.cfg.ProjectorGroup
@@ -158,7 +164,12 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	if epochFile == "" && h.EpochDir != "" {
 		epochFile = filepath.Join(h.EpochDir, "replicator-"+code+".epoch")
 	}
-	var sendUp replicator.Producer = replicatorProducer{toParent}
+	var sendUp replicator.Producer = &ensuringProducer{p: replicatorProducer{toParent}, ensure: func(ctx context.Context) error {
+		if err := kafka.EnsureTopic(ctx, parentKafka, ptopic); err != nil {
+			return fmt.Errorf("cannot reach the parent %s's Kafka: %w", parent, err)
+		}
+		return nil
+	}}
 	if h.wrapParent != nil {
 		sendUp = h.wrapParent(code, sendUp)
 	}
@@ -199,6 +210,46 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 		s.clients = append(s.clients, gr)
 		s.addActor(replicator.NewForward(parent, replicator.ForwardParams{Source: replicatorSource{gr}, Parent: sendUp,
 			Site: code, Below: below, Keys: keys, Registerer: reg, Logger: log}))
+	}
+	return nil
+}
+
+// ensuringProducer makes sure of its topic before its first produce (and again after a
+// failure to), so that a site starts while its parent's Kafka is down.
+type ensuringProducer struct {
+	p      replicator.Producer
+	ensure func(ctx context.Context) error
+	mu     sync.Mutex
+	sure   bool
+}
+
+func (e *ensuringProducer) Produce(ctx context.Context, recs ...replicator.Record) error {
+	e.mu.Lock()
+	if !e.sure {
+		if err := e.ensure(ctx); err != nil {
+			e.mu.Unlock()
+			return err
+		}
+		e.sure = true
+	}
+	e.mu.Unlock()
+	return e.p.Produce(ctx, recs...)
+}
+
+// checkKeysDir refuses a --replicator.site-keys that is not a directory, and warns for each site
+// below whose key it does not hold yet (what that site sends is refused until it does).
+func checkKeysDir(dir string, below []string, warn bool, log *slog.Logger) error {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		return fmt.Errorf("cannot use --replicator.site-keys %s: not a directory (it holds the keys of the sites below, site-<CODE>.key)", dir)
+	}
+	for _, site := range below {
+		if !warn {
+			break
+		}
+		if _, err := os.Stat(filepath.Join(dir, "site-"+site+".key")); err != nil {
+			log.Warn("no key for a site below yet: what it sends is refused until its key is in --replicator.site-keys", "below", site, "file", filepath.Join(dir, "site-"+site+".key"))
+		}
 	}
 	return nil
 }
@@ -394,4 +445,9 @@ func cmdReplicator(ctx context.Context, args []string) error {
 	n.addSite(s)
 	log.Info("replicator running", "site", cfg.Site, "parent", parent, "parent_brokers", cfg.ParentKafka.Brokers, "metrics", n.url()+"/metrics")
 	return n.run(ctx)
+}
+
+// siteCodes lists a topology's site codes, root first.
+func siteCodes(t *replicator.Topology) []string {
+	return append([]string{t.Root()}, t.Descendants(t.Root())...)
 }

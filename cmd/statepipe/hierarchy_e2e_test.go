@@ -659,7 +659,11 @@ type procPair struct {
 	tr, childView  *testTree
 }
 
-func startProcPair(t *testing.T) *procPair {
+func startProcPair(t *testing.T) *procPair { return startProcPairOrdered(t, false) }
+
+// startProcPairOrdered starts the child first when childFirst: its parent's Kafka is not
+// there yet.
+func startProcPairOrdered(t *testing.T, childFirst bool) *procPair {
 	t.Helper()
 	requireChdb(t)
 	bin := buildBinary(t)
@@ -687,24 +691,40 @@ func startProcPair(t *testing.T) *procPair {
 		"--replicator.degraded-after", "2s", "--replicator.failed-after", "5s", "--kafka.partitions", "2", "--projector.batch-wait", "50ms"}
 	common = append(common, brokers...)
 	pp := &procPair{dir: dir, c: c, p: p}
+	if err := os.MkdirAll(filepath.Join(dir, "p"), 0o700); err != nil { // the child's, where its key will be
+		t.Fatal(err)
+	}
 	pp.central = &siteProc{t: t, bin: bin, log: filepath.Join(dir, "central.log"), url: fmt.Sprintf("http://127.0.0.1:%d", hc),
 		args: append(slices.Clone(common), "--site", c, "--data", filepath.Join(dir, "c"), "--listen", fmt.Sprintf("127.0.0.1:%d", hc),
 			"--replicator.site-keys", filepath.Join(dir, "p"))} // the child's key, made on its first start
-	pp.central.start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{filepath.Join(dir, "central.log"), filepath.Join(dir, "child.log")} {
+				b, _ := os.ReadFile(f)
+				t.Logf("--- %s (last 3 KiB)\n%s", f, b[max(0, len(b)-3072):])
+			}
+		}
+	})
+	if !childFirst {
+		pp.central.start()
+	} else {
+		// The parent's key, given to the child before the parent ever ran.
+		if err := os.MkdirAll(filepath.Join(dir, "c"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ingest.LoadOrCreateSiteKey(filepath.Join(dir, "c", "site-"+c+".key")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(pp.central.kill)
 	pp.child = &siteProc{t: t, bin: bin, log: filepath.Join(dir, "child.log"), url: fmt.Sprintf("http://127.0.0.1:%d", hp),
 		args: append(slices.Clone(common), "--site", p, "--data", filepath.Join(dir, "p"), "--listen", fmt.Sprintf("127.0.0.1:%d", hp),
 			"--replicator.parent-key", filepath.Join(dir, "c", "site-"+c+".key"))}
 	pp.child.start()
 	t.Cleanup(pp.child.kill)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{pp.central.log, pp.child.log} {
-				b, _ := os.ReadFile(f)
-				t.Logf("--- %s (last 3 KiB)\n%s", f, b[max(0, len(b)-3072):])
-			}
-		}
-	})
+	if childFirst {
+		pp.central.start()
+	}
 	pp.tr = &testTree{t: t, url: pp.central.url, code: map[string]string{"C": c}}
 	var lines []string
 	for u := 1; u <= treeUpdates; u++ {
@@ -930,5 +950,26 @@ func TestHierarchyChildRestoredFromAnOldCopy(t *testing.T) {
 			t.Errorf("%s after the restore: central %v, restored child (%v), the copy's truth %v", u.UpdateID, got,
 				[5]int64{c.NotRequired, c.Required, c.Installed, c.Unknown, c.Total}, old[u.UpdateID])
 		}
+	}
+}
+
+// A site starts while its parent's Kafka is unreachable (a central outage must not keep a
+// primary from its own clients), and once the parent is up its counts go up by themselves.
+func TestHierarchyChildStartsWithoutItsParent(t *testing.T) {
+	if realKafka() != nil {
+		t.Skip("both sites' topics are on the one real cluster: the parent's Kafka cannot be missing")
+	}
+	pp := startProcPairOrdered(t, true)
+	cl, err := client.New(client.Config{URL: pp.child.url, Site: pp.p, ClientID: "pc-00"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Report(context.Background(), true, schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: "U1", State: 3}); err != nil {
+		t.Fatal(err)
+	}
+	pp.waitCentral(t, time.Now())
+	var rep report.Compliance
+	if code := pp.tr.get("/v1/reports/compliance", "", &rep); code != 200 || rep.Updates[0].Installed != 1 {
+		t.Fatalf("central compliance: %d %+v, want U1 installed at 1", code, rep.Updates)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -121,9 +122,19 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	embeddedKafka := len(cfg.Kafka.Brokers) == 0
 	if cfg.Hierarchy.TopologyFile != "" {
-		fs.Visit(func(f *flag.Flag) { cfg.OneSite = cfg.OneSite || f.Name == "site" })
+		listen := false
+		fs.Visit(func(f *flag.Flag) {
+			cfg.OneSite = cfg.OneSite || f.Name == "site"
+			listen = listen || f.Name == "listen"
+		})
 		if err := cfg.Hierarchy.load(); err != nil {
 			return err
+		}
+		if ss, ok := cfg.Hierarchy.Topology.Site(cfg.Site); cfg.OneSite && ok && ss.URL != "" && !listen {
+			// One site of a server-mode topology listens where the topology says it does.
+			if u, err := neturl.Parse(ss.URL); err == nil && u.Port() != "" {
+				cfg.Listen = "127.0.0.1:" + u.Port()
+			}
 		}
 	}
 	n, err := startRun(ctx, cfg, nil, logger())
@@ -156,7 +167,27 @@ func parseRole(name string, args []string, cfg *runConfig) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return cfg.Hierarchy.load()
+	if err := cfg.Hierarchy.load(); err != nil {
+		return err
+	}
+	t := cfg.Hierarchy.Topology
+	if t == nil {
+		return nil
+	}
+	// The site's place in the topology: named, and its Kafka the topology's unless given.
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "site" })
+	if !given {
+		return fmt.Errorf("cannot run %s with --topology: name the site (--site CODE; the topology has %s)", name, strings.Join(siteCodes(t), ", "))
+	}
+	ss, ok := t.Site(cfg.Site)
+	if !ok {
+		return fmt.Errorf("cannot run %s for site %s: it is not in %s (it has %s)", name, cfg.Site, cfg.Hierarchy.TopologyFile, strings.Join(siteCodes(t), ", "))
+	}
+	if len(cfg.Kafka.Brokers) == 0 && ss.Kafka != nil {
+		cfg.Kafka.Brokers = ss.Kafka.Brokers
+	}
+	return nil
 }
 
 // roleNode is the node of a server role: its HTTP limits set and its listener open.

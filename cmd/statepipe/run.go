@@ -140,11 +140,15 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 			return fail(err)
 		}
 	case topo != nil:
-		codes = append([]string{topo.Root()}, topo.Descendants(topo.Root())...)
+		codes = siteCodes(topo)
+		if topo.Server() {
+			log.Warn("hosting every site of a server-mode topology in one process: its kafka and url fields are not used (run one site of it per process with --site)")
+		}
 		router = newSiteRouter(topo.Root())
 		cfg.Hierarchy.EpochDir = cfg.Data
 		if cfg.Auth.Mode != ingest.AuthOff {
 			cfg.Hierarchy.SiteKeysDir = cfg.Data // every site of the process keeps its key there
+			cfg.Hierarchy.keysMadeHere = true
 			cfg.Hierarchy.ParentKeys = func(parent string) ([]ed25519.PublicKey, error) {
 				key, err := ingest.LoadSitePublicKey(filepath.Join(cfg.Data, "site-"+parent+".key"))
 				if err != nil {

@@ -43,10 +43,11 @@ CREATE TABLE IF NOT EXISTS {db}.hier_origins
 ENGINE = ReplacingMergeTree(version)
 ORDER BY origin;
 
--- Analyst surfaces: each descendant's latest heartbeat, and its counted cells.
+-- Analyst surfaces: each descendant's latest heartbeat (its watermark: the latest it sent, a
+-- restarted replicator's heartbeats before it knows one do not hide it), and its counted cells.
 CREATE VIEW IF NOT EXISTS {db}.v_hier_origins AS
 SELECT origin, argMax(parent, version) AS parent, argMax(sweep, version) AS sweep,
-       argMax(watermark, version) AS watermark, argMax(sent_at, version) AS sent_at,
+       argMaxIf(watermark, version, watermark > toDateTime64(0, 3, 'UTC')) AS watermark, argMax(sent_at, version) AS sent_at,
        max(received_at) AS received_at, argMax(lag_records, version) AS lag_records,
        argMax(backlog_records, version) AS backlog_records, argMax(cells, version) AS cells
 FROM {db}.hier_origins
