@@ -432,7 +432,7 @@ func (r *hierRun) goals(res *HierarchyResult) []Goal {
 	if v.Unseen > 0 {
 		got += fmt.Sprintf(", %d never visible", v.Unseen)
 	}
-	return []Goal{{What: fmt.Sprintf("central visibility (accepted at a primary → counted at %s) p99 at half the knee (%.0f reports/s)", res.Root, res.RateCap),
+	return []Goal{{What: fmt.Sprintf("central visibility (accepted at a primary → counted at %s) p99 in the steady phase (%s; the goal is read at half the knee)", res.Root, steadyLabel(res.RateCap)),
 		Want: "≤ 5 s", Got: got, Met: met}}
 }
 

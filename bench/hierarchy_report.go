@@ -132,15 +132,19 @@ func hierarchyMarkdown(r *HarnessResult) string {
 	p("## Site hierarchy\n\n")
 	p("One site process hosts %s and %s below it (run --topology, one listener); %d clients report to each primary (the body's site field picks it). The catalog, the update lists, the collection and the deployments, and the Patch Tuesday drop are imported at %s and reach every primary through the replicator.\n\n",
 		hr.Root, strings.Join(hr.Primaries, ", "), hr.ClientsPerPrimary, hr.Root)
-	p("The load: every client's first scan at once, then the reports paced to %.0f reports/s across the primaries — half the knee of one site on this machine (bench/results/steady-20261126: kept up with 400 reports/s of 31 messages, 12,400 msgs/s). The steady phase (%.0f s → %.0f s of the run: from when every first scan was folded to the last report) ran at **%.0f reports/s, %.0f msgs/s**.\n\n",
-		hr.RateCap, hr.SteadyFrom, hr.SteadyTo, hr.SteadyReportsPerS, hr.SteadyMsgsPerS)
+	pace := fmt.Sprintf("paced to %.0f reports/s across the primaries (the scenario: %s)", hr.RateCap, r.Description)
+	if hr.RateCap == 0 {
+		pace = "paced by the rate sweep's steps across the primaries (see the rate sweep above)"
+	}
+	p("The load: every client's first scan at once, then the reports %s. The steady phase (%.0f s → %.0f s of the run: from when every first scan was folded to the last report) ran at **%.0f reports/s, %.0f msgs/s**.\n\n",
+		pace, hr.SteadyFrom, hr.SteadyTo, hr.SteadyReportsPerS, hr.SteadyMsgsPerS)
 	p("### Central visibility: accepted at a primary → counted at %s\n\n", hr.Root)
 	p("%s's watermark of each primary (v_hier_origins) was read every %.2f s (%d reads); a report answered 200 at t is visible centrally at the first read whose watermark for its primary is ≥ t. The delay is measured to the read's answer, so it is late by up to one read interval.\n\n", hr.Root, hr.WatermarkEvery, hr.WatermarkReads)
 	p("| reports | count | p50 | p90 | p99 | max | never visible |\n|---|---|---|---|---|---|---|\n")
 	row := func(what string, v VisibilityStats) {
 		p("| %s | %d | %.2f s | %.2f s | %.2f s | %.2f s | %d |\n", what, v.Reports, v.P50, v.P90, v.P99, v.Max, v.Unseen)
 	}
-	row("**steady phase (half the knee)**", hr.SteadyVisibility)
+	row(fmt.Sprintf("**steady phase (%s)**", steadyLabel(hr.RateCap)), hr.SteadyVisibility)
 	row("all, first-scan storm included", hr.Visibility)
 	for _, l := range hr.Links {
 		row("all, at "+l.Site, l.Visibility)
@@ -192,4 +196,12 @@ func byteSize(b float64) string {
 		return fmt.Sprintf("%.1f KiB", b/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B", b)
+}
+
+// steadyLabel names the steady phase of a run paced to rate reports/s (0: a rate sweep).
+func steadyLabel(rate float64) string {
+	if rate == 0 {
+		return "the rate sweep"
+	}
+	return fmt.Sprintf("%.0f reports/s", rate)
 }
