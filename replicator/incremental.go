@@ -10,7 +10,8 @@ import (
 // the rows written since: the projector writes each cell per Kafka partition with version =
 // the partition's last folded offset, under the partition's current epoch (schema/ddl/0005,
 // 0009), so the rows of a partition with a version at or above the greatest it read are all
-// that changed there. It keeps every partition's cells in memory and sums them. A partition whose
+// that changed there. It keeps every partition's cells in memory, and their sum, changed cell by
+// cell. A partition whose
 // counted epoch changed (another projector took it over and rewrote its cells) is read again
 // whole. Reading is then O(cells changed), not O(cells), which is what makes a replicator's
 // second-by-second work proportional to what changed.
@@ -22,6 +23,9 @@ type CellReader struct {
 	since  [len(cellTables)]map[int32]uint64 // per table, partition → the greatest version read
 	parts  map[int32]Cells                   // partition → its cells (no zeros)
 	moved  map[int32]bool                    // partitions claimed during a read
+
+	sum     Cells                // the partitions' cells summed (no zeros), kept as they change
+	changed map[CellKey]struct{} // cells of sum changed since the last Update
 }
 
 // cellTables are the agg_* tables, in Kind order (index = Kind − 1), with their key columns as
@@ -38,18 +42,34 @@ var cellTables = [...]struct {
 
 // NewCellReader reads the counted cells of database db.
 func NewCellReader(q Querier, db string) *CellReader {
-	r := &CellReader{q: q, db: db, fences: map[int32]uint64{}, parts: map[int32]Cells{}, moved: map[int32]bool{}}
+	r := &CellReader{q: q, db: db, fences: map[int32]uint64{}, parts: map[int32]Cells{}, moved: map[int32]bool{},
+		sum: Cells{}, changed: map[CellKey]struct{}{}}
 	for i := range r.since {
 		r.since[i] = map[int32]uint64{}
 	}
 	return r
 }
 
-// Read returns the site's counted cells now.
+// Read returns a copy of the site's counted cells now.
 func (r *CellReader) Read(ctx context.Context) (Cells, error) {
+	cells, _, err := r.Update(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(Cells, len(cells))
+	for k, v := range cells {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Update brings the cells up to date and returns them — the reader's own map, valid until the
+// next Update — and the cells that changed since the last Update (a vanished one is absent
+// from the map). Its cost follows the rows written since, not the cells held.
+func (r *CellReader) Update(ctx context.Context) (Cells, []CellKey, error) {
 	for attempt := 0; ; attempt++ {
 		if err := r.read(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(r.moved) == 0 {
 			break
@@ -57,7 +77,7 @@ func (r *CellReader) Read(ctx context.Context) (Cells, error) {
 		// A partition was claimed by another projector while it was being read: what was read
 		// of it mixes two epochs. Read it again whole.
 		if attempt == 2 {
-			return nil, fmt.Errorf("cannot read the cells of %s: partitions keep changing owner", r.db)
+			return nil, nil, fmt.Errorf("cannot read the cells of %s: partitions keep changing owner", r.db)
 		}
 		for p := range r.moved {
 			r.forget(p)
@@ -65,21 +85,39 @@ func (r *CellReader) Read(ctx context.Context) (Cells, error) {
 		}
 		clear(r.moved)
 	}
-	sum := Cells{}
-	for _, cells := range r.parts {
-		for k, v := range cells {
-			s := sum[k]
-			s.Clients += v.Clients
-			s.Scanned += v.Scanned
-			sum[k] = s
-		}
+	changed := make([]CellKey, 0, len(r.changed))
+	for k := range r.changed {
+		changed = append(changed, k)
 	}
-	for k, v := range sum {
-		if v == (CellValue{}) {
-			delete(sum, k)
-		}
+	clear(r.changed)
+	return r.sum, changed, nil
+}
+
+// set gives cell k of partition p the value v, and the sum the difference.
+func (r *CellReader) set(p int32, k CellKey, v CellValue) {
+	cells := r.parts[p]
+	if cells == nil {
+		cells = Cells{}
+		r.parts[p] = cells
 	}
-	return sum, nil
+	old := cells[k]
+	if old == v {
+		return
+	}
+	if v == (CellValue{}) {
+		delete(cells, k)
+	} else {
+		cells[k] = v
+	}
+	s := r.sum[k]
+	s.Clients += v.Clients - old.Clients
+	s.Scanned += v.Scanned - old.Scanned
+	if s == (CellValue{}) {
+		delete(r.sum, k)
+	} else {
+		r.sum[k] = s
+	}
+	r.changed[k] = struct{}{}
 }
 
 // read brings the partitions' cells up to date: the counted epochs, then each table's rows
@@ -114,6 +152,9 @@ func (r *CellReader) read(ctx context.Context) error {
 
 // forget drops what was read of partition p.
 func (r *CellReader) forget(p int32) {
+	for k := range r.parts[p] {
+		r.set(p, k, CellValue{})
+	}
 	delete(r.parts, p)
 	for t := range r.since {
 		delete(r.since[t], p)
@@ -170,16 +211,7 @@ func (r *CellReader) readTable(ctx context.Context, t int) error {
 			r.moved[part] = true // claimed since the epochs were read: read it again whole
 			continue
 		}
-		cells := r.parts[part]
-		if cells == nil {
-			cells = Cells{}
-			r.parts[part] = cells
-		}
-		if v == (CellValue{}) {
-			delete(cells, k)
-		} else {
-			cells[k] = v
-		}
+		r.set(part, k, v)
 		r.since[t][part] = max(r.since[t][part], version)
 	}
 	return nil

@@ -42,8 +42,8 @@ type UpConfig struct {
 type UpParams struct {
 	Store Querier // the site's own store
 	// Cells reads the site's counted cells (nil: ReadCells of Store, every cell each time;
-	// a CellReader's Read reads only what changed).
-	Cells    func(ctx context.Context) (Cells, error)
+	// a CellReader reads only what changed).
+	Cells    CellSource
 	Progress Progress // the site projector's group on state.<site> and ref.<site>
 	Parent   Producer // into the parent's hier.<parent>
 	// Key is the site's key: every message is vouched for with it (VouchTopic), and the sites
@@ -53,7 +53,7 @@ type UpParams struct {
 	Logger     *slog.Logger
 }
 
-// Up forwards a site's counted cells to its parent (DESIGN: aggregate snapshots, never
+// Up forwards a site's counted cells to its parent (aggregate snapshots, never
 // deltas): every Interval it takes the end offsets of the projector's topics, and once the
 // projector's group committed past a set taken at T, it reads the counted cells and sends those
 // that changed since the last send, as absolute values, with watermark T — every report
@@ -70,11 +70,13 @@ type Up struct {
 	epoch uint32
 	seq   uint32
 
-	t     tracker
-	sent  Cells     // what the parent acknowledged last
-	swept bool      // a sweep of this epoch went through
-	sweep uint64    // version of the first message of the latest sweep acknowledged
-	last  time.Time // when the latest sweep was acknowledged
+	t       tracker
+	src     CellSource
+	pending map[CellKey]struct{} // cells changed since the last acknowledged send
+	held    int64                // cells the site held at the last acknowledged send
+	swept   bool                 // a sweep of this epoch went through
+	sweep   uint64               // version of the first message of the latest sweep acknowledged
+	last    time.Time            // when the latest sweep was acknowledged
 
 	mu        sync.Mutex
 	watermark time.Time // acknowledged
@@ -114,7 +116,11 @@ func NewUp(cfg UpConfig, p UpParams) (*Up, error) {
 	if p.Registerer == nil {
 		p.Registerer = prometheus.NewRegistry()
 	}
-	u := &Up{cfg: cfg, p: p, t: tracker{progress: p.Progress}, log: p.Logger.With("role", "replicator", "parent", cfg.Parent), sent: Cells{}, started: time.Now()}
+	u := &Up{cfg: cfg, p: p, t: tracker{progress: p.Progress}, log: p.Logger.With("role", "replicator", "parent", cfg.Parent), pending: map[CellKey]struct{}{}, started: time.Now()}
+	u.src = p.Cells
+	if u.src == nil {
+		u.src = &fullRead{q: p.Store, db: cfg.Database}
+	}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"parent": cfg.Parent}, p.Registerer)
 	u.m.bytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "statepipe_replicator_sent_bytes_total",
 		Help: "Bytes (keys and values) of the messages the replicator sent to its parent."})
@@ -238,12 +244,19 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	sweep := !u.swept || now.Sub(u.last) >= u.cfg.SweepEvery
 	var cells, send Cells
 	if st.passed != nil || sweep {
-		if cells, err = u.readCells(ctx); err != nil {
+		var changed []CellKey
+		if cells, changed, err = u.src.Update(ctx); err != nil {
 			return err
 		}
-		send = Changed(u.sent, cells)
-		if sweep {
-			send = cells
+		for _, k := range changed {
+			u.pending[k] = struct{}{}
+		}
+		send = cells
+		if !sweep { // what changed since the last acknowledged send, a vanished cell as 0
+			send = make(Cells, len(u.pending))
+			for k := range u.pending {
+				send[k] = cells[k]
+			}
 		}
 	}
 	var msgs []*Message
@@ -265,7 +278,7 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	if sweep {
 		sweepVersion = first
 	}
-	held := int64(len(u.sent))
+	held := u.held
 	if cells != nil {
 		held = int64(len(cells))
 	}
@@ -309,7 +322,8 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	}
 	u.m.cells.WithLabelValues(reason).Add(float64(len(send)))
 	if cells != nil {
-		u.sent = cells
+		u.held = int64(len(cells))
+		clear(u.pending)
 	}
 	u.mu.Lock()
 	u.watermark, u.lastOK, u.backlog, u.wmEnds = wm, time.Now(), backlog, wmEnds
@@ -317,12 +331,28 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// readCells reads the site's counted cells.
-func (u *Up) readCells(ctx context.Context) (Cells, error) {
-	if u.p.Cells != nil {
-		return u.p.Cells(ctx)
+// CellSource reads a site's counted cells: all of them (valid until the next Update), and
+// which changed since the last Update. CellReader reads only what changed; without one, Up
+// reads every cell each time (fullRead).
+type CellSource interface {
+	Update(ctx context.Context) (Cells, []CellKey, error)
+}
+
+// fullRead is a CellSource that reads every cell (ReadCells) and compares with the last read.
+type fullRead struct {
+	q    Querier
+	db   string
+	last Cells
+}
+
+func (f *fullRead) Update(ctx context.Context) (Cells, []CellKey, error) {
+	cells, err := ReadCells(ctx, f.q, f.db)
+	if err != nil {
+		return nil, nil, err
 	}
-	return ReadCells(ctx, u.p.Store, u.cfg.Database)
+	changed := slices.Collect(maps.Keys(Changed(f.last, cells)))
+	f.last = cells
+	return cells, changed, nil
 }
 
 // message starts the next message of this origin.

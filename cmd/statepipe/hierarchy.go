@@ -175,7 +175,7 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	}
 	u, err := replicator.NewUp(replicator.UpConfig{Site: code, Parent: parent, Database: s.db, Interval: h.Interval, SweepEvery: h.SweepEvery,
 		EpochFile: epochFile, Links: h.Links},
-		replicator.UpParams{Store: s.store, Cells: replicator.NewCellReader(s.store, s.db).Read, Progress: kafka.NewProgress(s.cfg.Kafka, group, kafka.StateTopic(code), kafka.RefTopic(code)),
+		replicator.UpParams{Store: s.store, Cells: replicator.NewCellReader(s.store, s.db), Progress: kafka.NewProgress(s.cfg.Kafka, group, kafka.StateTopic(code), kafka.RefTopic(code)),
 			Parent: sendUp, Key: key, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
