@@ -73,6 +73,7 @@ type Up struct {
 	t       tracker
 	src     CellSource
 	pending map[CellKey]struct{} // cells changed since the last acknowledged send
+	acked   Cells                // the values the parent acknowledged last
 	held    int64                // cells the site held at the last acknowledged send
 	swept   bool                 // a sweep of this epoch went through
 	sweep   uint64               // version of the first message of the latest sweep acknowledged
@@ -116,7 +117,7 @@ func NewUp(cfg UpConfig, p UpParams) (*Up, error) {
 	if p.Registerer == nil {
 		p.Registerer = prometheus.NewRegistry()
 	}
-	u := &Up{cfg: cfg, p: p, t: tracker{progress: p.Progress}, log: p.Logger.With("role", "replicator", "parent", cfg.Parent), pending: map[CellKey]struct{}{}, started: time.Now()}
+	u := &Up{cfg: cfg, p: p, t: tracker{progress: p.Progress}, log: p.Logger.With("role", "replicator", "parent", cfg.Parent), pending: map[CellKey]struct{}{}, acked: Cells{}, started: time.Now()}
 	u.src = p.Cells
 	if u.src == nil {
 		u.src = &fullRead{q: p.Store, db: cfg.Database}
@@ -252,10 +253,12 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 			u.pending[k] = struct{}{}
 		}
 		send = cells
-		if !sweep { // what changed since the last acknowledged send, a vanished cell as 0
+		if !sweep { // what differs from the last acknowledged send, a vanished cell as 0
 			send = make(Cells, len(u.pending))
 			for k := range u.pending {
-				send[k] = cells[k]
+				if v := cells[k]; v != u.acked[k] {
+					send[k] = v
+				}
 			}
 		}
 	}
@@ -324,6 +327,17 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	if cells != nil {
 		u.held = int64(len(cells))
 		clear(u.pending)
+		if sweep {
+			u.acked = maps.Clone(cells)
+		} else {
+			for k, v := range send {
+				if v == (CellValue{}) {
+					delete(u.acked, k)
+				} else {
+					u.acked[k] = v
+				}
+			}
+		}
 	}
 	u.mu.Lock()
 	u.watermark, u.lastOK, u.backlog, u.wmEnds = wm, time.Now(), backlog, wmEnds
