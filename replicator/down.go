@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -123,27 +122,14 @@ func (d *Down) Name() string { return "reference data down from " + d.cfg.Parent
 
 // Run copies until ctx is done.
 func (d *Down) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		batch, err := fetchBatch(ctx, d.p.Source, d.cfg.MaxBatch)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			d.log.Warn("cannot read the parent's reference data; retrying", "topic", d.from, "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
+	consume(ctx, d.p.Source, d.cfg.MaxBatch, d.log.With("topic", d.from), "the parent's reference data", func(batch []Record) bool {
 		out := d.copies(batch)
-		if len(out) > 0 {
-			if !retry(ctx, d.log, "cannot copy the parent's reference data into "+d.to, func() error { return d.p.Child.Produce(ctx, out...) }) {
-				return nil
-			}
-		}
-		if !retry(ctx, d.log, "cannot commit the reference data copied", func() error { return d.p.Source.Commit(ctx, batch...) }) {
-			return nil
+		if len(out) > 0 && !retry(ctx, d.log, "cannot copy the parent's reference data into "+d.to, func() error { return d.p.Child.Produce(ctx, out...) }) {
+			return false
 		}
 		d.records.Add(float64(len(out)))
-	}
+		return true
+	})
 	return nil
 }
 

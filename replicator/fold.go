@@ -77,31 +77,17 @@ func (f *Fold) Name() string { return "hierarchy fold" }
 
 // Run folds until ctx is done.
 func (f *Fold) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		batch, err := fetchBatch(ctx, f.p.Source, f.cfg.MaxBatch)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			f.log.Warn("cannot read what the sites below sent; retrying", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
+	consume(ctx, f.p.Source, f.cfg.MaxBatch, f.log, "what the sites below sent", func(batch []Record) bool {
 		cells, origins := f.rows(batch)
 		for _, rows := range []schema.Rows{cells, origins} {
-			if rows.Len() == 0 {
-				continue
+			if rows.Len() > 0 && !retry(ctx, f.log, "cannot write what the sites below sent", func() error { return f.p.Store.Insert(ctx, rows) }) {
+				return false
 			}
-			if !retry(ctx, f.log, "cannot write what the sites below sent", func() error { return f.p.Store.Insert(ctx, rows) }) {
-				return nil
-			}
-		}
-		if !retry(ctx, f.log, "cannot commit what was folded", func() error { return f.p.Source.Commit(ctx, batch...) }) {
-			return nil
 		}
 		f.folded.Add(float64(len(batch)))
 		f.cells.Add(float64(cells.Len()))
-	}
+		return true
+	})
 	return nil
 }
 

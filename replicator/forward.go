@@ -60,16 +60,7 @@ func (f *Forward) Name() string { return "forwarder to " + f.parent }
 
 // Run forwards until ctx is done.
 func (f *Forward) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		batch, err := fetchBatch(ctx, f.p.Source, 1000)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			f.log.Warn("cannot read what the sites below sent; retrying", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
+	consume(ctx, f.p.Source, 1000, f.log, "what the sites below sent", func(batch []Record) bool {
 		out := make([]Record, 0, len(batch))
 		n := 0
 		for _, r := range batch {
@@ -82,15 +73,37 @@ func (f *Forward) Run(ctx context.Context) error {
 			n += len(r.Key) + len(r.Value)
 		}
 		if len(out) > 0 && !retry(ctx, f.log, "cannot pass on to "+f.parent, func() error { return f.p.Parent.Produce(ctx, out...) }) {
-			return nil
-		}
-		if !retry(ctx, f.log, "cannot commit what was passed on", func() error { return f.p.Source.Commit(ctx, batch...) }) {
-			return nil
+			return false
 		}
 		f.records.Add(float64(len(out)))
 		f.bytes.Add(float64(n))
-	}
+		return true
+	})
 	return nil
+}
+
+// consume is the loop of every replicator actor that reads a topic: it takes a batch (retrying
+// a failed read every second, logging it as reading what), has handle write what it makes of
+// it (handle returns false once ctx ended), and commits the batch once that is done; it
+// returns when ctx ends. Nothing is committed before it is written: after a crash a batch is
+// handled again, which the versions (or, for reference data, the compacted keys) make harmless.
+func consume(ctx context.Context, src Source, max int, log *slog.Logger, what string, handle func(batch []Record) bool) {
+	for ctx.Err() == nil {
+		batch, err := fetchBatch(ctx, src, max)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("cannot read "+what+"; retrying", "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		if !handle(batch) {
+			return
+		}
+		if !retry(ctx, log, "cannot commit "+what, func() error { return src.Commit(ctx, batch...) }) {
+			return
+		}
+	}
 }
 
 // fetchBatch waits for a record and takes what else arrives within 20 ms, up to max.
