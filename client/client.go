@@ -6,7 +6,21 @@
 // It answers the site's resync requests through Config.OnResync. Enroll claims the client id
 // at the site with a new Ed25519 key (or Config.Identity's), after which every report carries
 // the site-signed credential and the client's signature over the body; an expired or revoked
-// credential is renewed by enrolling again with the same key.
+// credential is renewed by enrolling again with the same key. A site admitting no more new
+// clients (a rollout wave) answers enrolments 429 with a Retry-After: Enroll waits it out for
+// up to Config.EnrollPatience (1 h) or as long as its context allows.
+//
+// The site paces reporting: each acknowledgement says how long the client should batch its
+// state messages before its next report (Ack.ReportInterval, ConfigMgr's state-message
+// reporting interval), and which phased deployments are released to it (Ack.Released). An
+// agent queues its state messages and lets Run send them as one report per interval; Report
+// stays the immediate send for what is urgent:
+//
+//	c, err := client.Enroll(ctx, client.Config{URL: url, Site: "P01", ClientID: id,
+//		OnReleased: func(ids []string) { /* start enforcing what was released */ }})
+//	go c.Run(ctx) // a report every ReportInterval (±10 %), and a last one when ctx ends
+//	c.Queue(schema.StateMessage{TopicType: schema.TopicUpdateCompliance, TopicID: kb, State: 3})
+//	if c.IsReleased(deployment) { /* enforce it */ }
 package client
 
 import (
@@ -60,6 +74,29 @@ type Config struct {
 	// EnrollGrant is the one-time code an administrator's revocation of this client id
 	// answered: a revoked id enrols again only with it.
 	EnrollGrant string
+	// EnrollPatience is how long Enroll, and the re-enrolment that renews an expired
+	// credential, wait out the site's pacing: a site that admits no more new clients (a
+	// rollout wave can last minutes) answers 429 with a jittered Retry-After, which the SDK
+	// honours again and again, without counting it against MaxAttempts, until EnrollPatience
+	// has passed or the context is done (default 1 h; negative: a 429 counts as any other
+	// temporary error). Other temporary errors keep the MaxAttempts rule; rotations too.
+	EnrollPatience time.Duration
+	// OnPaced, if set, is called on each 429 answer to an enrolment that the SDK waits out,
+	// with the wait (the Retry-After, or a back-off when the site gave none), before waiting.
+	// It runs on the enrolling goroutine: it must not block or report.
+	OnPaced func(wait time.Duration)
+	// ReportInterval is how long Run batches queued state messages between reports (default
+	// 15 min) until the site sets its own (Ack.ReportInterval), and again whenever the site
+	// answers 0 (it does not pace).
+	ReportInterval time.Duration
+	// OnReleased, if set, is called with the new set (sorted) each time the phased
+	// deployments the site lists as released to this client change (Ack.Released). It is
+	// called after the call that brought the acknowledgement has let go of the client, so it
+	// may report; calls do not overlap, and a burst of changes may be told as its last set.
+	OnReleased func(released []string)
+	// OnFlushError, if set, hears of each of Run's flushes that failed: the batch stays queued
+	// and goes with the next.
+	OnFlushError func(error)
 	// WaitFolded asks the site to answer each report once it folded it (?wait=true), so a
 	// report read right after shows it: for scripts and tests, not for agents (it holds the
 	// request for as long as the projector takes; the answer's Folded says whether it did).
@@ -78,6 +115,18 @@ type Client struct {
 
 	idMu sync.Mutex
 	id   *Identity
+
+	qMu    sync.Mutex
+	queue  []schema.StateMessage // queued by Queue, not numbered yet
+	unsent []*schema.Report      // numbered batches a failed flush kept: they go first, as they are
+
+	paceMu       sync.Mutex
+	interval     time.Duration // the site's report interval (0: Config.ReportInterval)
+	released     []string      // sorted
+	relVersion   uint64        // changes of released
+	relDelivered uint64        // the change OnReleased was last told
+	delivering   bool          // OnReleased is being called
+	paceChanged  chan struct{} // a new interval, for Run
 }
 
 // New returns a client.
@@ -106,6 +155,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = 10 * time.Second
 	}
+	if cfg.EnrollPatience == 0 {
+		cfg.EnrollPatience = time.Hour
+	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = 15 * time.Minute
+	}
 	if len(cfg.ResyncTypes) == 0 {
 		cfg.ResyncTypes = []schema.TopicType{schema.TopicUpdateCompliance, schema.TopicScan, schema.TopicUpdateEnforcement,
 			schema.TopicDeploymentCompliance, schema.TopicDeploymentEnforcement, schema.TopicDeploymentEvaluation}
@@ -114,7 +169,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Identity != nil && (cfg.Identity.Client != cfg.ClientID || cfg.Identity.Site != cfg.Site) {
 		return nil, fmt.Errorf("client: identity is for client %s at site %s, not %s at %s", cfg.Identity.Client, cfg.Identity.Site, cfg.ClientID, cfg.Site)
 	}
-	c := &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1, id: cfg.Identity}
+	c := &Client{cfg: cfg, http: cfg.HTTPClient, serial: cfg.NextSerial - 1, id: cfg.Identity,
+		paceChanged: make(chan struct{}, 1)}
 	if cfg.Identity != nil {
 		c.serial = max(c.serial, cfg.Identity.SerialBase)
 	}
@@ -128,13 +184,21 @@ func (c *Client) LastSerial() uint64 {
 	return c.serial
 }
 
-// Report assigns the next serials to msgs (in order), and sends them as one report. With full,
-// the report is full for every topic type it carries: it replaces the client's key set of
-// those types. When the site answers with a resync request and OnResync is set, Report sends
-// the full report OnResync returns before it returns.
+// Report assigns the next serials to msgs (in order), and sends them as one report at once:
+// the immediate send, for what is urgent (Queue batches the rest). With full, the report is
+// full for every topic type it carries: it replaces the client's key set of those types.
+// Messages queued before are sent first, in reports of their own, so serials follow the
+// order of events; when they cannot be sent, neither is the report. When the site answers
+// with a resync request and OnResync is set, Report sends the full report OnResync returns
+// before it returns.
 func (c *Client) Report(ctx context.Context, full bool, msgs ...schema.StateMessage) error {
+	defer c.notifyReleased()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	resync, dropped, err := c.flushLocked(ctx)
+	if err != nil {
+		return errors.Join(dropped, fmt.Errorf("cannot send the messages queued before the report: %w", err))
+	}
 	rep := &schema.Report{V: schema.Version, Client: c.cfg.ClientID, Site: c.cfg.Site, Messages: msgs}
 	c.number(msgs)
 	if full {
@@ -147,10 +211,13 @@ func (c *Client) Report(ctx context.Context, full bool, msgs ...schema.StateMess
 		}
 	}
 	ack, err := c.send(ctx, rep)
-	if err != nil || !ack.Resync || c.cfg.OnResync == nil {
-		return err
+	if err != nil {
+		return errors.Join(dropped, err)
 	}
-	return c.resync(ctx)
+	if (ack.Resync || resync) && c.cfg.OnResync != nil {
+		err = c.resync(ctx)
+	}
+	return errors.Join(dropped, err)
 }
 
 // number assigns the next serials, and the current time to messages without one.
@@ -193,22 +260,29 @@ func (c *Client) below(rep *schema.Report) bool {
 	return false
 }
 
-// resync answers a resync request with a full report of the client's whole state.
+// resync answers a resync request with a full report of the client's whole state. Queued
+// messages go first: OnResync's state is at least as new as they are.
 func (c *Client) resync(ctx context.Context) error {
+	_, dropped, err := c.flushLocked(ctx)
+	if err != nil {
+		return errors.Join(dropped, fmt.Errorf("cannot send the queued messages ahead of a resync answer: %w", err))
+	}
 	state, err := c.cfg.OnResync(ctx)
 	if err != nil {
-		return fmt.Errorf("cannot collect state to answer a resync request: %w", err)
+		return errors.Join(dropped, fmt.Errorf("cannot collect state to answer a resync request: %w", err))
 	}
 	msgs := append([]schema.StateMessage{{TopicType: schema.TopicResync}}, state...)
 	c.number(msgs)
 	rep := &schema.Report{V: schema.Version, Client: c.cfg.ClientID, Site: c.cfg.Site,
 		FullTypes: c.cfg.ResyncTypes, Messages: msgs}
 	_, err = c.send(ctx, rep)
-	return err
+	return errors.Join(dropped, err)
 }
 
 // Send posts a report exactly as given (serials included), retrying what is safe to retry.
+// It does not send queued messages.
 func (c *Client) Send(ctx context.Context, rep *schema.Report) (*schema.Ack, error) {
+	defer c.notifyReleased()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.send(ctx, rep)
@@ -283,6 +357,7 @@ func (c *Client) send(ctx context.Context, rep *schema.Report) (*schema.Ack, err
 	if err != nil {
 		return nil, fmt.Errorf("cannot send report: %w", err)
 	}
+	c.observe(ack)
 	return ack, nil
 }
 
@@ -302,14 +377,17 @@ func (r retryNow) Unwrap() error  { return r.error }
 // failed together does not retry together. Retrying a report is safe: it carries the same
 // serials, and the site folds it once.
 func (c *Client) retry(ctx context.Context, try func() (wait time.Duration, err error)) error {
-	return c.retryN(ctx, c.cfg.MaxAttempts, try)
+	return c.retryN(ctx, c.cfg.MaxAttempts, 0, try)
 }
 
-// retryN is retry with at most tries tries.
-func (c *Client) retryN(ctx context.Context, tries int, try func() (wait time.Duration, err error)) error {
+// retryN is retry with at most tries tries. With patience > 0 (an enrolment), 429 answers —
+// the site pacing admissions — are not counted as tries: each is waited out (OnPaced hears of
+// it) until patience has passed since the first try.
+func (c *Client) retryN(ctx context.Context, tries int, patience time.Duration, try func() (wait time.Duration, err error)) error {
 	backoff := c.cfg.BackoffMin
+	deadline := time.Now().Add(patience)
 	var lastErr error
-	for attempt := 1; attempt <= tries; attempt++ {
+	for attempt := 1; ; {
 		wait, err := try()
 		if err == nil {
 			return nil
@@ -321,6 +399,9 @@ func (c *Client) retryN(ctx context.Context, tries int, try func() (wait time.Du
 		var now retryNow
 		if errors.As(err, &now) {
 			lastErr = now.error
+			if attempt++; attempt > tries {
+				break
+			}
 			continue
 		}
 		lastErr = err
@@ -332,7 +413,14 @@ func (c *Client) retryN(ctx context.Context, tries int, try func() (wait time.Du
 			wait = time.Duration(rand.Int64N(int64(backoff)) + 1)
 			backoff = min(backoff*2, c.cfg.BackoffMax)
 		}
-		if attempt == tries {
+		if patience > 0 && apiErr != nil && apiErr.Status == http.StatusTooManyRequests {
+			if time.Now().Add(wait).After(deadline) {
+				return fmt.Errorf("paced by the site for longer than %s: %w", patience, err)
+			}
+			if c.cfg.OnPaced != nil {
+				c.cfg.OnPaced(wait)
+			}
+		} else if attempt++; attempt > tries {
 			break
 		}
 		select {

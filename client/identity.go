@@ -65,6 +65,10 @@ func (id *Identity) Save(path string) error {
 // again (reinstalled with a new key under its old id) reports above anything any earlier key
 // of the id could have sent, and its states win (rule 1). Its first report should be full,
 // which tells the site the jump is not a gap.
+//
+// While the site admits no more new clients it answers 429 with a Retry-After: Enroll waits
+// each out (Config.OnPaced hears of them) for up to Config.EnrollPatience (1 h) or until ctx
+// is done, whichever comes first.
 func Enroll(ctx context.Context, cfg Config) (*Client, error) {
 	c, err := New(cfg)
 	if err != nil {
@@ -83,11 +87,13 @@ func (c *Client) Identity() *Identity {
 	return c.id
 }
 
-// enroll obtains a credential for the client's key (creating a key if it has none).
+// enroll obtains a credential for the client's key (creating a key if it has none), waiting
+// out the site's pacing for up to EnrollPatience. idMu is not held while it waits (reports
+// are: enroll runs under mu, or before anyone else has the client).
 func (c *Client) enroll(ctx context.Context) error {
 	c.idMu.Lock()
-	defer c.idMu.Unlock()
 	id := c.id
+	c.idMu.Unlock()
 	if id == nil {
 		_, key, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
@@ -98,27 +104,30 @@ func (c *Client) enroll(ctx context.Context) error {
 	key := ed25519.PrivateKey(id.PrivateKey)
 	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: key.Public().(ed25519.PublicKey),
 		Grant: c.cfg.EnrollGrant})
-	er, err := c.postEnroll(ctx, body, nil)
+	er, err := c.postEnrollTries(ctx, body, nil, c.cfg.MaxAttempts, max(c.cfg.EnrollPatience, 0))
 	if err != nil {
 		return fmt.Errorf("cannot enrol: %w", err)
 	}
+	c.idMu.Lock()
 	id.Credential, id.Expires, id.SerialBase = er.Credential, er.Expires, er.SerialBase
 	c.id = id
+	c.idMu.Unlock()
 	c.raise(er.SerialBase)
 	return nil
 }
 
-// postEnroll posts an enrolment (or rotation) body with headers, retrying what is safe to
-// retry as reports are (429 and 503 honouring Retry-After: a site paces enrolments, and a node
-// still reading its identity log answers 503).
+// postEnroll posts a rotation body with headers, retrying what is safe to retry as reports
+// are (429 and 503 honouring Retry-After, at most MaxAttempts tries: a node still reading its
+// identity log answers 503).
 func (c *Client) postEnroll(ctx context.Context, body []byte, headers map[string]string) (*schema.EnrollResponse, error) {
-	return c.postEnrollTries(ctx, body, headers, c.cfg.MaxAttempts)
+	return c.postEnrollTries(ctx, body, headers, c.cfg.MaxAttempts, 0)
 }
 
-// postEnrollTries is postEnroll with at most tries tries.
-func (c *Client) postEnrollTries(ctx context.Context, body []byte, headers map[string]string, tries int) (*schema.EnrollResponse, error) {
+// postEnrollTries is postEnroll with at most tries tries, and patience for 429 answers (see
+// retryN).
+func (c *Client) postEnrollTries(ctx context.Context, body []byte, headers map[string]string, tries int, patience time.Duration) (*schema.EnrollResponse, error) {
 	var er *schema.EnrollResponse
-	err := c.retryN(ctx, tries, func() (time.Duration, error) {
+	err := c.retryN(ctx, tries, patience, func() (time.Duration, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+"/v1/enroll", bytes.NewReader(body))
 		if err != nil {
 			return 0, err
@@ -190,7 +199,7 @@ func (c *Client) Rotate(ctx context.Context, persist func(*Identity) error) erro
 		// A rotation begun before: if the site applied it (its answer was lost), the new key
 		// holds the id already, and enrolling with it completes the rotation.
 		body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: next.Public().(ed25519.PublicKey)})
-		if er, err := c.postEnrollTries(ctx, body, nil, 1); err == nil {
+		if er, err := c.postEnrollTries(ctx, body, nil, 1, 0); err == nil {
 			return c.rotated(&id, next, er, persist)
 		}
 	} else {
