@@ -7,7 +7,7 @@ export CHDB_LIB_PATH ?= $(CHDB_LIB)
 # library is still loaded at run time, never linked.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose bench bench-hierarchy vet fmt clean
+.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose test-rules bench bench-hierarchy vet fmt clean
 
 all: build
 
@@ -25,7 +25,7 @@ run: deps build
 	./bin/statepipe run --data data
 
 ## test: unit + end-to-end on the embedded broker, then end-to-end on real Apache Kafka (needs Java)
-test: deps vet test-unit test-fuzz test-kafka check-compose
+test: deps vet test-unit test-fuzz test-kafka check-compose test-rules
 
 vet:
 	$(GO) vet ./...
@@ -59,6 +59,11 @@ test-kafka:
 ## check-compose: docker-compose.yml and the Prometheus config stay valid (skips without docker-compose)
 check-compose:
 	scripts/check-compose.sh
+
+## test-rules: the Prometheus rules in dashboards/rules are valid and pass their unit tests
+## (promtool check/test rules; skips without promtool)
+test-rules:
+	scripts/check-rules.sh
 
 ## bench: Go benchmarks (codec, fold), then the small capacity scenario on the embedded site
 ## (a few minutes; oracle-checked; report, result.json and plots in bench/results/tmp/small)
