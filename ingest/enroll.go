@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -43,8 +44,13 @@ type Enroller struct {
 	log    Producer // writer on identity.<site>
 	logger *slog.Logger
 
+	rateMu  sync.RWMutex
 	newIDs  *rate.Limiter // new enrolments and rotations, site-wide; nil: unlimited
+	why     string        // while set (SetRate), why the rate is what it is
+	spread  time.Duration // while set (SetRate), the spread of Retry-After over the refused
 	perAddr *addrLimits   // every enrolment request, per source address; nil: unlimited
+
+	admitted, refused atomic.Int64 // new ids admitted and refused by the rate (Demand)
 
 	outcomes *prometheus.CounterVec
 }
@@ -148,14 +154,15 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("client %s was revoked: enrolling it again needs the one-time grant its revocation answered the administrator (statepipe client enroll --grant)", req.Client), "grant")
 		return
 	}
-	if e.newIDs != nil {
-		if res := e.newIDs.ReserveN(now, 1); res.DelayFrom(now) > 0 {
-			wait := res.DelayFrom(now)
-			res.CancelAt(now)
-			e.paced(w, "enroll_rate", wait, fmt.Sprintf("this site admits %g new enrolments/s", e.auth.cfg.EnrollRate))
-			return
-		}
+	if wait, msg := e.admit(now); wait > 0 {
+		e.refused.Add(1)
+		e.rateMu.RLock()
+		spread := e.spread
+		e.rateMu.RUnlock()
+		e.pacedSpread(w, "enroll_rate", wait, spread, msg)
+		return
 	}
+	e.admitted.Add(1)
 	var nonce [12]byte
 	_, _ = rand.Read(nonce[:])
 	ev.Nonce = hex.EncodeToString(nonce[:])
@@ -178,6 +185,56 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 	e.logger.Info("client "+outcome, "client", req.Client, "incarnation", out.Holder.Inc)
 	e.issue(w, req.Client, out.Holder, now, outcome)
 }
+
+// pausedRetry is the Retry-After base while the site admits no new client at all.
+const pausedRetry = 10 * time.Second
+
+// admit takes a new id's place at the site's rate: 0 when admitted, else how long to wait and
+// why.
+func (e *Enroller) admit(now time.Time) (time.Duration, string) {
+	e.rateMu.RLock()
+	defer e.rateMu.RUnlock()
+	if e.newIDs == nil {
+		return 0, ""
+	}
+	msg := fmt.Sprintf("this site admits %g new enrolments/s", float64(e.newIDs.Limit()))
+	if e.why != "" {
+		msg = fmt.Sprintf("this site admits %.3g new enrolments/s now, paced by its backlog (%s)", float64(e.newIDs.Limit()), e.why)
+	}
+	res := e.newIDs.ReserveN(now, 1)
+	if !res.OK() {
+		return pausedRetry, "this site admits no new client now (" + e.why + ")"
+	}
+	if wait := res.DelayFrom(now); wait > 0 {
+		res.CancelAt(now)
+		return wait, msg
+	}
+	return 0, ""
+}
+
+// SetRate sets the rate of new enrolments (the pacing controller's; 0: none), with the reason
+// refusals quote, replacing --ingest.enroll-rate. The burst is a second's worth. spread widens
+// the random part of Retry-After: with many clients waiting, refusing them all with the wait
+// for the next token (a few milliseconds, so "1") would bring every one back each second.
+func (e *Enroller) SetRate(perSecond float64, why string, spread time.Duration) {
+	e.rateMu.Lock()
+	defer e.rateMu.Unlock()
+	burst := int(perSecond)
+	if perSecond > 0 {
+		burst = max(burst, 1)
+	}
+	if e.newIDs == nil {
+		e.newIDs = rate.NewLimiter(rate.Limit(perSecond), burst)
+	} else {
+		now := time.Now()
+		e.newIDs.SetLimitAt(now, rate.Limit(perSecond))
+		e.newIDs.SetBurstAt(now, burst)
+	}
+	e.why, e.spread = why, spread
+}
+
+// Demand returns the new ids admitted and refused by the rate since the enroller started.
+func (e *Enroller) Demand() (admitted, refused int64) { return e.admitted.Load(), e.refused.Load() }
 
 // checkEnrollRequest returns the field and reason of the first problem of an enrolment.
 func checkEnrollRequest(req *schema.EnrollRequest) (field, reason string) {
@@ -242,7 +299,12 @@ func (e *Enroller) refuse(w http.ResponseWriter, outcome string, status int, cod
 // paced answers 429 with a Retry-After of the wait plus up to as much again at random, so
 // refused clients do not all come back at the same second.
 func (e *Enroller) paced(w http.ResponseWriter, outcome string, wait time.Duration, msg string) {
-	wait += time.Duration(mrand.Int64N(int64(wait) + 1))
+	e.pacedSpread(w, outcome, wait, 0, msg)
+}
+
+// pacedSpread is paced with up to max(wait, spread) at random added.
+func (e *Enroller) pacedSpread(w http.ResponseWriter, outcome string, wait, spread time.Duration, msg string) {
+	wait += time.Duration(mrand.Int64N(int64(max(wait, spread)) + 1))
 	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 	e.refuse(w, outcome, http.StatusTooManyRequests, schema.CodePaced, msg+"; retry after the Retry-After seconds", "enroll")
 }

@@ -28,6 +28,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,18 @@ type Config struct {
 	// Auth verifies credentials and signatures and paces clients; nil accepts everyone
 	// (tests of other concerns).
 	Auth *Auth `json:"-"`
+	// Pacing tells each accepted report the interval to batch for and the phased deployments
+	// released to its client; nil: 0 (keep your own) and none.
+	Pacing Pacer `json:"-"`
+}
+
+// Pacer is what the answer to a report carries from the site's pacing.
+type Pacer interface {
+	// ReportInterval is the interval clients should batch their messages for, in seconds
+	// (0: the site does not pace).
+	ReportInterval() int
+	// Released returns the phased deployments released to client (nil: none).
+	Released(client string) []string
 }
 
 // DefaultConfig returns the defaults of every bound (the flags' defaults); Site and Topic are
@@ -146,7 +159,13 @@ type Handler struct {
 	inFlight chan struct{} // one token per report being handled
 	waiting  chan struct{} // one token per report waiting for its fold
 	serials  *serials
+
+	answered503, answeredAll atomic.Int64 // report requests answered, and of them 503 (Shed)
 }
+
+// Shed returns the report requests answered since the handler started, and of them those
+// refused with 503 (overloaded, body memory, broker unavailable): the pacing's shedding signal.
+func (h *Handler) Shed() (shed, total int64) { return h.answered503.Load(), h.answeredAll.Load() }
 
 // New builds the handler; reg (may be nil) receives its metrics, already labelled by site.
 func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger) (*Handler, error) {
@@ -331,8 +350,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.messages.Add(float64(len(rep.Messages)))
 	h.requests.WithLabelValues("accepted").Inc()
+	h.answeredAll.Add(1)
 	h.duration.Observe(time.Since(start).Seconds())
-	ack := schema.Ack{Accepted: len(rep.Messages)}
+	ack := schema.Ack{Accepted: len(rep.Messages), Released: []string{}}
+	if p := h.cfg.Pacing; p != nil {
+		ack.ReportInterval = p.ReportInterval()
+		if rel := p.Released(rep.Client); rel != nil {
+			ack.Released = rel
+		}
+	}
 	switch {
 	case h.cfg.Resync == nil:
 	case len(rep.FullTypes) > 0:
@@ -417,6 +443,10 @@ func (h *Handler) reject(w http.ResponseWriter, rej *rejection) {
 
 func (h *Handler) fail(w http.ResponseWriter, status int, code, msg, field string) {
 	h.requests.WithLabelValues(code).Inc()
+	h.answeredAll.Add(1)
+	if status == http.StatusServiceUnavailable {
+		h.answered503.Add(1)
+	}
 	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
 }
 

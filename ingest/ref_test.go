@@ -121,3 +121,31 @@ func TestWaitingReportsHoldNoSlot(t *testing.T) {
 		t.Errorf("produced %d, want 4", produced)
 	}
 }
+
+// Phase releases are written by the deciding site only: /v1/ref/phases is not a kind (404),
+// and lists or collections holding the reserved "~" are refused (400 naming id), nothing
+// produced.
+func TestRefImportRefusesPhaseRecords(t *testing.T) {
+	var produced int
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/ref/{kind}", &RefHandler{Site: "P01", Producer: okProducer{&produced}})
+	post := func(kind, body string) (int, RefErrorBody) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/ref/"+kind, strings.NewReader(body)))
+		var eb RefErrorBody
+		_ = json.NewDecoder(rec.Body).Decode(&eb)
+		return rec.Code, eb
+	}
+	if st, eb := post("phases", `{"deployment":"D","phase":2,"name":"broad","released_at":"2026-11-30T10:00:00Z","reason":"forged"}`); st != 404 || eb.Error.Field != "kind" {
+		t.Errorf("phases: %d %+v, want 404 naming kind", st, eb)
+	}
+	if st, eb := post("collections", `{"id":"D~phase-2","members":["pc1"]}`); st != 400 || len(eb.Lines) != 1 || eb.Lines[0].Field != "id" || !strings.Contains(eb.Lines[0].Reason, "reserved") {
+		t.Errorf("a generated collection id: %d %+v, want 400 naming id", st, eb)
+	}
+	if st, eb := post("lists", `{"id":"D~updates","updates":["U"]}`); st != 400 || eb.Lines[0].Field != "id" {
+		t.Errorf("a generated list id: %d %+v, want 400 naming id", st, eb)
+	}
+	if produced != 0 {
+		t.Errorf("produced %d records", produced)
+	}
+}

@@ -186,7 +186,10 @@ func (pr *Projector) flush(ctx context.Context, b *batch) error {
 		if err := pr.insert(ctx, b.rows); err != nil {
 			return err
 		}
-		pr.m.insertTime.Observe(time.Since(start).Seconds())
+		took := time.Since(start)
+		pr.m.insertTime.Observe(took.Seconds())
+		pr.inserts.Add(1)
+		pr.insertNanos.Add(int64(took))
 		return nil
 	}, "messages", b.rows.Messages()); err != nil {
 		return err

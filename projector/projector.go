@@ -35,6 +35,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,6 +84,14 @@ type Projector struct {
 	// liveSerials: clients' live keys by serial, for the conflict check of the batch being
 	// built (cleared when it is flushed: folding it changes the index)
 	liveSerials map[string]map[uint64]index.SerialKey
+
+	inserts, insertNanos atomic.Int64 // batches inserted and their time (InsertStats)
+}
+
+// InsertStats returns the batches inserted since the projector started and the time they took
+// (the pacing's insert-latency signal).
+func (pr *Projector) InsertStats() (batches int64, took time.Duration) {
+	return pr.inserts.Load(), time.Duration(pr.insertNanos.Load())
 }
 
 // New builds a projector. cfg is DefaultConfig() with the site's Database and Topic (and

@@ -227,7 +227,7 @@ type originRows struct {
 func (r *originRows) Table() string { return r.table }
 func (r *originRows) Len() int      { return len(r.rows) }
 func (r *originRows) Columns() []string {
-	return []string{"origin", "parent", "version", "sweep", "watermark", "sent_at", "received_at", "lag_records", "backlog_records", "cells"}
+	return []string{"origin", "parent", "version", "sweep", "watermark", "sent_at", "received_at", "lag_records", "backlog_records", "cells", "pacing"}
 }
 
 func (r *originRows) AppendRowBinary(b []byte, i int) []byte {
@@ -241,13 +241,14 @@ func (r *originRows) AppendRowBinary(b []byte, i int) []byte {
 	b = schema.AppendInt64(b, w.received.UnixMilli())
 	b = schema.AppendInt64(b, w.hb.LagRecords)
 	b = schema.AppendInt64(b, w.hb.BacklogRecords)
-	return schema.AppendInt64(b, w.hb.Cells)
+	b = schema.AppendInt64(b, w.hb.Cells)
+	return schema.AppendString(b, w.hb.Pacing)
 }
 
 func (r *originRows) Values(i int) []any {
 	w := &r.rows[i]
 	return []any{w.origin, w.hb.Parent, w.version, w.hb.Sweep, schema.MillisTime(w.hb.Watermark), schema.MillisTime(w.hb.SentAt),
-		w.received.UTC(), w.hb.LagRecords, w.hb.BacklogRecords, w.hb.Cells}
+		w.received.UTC(), w.hb.LagRecords, w.hb.BacklogRecords, w.hb.Cells, w.hb.Pacing}
 }
 
 // FoldGroup is the consumer group of a site's fold: statepipe-hier-<site>, and after each

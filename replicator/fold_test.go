@@ -143,7 +143,7 @@ func TestFoldRows(t *testing.T) {
 	m2 := &Message{V: wireVersion, Origin: "S02", Epoch: 8, Seq: 5,
 		Cells: []Cell{{Kind: KindLists, Scope: "SMS00002", TopicID: "L1", Code: 2, Clients: 1}},
 		Heartbeat: &Heartbeat{Parent: "M01", Sweep: Version(8, 1), Watermark: 1_800_000_050_000, SentAt: 1_800_000_060_000,
-			LagRecords: 3, BacklogRecords: 4, Cells: 17}}
+			LagRecords: 3, BacklogRecords: 4, Cells: 17, Pacing: `{"mode":"auto"}`}}
 	m3 := &Message{V: wireVersion, Origin: "S01", Epoch: 7, Seq: 2, Heartbeat: &Heartbeat{Parent: "CEN", Sweep: Version(7, 1)}}
 	src := &fakeSource{recs: []Record{hierRecord(t, 10, "S01", m1, nil), hierRecord(t, 11, "S02", m2, nil), hierRecord(t, 12, "S01", m3, nil)}}
 	recTimes := []time.Time{src.recs[1].Time, src.recs[2].Time}
@@ -176,12 +176,12 @@ func TestFoldRows(t *testing.T) {
 	}
 
 	origins := store.table(t, "statepipe_CEN.hier_origins")
-	if got, want := origins.Columns(), []string{"origin", "parent", "version", "sweep", "watermark", "sent_at", "received_at", "lag_records", "backlog_records", "cells"}; !reflect.DeepEqual(got, want) {
+	if got, want := origins.Columns(), []string{"origin", "parent", "version", "sweep", "watermark", "sent_at", "received_at", "lag_records", "backlog_records", "cells", "pacing"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("hier_origins columns %v, want %v", got, want)
 	}
 	wantOrigins := [][]any{
-		{"S02", "M01", Version(8, 5), Version(8, 1), time.UnixMilli(1_800_000_050_000).UTC(), time.UnixMilli(1_800_000_060_000).UTC(), recTimes[0].UTC(), int64(3), int64(4), int64(17)},
-		{"S01", "CEN", Version(7, 2), Version(7, 1), time.UnixMilli(0).UTC(), time.UnixMilli(0).UTC(), recTimes[1].UTC(), int64(0), int64(0), int64(0)},
+		{"S02", "M01", Version(8, 5), Version(8, 1), time.UnixMilli(1_800_000_050_000).UTC(), time.UnixMilli(1_800_000_060_000).UTC(), recTimes[0].UTC(), int64(3), int64(4), int64(17), `{"mode":"auto"}`},
+		{"S01", "CEN", Version(7, 2), Version(7, 1), time.UnixMilli(0).UTC(), time.UnixMilli(0).UTC(), recTimes[1].UTC(), int64(0), int64(0), int64(0), ""},
 	}
 	if origins.Len() != len(wantOrigins) {
 		t.Fatalf("%d hier_origins rows, want %d", origins.Len(), len(wantOrigins))
@@ -190,8 +190,8 @@ func TestFoldRows(t *testing.T) {
 		if got := origins.Values(i); !reflect.DeepEqual(got, want) {
 			t.Errorf("hier_origins row %d: %v, want %v", i, got, want)
 		}
-		bin := []any{want[0], want[1], want[2], want[3], want[4].(time.Time).UnixMilli(), want[5].(time.Time).UnixMilli(), want[6].(time.Time).UnixMilli(), want[7], want[8], want[9]}
-		if got := rowBinary(t, origins.AppendRowBinary(nil, i), "String", "String", "UInt64", "UInt64", "Int64", "Int64", "Int64", "Int64", "Int64", "Int64"); !reflect.DeepEqual(got, bin) {
+		bin := []any{want[0], want[1], want[2], want[3], want[4].(time.Time).UnixMilli(), want[5].(time.Time).UnixMilli(), want[6].(time.Time).UnixMilli(), want[7], want[8], want[9], want[10]}
+		if got := rowBinary(t, origins.AppendRowBinary(nil, i), "String", "String", "UInt64", "UInt64", "Int64", "Int64", "Int64", "Int64", "Int64", "Int64", "String"); !reflect.DeepEqual(got, bin) {
 			t.Errorf("hier_origins row %d in RowBinary: %v, want %v", i, got, bin)
 		}
 	}

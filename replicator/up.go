@@ -48,7 +48,10 @@ type UpParams struct {
 	Parent   Producer // into the parent's hier.<parent>
 	// Key is the site's key: every message is vouched for with it (VouchTopic), and the sites
 	// above fold only what verifies with the origin's key. Nil: unvouched (auth off).
-	Key        ed25519.PrivateKey
+	Key ed25519.PrivateKey
+	// Pacing returns the site's pacing controller's state (JSON) for the heartbeat; nil or
+	// empty: none.
+	Pacing     func() string
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -293,6 +296,11 @@ func (u *Up) cycle(ctx context.Context, now time.Time) error {
 	backlog := behind(ends, wmEnds)
 	hb.Heartbeat = &Heartbeat{Parent: u.cfg.Parent, Sweep: sweepVersion, Watermark: unixMs(wm), SentAt: unixMs(now),
 		LagRecords: behind(ends, committed), BacklogRecords: backlog, Cells: held}
+	if u.p.Pacing != nil {
+		if p := u.p.Pacing(); len(p) <= MaxPacingBytes {
+			hb.Heartbeat.Pacing = p
+		}
+	}
 	if wm.IsZero() {
 		hb.Heartbeat.Watermark = 0
 	}

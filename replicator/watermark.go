@@ -80,7 +80,19 @@ type Watermark struct {
 	mu        sync.Mutex
 	watermark time.Time
 	lag       int64
+	readAt    time.Time // the last successful reading
+	started   time.Time
+	folds     []foldSample // committed record counts over the last foldWindow, oldest first
 }
+
+// foldSample is the records the group had committed (summed over partitions) at a moment.
+type foldSample struct {
+	at    time.Time
+	total int64
+}
+
+// foldWindow is the span the fold rate is measured over: several projector batches.
+const foldWindow = 10 * time.Second
 
 // NewWatermark follows the progress every interval.
 func NewWatermark(p Progress, interval time.Duration) *Watermark {
@@ -92,19 +104,68 @@ func (w *Watermark) Name() string { return "watermark" }
 
 // Run follows until ctx is done.
 func (w *Watermark) Run(ctx context.Context) error {
+	w.mu.Lock()
+	w.started = time.Now()
+	w.mu.Unlock()
 	for {
-		if s, err := w.t.advance(ctx, time.Now()); err == nil {
+		now := time.Now()
+		if s, err := w.t.advance(ctx, now); err == nil {
 			w.mu.Lock()
 			if s.passed != nil {
 				w.watermark = s.passed.at
 			}
 			w.lag = behind(s.ends, s.committed)
+			w.readAt = now
+			var total int64
+			for _, parts := range s.committed {
+				for _, c := range parts {
+					total += c
+				}
+			}
+			w.folds = append(w.folds, foldSample{now, total})
+			for len(w.folds) > 2 && now.Sub(w.folds[1].at) >= foldWindow {
+				w.folds = w.folds[1:]
+			}
 			w.mu.Unlock()
 		}
 		if !sleep(ctx, w.interval) {
 			return nil
 		}
 	}
+}
+
+// Backlog is a site's projector backlog as last read.
+type Backlog struct {
+	// Records accepted and not folded; AgeSeconds is the age of the oldest of them (now − the
+	// watermark, or since the follower started when no watermark was reached yet; 0 when
+	// none wait).
+	Records    int64
+	AgeSeconds float64
+	// FoldRate is the records folded a second over the last 10 s (0 when unknown).
+	FoldRate float64
+	// ReadAt is when the progress was last read (zero: never).
+	ReadAt time.Time
+}
+
+// Backlog returns the backlog at now.
+func (w *Watermark) Backlog(now time.Time) Backlog {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := Backlog{Records: w.lag, ReadAt: w.readAt}
+	if w.lag > 0 {
+		since := w.watermark
+		if since.IsZero() {
+			since = w.started
+		}
+		b.AgeSeconds = max(now.Sub(since).Seconds(), 0)
+	}
+	if n := len(w.folds); n >= 2 {
+		first, last := w.folds[0], w.folds[n-1]
+		if d := last.at.Sub(first.at).Seconds(); d > 0 {
+			b.FoldRate = max(float64(last.total-first.total)/d, 0)
+		}
+	}
+	return b
 }
 
 // Get returns the watermark (zero before the first) and the records not folded yet.

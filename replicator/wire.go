@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -84,7 +85,13 @@ type Heartbeat struct {
 	LagRecords     int64 `msgpack:"lag_records"`     // accepted at the origin, not folded there yet
 	BacklogRecords int64 `msgpack:"backlog_records"` // accepted at the origin, not yet counted in what was sent
 	Cells          int64 `msgpack:"cells"`           // cells the origin holds
+	// Pacing is the origin's pacing controller (JSON, at most MaxPacingBytes; empty: none),
+	// kept as the sites above received it for their backlog reports.
+	Pacing string `msgpack:"pacing,omitempty"`
 }
+
+// MaxPacingBytes bounds a heartbeat's pacing state.
+const MaxPacingBytes = 4096
 
 // Version is the message's version: it only grows for one origin.
 func (m *Message) Version() uint64 { return Version(m.Epoch, m.Seq) }
@@ -131,6 +138,9 @@ func Decode(b []byte) (*Message, error) {
 	}
 	if h := m.Heartbeat; h != nil && !schema.ValidSiteCode(h.Parent) {
 		return nil, fmt.Errorf("cannot use a replicated message of %s: hb.parent %q: %s", m.Origin, h.Parent, schema.SiteCodeRule)
+	}
+	if h := m.Heartbeat; h != nil && (len(h.Pacing) > MaxPacingBytes || !utf8.ValidString(h.Pacing)) {
+		return nil, fmt.Errorf("cannot use a replicated message of %s: hb.pacing is over %d bytes or not UTF-8", m.Origin, MaxPacingBytes)
 	}
 	return &m, nil
 }

@@ -64,6 +64,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"scope invalid UTF-8", func(m *Message) { m.Cells[3].Scope = "SMS\xff" }, "cells[3] has an id"},
 		{"hb parent empty", func(m *Message) { m.Heartbeat.Parent = "" }, `hb.parent ""`},
 		{"hb parent bad", func(m *Message) { m.Heartbeat.Parent = "C-N" }, `hb.parent "C-N"`},
+		{"hb pacing too long", func(m *Message) { m.Heartbeat.Pacing = strings.Repeat("x", MaxPacingBytes+1) }, "hb.pacing"},
+		{"hb pacing not UTF-8", func(m *Message) { m.Heartbeat.Pacing = "\xff" }, "hb.pacing"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := wireMessage()

@@ -46,6 +46,8 @@ type API struct {
 	// Uplink returns the site's link to its parent as its replicator sees it; nil: no parent
 	// (or the replicator runs in another process).
 	Uplink func() Uplink
+	// Pacing returns the site's pacing controller; nil: none in this process.
+	Pacing func() *Pacing
 
 	reports map[string]Definition
 	metrics apiMetrics
@@ -163,7 +165,7 @@ func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, strin
 	if err != nil {
 		return name, reportError(w, err)
 	}
-	rep, err := def.Run(r.Context(), Env{Store: a.Store, Database: a.Database, Site: a.Site, ExpiredCleanup: a.ExpiredCleanup, Tree: tree, Watermark: a.Watermark, Uplink: a.Uplink}, args)
+	rep, err := def.Run(r.Context(), Env{Store: a.Store, Database: a.Database, Site: a.Site, ExpiredCleanup: a.ExpiredCleanup, Tree: tree, Watermark: a.Watermark, Uplink: a.Uplink, Pacing: a.Pacing}, args)
 	if err != nil {
 		return name, reportError(w, err)
 	}
@@ -400,6 +402,9 @@ func fail(w http.ResponseWriter, status int, code, msg, field string) string {
 	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
 	return code
 }
+
+// WriteJSON writes v as an indented JSON answer with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -25,7 +25,25 @@ type BacklogSite struct {
 	LagRecords int64         `json:"lag_records"`
 	LagSeconds float64       `json:"lag_seconds"`
 	Links      []BacklogLink `json:"links"`
-	Pacing     any           `json:"pacing"`
+	// Pacing is the site's pacing controller (null where no ingest paces, or not heard yet).
+	Pacing *Pacing `json:"pacing"`
+}
+
+// Pacing is a site's pacing controller as the backlog report shows it: the rate of new
+// enrolments it admits, the report interval it tells clients, its decision and why.
+type Pacing struct {
+	Mode           string  `json:"mode"` // auto, paused, manual, off
+	Decision       string  `json:"decision"`
+	Reason         string  `json:"reason"`
+	EnrollRate     float64 `json:"enroll_rate"`
+	ReportInterval float64 `json:"report_interval_seconds"`
+	Pressure       float64 `json:"pressure"`
+	Limiting       string  `json:"limiting,omitempty"`
+	LagSeconds     float64 `json:"lag_seconds"`
+	TargetSeconds  float64 `json:"target_seconds"`
+	// At is when the controller took this decision (for a site below: as its last heartbeat
+	// carried it).
+	At time.Time `json:"at"`
 }
 
 // BacklogLink is the link from a site to its parent, as seen from the site answering.
@@ -48,15 +66,20 @@ type Uplink struct {
 }
 
 // BacklogReport builds the backlog report from the tree (nil: a standalone site, with its own
-// watermark from own); uplink, when the site has a parent, adds the answering site's link up.
-func BacklogReport(site string, tree *Tree, own func() (time.Time, int64), uplink func() Uplink) *Backlog {
+// watermark from own); uplink, when the site has a parent, adds the answering site's link up;
+// pacing, when ingest runs here, the answering site's pacing (the sites below carry theirs in
+// their heartbeats).
+func BacklogReport(site string, tree *Tree, own func() (time.Time, int64), uplink func() Uplink, pacing func() *Pacing) *Backlog {
 	now := time.Now().UTC()
 	if tree == nil {
 		tree = &Tree{Self: site, Top: site, Origins: []string{site}, Sites: []SiteStatus{selfStatus(site, own, now)}}
 	}
 	b := &Backlog{AsOf: now, Site: site, Sites: []BacklogSite{}}
 	for _, s := range tree.Sites {
-		bs := BacklogSite{Site: s.Site, Parent: s.Parent, LagRecords: s.LagRecords, Links: []BacklogLink{}}
+		bs := BacklogSite{Site: s.Site, Parent: s.Parent, LagRecords: s.LagRecords, Links: []BacklogLink{}, Pacing: s.Pacing}
+		if s.Site == site && pacing != nil {
+			bs.Pacing = pacing()
+		}
 		if s.LagRecords > 0 && s.FreshnessSeconds != nil {
 			bs.LagSeconds = *s.FreshnessSeconds
 		}
@@ -77,21 +100,30 @@ func BacklogReport(site string, tree *Tree, own func() (time.Time, int64), uplin
 func printBacklog(w io.Writer, b *Backlog) {
 	header(w, "backlog", b.Site, b.AsOf)
 	tw := columns(w)
-	fmt.Fprintln(tw, "site\tlag records\tlag\tlink\tstate\tfreshness\tbacklog records")
+	fmt.Fprintln(tw, "site\tlag records\tlag\tlink\tstate\tfreshness\tbacklog records\tadmitted/s\tdecision")
 	for _, s := range b.Sites {
 		link, state, fresh, backlog := "—", "—", "—", "—"
 		if len(s.Links) > 0 {
 			l := s.Links[0]
 			link, state, backlog = l.Link, l.State, fmt.Sprint(l.BacklogRecords)
 			if l.FreshnessSeconds != nil {
-				fresh = seconds(*l.FreshnessSeconds)
+				fresh = Seconds(*l.FreshnessSeconds)
 			} else {
 				fresh = "never heard"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Site, s.LagRecords, seconds(s.LagSeconds), link, state, fresh, backlog)
+		rate, decision := "—", "—"
+		if p := s.Pacing; p != nil {
+			rate, decision = fmt.Sprintf("%.3g", p.EnrollRate), p.Decision
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Site, s.LagRecords, Seconds(s.LagSeconds), link, state, fresh, backlog, rate, decision)
 	}
 	_ = tw.Flush()
+	for _, s := range b.Sites {
+		if p := s.Pacing; p != nil {
+			fmt.Fprintf(w, "pacing %s: %s, %s; report interval %s; %s\n", s.Site, p.Mode, p.Decision, Seconds(p.ReportInterval), p.Reason)
+		}
+	}
 }
 
 // printSites prints the sites an answer over a hierarchy counts, with their watermarks.
@@ -108,15 +140,15 @@ func printSites(w io.Writer, sites []SiteStatus) {
 			wm = s.Watermark.UTC().Format(time.RFC3339)
 		}
 		if s.FreshnessSeconds != nil {
-			fresh = seconds(*s.FreshnessSeconds)
+			fresh = Seconds(*s.FreshnessSeconds)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Site, s.LinkState, wm, fresh)
 	}
 	_ = tw.Flush()
 }
 
-// seconds renders a duration in seconds for people: 0.4 s, 12 s, 3m20s.
-func seconds(s float64) string {
+// Seconds renders a duration in seconds for people: 0.4 s, 12 s, 3m20s.
+func Seconds(s float64) string {
 	switch {
 	case s < 10:
 		return fmt.Sprintf("%.1f s", s)

@@ -42,6 +42,8 @@ type Env struct {
 	Watermark func() (time.Time, int64)
 	// Uplink returns the site's link to its parent as its replicator sees it; nil: none.
 	Uplink func() Uplink
+	// Pacing returns the site's pacing controller; nil: none in this process.
+	Pacing func() *Pacing
 }
 
 // Kind is the kind of value a parameter takes; it decides how the value is judged.
@@ -205,7 +207,7 @@ func Reports() []Definition {
 			Name:    "backlog",
 			Summary: "per site: records accepted and not folded; per link up here: freshness, backlog and state",
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				return BacklogReport(env.Site, env.Tree, env.Watermark, env.Uplink), nil
+				return BacklogReport(env.Site, env.Tree, env.Watermark, env.Uplink, env.Pacing), nil
 			},
 			Table: table(printBacklog),
 		},

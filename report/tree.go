@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -82,6 +83,9 @@ type SiteStatus struct {
 	LagRecords       int64    `json:"lag_records"`       // accepted at the site, not folded there
 	BacklogRecords   int64    `json:"backlog_records"`   // accepted at the site, not counted here yet
 	LastHeardSeconds *float64 `json:"last_heard_seconds,omitempty"`
+	// Pacing is the site's pacing controller as its last heartbeat carried it (the backlog
+	// report shows it); nil: none.
+	Pacing *Pacing `json:"-"`
 }
 
 // LinkLocal is the link state of the site answering.
@@ -121,6 +125,7 @@ type origin struct {
 	watermark, received time.Time
 	lag, backlog        int64
 	heard               bool
+	pacing              string
 }
 
 // LoadTree reads which sites below the site answering have reported, and builds the tree of
@@ -128,7 +133,7 @@ type origin struct {
 // own is the site's own watermark and unfolded records.
 func LoadTree(ctx context.Context, q Querier, db, self, top string, h *Hierarchy, own func() (time.Time, int64), now time.Time) (*Tree, error) {
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin, parent, toUnixTimestamp64Milli(watermark), toUnixTimestamp64Milli(received_at),
-	lag_records, backlog_records FROM %s.v_hier_origins ORDER BY origin`, db))
+	lag_records, backlog_records, pacing FROM %s.v_hier_origins ORDER BY origin`, db))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the sites below: %w", err)
 	}
@@ -139,7 +144,7 @@ func LoadTree(ctx context.Context, q Querier, db, self, top string, h *Hierarchy
 	for i := range res.Rows {
 		var o origin
 		var wm, rcv int64
-		if err := scanRow(res, i, "sites below", &o.site, &o.parent, &wm, &rcv, &o.lag, &o.backlog); err != nil {
+		if err := scanRow(res, i, "sites below", &o.site, &o.parent, &wm, &rcv, &o.lag, &o.backlog, &o.pacing); err != nil {
 			return nil, err
 		}
 		if o.site == self {
@@ -210,6 +215,12 @@ func selfStatus(self string, own func() (time.Time, int64), now time.Time) SiteS
 
 func (o *origin) status(h *Hierarchy, now time.Time) SiteStatus {
 	s := SiteStatus{Site: o.site, Parent: o.parent, LinkState: replicator.LinkFailed, LagRecords: o.lag, BacklogRecords: o.backlog}
+	if o.pacing != "" {
+		var p Pacing
+		if json.Unmarshal([]byte(o.pacing), &p) == nil {
+			s.Pacing = &p
+		}
+	}
 	if !o.heard {
 		return s
 	}

@@ -43,4 +43,14 @@ type Ack struct {
 	// reports read now show it. False when not asked; Message says why when asked.
 	Folded  bool   `json:"folded"`
 	Message string `json:"message,omitempty"`
+	// ReportInterval is how long, in seconds, the client should batch its state messages
+	// before its next report (ConfigMgr's state-message reporting interval): the site's base
+	// interval, stretched while its backlog (or a link above it) is over target and relaxed
+	// afterwards. 0: the site does not pace (keep your own interval). Urgent reports (a
+	// resync answer, a first full scan) are not held back by it.
+	ReportInterval int `json:"report_interval_seconds"`
+	// Released are the phased deployments whose phase holding this client is released: the
+	// client may start enforcing them. A deployment without phases is not listed (it is
+	// released to its whole collection at its start).
+	Released []string `json:"released"`
 }

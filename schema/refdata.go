@@ -23,12 +23,29 @@ const (
 	RefUpdateLists RefKind = "lists"       // UpdateList
 	RefCollections RefKind = "collections" // Collection
 	RefDeployments RefKind = "deployments" // Deployment
+	// RefPhases are the releases of deployment phases (PhaseRelease, key "phases/<deployment>~<n>"):
+	// written only by the site that decides a phased deployment, never imported.
+	RefPhases RefKind = "phases"
 )
 
-// RefKinds lists every kind.
+// RefKinds lists every kind that is imported (POST /v1/ref/{kind}).
 var RefKinds = []RefKind{RefCatalog, RefUpdateLists, RefCollections, RefDeployments}
 
-// Valid reports whether k is a known kind.
+// FoldedRefKinds lists every kind the projector folds: the imported ones and the phase
+// releases a site writes itself. A record of any other kind (a newer version's) is skipped.
+var FoldedRefKinds = []RefKind{RefCatalog, RefUpdateLists, RefCollections, RefDeployments, RefPhases}
+
+// Folded reports whether k is a kind the projector folds (FoldedRefKinds).
+func (k RefKind) Folded() bool {
+	for _, x := range FoldedRefKinds {
+		if k == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Valid reports whether k is a kind that is imported (RefKinds): the phase releases are not.
 func (k RefKind) Valid() bool {
 	for _, x := range RefKinds {
 		if k == x {
@@ -76,6 +93,9 @@ type Deployment struct {
 	Deadline   time.Time `json:"deadline"`
 	Mandatory  bool      `json:"mandatory"`
 	Site       string    `json:"site,omitempty"` // originating site; set by the importing site when empty
+	// Phases, when set (at least 2), release the deployment to its collection a phase at a
+	// time (phases.go): absent, the deployment is released to the whole collection at start.
+	Phases []Phase `json:"phases,omitempty"`
 }
 
 // RefRecord is one validated line: its id and its canonical JSON encoding.
@@ -153,6 +173,8 @@ func DecodeRef(k RefKind, value []byte) (any, error) {
 		v = new(Collection)
 	case RefDeployments:
 		v = new(Deployment)
+	case RefPhases:
+		v = new(PhaseRelease)
 	default:
 		return nil, fmt.Errorf("unknown reference kind %q", k)
 	}
@@ -193,6 +215,9 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 		l := new(UpdateList)
 		v, check = l, func() *LineError {
 			id = l.ID
+			if le := notReserved(id); le != nil {
+				return le
+			}
 			if len(l.Updates) == 0 {
 				return &LineError{Field: "updates", Reason: "at least one update id is required"}
 			}
@@ -205,6 +230,9 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 		c := new(Collection)
 		v, check = c, func() *LineError {
 			id = c.ID
+			if le := notReserved(id); le != nil {
+				return le
+			}
 			if le := texts("name", c.Name); le != nil {
 				return le
 			}
@@ -212,6 +240,7 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 		}
 	case RefDeployments:
 		dp := new(Deployment)
+		// checkPhases canonicalises the phases (defaults filled in) before the value is encoded.
 		v, check = dp, func() *LineError {
 			id = dp.ID
 			switch {
@@ -229,7 +258,10 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 			if le := texts("name", dp.Name, "collection", dp.Collection, "site", dp.Site); le != nil {
 				return le
 			}
-			return ids("updates", dp.Updates)
+			if le := ids("updates", dp.Updates); le != nil {
+				return le
+			}
+			return checkPhases(dp)
 		}
 	default:
 		return "", nil, &LineError{Reason: fmt.Sprintf("unknown reference kind %q", k)}

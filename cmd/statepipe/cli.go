@@ -54,7 +54,7 @@ func tokenHint(req *http.Request, status int) string {
 		return ""
 	}
 	give := "--admin-token T or $STATEPIPE_ADMIN_TOKEN"
-	if p := req.URL.Path; strings.HasSuffix(p, "/v1/sql") || strings.Contains(p, "/v1/reports/") {
+	if p := req.URL.Path; strings.HasSuffix(p, "/v1/sql") || strings.Contains(p, "/v1/reports/") || strings.HasSuffix(p, "/phases") {
 		give = "--reader-token T or $STATEPIPE_READER_TOKEN (or the administrator's)"
 	}
 	if req.Header.Get("Authorization") != "" {

@@ -143,6 +143,12 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 		s.clients = append(s.clients, gr)
 		s.addActor(replicator.NewFold(replicator.FoldConfig{Site: code, Database: s.db, Below: below},
 			replicator.FoldParams{Source: replicatorSource{gr}, Store: s.store, Keys: keys, Registerer: reg, Logger: log}))
+		if s.pacer != nil {
+			// What the sites below send waits in hier.<site> too: the central site's fold is the
+			// narrowest point of a tree, and its backlog slows every site below.
+			s.pacer.fold = replicator.NewWatermark(kafka.NewProgress(s.cfg.Kafka, group, topic), h.Interval)
+			s.addActor(s.pacer.fold)
+		}
 	}
 	parent := ""
 	if h.Topology != nil {
@@ -173,10 +179,14 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 	if h.wrapParent != nil {
 		sendUp = h.wrapParent(code, sendUp)
 	}
+	var hbPacing func() string
+	if s.pacer != nil {
+		hbPacing = s.pacer.heartbeatPacing
+	}
 	u, err := replicator.NewUp(replicator.UpConfig{Site: code, Parent: parent, Database: s.db, Interval: h.Interval, SweepEvery: h.SweepEvery,
 		EpochFile: epochFile, Links: h.Links},
 		replicator.UpParams{Store: s.store, Cells: replicator.NewCellReader(s.store, s.db), Progress: kafka.NewProgress(s.cfg.Kafka, group, kafka.StateTopic(code), kafka.RefTopic(code)),
-			Parent: sendUp, Key: key, Registerer: reg, Logger: log})
+			Parent: sendUp, Key: key, Pacing: hbPacing, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -195,6 +205,11 @@ func (s *site) hierarchyRoles(h hierarchyConfig, parentKafka kafka.Config, fold,
 		if parentKeys, err = h.ParentKeys(parent); err != nil {
 			return err
 		}
+	}
+	if s.pacer != nil {
+		// The link up and the chain above it pace this site: a stale parent slows its children.
+		s.pacer.uplink, s.pacer.parent = u.Status, parent
+		s.pacer.above = newAboveStatus(parentKafka, parent, parentKeys)
 	}
 	dcfg := replicator.DownConfig{Site: code, Parent: parent}
 	if err := dcfg.Validate(); err != nil {

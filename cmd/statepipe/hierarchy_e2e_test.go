@@ -53,6 +53,7 @@ type treeOpts struct {
 	data string // reuse (restart)
 	code map[string]string
 	wrap func(site string, p replicator.Producer) replicator.Producer
+	tune func(*runConfig)
 }
 
 var treeSeq atomic.Int64
@@ -88,6 +89,9 @@ func startTree(t *testing.T, o treeOpts) *testTree {
 	cfg.Store.ChdbPath = chdbDir
 	cfg.Hierarchy = hierarchyConfig{TopologyFile: tr.topo, Interval: 200 * time.Millisecond, SweepEvery: 2 * time.Second,
 		Links: treeLinks, wrapParent: o.wrap}
+	if o.tune != nil {
+		o.tune(&cfg)
+	}
 	tr.node, tr.stop = runTestNode(t, cfg, nil, quietLogger())
 	tr.url = tr.node.url()
 	return tr

@@ -27,6 +27,7 @@ import (
 	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/chdb"
+	"github.com/statepipe/statepipe/pacing"
 	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
@@ -406,6 +407,8 @@ func TestNewEnrolmentsArePaced(t *testing.T) {
 	s := startSite(t, siteOpts{tune: func(c *runConfig) {
 		c.Auth = authDefaults(ingest.AuthRequired)
 		c.Auth.EnrollRate, c.Auth.EnrollBurst = 0.5, 3
+		c.Pacing = pacing.DefaultConfig()
+		c.Pacing.Mode = pacing.ModeOff // the static rate; pacing_e2e_test.go tests the controller's
 	}})
 	waitEnrolable(t, s.url, s.code) // takes one of the burst
 	keys := []ed25519.PrivateKey{genKey(t), genKey(t)}

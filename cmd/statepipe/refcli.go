@@ -21,6 +21,16 @@ func refCommand(kind schema.RefKind, verb string) func(context.Context, []string
 	return subcommands(string(kind), []command{{name: verb, summary: summary, run: refImport(kind, verb)}}, nil)
 }
 
+// deploymentsCommand is `statepipe deployments apply FILE.jsonl` and `statepipe deployments
+// phases --deployment ID` (phases.go).
+func deploymentsCommand() func(context.Context, []string) error {
+	summary, _ := refText(schema.RefDeployments)
+	return subcommands(string(schema.RefDeployments), []command{
+		{name: "apply", summary: summary, run: refImport(schema.RefDeployments, "apply")},
+		{name: "phases", summary: "show a phased deployment's phases: members, success, criterion, soak, and whether each is released or why it waits", run: cmdDeploymentPhases},
+	}, nil)
+}
+
 // refText says what importing kind does and names its records, one and several.
 func refText(kind schema.RefKind) (summary string, noun [2]string) {
 	switch kind {

@@ -48,7 +48,7 @@ func (rt *siteRouter) register(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /v1/enroll", rt.byBody(jsonSite))
 	mux.HandleFunc("POST /v1/resync", rt.byBody(jsonSite))
-	for _, pattern := range []string{"POST /v1/ref/{kind}", "POST /v1/revoke", "GET /v1/reports/{name}", "POST /v1/sql"} {
+	for _, pattern := range []string{"POST /v1/ref/{kind}", "POST /v1/revoke", "GET /v1/reports/{name}", "POST /v1/sql", "GET /v1/pacing", "POST /v1/pacing/{op}", "GET /v1/deployments/{id}/phases"} {
 		mux.HandleFunc(pattern, rt.byParam)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
+	"github.com/statepipe/statepipe/pacing"
 	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/replicator"
 	"github.com/statepipe/statepipe/schema"
@@ -44,6 +45,7 @@ type runConfig struct {
 	Projector      projector.Config
 	Store          storeConfig
 	Hierarchy      hierarchyConfig
+	Pacing         pacing.Config
 	// OneSite, with a topology, runs only site Site of it (its Kafka and its parent's from
 	// the topology): one process per site, as in server mode, on the embedded parts.
 	OneSite bool
@@ -71,6 +73,7 @@ func (c *runConfig) registerSiteFlags(fs *flag.FlagSet, authMode string) {
 	c.Kafka.RegisterFlags("kafka.", fs)
 	c.Ingest.RegisterFlags("ingest.", fs)
 	c.Auth.RegisterFlags("ingest.", fs, authMode)
+	c.Pacing.RegisterFlags("pacing.", fs)
 	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("STATEPIPE_ADMIN_TOKEN"), "bearer token of administrators: required by /v1/ref, /v1/resync, /v1/revoke (and /v1/sql without --reader-token), accepted everywhere (default $STATEPIPE_ADMIN_TOKEN; empty: open)")
 	fs.StringVar(&c.ReaderToken, "reader-token", os.Getenv("STATEPIPE_READER_TOKEN"), "bearer token of readers: required by /v1/reports/*, /v1/sql and /metrics when set (default $STATEPIPE_READER_TOKEN; empty: reports and metrics open)")
 	c.Projector.RegisterFlags("projector.", fs)
@@ -166,7 +169,7 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 			auth.SiteKeyCreate = true
 		}
 		s, err := newSite(ctx, siteConfig{Code: code, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, Projector: cfg.Projector,
-			ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, Hierarchy: cfg.Hierarchy, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
+			ProjectorGroup: cfg.Group, ExpiredCleanup: cfg.ExpiredCleanup, Hierarchy: cfg.Hierarchy, Pacing: cfg.Pacing, RunIngest: true, RunProjector: true, RunReports: true}, st, n.reg, log)
 		if err != nil {
 			return fail(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
+	"github.com/statepipe/statepipe/pacing"
 	"github.com/statepipe/statepipe/projector"
 	"github.com/statepipe/statepipe/replicator"
 	"github.com/statepipe/statepipe/report"
@@ -47,6 +48,8 @@ type siteConfig struct {
 	ProjectorGroup string
 	// Hierarchy is the site's place in a site hierarchy (its reports cover the sites below).
 	Hierarchy hierarchyConfig
+	// Pacing is the pacing controller's configuration (where ingest runs).
+	Pacing pacing.Config
 	// Roles to host; the embedded run hosts all.
 	RunIngest, RunProjector, RunReports bool
 }
@@ -63,7 +66,11 @@ type site struct {
 	resyncs     *kafka.KeySet // open resync requests, mirrored from resync.<site>
 	resyncAdmin *ingest.ResyncAdmin
 	enroller    *ingest.Enroller
-	up          *replicator.Up // the replicator to the parent, in a hierarchy
+	up          *replicator.Up        // the replicator to the parent, in a hierarchy
+	watermark   *replicator.Watermark // the site's own projector progress
+	pacer       *sitePacer            // where ingest runs
+	phases      *phaseDecider         // phased deployments: the decider and its status (where the store is)
+	projector   *projector.Projector  // where it runs in this process
 
 	// actors are the site's long-running parts (the projector, the followers of its
 	// topics), in the order they start: the node runs them until it stops, and stops them in
@@ -151,10 +158,35 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			return nil
 		}})
 	}
+	if cfg.RunIngest || cfg.RunReports {
+		// The site's own watermark: every report accepted before it is folded (the backlog
+		// report, the site's line in answers over a hierarchy, and the pacing's signals).
+		interval := cfg.Hierarchy.Interval
+		if interval <= 0 {
+			interval = time.Second
+		}
+		s.watermark = replicator.NewWatermark(kafka.NewProgress(cfg.Kafka, group, topic, refTopic), interval)
+		s.addActor(s.watermark)
+	}
 	if cfg.RunIngest {
 		if err := s.trust(ctx, &cfg, reg, log); err != nil {
 			return nil, err
 		}
+		pc := cfg.Pacing
+		if pc.Mode == "" {
+			pc = pacing.DefaultConfig()
+		}
+		pacer, err := newSitePacer(pc, cfg.Code, cfg.Kafka, cfg.Auth.EnrollRate, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.pacer = pacer
+		pacer.own = s.watermark
+		pacer.enroller = s.enroller
+		if a := cfg.Ingest.Auth; a != nil && a.Key() != nil {
+			pacer.key, pacer.keys = a.Key(), []ed25519.PublicKey{a.PublicKey()}
+		}
+		cfg.Ingest.Pacing = pacer
 		cfg.Ingest.Site = cfg.Code
 		cfg.Ingest.Topic = topic
 		cfg.Ingest.Resync = s.resyncs
@@ -164,6 +196,7 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			return nil, err
 		}
 		s.ingest = h
+		pacer.shed = h.Shed
 		// Reference data copied from a site above is read-only here: the owners are those
 		// the records of ref.<site> name (replicator.Down sets them).
 		owners := &ingest.RefOwners{}
@@ -206,19 +239,22 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		if err != nil {
 			return nil, err
 		}
+		s.projector = p
 		s.addActor(p)
+		if s.pacer != nil {
+			s.pacer.inserts = p.InsertStats
+		}
+	}
+	if s.pacer != nil {
+		// Last: it reads the others' progress, and its first steps see every signal fresh.
+		s.addActor(s.pacer)
 	}
 	if cfg.RunReports {
 		s.reports = &report.API{Site: cfg.Code, Database: s.db, Store: st, ExpiredCleanup: cfg.ExpiredCleanup, Registerer: reg}
-		// The site's own watermark: every report accepted before it is folded (the backlog
-		// report, and the site's line in answers over a hierarchy).
-		interval := cfg.Hierarchy.Interval
-		if interval <= 0 {
-			interval = time.Second
+		s.reports.Watermark = s.watermark.Get
+		if s.pacer != nil {
+			s.reports.Pacing = s.pacer.reportPacing
 		}
-		wm := replicator.NewWatermark(kafka.NewProgress(cfg.Kafka, group, topic, refTopic), interval)
-		s.addActor(wm)
-		s.reports.Watermark = wm.Get
 		if t := cfg.Hierarchy.Topology; t != nil {
 			h := &report.Hierarchy{Expected: map[string]string{}, Links: cfg.Hierarchy.Links, URLs: map[string]string{}}
 			for _, d := range t.Descendants(cfg.Code) {
@@ -236,6 +272,15 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 				}}
 		}
 	}
+	var backlogOK func() bool
+	if s.pacer != nil {
+		backlogOK = s.pacer.BacklogOK
+	}
+	var ownWatermark func() time.Time
+	if s.watermark != nil {
+		ownWatermark = func() time.Time { t, _ := s.watermark.Get(); return t }
+	}
+	s.phases = s.newSitePhases(cfg, backlogOK, ownWatermark, reg, log)
 	return s, nil
 }
 
@@ -357,6 +402,13 @@ func (s *site) register(mux *http.ServeMux) {
 	}
 	if s.resyncAdmin != nil {
 		mux.Handle("POST /v1/resync", admin(s.resyncAdmin))
+	}
+	if s.phases != nil {
+		mux.Handle("GET /v1/deployments/{id}/phases", r.readers(s.phases))
+	}
+	if s.pacer != nil {
+		mux.Handle("GET /v1/pacing", r.readers(http.HandlerFunc(s.pacer.serveStatus)))
+		mux.Handle("POST /v1/pacing/{op}", admin(http.HandlerFunc(s.pacer.serveCommand)))
 	}
 }
 

@@ -90,7 +90,7 @@ func (b *Batch) Tables() []schema.Rows {
 		b.Begun.max, b.Begun.parts = b.Offsets.max, b.Offsets.parts
 		out = append(out, &b.Begun)
 	}
-	for _, k := range schema.RefKinds {
+	for _, k := range schema.FoldedRefKinds {
 		if r, ok := b.ref[k]; ok && r.Len() > 0 {
 			out = append(out, r)
 		}

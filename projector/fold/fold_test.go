@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/statepipe/statepipe/schema"
@@ -202,5 +203,41 @@ func TestASerialNamesOneMessageOfTheBatch(t *testing.T) {
 	b.Reset()
 	if _, ok := b.AtSerial("c", 7); ok {
 		t.Error("Reset kept the serials")
+	}
+}
+
+// Reference rows carry a value for every column (deployments with their phases, phase
+// releases), and a record of a kind this version does not fold is skipped, not refused.
+func TestRefRowsEncodeEveryColumnAndSkipUnknownKinds(t *testing.T) {
+	b := NewBatch("db")
+	for i, r := range []struct{ key, value string }{
+		{"deployments/D", `{"id":"D","updates":["U"],"collection":"C","start":"2026-11-01T00:00:00Z","deadline":"2026-11-08T00:00:00Z","phases":[{"name":"a","share":0.5,"success_pct":95,"soak":"0s"},{"name":"b","success_pct":95,"soak":"0s"}]}`},
+		{"phases/D~1", `{"deployment":"D","phase":1,"name":"a","released_at":"2026-11-01T00:00:00Z","reason":"the deployment's start"}`},
+		{"rings/R", `{"anything": "a newer version writes"}`},
+	} {
+		if err := b.AddRef(r.key, []byte(r.value), int64(i), 1); err != nil {
+			t.Fatalf("%s: %v", r.key, err)
+		}
+	}
+	if err := b.AddRef("no-kind", []byte(`{}`), 9, 1); err == nil {
+		t.Error("a key without a kind was folded")
+	}
+	if b.RefRecords() != 2 {
+		t.Errorf("%d reference records folded, want 2 (the unknown kind skipped)", b.RefRecords())
+	}
+	tables := map[string]bool{}
+	for _, rows := range b.Tables() {
+		tables[rows.Table()] = true
+		for i := 0; i < rows.Len(); i++ {
+			if got, want := len(rows.Values(i)), len(rows.Columns()); got != want {
+				t.Errorf("%s: %d values for %d columns", rows.Table(), got, want)
+			}
+		}
+	}
+	if !tables["db.ref_deployments"] || !tables["db.ref_phase_releases"] {
+		t.Errorf("tables written: %v", tables)
+	}
+	if v := b.ref[schema.RefDeployments].Values(0)[8]; !strings.Contains(v.(string), `"share":0.5`) {
+		t.Errorf("phases column %v", v)
 	}
 }

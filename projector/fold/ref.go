@@ -1,6 +1,7 @@
 package fold
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -8,8 +9,8 @@ import (
 )
 
 // RefRows are rows of one reference-data table (ref_updates, ref_update_lists,
-// ref_collections, ref_deployments): one row per imported version, version = the record's
-// Kafka offset.
+// ref_collections, ref_deployments, ref_phase_releases): one row per imported version,
+// version = the record's Kafka offset.
 type RefRows struct {
 	table   string
 	kind    schema.RefKind
@@ -18,7 +19,7 @@ type RefRows struct {
 }
 
 type refRow struct {
-	v          any // *schema.Update, *schema.UpdateList, *schema.Collection or *schema.Deployment
+	v          any // *schema.Update, *schema.UpdateList, *schema.Collection, *schema.Deployment or *schema.PhaseRelease
 	importedAt int64
 	version    uint64
 }
@@ -27,7 +28,8 @@ var refColumns = map[schema.RefKind][]string{
 	schema.RefCatalog:     {"id", "article", "title", "classification", "severity", "product", "bundle", "superseded_by", "expired", "first_synced", "imported_at", "version"},
 	schema.RefUpdateLists: {"id", "name", "updates", "imported_at", "version"},
 	schema.RefCollections: {"id", "name", "members", "imported_at", "version"},
-	schema.RefDeployments: {"id", "name", "updates", "collection", "start", "deadline", "mandatory", "site", "imported_at", "version"},
+	schema.RefDeployments: {"id", "name", "updates", "collection", "start", "deadline", "mandatory", "site", "phases", "imported_at", "version"},
+	schema.RefPhases:      {"deployment", "phase", "name", "released_at", "reason", "imported_at", "version"},
 }
 
 var refTables = map[schema.RefKind]string{
@@ -35,6 +37,7 @@ var refTables = map[schema.RefKind]string{
 	schema.RefUpdateLists: "ref_update_lists",
 	schema.RefCollections: "ref_collections",
 	schema.RefDeployments: "ref_deployments",
+	schema.RefPhases:      "ref_phase_releases",
 }
 
 func newRefRows(db string, k schema.RefKind) RefRows {
@@ -76,6 +79,13 @@ func (r *RefRows) AppendRowBinary(b []byte, i int) []byte {
 		b = schema.AppendInt64(b, v.Deadline.UnixMilli())
 		b = schema.AppendUInt8(b, boolByte(v.Mandatory))
 		b = schema.AppendString(b, v.Site)
+		b = schema.AppendString(b, phasesJSON(v.Phases))
+	case *schema.PhaseRelease:
+		b = schema.AppendString(b, v.Deployment)
+		b = schema.AppendUInt16(b, uint16(v.Phase))
+		b = schema.AppendString(b, v.Name)
+		b = schema.AppendInt64(b, v.ReleasedAt.UnixMilli())
+		b = schema.AppendString(b, v.Reason)
 	default:
 		panic(fmt.Sprintf("BUG: reference row of type %T", w.v))
 	}
@@ -95,7 +105,9 @@ func (r *RefRows) Values(i int) []any {
 	case *schema.Collection:
 		vals = []any{v.ID, v.Name, nonNil(v.Members)}
 	case *schema.Deployment:
-		vals = []any{v.ID, v.Name, nonNil(v.Updates), v.Collection, v.Start.UTC(), v.Deadline.UTC(), boolByte(v.Mandatory), v.Site}
+		vals = []any{v.ID, v.Name, nonNil(v.Updates), v.Collection, v.Start.UTC(), v.Deadline.UTC(), boolByte(v.Mandatory), v.Site, phasesJSON(v.Phases)}
+	case *schema.PhaseRelease:
+		vals = []any{v.Deployment, uint16(v.Phase), v.Name, v.ReleasedAt.UTC(), v.Reason}
 	default:
 		panic(fmt.Sprintf("BUG: reference row of type %T", w.v))
 	}
@@ -103,12 +115,17 @@ func (r *RefRows) Values(i int) []any {
 }
 
 // AddRef folds one reference-data record (key "<kind>/<id>", value its canonical JSON). It
-// returns an error for a record it cannot read; the caller dead-letters it.
+// returns an error for a record it cannot read; the caller dead-letters it. A record of a kind
+// this version does not fold (schema.FoldedRefKinds: one a newer version writes) is skipped,
+// not refused: reference data flows down a hierarchy whose sites may run other versions.
 func (b *Batch) AddRef(key string, value []byte, offset, acceptedAt int64) error {
 	kind, id, ok := strings.Cut(key, "/")
 	k := schema.RefKind(kind)
-	if !ok || !k.Valid() || id == "" {
+	if !ok || kind == "" || id == "" {
 		return fmt.Errorf("reference record key %q is not <kind>/<id>", key)
+	}
+	if !k.Folded() {
+		return nil
 	}
 	v, err := schema.DecodeRef(k, value)
 	if err != nil {
@@ -126,6 +143,18 @@ func (b *Batch) AddRef(key string, value []byte, offset, acceptedAt int64) error
 	rows.rows = append(rows.rows, refRow{v: v, importedAt: acceptedAt, version: uint64(offset)})
 	b.refCount++
 	return nil
+}
+
+// phasesJSON is the phases column of ref_deployments: the phases as stored, empty for none.
+func phasesJSON(ps []schema.Phase) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(ps)
+	if err != nil {
+		panic("BUG: cannot encode decoded phases: " + err.Error())
+	}
+	return string(b)
 }
 
 func boolByte(v bool) uint8 {
