@@ -44,11 +44,12 @@ type Enroller struct {
 	log    Producer // writer on identity.<site>
 	logger *slog.Logger
 
-	rateMu  sync.RWMutex
-	newIDs  *rate.Limiter // new enrolments and rotations, site-wide; nil: unlimited
-	why     string        // while set (SetRate), why the rate is what it is
-	spread  time.Duration // while set (SetRate), the spread of Retry-After over the refused
-	perAddr *addrLimits   // every enrolment request, per source address; nil: unlimited
+	rateMu     sync.RWMutex
+	newIDs     *rate.Limiter // new enrolments and rotations, site-wide; nil: unlimited
+	why        string        // while set (SetRate), why the rate is what it is
+	pauseRetry time.Duration // the Retry-After base while the rate is 0
+	booked     *calendar     // while set (SetRate), when each refused new client comes back
+	perAddr    *addrLimits   // every enrolment request, per source address; nil: unlimited
 
 	admitted, refused atomic.Int64 // new ids admitted and refused by the rate (Demand)
 
@@ -154,12 +155,13 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("client %s was revoked: enrolling it again needs the one-time grant its revocation answered the administrator (statepipe client enroll --grant)", req.Client), "grant")
 		return
 	}
-	if wait, msg := e.admit(now); wait > 0 {
+	if wait, msg, booked := e.admit(now); wait > 0 {
 		e.refused.Add(1)
-		e.rateMu.RLock()
-		spread := e.spread
-		e.rateMu.RUnlock()
-		e.pacedSpread(w, "enroll_rate", wait, spread, msg)
+		if booked {
+			e.retryAt(w, "enroll_rate", wait, msg)
+		} else {
+			e.paced(w, "enroll_rate", wait, msg)
+		}
 		return
 	}
 	e.admitted.Add(1)
@@ -189,52 +191,81 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 // pausedRetry is the Retry-After base while the site admits no new client at all.
 const pausedRetry = 10 * time.Second
 
-// admit takes a new id's place at the site's rate: 0 when admitted, else how long to wait and
-// why.
-func (e *Enroller) admit(now time.Time) (time.Duration, string) {
+// admit takes a new id's place at the site's rate: 0 when admitted, else how long to wait
+// (booked: the calendar chose it, jitter included) and why.
+func (e *Enroller) admit(now time.Time) (wait time.Duration, why string, booked bool) {
 	e.rateMu.RLock()
 	defer e.rateMu.RUnlock()
 	if e.newIDs == nil {
-		return 0, ""
+		return 0, "", false
 	}
 	msg := fmt.Sprintf("this site admits %g new enrolments/s", float64(e.newIDs.Limit()))
 	if e.why != "" {
-		msg = fmt.Sprintf("this site admits %.3g new enrolments/s now, paced by its backlog (%s)", float64(e.newIDs.Limit()), e.why)
+		msg = fmt.Sprintf("this site admits %.3g new enrolments/s now (%s)", float64(e.newIDs.Limit()), e.why)
 	}
 	res := e.newIDs.ReserveN(now, 1)
 	if !res.OK() {
-		return pausedRetry, "this site admits no new client now (" + e.why + ")"
+		return e.pauseRetry, "this site admits no new client now (" + e.why + ")", false
 	}
 	if wait := res.DelayFrom(now); wait > 0 {
 		res.CancelAt(now)
-		return wait, msg
+		if e.booked != nil {
+			return e.booked.book(now, float64(e.newIDs.Limit())), msg, true
+		}
+		return min(wait, maxEnrollWait), msg, false
 	}
-	return 0, ""
+	return 0, "", false
 }
 
+// maxEnrollWait bounds the wait a refusal names, whatever the rate.
+const maxEnrollWait = time.Hour
+
 // SetRate sets the rate of new enrolments (the pacing controller's; 0: none), with the reason
-// refusals quote, replacing --ingest.enroll-rate. The burst is a second's worth. spread widens
-// the random part of Retry-After: with many clients waiting, refusing them all with the wait
-// for the next token (a few milliseconds, so "1") would bring every one back each second.
-func (e *Enroller) SetRate(perSecond float64, why string, spread time.Duration) {
+// refusals quote, replacing --ingest.enroll-rate. The burst is a second's worth. From then on
+// each refused client is booked a second to come back in (calendar), so a wave of clients
+// returns about as fast as they are admitted.
+func (e *Enroller) SetRate(perSecond float64, why string) {
 	e.rateMu.Lock()
 	defer e.rateMu.Unlock()
 	burst := int(perSecond)
 	if perSecond > 0 {
 		burst = max(burst, 1)
 	}
-	if e.newIDs == nil {
+	if e.newIDs == nil || (e.newIDs.Limit() == 0 && perSecond > 0) {
+		// A new limiter starts with a full second's worth: a node leaving its start (or a
+		// pause) admits at its rate at once rather than from an empty bucket.
 		e.newIDs = rate.NewLimiter(rate.Limit(perSecond), burst)
 	} else {
 		now := time.Now()
 		e.newIDs.SetLimitAt(now, rate.Limit(perSecond))
 		e.newIDs.SetBurstAt(now, burst)
 	}
-	e.why, e.spread = why, spread
+	e.why, e.pauseRetry = why, pausedRetry
+	if e.booked == nil {
+		e.booked = newCalendar()
+	}
 }
 
-// Demand returns the new ids admitted and refused by the rate since the enroller started.
-func (e *Enroller) Demand() (admitted, refused int64) { return e.admitted.Load(), e.refused.Load() }
+// Starting admits no new client until SetRate, answering 429 with a short Retry-After: the
+// site has not yet read what its administrators decided (a pause must hold across restarts).
+func (e *Enroller) Starting(why string) {
+	e.SetRate(0, why)
+	e.rateMu.Lock()
+	e.pauseRetry = time.Second
+	e.rateMu.Unlock()
+}
+
+// Demand returns the new ids admitted and refused by the rate since the enroller started, and
+// the refused ones told to come back later than now (waiting).
+func (e *Enroller) Demand() (admitted, refused, waiting int64) {
+	e.rateMu.RLock()
+	cal := e.booked
+	e.rateMu.RUnlock()
+	if cal != nil {
+		waiting = cal.waiting(time.Now())
+	}
+	return e.admitted.Load(), e.refused.Load(), waiting
+}
 
 // checkEnrollRequest returns the field and reason of the first problem of an enrolment.
 func checkEnrollRequest(req *schema.EnrollRequest) (field, reason string) {
@@ -299,12 +330,12 @@ func (e *Enroller) refuse(w http.ResponseWriter, outcome string, status int, cod
 // paced answers 429 with a Retry-After of the wait plus up to as much again at random, so
 // refused clients do not all come back at the same second.
 func (e *Enroller) paced(w http.ResponseWriter, outcome string, wait time.Duration, msg string) {
-	e.pacedSpread(w, outcome, wait, 0, msg)
+	wait += time.Duration(mrand.Int64N(int64(wait) + 1))
+	e.retryAt(w, outcome, wait, msg)
 }
 
-// pacedSpread is paced with up to max(wait, spread) at random added.
-func (e *Enroller) pacedSpread(w http.ResponseWriter, outcome string, wait, spread time.Duration, msg string) {
-	wait += time.Duration(mrand.Int64N(int64(max(wait, spread)) + 1))
+// retryAt answers 429 with a Retry-After of wait, rounded up to whole seconds.
+func (e *Enroller) retryAt(w http.ResponseWriter, outcome string, wait time.Duration, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 	e.refuse(w, outcome, http.StatusTooManyRequests, schema.CodePaced, msg+"; retry after the Retry-After seconds", "enroll")
 }

@@ -21,7 +21,8 @@ import (
 // (replicator.Down), so the answer is the same wherever the client reports.
 //
 // It holds every member of every phase collection once (a map from client to its phases):
-// about 110 bytes a client of a phased deployment (100,000 clients: 11 MB). Safe for
+// about 150 bytes a client of a phased deployment (measured: 154 B for 100,000 clients of 2
+// phases with 36-byte ids, 15 MB). Safe for
 // concurrent use; the zero value knows nothing and checks no vouch.
 type PhaseBook struct {
 	// Topic and Keys check each record's vouch (schema.VerifyVouch) before it is applied:

@@ -39,7 +39,7 @@ type Config struct {
 	// Target is the backlog target: the age of the oldest accepted, unfolded report (and the
 	// freshness of every link up to the top) the site keeps under. 30 s by default.
 	Target time.Duration
-	// Setpoint is where the controller steers, as a fraction of Target (0.5: 15 s of lag).
+	// Setpoint is where the controller steers the wait, as a fraction of Target (0.25: 7.5 s).
 	// Below target, so that a transient overshoot stays under it, and above zero, so that the
 	// projector always has work queued while clients wait: a pipeline that never idles
 	// finishes a rollout in the time its capacity allows.
@@ -49,8 +49,8 @@ type Config struct {
 	// a rate that answered each wiggle would change direction all the time.
 	Deadband float64
 	// Window is the span over which every signal is taken at its minimum (CoDel's interval):
-	// a burst that drains within it does not move the rate. 10 s covers a projector batch and a
-	// watermark step several times over.
+	// a burst that drains within it does not move the rate. 5 s covers a projector batch and a
+	// watermark step several times over, and shows a rising backlog no later than that.
 	Window time.Duration
 	// Interval is how often the controller steps.
 	Interval time.Duration
@@ -60,11 +60,14 @@ type Config struct {
 	// StartRate is the enrolment rate (new clients per second, per ingest node) at start and
 	// never exceeded before the signals say more is safe; MinRate and MaxRate bound the rate.
 	StartRate, MinRate, MaxRate float64
-	// Gain is the integral gain: with the lag at 0 and clients waiting, the rate grows by
-	// Gain × Setpoint per second in the log domain (0.08 × 0.5: ×1.5 every 10 s); with the lag
-	// at Target, it falls as fast. Damping is the proportional gain on changes of the error
-	// (it answers a rising lag before the integral has): see the package doc for the tuning.
+	// Gain is the integral gain on the shaped error, per second, in the log domain (the wait
+	// at the target falls the rate by about 0.08 × 0.6 = 5 % a second, on top of the damping);
+	// Damping is the proportional gain on changes of the error (it answers a rising backlog
+	// before the integral has): see the package doc for the tuning.
 	Gain, Damping float64
+	// MaxGrowth caps how fast the rate rises, a share a second (0.05: +5 %/s, ×2 in 14 s);
+	// it falls as fast as the law says.
+	MaxGrowth float64
 	// Curve shapes the error: beyond the dead band, an error smaller than Curve (a fraction
 	// of the target) counts in proportion to its square, a larger one in proportion. Noise
 	// near the setpoint then barely moves the rate while a backlog far from it moves it at
@@ -90,9 +93,9 @@ type Config struct {
 // DefaultConfig returns the defaults of every knob.
 func DefaultConfig() Config {
 	return Config{
-		Mode: ModeOn, Target: 30 * time.Second, Setpoint: 0.5, Deadband: 0.15, Window: 10 * time.Second,
+		Mode: ModeOn, Target: 30 * time.Second, Setpoint: 0.25, Deadband: 0.05, Window: 5 * time.Second,
 		Interval: time.Second, MaxStaleness: 10 * time.Second,
-		StartRate: 50, MinRate: 1, MaxRate: 1000, Gain: 0.08, Damping: 2, Curve: 0.3,
+		StartRate: 50, MinRate: 1, MaxRate: 1000, Gain: 0.08, Damping: 3, Curve: 0.3, MaxGrowth: 0.05,
 		ReportInterval: 15 * time.Minute, MaxStretch: 4, RelaxTime: 5 * time.Minute,
 		InsertTarget: 10 * time.Second, ShedTarget: 0.01,
 	}
@@ -113,6 +116,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.Float64Var(&c.MaxRate, prefix+"max-rate", d.MaxRate, "highest enrolment rate the controller sets (per ingest node)")
 	fs.Float64Var(&c.Gain, prefix+"gain", d.Gain, "integral gain, per second, on the log of the rate: with no backlog and clients waiting the rate grows by exp(gain × setpoint) a second")
 	fs.Float64Var(&c.Damping, prefix+"damping", d.Damping, "proportional gain on changes of the backlog error (log of the rate per unit of target): answers a rising backlog before the integral does")
+	fs.Float64Var(&c.MaxGrowth, prefix+"max-growth", d.MaxGrowth, "fastest the rate rises, a share a second (0.05: +5 %/s); it falls as fast as the backlog asks (0: no cap)")
 	fs.Float64Var(&c.Curve, prefix+"curve", d.Curve, "errors beyond the dead band smaller than this (fraction of the target) count by their square, so noise near the setpoint barely moves the rate (0: linear)")
 	fs.DurationVar(&c.ReportInterval, prefix+"report-interval", d.ReportInterval, "base interval clients batch their state messages for (the answer to a report carries it, stretched under backlog)")
 	fs.Float64Var(&c.MaxStretch, prefix+"max-stretch", d.MaxStretch, "most the report interval is stretched under backlog (×)")
@@ -124,6 +128,12 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 
 // Validate reports a configuration that cannot work, with the values.
 func (c *Config) Validate() error {
+	for name, v := range map[string]float64{"setpoint": c.Setpoint, "deadband": c.Deadband, "start-rate": c.StartRate, "min-rate": c.MinRate,
+		"max-rate": c.MaxRate, "gain": c.Gain, "damping": c.Damping, "curve": c.Curve, "max-growth": c.MaxGrowth, "max-stretch": c.MaxStretch, "shed-target": c.ShedTarget} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("pacing: %s must be a finite number, not %g", name, v)
+		}
+	}
 	switch {
 	case c.Mode != ModeOn && c.Mode != ModeOff:
 		return fmt.Errorf("pacing: mode must be on or off, not %q", c.Mode)
@@ -139,10 +149,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("pacing: max-staleness (%s) must be at least the interval (%s)", c.MaxStaleness, c.Interval)
 	case c.MinRate <= 0 || c.MaxRate < c.MinRate || c.StartRate < c.MinRate || c.StartRate > c.MaxRate:
 		return fmt.Errorf("pacing: want 0 < min-rate (%g) <= start-rate (%g) <= max-rate (%g)", c.MinRate, c.StartRate, c.MaxRate)
-	case c.Gain <= 0 || c.Damping < 0 || c.Curve < 0:
+	case c.Gain <= 0 || c.Damping < 0 || c.Curve < 0 || c.MaxGrowth < 0:
 		return fmt.Errorf("pacing: gain (%g) must be positive, damping (%g) and curve (%g) not negative", c.Gain, c.Damping, c.Curve)
-	case c.ReportInterval < time.Second || c.MaxStretch < 1 || c.RelaxTime < 0:
-		return fmt.Errorf("pacing: want report-interval >= 1s (%s), max-stretch >= 1 (%g), relax-time >= 0 (%s)", c.ReportInterval, c.MaxStretch, c.RelaxTime)
+	case c.ReportInterval < time.Second || c.ReportInterval > 24*time.Hour || c.MaxStretch < 1 || c.MaxStretch > 100 || c.RelaxTime < 0:
+		return fmt.Errorf("pacing: want 1s <= report-interval <= 24h (%s), 1 <= max-stretch <= 100 (%g), relax-time >= 0 (%s)", c.ReportInterval, c.MaxStretch, c.RelaxTime)
+	case c.MaxRate > 1e6:
+		return fmt.Errorf("pacing: max-rate (%g) is over a million new enrolments a second per node", c.MaxRate)
 	case c.InsertTarget <= 0 || c.ShedTarget <= 0 || c.LinkTarget < 0:
 		return fmt.Errorf("pacing: insert-target (%s) and shed-target (%g) must be positive, link-target (%s) not negative", c.InsertTarget, c.ShedTarget, c.LinkTarget)
 	}
@@ -169,6 +181,7 @@ type Reading struct {
 type Demand struct {
 	Admitted int64 // new clients admitted
 	Refused  int64 // new clients refused by the rate (429)
+	Waiting  int64 // refused clients told to come back later: waiting now
 }
 
 // Status is the controller's state after a step: the pacing part of the backlog report, the
@@ -187,7 +200,7 @@ type Status struct {
 	// Pressure is the worst signal over its target (1: at target), Limiting its name.
 	Pressure      float64  `json:"pressure"`
 	Limiting      string   `json:"limiting,omitempty"`
-	LagSeconds    float64  `json:"lag_seconds"` // the site's own lag, minimum over the window
+	LagSeconds    float64  `json:"lag_seconds"` // the site's own lag as last read: age of the oldest unfolded report
 	TargetSeconds float64  `json:"target_seconds"`
 	Signals       []Signal `json:"signals"`
 	// BacklogOK says the backlog is under target with fresh signals: deployment phases may be
@@ -218,15 +231,17 @@ type Controller struct {
 	ePrev   float64
 	last    time.Time
 	windows map[string]*minWindow
-	missing bool      // paused for missing signals (resumes at half the rate)
-	seen    bool      // a step had every signal fresh: a pause for missing data since is bad news, not a start
-	first   time.Time // the first step: a signal never read is missing only MaxStaleness after it
-	paused  string
-	manual  float64 // > 0: an administrator's rate
-	stretch float64
-	static  float64 // the rate when off
-	status  Status
-	counts  map[string]int64
+	missing bool // paused for missing signals (resumes at half the rate)
+	// slowStart: no backlog has shown since the start (or a resume)
+	slowStart bool
+	seen      bool      // a step had every signal fresh: a pause for missing data since is bad news, not a start
+	first     time.Time // the first step: a signal never read is missing only MaxStaleness after it
+	paused    string
+	manual    float64 // > 0: an administrator's rate
+	stretch   float64
+	static    float64 // the rate when off
+	status    Status
+	counts    map[string]int64
 }
 
 // New returns a controller; static is the enrolment rate used when the mode is off.
@@ -237,7 +252,7 @@ func New(cfg Config, static float64) (*Controller, error) {
 	if cfg.LinkTarget == 0 {
 		cfg.LinkTarget = cfg.Target
 	}
-	c := &Controller{cfg: cfg, logRate: math.Log(cfg.StartRate), windows: map[string]*minWindow{}, stretch: 1, static: static, counts: map[string]int64{}}
+	c := &Controller{cfg: cfg, logRate: math.Log(cfg.StartRate), windows: map[string]*minWindow{}, stretch: 1, static: static, slowStart: true, counts: map[string]int64{}}
 	c.status = Status{Mode: "auto", Decision: DecisionPause, Reason: "starting: no signal read yet", TargetSeconds: cfg.Target.Seconds(), Signals: []Signal{}}
 	if cfg.Mode == ModeOff {
 		c.status = Status{Mode: ModeOff, Decision: DecisionOff, Reason: "pacing is off (--pacing.mode off): the static enrolment rate applies",
@@ -298,16 +313,30 @@ func (c *Controller) Resume() error {
 		c.logRate = math.Log(min(max(c.manual, c.cfg.MinRate), c.cfg.MaxRate))
 	}
 	c.paused, c.manual = "", 0
+	c.slowStart = true
 	return nil
 }
 
-// SetRate fixes the enrolment rate until Resume (rate > 0; pause for 0).
+// ErrRate is returned for a rate an administrator may not set.
+var ErrRate = errors.New("rate out of bounds")
+
+// CheckRate says whether an administrator may set rate: from --pacing.min-rate to
+// --pacing.max-rate (pause to admit none).
+func (c Config) CheckRate(rate float64) error {
+	if !(rate >= c.MinRate && rate <= c.MaxRate) {
+		return fmt.Errorf("%w: cannot set the enrolment rate to %g: want %g to %g new enrolments a second (--pacing.min-rate, --pacing.max-rate; pause to admit none)",
+			ErrRate, rate, c.MinRate, c.MaxRate)
+	}
+	return nil
+}
+
+// SetRate fixes the enrolment rate until Resume (within CheckRate's bounds).
 func (c *Controller) SetRate(rate float64) error {
 	if c.cfg.Mode == ModeOff {
 		return ErrOff
 	}
-	if !(rate > 0) || math.IsInf(rate, 0) {
-		return fmt.Errorf("cannot set the enrolment rate to %g: it must be a positive number (pause to admit none)", rate)
+	if err := c.cfg.CheckRate(rate); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -336,6 +365,7 @@ func (c *Controller) Step(now time.Time, readings []Reading, d Demand) Status {
 	// Every signal through its window; the stale ones are missing (one never read only once
 	// the controller has run MaxStaleness: the first readings take a moment).
 	var missing, starting []string
+	raw := 0.0 // the worst steering signal as read now, before its window
 	for _, r := range readings {
 		sig := Signal{Name: r.Name, Value: r.Value, Target: r.Target, Unit: r.Unit}
 		w := c.windows[r.Name]
@@ -362,20 +392,20 @@ func (c *Controller) Step(now time.Time, readings []Reading, d Demand) Status {
 					p = r.Value / r.Target
 				}
 				sig.Pressure = max(w.add(now, max(p, 0)), r.Floor)
+				if !r.Guard {
+					raw = max(raw, p, r.Floor)
+				}
 			}
 		}
+		if r.Name == SignalLag && sig.AgeSeconds != nil {
+			s.LagSeconds = r.Value // as read: what the target bounds (the window is the controller's)
+		}
 		if r.Guard && sig.Pressure < 1 {
-			if r.Name == SignalLag {
-				s.LagSeconds = sig.Pressure * r.Target
-			}
 			s.Signals = append(s.Signals, sig)
 			continue
 		}
 		if sig.Pressure > s.Pressure || s.Limiting == "" {
 			s.Pressure, s.Limiting = sig.Pressure, r.Name
-		}
-		if r.Name == SignalLag {
-			s.LagSeconds = sig.Pressure * r.Target
 		}
 		s.Signals = append(s.Signals, sig)
 	}
@@ -408,7 +438,7 @@ func (c *Controller) Step(now time.Time, readings []Reading, d Demand) Status {
 		s.Reason = fmt.Sprintf("rate set by an administrator to %g/s (statepipe pacing resume returns to automatic)", c.manual)
 		c.ePrev = c.shape(s.Pressure)
 	default:
-		s.Decision, s.Reason = c.control(&s, d, dt)
+		s.Decision, s.Reason = c.control(&s, raw, d, dt)
 		s.EnrollRate = math.Round(math.Exp(c.logRate)*1000) / 1000
 	}
 	return c.finish(s)
@@ -417,7 +447,7 @@ func (c *Controller) Step(now time.Time, readings []Reading, d Demand) Status {
 // control is the control law (see the package doc): PI on the log of the rate, on the error
 // between the setpoint and the pressure, with a dead band, no growth without demand, and a
 // resume at half the rate after missing data.
-func (c *Controller) control(s *Status, d Demand, dt float64) (decision, reason string) {
+func (c *Controller) control(s *Status, raw float64, d Demand, dt float64) (decision, reason string) {
 	lo, hi := math.Log(c.cfg.MinRate), math.Log(c.cfg.MaxRate)
 	if c.missing {
 		c.missing = false
@@ -429,19 +459,35 @@ func (c *Controller) control(s *Status, d Demand, dt float64) (decision, reason 
 	du := c.cfg.Gain*e*dt + c.cfg.Damping*(e-c.ePrev)
 	c.ePrev = e
 	starved := false
-	if du > 0 && d.Refused == 0 {
+	if du > 0 && d.Refused == 0 && d.Waiting == 0 {
 		du, starved = 0, true // nobody waits: a rate nobody uses says nothing about capacity
+	}
+	// Up slowly, down at once: a rise is capped at MaxGrowth a second (the damping term would
+	// otherwise multiply the rate many times over the moment a backlog drains, and a queue
+	// shows an overshoot only a window later); a fall is never held back.
+	if c.cfg.MaxGrowth > 0 {
+		cap := math.Log1p(c.cfg.MaxGrowth) * dt
+		if raw <= c.cfg.Deadband/2 {
+			// Slow start: from a start (or a resume) until a backlog first shows there is
+			// nothing to steer by, so the rate grows at the cap rather than by the small
+			// error's square. It ends on the signal as read, not its window's minimum: a
+			// rising backlog shows there a window sooner.
+			du = max(du, cap)
+		} else {
+			c.slowStart = false
+		}
+		du = min(du, cap)
 	}
 	before := c.logRate
 	c.logRate = min(max(c.logRate+du, lo), hi)
 	what := fmt.Sprintf("%s at %.2f of target (setpoint %.2f)", s.Limiting, s.Pressure, c.cfg.Setpoint)
 	switch change := c.logRate - before; {
 	case change > 1e-3:
-		return DecisionIncrease, what + fmt.Sprintf(": raising; %d enrolments refused since the last step", d.Refused)
+		return DecisionIncrease, what + fmt.Sprintf(": raising; %d enrolments refused since the last step, %d told to come back", d.Refused, d.Waiting)
 	case change < -1e-3:
 		return DecisionDecrease, what + ": lowering"
 	case starved:
-		return DecisionHold, what + ": room to grow, but no enrolment was refused since the last step (nobody waits)"
+		return DecisionHold, what + ": room to grow, but nobody waits (no enrolment refused since the last step, none told to come back)"
 	case du > 0 && c.logRate >= hi:
 		return DecisionHold, what + ": at --pacing.max-rate"
 	case du < 0 && c.logRate <= lo:
@@ -474,7 +520,7 @@ func (c *Controller) finish(s Status) Status {
 		// Stretched at once as the pressure passes the setpoint (fully at the target, or when
 		// paused), relaxed with RelaxTime as it falls.
 		want := 1.0
-		if s.Decision == DecisionPause && c.paused == "" && c.seen {
+		if s.Decision == DecisionPause && c.paused == "" {
 			want = c.cfg.MaxStretch
 		} else if s.Pressure > c.cfg.Setpoint {
 			want = 1 + (c.cfg.MaxStretch-1)*min((s.Pressure-c.cfg.Setpoint)/(1-c.cfg.Setpoint), 1)
@@ -494,16 +540,6 @@ func (c *Controller) finish(s Status) Status {
 	c.counts[s.Decision]++
 	c.status = s
 	return s
-}
-
-func sign(x float64) int {
-	switch {
-	case x > 1e-9:
-		return 1
-	case x < -1e-9:
-		return -1
-	}
-	return 0
 }
 
 // Signal names the site's own signals are read under (links are "link A->B", the chain

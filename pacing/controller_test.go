@@ -1,6 +1,8 @@
 package pacing
 
 import (
+	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -23,14 +25,14 @@ func TestAdministratorsPauseSetAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
-	st := steps(c, t0, 60, 15) // at the setpoint: holds the start rate
+	st := steps(c, t0, 60, 7.5) // at the setpoint (0.25 of 30 s): holds the start rate
 	if st.Decision != DecisionHold || st.EnrollRate != 50 || st.Mode != "auto" {
 		t.Fatalf("at the setpoint: %s %s rate %g, want auto hold at the start rate 50", st.Mode, st.Decision, st.EnrollRate)
 	}
 	if err := c.Pause("alice"); err != nil {
 		t.Fatal(err)
 	}
-	st = steps(c, t0.Add(time.Minute), 5, 15)
+	st = steps(c, t0.Add(time.Minute), 5, 7.5)
 	if st.Mode != "paused" || st.EnrollRate != 0 || !strings.Contains(st.Reason, "alice") {
 		t.Errorf("paused: %+v, want paused, rate 0, naming who", st)
 	}
@@ -40,17 +42,19 @@ func TestAdministratorsPauseSetAndResume(t *testing.T) {
 	if err := c.SetRate(7); err != nil {
 		t.Fatal(err)
 	}
-	st = steps(c, t0.Add(2*time.Minute), 5, 15)
+	st = steps(c, t0.Add(2*time.Minute), 5, 7.5)
 	if st.Mode != "manual" || st.EnrollRate != 7 || st.Decision != DecisionManual {
 		t.Errorf("set: %+v, want manual at 7/s", st)
 	}
-	if err := c.SetRate(-1); err == nil {
-		t.Errorf("a negative rate was taken")
+	for _, bad := range []float64{-1, 0, 1e-300, 1e308, math.NaN(), math.Inf(1)} {
+		if err := c.SetRate(bad); !errors.Is(err, ErrRate) {
+			t.Errorf("rate %g: %v, want ErrRate (outside min-rate … max-rate)", bad, err)
+		}
 	}
 	if err := c.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	st = steps(c, t0.Add(3*time.Minute), 1, 15)
+	st = steps(c, t0.Add(3*time.Minute), 1, 7.5)
 	if st.Mode != "auto" || st.EnrollRate != 7 || st.Decision != DecisionHold {
 		t.Errorf("resumed at the setpoint: %s %s rate %g, want auto hold from the rate set (7)", st.Mode, st.Decision, st.EnrollRate)
 	}
@@ -111,6 +115,10 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.MaxRate = 10; c.StartRate = 20 },
 		func(c *Config) { c.MaxStaleness = time.Millisecond },
 		func(c *Config) { c.ReportInterval = 0 },
+		func(c *Config) { c.MinRate = math.NaN() },
+		func(c *Config) { c.MaxStretch = math.Inf(1) },
+		func(c *Config) { c.MaxStretch = 1000 },
+		func(c *Config) { c.Gain = math.NaN() },
 	} {
 		cfg := DefaultConfig()
 		mod(&cfg)

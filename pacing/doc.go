@@ -22,8 +22,10 @@
 //     guards: it counts once over target, but does not steer — it trails the queue by as long
 //     as the queue is, and a loop steering on it oscillates (the queue simulation showed 444
 //     turns of the rate an hour steering on it, against 3 on the wait).
-//   - insert: the store's mean insert latency over the interval.
-//   - shedding: the share of report requests ingest refused as overloaded (503).
+//   - insert: the store's mean insert latency over the interval, and shedding: the share of
+//     report requests ingest refused as overloaded (503). Both guard: a large batch's insert
+//     takes seconds and a few 503s are ingest doing its job; steered on, a 3 s insert
+//     (pressure 0.3, over the setpoint) would hold the rate down while the queue is short.
 //   - link A->B: the freshness of the site's own link to its parent (a failed link counts as
 //     over target at once), and above P: the pressure the parent published for its own chain
 //     up to the top. A stale parent slows its children; the central site's link limits the
@@ -54,21 +56,31 @@
 // The shaping keeps the rate calm: a dead band (Deadband) around the setpoint where nothing
 // changes, and beyond it errors smaller than Curve counted by their square, so the noise of a
 // projector that folds in batches barely moves the rate while a real backlog moves it at full
-// gain. The rate grows only while someone waits (an enrolment was refused since the last
-// step): a rate nobody uses says nothing about capacity, and would let the next wave in at
+// gain. The rate rises at most MaxGrowth a second (5 %) and falls as fast as the law says: up
+// slowly, down at once — the damping term would otherwise multiply the rate many times over
+// the moment a backlog drains, and a queue shows an overshoot only a window later. While
+// there is no backlog at all (the steering signals as read, before their window, under half
+// the dead band), there is nothing to steer by, and the rate grows at that cap: a slow start
+// after a start and a quick recovery once a slowed site has drained. The rate grows only while
+// someone waits (an enrolment refused since the last step, or refused clients told to come
+// back): a rate nobody uses says nothing about capacity, and would let the next wave in at
 // once. The rate stays within [MinRate, MaxRate] and starts at StartRate.
 //
-// The tuning (Gain 0.08/s, Damping 2, Deadband 0.15, Curve 0.3, Window 10 s, setpoint half of
-// the 30 s target, StartRate 50/s) comes from a scan of the queue simulation in sim_test.go: a
-// 100,000-client wave on a site folding 100,000 messages a second completes in 1.07× the time
-// its capacity allows with the lag peaking at 17 s; a background load that steps by 40 % of
-// capacity keeps the lag under 30 s with 4 turns of the rate in the hour; a ±30 % noisy,
-// batched projector gives 9 turns of 10 % in an hour (19–40 with a linear error or a
-// damping of 3–4, whose waves finish sooner); the rate recovers within about two minutes of a
-// slowed store recovering; missing data pauses within MaxStaleness. Steering on the age of the
-// oldest record instead of the wait, every tuning tried oscillated. A slow start (doubling
-// until a backlog shows, as TCP does) was tried and dropped: the windowed signals show an
-// overshoot only a window late, and the startup lag peaked at 29 s for 6 % less time.
+// The setpoint is 0.25 of the target (7.5 s of wait at 30 s): the wait is a mean, and the age
+// of the oldest report — what the target bounds — runs about twice it when a site folds its
+// partitions unevenly, and more when the store slows for a while (its merges): a
+// 100,000-client wave on this machine steered to a 9 s wait peaked at 44 s at the 99th
+// percentile of the visible delay, when the projector's throughput halved for half a minute.
+//
+// The tuning (Gain 0.08/s, Damping 3, Deadband 0.05, Curve 0.3, MaxGrowth 0.05, Window 5 s,
+// StartRate 50/s) comes from a scan of the queue simulation in sim_test.go: a 100,000-client
+// wave on a site folding 100,000 messages a second completes in 1.08× the time its capacity
+// allows with the lag peaking at 10 s; a background load that steps by 40 % of capacity keeps
+// the lag under 16 s with 2 turns of the rate in the hour; a ±30 % noisy, batched projector
+// gives 8 turns of 10 % in an hour (up to 50 with a linear error or a damping of 1); the rate
+// recovers within about 40 s of a slowed store recovering; missing data pauses within
+// MaxStaleness. Steering on the age of the oldest record instead of the wait, every tuning
+// tried oscillated. A slow start that doubled the rate every two windows overshot to 29 s.
 //
 // # Report cadence
 //

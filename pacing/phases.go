@@ -226,7 +226,11 @@ func DecidePhases(in PhaseInputs) []PhaseStatus {
 			st.Reason = fmt.Sprintf("soak of phase %d (%s) until %s (%s)", i, prev.Name, stamp(until), pp.Plan.Soak)
 		case stale(in.Watermarks, began) != "":
 			st.Reason = "data not fresh: " + stale(in.Watermarks, began)
-		case prev.Members > 0 && prev.SuccessPct < pp.Plan.SuccessPct:
+		case prev.Members == 0:
+			// A phase nobody is in proves nothing: a misspelt collection must not release
+			// everyone after it.
+			st.Reason = fmt.Sprintf("phase %d (%s) has no members: nothing proves the deployment yet (is its collection right?)", i, prev.Name)
+		case prev.SuccessPct < pp.Plan.SuccessPct:
 			st.Reason = fmt.Sprintf("criterion of phase %d (%s) %s %% < %s %% on fresh data (%d of %d members compliant)",
 				i, prev.Name, pct(prev.SuccessPct), pct(pp.Plan.SuccessPct), prev.Compliant, prev.Members)
 		case !in.BacklogOK:
@@ -247,9 +251,6 @@ func release(st *PhaseStatus, now time.Time) {
 
 // criterion says how a phase stands against its criterion.
 func criterion(p PhaseStatus) string {
-	if p.Members == 0 {
-		return "no members, nothing to wait for"
-	}
 	return fmt.Sprintf("%s %% ≥ %s %% compliant (%d of %d)", pct(p.SuccessPct), pct(p.Criterion), p.Compliant, p.Members)
 }
 

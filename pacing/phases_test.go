@@ -203,9 +203,9 @@ func TestDecidePhases(t *testing.T) {
 		{"phase 3 once phase 2 holds, soak 0", PhaseInputs{Now: t0.Add(2*time.Hour + time.Second), Start: t0, Phases: compliant(compliant(observe(t0, t0.Add(2*time.Hour)), 0, 100), 1, 90),
 			Watermarks: fresh(t0.Add(2*time.Hour + time.Millisecond)), BacklogOK: true},
 			"released released release", "phase 2 (broad): 90 % ≥ 90 % compliant (90 of 100) held on fresh data, after a soak of 0s"},
-		{"a phase without members holds its criterion", PhaseInputs{Now: t0.Add(2 * time.Hour), Start: t0,
+		{"a phase without members proves nothing: the next waits", PhaseInputs{Now: t0.Add(2 * time.Hour), Start: t0,
 			Phases: func() []PhaseObservation { o := observe(t0); o[0].Members = 0; return o }(), Watermarks: fresh(t0.Add(2 * time.Hour)), BacklogOK: true},
-			"released release waiting", "phase 1 (pilot): no members, nothing to wait for"},
+			"released waiting waiting", "phase 1 (pilot) has no members: nothing proves the deployment yet (is its collection right?)"},
 	}
 	for _, c := range cases {
 		got := DecidePhases(c.in)

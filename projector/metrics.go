@@ -58,7 +58,9 @@ type metrics struct {
 // rate() see it before its first event.
 func newMetrics(reg prometheus.Registerer) metrics {
 	f := promauto.With(reg)
-	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800}
+	// 15, 20 and 45 s so that a p99 near a 30 s backlog target is read as such, not
+	// interpolated across 10–30 s.
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 120, 300, 600, 1800}
 	m := metrics{
 		folded:      f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_messages_total", Help: "State messages folded and committed."}),
 		records:     f.NewCounter(prometheus.CounterOpts{Name: "statepipe_projector_records_total", Help: "Kafka records (reports) folded and committed."}),

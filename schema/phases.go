@@ -162,6 +162,9 @@ func checkPhases(d *Deployment) *LineError {
 		if p.Collection != "" && (len(p.Collection) > DefaultLimits.MaxIDBytes || !PrintableID(p.Collection)) {
 			return &LineError{Field: f("collection"), Reason: "must be a collection id of at most 128 bytes, without control characters"}
 		}
+		if strings.Contains(p.Collection, "~") {
+			return &LineError{Field: f("collection"), Reason: "a generated collection (an id with ~) cannot be a phase's: its members are themselves a phase's"}
+		}
 		if p.Share == nil && p.Collection == "" && i != len(ps)-1 {
 			return &LineError{Field: f("share"), Reason: "the phase claims no client: give share or collection (only the last phase may have neither: it takes every member no phase before claimed)"}
 		}

@@ -54,7 +54,8 @@ func tokenHint(req *http.Request, status int) string {
 		return ""
 	}
 	give := "--admin-token T or $STATEPIPE_ADMIN_TOKEN"
-	if p := req.URL.Path; strings.HasSuffix(p, "/v1/sql") || strings.Contains(p, "/v1/reports/") || strings.HasSuffix(p, "/phases") {
+	if p := req.URL.Path; strings.HasSuffix(p, "/v1/sql") || strings.Contains(p, "/v1/reports/") || strings.HasSuffix(p, "/phases") ||
+		(req.Method == http.MethodGet && strings.HasSuffix(p, "/v1/pacing")) {
 		give = "--reader-token T or $STATEPIPE_READER_TOKEN (or the administrator's)"
 	}
 	if req.Header.Get("Authorization") != "" {

@@ -83,7 +83,9 @@ type sitePacer struct {
 	prevAdmitted, prevRefused        int64
 	signal                           *prometheus.GaugeVec
 	lastMode                         string
-	oversub                          float64 // refused per admitted, smoothed
+	commandsRead                     atomic.Bool  // the site's pacing topic was read up to date
+	lastCommand                      atomic.Int64 // the time (Unix ms) of the last command applied
+	appliedAt                        atomic.Int64 // when (Unix ms, here) it was applied
 }
 
 // newSitePacer builds the pacer of a site; Run it as one of the site's actors.
@@ -94,7 +96,8 @@ func newSitePacer(cfg pacing.Config, site string, kcfg kafka.Config, static floa
 	}
 	var id [4]byte
 	_, _ = rand.Read(id[:])
-	p := &sitePacer{site: site, node: hex.EncodeToString(id[:]), ctl: ctl, log: log.With("role", "pacing"), topic: PacingTopic(site), kcfg: kcfg}
+	p := &sitePacer{site: site, node: hex.EncodeToString(id[:]), ctl: ctl, log: log.With("role", "pacing"), topic: PacingTopic(site), kcfg: kcfg,
+		out: kafka.NewProducer(kcfg, PacingTopic(site))}
 	if cfg.Mode == pacing.ModeOff {
 		p.backlogOK.Store(true)
 	}
@@ -110,7 +113,7 @@ func newSitePacer(cfg pacing.Config, site string, kcfg kafka.Config, static floa
 			Help: "The worst signal over its target, each taken as its minimum over --pacing.window (1: at target)."},
 			status(func(s pacing.Status) float64 { return s.Pressure })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "statepipe_pacing_lag_seconds",
-			Help: "Age of the oldest report accepted and not folded at this site, minimum over --pacing.window: the backlog the target bounds."},
+			Help: "Age of the oldest report accepted and not folded at this site, as last read: the backlog the target bounds."},
 			status(func(s pacing.Status) float64 { return s.LagSeconds })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "statepipe_pacing_target_seconds", Help: "The backlog target (--pacing.target)."},
 			status(func(s pacing.Status) float64 { return s.TargetSeconds })),
@@ -157,33 +160,45 @@ func (p *sitePacer) BacklogOK() bool { return p.backlogOK.Load() }
 func (p *sitePacer) Status() pacing.Status { return p.ctl.Status() }
 
 // Run steps the controller every interval, and follows the site's pacing topic (the
-// administrators' commands) and the parent's (its status) until ctx ends.
+// administrators' commands) and the parent's (its status) until ctx ends. Nothing here stops
+// the site: a broker unreachable at start, or a pacing topic of the wrong shape, is retried
+// and logged while new clients wait (the enroller stays Starting until the site's commands
+// are read, so a pause holds across restarts).
 func (p *sitePacer) Run(ctx context.Context) error {
-	if err := kafka.EnsureTopic(ctx, onePartition(p.kcfg), p.topic, kafka.Compacted); err != nil {
-		return fmt.Errorf("cannot create the pacing topic %s: %w", p.topic, err)
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		err := kafka.EnsureTopic(ctx, onePartition(p.kcfg), p.topic, kafka.Compacted)
+		if err == nil {
+			var parts []int
+			if parts, err = kafka.Partitions(ctx, p.kcfg, p.topic); err == nil && len(parts) != 1 {
+				err = fmt.Errorf("it has %d partitions, and the administrators' commands must keep one order (it must have exactly 1)", len(parts))
+			}
+		}
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.log.Error("cannot use the pacing topic; retrying (new clients wait meanwhile)", "topic", p.topic, "err", err)
+		pause(ctx, delay)
 	}
-	if n, err := kafka.Partitions(ctx, p.kcfg, p.topic); err == nil && len(n) != 1 {
-		return fmt.Errorf("cannot use the pacing topic %s: it has %d partitions, and the administrators' commands must keep one order (it must have exactly 1)", p.topic, len(n))
-	}
-	p.out = kafka.NewProducer(p.kcfg, p.topic)
-	defer p.out.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	follow := func(cfg kafka.Config, topic string, apply func(kafka.Record)) {
+	follow := func(cfg kafka.Config, topic string, apply func(kafka.Record), fresh func(time.Time)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				if err := kafka.Follow(ctx, cfg, topic, apply, nil, 0, p.log); err != nil && ctx.Err() == nil {
+				if err := kafka.Follow(ctx, cfg, topic, apply, fresh, 500*time.Millisecond, p.log); err != nil && ctx.Err() == nil {
 					p.log.Warn("cannot follow a pacing topic; retrying", "topic", topic, "err", err)
 					pause(ctx, 2*time.Second)
 				}
 			}
 		}()
 	}
-	follow(p.kcfg, p.topic, p.applyCommand)
+	follow(p.kcfg, p.topic, p.applyCommand, func(time.Time) { p.commandsRead.Store(true) })
 	if p.above != nil {
-		follow(p.above.kafka, PacingTopic(p.parent), p.above.apply)
+		follow(p.above.kafka, PacingTopic(p.parent), p.above.apply, nil)
 	}
 	every := p.ctl.Config().Interval
 	t := time.NewTicker(every)
@@ -208,8 +223,8 @@ func (p *sitePacer) step(ctx context.Context, now time.Time) {
 	cfg := p.ctl.Config()
 	var d pacing.Demand
 	if p.enroller != nil {
-		a, r := p.enroller.Demand()
-		d = pacing.Demand{Admitted: a - p.prevAdmitted, Refused: r - p.prevRefused}
+		a, r, waiting := p.enroller.Demand()
+		d = pacing.Demand{Admitted: a - p.prevAdmitted, Refused: r - p.prevRefused, Waiting: waiting}
 		p.prevAdmitted, p.prevRefused = a, r
 	}
 	st := p.ctl.Step(now, p.readings(now), d)
@@ -222,15 +237,8 @@ func (p *sitePacer) step(ctx context.Context, now time.Time) {
 	for _, s := range st.Signals {
 		p.signal.WithLabelValues(s.Name).Set(s.Pressure)
 	}
-	if p.enroller != nil && cfg.Mode == pacing.ModeOn {
-		// Refused clients come back spread over 8 × (refused ÷ admitted) seconds — a mean wait
-		// T = 4 N / (T × rate) — so a pool of N waiting clients retries about sqrt(N × rate / 4)
-		// times a second rather than N (100,000 clients at 300/s: 2,700/s, not 100,000/s), and
-		// the spread shrinks with the pool.
-		over := float64(d.Refused) / max(st.EnrollRate*cfg.Interval.Seconds(), 1)
-		p.oversub += (over - p.oversub) * 0.2
-		spread := time.Duration(min(max(8*p.oversub, 1), 120) * float64(time.Second))
-		p.enroller.SetRate(st.EnrollRate, st.Decision+": "+st.Reason, spread)
+	if p.enroller != nil && cfg.Mode == pacing.ModeOn && p.commandsRead.Load() {
+		p.enroller.SetRate(st.EnrollRate, st.Decision+": "+st.Reason)
 	}
 	p.publish(ctx, now, st)
 }
@@ -270,7 +278,9 @@ func (p *sitePacer) readings(now time.Time) []pacing.Reading {
 			mean = (took - p.prevTook).Seconds() / float64(dn)
 		}
 		p.prevInserts, p.prevTook = n, took
-		rs = append(rs, pacing.Reading{Name: pacing.SignalInsert, Value: mean, Target: cfg.InsertTarget.Seconds(), Unit: "s", At: now})
+		// Guards, not steering signals: a large batch's insert takes seconds and a few 503s
+		// are ingest doing its job; only over their targets do they say the site is overrun.
+		rs = append(rs, pacing.Reading{Name: pacing.SignalInsert, Value: mean, Target: cfg.InsertTarget.Seconds(), Unit: "s", Guard: true, At: now})
 	}
 	if p.shed != nil {
 		shed, total := p.shed()
@@ -279,7 +289,7 @@ func (p *sitePacer) readings(now time.Time) []pacing.Reading {
 			share = float64(shed-p.prevShed) / float64(dt)
 		}
 		p.prevShed, p.prevTotal = shed, total
-		rs = append(rs, pacing.Reading{Name: pacing.SignalShedding, Value: share, Target: cfg.ShedTarget, Unit: "share", At: now})
+		rs = append(rs, pacing.Reading{Name: pacing.SignalShedding, Value: share, Target: cfg.ShedTarget, Unit: "share", Guard: true, At: now})
 	}
 	if p.uplink != nil {
 		u := p.uplink(now)
@@ -355,6 +365,10 @@ func (p *sitePacer) applyCommand(r kafka.Record) {
 		p.log.Warn("ignoring a malformed pacing command", "err", err)
 		return
 	}
+	if c.At <= p.lastCommand.Load() {
+		p.log.Warn("ignoring a pacing command older than the last one applied (a replay?)", "op", c.Op, "at", c.At)
+		return
+	}
 	var err error
 	switch c.Op {
 	case "pause":
@@ -370,53 +384,52 @@ func (p *sitePacer) applyCommand(r kafka.Record) {
 		p.log.Warn("cannot apply a pacing command", "op", c.Op, "err", err)
 		return
 	}
+	p.lastCommand.Store(c.At)
+	p.appliedAt.Store(time.Now().UnixMilli())
 	p.log.Info("pacing command applied", "op", c.Op, "rate", c.Rate, "by", c.By)
 }
 
-// command writes an administrator's command to the site's pacing topic and waits until this
-// node applied it.
+// errNotApplied: a command was recorded but this node has not applied it within the wait.
+var errNotApplied = errors.New("recorded in the site's pacing topic, not applied by this node yet: every node applies it as it reads it (statepipe pacing status shows when)")
+
+// command writes an administrator's command to the site's pacing topic and waits (at most 5 s)
+// until this node applied it and stepped once since.
 func (p *sitePacer) command(ctx context.Context, c pacingCommand) error {
-	if p.ctl.Config().Mode == pacing.ModeOff {
+	cfg := p.ctl.Config()
+	if cfg.Mode == pacing.ModeOff {
 		return pacing.ErrOff
 	}
 	switch c.Op {
 	case "pause", "resume":
 	case "set":
-		if !(c.Rate > 0) || math.IsInf(c.Rate, 0) {
-			return fmt.Errorf("cannot set the enrolment rate to %g: it must be a positive number (pause to admit none)", c.Rate)
+		if err := cfg.CheckRate(c.Rate); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("unknown pacing command %q (pause, resume or set)", c.Op)
 	}
-	if p.out == nil {
-		return errors.New("the pacing controller is not running yet; retry")
-	}
 	now := time.Now()
-	c.At = now.UnixMilli()
+	c.At = max(now.UnixMilli(), p.lastCommand.Load()+1)
 	v, _ := json.Marshal(c)
 	if err := p.out.Produce(ctx, p.record("admin", v, now)); err != nil {
 		return fmt.Errorf("cannot record the pacing command in %s: %w", p.topic, err)
 	}
-	// Every node applies it from the topic; answer once this one has (or it is visible soon).
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if applied(p.ctl.Status(), c) {
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if p.lastCommand.Load() >= c.At && p.ctl.Status().At.UnixMilli() >= p.appliedAt.Load() {
 			return nil
 		}
-		pause(ctx, 50*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return errNotApplied
+		case <-tick.C:
+		}
 	}
-	return nil
-}
-
-// applied says the controller's state reflects c (after its next step).
-func applied(s pacing.Status, c pacingCommand) bool {
-	switch c.Op {
-	case "pause":
-		return s.Mode == "paused" && strings.Contains(s.Reason, "by ")
-	case "set":
-		return s.Mode == "manual" && s.EnrollRate == c.Rate
-	}
-	return s.Mode != "manual" && !strings.Contains(s.Reason, "paused by")
 }
 
 // aboveStatus holds the statuses the parent's nodes published.
@@ -429,9 +442,14 @@ type aboveStatus struct {
 	nodes map[string]aboveNode
 }
 
+// aboveNode is one parent node's last status. Its freshness is measured on this site's clock:
+// when its publication time last advanced here (a node read once — at start, from the
+// compacted topic, perhaps long dead — is not fresh until it publishes again), so a parent
+// whose clock is behind or ahead is judged right.
 type aboveNode struct {
 	pressure float64
-	at       time.Time // the parent's time, never after when it was read here
+	pubAt    int64     // the parent's time of the status (Unix ms)
+	advanced time.Time // when pubAt last grew, here; zero: not yet
 }
 
 func newAboveStatus(parentKafka kafka.Config, parent string, keys []ed25519.PublicKey) *aboveStatus {
@@ -444,81 +462,105 @@ func (a *aboveStatus) apply(r kafka.Record) {
 		return
 	}
 	var pub pacingPublished
-	if json.Unmarshal(r.Value, &pub) != nil || math.IsNaN(pub.Pressure) || pub.Pressure < 0 {
+	if json.Unmarshal(r.Value, &pub) != nil || math.IsNaN(pub.Pressure) || math.IsInf(pub.Pressure, 0) || pub.Pressure < 0 {
 		return
-	}
-	at := time.UnixMilli(pub.At)
-	if now := time.Now(); at.After(now) {
-		at = now
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if old, ok := a.nodes[k]; !ok || at.After(old.at) {
-		a.nodes[k] = aboveNode{pressure: pub.Pressure, at: at}
+	old, ok := a.nodes[k]
+	switch {
+	case !ok:
+		a.nodes[k] = aboveNode{pressure: pub.Pressure, pubAt: pub.At}
+	case pub.At > old.pubAt:
+		a.nodes[k] = aboveNode{pressure: pub.Pressure, pubAt: pub.At, advanced: time.Now()}
 	}
 }
 
-// get returns the worst pressure among the parent's nodes that published within stale, and
-// the time of the newest (zero when none is fresh: missing data).
+// get returns the worst pressure among the parent's nodes heard advancing within stale, and
+// the time of the newest (zero when none is fresh: missing data). Nodes silent for an hour
+// are forgotten.
 func (a *aboveStatus) get(now time.Time, stale time.Duration) (float64, time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var worst float64
 	var newest time.Time
-	for _, n := range a.nodes {
-		if now.Sub(n.at) > stale {
+	for k, n := range a.nodes {
+		if !n.advanced.IsZero() && now.Sub(n.advanced) > time.Hour {
+			delete(a.nodes, k)
+			continue
+		}
+		if n.advanced.IsZero() || now.Sub(n.advanced) > stale {
 			continue
 		}
 		worst = max(worst, n.pressure)
-		if n.at.After(newest) {
-			newest = n.at
+		if n.advanced.After(newest) {
+			newest = n.advanced
 		}
 	}
 	return worst, newest
 }
 
-// servePacing serves GET /v1/pacing (the controller's status) and, for administrators,
-// POST /v1/pacing/{op} (pause, resume, rate with {"rate": N}).
-func (p *sitePacer) serveStatus(w http.ResponseWriter, r *http.Request) {
-	report.WriteJSON(w, http.StatusOK, p.ctl.Status())
+// ownSite answers 404 (or 400 for site= twice) unless the request is for this site: a
+// listener serving one site must not act on another's behalf.
+func (p *sitePacer) ownSite(w http.ResponseWriter, r *http.Request) bool {
+	switch sites := r.URL.Query()["site"]; {
+	case len(sites) > 1:
+		writeAPIError(w, http.StatusBadRequest, schema.CodeMalformed, "give site= once", "site")
+	case len(sites) == 1 && sites[0] != "" && sites[0] != p.site:
+		writeAPIError(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %q is not served here (this is site %s)", sites[0], p.site), "site")
+	default:
+		return true
+	}
+	return false
 }
 
+// serveStatus serves GET /v1/pacing: the controller's status.
+func (p *sitePacer) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if p.ownSite(w, r) {
+		report.WriteJSON(w, http.StatusOK, p.ctl.Status())
+	}
+}
+
+// serveCommand serves, for administrators, POST /v1/pacing/{op}: pause, resume, and rate with
+// {"rate": N}.
 func (p *sitePacer) serveCommand(w http.ResponseWriter, r *http.Request) {
+	if !p.ownSite(w, r) {
+		return
+	}
 	c := pacingCommand{Op: r.PathValue("op"), By: "an administrator"}
-	if c.Op == "rate" {
+	switch c.Op {
+	case "rate":
 		c.Op = "set"
 		var body struct {
 			Rate *float64 `json:"rate"`
 		}
 		d := json.NewDecoder(io.LimitReader(r.Body, 4096))
 		d.DisallowUnknownFields()
-		if err := d.Decode(&body); err != nil || body.Rate == nil {
-			writeAPIError(w, http.StatusBadRequest, schema.CodeMalformed, `the body must be {"rate": N}, N new enrolments a second (positive)`, "rate")
+		if err := d.Decode(&body); err != nil || body.Rate == nil || d.More() {
+			cfg := p.ctl.Config()
+			writeAPIError(w, http.StatusBadRequest, schema.CodeMalformed,
+				fmt.Sprintf(`the body must be {"rate": N}, N new enrolments a second from %g to %g`, cfg.MinRate, cfg.MaxRate), "rate")
 			return
 		}
 		c.Rate = *body.Rate
-	} else if c.Op != "pause" && c.Op != "resume" {
-		writeAPIError(w, http.StatusNotFound, schema.CodeNotFound, "unknown pacing command "+c.Op+": pause, resume or rate", "")
+	case "pause", "resume":
+	default:
+		writeAPIError(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("unknown pacing command %q: pause, resume or rate", c.Op), "")
 		return
 	}
-	if err := p.command(r.Context(), c); err != nil {
-		status, field := http.StatusServiceUnavailable, ""
-		switch {
-		case errors.Is(err, pacing.ErrOff):
-			status = http.StatusConflict
-		case c.Op == "set" && strings.Contains(err.Error(), "positive"):
-			status, field = http.StatusBadRequest, "rate"
-		}
-		code := schema.CodeUnavailable
-		if status == http.StatusBadRequest {
-			code = schema.CodeMalformed
-		} else if status == http.StatusConflict {
-			code = schema.CodeConflict
-		}
-		writeAPIError(w, status, code, err.Error(), field)
-		return
+	err := p.command(r.Context(), c)
+	switch {
+	case err == nil:
+		report.WriteJSON(w, http.StatusOK, p.ctl.Status())
+	case errors.Is(err, errNotApplied):
+		report.WriteJSON(w, http.StatusAccepted, map[string]any{"message": err.Error(), "status": p.ctl.Status()})
+	case errors.Is(err, pacing.ErrRate):
+		writeAPIError(w, http.StatusBadRequest, schema.CodeMalformed, err.Error(), "rate")
+	case errors.Is(err, pacing.ErrOff):
+		writeAPIError(w, http.StatusConflict, schema.CodeConflict, err.Error(), "")
+	default:
+		writeAPIError(w, http.StatusServiceUnavailable, schema.CodeUnavailable, err.Error(), "")
 	}
-	report.WriteJSON(w, http.StatusOK, p.ctl.Status())
 }
 
 // reportPacing is the controller's status as the backlog report shows it.

@@ -145,6 +145,26 @@ func TestPacingFollowsTheBacklog(t *testing.T) {
 	if st != 429 || retry == "" || !strings.Contains(string(raw), `"field":"enroll"`) || !strings.Contains(string(raw), "paused by an administrator") {
 		t.Fatalf("an enrolment while paused: %d Retry-After %q %s", st, retry, raw)
 	}
+	// The pause holds across a restart: the node admits nobody before it has read it.
+	s.stop()
+	s = startSite(t, siteOpts{code: s.code, data: s.data, tune: func(c *runConfig) { c.Pacing = testPacing() }})
+	for i := range 20 {
+		if st, _, raw := postWith(t, s.url+"/v1/enroll", enrollBody(t, s.code, fmt.Sprint("after-restart-", i)), nil); st != 429 {
+			t.Fatalf("enrolment %d right after a restart of a paused site: %d %s, want 429", i, st, raw)
+		}
+	}
+	eventually(t, func() string {
+		if got := pacingStatus(t, s.url, ""); got.Mode != "paused" || !strings.Contains(got.Reason, "administrator") {
+			return fmt.Sprintf("after a restart: %s (%s), want paused by an administrator", got.Mode, got.Reason)
+		}
+		return ""
+	})
+	if st := post("rate", `{"rate": 1e-300}`); st != 400 {
+		t.Errorf("a rate under --pacing.min-rate: %d, want 400", st)
+	}
+	if st := post("rate", `{"rate": 5} {"rate": 6}`); st != 400 {
+		t.Errorf("a body with more than one value: %d, want 400", st)
+	}
 	if st := post("rate", `{"rate": -3}`); st != 400 {
 		t.Errorf("a negative rate: %d, want 400", st)
 	}

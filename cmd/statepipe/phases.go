@@ -78,6 +78,7 @@ type phaseDecider struct {
 
 	mu        sync.Mutex
 	decisions map[string]*phasesAnswer // by deployment, as last decided
+	answered  map[string]cachedPhases  // by deployment, answers read from the store (sites that do not decide it)
 	labels    map[[2]string]bool       // (deployment, phase) label pairs exported
 	lastErr   string
 }
@@ -545,9 +546,16 @@ func (d *phaseDecider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d.mu.Lock()
 	decided := d.decisions[id]
+	cached, fresh := d.answered[id]
 	d.mu.Unlock()
 	if decided != nil {
 		writePhases(w, http.StatusOK, decided)
+		return
+	}
+	if fresh && time.Since(cached.at) < phaseInterval {
+		// Read from the store at most once an interval per deployment: the answer changes
+		// no faster, and a reader polling it must not cost the store a query each time.
+		writePhases(w, http.StatusOK, cached.answer)
 		return
 	}
 	deps, err := d.deployments(r.Context(), id)
@@ -572,7 +580,19 @@ func (d *phaseDecider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.DecidedHere = true
 		a.Message = "the site has not decided this deployment yet (it does every few seconds)"
 	}
+	d.mu.Lock()
+	if d.answered == nil || len(d.answered) > 1000 {
+		d.answered = map[string]cachedPhases{}
+	}
+	d.answered[id] = cachedPhases{at: time.Now(), answer: a}
+	d.mu.Unlock()
 	writePhases(w, http.StatusOK, a)
+}
+
+// cachedPhases is an answer read from the store, kept for an interval.
+type cachedPhases struct {
+	at     time.Time
+	answer *phasesAnswer
 }
 
 func writePhases(w http.ResponseWriter, status int, v any) {

@@ -181,8 +181,14 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 			return nil, err
 		}
 		s.pacer = pacer
+		s.clients = append(s.clients, pacer.out)
 		pacer.own = s.watermark
 		pacer.enroller = s.enroller
+		if s.enroller != nil && pc.Mode == pacing.ModeOn {
+			// Until the site's pacing commands are read (a pause holds across restarts), new
+			// clients wait a second or two.
+			s.enroller.Starting("starting: reading the site's pacing commands")
+		}
 		if a := cfg.Ingest.Auth; a != nil && a.Key() != nil {
 			pacer.key, pacer.keys = a.Key(), []ed25519.PublicKey{a.PublicKey()}
 		}
