@@ -40,6 +40,14 @@ type HarnessConfig struct {
 	Ceilings       func(ctx context.Context, brokers []string) (CeilingsDeps, error)
 	SampleMessages int64
 	Progress       io.Writer
+	// Pacing, "on" or "off", runs the site with --pacing.mode so, over the scenario's pacing
+	// (empty: the scenario's; neither: the site's default). SiteArgs are further flags for
+	// the site's `statepipe run`, after the harness's own (siteOptions).
+	Pacing   string
+	SiteArgs []string
+
+	siteExtra []string // the site's extra flags, resolved by RunScenario (siteOptions)
+	pacing    string   // the pacing the run is recorded with
 }
 
 // CeilingsDeps is what HarnessConfig.Ceilings opens for the raw ceilings.
@@ -99,6 +107,14 @@ type HarnessResult struct {
 	Timeline       Timeline             `json:"timeline"`
 	Plots          []string             `json:"plots,omitempty"`
 	Goals          []Goal               `json:"goals,omitempty"`
+	// Pacing is the site's closed-loop pacing in this run: on, off, or empty for the site's
+	// default; SiteArgs the extra flags the site ran with (HarnessConfig).
+	Pacing   string   `json:"pacing,omitempty"`
+	SiteArgs []string `json:"site_args,omitempty"`
+	// Rollout is a rollout wave's run (Scenario.EnrolWave, rollout.go); nil otherwise.
+	Rollout *RolloutResult `json:"rollout,omitempty"`
+	// Phased is the measure of the scenario's phased deployments (phased.go); nil without one.
+	Phased *PhasedResult `json:"phased,omitempty"`
 	// Hierarchy is a site hierarchy's run (Scenario.Primaries): per-site checks, the central
 	// visibility delay and the links (hierarchy*.go); nil for one site.
 	Hierarchy *HierarchyResult `json:"hierarchy,omitempty"`
@@ -171,7 +187,9 @@ type harness struct {
 
 	tlMu sync.Mutex // guards res.Timeline, which the sampler appends to while the dispatcher reads it
 
-	hier *hierRun // a site hierarchy's run (hierarchy.go); nil for one site
+	hier   *hierRun   // a site hierarchy's run (hierarchy.go); nil for one site
+	phased *phasedRun // the phased deployments' measure (phased.go); nil without one
+	wave   *waveRun   // a rollout wave's enrolments (rollout.go); nil when the clients enrol before the run
 }
 
 // runStats are the counters the workers, the sampler and the dispatcher share.
@@ -181,6 +199,7 @@ type runStats struct {
 	resyncMsgs atomic.Int64          // messages (and a marker each) sent again when the site asked for a resync
 	reports    atomic.Int64          // reports ingest acknowledged
 	firsts     atomic.Int64          // clients whose first report was acknowledged
+	firstsMsgs atomic.Int64          // messages acknowledged when the last client's first report was
 	inFlight   atomic.Int64          // reports handed to the workers and not answered yet
 	kept       atomic.Int64          // messages offered to the ceilings' sample
 	lastLag    atomic.Int64          // the projector's lag at the last sample
@@ -197,6 +216,10 @@ func (s *runStats) messages() int64 { return s.acked.Load() + s.resyncMsgs.Load(
 // oracle at the checkpoints and at the end, and returns what it measured.
 func RunScenario(ctx context.Context, cfg HarnessConfig) (*HarnessResult, error) {
 	cfg.defaults()
+	var err error
+	if cfg.siteExtra, cfg.pacing, err = siteOptions(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Scenario.Primaries > 0 {
 		return runHierarchy(ctx, cfg)
 	}
@@ -211,7 +234,10 @@ func RunScenario(ctx context.Context, cfg HarnessConfig) (*HarnessResult, error)
 	if err := h.prepare(ctx); err != nil {
 		return h.res, err
 	}
-	if err := h.enrol(ctx); err != nil {
+	if cfg.Scenario.EnrolWave != nil {
+		h.wave = newWaveRun(cfg.Scenario) // the clients enrol during the run
+		h.sdk = make([]*client.Client, cfg.Scenario.Clients)
+	} else if err := h.enrol(ctx); err != nil {
 		return h.res, fmt.Errorf("enrol: %w", err)
 	}
 	checked, err := h.run(ctx)
@@ -233,7 +259,9 @@ func newHarness(cfg HarnessConfig, site *harnessSite, started time.Time) *harnes
 	h := &harness{cfg: cfg, sc: sc, site: site, world: w, out: newConsole(cfg.Progress),
 		clock: &simClock{scale: sc.TimeScale}, pace: newPacer(sc), pollEvery: 500 * time.Millisecond,
 		res: &HarnessResult{Scenario: sc.Name, Description: sc.Description, Machine: Machine(), Started: started,
-			Clients: sc.Clients, StageRatios: map[string]float64{}, Kafka: site.kafka, World: w.describe()}}
+			Clients: sc.Clients, StageRatios: map[string]float64{}, Kafka: site.kafka, World: w.describe(),
+			Pacing: cfg.pacing, SiteArgs: cfg.siteExtra}}
+	h.phased = newPhasedRun(h)
 	h.out.logf("%s: %s; site %s (%s)", sc.Name, h.res.World, site.url, site.kafka)
 	return h
 }
@@ -266,17 +294,7 @@ func (h *harness) enrol(ctx context.Context) error {
 	start := time.Now()
 	stop := h.out.count("clients enrolled", start, &h.stats.enrolled, int64(sc.Clients))
 	err := forEachClient(ctx, SmokeConfig{Clients: sc.Clients, Concurrency: 32}, func(i int) (err error) {
-		c := h.world.clients[i]
-		ccfg := client.Config{URL: h.site.url, Site: h.clientSite(i), ClientID: c.id, HTTPClient: hc, MaxAttempts: 1000, BackoffMax: 5 * time.Second,
-			ResyncTypes: []schema.TopicType{schema.TopicUpdateCompliance},
-			OnResync: func(context.Context) ([]schema.StateMessage, error) {
-				m := h.world.resyncState(c)
-				h.stats.resyncMsgs.Add(int64(len(m)) + 1)
-				if h.hier != nil {
-					h.hier.resynced(c.idx, int64(len(m))+1)
-				}
-				return m, nil
-			}}
+		ccfg := h.clientConfig(i, hc)
 		if sc.Unsigned {
 			h.sdk[i], err = client.New(ccfg)
 		} else {
@@ -292,4 +310,19 @@ func (h *harness) enrol(ctx context.Context) error {
 	h.res.EnrollSeconds = time.Since(start).Seconds()
 	h.out.logf("enrolled %d clients in %.1fs", sc.Clients, h.res.EnrollSeconds)
 	return nil
+}
+
+// clientConfig is the SDK configuration of client i, sending over hc.
+func (h *harness) clientConfig(i int, hc *http.Client) client.Config {
+	c := h.world.clients[i]
+	return client.Config{URL: h.site.url, Site: h.clientSite(i), ClientID: c.id, HTTPClient: hc, MaxAttempts: 1000, BackoffMax: 5 * time.Second,
+		ResyncTypes: []schema.TopicType{schema.TopicUpdateCompliance},
+		OnResync: func(context.Context) ([]schema.StateMessage, error) {
+			m := h.world.resyncState(c)
+			h.stats.resyncMsgs.Add(int64(len(m)) + 1)
+			if h.hier != nil {
+				h.hier.resynced(c.idx, int64(len(m))+1)
+			}
+			return m, nil
+		}}
 }

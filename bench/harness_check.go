@@ -86,6 +86,16 @@ func (h *harness) summarise(ctx context.Context, checked time.Duration) error {
 		}
 	}
 	r.Goals = goals(r)
+	if h.phased != nil {
+		h.phased.sample(ctx, time.Since(h.begin), h.clock.now()) // the releases the last sample missed
+		r.Phased = h.phased.result()
+		r.Goals = append(phasedGoals(r.Phased), r.Goals...)
+	}
+	if h.wave != nil {
+		r.Rollout = h.rolloutResult(checked)
+		r.EnrollSeconds = r.Rollout.LastEnrolledSecs - r.Rollout.FirstAttemptSecs
+		r.Goals = append(rolloutGoals(r.Rollout), r.Goals...)
+	}
 	return nil
 }
 

@@ -101,13 +101,19 @@ func (h *harness) run(ctx context.Context) (checked time.Duration, err error) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	h.cancel = cancel
-	for _, c := range h.world.clients {
-		h.wakes = append(h.wakes, c)
+	if h.wave == nil { // with a wave, each client joins the wakes once it is enrolled
+		for _, c := range h.world.clients {
+			h.wakes = append(h.wakes, c)
+		}
 	}
 	heap.Init(&h.wakes)
 	h.startWorkers(rctx)
 	h.begin = time.Now()
 	h.clock.start = h.begin
+	if h.wave != nil {
+		h.startWave(rctx)
+		defer func() { cancel(); h.wave.done.Wait() }()
+	}
 	stopSampler := h.startSampler(rctx)
 	defer stopSampler()
 	if err := h.dispatch(ctx, rctx); err != nil {
@@ -117,6 +123,11 @@ func (h *harness) run(ctx context.Context) (checked time.Duration, err error) {
 	}
 	h.endSweep()
 	h.stopWorkers()
+	if h.wave != nil {
+		if p := h.wave.err.Load(); p != nil {
+			return 0, fmt.Errorf("%w: %w", errWaveEnrol, *p)
+		}
+	}
 	if p := h.stats.sendErr.Load(); p != nil {
 		return 0, fmt.Errorf("a report was never acknowledged: %w", *p)
 	}
@@ -161,18 +172,22 @@ func (h *harness) send(ctx context.Context, c *simClient) {
 	if len(msgs) == 0 {
 		return
 	}
+	sent := time.Now()
 	if err := h.sdk[c.idx].Report(ctx, full, msgs...); err != nil {
 		h.stats.sendErr.CompareAndSwap(nil, &err)
 		h.cancel()
 		return
 	}
+	if h.phased != nil {
+		h.phased.acked(c, h.sdk[c.idx].IsReleased, sent, time.Now())
+	}
 	if h.hier != nil {
-		h.hier.accepted(c.idx, int64(len(msgs)), time.Now())
+		h.hier.accepted(c.idx, int64(len(msgs)), full, time.Now())
 	}
 	h.stats.acked.Add(int64(len(msgs)))
 	h.stats.reports.Add(1)
-	if full {
-		h.stats.firsts.Add(1)
+	if full && h.stats.firsts.Add(1) == int64(h.sc.Clients) {
+		h.stats.firstsMsgs.Store(h.stats.messages())
 	}
 	h.keep(c, msgs, full)
 }
@@ -264,7 +279,7 @@ func (h *harness) due(now time.Duration, ending bool) (c *simClient, idle bool) 
 }
 
 func (h *harness) idleLocked(now time.Duration, ending bool) bool {
-	return h.wakes.Len() == 0 || ending && h.wakes[0].wake > now
+	return h.enrolPending() == 0 && (h.wakes.Len() == 0 || ending && h.wakes[0].wake > now)
 }
 
 // drained waits for the reports in flight (their clients may wake again) and says whether
@@ -359,12 +374,16 @@ func (h *harness) endSweep() {
 // status line, until the returned stop is called (it waits for a sample under way).
 func (h *harness) startSampler(ctx context.Context) (stop func()) {
 	sm := newSampler(h.site, h.cfg.BrokerPID)
+	if h.hier != nil {
+		sm.rateSites = h.hier.primaries // the clients enrol at the primaries
+	}
 	return everySecond(func() { h.sample(ctx, sm) }, nil)
 }
 
 // sample takes one Sample: the harness's counters and state, then the site's.
 func (h *harness) sample(ctx context.Context, sm *sampler) {
 	paused, inFlight := h.clock.isPaused(), h.stats.inFlight.Load()
+	enrolled, refused := h.enrolCounts() // with the other counters, before the site's metrics are read
 	s := sm.sample(ctx, time.Since(h.begin), h.clock.now(), h.stats.acked.Load())
 	s.Reports = h.stats.reports.Load()
 	s.InFlight = inFlight
@@ -372,10 +391,24 @@ func (h *harness) sample(ctx context.Context, sm *sampler) {
 	if h.stats.sweeping.Load() {
 		s.Rate = float64(h.pace.limiter.Limit())
 	}
+	s.BacklogSecs = backlogSeconds(s)
+	var prev *Sample
+	if tl := h.timeline(); len(tl) > 0 {
+		prev = &tl[len(tl)-1]
+	}
+	h.sampleEnrolment(&s, prev, enrolled, refused)
 	h.stats.lastLag.Store(s.LagRecords)
+	if h.phased != nil {
+		h.phased.sample(ctx, s.At, s.SimTime)
+	}
 	h.tlMu.Lock()
 	h.res.Timeline = append(h.res.Timeline, s)
 	h.tlMu.Unlock()
+	if h.wave != nil {
+		h.out.status("%6.0fs  enrolled %8d  (%5.0f/s, 429s %6.0f/s)  acked %10d  folded %10d  lag %7d  backlog %6.1fs   ",
+			s.At.Seconds(), s.Enrolled, s.EnrolPerS, s.RefusedPerS, s.Acked, s.Folded, s.LagRecords, nanZero(s.BacklogSecs))
+		return
+	}
 	h.out.status("%6.0fs  sim %-9s acked %11d  folded %11d  lag %8d  p99 %6.2fs  site rss %5d MiB   ",
 		s.At.Seconds(), s.SimTime.Truncate(time.Minute), s.Acked, s.Folded, s.LagRecords, nanZero(s.P99), s.SiteRSS>>20)
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/statepipe/statepipe/client"
 	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
@@ -48,6 +49,7 @@ type hierRun struct {
 
 	mu      sync.Mutex
 	accepts [][]time.Time // by primary: when each acknowledged report was answered
+	firsts  []time.Time   // by primary: when the last first (full) scan was answered
 	wm      []wmSample    // CEN's watermarks of the primaries, every 250 ms
 	links   []LinkSample  // the links' metrics, every second
 	checks  []HierCheck   // per checkpoint
@@ -77,7 +79,7 @@ func topologyYAML(root string, primaries []string) string {
 // newHierRun splits w's clients among the primaries: client i reports to primary i mod n.
 func newHierRun(site *harnessSite, w *world, root string, primaries []string) *hierRun {
 	r := &hierRun{root: root, primaries: primaries, site: site, whole: w, acked: make([]atomic.Int64, len(primaries)),
-		accepts: make([][]time.Time, len(primaries)), finds: map[string]*Finding{}}
+		accepts: make([][]time.Time, len(primaries)), firsts: make([]time.Time, len(primaries)), finds: map[string]*Finding{}}
 	for p := range primaries {
 		part := *w
 		part.index, part.skipDeployments = nil, true
@@ -98,12 +100,16 @@ func (r *hierRun) primaryOf(i int) int { return i % len(r.primaries) }
 // siteOf is the site client i reports to.
 func (r *hierRun) siteOf(i int) string { return r.primaries[r.primaryOf(i)] }
 
-// accepted records a report of client i of n messages, answered 200 at at.
-func (r *hierRun) accepted(i int, n int64, at time.Time) {
+// accepted records a report of client i of n messages (its first, full scan when full),
+// answered 200 at at.
+func (r *hierRun) accepted(i int, n int64, full bool, at time.Time) {
 	p := r.primaryOf(i)
 	r.acked[p].Add(n)
 	r.mu.Lock()
 	r.accepts[p] = append(r.accepts[p], at)
+	if full && at.After(r.firsts[p]) {
+		r.firsts[p] = at
+	}
 	r.mu.Unlock()
 }
 
@@ -195,7 +201,12 @@ func runHierarchy(ctx context.Context, cfg HarnessConfig) (*HarnessResult, error
 	if err := h.prepare(ctx); err != nil {
 		return h.res, err
 	}
-	if err := h.enrol(ctx); err != nil {
+	if sc.EnrolWave != nil {
+		// The rollout wave across the hierarchy: each client enrols at its primary during
+		// the run (hierarchy_wave.go measures each site's pacing and CEN's freshness).
+		h.wave = newWaveRun(&sc)
+		h.sdk = make([]*client.Client, sc.Clients)
+	} else if err := h.enrol(ctx); err != nil {
 		return h.res, fmt.Errorf("enrol: %w", err)
 	}
 	sctx, stopSamplers := context.WithCancel(ctx)
@@ -210,6 +221,13 @@ func runHierarchy(ctx context.Context, cfg HarnessConfig) (*HarnessResult, error
 	}
 	err = h.summarise(ctx, checked)
 	h.res.Hierarchy = r.summarise(h, per)
-	h.res.Goals = append(h.res.Goals, r.goals(h.res.Hierarchy)...)
+	if h.wave != nil {
+		// A wave has no steady phase to read central visibility at: its goal is the
+		// central freshness throughout.
+		h.res.Hierarchy.Wave = r.summariseWave(h)
+		h.res.Goals = append(h.res.Goals, hierWaveGoals(h.res.Hierarchy.Wave)...)
+	} else {
+		h.res.Goals = append(h.res.Goals, r.goals(h.res.Hierarchy)...)
+	}
 	return h.res, err
 }

@@ -72,7 +72,11 @@ type LinkSample struct {
 	// CentralFolded is the replicator records CEN folded so far.
 	CentralFolded float64     `json:"central_folded_records"`
 	Links         []LinkPoint `json:"links"` // by primary
-	when          time.Time
+	// CentralPacingRate and CentralPacingLag are the root's own pacing controller's
+	// (statepipe_pacing_enroll_rate and _lag_seconds{site=root}); nil where it has none.
+	CentralPacingRate *float64 `json:"central_pacing_enroll_rate,omitempty"`
+	CentralPacingLag  *float64 `json:"central_pacing_lag_seconds,omitempty"`
+	when              time.Time
 }
 
 // LinkPoint is one primary's link to CEN at a moment: its replicator's counters and gauges,
@@ -86,6 +90,14 @@ type LinkPoint struct {
 	BacklogRecords float64 `json:"backlog_records"`
 	State          string  `json:"state"`
 	Folded         float64 `json:"folded_messages"` // state messages the primary's projector folded
+	// The primary's pacing controller (statepipe_pacing_enroll_rate, _lag_seconds{site}),
+	// its enrolments admitted so far, and — with a rollout wave — the freshness of its link as
+	// the root's backlog report shows it (GET /v1/reports/backlog?site=root,
+	// links[].freshness_seconds); nil where not read.
+	PacingRate       *float64 `json:"pacing_enroll_rate,omitempty"`
+	PacingLag        *float64 `json:"pacing_lag_seconds,omitempty"`
+	Enrolled         float64  `json:"enrolled,omitempty"`
+	CentralFreshness *float64 `json:"central_freshness_seconds,omitempty"`
 }
 
 // sampleLinks reads the links' metrics once a second until ctx is done.
@@ -112,7 +124,13 @@ func (r *hierRun) sampleLinks(ctx context.Context, h *harness) {
 						lp.State = st
 					}
 				}
+				lp.PacingRate, lp.PacingLag = sitePacingGauges(mf, p)
+				lp.Enrolled = labelled(mf, "statepipe_ingest_enrollments_total", map[string]string{"site": p, "outcome": "enrolled"})
 				s.Links = append(s.Links, lp)
+			}
+			s.CentralPacingRate, s.CentralPacingLag = sitePacingGauges(mf, r.root)
+			if h.wave != nil {
+				r.centralFreshness(ctx, &s)
 			}
 			r.mu.Lock()
 			r.links = append(r.links, s)
@@ -231,6 +249,8 @@ type HierarchyResult struct {
 	Timeline         []LinkSample    `json:"link_timeline"`
 	// VisibilityTimeline is, per 5 s of acceptance and primary, the p99 delay to CEN.
 	VisibilityTimeline []VisibilityBucket `json:"visibility_timeline"`
+	// Wave is a rollout wave across the hierarchy (hierarchy_wave.go); nil without one.
+	Wave *HierWave `json:"wave,omitempty"`
 }
 
 // LinkSummary is one primary's link to CEN over the run.

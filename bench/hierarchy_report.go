@@ -31,6 +31,9 @@ func writeHierarchyPlots(dir, title string, hr *HierarchyResult) ([]string, erro
 		{"visibility.png", visibilityChart},
 		{"link-bytes.png", linkBytesChart},
 	}
+	if hr.Wave != nil {
+		charts = append(charts, hierWaveCharts...)
+	}
 	var names []string
 	for _, c := range charts {
 		ch, err := c.make(title, hr)
@@ -136,15 +139,21 @@ func hierarchyMarkdown(r *HarnessResult) string {
 	if hr.RateCap == 0 {
 		pace = "paced by the rate sweep's steps across the primaries (see the rate sweep above)"
 	}
-	p("The load: every client's first scan at once, then the reports %s. The steady phase (%.0f s → %.0f s of the run: from when every first scan was folded to the last report) ran at **%.0f reports/s, %.0f msgs/s**.\n\n",
-		pace, hr.SteadyFrom, hr.SteadyTo, hr.SteadyReportsPerS, hr.SteadyMsgsPerS)
+	if hr.Wave == nil {
+		p("The load: every client's first scan at once, then the reports %s. The steady phase (%.0f s → %.0f s of the run: from when every first scan was folded to the last report) ran at **%.0f reports/s, %.0f msgs/s**.\n\n",
+			pace, hr.SteadyFrom, hr.SteadyTo, hr.SteadyReportsPerS, hr.SteadyMsgsPerS)
+	} else {
+		p("The load: a rollout wave — every client enrols during the run at its primary and sends its first full scan once enrolled (the rollout wave's section above, and below). There is no steady phase: the central visibility is of every report.\n\n")
+	}
 	p("### Central visibility: accepted at a primary → counted at %s\n\n", hr.Root)
 	p("%s's watermark of each primary (v_hier_origins) was read every %.2f s (%d reads); a report answered 200 at t is visible centrally at the first read whose watermark for its primary is ≥ t. The delay is measured to the read's answer, so it is late by up to one read interval.\n\n", hr.Root, hr.WatermarkEvery, hr.WatermarkReads)
 	p("| reports | count | p50 | p90 | p99 | max | never visible |\n|---|---|---|---|---|---|---|\n")
 	row := func(what string, v VisibilityStats) {
 		p("| %s | %d | %.2f s | %.2f s | %.2f s | %.2f s | %d |\n", what, v.Reports, v.P50, v.P90, v.P99, v.Max, v.Unseen)
 	}
-	row(fmt.Sprintf("**steady phase (%s)**", steadyLabel(hr.RateCap)), hr.SteadyVisibility)
+	if hr.Wave == nil {
+		row(fmt.Sprintf("**steady phase (%s)**", steadyLabel(hr.RateCap)), hr.SteadyVisibility)
+	}
 	row("all, first-scan storm included", hr.Visibility)
 	for _, l := range hr.Links {
 		row("all, at "+l.Site, l.Visibility)
@@ -174,6 +183,7 @@ func hierarchyMarkdown(r *HarnessResult) string {
 		}
 		p("| %s | %s | %s | %s |\n", c.Label, wm, mdCell(c.FirstCompare), mdCell(strings.Join(c.Central, "; ")))
 	}
+	b.WriteString("\n" + hierWaveMarkdown(r))
 	if len(hr.Findings) > 0 {
 		p("\n### Findings (the product does not do what it documents)\n\n")
 		for _, f := range hr.Findings {

@@ -488,13 +488,35 @@ func roundUpY(p *plot.Plot) {
 
 func (c *chart) save(path string) (err error) {
 	img := vgimg.NewWith(vgimg.UseWH(plotWidth, plotHeight), vgimg.UseDPI(plotDPI))
-	dc := draw.New(img)
-	outer := draw.Crop(dc, vg.Points(6), -vg.Points(10), vg.Points(4), -vg.Points(6))
+	c.drawOn(draw.New(img))
+	return savePNG(path, img)
+}
+
+// drawOn draws the chart, its legend to the right of the data, on dc (a whole image, or one
+// tile of a grid).
+func (c *chart) drawOn(dc draw.Canvas) { c.drawOnLegend(dc, 0) }
+
+// legendWidth is the width the chart's legend takes on dc (0 without one).
+func (c *chart) legendWidth(dc draw.Canvas) vg.Length {
 	if c.entries == 0 {
+		return 0
+	}
+	return c.leg.Rectangle(c.outer(dc)).Size().X
+}
+
+func (c *chart) outer(dc draw.Canvas) draw.Canvas {
+	return draw.Crop(dc, vg.Points(6), -vg.Points(10), vg.Points(4), -vg.Points(6))
+}
+
+// drawOnLegend is drawOn with the legend's column at least legend wide, so the data areas of
+// charts drawn in a column line up.
+func (c *chart) drawOnLegend(dc draw.Canvas, legend vg.Length) {
+	outer := c.outer(dc)
+	if c.entries == 0 && legend == 0 {
 		c.p.Draw(outer)
 	} else {
 		gap := vg.Points(10)
-		w := c.leg.Rectangle(outer).Size().X + gap
+		w := max(c.legendWidth(dc), legend) + gap
 		left := draw.Crop(outer, 0, -w, 0, 0)
 		c.p.Draw(left)
 		data := c.p.DataCanvas(left)
@@ -503,7 +525,10 @@ func (c *chart) save(path string) (err error) {
 			Max: vg.Point{X: outer.Max.X, Y: data.Max.Y},
 		}})
 	}
+}
 
+// savePNG writes img to path as a PNG.
+func savePNG(path string, img *vgimg.Canvas) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("cannot create plot file (%s): %w", path, err)

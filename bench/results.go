@@ -23,6 +23,20 @@ func WriteResults(dir string, r *HarnessResult) error {
 		}
 		r.Plots = plots
 	}
+	if r.Rollout != nil && len(r.Timeline) > 1 {
+		plots, err := writeRolloutPlots(dir, r)
+		if err != nil {
+			return fmt.Errorf("plots: %w", err)
+		}
+		r.Plots = appendNew(r.Plots, plots...)
+	}
+	if r.Phased != nil && len(r.Phased.Samples) > 1 {
+		plots, err := writePhasedPlots(dir, r)
+		if err != nil {
+			return fmt.Errorf("plots: %w", err)
+		}
+		r.Plots = appendNew(r.Plots, plots...)
+	}
 	if r.Hierarchy != nil {
 		plots, err := writeHierarchyPlots(dir, r.Scenario, r.Hierarchy)
 		if err != nil {
@@ -56,6 +70,7 @@ func nanFree(r *HarnessResult) *HarnessResult {
 	}
 	for i, s := range r.Timeline {
 		s.P50, s.P90, s.P99, s.CompliantPct = fix(s.P50), fix(s.P90), fix(s.P99), fix(s.CompliantPct)
+		s.BacklogSecs = fix(s.BacklogSecs)
 		c.Timeline[i] = s
 	}
 	for _, f := range []*float64{&c.P50Latency, &c.P90Latency, &c.P99Latency} {
@@ -76,10 +91,22 @@ func Markdown(r *HarnessResult) string {
 	if r.Description != "" {
 		p("%s\n\n", r.Description)
 	}
-	p("- machine: %s\n- Kafka: %s\n- world: %s\n- result: %s\n\n", r.Machine, r.Kafka, r.World, verdict)
+	p("- machine: %s\n- Kafka: %s\n- world: %s\n- result: %s\n", r.Machine, r.Kafka, r.World, verdict)
+	if r.Pacing != "" || len(r.SiteArgs) > 0 {
+		extra := "none"
+		if len(r.SiteArgs) > 0 {
+			extra = "`" + strings.Join(r.SiteArgs, " ") + "`"
+		}
+		p("- pacing: %s; the site's extra flags: %s\n", pacingLabel(r.Pacing), extra)
+	}
+	p("\n")
 	p("| measure | value |\n|---|---|\n")
 	p("| state messages | %d in %d reports |\n", r.Messages, r.Reports)
-	p("| enrolment (not timed) | %.1f s |\n", r.EnrollSeconds)
+	if r.Rollout != nil {
+		p("| enrolment (during the run: the rollout wave) | first attempt → last enrolled %.1f s |\n", r.Rollout.LastEnrolledSecs-r.Rollout.FirstAttemptSecs)
+	} else {
+		p("| enrolment (not timed) | %.1f s |\n", r.EnrollSeconds)
+	}
 	p("| first report sent → last acknowledged | %.1f s (%.0f msgs/s) |\n", r.SendSeconds, r.IngestMsgsPerS)
 	p("| first report sent → all visible | %.1f s (**%.0f msgs/s end to end**) |\n", r.DurationSeconds, r.E2EMsgsPerS)
 	p("| ingest acceptance → visible, all records | p50 %.2f s, p90 %.2f s, p99 %.2f s |\n", r.P50Latency, r.P90Latency, r.P99Latency)
@@ -137,6 +164,8 @@ func Markdown(r *HarnessResult) string {
 		}
 		p("\n")
 	}
+	b.WriteString(phasedMarkdown(r))
+	b.WriteString(rolloutMarkdown(r))
 	b.WriteString(hierarchyMarkdown(r))
 	for _, pl := range r.Plots {
 		p("![%s](%s)\n\n", strings.TrimSuffix(pl, ".png"), pl)
@@ -179,6 +208,7 @@ func ReadResult(path string) (*HarnessResult, error) {
 	for i := range r.Timeline {
 		s := &r.Timeline[i]
 		s.P50, s.P90, s.P99, s.CompliantPct = nan(s.P50), nan(s.P90), nan(s.P99), nan(s.CompliantPct)
+		s.BacklogSecs = nan(s.BacklogSecs)
 	}
 	return &r, nil
 }

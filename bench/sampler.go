@@ -148,6 +148,7 @@ func (s *harnessSite) projectorTotals(ctx context.Context) (projectorTotals, err
 type sampler struct {
 	site      *harnessSite
 	brokerPID int
+	rateSites []string // the sites whose pacing rates add up to the run's (nil: every site)
 	last      histogram
 	n         int
 }
@@ -162,6 +163,7 @@ func (sm *sampler) sample(ctx context.Context, at, sim time.Duration, acked int6
 		s.Folded = int64(sum(mf, "statepipe_projector_messages_total"))
 		s.FoldedRecords = int64(sum(mf, "statepipe_projector_records_total"))
 		s.LagRecords = int64(sum(mf, "statepipe_projector_lag_records"))
+		samplePacing(mf, &s, sm.rateSites)
 		h := histogramOf(mf, "statepipe_projector_visible_delay_seconds")
 		d := h.minus(sm.last)
 		sm.last = h

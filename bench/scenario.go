@@ -58,6 +58,14 @@ type Scenario struct {
 	Rates []float64 `json:"rates,omitempty"`
 	// Step is how long (wall clock) each rate of a sweep is held (default 60s).
 	Step Duration `json:"step,omitempty"`
+	// EnrolWave, when set, enrols the clients during the run instead of before it: the
+	// rollout wave (rollout.go), `enrol_wave: {over: 1m}` — each client first tries to enrol
+	// at a random moment within that wall-clock span (not simulated time). Without it every
+	// client is enrolled before the run starts.
+	EnrolWave *EnrolWave `json:"enrol_wave,omitempty"`
+	// Pacing runs the site with --pacing.mode on or off (empty: the site's default);
+	// `statepipe bench run --pacing` overrides it, so one scenario runs both ways.
+	Pacing PacingMode `json:"pacing,omitempty"`
 }
 
 // Behaviour is how simulated clients act.
@@ -102,6 +110,13 @@ type Deployment struct {
 	Failure float64 `json:"failure,omitempty"`
 	// Restart is the fraction of successful installations that wait for a restart.
 	Restart float64 `json:"restart,omitempty"`
+	// Phases, when set, make it a phased deployment (phased.go): the site releases it to its
+	// collection a phase at a time, and a targeted client starts enforcing it only once an
+	// answer to its reports lists it as released to it.
+	Phases []DeploymentPhase `json:"phases,omitempty"`
+	// Poll is how often (simulated) a client of a phased deployment that is not released to
+	// it yet asks the site: a scan report, whose answer lists what is released (default 30m).
+	Poll Duration `json:"poll,omitempty"`
 }
 
 // PatchDrop is a Patch Tuesday: Updates new updates synchronised at At; every client rescans
@@ -197,6 +212,9 @@ func (s *Scenario) defaults() {
 		if s.Deployments[i].Target == 0 {
 			s.Deployments[i].Target = 1
 		}
+		if len(s.Deployments[i].Phases) > 0 && s.Deployments[i].Poll == 0 {
+			s.Deployments[i].Poll = Duration(defaultPoll)
+		}
 	}
 	if s.PatchTuesday != nil && s.PatchTuesday.Spread == 0 {
 		s.PatchTuesday.Spread = Duration(time.Hour)
@@ -283,6 +301,9 @@ func (s *Scenario) Validate() error {
 		}
 		pools[d.FromDrop] = i
 		ids[d.ID] = true
+		if err := s.validatePhases(f, &s.Deployments[i]); err != nil {
+			return err
+		}
 		for field, v := range map[string]float64{".target": d.Target, ".window": d.Window, ".failure": d.Failure, ".restart": d.Restart} {
 			if err := frac(f+field, v); err != nil {
 				return err
@@ -291,6 +312,9 @@ func (s *Scenario) Validate() error {
 	}
 	if p := s.PatchTuesday; p != nil && (p.Updates < 1 || p.At < 0) {
 		return fe("patch_tuesday", "want updates >= 1 and at >= 0")
+	}
+	if err := s.validateRollout(); err != nil {
+		return err
 	}
 	if s.Duration == 0 && (b.ScanEvery > 0 || len(s.Deployments) > 0 || s.PatchTuesday != nil || len(s.Waves) > 1 || s.Rate > 0 || len(s.Rates) > 0) {
 		return errors.New("field duration: required when clients do more than their first scan")

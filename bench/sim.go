@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/statepipe/statepipe/pacing"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -70,7 +72,15 @@ type simDeployment struct {
 	Deployment
 	updates []int32 // update indexes
 	members []bool  // by client index
+	// A phased deployment's (phased.go): each phase's plan as the site reads it, each client's
+	// phase (-1: not targeted), and the members of the collections phases claim, by id.
+	plans       []pacing.PhasePlan
+	phaseOf     []int8
+	collections map[string][]bool
 }
+
+// phased says whether the deployment is released a phase at a time.
+func (sd *simDeployment) phased() bool { return len(sd.Phases) > 0 }
 
 type simClient struct {
 	idx      int
@@ -90,15 +100,23 @@ type simClient struct {
 }
 
 type clientDep struct {
-	step   uint8 // next step; stepDone when finished or not targeted
-	at     time.Duration
-	s300   uint8
-	s301   uint8
-	e301   int32
-	has301 bool
-	upd    []int32 // indexes into apps of the deployed updates the client needs
-	s402   []uint8
-	e402   []int32
+	step uint8 // next step; stepDone when finished or not targeted
+	at   time.Duration
+	// A phased deployment's: whether the site has said it is released to the client (it
+	// polls until then), when the client's own schedule would have begun it, its deadline
+	// (relative to when it learnt of the release), and whether a failed install was retried.
+	phase    int8 // its phase (-1: not targeted, or not phased)
+	released bool
+	firstAt  time.Duration
+	deadline time.Duration
+	retried  bool
+	s300     uint8
+	s301     uint8
+	e301     int32
+	has301   bool
+	upd      []int32 // indexes into apps of the deployed updates the client needs
+	s402     []uint8
+	e402     []int32
 }
 
 func newWorld(sc *Scenario, simStart time.Time) *world {
@@ -128,6 +146,9 @@ func newWorld(sc *Scenario, simStart time.Time) *world {
 		}
 		for c := range sc.Clients {
 			sd.members[c] = rng.Float64() < d.Target
+		}
+		if sd.phased() {
+			sd.assignPhases(rng)
 		}
 		w.deps = append(w.deps, sd)
 	}
@@ -200,11 +221,20 @@ func (w *world) newClient(i int, enrolAt time.Duration) *simClient {
 	}
 	for d, sd := range w.deps {
 		cd := &c.deps[d]
-		cd.step = stepDone
+		cd.step, cd.phase = stepDone, -1
+		if sd.phased() {
+			cd.phase = sd.phaseOf[i]
+		}
 		if sd.members[i] {
 			cd.step = 0
 			span := max(sd.Deadline.D()-sd.Start.D(), time.Minute)
 			cd.at = sd.Start.D() + time.Duration(rng.Int64N(int64(min(span/4, time.Hour))+1))
+			cd.firstAt, cd.deadline = cd.at, sd.Deadline.D()
+			if sd.phased() {
+				// Until it is released to it, it polls from the start at a moment of its own
+				// within the poll interval (clients' policy polls are spread, not in step).
+				cd.at = sd.Start.D() + time.Duration(rng.Int64N(int64(sd.Poll)+1))
+			}
 		}
 	}
 	return c
@@ -307,11 +337,23 @@ func (w *world) act(c *simClient, now time.Duration) (msgs []schema.StateMessage
 		}
 		msgs = append(msgs, scan())
 	}
+	polled := false
 	for d, sd := range w.deps {
 		cd := &c.deps[d]
-		if cd.step != stepDone && now >= cd.at {
-			msgs = w.step(c, sd, cd, now, t, msgs)
+		if cd.step == stepDone || now < cd.at {
+			continue
 		}
+		if sd.phased() && !cd.released {
+			// Not released to it yet: it asks again (a scan report; the answer says what is
+			// released, phasedRun.acked notes it) and waits a poll.
+			if !polled && !slices.ContainsFunc(msgs, func(m schema.StateMessage) bool { return m.TopicType == schema.TopicScan }) {
+				msgs = append(msgs, scan())
+			}
+			polled = true
+			cd.at = now + sd.Poll.D()
+			continue
+		}
+		msgs = w.step(c, sd, cd, now, t, msgs)
 	}
 	return msgs, false
 }
@@ -366,9 +408,9 @@ func (w *world) step(c *simClient, sd *simDeployment, cd *clientDep, now time.Du
 	case 1: // downloaded; wait for the deadline (mandatory) or the user (optional), or a window
 		set301(s301Downloaded, 0)
 		all402(s402Downloaded)
-		install := sd.Deadline.D() + minutes(0, 30)
+		install := cd.deadline + minutes(0, 30)
 		if sd.Optional {
-			install = now + time.Duration(c.rng.Int64N(int64(max(sd.Deadline.D()-now, time.Minute))))
+			install = now + time.Duration(c.rng.Int64N(int64(max(cd.deadline-now, time.Minute))))
 		}
 		cd.step, cd.at = 2, max(install, now+time.Minute)
 		if c.rng.Float64() < sd.Window {
@@ -378,13 +420,22 @@ func (w *world) step(c *simClient, sd *simDeployment, cd *clientDep, now time.Du
 	case 10: // waiting for a maintenance window
 		set301(s301Window, 0)
 		all402(s402Window)
-		cd.step, cd.at = 2, max(sd.Deadline.D(), now)+minutes(30, 240)
-	case 2: // installing
+		cd.step, cd.at = 2, max(cd.deadline, now)+minutes(30, 240)
+	case 2: // installing (on a retry, the updates that failed)
 		set301(s301Installing, 0)
-		all402(s402Installing)
+		if cd.retried {
+			for j := range cd.upd {
+				if cd.s402[j] == s402Failed {
+					cd.s402[j], cd.e402[j] = s402Installing, 0
+					m(schema.TopicUpdateEnforcement, w.updates[c.apps[cd.upd[j]]], s402Installing, 0)
+				}
+			}
+		} else {
+			all402(s402Installing)
+		}
 		cd.step, cd.at = 3, now+minutes(5, 45)
 	case 3: // outcome
-		if c.rng.Float64() < sd.Failure {
+		if fail, retry := sd.failure(cd); c.rng.Float64() < fail {
 			j := c.rng.IntN(len(cd.upd))
 			code := installErrors[c.rng.IntN(len(installErrors))]
 			for i := range cd.upd {
@@ -399,6 +450,10 @@ func (w *world) step(c *simClient, sd *simDeployment, cd *clientDep, now time.Du
 			set301(s301Failed, code)
 			installed()
 			cd.step = stepDone
+			if retry > 0 {
+				// It stays failed until the retry, which succeeds (an administrator's fix).
+				cd.retried, cd.step, cd.at = true, 2, now+retry
+			}
 			return msgs
 		}
 		if c.rng.Float64() < sd.Restart {
@@ -455,13 +510,26 @@ func (w *world) refLines() (before map[schema.RefKind][]string, drop []string) {
 			}
 		}
 		before[schema.RefCollections] = append(before[schema.RefCollections], line(map[string]any{"id": deploymentPrefix + sd.ID, "name": "targets of " + sd.ID, "members": members}))
+		for _, id := range slices.Sorted(maps.Keys(sd.collections)) {
+			var in []string
+			for c, m := range sd.collections[id] {
+				if m {
+					in = append(in, ClientID(c))
+				}
+			}
+			before[schema.RefCollections] = append(before[schema.RefCollections], line(map[string]any{"id": id, "name": "phase collection " + id, "members": in}))
+		}
 		var ids []string
 		for _, u := range sd.updates {
 			ids = append(ids, w.updates[u])
 		}
-		before[schema.RefDeployments] = append(before[schema.RefDeployments], line(map[string]any{"id": sd.ID, "name": "deployment " + sd.ID,
+		dep := map[string]any{"id": sd.ID, "name": "deployment " + sd.ID,
 			"updates": ids, "collection": deploymentPrefix + sd.ID, "start": w.simStart.Add(sd.Start.D()).UTC().Format(time.RFC3339),
-			"deadline": w.simStart.Add(sd.Deadline.D()).UTC().Format(time.RFC3339), "mandatory": !sd.Optional}))
+			"deadline": w.simStart.Add(sd.Deadline.D()).UTC().Format(time.RFC3339), "mandatory": !sd.Optional}
+		if sd.phased() {
+			dep["phases"] = sd.phaseRecords(w.sc.TimeScale)
+		}
+		before[schema.RefDeployments] = append(before[schema.RefDeployments], line(dep))
 	}
 	return before, drop
 }

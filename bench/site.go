@@ -70,6 +70,7 @@ func startSite(ctx context.Context, cfg HarnessConfig) (*harnessSite, error) {
 		s.brokers = fmt.Sprintf("127.0.0.1:%d", port)
 		args = append(args, "--kafka.listen", s.brokers)
 	}
+	args = append(args, cfg.siteExtra...) // the run's pacing and --site-arg flags (siteOptions)
 	s.cmd = exec.Command(cfg.Bin, args...)
 	if cfg.SiteCPUProfile != "" {
 		s.cmd.Env = append(os.Environ(), "STATEPIPE_CPUPROFILE="+cfg.SiteCPUProfile)

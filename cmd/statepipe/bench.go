@@ -32,6 +32,12 @@ func cmdBench(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "run" {
 		return cmdBenchRun(ctx, args[1:])
 	}
+	if len(args) > 0 && args[0] == "rollout" {
+		return cmdBenchRollout(ctx, args[1:])
+	}
+	if len(args) > 0 && args[0] == "compare" {
+		return cmdBenchCompare(args[1:])
+	}
 	if len(args) > 0 && args[0] == "capacity" {
 		return cmdBenchCapacity(ctx, args[1:])
 	}
@@ -44,7 +50,9 @@ func cmdBench(ctx context.Context, args []string) error {
 		return bench.WriteResults(args[1], r)
 	}
 	if len(args) == 0 || args[0] != "smoke" {
-		return errors.New("usage: statepipe bench run --scenario FILE [--clients N] [--kafka.brokers B] [--out DIR]\n" +
+		return errors.New("usage: statepipe bench run --scenario FILE [--clients N] [--kafka.brokers B] [--out DIR] [--pacing on|off] [--site-arg FLAG]...\n" +
+			"       statepipe bench rollout --scenario FILE [--out DIR] [--site-arg FLAG]...   (pacing off, then on, then compare)\n" +
+			"       statepipe bench compare --out DIR RUN_DIR_A RUN_DIR_B\n" +
 			"       statepipe bench capacity --scenario FILE --target-backlog 30s [--min N] [--max N] [--trials N]\n" +
 			"       statepipe bench replot DIR\n" +
 			"       statepipe bench smoke [--url URL] [--clients N] [--updates M] [--signed]\n" +
@@ -240,6 +248,9 @@ func cmdBenchRun(ctx context.Context, args []string) error {
 	ceilings := fs.Bool("ceilings", true, "measure the raw ceilings (kafka-go produce and consume, engine insert) after the run")
 	checkTimeout := fs.Duration("check-timeout", 10*time.Minute, "longest wait for the reports to equal the oracle at a checkpoint")
 	siteProfile := fs.String("site-cpuprofile", "", "have the site process write a CPU profile of the run to this file")
+	pacing := fs.String("pacing", "", "run the site with closed-loop pacing on or off (its --pacing.mode), over the scenario's pacing (default: the scenario's, else the site's)")
+	var siteArgs stringsFlag
+	fs.Var(&siteArgs, "site-arg", "one more flag for the site's `statepipe run`, as one argument (repeatable), e.g. --site-arg=--pacing.mode=off")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -265,22 +276,127 @@ func cmdBenchRun(ctx context.Context, args []string) error {
 		*out = filepath.Join("bench", "results", fmt.Sprintf("%s-%s%s", sc.Name, time.Now().UTC().Format("20060102"), suffix))
 	}
 	hc := bench.HarnessConfig{Scenario: sc, Bin: self, Brokers: *brokers, BrokerPID: *brokerPID,
-		Progress: os.Stderr, CheckTimeout: *checkTimeout, SiteCPUProfile: *siteProfile}
+		Progress: os.Stderr, CheckTimeout: *checkTimeout, SiteCPUProfile: *siteProfile, Pacing: *pacing, SiteArgs: siteArgs}
 	if *ceilings {
 		hc.Ceilings = benchCeilings("")
 	}
+	_, err = runScenarioTo(ctx, hc, *out)
+	return err
+}
+
+// runScenarioTo runs a scenario and writes its results into out; an error also when the
+// reports differed from the oracle.
+func runScenarioTo(ctx context.Context, hc bench.HarnessConfig, out string) (*bench.HarnessResult, error) {
 	res, err := bench.RunScenario(ctx, hc)
 	if res == nil {
-		return err
+		return nil, err
 	}
-	if werr := bench.WriteResults(*out, res); werr != nil {
-		return errors.Join(err, werr)
+	if werr := bench.WriteResults(out, res); werr != nil {
+		return res, errors.Join(err, werr)
 	}
-	fmt.Fprintf(os.Stderr, "results in %s\n", *out)
+	fmt.Fprintf(os.Stderr, "results in %s\n", out)
 	if err == nil && !res.OracleOK {
 		err = fmt.Errorf("the reports differ from the oracle: %s", res.OracleError)
 	}
-	return err
+	return res, err
+}
+
+// stringsFlag is a flag that may be given many times.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, " ") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// cmdBenchRollout runs a rollout-wave scenario twice on fresh sites, pacing off then on, each
+// into a directory of its own under --out, and compares the two there (bench.CompareRollouts).
+func cmdBenchRollout(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench rollout", flag.ContinueOnError)
+	scenario := fs.String("scenario", "", "a scenario with an enrol_wave (bench/scenarios/rollout-wave*.yaml)")
+	clients := fs.Int("clients", 0, "override the scenario's clients")
+	brokers := fs.String("kafka.brokers", "", "run the sites against this Kafka (default: their embedded broker)")
+	out := fs.String("out", "", "results directory: pacing-off/, pacing-on/, and the comparison (default bench/results/<scenario>-<yyyymmdd>)")
+	ceilings := fs.Bool("ceilings", false, "measure the raw ceilings after each run")
+	checkTimeout := fs.Duration("check-timeout", 10*time.Minute, "longest wait for the reports to equal the oracle")
+	var siteArgs stringsFlag
+	fs.Var(&siteArgs, "site-arg", "one more flag for both sites' `statepipe run` (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *scenario == "" {
+		return errors.New("bench rollout: --scenario is required (bench/scenarios/rollout-wave-small.yaml, or rollout-wave.yaml: about 30 minutes with the machine alone)")
+	}
+	sc, err := bench.LoadScenario(*scenario)
+	if err != nil {
+		return err
+	}
+	if sc.EnrolWave == nil {
+		return fmt.Errorf("bench rollout: %s has no enrol_wave (the clients would enrol before the run)", *scenario)
+	}
+	if *clients > 0 {
+		sc.Clients = *clients
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if !bench.SiteHasPacing(self) {
+		return fmt.Errorf("bench rollout: this statepipe (%s) has no closed-loop pacing (run --pacing.mode): only `bench run --pacing off` can run", self)
+	}
+	if *out == "" {
+		*out = filepath.Join("bench", "results", fmt.Sprintf("%s-%s", sc.Name, time.Now().UTC().Format("20060102")))
+	}
+	var dirs [2]string
+	var runs [2]*bench.HarnessResult
+	for i, mode := range []string{"off", "on"} {
+		dirs[i] = filepath.Join(*out, "pacing-"+mode)
+		fmt.Fprintf(os.Stderr, "rollout: %s with pacing %s → %s\n", sc.Name, mode, dirs[i])
+		run := *sc
+		hc := bench.HarnessConfig{Scenario: &run, Bin: self, Brokers: *brokers, Progress: os.Stderr, CheckTimeout: *checkTimeout,
+			Pacing: mode, SiteArgs: siteArgs}
+		if *ceilings {
+			hc.Ceilings = benchCeilings("")
+		}
+		if runs[i], err = runScenarioTo(ctx, hc, dirs[i]); err != nil {
+			return err
+		}
+	}
+	if _, err := bench.CompareRollouts(*out, runs[0], runs[1], dirs); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "comparison in %s\n", filepath.Join(*out, "report.md"))
+	return nil
+}
+
+// cmdBenchCompare compares two rollout runs' result.json into --out (bench.CompareRollouts).
+func cmdBenchCompare(args []string) error {
+	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
+	out := fs.String("out", "", "directory for compare.png and report.md (required)")
+	var dirs []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		dirs, rest = append(dirs, fs.Arg(0)), fs.Args()[1:]
+	}
+	if *out == "" || len(dirs) != 2 {
+		return errors.New("usage: statepipe bench compare --out DIR RUN_DIR_A RUN_DIR_B (two results directories of rollout-wave runs; the one with pacing off is drawn on the left)")
+	}
+	var runs [2]*bench.HarnessResult
+	for i, d := range dirs {
+		r, err := bench.ReadResult(filepath.Join(d, "result.json"))
+		if err != nil {
+			return err
+		}
+		runs[i] = r
+	}
+	if _, err := bench.CompareRollouts(*out, runs[0], runs[1], [2]string(dirs)); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "comparison in %s\n", filepath.Join(*out, "report.md"))
+	return nil
 }
 
 // cmdBenchCapacity finds the largest number of clients per site that keeps the backlog under a

@@ -48,17 +48,20 @@ func init() {
 		{name: "catalog", summary: "catalog import FILE.jsonl: import update catalog entries", run: refCommand(schema.RefCatalog, "import")},
 		{name: "lists", summary: "lists apply FILE.jsonl: create or replace update lists", run: refCommand(schema.RefUpdateLists, "apply")},
 		{name: "collections", summary: "collections apply FILE.jsonl: create or replace collections", run: refCommand(schema.RefCollections, "apply")},
-		{name: "deployments", summary: "deployments apply FILE.jsonl: create or replace deployments", run: refCommand(schema.RefDeployments, "apply")},
+		{name: "deployments", summary: "deployments apply FILE.jsonl: create or replace deployments; deployments phases: a phased deployment's phases", run: deploymentsCommand()},
 		{name: "resync", summary: "resync --site S | --collection C: ask clients for full reports", run: cmdResync},
+		{name: "pacing", summary: "pacing status | pause | resume | set --rate N: the site's pacing of new clients", run: subcommands("pacing", pacingCommands(), nil)},
 		{name: "dlq", summary: "dlq list | replay: show a site's dead letters, or produce them again after a fix",
 			run: subcommands("dlq", []command{
 				{name: "list", summary: "show each dead letter with its reason and source offset", run: withArgs(cmdDLQ, "list")},
 				{name: "replay", summary: "produce the dead letters again into the topic they came from", run: withArgs(cmdDLQ, "replay")},
 			}, nil)},
-		{name: "bench", summary: "load harness: bench run | capacity | smoke | ingest | replot",
+		{name: "bench", summary: "load harness: bench run | capacity | rollout | compare | smoke | ingest | replot",
 			run: subcommands("bench", []command{
 				{name: "run", summary: "simulate a scenario's enterprise against a site and check it with an oracle", run: withArgs(cmdBench, "run")},
 				{name: "capacity", summary: "bisect the largest client count that keeps the backlog under a target", run: withArgs(cmdBench, "capacity")},
+				{name: "rollout", summary: "run a rollout-wave scenario with pacing off, then on, and compare the two", run: withArgs(cmdBench, "rollout")},
+				{name: "compare", summary: "draw two rollout runs side by side (pacing off | on) with a report.md table", run: withArgs(cmdBench, "compare")},
 				{name: "smoke", summary: "post clients × updates and measure end to end", run: withArgs(cmdBench, "smoke")},
 				{name: "ingest", summary: "bounded load test of ingest alone", run: withArgs(cmdBench, "ingest")},
 				{name: "replot", summary: "render a results directory's plots and report.md again from its result.json", run: cmdBenchReplot},
@@ -223,7 +226,7 @@ func cmdIngest(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, RunIngest: true}, nil, n.reg, log)
+	s, err := newSite(ctx, siteConfig{Code: cfg.Site, Kafka: cfg.Kafka, Ingest: cfg.Ingest, Auth: cfg.Auth, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken, Pacing: cfg.Pacing, RunIngest: true}, nil, n.reg, log)
 	if err != nil {
 		return err
 	}
