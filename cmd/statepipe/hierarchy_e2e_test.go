@@ -629,35 +629,17 @@ type siteProc struct {
 
 func (p *siteProc) start() {
 	p.t.Helper()
-	for attempt := 1; ; attempt++ {
-		f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		p.cmd = exec.Command(p.bin, p.args...)
-		p.cmd.Stdout, p.cmd.Stderr = f, f
-		if err := p.cmd.Start(); err != nil {
-			p.t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); _ = f.Close(); close(exited) }()
-		// The embedded engine, opened on a directory a SIGKILL left (or a copy of one), has
-		// been seen to refuse its first connection ("chdb_connect returned no connection")
-		// and to open on the next start: that is the engine's, noted in the issue, and not
-		// what these tests are about — start again, twice at most, saying so.
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(p.log)
-			if attempt < 3 && strings.Contains(string(b[max(0, len(b)-1024):]), "chdb_connect returned no connection") {
-				p.t.Logf("the site's process could not open its embedded store (attempt %d); starting it again", attempt)
-				continue
-			}
-			p.t.Fatalf("the site's process exited at start: see %s", p.log)
-		case <-time.After(3 * time.Second):
-		}
-		waitHealthy(p.t, p.url)
-		return
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
 	}
+	p.cmd = exec.Command(p.bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); _ = f.Close() }()
+	waitHealthy(p.t, p.url)
 }
 
 func (p *siteProc) kill() {
