@@ -467,7 +467,7 @@ func (c *Controller) control(s *Status, raw float64, d Demand, dt float64) (deci
 	// shows an overshoot only a window later); a fall is never held back.
 	if c.cfg.MaxGrowth > 0 {
 		cap := math.Log1p(c.cfg.MaxGrowth) * dt
-		if raw <= c.cfg.Deadband/2 {
+		if raw <= c.cfg.Deadband/2 && (d.Refused > 0 || d.Waiting > 0) {
 			// Slow start: from a start (or a resume) until a backlog first shows there is
 			// nothing to steer by, so the rate grows at the cap rather than by the small
 			// error's square. It ends on the signal as read, not its window's minimum: a

@@ -131,3 +131,18 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("defaults: %v", err)
 	}
 }
+
+// An idle site (nobody refused, nobody waiting) keeps its rate: a rate nobody uses says
+// nothing about capacity, and would let the next wave in at once.
+func TestIdleSiteKeepsItsRate(t *testing.T) {
+	c, _ := New(DefaultConfig(), 0)
+	t0 := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	var st Status
+	for i := range 120 {
+		now := t0.Add(time.Duration(i) * time.Second)
+		st = c.Step(now, []Reading{{Name: SignalWait, Value: 0, Target: 30, Unit: "s", At: now}}, Demand{})
+	}
+	if st.EnrollRate != DefaultConfig().StartRate || st.Decision != DecisionHold {
+		t.Errorf("two idle minutes: %s at %g/s, want hold at the start rate", st.Decision, st.EnrollRate)
+	}
+}
