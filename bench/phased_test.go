@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,26 +151,7 @@ func TestPhasedWorld(t *testing.T) {
 // they are retried; no client enforces a phase before the site released it. It asserts no
 // speed.
 func TestPhasedDeploymentSmall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a site (-short)")
-	}
-	root, _ := filepath.Abs("..")
-	if os.Getenv("CHDB_LIB_PATH") == "" {
-		lib := filepath.Join(root, ".deps/chdb/libchdb.so")
-		if _, err := os.Stat(lib); err != nil {
-			if os.Getenv("STATEPIPE_REQUIRE_CHDB") != "" {
-				t.Fatalf("chDB is required (STATEPIPE_REQUIRE_CHDB) but neither CHDB_LIB_PATH nor %s is there", lib)
-			}
-			t.Skip("no chDB library: make deps, or set CHDB_LIB_PATH")
-		}
-		t.Setenv("CHDB_LIB_PATH", lib)
-	}
-	bin := filepath.Join(t.TempDir(), "statepipe")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/statepipe")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("cannot build statepipe: %v\n%s", err, out)
-	}
+	bin := siteBinary(t)
 	sc, err := LoadScenario("scenarios/phased-deployment-small.yaml")
 	if err != nil {
 		t.Fatal(err)

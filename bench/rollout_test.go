@@ -249,26 +249,7 @@ func near(c color.Color, want color.RGBA, tol uint32) bool {
 // equals the oracle, the harness's counts agree with the site's, and the result has the wave's
 // measures, its timeline fields and its plots. It asserts no speed.
 func TestRolloutWaveSmall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a site (-short)")
-	}
-	root, _ := filepath.Abs("..")
-	if os.Getenv("CHDB_LIB_PATH") == "" {
-		lib := filepath.Join(root, ".deps/chdb/libchdb.so")
-		if _, err := os.Stat(lib); err != nil {
-			if os.Getenv("STATEPIPE_REQUIRE_CHDB") != "" {
-				t.Fatalf("chDB is required (STATEPIPE_REQUIRE_CHDB) but neither CHDB_LIB_PATH nor %s is there", lib)
-			}
-			t.Skip("no chDB library: make deps, or set CHDB_LIB_PATH")
-		}
-		t.Setenv("CHDB_LIB_PATH", lib) // the site runs in bench/, where its default path is not
-	}
-	bin := filepath.Join(t.TempDir(), "statepipe")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/statepipe")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("cannot build statepipe: %v\n%s", err, out)
-	}
+	bin := siteBinary(t)
 	sc, err := LoadScenario("scenarios/rollout-wave-small.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -352,26 +333,7 @@ func TestRolloutWaveSmall(t *testing.T) {
 // site's pacing samples, CEN's freshness of each primary and when every first scan was counted
 // there, and its plots. It asserts no speed.
 func TestRolloutWaveHierarchyTiny(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a site (-short)")
-	}
-	root, _ := filepath.Abs("..")
-	if os.Getenv("CHDB_LIB_PATH") == "" {
-		lib := filepath.Join(root, ".deps/chdb/libchdb.so")
-		if _, err := os.Stat(lib); err != nil {
-			if os.Getenv("STATEPIPE_REQUIRE_CHDB") != "" {
-				t.Fatalf("chDB is required (STATEPIPE_REQUIRE_CHDB) but neither CHDB_LIB_PATH nor %s is there", lib)
-			}
-			t.Skip("no chDB library: make deps, or set CHDB_LIB_PATH")
-		}
-		t.Setenv("CHDB_LIB_PATH", lib)
-	}
-	bin := filepath.Join(t.TempDir(), "statepipe")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/statepipe")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("cannot build statepipe: %v\n%s", err, out)
-	}
+	bin := siteBinary(t)
 	sc, err := LoadScenario("scenarios/rollout-wave-hierarchy.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -439,4 +401,31 @@ func TestRolloutWaveHierarchyTiny(t *testing.T) {
 	}
 	t.Logf("%d × %d clients: completion %.1f s (central %.1f s), bound %.1f s, worst central freshness %.1f s (%s)",
 		sc.Primaries, sc.Clients, ro.CompletionSecs, w.CentralCompletionSecs, ro.BoundSecs, w.WorstCentralFreshness, w.WorstLink)
+}
+
+// siteBinary skips under -short or without chDB's library (fails when STATEPIPE_REQUIRE_CHDB
+// asks for it), and builds the statepipe binary the harness runs its sites with.
+func siteBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a site (-short)")
+	}
+	root, _ := filepath.Abs("..")
+	if os.Getenv("CHDB_LIB_PATH") == "" {
+		lib := filepath.Join(root, ".deps/chdb/libchdb.so")
+		if _, err := os.Stat(lib); err != nil {
+			if os.Getenv("STATEPIPE_REQUIRE_CHDB") != "" {
+				t.Fatalf("chDB is required (STATEPIPE_REQUIRE_CHDB) but neither CHDB_LIB_PATH nor %s is there", lib)
+			}
+			t.Skip("no chDB library: make deps, or set CHDB_LIB_PATH")
+		}
+		t.Setenv("CHDB_LIB_PATH", lib)
+	}
+	bin := filepath.Join(t.TempDir(), "statepipe")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/statepipe")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("cannot build statepipe: %v\n%s", err, out)
+	}
+	return bin
 }
