@@ -727,6 +727,9 @@ func startProcPairOrdered(t *testing.T, childFirst bool) *procPair {
 	pp.child.start()
 	t.Cleanup(pp.child.kill)
 	if childFirst {
+		// Well after the child: its reader of the parent's reference data has failed to dial
+		// for seconds, and joins the parent's group only once ref.<parent> is made.
+		time.Sleep(8 * time.Second)
 		pp.central.start()
 	}
 	pp.tr = &testTree{t: t, url: pp.central.url, code: map[string]string{"C": c}}
