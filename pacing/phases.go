@@ -188,7 +188,7 @@ func DecidePhases(in PhaseInputs) []PhaseStatus {
 			st.Share = &s
 		}
 		if ob.Members > 0 {
-			st.SuccessPct = math.Round(float64(ob.Compliant)/float64(ob.Members)*1e4) / 100
+			st.SuccessPct = SharePct(ob.Compliant, ob.Members)
 		}
 		if !ob.ReleasedAt.IsZero() {
 			at := ob.ReleasedAt.UTC()
@@ -230,9 +230,9 @@ func DecidePhases(in PhaseInputs) []PhaseStatus {
 			// A phase nobody is in proves nothing: a misspelt collection must not release
 			// everyone after it.
 			st.Reason = fmt.Sprintf("phase %d (%s) has no members: nothing proves the deployment yet (is its collection right?)", i, prev.Name)
-		case prev.SuccessPct < pp.Plan.SuccessPct:
+		case !meets(prev.Compliant, prev.Members, pp.Plan.SuccessPct):
 			st.Reason = fmt.Sprintf("criterion of phase %d (%s) %s %% < %s %% on fresh data (%d of %d members compliant)",
-				i, prev.Name, pct(prev.SuccessPct), pct(pp.Plan.SuccessPct), prev.Compliant, prev.Members)
+				i, prev.Name, short(prev.Compliant, prev.Members), pct(pp.Plan.SuccessPct), prev.Compliant, prev.Members)
 		case !in.BacklogOK:
 			st.Reason = "backlog over target (" + crit + " holds on fresh data)"
 		default:
@@ -242,6 +242,32 @@ func DecidePhases(in PhaseInputs) []PhaseStatus {
 		out[i] = st
 	}
 	return out
+}
+
+// meets says whether compliant of members is at least want percent, compared exactly (not on
+// the rounded SuccessPct shown: 18,999 of 20,000 is 94.995 %, shown as 95, and does not meet
+// 95 %). compliant × 100 is an integer; want × members is one rounded product, so a tolerance
+// of a millionth of a member absorbs the binary representation of a decimal criterion
+// (99.9 % of 1,000 is 999) without admitting a member short.
+func meets(compliant, members int64, want float64) bool {
+	return float64(compliant)*100 >= want*float64(members)-1e-6
+}
+
+// SharePct is compliant / members × 100 truncated to two decimals, so a phase is never shown
+// meeting a criterion it does not meet (18,999 of 20,000 is 94.99, not 95); 0 without members.
+func SharePct(compliant, members int64) float64 {
+	if members <= 0 {
+		return 0
+	}
+	return math.Floor(float64(compliant)*1e4/float64(members)+1e-6) / 100
+}
+
+// short writes a share that falls short of the criterion, truncated (never rounded up to the
+// criterion) to at most four decimals: 94.995, 33.3333, 80.
+func short(compliant, members int64) string {
+	v := math.Floor(float64(compliant)*1e6/float64(members)+1e-6) / 1e4
+	s := fmt.Sprintf("%.4f", v)
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
 }
 
 func release(st *PhaseStatus, now time.Time) {

@@ -185,6 +185,12 @@ func TestDecidePhases(t *testing.T) {
 			"released waiting waiting", "criterion of phase 1 (pilot) 94 % < 95 % on fresh data (94 of 100 members compliant)"},
 		{"criterion holding", PhaseInputs{Now: t0.Add(2 * time.Hour), Start: t0, Phases: compliant(observe(t0), 0, 95), Watermarks: fresh(t0.Add(2 * time.Hour)), BacklogOK: true},
 			"released release waiting", "phase 1 (pilot): 95 % ≥ 95 % compliant (95 of 100) held on fresh data, after a soak of 1h0m0s"},
+		{"a share that rounds to the criterion does not meet it", PhaseInputs{Now: t0.Add(2 * time.Hour), Start: t0,
+			Phases: func() []PhaseObservation { o := observe(t0); o[0].Compliant, o[0].Members = 18_999, 20_000; return o }(), Watermarks: fresh(t0.Add(2 * time.Hour)), BacklogOK: true},
+			"released waiting waiting", "criterion of phase 1 (pilot) 94.995 % < 95 % on fresh data (18999 of 20000 members compliant)"},
+		{"exactly the criterion meets it", PhaseInputs{Now: t0.Add(2 * time.Hour), Start: t0,
+			Phases: func() []PhaseObservation { o := observe(t0); o[0].Compliant, o[0].Members = 19_000, 20_000; return o }(), Watermarks: fresh(t0.Add(2 * time.Hour)), BacklogOK: true},
+			"released release waiting", "phase 1 (pilot): 95 % ≥ 95 % compliant (19000 of 20000)"},
 		{"stale watermark below", PhaseInputs{Now: t0.Add(2 * time.Hour), Start: t0, Phases: compliant(observe(t0), 0, 100),
 			Watermarks: []SiteWatermark{{"CEN", t0.Add(2 * time.Hour)}, {"P01", t0.Add(-time.Minute)}, {"P02", t0.Add(2 * time.Hour)}}, BacklogOK: true},
 			"released waiting waiting", "data not fresh: P01's watermark 2026-11-30T09:59:00.000Z is before the phase's start 2026-11-30T10:00:00.000Z"},
@@ -227,11 +233,30 @@ func TestDecidePhases(t *testing.T) {
 	if got[1].Reason != "phase 1 (pilot) is released only now" || got[2].Reason != "phase 2 (broad) is not released yet" {
 		t.Errorf("reasons %q, %q", got[1].Reason, got[2].Reason)
 	}
-	// Released phases keep their time and reason; the success is rounded to 2 decimals.
+	// Released phases keep their time and reason; the success is truncated to 2 decimals.
 	o := observe(t0)
 	o[0].Compliant, o[0].Members = 2, 3
 	got = DecidePhases(PhaseInputs{Now: t0.Add(time.Minute), Start: t0, Phases: o})
-	if !got[0].ReleasedAt.Equal(t0) || got[0].Reason != "earlier" || got[0].Release || got[0].SuccessPct != 66.67 {
+	if !got[0].ReleasedAt.Equal(t0) || got[0].Reason != "earlier" || got[0].Release || got[0].SuccessPct != 66.66 {
 		t.Errorf("phase 1 %+v", got[0])
+	}
+}
+
+func TestMeetsIsExact(t *testing.T) {
+	cases := []struct {
+		compliant, members int64
+		want               float64
+		met                bool
+	}{
+		{999, 1000, 99.9, true}, {998, 1000, 99.9, false},
+		{18_999, 20_000, 95, false}, {19_000, 20_000, 95, true},
+		{1, 3, 33.333333, true}, {1, 3, 33.34, false},
+		{9_999_999, 10_000_000, 99.99999, true}, {9_999_899, 10_000_000, 99.999, false},
+		{0, 10, 0, true}, {10, 10, 100, true}, {9, 10, 100, false},
+	}
+	for _, c := range cases {
+		if got := meets(c.compliant, c.members, c.want); got != c.met {
+			t.Errorf("%d of %d against %g %%: %v, want %v", c.compliant, c.members, c.want, got, c.met)
+		}
 	}
 }

@@ -447,9 +447,10 @@ type aboveStatus struct {
 // compacted topic, perhaps long dead — is not fresh until it publishes again), so a parent
 // whose clock is behind or ahead is judged right.
 type aboveNode struct {
-	pressure float64
-	pubAt    int64     // the parent's time of the status (Unix ms)
-	advanced time.Time // when pubAt last grew, here; zero: not yet
+	pressure  float64
+	backlogOK bool
+	pubAt     int64     // the parent's time of the status (Unix ms)
+	advanced  time.Time // when pubAt last grew, here; zero: not yet
 }
 
 func newAboveStatus(parentKafka kafka.Config, parent string, keys []ed25519.PublicKey) *aboveStatus {
@@ -470,10 +471,30 @@ func (a *aboveStatus) apply(r kafka.Record) {
 	old, ok := a.nodes[k]
 	switch {
 	case !ok:
-		a.nodes[k] = aboveNode{pressure: pub.Pressure, pubAt: pub.At}
+		a.nodes[k] = aboveNode{pressure: pub.Pressure, backlogOK: pub.BacklogOK, pubAt: pub.At}
 	case pub.At > old.pubAt:
-		a.nodes[k] = aboveNode{pressure: pub.Pressure, pubAt: pub.At, advanced: time.Now()}
+		a.nodes[k] = aboveNode{pressure: pub.Pressure, backlogOK: pub.BacklogOK, pubAt: pub.At, advanced: time.Now()}
 	}
+}
+
+// backlogOK says whether some node of the site published within stale and every one that did
+// said its backlog was under target: a process that decides phases without a pacing
+// controller of its own (the projector role alone) judges the site's backlog by its ingest
+// nodes' statuses, and no fresh status is missing data — not a backlog under target.
+func (a *aboveStatus) backlogOK(now time.Time, stale time.Duration) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fresh := 0
+	for _, n := range a.nodes {
+		if n.advanced.IsZero() || now.Sub(n.advanced) > stale {
+			continue
+		}
+		if !n.backlogOK {
+			return false
+		}
+		fresh++
+	}
+	return fresh > 0
 }
 
 // get returns the worst pressure among the parent's nodes heard advancing within stale, and

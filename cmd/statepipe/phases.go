@@ -518,9 +518,7 @@ func (d *phaseDecider) answer(dep phasedDeployment, st *phaseState, now time.Tim
 		if c, ok := st.collections[id]; ok {
 			ps.Members = int64(len(c.Members))
 		}
-		if ps.Members > 0 {
-			ps.SuccessPct = float64(int64(float64(ps.Compliant)/float64(ps.Members)*1e4+0.5)) / 100
-		}
+		ps.SuccessPct = pacing.SharePct(ps.Compliant, ps.Members)
 		if r, ok := st.releases[dep.ID][i+1]; ok {
 			at := r.ReleasedAt
 			ps.State, ps.ReleasedAt, ps.Reason = pacing.PhaseReleased, &at, r.Reason
@@ -657,6 +655,26 @@ func (s *site) newSitePhases(cfg siteConfig, backlogOK func() bool, ownWatermark
 	group := cfg.ProjectorGroup
 	if group == "" {
 		group = "statepipe-projector-" + cfg.Code
+	}
+	if backlogOK == nil && cfg.Pacing.Mode != pacing.ModeOff {
+		// No pacing controller in this process (the projector role alone): the site's
+		// backlog is what its ingest nodes publish in pacing.<site>.
+		own := newAboveStatus(cfg.Kafka, cfg.Code, keys)
+		stale := cfg.Pacing.MaxStaleness
+		if stale <= 0 {
+			stale = pacing.DefaultConfig().MaxStaleness
+		}
+		backlogOK = func() bool { return own.backlogOK(time.Now(), stale) }
+		topic := PacingTopic(cfg.Code)
+		s.addActor(actorFunc{"pacing statuses", func(ctx context.Context) error {
+			for ctx.Err() == nil {
+				if err := kafka.Follow(ctx, cfg.Kafka, topic, own.apply, nil, 500*time.Millisecond, log); err != nil && ctx.Err() == nil {
+					log.Warn("cannot follow the site's pacing statuses; retrying (phases wait meanwhile)", "topic", topic, "err", err)
+					pause(ctx, 2*time.Second)
+				}
+			}
+			return nil
+		}})
 	}
 	dc := phaseDeciderConfig{Site: cfg.Code, DB: s.db, Store: s.store, Topic: refTopic, Key: key,
 		RefFolded: kafka.GroupCaughtUp(cfg.Kafka, group, refTopic), OwnWatermark: ownWatermark, BacklogOK: backlogOK,
