@@ -7,7 +7,8 @@ export CHDB_LIB_PATH ?= $(CHDB_LIB)
 # library is still loaded at run time, never linked.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose test-rules bench bench-hierarchy vet fmt clean
+.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose test-rules bench bench-hierarchy vet fmt clean \
+	dashboards dashboards-gen plugin-frontend plugin-backend test-dashboards test-dashboards-gen test-plugin-frontend test-plugin
 
 all: build
 
@@ -25,7 +26,7 @@ run: deps build
 	./bin/statepipe run --data data
 
 ## test: unit + end-to-end on the embedded broker, then end-to-end on real Apache Kafka (needs Java)
-test: deps vet test-unit test-fuzz test-kafka check-compose test-rules
+test: deps vet test-unit test-fuzz test-dashboards test-kafka check-compose test-rules
 
 vet:
 	$(GO) vet ./...
@@ -64,6 +65,44 @@ check-compose:
 ## (promtool check/test rules; skips without promtool)
 test-rules:
 	scripts/check-rules.sh
+
+## dashboards: the Grafana datasource plugin — its frontend (npm), then its backend
+## (dashboards/plugin/dist/gpx_statepipe_linux_amd64, the SDK's mage targets) — and the provisioned
+## dashboards generated from code (dashboards/gen → dashboards/grafana)
+PLUGIN := dashboards/plugin
+dashboards: plugin-frontend plugin-backend dashboards-gen
+
+# npm ci again only when package.json or the lockfile changed (npm writes node_modules/.package-lock.json).
+$(PLUGIN)/node_modules/.package-lock.json: $(PLUGIN)/package.json $(PLUGIN)/package-lock.json
+	@command -v npm >/dev/null || { echo "the dashboards plugin's frontend needs Node.js 20+ and npm"; exit 1; }
+	cd $(PLUGIN) && npm ci --no-audit --no-fund
+
+# The frontend build empties dist/, so the backend is built after it.
+plugin-frontend: $(PLUGIN)/node_modules/.package-lock.json
+	cd $(PLUGIN) && npm run build
+
+plugin-backend:
+	cd $(PLUGIN) && CGO_ENABLED=0 $(GO) run github.com/magefile/mage@v1.17.2 -v build:linux
+
+dashboards-gen:
+	cd dashboards/gen && $(GO) run .
+
+## test-dashboards: the plugin's frontend (type-check, Jest, build), its backend (golden frames in
+## process, over gRPC and through the built binary over Grafana's plugin protocol; every
+## provisioned dashboard's statepipe targets against a fixture site) and the generated
+## dashboards (strict decode, Validate, datasources, variables, metrics, regeneration)
+test-dashboards: test-plugin-frontend test-plugin test-dashboards-gen
+
+# Type-check, Jest (fails when there are no tests), build: dist/module.js, dist/plugin.json.
+test-plugin-frontend: $(PLUGIN)/node_modules/.package-lock.json
+	cd $(PLUGIN) && npm run typecheck && npm run test:ci && npm run build
+
+test-plugin: deps test-plugin-frontend plugin-backend
+	cd $(PLUGIN) && $(GO) vet ./pkg/...
+	cd $(PLUGIN) && STATEPIPE_REQUIRE_CHDB=1 STATEPIPE_CHECK_DIST=1 STATEPIPE_PLUGIN_BINARY=dist/gpx_statepipe_linux_amd64 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./pkg/...
+
+test-dashboards-gen:
+	cd dashboards/gen && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## bench: Go benchmarks (codec, fold), then the small capacity scenario on the embedded site
 ## (a few minutes; oracle-checked; report, result.json and plots in bench/results/tmp/small)

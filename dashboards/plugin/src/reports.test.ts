@@ -1,0 +1,38 @@
+import { paramProblems, paramsFor, reportDef, REPORTS } from './reports';
+
+describe('reports', () => {
+  it('names every parameter as the API does', () => {
+    const names = Object.fromEntries(REPORTS.map((r) => [r.name, r.params.map((p) => p.name)]));
+    expect(names).toEqual({
+      compliance: ['list', 'updates', 'collection', 'source', 'site'],
+      machines: ['state', 'update', 'list', 'updates', 'deployment', 'collection', 'after', 'limit', 'site'],
+      deployment: ['deployment', 'state', 'site'],
+      errors: ['deployment', 'site'],
+      scan: ['collection', 'days', 'site'],
+      computer: ['client', 'list', 'updates', 'site'],
+      update: ['update', 'collection', 'site'],
+      trend: ['list', 'updates', 'collection', 'step', 'site'],
+      backlog: ['site'],
+      sql: ['site'],
+    });
+  });
+
+  it('judges required, one-of and not-both parameters', () => {
+    expect(paramProblems('compliance', {})).toEqual([]);
+    expect(paramProblems('compliance', { list: 'L', updates: 'U1' })).toEqual(['give only one of list, updates']);
+    expect(paramProblems('computer', {})).toEqual(['client is required', 'give one of list, updates']);
+    expect(paramProblems('machines', { update: 'U1' })).toEqual(['state is required']);
+    expect(paramProblems('errors', { collection: 'C' })).toEqual(['report errors takes no parameter collection']);
+    expect(paramProblems('trend', { list: 'L', from: '2026-11-01T00:00:00Z', wait: 'true' })).toEqual([]);
+    expect(paramProblems('nope', {})).toEqual(['unknown query type nope']);
+  });
+
+  it('keeps, across a change of report, what the new one takes', () => {
+    expect(paramsFor('update', { list: 'L', collection: 'C', site: 'P01', days: '7' })).toEqual({
+      collection: 'C',
+      site: 'P01',
+    });
+    expect(paramsFor('sql', { site: 'P01', list: 'L' })).toEqual({ site: 'P01' });
+    expect(reportDef(undefined)).toBeUndefined();
+  });
+});
