@@ -60,10 +60,22 @@ describe('DataSource.applyTemplateVariables', () => {
     expect(out.params).toBeUndefined();
   });
 
-  it('formats SQL values: one as it is, several quoted', () => {
+  it('formats SQL values: one escaped, several quoted', () => {
     expect(sqlValue('P01')).toBe('P01');
     expect(sqlValue(['a', "b'c"])).toBe("'a','b''c'");
     expect(sqlValue(undefined)).toBe('');
+  });
+
+  it('escapes backslashes and quotes as ClickHouse string literals need', () => {
+    // ClickHouse reads \' inside '…' as a quote: a value ending in a backslash must not end the
+    // literal early and let the next value be read as SQL
+    expect(sqlValue(['x\\', ') OR 1=1 --'])).toBe("'x\\\\',') OR 1=1 --'");
+    // one value, written inside '$var' by the statement
+    expect(sqlValue("O'Brien")).toBe("O''Brien");
+    expect(sqlValue('a\\')).toBe('a\\\\');
+    // one value of a multi-value variable is quoted like several, for IN ($var)
+    expect(sqlValue('P01', { multi: true })).toBe("'P01'");
+    expect(sqlValue('P01', { includeAll: true })).toBe("'P01'");
   });
 });
 

@@ -8,15 +8,30 @@ import { ReportParams, ResourceItem, ResourceName, StatepipeOptions, StatepipeQu
 const CSV_PARAMS = new Set(['updates']);
 
 /**
- * sqlValue formats a variable's value inside rawSql: one value as it is (write '$site' to quote
- * it), several (a multi-value variable, or All) each quoted with ' doubled, joined by commas, for
- * `IN (${lists})`.
+ * sqlText escapes a value for the inside of a ClickHouse string literal: a backslash is
+ * ClickHouse's escape character, so it is doubled (else a value ending in a backslash would
+ * escape the closing quote, and the next value's text would be read as SQL), and ' is doubled.
  */
-export function sqlValue(value: unknown): string {
+export function sqlText(value: unknown): string {
+  return String(value ?? '')
+    .replace(/\\/g, '\\\\')
+    .replace(/'/g, "''");
+}
+
+/**
+ * sqlValue formats a variable's value inside rawSql: one value escaped for a string literal
+ * (write '$site' to quote it; a number or an id stays as it is), several (a multi-value
+ * variable, or All) each quoted, joined by commas, for `IN (${lists})` — and one value of a
+ * multi-value variable quoted likewise, so `IN ($lists)` holds whatever is selected.
+ */
+export function sqlValue(value: unknown, variable?: { multi?: boolean; includeAll?: boolean }): string {
   if (Array.isArray(value)) {
-    return value.map((v) => `'${String(v).replace(/'/g, "''")}'`).join(',');
+    return value.map((v) => `'${sqlText(v)}'`).join(',');
   }
-  return String(value ?? '');
+  if (variable?.multi || variable?.includeAll) {
+    return `'${sqlText(value)}'`;
+  }
+  return sqlText(value);
 }
 
 /**

@@ -68,12 +68,35 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("the URL %q names no host", raw)
 	}
+	if u.User != nil {
+		// jsonData (and so the URL) is readable by every user of the organisation, and shown in
+		// messages: a secret goes in the token, which Grafana keeps encrypted.
+		return nil, fmt.Errorf("the URL %s must not carry a user or password: give the reader token in Token", redactURL(u))
+	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("the URL %q must not carry a query or fragment: give the site's address only", raw)
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
+}
+
+// redactURL is u without its user information.
+func redactURL(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		c.User = url.User("xxxxx")
+	}
+	return c.String()
+}
+
+// redact hides the token wherever an answer echoes it (a proxy's error page dumping the
+// request's headers) before it goes into an error, a frame or a message.
+func (c *client) redact(s string) string {
+	if len(c.token) < 4 {
+		return s
+	}
+	return strings.ReplaceAll(s, c.token, "[token]")
 }
 
 // apiError is a statepipe answer other than 2xx, or an answer that is not statepipe's.
@@ -150,15 +173,25 @@ const (
 	busyMaxWait = 5 * time.Second
 )
 
+// requestBudget bounds a request with its retries: a site answering 503 slowly, again and
+// again, must not hold a query (and the queries after it) for busyRetries+1 times
+// requestTimeout.
+var requestBudget = requestTimeout
+
 // do sends a request and decodes a 2xx JSON answer into out; it returns the request as it
 // is named in errors and in frames' executedQueryString (method, path and query, no host).
-// A 503 is sent again, busyRetries times at most.
+// A 503 is sent again, busyRetries times at most, all within requestBudget.
 func (c *client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestBudget)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
 		shown, wait, err := c.once(ctx, method, path, query, body, out)
 		var ae *apiError
 		if attempt >= busyRetries || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
 			return shown, err
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return shown, err // the retry could not be answered in time: say the site is busy now
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -224,21 +257,33 @@ func (c *client) once(ctx context.Context, method, path string, query url.Values
 		var eb schema.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
 			ae.Code, ae.Message, ae.Field = eb.Error.Code, eb.Error.Message, eb.Error.Field
+		} else if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+			ae.Message = fmt.Sprintf("it redirects to %s, and a statepipe site never redirects (the redirect is not followed: it would take the token elsewhere); if that is the site's own address (https), set the URL to it", loc)
 		} else {
-			ae.Message = snippet(data)
+			ae.Message = c.snippet(data)
 		}
+		ae.Message = c.redact(ae.Message)
 		return shown, wait, ae
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return shown, wait, &notJSONError{Request: shown, Err: fmt.Errorf("%v (answer begins %q)", err, snippet(data))}
+		return shown, wait, &notJSONError{Request: shown, Err: fmt.Errorf("%v (answer begins %q)", err, c.snippet(data))}
 	}
 	return shown, wait, nil
+}
+
+// snippet is the beginning of an answer for a message, the token hidden before it is cut (a
+// token cut in two would not be found).
+func (c *client) snippet(b []byte) string {
+	if len(b) > 64<<10 {
+		b = b[:64<<10]
+	}
+	return snippet([]byte(c.redact(string(b))))
 }
 
 func snippet(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		s = strings.ToValidUTF8(s[:200], "") + "…"
 	}
 	if s == "" {
 		s = "(empty body)"

@@ -51,6 +51,12 @@ type Datasource struct {
 	settings Settings
 	client   *client // nil when the URL is malformed: urlErr says why
 	urlErr   error
+	field    string // what urlErr is about: "url", or "settings" when jsonData is unreadable
+}
+
+// settingsError is what is wrong with a datasource that has no client, and which setting.
+func (d *Datasource) settingsError() *queryError {
+	return &queryError{Field: d.field, Message: d.urlErr.Error()}
 }
 
 var (
@@ -65,7 +71,9 @@ var (
 func NewDatasource(_ context.Context, s backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
 	st, err := LoadSettings(s)
 	if err != nil {
-		return nil, err
+		// Failing the instance would leave Grafana a generic "plugin health check failed"
+		// (provisioning YAML's `site: 100` is a number): say it in every answer instead.
+		return &Datasource{settings: st, urlErr: fmt.Errorf("%w: url and site are strings (quote them in provisioning YAML)", err), field: "settings"}, nil
 	}
 	return New(st), nil
 }
@@ -75,7 +83,7 @@ func New(st Settings) *Datasource {
 	d := &Datasource{settings: st}
 	base, err := parseBaseURL(st.URL)
 	if err != nil {
-		d.urlErr = err
+		d.urlErr, d.field = err, "url"
 		return d
 	}
 	d.client = &client{base: base, token: st.Token, http: newHTTPClient()}

@@ -24,6 +24,9 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 		return &backend.CheckHealthResult{Status: backend.HealthStatusError, Message: fmt.Sprintf(format, a...)}, nil
 	}
 	if d.client == nil {
+		if d.field == "settings" {
+			return fail("Wrong settings: %v", d.urlErr)
+		}
 		return fail("Wrong URL: %v", d.urlErr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
@@ -42,6 +45,8 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 	case errors.As(err, &te) && te.timeout():
 		return fail("Unreachable: statepipe at %s did not answer within %s (%v). Is the site running, and is the URL's host and port right?",
 			base, time.Since(start).Round(100*time.Millisecond), te.Err)
+	case errors.As(err, &te) && strings.Contains(te.Err.Error(), "server gave HTTP response to HTTPS client"):
+		return fail("Wrong URL: %s is https, and the site answers plain HTTP there: use http:// (or give the site TLS).", base)
 	case errors.As(err, &te):
 		return fail("Unreachable: cannot connect to statepipe at %s: %v. Is the site running (statepipe run --listen), and is the URL's host and port right?", base, te.Err)
 	case errors.As(err, &ae) && ae.Code != "" && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) && d.settings.Token == "":

@@ -65,6 +65,9 @@ func parseQuery(q backend.DataQuery) (QueryModel, url.Values, error) {
 			vals.Set(name, s)
 		}
 	}
+	if err := checkSite(vals.Get("site")); err != nil {
+		return m, nil, &queryError{Field: "params.site", Message: err.Error()}
+	}
 	if m.QueryType == "sql" {
 		if len(vals) > 0 {
 			for name := range vals {
@@ -87,7 +90,7 @@ func (d *Datasource) query(ctx context.Context, q backend.DataQuery) backend.Dat
 		return errorResponse(err)
 	}
 	if d.client == nil {
-		return errorResponse(&queryError{Field: "url", Message: d.urlErr.Error()})
+		return errorResponse(d.settingsError())
 	}
 	if vals.Get("site") == "" && d.settings.Site != "" {
 		vals.Set("site", d.settings.Site)
@@ -135,4 +138,14 @@ func (d *Datasource) reportQuery(ctx context.Context, q backend.DataQuery, name 
 		return nil, fmt.Errorf("BUG: no frames for report %s", name)
 	}
 	return mapper(ctx, d.client, vals)
+}
+
+// checkSite judges a site code before it is sent: the site judges it too, but one of a
+// megabyte would be refused by its HTTP server (431, not statepipe's JSON) before it could
+// name the parameter.
+func checkSite(site string) error {
+	if len(site) > report.MaxParamBytes {
+		return fmt.Errorf("%d bytes: a site code has at most %d", len(site), report.MaxParamBytes)
+	}
+	return nil
 }

@@ -38,7 +38,7 @@ func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResource
 		return sendJSON(sender, http.StatusNotFound, errBody("path", fmt.Sprintf("no resource %q: want sites, lists, collections or deployments", name)))
 	}
 	if d.client == nil {
-		return sendJSON(sender, http.StatusBadRequest, errBody("url", d.urlErr.Error()))
+		return sendJSON(sender, http.StatusBadRequest, errBody(d.field, d.urlErr.Error()))
 	}
 	vals := url.Values{}
 	if u, err := url.Parse(req.URL); err == nil {
@@ -48,6 +48,9 @@ func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResource
 	}
 	if vals.Get("site") == "" && d.settings.Site != "" {
 		vals.Set("site", d.settings.Site)
+	}
+	if err := checkSite(vals.Get("site")); err != nil {
+		return sendJSON(sender, http.StatusBadRequest, errBody("site", err.Error()))
 	}
 	opts, err := d.options(ctx, name, vals)
 	if err != nil {

@@ -3,13 +3,17 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // DateTime('Europe/Berlin') columns, wherever Grafana runs
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/gtime"
@@ -69,33 +73,148 @@ var Macros = sqlutil.Macros{
 		return fmt.Sprintf("%s <= %s", col, chTime(q.TimeRange.To)), nil
 	},
 	"timeGroup": func(q *sqlutil.Query, args []string) (string, error) {
-		if len(args) < 2 {
+		if len(args) != 2 || strings.TrimSpace(args[0]) == "" || strings.TrimSpace(args[1]) == "" {
 			return "", fmt.Errorf("$__timeGroup takes 2 arguments (column, interval), got %q", strings.Join(args, ", "))
 		}
 		col := strings.TrimSpace(args[0])
 		iv := strings.Trim(strings.TrimSpace(args[1]), `'"`)
 		var d time.Duration
 		if iv == "$__interval" || iv == "auto" {
-			d = q.Interval
+			d = max(q.Interval, time.Second)
 		} else {
 			var err error
-			if d, err = gtime.ParseDuration(iv); err != nil {
+			if d, err = groupInterval(iv); err != nil {
 				return "", fmt.Errorf("$__timeGroup: interval %q: %v", iv, err)
 			}
 		}
-		secs := int64(d / time.Second)
-		if secs < 1 {
-			secs = 1
-		}
-		return fmt.Sprintf("toStartOfInterval(%s, INTERVAL %d second, 'UTC')", col, secs), nil
+		return fmt.Sprintf("toStartOfInterval(%s, INTERVAL %d second, 'UTC')", col, int64(d/time.Second)), nil
 	},
 }
 
-// ExpandMacros expands the time macros of rawSQL against the query's time range.
-func ExpandMacros(q backend.DataQuery, rawSQL string) (string, error) {
-	sq := &sqlutil.Query{RawSQL: rawSQL, RefID: q.RefID, Interval: q.Interval, TimeRange: q.TimeRange, MaxDataPoints: q.MaxDataPoints}
-	return sqlutil.Interpolate(sq, Macros)
+// groupInterval reads $__timeGroup's interval (5m, 1h, 1d, 1w, 1M, 1y, Go durations): at least
+// a second (the grouping is to the second), and not so long that it overflows (gtime wraps
+// 1000y around silently).
+func groupInterval(iv string) (time.Duration, error) {
+	d, err := gtime.ParseDuration(iv)
+	if err != nil {
+		return 0, err
+	}
+	units := map[byte]float64{'d': 86400, 'w': 7 * 86400, 'M': 365.25 * 86400 / 12, 'y': 365.25 * 86400}
+	if n := len(iv); n > 1 && units[iv[n-1]] != 0 {
+		if num, err := strconv.ParseFloat(iv[:n-1], 64); err == nil && math.Abs(num*units[iv[n-1]]-d.Seconds()) > 1 {
+			return 0, errors.New("too long: at most about 290 years")
+		}
+	}
+	if d < time.Second {
+		return 0, errors.New("must be at least 1s: the grouping is to the second")
+	}
+	return d, nil
 }
+
+// ExpandMacros expands the time macros of rawSQL against the query's time range. Macros are
+// expanded in the statement's code only: the text of string literals, quoted identifiers,
+// heredocs and comments is kept as it is ('$__timeFrom()' stays a string), and a macro's
+// arguments may hold literals with commas or parentheses ($__timeFilter(parseDateTime(x, '%Y,%m'))).
+func ExpandMacros(q backend.DataQuery, rawSQL string) (string, error) {
+	masked, restore := maskLiterals(rawSQL)
+	sq := &sqlutil.Query{RawSQL: masked, RefID: q.RefID, Interval: q.Interval, TimeRange: q.TimeRange, MaxDataPoints: q.MaxDataPoints}
+	out, err := sqlutil.Interpolate(sq, Macros)
+	if err != nil {
+		return rawSQL, errors.New(restore(err.Error()))
+	}
+	return restore(out), nil
+}
+
+// maskLiterals replaces each string literal, quoted identifier, heredoc and comment of a
+// ClickHouse statement holding $, a comma or a parenthesis by a placeholder holding no $, comma or parenthesis (NUL, its index,
+// NUL), and returns a function putting them back. A statement holding NUL is left as it is.
+func maskLiterals(sql string) (string, func(string) string) {
+	if strings.ContainsRune(sql, 0) {
+		return sql, func(s string) string { return s }
+	}
+	var parts []string
+	var b strings.Builder
+	mask := func(lit string) {
+		if !strings.ContainsAny(lit, "$(),") { // nothing a macro could take: '1h' stays an interval
+			b.WriteString(lit)
+			return
+		}
+		fmt.Fprintf(&b, "\x00%d\x00", len(parts))
+		parts = append(parts, lit)
+	}
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == '\'' || c == '"' || c == '`':
+			j := i + 1
+			for j < len(sql) {
+				if sql[j] == '\\' {
+					j += 2
+					continue
+				}
+				if sql[j] == c {
+					if j+1 < len(sql) && sql[j+1] == c { // '' inside '…'
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			j = min(j+1, len(sql))
+			mask(sql[i:j])
+			i = j
+		case c == '-' && strings.HasPrefix(sql[i:], "--"), c == '#' && (strings.HasPrefix(sql[i:], "# ") || strings.HasPrefix(sql[i:], "#!")):
+			j := strings.IndexByte(sql[i:], '\n')
+			if j < 0 {
+				j = len(sql) - i
+			}
+			mask(sql[i : i+j])
+			i += j
+		case c == '/' && strings.HasPrefix(sql[i:], "/*"):
+			j := strings.Index(sql[i+2:], "*/")
+			end := len(sql)
+			if j >= 0 {
+				end = i + 2 + j + 2
+			}
+			mask(sql[i:end])
+			i = end
+		case c == '$':
+			if m := heredocTag.FindString(sql[i:]); m != "" {
+				end := len(sql)
+				if j := strings.Index(sql[i+len(m):], m); j >= 0 {
+					end = i + len(m) + j + len(m)
+				}
+				mask(sql[i:end])
+				i = end
+				continue
+			}
+			b.WriteByte(c)
+			i++
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	if len(parts) == 0 {
+		return sql, func(s string) string { return s }
+	}
+	return b.String(), func(s string) string {
+		// in an error message a placeholder may be quoted (%q): \x000\x00
+		return placeholder.ReplaceAllStringFunc(s, func(m string) string {
+			n, err := strconv.Atoi(placeholder.FindStringSubmatch(m)[1])
+			if err != nil || n >= len(parts) {
+				return m
+			}
+			return parts[n]
+		})
+	}
+}
+
+var (
+	heredocTag  = regexp.MustCompile(`^\$[A-Za-z0-9_]*\$`) // ClickHouse's $$…$$ and $tag$…$tag$
+	placeholder = regexp.MustCompile(`(?:\x00|\\x00)([0-9]+)(?:\x00|\\x00)`)
+)
 
 // sqlAnswer is the answer of POST /v1/sql: integers are kept exact.
 type sqlAnswer struct {
@@ -142,6 +261,12 @@ func sqlFrame(ans *sqlAnswer) (*data.Frame, error) {
 			}
 			raw := row[i]
 			if string(raw) == "null" {
+				if !nullable && isFloat(col.Type) {
+					// statepipe writes NaN and ±Inf, which JSON cannot hold, as null (avg of no
+					// rows, 0/0): the field keeps its type and shows NaN.
+					field.Set(r, math.NaN())
+					continue
+				}
 				if !nullable {
 					return nil, fmt.Errorf("cannot read the SQL answer: column %s (%s) holds null in row %d", col.Name, col.Type, r)
 				}
@@ -188,6 +313,18 @@ func fieldType(sample any, nullable bool) data.FieldType {
 	return t
 }
 
+// wideInt is true for ClickHouse's integers wider than 64 bits.
+func wideInt(t string) bool {
+	switch t {
+	case "Int128", "Int256", "UInt128", "UInt256":
+		return true
+	}
+	return false
+}
+
+// isFloat is true for a Float32 or Float64 column (in its wrappers).
+func isFloat(chType string) bool { return strings.HasPrefix(baseType(chType), "Float") }
+
 // baseType strips Nullable(…) and LowCardinality(…).
 func baseType(t string) string { return schema.ValueType(t) }
 
@@ -195,6 +332,22 @@ func baseType(t string) string { return schema.ValueType(t) }
 func converter(chType string) (func(json.RawMessage) (any, error), any) {
 	t := baseType(chType)
 	switch {
+	case wideInt(t):
+		// Int128, UInt256 …: statepipe writes those beyond 64 bits as text; a float64 holds
+		// every one (exact up to 2^53), as Grafana's ClickHouse datasource reads them.
+		return func(r json.RawMessage) (any, error) {
+			text := string(r)
+			var s string
+			if json.Unmarshal(r, &s) == nil {
+				text = s
+			}
+			f, _, err := big.ParseFloat(text, 10, 64, big.ToNearestEven)
+			if err != nil {
+				return nil, fmt.Errorf("cannot read %q as an integer", text)
+			}
+			v, _ := f.Float64()
+			return v, nil
+		}, float64(0)
 	case strings.HasPrefix(t, "UInt"):
 		return func(r json.RawMessage) (any, error) { return strconv.ParseUint(string(r), 10, 64) }, uint64(0)
 	case strings.HasPrefix(t, "Int"):
@@ -215,14 +368,19 @@ func converter(chType string) (func(json.RawMessage) (any, error), any) {
 		return func(r json.RawMessage) (any, error) { return strconv.ParseBool(string(r)) }, false
 	case strings.HasPrefix(t, "DateTime"), t == "Date", t == "Date32":
 		loc := time.UTC
+		var locErr error
 		if i := strings.Index(t, "'"); i >= 0 {
 			if j := strings.LastIndex(t, "'"); j > i {
-				if l, err := time.LoadLocation(t[i+1 : j]); err == nil {
-					loc = l
+				// the zone database is in the binary (time/tzdata): Grafana on Windows has none
+				if loc, locErr = time.LoadLocation(t[i+1 : j]); locErr != nil {
+					locErr = fmt.Errorf("unknown time zone %q: %v", t[i+1:j], locErr)
 				}
 			}
 		}
 		return func(r json.RawMessage) (any, error) {
+			if locErr != nil { // read in UTC, every time would be shifted
+				return nil, locErr
+			}
 			var s string
 			if err := json.Unmarshal(r, &s); err != nil {
 				return nil, err

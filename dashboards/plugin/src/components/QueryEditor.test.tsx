@@ -1,7 +1,7 @@
 import React from 'react';
 import { act, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 
-import { QueryEditor, SQL_HINT } from './QueryEditor';
+import { QueryEditor, SQL_HINT, errorText } from './QueryEditor';
 import { DataSource } from '../datasource';
 import { REPORTS } from '../reports';
 import { QUERY_TYPES, ResourceItem, ResourceName, StatepipeQuery } from '../types';
@@ -186,5 +186,17 @@ describe('QueryEditor', () => {
     await rerender({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1' });
     await pickOption('statepipe-report', 'scan');
     expect(onChange.mock.lastCall[0]).toEqual({ refId: 'A', queryType: 'scan', params: {} });
+  });
+});
+
+describe('errorText', () => {
+  it("reads the backend resource's error body", () => {
+    expect(
+      errorText({
+        status: 502,
+        statusText: 'Bad Gateway',
+        data: { error: { field: 'lists', message: 'cannot reach statepipe (POST /v1/sql): connection refused' } },
+      })
+    ).toBe('cannot reach statepipe (POST /v1/sql): connection refused');
   });
 });

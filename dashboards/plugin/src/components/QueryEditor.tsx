@@ -20,7 +20,7 @@ export const SQL_HINT =
   'SELECT $__timeGroup(accepted_at, 1h) AS time, count() AS messages FROM state_messages WHERE $__timeFilter(accepted_at) GROUP BY time ORDER BY time. ' +
   "Macros, expanded by the backend in UTC to the second: $__timeFilter(col) — col within the dashboard's range; " +
   '$__timeFrom(), $__timeTo() — its ends; $__timeGroup(col, 5m) — col rounded down to the interval. ' +
-  "Variables: $var as it is (write '$var' to quote it); a multi-value one as 'a','b' for IN (…).";
+  "Variables: $var escaped for a string literal (write '$var' to quote it); a multi-value one as 'a','b' for IN (…).";
 
 /** The entries of the backend's resources the current report's fields offer, fetched once each. */
 function useResources(datasource: DataSource, names: ResourceName[]) {
@@ -47,10 +47,15 @@ function useResources(datasource: DataSource, names: ResourceName[]) {
   return { items, errors };
 }
 
-function errorText(err: unknown): string {
+export function errorText(err: unknown): string {
   if (err && typeof err === 'object') {
-    const e = err as { data?: { message?: string }; message?: string; statusText?: string };
-    return e.data?.message || e.message || e.statusText || 'failed';
+    // the backend's resources answer {"error": {"field", "message"}}
+    const e = err as {
+      data?: { message?: string; error?: { message?: string } };
+      message?: string;
+      statusText?: string;
+    };
+    return e.data?.error?.message || e.data?.message || e.message || e.statusText || 'failed';
   }
   return String(err);
 }
