@@ -259,6 +259,14 @@ func (a *API) sql(w http.ResponseWriter, r *http.Request) {
 
 // serveSQL answers POST /v1/sql, returning the outcome.
 func (a *API) serveSQL(w http.ResponseWriter, r *http.Request) string {
+	// SQL runs in this site's database: a site= naming another is refused, not ignored (a
+	// listener serving several sites routes site= to that site's before this).
+	switch sites := r.URL.Query()["site"]; {
+	case len(sites) > 1:
+		return fail(w, http.StatusBadRequest, schema.CodeMalformed, "site is given more than once", "site")
+	case len(sites) == 1 && sites[0] != "" && sites[0] != a.Site:
+		return fail(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %s is not served here (this is %s): SQL runs in the database of the site that answers", clip(sites[0]), a.Site), "site")
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSQLBytes))
 	if err != nil {
 		return fail(w, http.StatusBadRequest, schema.CodeMalformed, "cannot read the body (at most 1 MiB): "+clip(err.Error()), "query")

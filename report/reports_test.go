@@ -378,6 +378,17 @@ func TestSQLRunsInTheSitesDatabase(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("answer\n%s\nwant\n%s", rec.Body, b)
 	}
+	// site= naming this site is fine; another is refused, naming the field, never ignored.
+	for _, c := range []struct {
+		target string
+		code   int
+	}{{"/v1/sql?site=P01", 200}, {"/v1/sql?site=P02", 404}, {"/v1/sql?site=P01&site=P02", 400}} {
+		rec = httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, c.target, strings.NewReader(`{"query": "SELECT 1"}`)))
+		if rec.Code != c.code || (c.code != 200 && !strings.Contains(rec.Body.String(), `"field": "site"`)) {
+			t.Errorf("%s: %d %s, want %d naming site", c.target, rec.Code, rec.Body, c.code)
+		}
+	}
 	// No rows: empty arrays, as before.
 	mux = http.NewServeMux()
 	(&API{Site: "P01", Database: "statepipe_p01", Store: answerSQL{res: &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}, db: &db}}).Register(mux)
