@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -51,7 +52,11 @@ type propSize struct {
 }
 
 func TestPropertyReportsEqualOracleUnderDuplicatesReorderingAndKills(t *testing.T) {
-	t.Parallel()
+	// Not parallel: once, with three other end-to-end tests and another package's on 2 cores,
+	// the site started after the last kill folded nothing more for 2 minutes (its projector's
+	// group membership answered "Unknown Member ID" on a commit, then it rejoined; the seed
+	// passes alone and in 6 concurrent copies). Until that is understood it runs alone, and a
+	// run that does not converge logs the projector's metrics at the end.
 	requireChdb(t)
 	began := time.Now()
 	seed := rand.Uint64()
@@ -172,6 +177,27 @@ func TestPropertyReportsEqualOracleUnderDuplicatesReorderingAndKills(t *testing.
 
 	convergeStart := time.Now()
 	final := snd.site
+	t.Cleanup(func() {
+		// A run that never converged (seen once under a loaded CI, not reproduced with its
+		// seed since): what the projector's group and lag said at the end, for whoever looks.
+		if !t.Failed() {
+			return
+		}
+		resp, err := http.Get(final.url + "/metrics")
+		if err != nil {
+			t.Logf("metrics at the end: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var lines []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "statepipe_projector_") && !strings.Contains(l, "_bucket") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("the projector's metrics at the end:\n%s", strings.Join(lines, "\n"))
+	})
 	db := database(final.code)
 	scopes := []struct {
 		name, query string
