@@ -274,18 +274,10 @@ var hierWaveCharts = []struct {
 // centralFreshnessChart draws each primary's freshness at the root against the target.
 func centralFreshnessChart(title string, hr *HierarchyResult) (*chart, error) {
 	ch := newChart(title, "central freshness of each primary ("+hr.Root+"'s backlog report)", "wall clock (s)", "freshness at "+hr.Root+" (s)")
-	n := 0
-	for p, code := range hr.Primaries {
-		var xys plotter.XYs
-		for _, s := range hr.Timeline {
-			if f := s.Links[p].CentralFreshness; f != nil {
-				xys = append(xys, plotter.XY{X: s.At.Seconds(), Y: *f})
-			}
-		}
-		n += len(xys)
-		if err := ch.series(code+"→"+hr.Root, xys, linkColours[p%len(linkColours)], 5); err != nil {
-			return nil, err
-		}
+	n, err := primarySeries(ch, hr, func(code string) string { return code + "→" + hr.Root },
+		func(l LinkPoint) *float64 { return l.CentralFreshness })
+	if err != nil {
+		return nil, err
 	}
 	tgt := targetLine(hr.Wave.TargetSecs)
 	ch.p.Add(tgt)
@@ -297,19 +289,30 @@ func centralFreshnessChart(title string, hr *HierarchyResult) (*chart, error) {
 // sitePacingRateChart draws each primary's pacing rate (new enrolments admitted per second).
 func sitePacingRateChart(title string, hr *HierarchyResult) (*chart, error) {
 	ch := newChart(title, "pacing rate per site (statepipe_pacing_enroll_rate)", "wall clock (s)", "enrolments / s")
+	n, err := primarySeries(ch, hr, func(code string) string { return code },
+		func(l LinkPoint) *float64 { return l.PacingRate })
+	if err != nil {
+		return nil, err
+	}
+	ch.finishWall(n)
+	return ch, nil
+}
+
+// primarySeries adds a series per primary of value over the run's link timeline (samples
+// without a value left out), named by name, and returns the points drawn.
+func primarySeries(ch *chart, hr *HierarchyResult, name func(code string) string, value func(LinkPoint) *float64) (int, error) {
 	n := 0
 	for p, code := range hr.Primaries {
 		var xys plotter.XYs
 		for _, s := range hr.Timeline {
-			if v := s.Links[p].PacingRate; v != nil {
+			if v := value(s.Links[p]); v != nil {
 				xys = append(xys, plotter.XY{X: s.At.Seconds(), Y: *v})
 			}
 		}
 		n += len(xys)
-		if err := ch.series(code, xys, linkColours[p%len(linkColours)], 5); err != nil {
-			return nil, err
+		if err := ch.series(name(code), xys, linkColours[p%len(linkColours)], 5); err != nil {
+			return 0, err
 		}
 	}
-	ch.finishWall(n)
-	return ch, nil
+	return n, nil
 }

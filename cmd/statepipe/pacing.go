@@ -188,12 +188,8 @@ func (p *sitePacer) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				if err := kafka.Follow(ctx, cfg, topic, apply, fresh, 500*time.Millisecond, p.log); err != nil && ctx.Err() == nil {
-					p.log.Warn("cannot follow a pacing topic; retrying", "topic", topic, "err", err)
-					pause(ctx, 2*time.Second)
-				}
-			}
+			following{Kafka: cfg, Topic: topic, Apply: apply, Fresh: fresh, Every: 500 * time.Millisecond,
+				What: "a pacing topic", Level: slog.LevelWarn, Retry: 2 * time.Second}.follow(ctx, p.log)
 		}()
 	}
 	follow(p.kcfg, p.topic, p.applyCommand, func(time.Time) { p.commandsRead.Store(true) })

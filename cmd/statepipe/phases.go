@@ -640,12 +640,8 @@ func (s *site) newSitePhases(cfg siteConfig, backlogOK func() bool, ownWatermark
 		}
 		s.addActor(actorFunc{"phase book", func(ctx context.Context) error {
 			apply := func(r kafka.Record) { book.Apply(ingestRecord(r)) }
-			for ctx.Err() == nil {
-				if err := kafka.Follow(ctx, cfg.Kafka, refTopic, apply, nil, time.Second, log); err != nil && ctx.Err() == nil {
-					log.Error("cannot follow the phase releases; retrying", "topic", refTopic, "err", err)
-					pause(ctx, time.Second)
-				}
-			}
+			following{Kafka: cfg.Kafka, Topic: refTopic, Apply: apply, Every: time.Second,
+				What: "the phase releases", Level: slog.LevelError, Retry: time.Second}.follow(ctx, log)
 			return nil
 		}})
 	}
@@ -667,12 +663,8 @@ func (s *site) newSitePhases(cfg siteConfig, backlogOK func() bool, ownWatermark
 		backlogOK = func() bool { return own.backlogOK(time.Now(), stale) }
 		topic := PacingTopic(cfg.Code)
 		s.addActor(actorFunc{"pacing statuses", func(ctx context.Context) error {
-			for ctx.Err() == nil {
-				if err := kafka.Follow(ctx, cfg.Kafka, topic, own.apply, nil, 500*time.Millisecond, log); err != nil && ctx.Err() == nil {
-					log.Warn("cannot follow the site's pacing statuses; retrying (phases wait meanwhile)", "topic", topic, "err", err)
-					pause(ctx, 2*time.Second)
-				}
-			}
+			following{Kafka: cfg.Kafka, Topic: topic, Apply: own.apply, Every: 500 * time.Millisecond,
+				What: "the site's pacing statuses (phases wait meanwhile)", Level: slog.LevelWarn, Retry: 2 * time.Second}.follow(ctx, log)
 			return nil
 		}})
 	}

@@ -210,12 +210,8 @@ func newSite(ctx context.Context, cfg siteConfig, st siteStore, reg prometheus.R
 		s.addActor(actorFunc{"reference-data owners", func(ctx context.Context) error {
 			apply := func(r kafka.Record) { owners.Apply(ingestRecord(r)) }
 			fresh := func(time.Time) { ownersRead.Store(true) }
-			for ctx.Err() == nil {
-				if err := kafka.Follow(ctx, cfg.Kafka, refTopic, apply, fresh, 200*time.Millisecond, log); err != nil && ctx.Err() == nil {
-					log.Error("cannot follow the owners of reference data; retrying", "topic", refTopic, "err", err)
-					pause(ctx, time.Second)
-				}
-			}
+			following{Kafka: cfg.Kafka, Topic: refTopic, Apply: apply, Fresh: fresh, Every: 200 * time.Millisecond,
+				What: "the owners of reference data", Level: slog.LevelError, Retry: time.Second}.follow(ctx, log)
 			return nil
 		}})
 		s.refImport = &ingest.RefHandler{Site: cfg.Code, Producer: ingestProducer{s.producer(refTopic)}, Topic: refTopic, Key: cfg.Ingest.Auth.Key(),
@@ -332,12 +328,8 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 		// Kept following whatever fails: until it reads again the node only goes stale
 		// (and refuses what is signed), it never trusts an old copy.
 		apply := func(r kafka.Record) { ids.Apply(ingestRecord(r)) }
-		for ctx.Err() == nil {
-			if err := kafka.Follow(ctx, cfg.Kafka, topic, apply, ids.MarkFresh, identityFreshEvery, log); err != nil && ctx.Err() == nil {
-				log.Error("cannot follow the identity log; retrying", "topic", topic, "err", err)
-				pause(ctx, time.Second)
-			}
-		}
+		following{Kafka: cfg.Kafka, Topic: topic, Apply: apply, Fresh: ids.MarkFresh, Every: identityFreshEvery,
+			What: "the identity log", Level: slog.LevelError, Retry: time.Second}.follow(ctx, log)
 		return nil
 	}})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
