@@ -7,7 +7,8 @@ export CHDB_LIB_PATH ?= $(CHDB_LIB)
 # library is still loaded at run time, never linked.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose test-rules bench bench-hierarchy vet fmt clean \
+.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose test-rules test-clickhouse test-clickhouse-cluster \
+	bench bench-hierarchy vet fmt clean \
 	dashboards dashboards-gen plugin-frontend plugin-backend test-dashboards test-dashboards-gen test-plugin-frontend test-plugin
 
 all: build
@@ -38,7 +39,7 @@ TEST_TIMEOUT ?= 12m
 TEST_PARALLEL ?= 4
 
 test-unit:
-	@if [ -z "$${CLICKHOUSE_ADDR:-}" ]; then echo "SKIPPED: the clickhouse-go adapter's contract suite (internal/clickhouse) needs a ClickHouse server: set CLICKHOUSE_ADDR=host:9000 to run it"; fi
+	@if [ -z "$${CLICKHOUSE_ADDR:-}" ]; then echo "SKIPPED: the clickhouse-go adapter's contract suite (internal/clickhouse) needs a ClickHouse server: set CLICKHOUSE_ADDR=host:9000 to run it, or run make test-clickhouse (Docker)"; fi
 	STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
 
 ## test-fuzz: each fuzz target briefly (FUZZTIME per target), from its seed corpus
@@ -56,6 +57,23 @@ test-kafka:
 	else \
 		echo "SKIPPED: end-to-end tests against real Apache Kafka need java and mvn (install OpenJDK 17+ and Maven)"; \
 	fi
+
+## test-clickhouse: the clickhouse-go adapter's contract suite (internal/clickhouse) against the
+## compose file's ClickHouse (needs Docker with Compose v2): starts it, waits until it is healthy,
+## runs the suite. The server keeps running: `docker compose stop clickhouse`.
+COMPOSE ?= docker compose
+test-clickhouse:
+	$(COMPOSE) up -d --wait clickhouse
+	CLICKHOUSE_ADDR=localhost:9000 CLICKHOUSE_USER=statepipe CLICKHOUSE_PASSWORD=statepipe \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestStoreContract$$' -v ./internal/clickhouse/
+
+## test-clickhouse-cluster: the same suite on a one-node ClickHouse cluster (compose service
+## clickhouse-cluster, profile cluster): the migrations as cluster DDL (--clickhouse.cluster),
+## Replicated tables with Keeper, the client-keyed tables behind Distributed ones
+test-clickhouse-cluster:
+	$(COMPOSE) --profile cluster up -d --wait clickhouse-cluster
+	CLICKHOUSE_ADDR=localhost:19000 CLICKHOUSE_USER=statepipe CLICKHOUSE_PASSWORD=statepipe CLICKHOUSE_CLUSTER=statepipe \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestStoreContract$$' -v ./internal/clickhouse/
 
 ## check-compose: docker-compose.yml and the Prometheus config stay valid (skips without docker-compose)
 check-compose:

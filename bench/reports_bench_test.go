@@ -64,7 +64,7 @@ func openBenchStore(b *testing.B) *chdb.Store {
 			SELECT 'all', 'all clients', groupArray(concat('client-', toString(number))), now64(3), 1 FROM numbers(%d)`, db, benchClients),
 		fmt.Sprintf(`INSERT INTO %s.ref_deployments (id, name, updates, collection, start, deadline, mandatory, site, imported_at, version)
 			VALUES ('dep-1', 'bench deployment', ['upd-00000'], 'all', now64(3), now64(3) + toIntervalDay(7), 1, 'P01', now64(3), 1)`, db),
-		fmt.Sprintf(`INSERT INTO %s.clients SELECT concat('client-', toString(number)), %d, now64(3) FROM numbers(%d)`, db, benchUpdates+2, benchClients),
+		fmt.Sprintf(`INSERT INTO %s.clients (client, last_serial, last_seen) SELECT concat('client-', toString(number)), %d, now64(3) FROM numbers(%d)`, db, benchUpdates+2, benchClients),
 		// One full report per client (marker serial 1), a successful scan for 90 % of them.
 		fmt.Sprintf(`INSERT INTO %s.full_reports SELECT concat('client-', toString(number)), 500, 1, now64(3) FROM numbers(%d)`, db, benchClients),
 		fmt.Sprintf(`INSERT INTO %s.scan_history SELECT concat('client-', toString(number)), %d, 'wsus', 3,
@@ -171,13 +171,17 @@ func BenchmarkRebuild(b *testing.B) {
 	}
 	if res.Rows[0][0].(int64) < clients*updates*reports {
 		// Client c's report r carries serials r*updates+1 … (r+1)*updates; the first is full.
-		q := fmt.Sprintf(`INSERT INTO %s.state_messages
-			(client, serial, time, topic_type, topic_id, state, error, params, full, accepted_at, partition, offset, report_serial, full_types)
-			SELECT concat('client-', toString(c)), r * %[2]d + u + 1, now64(3), 500,
-			       concat('upd-', leftPad(toString(u), 5, '0')), toInt16(cityHash64(c, u, r) %% 4), 0, [], r = 0,
-			       now64(3), toInt32(c %% 8), toInt64(c * %[3]d + r), r * %[2]d + 1, if(r = 0, [500], [])
-			FROM (SELECT intDiv(number, %[2]d * %[3]d) AS c, intDiv(number %% (%[2]d * %[3]d), %[2]d) AS r, number %% %[2]d AS u
-			      FROM numbers(%[4]d))`, db, updates, reports, clients*updates*reports)
+		q := fmt.Sprintf(`INSERT INTO %s.raw_reports
+			(client, report_serial, accepted_at, partition, offset, full_types,
+			 serials, times, topic_types, topic_ids, states, errors, params, message_hashes)
+			SELECT concat('client-', toString(c)), r * %[2]d + 1, now64(3), toInt32(c %% 8), toInt64(c * %[3]d + r),
+			       if(r = 0, [500], []), arrayMap(u -> toUInt64(r * %[2]d + u + 1), range(%[2]d)),
+			       arrayWithConstant(%[2]d, now64(3)), arrayWithConstant(%[2]d, toUInt16(500)),
+			       arrayMap(u -> concat('upd-', leftPad(toString(u), 5, '0')), range(%[2]d)),
+			       arrayMap(u -> toInt16(cityHash64(c, u, r) %% 4), range(%[2]d)), arrayWithConstant(%[2]d, toInt32(0)),
+			       arrayWithConstant(%[2]d, CAST([], 'Array(String)')),
+			       arrayMap(u -> toFixedString(substring(SHA256(concat(toString(c), '/', toString(r), '/', toString(u))), 1, 16), 16), range(%[2]d))
+			FROM (SELECT intDiv(number, %[3]d) AS c, number %% %[3]d AS r FROM numbers(%[4]d))`, db, updates, reports, clients*reports)
 		if err := st.Exec(ctx, q); err != nil {
 			b.Fatal(err)
 		}

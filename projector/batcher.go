@@ -73,11 +73,13 @@ func (pr *Projector) generation(ctx context.Context, gen Generation) error {
 	clear(pr.liveSerials) // own may have restored the index
 	b := newBatch(pr.cfg.Database)
 	due := chores{sweep: time.Now().Add(pr.resync.sweepEvery()), refPoll: time.Now().Add(pr.cfg.RefPoll)}
+	ra := pr.startReadAhead(ctx, gen)
+	defer ra.stop()
 	for {
-		rec, err := pr.fetch(ctx, gen, pr.wake(b, due))
+		f, err := ra.next(ctx, pr.wake(b, due))
 		switch {
 		case err == nil:
-			if err := pr.add(ctx, b, rec); err != nil {
+			if err := pr.add(ctx, b, f); err != nil {
 				return err
 			}
 			if !b.full(pr.cfg.BatchMessages) {
@@ -133,26 +135,9 @@ func (pr *Projector) doChores(ctx context.Context, due *chores) error {
 	return pr.pollRefIfDue(ctx, &due.refPoll)
 }
 
-// fetch returns the next record, waiting until at most until (then an error wrapping
-// context.DeadlineExceeded). A failed fetch is retried with back-off; the end of the
-// generation and of ctx are returned.
-func (pr *Projector) fetch(ctx context.Context, gen Generation, until time.Time) (Record, error) {
-	var rec Record
-	err := pr.retry.do(ctx, "fetch from kafka", pr.m.kafkaErrors.WithLabelValues(opFetch), func() error {
-		fctx, cancel := context.WithDeadline(ctx, until)
-		defer cancel()
-		var err error
-		rec, err = gen.Fetch(fctx)
-		if err != nil && (ctx.Err() != nil || errors.Is(err, ErrGenerationEnded) || errors.Is(err, context.DeadlineExceeded)) {
-			return permanent{err}
-		}
-		return err
-	})
-	return rec, err
-}
-
 // add admits one fetched record into the batch: folded, skipped, or dead-lettered.
-func (pr *Projector) add(ctx context.Context, b *batch, rec Record) error {
+func (pr *Projector) add(ctx context.Context, b *batch, f *fetched) error {
+	rec := f.rec
 	if len(b.pending) == 0 {
 		b.deadline = time.Now().Add(pr.cfg.BatchWait)
 	}
@@ -160,7 +145,7 @@ func (pr *Projector) add(ctx context.Context, b *batch, rec Record) error {
 	if !pr.isRef(&rec) {
 		b.rows.Processed(rec.Partition, rec.Offset)
 	}
-	r, accepted, reason, cause := pr.admit(b.rows, &rec)
+	r, accepted, reason, cause := pr.admit(b.rows, f)
 	switch {
 	case reason != "":
 		return pr.deadLetter(ctx, &rec, reason, cause)
@@ -244,55 +229,33 @@ func (pr *Projector) commit(ctx context.Context, b *batch) {
 
 // admit decides what becomes of one fetched record: a report to fold (r) with its acceptance
 // time, nothing (a reference-data record, folded into the batch here, or a tombstone), or a
-// dead letter (reason and cause). Only records an ingest of the site vouched for are folded
-// (with Params.Vouch set): a record produced behind ingest's back is dead-lettered
-// "unvouched", and the acceptance time is the vouched statepipe-accepted header's, not the
-// record timestamp anyone who produces can set. No record can stop the projector: a panic
-// while decoding or checking one (a decoder bug) is recovered and the record dead-lettered
-// "undecodable".
-func (pr *Projector) admit(rows *fold.Batch, rec *Record) (r *schema.Report, accepted int64, reason string, cause error) {
+// dead letter (reason and cause). What the record alone decides, check decided ahead
+// (readahead.go); here, what depends on the batch: reference data joins it in order, and a
+// report that reuses a serial for another message is refused. No record can stop the
+// projector: a panic is recovered and the record dead-lettered "undecodable".
+func (pr *Projector) admit(rows *fold.Batch, f *fetched) (r *schema.Report, accepted int64, reason string, cause error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r, reason, cause = nil, reasonUndecodable, fmt.Errorf("BUG: decoding the record panicked: %v", p)
-			pr.p.Logger.Error("decoding a record panicked", "partition", rec.Partition, "offset", rec.Offset, "panic", p, "stack", string(debug.Stack()))
+			r, reason, cause = nil, reasonUndecodable, fmt.Errorf("BUG: folding the record panicked: %v", p)
+			pr.p.Logger.Error("folding a record panicked", "partition", f.rec.Partition, "offset", f.rec.Offset, "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
-	ref := pr.isRef(rec)
-	if ref && rec.Value == nil {
-		return nil, 0, "", nil // a tombstone (compaction delete): nothing to fold
-	}
-	accepted, err := schema.ParseAccepted(rec.header(schema.HeaderAccepted))
-	if err != nil {
-		return nil, 0, reasonUnvouched, err
-	}
-	if len(pr.p.Vouch) > 0 {
-		if err := schema.VerifyVouch(pr.p.Vouch, rec.Topic, rec.Key, rec.Value, rec.header(schema.HeaderVouch), accepted); err != nil {
-			return nil, 0, reasonUnvouched, err
-		}
-	}
-	if accepted == 0 {
-		accepted = rec.Time.UnixMilli() // reference data; or records nothing vouches for (auth off)
-	}
-	if ref {
-		if err := rows.AddRef(string(rec.Key), rec.Value, rec.Offset, accepted); err != nil {
+	c := &f.pre
+	switch {
+	case c.reason != "":
+		return nil, 0, c.reason, c.cause
+	case c.skip:
+		return nil, 0, "", nil
+	case c.ref:
+		if err := rows.AddRef(string(f.rec.Key), f.rec.Value, f.rec.Offset, c.accepted); err != nil {
 			return nil, 0, reasonUndecodable, err
 		}
 		return nil, 0, "", nil
 	}
-	r = new(schema.Report)
-	if err := schema.DecodeReportLimits(rec.Value, r, recordLimits); err != nil {
-		return nil, 0, reasonUndecodable, err
-	}
-	if err := r.Validate(schema.Limits{}); err != nil {
-		return nil, 0, reasonInvalid, err
-	}
-	if string(rec.Key) != r.Client {
-		return nil, 0, reasonInvalid, fmt.Errorf("record key %q is not the report's client %q: ingest keys every report by its client", rec.Key, r.Client)
-	}
-	if err := pr.conflict(rows, r); err != nil {
+	if err := pr.conflict(rows, c.r); err != nil {
 		return nil, 0, reasonSerialConflict, err
 	}
-	return r, accepted, "", nil
+	return c.r, c.accepted, "", nil
 }
 
 // recordLimits decode the records of the state topic: any message count (a site may raise

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,12 +99,12 @@ func TestLoopInsertsThenCommits(t *testing.T) {
 		t.Errorf("committed offsets %v, want [10 20]", got)
 	}
 	entries := j.all()
-	commit, raw, offsets := slices.Index(entries, "commit 2"), slices.Index(entries, "insert db.state_messages"), slices.Index(entries, "insert db.offsets")
+	commit, raw, offsets := slices.Index(entries, "commit 2"), slices.Index(entries, "insert db.raw_reports"), slices.Index(entries, "insert db.offsets")
 	if raw < 0 || offsets < raw || commit != offsets+1 || commit != len(entries)-1 {
 		t.Fatalf("journal %q: want the raw log inserted before the other tables, the offsets last, then the commit", entries)
 	}
-	if n := l.store.count("db.state_messages"); n != 3 {
-		t.Errorf("%d raw messages inserted, want 3", n)
+	if n := l.store.count("db.raw_reports"); n != 2 {
+		t.Errorf("%d raw reports inserted, want the 2 records'", n)
 	}
 	wantCount(t, "records_total", l.pr.m.records, 2)
 	wantCount(t, "messages_total", l.pr.m.folded, 3)
@@ -159,8 +160,8 @@ func TestLoopDeadLettersWhatCannotBeFolded(t *testing.T) {
 	for reason, n := range map[string]float64{reasonInvalid: 1, reasonUndecodable: 1, reasonUnvouched: 1, reasonSerialConflict: 1} {
 		wantCount(t, "dead_letters_total "+reason, l.pr.m.deadLetters.WithLabelValues(reason), n)
 	}
-	if n := l.store.count("db.state_messages"); n != 1 {
-		t.Errorf("%d raw messages inserted, want the good report's 1", n)
+	if n := l.store.count("db.raw_reports"); n != 1 {
+		t.Errorf("%d raw reports inserted, want the good one", n)
 	}
 }
 
@@ -178,8 +179,8 @@ func TestLoopFoldsOnlyVouchedRecords(t *testing.T) {
 	l := startLoop(t, func(_ *loop, _ *Config, p *Params) { p.Vouch = []ed25519.PublicKey{pub} }, g)
 	eventually(t, committed(g, 2))
 	wantCount(t, "unvouched dead letters", l.pr.m.deadLetters.WithLabelValues(reasonUnvouched), 1)
-	if n := l.store.count("db.state_messages"); n != 1 {
-		t.Errorf("%d raw messages inserted, want the vouched report's 1", n)
+	if n := l.store.count("db.raw_reports"); n != 1 {
+		t.Errorf("%d raw reports inserted, want the vouched one", n)
 	}
 }
 
@@ -404,4 +405,33 @@ func TestDefaultConfigIsTheFlagsDefault(t *testing.T) {
 	if !reflect.DeepEqual(flagged, d) {
 		t.Errorf("flag defaults %+v differ from DefaultConfig %+v", flagged, d)
 	}
+}
+
+// The read-ahead checks records on several workers, which finish out of order (reports of
+// 1 and of 400 messages): the loop still folds and commits them in fetch order.
+func TestLoopFoldsInFetchOrderAfterParallelChecks(t *testing.T) {
+	j := &journal{}
+	g := newGeneration(1, j, 0)
+	const n = 3 * readAheadRecords
+	l := startLoop(t, func(_ *loop, c *Config, _ *Params) { c.BatchMessages = 500 }, g)
+	go func() {
+		for i := range n {
+			serials := []uint64{uint64(i + 1)}
+			if i%3 == 0 {
+				serials = nil
+				for s := range 400 {
+					serials = append(serials, uint64(1000*(i+1)+s))
+				}
+			}
+			g.recs <- reportRecord(t, testTopic, 0, int64(i), "pc-"+strconv.Itoa(i), true, serials...)
+		}
+	}()
+	eventually(t, committed(g, n))
+	got := g.offsets()
+	for i, o := range got {
+		if o != int64(i) {
+			t.Fatalf("record %d committed as offset %d: not in fetch order (%v…)", i, o, got[max(0, i-3):i+1])
+		}
+	}
+	wantCount(t, "records_total", l.pr.m.records, n)
 }

@@ -90,9 +90,38 @@ func SiteOfDatabase(db string) string {
 
 var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// renameStatement is the one DDL statement without an IF NOT EXISTS form that migrations use.
+// On a cluster it ends with ON CLUSTER (OnCluster).
+var renameStatement = regexp.MustCompile(`(?is)^\s*RENAME\s+TABLE\s+([A-Za-z0-9_.{}]+)\s+TO\s+([A-Za-z0-9_.{}]+)(?:\s+ON\s+CLUSTER\s+[A-Za-z0-9_]+)?\s*$`)
+
+// renamedBefore reports whether st is a RENAME TABLE whose target exists already: a migration
+// interrupted after it runs again, and the rename is then done.
+func renamedBefore(ctx context.Context, ex Execer, st string) (bool, error) {
+	m := renameStatement.FindStringSubmatch(st)
+	if m == nil {
+		return false, nil
+	}
+	res, err := ex.Query(ctx, "EXISTS TABLE "+m[2])
+	if err != nil {
+		return false, fmt.Errorf("cannot tell whether %s exists: %w", m[2], err)
+	}
+	var exists int64
+	if len(res.Rows) != 1 {
+		return false, fmt.Errorf("cannot tell whether %s exists: %d rows", m[2], len(res.Rows))
+	}
+	if err := res.Scan(0, &exists); err != nil {
+		return false, fmt.Errorf("cannot tell whether %s exists: %w", m[2], err)
+	}
+	return exists == 1, nil
+}
+
 // Migrate brings database db up to the newest embedded DDL version. It is idempotent: applied
 // versions are recorded in db.schema_migrations and skipped, and every statement is written
-// with IF NOT EXISTS so a migration interrupted half-way can simply run again.
+// with IF NOT EXISTS (a RENAME TABLE is skipped when its target exists) so a migration
+// interrupted half-way can simply run again.
+//
+// On a store on a ClickHouse cluster (Clustered) every statement, schema_migrations' own
+// included, is rewritten by OnCluster, and a database created in the other layout is refused.
 func Migrate(ctx context.Context, ex Execer, db string) (applied []int, err error) {
 	if !databaseName.MatchString(db) {
 		return nil, fmt.Errorf("cannot migrate database %q: not a plain identifier", db)
@@ -101,11 +130,15 @@ func Migrate(ctx context.Context, ex Execer, db string) (applied []int, err erro
 	if err != nil {
 		return nil, err
 	}
+	cluster := clusterOf(ex)
+	if err := checkLayout(ctx, ex, db, cluster); err != nil {
+		return nil, err
+	}
 	for _, q := range []string{
 		"CREATE DATABASE IF NOT EXISTS " + db,
 		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version",
 	} {
-		if err := ex.Exec(ctx, q); err != nil {
+		if err := apply(ctx, ex, q, cluster); err != nil {
 			return nil, fmt.Errorf("cannot prepare migrations in %s: %w", db, err)
 		}
 	}
@@ -127,7 +160,7 @@ func Migrate(ctx context.Context, ex Execer, db string) (applied []int, err erro
 		}
 		for _, st := range m.Statements {
 			st = strings.NewReplacer("{db}", db, "{site}", SiteOfDatabase(db)).Replace(st)
-			if err := ex.Exec(ctx, st); err != nil {
+			if err := apply(ctx, ex, st, cluster); err != nil {
 				return applied, fmt.Errorf("cannot apply migration %04d_%s to %s: %w", m.Version, m.Name, db, err)
 			}
 		}
@@ -137,4 +170,30 @@ func Migrate(ctx context.Context, ex Execer, db string) (applied []int, err erro
 		applied = append(applied, m.Version)
 	}
 	return applied, nil
+}
+
+// apply runs one statement of a migration, skipped when it is a RENAME TABLE whose target
+// exists already (renamedBefore): on cluster, the statements OnCluster makes of it, each
+// RENAME TABLE among them skipped likewise.
+func apply(ctx context.Context, ex Execer, st, cluster string) error {
+	if done, err := renamedBefore(ctx, ex, st); err != nil || done {
+		return err
+	}
+	sts, err := OnCluster(st, cluster)
+	if err != nil {
+		return err
+	}
+	for _, s := range sts {
+		if s != st {
+			if done, err := renamedBefore(ctx, ex, s); err != nil {
+				return err
+			} else if done {
+				continue
+			}
+		}
+		if err := ex.Exec(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }

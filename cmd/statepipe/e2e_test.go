@@ -592,7 +592,7 @@ func TestReplayFromTheLogChangesNothing(t *testing.T) {
 	s2 := startSite(t, siteOpts{code: s.code, data: data, group: "replay"})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		res, _ := s2.sql("SELECT count() FROM " + database(s.code) + ".state_messages")
+		res, _ := s2.sql("SELECT count() FROM " + database(s.code) + ".raw_reports")
 		if res.Rows[0][0].(float64) >= 40 { // every record inserted twice, before merge
 			break
 		}
@@ -625,8 +625,8 @@ func TestReplayByNewGroup(t *testing.T) {
 	s2 := startSite(t, siteOpts{code: s.code, group: "replay-" + s.code})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		res, _ := s2.sql("SELECT count() FROM " + database(s.code) + ".state_messages")
-		if res.Rows[0][0].(float64) >= 20 {
+		res, _ := s2.sql("SELECT count() FROM " + database(s.code) + ".raw_reports")
+		if res.Rows[0][0].(float64) >= 20 { // every record inserted twice, before merge
 			break
 		}
 		time.Sleep(50 * time.Millisecond)

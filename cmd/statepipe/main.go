@@ -284,6 +284,10 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args); err != nil {
 		return err
 	}
+	if c := st.ClickHouse.Cluster; c != "" {
+		// The rebuild creates, swaps and drops tables on the node it is connected to.
+		return fmt.Errorf("cannot rebuild %s on cluster %s (--clickhouse.cluster): the rebuild swaps tables on one node only", database(*site), c)
+	}
 	store, err := st.open(ctx)
 	if err != nil {
 		return err

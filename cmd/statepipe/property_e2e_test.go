@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/statepipe/statepipe/client"
+	"github.com/statepipe/statepipe/projector/fold"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -272,7 +273,7 @@ func eventuallyWithin(t *testing.T, d time.Duration, f func() string) {
 	t.Fatalf("not equal to the oracle after %v: %s", d, last)
 }
 
-// propCountingStore counts the raw-log rows the store acknowledged.
+// propCountingStore counts the messages of the raw-log rows the store acknowledged.
 type propCountingStore struct {
 	siteStore
 	raw *atomic.Int64
@@ -280,8 +281,8 @@ type propCountingStore struct {
 
 func (c *propCountingStore) Insert(ctx context.Context, rows schema.Rows) error {
 	err := c.siteStore.Insert(ctx, rows)
-	if err == nil && strings.HasSuffix(rows.Table(), ".state_messages") {
-		c.raw.Add(int64(rows.Len()))
+	if r, ok := rows.(*fold.ReportRows); ok && err == nil {
+		c.raw.Add(int64(r.Messages()))
 	}
 	return err
 }

@@ -66,7 +66,7 @@ func TestRestoreDuringAnotherMembersBatchIsTorn(t *testing.T) {
 	}
 	insert(batch(0, 2)) // offsets 0..4: five clients Required
 	second := batch(5, 3)
-	if n := len(second); second[0].Table() != db+".batches_begun" || second[1].Table() != db+".state_messages" || second[n-1].Table() != db+".offsets" {
+	if n := len(second); second[0].Table() != db+".batches_begun" || second[1].Table() != db+".raw_reports" || second[n-1].Table() != db+".offsets" {
 		t.Fatalf("a batch must insert batches_begun first, then the raw log, and offsets last: %s, %s … %s", second[0].Table(), second[1].Table(), second[n-1].Table())
 	}
 	// Offsets 5..9: batches_begun and the raw log are in before the restore starts; the rest

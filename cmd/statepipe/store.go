@@ -28,6 +28,9 @@ func (c *storeConfig) open(ctx context.Context) (siteStore, error) {
 	if err := c.SQL.Validate(); err != nil {
 		return nil, err
 	}
+	if err := c.ClickHouse.Validate(); err != nil { // a cluster without a DSN, too
+		return nil, err
+	}
 	if c.ClickHouse.DSN != "" {
 		cfg := c.ClickHouse
 		cfg.SQL = c.SQL

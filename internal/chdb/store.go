@@ -121,7 +121,7 @@ func (st *Store) Insert(ctx context.Context, rows schema.Rows) error {
 		return fmt.Errorf("cannot write spool file %s: %w", f.Name(), err)
 	}
 	q := "INSERT INTO " + rows.Table() + " (" + strings.Join(rows.Columns(), ", ") + ") FROM INFILE " +
-		quote(f.Name()) + " FORMAT RowBinary"
+		quote(f.Name()) + " SETTINGS " + schema.InsertSettingsSQL() + " FORMAT RowBinary"
 	if _, err := st.s.Query([]byte(q), ""); err != nil {
 		return fmt.Errorf("cannot insert %d rows into %s: %w", rows.Len(), rows.Table(), err)
 	}

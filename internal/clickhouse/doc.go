@@ -15,6 +15,11 @@
 // system.columns and readonly = 1 as settings of the query, its answer counted as it
 // arrives, at most SQL.MaxConcurrent at once, cancelled with its context or by Close.
 //
+// On a ClickHouse cluster (Config.Cluster, --clickhouse.cluster) the store answers Cluster,
+// so that schema.Migrate writes cluster DDL (schema.OnCluster), and its connections carry
+// the settings that layout needs (clusterSettings: synchronous inserts into Distributed
+// tables, joins of sharded tables per shard, one replica per shard while it is up).
+//
 // It must not know about components: it imports only schema of the project. The DDL comes
 // from schema (schema.Migrate), not from here.
 package clickhouse

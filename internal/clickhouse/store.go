@@ -23,9 +23,10 @@ import (
 // Store implements schema.Store on a ClickHouse server over the native protocol. It is safe
 // for concurrent use: the driver keeps a pool of connections (DSN max_open_conns).
 type Store struct {
-	conn driver.Conn
-	addr string // hosts and database, for errors (never the password)
-	opts *ch.Options
+	conn    driver.Conn
+	addr    string // hosts and database, for errors (never the password)
+	opts    *ch.Options
+	cluster string // Config.Cluster: the cluster the DDL runs on; "" for a single server
 
 	// Analyst SQL runs on pools of its own, one per site database (its current database, so
 	// that unqualified names resolve there), opened when first needed.
@@ -42,7 +43,14 @@ type Store struct {
 	sqlDrain chan struct{} // closed when the last running analyst query returned after Close
 }
 
-var _ schema.Store = (*Store)(nil)
+var (
+	_ schema.Store     = (*Store)(nil)
+	_ schema.Clustered = (*Store)(nil)
+)
+
+// Cluster is the ClickHouse cluster the store's database lives on (Config.Cluster), "" for a
+// single server: schema.Migrate writes cluster DDL for it.
+func (st *Store) Cluster() string { return st.cluster }
 
 // New connects to the server cfg.DSN names and pings it.
 func New(ctx context.Context, cfg Config) (*Store, error) {
@@ -68,6 +76,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if _, ok := opts.Settings["max_query_size"]; !ok {
 		opts.Settings["max_query_size"] = 4 << 20
 	}
+	clusterSettings(opts.Settings, cfg.Cluster)
 	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open clickhouse (%s): %w", addr, err)
@@ -78,7 +87,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	var tag [4]byte
 	_, _ = rand.Read(tag[:])
 	sqlCtx, sqlStop := context.WithCancel(context.Background())
-	return &Store{conn: conn, addr: addr, opts: opts, sql: cfg.SQL.OrDefault(), sqlTag: hex.EncodeToString(tag[:]),
+	return &Store{conn: conn, addr: addr, opts: opts, cluster: cfg.Cluster, sql: cfg.SQL.OrDefault(), sqlTag: hex.EncodeToString(tag[:]),
 		sqlCtx: sqlCtx, sqlStop: sqlStop, sqlPools: map[string]driver.Conn{}}, nil
 }
 
@@ -133,7 +142,11 @@ func (st *Store) Insert(ctx context.Context, rows schema.Rows) error {
 		return nil
 	}
 	table := rows.Table()
-	batch, err := st.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(rows.Columns(), ", ")+")")
+	settings := ch.Settings{}
+	for k, v := range schema.InsertSettings {
+		settings[k] = v
+	}
+	batch, err := st.conn.PrepareBatch(ch.Context(ctx, ch.WithSettings(settings)), "INSERT INTO "+table+" ("+strings.Join(rows.Columns(), ", ")+")")
 	if err != nil {
 		return fmt.Errorf("cannot prepare insert of %d rows into %s: %w", n, table, err)
 	}

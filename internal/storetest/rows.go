@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"github.com/statepipe/statepipe/projector/fold"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -49,58 +50,12 @@ func (r *CurrentRows) Values(i int) []any {
 		schema.MillisTime(w.Time), schema.MillisTime(w.AcceptedAt)}
 }
 
-// MessageRow is one row of <db>.state_messages, with times in Unix milliseconds.
-type MessageRow struct {
-	Client     string
-	Serial     uint64
-	Time       int64
-	TopicType  uint16
-	TopicID    string
-	State      int16
-	Error      int32
-	Params     []string
-	Full       uint8
-	AcceptedAt int64
-	Partition  int32
-	Offset     int64
-}
-
-// MessageRows is a schema.Rows batch for <db>.state_messages.
-type MessageRows struct {
-	DB   string
-	Rows []MessageRow
-}
-
-var _ schema.Rows = (*MessageRows)(nil)
-
-func (r *MessageRows) Table() string { return r.DB + ".state_messages" }
-func (r *MessageRows) Columns() []string {
-	return []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset"}
-}
-func (r *MessageRows) Len() int { return len(r.Rows) }
-
-func (r *MessageRows) AppendRowBinary(b []byte, i int) []byte {
-	w := &r.Rows[i]
-	b = schema.AppendString(b, w.Client)
-	b = schema.AppendUInt64(b, w.Serial)
-	b = schema.AppendInt64(b, w.Time)
-	b = schema.AppendUInt16(b, w.TopicType)
-	b = schema.AppendString(b, w.TopicID)
-	b = schema.AppendInt16(b, w.State)
-	b = schema.AppendInt32(b, w.Error)
-	b = schema.AppendStrings(b, w.Params)
-	b = schema.AppendUInt8(b, w.Full)
-	b = schema.AppendInt64(b, w.AcceptedAt)
-	b = schema.AppendInt32(b, w.Partition)
-	return schema.AppendInt64(b, w.Offset)
-}
-
-func (r *MessageRows) Values(i int) []any {
-	w := &r.Rows[i]
-	params := w.Params
-	if params == nil {
-		params = []string{} // the native protocol's Array(String) takes an empty slice, not nil
+// rawReports is the raw log's rows (<db>.raw_reports, one per report) of recs, as the
+// projector writes them; the state_messages view reads them back one row per message.
+func rawReports(db string, recs ...fold.Record) schema.Rows {
+	b := fold.NewBatch(db)
+	for _, r := range recs {
+		b.Add(r)
 	}
-	return []any{w.Client, w.Serial, schema.MillisTime(w.Time), w.TopicType, w.TopicID, w.State,
-		w.Error, params, w.Full, schema.MillisTime(w.AcceptedAt), w.Partition, w.Offset}
+	return &b.Raw
 }

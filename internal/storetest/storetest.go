@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statepipe/statepipe/projector/fold"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -58,6 +59,7 @@ func Run(t *testing.T, newStore NewStore, db string) {
 	t.Run("ReplacingMergeTree FINAL keeps the greatest serial", func(t *testing.T) { testReplacing(t, st, db) })
 	t.Run("Array(String) round trip", func(t *testing.T) { testArray(t, st, db) })
 	t.Run("binary values that contain blank lines", func(t *testing.T) { testBlankLines(t, st, db) })
+	t.Run("the raw log: one row per report, one per message in state_messages", func(t *testing.T) { testRawLog(t, st, db) })
 	t.Run("value types", func(t *testing.T) { testValueTypes(t, st) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, st, db) })
 	t.Run("empty result", func(t *testing.T) { testEmpty(t, st, db) })
@@ -175,23 +177,78 @@ func testReplacing(t *testing.T, st schema.Store, db string) {
 // hold "\n\n" (here offset 0x0a0a and a topic id with an empty line) once ended the inline
 // insert data, because chDB's multi-statement splitter ends INSERT data at a blank line.
 func testBlankLines(t *testing.T, st schema.Store, db string) {
-	var rows []MessageRow
+	r := &schema.Report{V: 1, Client: "c-blank", Site: "P01"}
 	for i := 0; i < 50; i++ {
-		rows = append(rows, MessageRow{Client: "c-blank", Serial: uint64(0x0a0a + i), Time: t1, TopicType: 500,
-			TopicID: "a\n\nb", State: 2, Error: 0x0a0a0a0a, AcceptedAt: t2, Partition: 0x0a0a, Offset: 0x0a0a})
+		r.Messages = append(r.Messages, schema.StateMessage{Serial: uint64(0x0a0a + i), Time: t1, TopicType: 500,
+			TopicID: "a\n\nb", State: 2, Error: 0x0a0a0a0a})
 	}
-	insert(t, st, &MessageRows{DB: db, Rows: rows})
+	insert(t, st, rawReports(db, fold.Record{Partition: 0x0a0a, Offset: 0x0a0a, AcceptedAt: t2, Report: r}))
 	checkRows(t, query(t, st, "SELECT count(), min(serial), max(offset), any(topic_id) FROM "+db+".state_messages FINAL WHERE client = 'c-blank'"),
 		[][]any{{int64(50), int64(0x0a0a), int64(0x0a0a), "a\n\nb"}})
 }
 
+// testRawLog checks the raw log of ddl/0014: a report is one raw_reports row, redeliveries
+// of it collapse and a different report under the same serial is kept; state_messages shows
+// one row per message of both, and the rows written before 0014 (state_messages_before_0014)
+// beside them; and 0014 runs again without harm (the rename is skipped once done).
+func testRawLog(t *testing.T, st schema.Store, db string) {
+	ctx := context.Background()
+	rep := func(state int32, msgs int) *schema.Report {
+		r := &schema.Report{V: 1, Client: "c-raw", Site: "P01", FullTypes: []schema.TopicType{500}}
+		for i := 0; i < msgs; i++ {
+			r.Messages = append(r.Messages, schema.StateMessage{Serial: uint64(100 + i), Time: t1, TopicType: 500,
+				TopicID: "u" + strconv.Itoa(i), State: state})
+		}
+		return r
+	}
+	a := rep(2, 3)
+	insert(t, st, rawReports(db, fold.Record{Partition: 1, Offset: 7, AcceptedAt: t2, Report: a}))
+	// The same report again (a client's retry, accepted an hour later at another offset), and a
+	// different one under serial 100.
+	later := t2 + time.Hour.Milliseconds()
+	insert(t, st, rawReports(db, fold.Record{Partition: 1, Offset: 9, AcceptedAt: later, Report: a},
+		fold.Record{Partition: 1, Offset: 11, AcceptedAt: later, Report: rep(3, 2)}))
+	if err := st.Exec(ctx, "INSERT INTO "+db+".state_messages_before_0014 (client, serial, time, topic_type, topic_id, state, full, accepted_at, report_serial, full_types) "+
+		"VALUES ('c-raw', 5, '2026-11-25 20:00:00.000', 500, 'old', 1, 1, '2026-11-25 20:00:00.000', 5, [500])"); err != nil {
+		t.Fatal(err)
+	}
+	checkRows(t, query(t, st, "SELECT count() FROM "+db+".raw_reports FINAL WHERE client = 'c-raw'"), [][]any{{int64(2)}})
+	want := [][]any{
+		{int64(5), "old", int64(1), int64(1), int64(5)},
+		{int64(100), "u0", int64(2), int64(1), int64(100)}, {int64(100), "u0", int64(3), int64(1), int64(100)},
+		{int64(101), "u1", int64(2), int64(1), int64(100)}, {int64(101), "u1", int64(3), int64(1), int64(100)},
+		{int64(102), "u2", int64(2), int64(1), int64(100)},
+	}
+	q := "SELECT serial, topic_id, state, full, report_serial FROM " + db + ".state_messages%s WHERE client = 'c-raw' ORDER BY serial, state"
+	checkRows(t, query(t, st, fmt.Sprintf(q, "")), want)
+	checkRows(t, query(t, st, fmt.Sprintf(q, " FINAL")), want) // a reader's own FINAL changes nothing
+	checkRows(t, query(t, st, "SELECT count(DISTINCT message_hash), countIf(message_hash = toFixedString('', 16)) FROM "+db+
+		".state_messages WHERE client = 'c-raw'"), [][]any{{int64(6), int64(1)}})
+	// Of the two deliveries of the first report, the first accepted stays (first_delivery).
+	checkRows(t, query(t, st, "SELECT DISTINCT offset, accepted_at FROM "+db+".state_messages WHERE client = 'c-raw' AND state = 2"),
+		[][]any{{int64(7), t2Text}})
+
+	// 0014 interrupted before it was recorded: it runs again.
+	for _, q := range []string{"TRUNCATE TABLE " + db + ".schema_migrations",
+		"INSERT INTO " + db + ".schema_migrations (version, name) SELECT number, 'before' FROM numbers(1, 13)"} {
+		if err := st.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if applied, err := schema.Migrate(ctx, st, db); err != nil || !slices.Contains(applied, 14) {
+		t.Fatalf("migration 0014 does not run again: applied %v, %v", applied, err)
+	}
+	checkRows(t, query(t, st, fmt.Sprintf(q, "")), want)
+}
+
 func testArray(t *testing.T, st schema.Store, db string) {
 	params := []string{"a", "", "ü, 'quoted' \"double\"", "tab\there", `back\slash`, "new\nline", "[not, an, array]"}
-	insert(t, st, &MessageRows{DB: db, Rows: []MessageRow{
-		{Client: "c4", Serial: 1, Time: t1, TopicType: 402, TopicID: "upd-x", State: 11, Error: -1,
-			Params: params, Full: 1, AcceptedAt: t2, Partition: 3, Offset: 1 << 40},
-		{Client: "c4", Serial: 2, Time: t2, TopicType: 701, Params: nil, AcceptedAt: t3},
-	}})
+	insert(t, st, rawReports(db,
+		fold.Record{Partition: 3, Offset: 1 << 40, AcceptedAt: t2, Report: &schema.Report{V: 1, Client: "c4", Site: "P01",
+			FullTypes: []schema.TopicType{402}, Messages: []schema.StateMessage{
+				{Serial: 1, Time: t1, TopicType: 402, TopicID: "upd-x", State: 11, Error: -1, Params: params}}}},
+		fold.Record{AcceptedAt: t3, Report: &schema.Report{V: 1, Client: "c4", Site: "P01", Messages: []schema.StateMessage{
+			{Serial: 2, Time: t2, TopicType: 701}}}}))
 	want := make([]any, len(params))
 	for i, p := range params {
 		want[i] = p

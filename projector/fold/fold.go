@@ -1,6 +1,7 @@
-// Package fold turns decoded reports into the rows the projector writes: the raw message log
-// and the current state per key. It is pure (no I/O, no clock) and deterministic — the same
-// records give the same rows in the same order — so a replayed batch writes identical rows and
+// Package fold turns decoded reports into the rows the projector writes: the raw log (one row
+// per report, its messages in arrays: raw_reports, ddl/0014) and the current state per key.
+// It is pure (no I/O, no clock) and deterministic — the same records give the same rows in
+// the same order — so a replayed batch writes identical rows and
 // the store's ReplacingMergeTree tables make replays and duplicates change nothing.
 //
 // Folding rule (DESIGN §3, rule 1): the current state of a key (client, topic_type, topic_id)
@@ -14,7 +15,9 @@ package fold
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"math"
 	"slices"
+	"time"
 
 	"github.com/statepipe/statepipe/schema"
 )
@@ -29,16 +32,17 @@ type Record struct {
 
 // Batch accumulates the rows of many records.
 type Batch struct {
-	Raw     RawRows
+	Raw     ReportRows // the raw log: one row per report (ddl/0014)
 	Current CurrentRows
-	Full    FullRows               // full-report markers (rule 2)
-	Clients ClientRows             // one row per record: the client and its greatest serial
-	Scans   ScanRows               // successful scans (501 state 3 or 6), for Not-required inference
-	Latest  LatestScanRows         // the same scans into client_scans, which keeps each client's latest
-	Offsets OffsetRows             // per partition, the greatest offset processed (folded or dead-lettered)
-	Begun   OffsetRows             // the same into batches_begun: inserted first, Offsets last
-	index   map[stateKey]int       // key → position in Current
-	serials map[clientSerial]int32 // (client, serial) → position in Raw: a serial is one message
+	Full    FullRows                              // full-report markers (rule 2)
+	Clients ClientRows                            // one row per record: the client and its greatest serial
+	Scans   ScanRows                              // successful scans (501 state 3 or 6), for Not-required inference
+	Latest  LatestScanRows                        // the same scans into client_scans, which keeps each client's latest
+	Offsets OffsetRows                            // per partition, the greatest offset processed (folded or dead-lettered)
+	Begun   OffsetRows                            // the same into batches_begun: inserted first, Offsets last
+	index   map[stateKey]int                      // key → position in Current
+	serials map[clientSerial]*schema.StateMessage // (client, serial) → its message: a serial is one message
+	msgs    int                                   // state messages in Raw
 
 	db       string
 	ref      map[schema.RefKind]*RefRows
@@ -60,7 +64,7 @@ type clientSerial struct {
 func NewBatch(db string) *Batch {
 	return &Batch{
 		db:      db,
-		Raw:     RawRows{table: db + ".state_messages"},
+		Raw:     ReportRows{table: db + ".raw_reports"},
 		Current: CurrentRows{table: db + ".current_state"},
 		Full:    FullRows{table: db + ".full_reports"},
 		Clients: ClientRows{table: db + ".clients"},
@@ -69,12 +73,12 @@ func NewBatch(db string) *Batch {
 		Offsets: OffsetRows{table: db + ".offsets", max: map[int32]int64{}},
 		Begun:   OffsetRows{table: db + ".batches_begun"},
 		index:   map[stateKey]int{},
-		serials: map[clientSerial]int32{},
+		serials: map[clientSerial]*schema.StateMessage{},
 	}
 }
 
 // Messages returns how many state messages the batch holds.
-func (b *Batch) Messages() int { return len(b.Raw.rows) }
+func (b *Batch) Messages() int { return b.msgs }
 
 // Tables returns the batch's row sets in insert order: reference data first, so a report that
 // arrives with its catalog sees it.
@@ -117,7 +121,7 @@ func (b *Batch) RefRecords() int { return b.refCount }
 
 // Size returns how many rows the batch will write for its records (messages and reference
 // records), the measure batching flushes on.
-func (b *Batch) Size() int { return len(b.Raw.rows) + b.refCount }
+func (b *Batch) Size() int { return b.msgs + b.refCount }
 
 // Add folds one record into the batch.
 func (b *Batch) Add(rec Record) {
@@ -132,21 +136,14 @@ func (b *Batch) Add(rec Record) {
 		b.Full.rows = append(b.Full.rows, fullRow{client: r.Client, topic: t, serial: minSerial, acceptedAt: rec.AcceptedAt})
 	}
 	b.Clients.rows = append(b.Clients.rows, clientRow{client: r.Client, serial: maxSerial, acceptedAt: rec.AcceptedAt, partition: int32(rec.Partition)})
+	b.Raw.add(rec, minSerial)
+	b.msgs += len(r.Messages)
 	for i := range r.Messages {
 		m := &r.Messages[i]
 		if m.IsSuccessfulScan() {
 			b.Scans.rows = append(b.Scans.rows, scanRow{client: r.Client, msg: m})
 		}
-		full := uint8(0)
-		if r.IsFull(m.TopicType) {
-			full = 1
-		}
-		b.serials[clientSerial{r.Client, m.Serial}] = int32(len(b.Raw.rows))
-		b.Raw.rows = append(b.Raw.rows, rawRow{
-			client: r.Client, msg: m, full: full,
-			acceptedAt: rec.AcceptedAt, partition: int32(rec.Partition), offset: rec.Offset,
-			reportSerial: minSerial, fullTypes: r.FullTypes,
-		})
+		b.serials[clientSerial{r.Client, m.Serial}] = m
 		if !m.TopicType.Keyed() {
 			continue
 		}
@@ -177,11 +174,8 @@ func (b *Batch) State(client string, tt schema.TopicType, topicID string) (*sche
 // AtSerial returns the message the batch holds at (client, serial), if any: a client's serial
 // names one message, so another message at it is a conflict.
 func (b *Batch) AtSerial(client string, serial uint64) (*schema.StateMessage, bool) {
-	j, ok := b.serials[clientSerial{client, serial}]
-	if !ok {
-		return nil, false
-	}
-	return b.Raw.rows[j].msg, true
+	m, ok := b.serials[clientSerial{client, serial}]
+	return m, ok
 }
 
 // SameMessage reports whether a and b are the same message (a duplicate delivery): every
@@ -191,7 +185,7 @@ func SameMessage(a, b *schema.StateMessage) bool {
 		a.Time == b.Time && slices.Equal(a.Params, b.Params)
 }
 
-// MessageHash is the raw log's message_hash of m (ddl/0010): with (client, serial) it keys
+// MessageHash is the raw log's message_hash of m (ddl/0010, an element of message_hashes since 0014): with (client, serial) it keys
 // the row, so two different messages a client sent under one serial are both kept, and
 // deliveries of the same message collapse. The first 16 bytes of SHA-256 over the fields
 // SameMessage compares (strings length-prefixed, so field boundaries cannot move): a client
@@ -219,7 +213,8 @@ func appendLengthPrefixed(b []byte, s string) []byte {
 
 // Reset empties the batch for reuse.
 func (b *Batch) Reset() {
-	b.Raw.rows = b.Raw.rows[:0]
+	b.Raw.reset()
+	b.msgs = 0
 	b.Current.rows = b.Current.rows[:0]
 	b.Full.rows = b.Full.rows[:0]
 	b.Clients.rows = b.Clients.rows[:0]
@@ -233,66 +228,121 @@ func (b *Batch) Reset() {
 	clear(b.Offsets.max)
 }
 
-type rawRow struct {
-	client       string
-	msg          *schema.StateMessage
-	full         uint8
-	acceptedAt   int64
-	partition    int32
-	offset       int64
+type reportRow struct {
+	rec          Record
 	reportSerial uint64
-	fullTypes    []schema.TopicType
+	reportHash   [16]byte
+	first        int // index of its first message hash in ReportRows.hashes
 }
 
-// RawRows are rows of the state_messages table.
-type RawRows struct {
+// ReportRows are rows of the raw_reports table (ddl/0014): one per report, its messages in
+// array columns. The state_messages view unrolls them, one row per message.
+type ReportRows struct {
 	table   string
-	rows    []rawRow
-	scratch []byte // MessageHash's
+	rows    []reportRow
+	hashes  [][16]byte // every message's MessageHash, in report order
+	scratch []byte     // MessageHash's
 }
 
-var rawColumns = []string{"client", "serial", "time", "topic_type", "topic_id", "state", "error", "params", "full", "accepted_at", "partition", "offset", "report_serial", "full_types", "message_hash"}
+var reportColumns = []string{"client", "report_serial", "report_hash", "accepted_at", "partition", "offset", "full_types",
+	"serials", "times", "topic_types", "topic_ids", "states", "errors", "params", "message_hashes", "first_delivery"}
 
-func (r *RawRows) Table() string     { return r.table }
-func (r *RawRows) Columns() []string { return rawColumns }
-func (r *RawRows) Len() int          { return len(r.rows) }
+// firstDelivery is raw_reports' version of a delivery accepted at acceptedMs: the earliest
+// accepted is the greatest, and the one the engine keeps.
+func firstDelivery(acceptedMs int64) uint64 { return math.MaxUint64 - uint64(acceptedMs) }
 
-func (r *RawRows) AppendRowBinary(b []byte, i int) []byte {
+func (r *ReportRows) Table() string     { return r.table }
+func (r *ReportRows) Columns() []string { return reportColumns }
+func (r *ReportRows) Len() int          { return len(r.rows) }
+
+// Messages returns how many state messages the rows hold.
+func (r *ReportRows) Messages() int { return len(r.hashes) }
+
+// add appends rec's row: its messages' hashes, and the report's hash over its full types and
+// them (both length-prefixed), so that no two different reports share a key.
+func (r *ReportRows) add(rec Record, reportSerial uint64) {
+	first := len(r.hashes)
+	for i := range rec.Report.Messages {
+		r.hashes = append(r.hashes, MessageHash(&rec.Report.Messages[i], &r.scratch))
+	}
+	b := r.scratch[:0]
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(rec.Report.FullTypes)))
+	for _, t := range rec.Report.FullTypes {
+		b = binary.LittleEndian.AppendUint16(b, uint16(t))
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.hashes)-first))
+	for _, h := range r.hashes[first:] {
+		b = append(b, h[:]...)
+	}
+	r.scratch = b
+	sum := sha256.Sum256(b)
+	r.rows = append(r.rows, reportRow{rec: rec, reportSerial: reportSerial, reportHash: [16]byte(sum[:16]), first: first})
+}
+
+func (r *ReportRows) reset() {
+	clear(r.rows) // drop the reports they point to
+	r.rows, r.hashes = r.rows[:0], r.hashes[:0]
+}
+
+func (r *ReportRows) AppendRowBinary(b []byte, i int) []byte {
 	w := &r.rows[i]
-	m := w.msg
-	b = schema.AppendString(b, w.client)
-	b = schema.AppendUInt64(b, m.Serial)
-	b = schema.AppendInt64(b, m.Time)
-	b = schema.AppendUInt16(b, uint16(m.TopicType))
-	b = schema.AppendString(b, m.TopicID)
-	b = schema.AppendInt16(b, int16(m.State))
-	b = schema.AppendInt32(b, m.Error)
-	b = schema.AppendStrings(b, m.Params)
-	b = schema.AppendUInt8(b, w.full)
-	b = schema.AppendInt64(b, w.acceptedAt)
-	b = schema.AppendInt32(b, w.partition)
-	b = schema.AppendInt64(b, w.offset)
+	rep := w.rec.Report
+	ms := rep.Messages
+	b = schema.AppendString(b, rep.Client)
 	b = schema.AppendUInt64(b, w.reportSerial)
-	b = schema.AppendUInt16s(b, w.fullTypes)
-	h := MessageHash(m, &r.scratch)
-	return append(b, h[:]...) // FixedString(16)
+	b = append(b, w.reportHash[:]...) // FixedString(16)
+	b = schema.AppendInt64(b, w.rec.AcceptedAt)
+	b = schema.AppendInt32(b, int32(w.rec.Partition))
+	b = schema.AppendInt64(b, w.rec.Offset)
+	b = schema.AppendUInt16s(b, rep.FullTypes)
+	b = appendEach(b, ms, func(b []byte, m *schema.StateMessage) []byte { return schema.AppendUInt64(b, m.Serial) })
+	b = appendEach(b, ms, func(b []byte, m *schema.StateMessage) []byte { return schema.AppendInt64(b, m.Time) })
+	b = appendEach(b, ms, func(b []byte, m *schema.StateMessage) []byte { return schema.AppendUInt16(b, uint16(m.TopicType)) })
+	b = appendEach(b, ms, func(b []byte, m *schema.StateMessage) []byte { return schema.AppendString(b, m.TopicID) })
+	b = appendEach(b, ms, func(b []byte, m *schema.StateMessage) []byte { return schema.AppendInt16(b, int16(m.State)) })
+	b = appendEach(b, ms, func(b []byte, m *schema.StateMessage) []byte { return schema.AppendInt32(b, m.Error) })
+	b = appendEach(b, ms, func(b []byte, m *schema.StateMessage) []byte { return schema.AppendStrings(b, m.Params) })
+	b = binary.AppendUvarint(b, uint64(len(ms)))
+	for _, h := range r.hashes[w.first : w.first+len(ms)] {
+		b = append(b, h[:]...)
+	}
+	return schema.AppendUInt64(b, firstDelivery(w.rec.AcceptedAt))
 }
 
-func (r *RawRows) Values(i int) []any {
+// appendEach appends, as one RowBinary Array, f of every message of ms.
+func appendEach(b []byte, ms []schema.StateMessage, f func([]byte, *schema.StateMessage) []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ms)))
+	for i := range ms {
+		b = f(b, &ms[i])
+	}
+	return b
+}
+
+func (r *ReportRows) Values(i int) []any {
 	w := &r.rows[i]
-	m := w.msg
-	hash := MessageHash(m, &r.scratch)
-	params := m.Params
-	if params == nil {
-		params = []string{}
+	rep := w.rec.Report
+	ms := rep.Messages
+	fullTypes := make([]uint16, len(rep.FullTypes))
+	for j, t := range rep.FullTypes {
+		fullTypes[j] = uint16(t)
 	}
-	fullTypes := make([]uint16, len(w.fullTypes))
-	for i, t := range w.fullTypes {
-		fullTypes[i] = uint16(t)
+	serials, times, topicTypes := make([]uint64, len(ms)), make([]time.Time, len(ms)), make([]uint16, len(ms))
+	topicIDs, states, errs := make([]string, len(ms)), make([]int16, len(ms)), make([]int32, len(ms))
+	params, hashes := make([][]string, len(ms)), make([]string, len(ms))
+	for j := range ms {
+		m := &ms[j]
+		serials[j], times[j], topicTypes[j] = m.Serial, schema.MillisTime(m.Time), uint16(m.TopicType)
+		topicIDs[j], states[j], errs[j] = m.TopicID, int16(m.State), m.Error
+		params[j] = m.Params
+		if params[j] == nil {
+			params[j] = []string{} // the native protocol's Array(String) takes an empty slice, not nil
+		}
+		h := r.hashes[w.first+j]
+		hashes[j] = string(h[:])
 	}
-	return []any{w.client, m.Serial, schema.MillisTime(m.Time), uint16(m.TopicType), m.TopicID,
-		int16(m.State), m.Error, params, w.full, schema.MillisTime(w.acceptedAt), w.partition, w.offset,
-		w.reportSerial, fullTypes, string(hash[:])}
+	return []any{rep.Client, w.reportSerial, string(w.reportHash[:]), schema.MillisTime(w.rec.AcceptedAt),
+		int32(w.rec.Partition), w.rec.Offset, fullTypes, serials, times, topicTypes, topicIDs, states, errs, params, hashes,
+		firstDelivery(w.rec.AcceptedAt)}
 }
 
 type currentRow struct {
@@ -308,6 +358,12 @@ type CurrentRows struct {
 }
 
 var currentColumns = []string{"topic_type", "topic_id", "client", "serial", "state", "error", "time", "accepted_at"}
+
+// CurrentRowsIn returns c's rows for the current_state table of database db (the same rows,
+// shared): the harness's insert ceilings write them to a scratch database of their own.
+func CurrentRowsIn(c *CurrentRows, db string) *CurrentRows {
+	return &CurrentRows{table: db + ".current_state", rows: c.rows}
+}
 
 func (c *CurrentRows) Table() string     { return c.table }
 func (c *CurrentRows) Columns() []string { return currentColumns }
