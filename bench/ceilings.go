@@ -108,6 +108,13 @@ type Ceilings struct {
 	InsertMsgsPerS float64 `json:"insert_msgs_per_second"`
 	InsertBatches  int     `json:"insert_batches"`
 	InsertRows     int64   `json:"insert_rows"` // rows of every table (raw log, current state, clients, …)
+	// MinInsert*: the same records' current state alone (one row per key, the table every
+	// report reads) inserted into a second scratch database: the least any design must write.
+	// The insert ceiling over it is what statepipe's other tables (raw log, markers, clients,
+	// scans, offsets) cost.
+	MinInsertSeconds  float64 `json:"min_insert_seconds"`
+	MinInsertMsgsPerS float64 `json:"min_insert_msgs_per_second"`
+	MinInsertRows     int64   `json:"min_insert_rows"`
 	// StoredMessages is count() of the scratch state_messages after the inserts, read before
 	// the database is dropped: equal to Messages unless the records repeat a (client, serial)
 	// and a merge already collapsed it.
@@ -172,20 +179,23 @@ func MeasureCeilings(ctx context.Context, cfg CeilingsConfig) (*Ceilings, error)
 	// them in the site process's memory) before the insert.
 	deleteTopic()
 
-	if _, err := schema.Migrate(ctx, cfg.Store, c.Database); err != nil {
-		return nil, fmt.Errorf("cannot create scratch database %s: %w", c.Database, err)
-	}
-	defer func() {
-		dctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		if err := cfg.Store.Exec(dctx, "DROP DATABASE IF EXISTS "+c.Database); err != nil {
-			c.Leftovers = append(c.Leftovers, "database "+c.Database+": "+err.Error())
+	for _, db := range []string{c.Database, c.Database + "_min"} {
+		if _, err := schema.Migrate(ctx, cfg.Store, db); err != nil {
+			return nil, fmt.Errorf("cannot create scratch database %s: %w", db, err)
 		}
-	}()
+		defer func() {
+			dctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			if err := cfg.Store.Exec(dctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+				c.Leftovers = append(c.Leftovers, "database "+db+": "+err.Error())
+			}
+		}()
+	}
 	if err := insertCeiling(ctx, cfg, c); err != nil {
 		return nil, err
 	}
 	c.InsertMsgsPerS = rate(c.Messages, c.InsertSeconds)
+	c.MinInsertMsgsPerS = rate(c.Messages, c.MinInsertSeconds)
 	res, err := cfg.Store.Query(ctx, "SELECT count() FROM "+c.Database+".state_messages")
 	if err != nil {
 		return nil, fmt.Errorf("cannot count the rows of %s.state_messages: %w", c.Database, err)
@@ -193,8 +203,8 @@ func MeasureCeilings(ctx context.Context, cfg CeilingsConfig) (*Ceilings, error)
 	if len(res.Rows) == 1 && len(res.Rows[0]) == 1 {
 		c.StoredMessages = int64(schema.ToUint64(res.Rows[0][0]))
 	}
-	progressf(cfg.Progress, "ceilings: insert %d rows (%d messages, %d batches) in %.2f s: %.0f messages/s",
-		c.InsertRows, c.Messages, c.InsertBatches, c.InsertSeconds, c.InsertMsgsPerS)
+	progressf(cfg.Progress, "ceilings: insert %d rows (%d messages, %d batches) in %.2f s: %.0f messages/s; the current state alone (%d rows) %.2f s: %.0f messages/s",
+		c.InsertRows, c.Messages, c.InsertBatches, c.InsertSeconds, c.InsertMsgsPerS, c.MinInsertRows, c.MinInsertSeconds, c.MinInsertMsgsPerS)
 	return c, nil
 }
 
@@ -267,14 +277,15 @@ func consumeCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error 
 // which changes no row's size), and one acceptance time. Rows are built in rounds of up to
 // PrebuildMessages messages, all of a round before its inserts start; only the Insert calls
 // are timed. The projector writes each batch's tables in Tables() order, and so does this.
-// Not measured here: the projector's aggregate cells (package index), which are its own work
-// on top of these rows.
+// Then the same batches' current state alone is inserted into the second scratch database,
+// timed apart (Ceilings.MinInsert*). Not measured here: the projector's aggregate cells
+// (package index), which are its own work on top of these rows.
 func insertCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
 	next := make([]int64, c.Partitions)
 	acceptedAt := time.Now().UnixMilli()
-	var elapsed time.Duration
+	var elapsed, minElapsed time.Duration
 	for i := 0; i < len(cfg.Values); {
-		var round [][]schema.Rows
+		var round []*fold.Batch
 		b := fold.NewBatch(c.Database)
 		for built := 0; i < len(cfg.Values) && built < cfg.PrebuildMessages; i++ {
 			r := new(schema.Report)
@@ -287,16 +298,16 @@ func insertCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
 			next[p]++
 			built += len(r.Messages)
 			if b.Size() >= cfg.InsertBatch {
-				round = append(round, b.Tables())
+				round = append(round, b)
 				b = fold.NewBatch(c.Database)
 			}
 		}
 		if b.Size() > 0 {
-			round = append(round, b.Tables())
+			round = append(round, b)
 		}
 		start := time.Now()
-		for _, tables := range round {
-			for _, rows := range tables {
+		for _, b := range round {
+			for _, rows := range b.Tables() {
 				if err := cfg.Store.Insert(ctx, rows); err != nil {
 					return fmt.Errorf("cannot insert the ceiling's rows (%d into %s): %w", rows.Len(), rows.Table(), err)
 				}
@@ -305,7 +316,17 @@ func insertCeiling(ctx context.Context, cfg CeilingsConfig, c *Ceilings) error {
 		}
 		elapsed += time.Since(start)
 		c.InsertBatches += len(round)
+		start = time.Now()
+		for _, b := range round {
+			rows := fold.CurrentRowsIn(&b.Current, c.Database+"_min")
+			if err := cfg.Store.Insert(ctx, rows); err != nil {
+				return fmt.Errorf("cannot insert the ceiling's rows (%d into %s): %w", rows.Len(), rows.Table(), err)
+			}
+			c.MinInsertRows += int64(rows.Len())
+		}
+		minElapsed += time.Since(start)
 	}
+	c.MinInsertSeconds = minElapsed.Seconds()
 	c.InsertSeconds = elapsed.Seconds()
 	return nil
 }

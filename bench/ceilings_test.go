@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statepipe/statepipe/projector/fold"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -128,6 +129,9 @@ func (s *fakeStore) Query(_ context.Context, q string) (*schema.Result, error) {
 	if table, ok := strings.CutPrefix(q, "SELECT count() FROM "); ok {
 		return &schema.Result{Rows: [][]any{{s.rows[table]}}}, nil
 	}
+	if strings.HasPrefix(q, "EXISTS TABLE ") {
+		return &schema.Result{Rows: [][]any{{int64(0)}}}, nil
+	}
 	return &schema.Result{}, nil // no migration applied yet
 }
 
@@ -135,6 +139,9 @@ func (s *fakeStore) Insert(_ context.Context, rows schema.Rows) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rows[rows.Table()] += int64(rows.Len())
+	if r, ok := rows.(*fold.ReportRows); ok { // what the state_messages view shows of them
+		s.rows[strings.TrimSuffix(rows.Table(), "raw_reports")+"state_messages"] += int64(r.Messages())
+	}
 	return nil
 }
 
@@ -157,6 +164,9 @@ func TestMeasureCeilings(t *testing.T) {
 	}
 	if c.StoredMessages != reports*msgs {
 		t.Errorf("scratch state_messages held %d rows before the drop, want %d", c.StoredMessages, reports*msgs)
+	}
+	if cur := st.rows[c.Database+".current_state"]; cur == 0 || c.MinInsertRows != cur || c.MinInsertMsgsPerS <= 0 || st.rows[c.Database+"_min.current_state"] != cur {
+		t.Errorf("the current state alone: %d rows (%d stored), %v msgs/s; want the %d of the full insert", c.MinInsertRows, st.rows[c.Database+"_min.current_state"], c.MinInsertMsgsPerS, cur)
 	}
 	if c.InsertBatches != 4 { // 100,000 messages in batches flushed at ≥ 30,000
 		t.Errorf("insert batches = %d, want 4", c.InsertBatches)

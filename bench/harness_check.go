@@ -161,6 +161,9 @@ var ceilingRows = []struct {
 	{"bulk insert of the folded rows (projector → engine)", "projector_vs_engine_insert", stageInsert,
 		"folded per second inside the projector's inserts", "the site's insert metrics could not be read",
 		func(c *Ceilings) float64 { return c.InsertMsgsPerS }},
+	{"bulk insert of the current state alone: the least any design writes (the engine's cost)", "projector_vs_min_insert", stageInsert,
+		"folded per second inside the projector's inserts", "the site's insert metrics could not be read",
+		func(c *Ceilings) float64 { return c.MinInsertMsgsPerS }},
 }
 
 // projectorTotals are the site's projector counters at the end of a run.

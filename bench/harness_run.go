@@ -168,7 +168,7 @@ func (h *harness) stopWorkers() {
 // send has client c act at its wake and sends what it reports. A report the SDK gave up on
 // stops the run.
 func (h *harness) send(ctx context.Context, c *simClient) {
-	msgs, full := h.world.act(c, c.wake)
+	msgs, full := h.world.report(c, c.wake)
 	if len(msgs) == 0 {
 		return
 	}
@@ -217,7 +217,7 @@ func (h *harness) clientSite(i int) string {
 
 // reschedule puts c back among the wakes at its next one, unless simulated time has ended.
 func (h *harness) reschedule(c *simClient) {
-	if next := c.nextWake(); next >= 0 && !h.stats.ended.Load() {
+	if next := c.nextWake(h.sc.Behaviour.ReportEvery.D()); next >= 0 && !h.stats.ended.Load() {
 		c.wake = next
 		h.mu.Lock()
 		heap.Push(&h.wakes, c)

@@ -88,6 +88,11 @@ type Behaviour struct {
 	// (their events wait; they come back with a rescan).
 	Offline    float64  `json:"offline,omitempty"`
 	OfflineFor Duration `json:"offline_for,omitempty"`
+	// ReportEvery batches a client's state messages as ConfigMgr's client does (its default:
+	// every 15 minutes): what happens between two of its report times goes in one report at
+	// the next, each client on a phase of its own (0: a report per event, as soon as it
+	// happens). A first scan is sent at once.
+	ReportEvery Duration `json:"report_every,omitempty"`
 }
 
 // Deployment is a software-update deployment the scenario creates.
@@ -252,6 +257,8 @@ func (s *Scenario) Validate() error {
 		return fe("behaviour.installed", "installed + required must not exceed 1")
 	case b.Offline > 0 && b.OfflineFor <= 0:
 		return fe("behaviour.offline_for", "required with behaviour.offline")
+	case b.ReportEvery < 0:
+		return fe("behaviour.report_every", "must not be negative")
 	case s.Rate < 0:
 		return fe("rate", "must not be negative")
 	case s.Primaries < 0 || s.Primaries > 99:

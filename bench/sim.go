@@ -96,6 +96,7 @@ type simClient struct {
 	patchAt  time.Duration // -1: none pending
 	deps     []clientDep   // per scenario deployment
 	wake     time.Duration
+	phase    time.Duration // its report times are phase + k × Behaviour.ReportEvery
 	rng      *rand.Rand
 }
 
@@ -212,6 +213,9 @@ func (w *world) newClient(i int, enrolAt time.Duration) *simClient {
 			c.st[k] = schema.ComplianceNotRequired
 		}
 	}
+	if b.ReportEvery > 0 {
+		c.phase = time.Duration(rng.Int64N(int64(b.ReportEvery)))
+	}
 	c.nextScan = -1
 	if b.ScanEvery > 0 {
 		c.nextScan = enrolAt + b.ScanEvery.D() + time.Duration(rng.Int64N(int64(b.ScanEvery)))
@@ -252,8 +256,28 @@ func (c *simClient) appIndex(u int32) int {
 	return k
 }
 
-// nextWake returns when c next has something to do (-1: never).
-func (c *simClient) nextWake() time.Duration {
+// nextWake returns when c next reports (-1: never): when it next has something to do, or with
+// a reporting interval the first of its report times at or after that.
+func (c *simClient) nextWake(every time.Duration) time.Duration {
+	next := c.nextEvent()
+	if every <= 0 || next < 0 || !c.enrolled {
+		return next
+	}
+	k := (next - c.phase + every - 1) / every
+	if next < c.phase {
+		k = 0
+	}
+	return c.phase + k*every
+}
+
+// due reports whether c has something to do at or before now (a report gathers them all).
+func (c *simClient) due(now time.Duration) bool {
+	next := c.nextEvent()
+	return next >= 0 && next <= now && c.enrolled
+}
+
+// nextEvent returns when c next has something to do (-1: never).
+func (c *simClient) nextEvent() time.Duration {
 	next := time.Duration(-1)
 	take := func(t time.Duration) {
 		if t >= 0 && (next < 0 || t < next) {
@@ -271,6 +295,25 @@ func (c *simClient) nextWake() time.Duration {
 		}
 	}
 	return next
+}
+
+// maxActsPerReport bounds the events one batched report gathers (a deployment walks a step an
+// act): far more than fall due between two report times.
+const maxActsPerReport = 64
+
+// report returns what c reports at simulated time now: what it does then (act) and, with a
+// reporting interval (Behaviour.ReportEvery), everything else that fell due since its last
+// report time, in one report.
+func (w *world) report(c *simClient, now time.Duration) (msgs []schema.StateMessage, full bool) {
+	msgs, full = w.act(c, now)
+	if w.sc.Behaviour.ReportEvery <= 0 || full {
+		return msgs, full
+	}
+	for i := 0; i < maxActsPerReport && c.due(now); i++ {
+		more, _ := w.act(c, now)
+		msgs = append(msgs, more...)
+	}
+	return msgs, false
 }
 
 // act returns the report c sends at simulated time now (full for its first), and applies it

@@ -12,11 +12,18 @@ import (
 // expectations the oracle draws from the truth. Without this, an oracle bug would hide a site
 // bug, or cry wolf.
 func TestSimulatorTruthIsWhatItsMessagesSay(t *testing.T) {
+	for _, every := range []time.Duration{0, 15 * time.Minute} {
+		t.Run("report every "+every.String(), func(t *testing.T) { testSimulatorTruth(t, every) })
+	}
+}
+
+func testSimulatorTruth(t *testing.T, every time.Duration) {
 	sc, err := LoadScenario("scenarios/small.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sc.Clients = 300
+	sc.Behaviour.ReportEvery = Duration(every)
 	w := newWorld(sc, time.Now().Add(-sc.Duration.D()))
 	type key struct {
 		client string
@@ -30,9 +37,16 @@ func TestSimulatorTruthIsWhatItsMessagesSay(t *testing.T) {
 	live := map[key]val{}
 	lastOK := map[string]int64{}
 	// Every client acts whenever it wakes, through the whole simulated span.
+	reports := 0
 	for _, c := range w.clients {
 		for c.wake >= 0 && c.wake < sc.Duration.D() {
-			msgs, full := w.act(c, c.wake)
+			if every > 0 && c.enrolled && (c.wake-c.phase)%every != 0 {
+				t.Fatalf("client %s woke at %v, not one of its report times (%v + k × %v)", c.id, c.wake, c.phase, every)
+			}
+			msgs, full := w.report(c, c.wake)
+			if len(msgs) > 0 {
+				reports++
+			}
 			if full {
 				for k := range live {
 					if k.client == c.id {
@@ -49,9 +63,10 @@ func TestSimulatorTruthIsWhatItsMessagesSay(t *testing.T) {
 			if !c.enrolled {
 				t.Fatalf("client %s: its first report did not enrol it", c.id)
 			}
-			c.wake = c.nextWake()
+			c.wake = c.nextWake(every)
 		}
 	}
+	t.Logf("%d reports", reports)
 	if n := int64(len(live)); n != w.liveKeys() {
 		t.Errorf("live keys: messages say %d, truth says %d", n, w.liveKeys())
 	}
