@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -93,7 +94,9 @@ func runMain(ctx context.Context, args []string) int {
 	c, err := find(commands, "", args[0])
 	if err == nil {
 		stopProfile := profileFromEnv()
+		stopHeap := heapProfileFromEnv(args[0])
 		err = c.run(ctx, args[1:])
+		stopHeap()
 		stopProfile()
 	}
 	var ue *usageError
@@ -345,6 +348,58 @@ func cmdBenchReplot(_ context.Context, args []string) error {
 		return err
 	}
 	return bench.WriteResults(pos[0], r)
+}
+
+// heapProfileFromEnv writes, when $STATEPIPE_HEAPPROFILE is set, a heap profile of the command
+// to $STATEPIPE_HEAPPROFILE.<command> each time the heap in use reaches a new peak (looked at
+// every 2 s): the profile of the command's largest heap, for a site whose memory grew (the
+// harness's site process inherits the variable).
+func heapProfileFromEnv(command string) (stop func()) {
+	path := os.Getenv("STATEPIPE_HEAPPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	path += "." + command
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		var peak uint64
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse <= peak+peak/20 {
+				continue
+			}
+			peak = ms.HeapInuse
+			if err := writeHeapProfile(path); err != nil {
+				fmt.Fprintln(os.Stderr, "statepipe: cannot write a heap profile: "+err.Error())
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }
 
 // profileFromEnv writes a CPU profile of the whole command to $STATEPIPE_CPUPROFILE, when set:

@@ -2,7 +2,10 @@ package kafka
 
 import (
 	"crypto/tls"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -45,9 +48,18 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			opts = append(opts, kfake.Superuser(parts[0], parts[1], parts[2]))
 		}
 	}
-	if cfg.TLS != nil {
-		opts = append(opts, kfake.TLS(cfg.TLS))
-	}
+	// The listener bounds every request's size (boundedConn); TLS, when set, is layered under
+	// that bound here rather than by kfake, so that the bound reads the decrypted stream.
+	opts = append(opts, kfake.ListenFn(func(network, address string) (net.Listener, error) {
+		l, err := net.Listen(network, address)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.TLS != nil {
+			l = tls.NewListener(l, cfg.TLS)
+		}
+		return boundedListener{l}, nil
+	}))
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("cannot create kafka data dir %s: %w", cfg.Dir, err)
@@ -66,3 +78,56 @@ func (e *Embedded) Addrs() []string { return e.c.ListenAddrs() }
 
 // Close stops the broker; with a Dir its state is on disk for the next start.
 func (e *Embedded) Close() { e.c.Close() }
+
+// MaxEmbeddedRequest bounds one request to the embedded broker, as Kafka's
+// socket.request.max.bytes does (its default): the broker allocates a request's whole size,
+// read from its first four bytes, before reading it, so without a bound any connection could
+// make it allocate up to 4 GiB (an HTTP request's "GET " reads as 1.1 GiB).
+const MaxEmbeddedRequest = 100 << 20
+
+// errRequestTooLarge closes a connection whose request claims more than MaxEmbeddedRequest.
+var errRequestTooLarge = errors.New("kafka request larger than the embedded broker accepts")
+
+type boundedListener struct{ net.Listener }
+
+func (l boundedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &boundedConn{Conn: c}, nil
+}
+
+// boundedConn follows the Kafka framing of what it reads (a 4-byte big-endian size, then that
+// many bytes) and fails the read that would hand over a size above MaxEmbeddedRequest, before
+// the broker allocates it.
+type boundedConn struct {
+	net.Conn
+	size [4]byte
+	have int   // bytes of the size prefix read so far
+	body int64 // bytes of the current request's body still to come
+}
+
+func (c *boundedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	for i := 0; i < n; {
+		if c.body > 0 {
+			step := min(int64(n-i), c.body)
+			c.body -= step
+			i += int(step)
+			continue
+		}
+		c.size[c.have] = p[i]
+		c.have++
+		i++
+		if c.have == len(c.size) {
+			c.have = 0
+			c.body = int64(binary.BigEndian.Uint32(c.size[:]))
+			if c.body > MaxEmbeddedRequest {
+				_ = c.Conn.Close()
+				return 0, fmt.Errorf("%w: %d bytes claimed, at most %d", errRequestTooLarge, c.body, MaxEmbeddedRequest)
+			}
+		}
+	}
+	return n, err
+}
