@@ -419,10 +419,18 @@ func capacityReport(sc *bench.Scenario, target time.Duration, pts []bench.Capaci
 		fmt.Fprintf(&md, "| %d | %d | %.1f s | %v |\n", p.Clients, realTime(sc, p.Clients), p.BacklogSeconds, p.OK)
 	}
 	answer := fmt.Sprintf("largest site within a %s backlog: %d real-time clients (%d simulated at %g×)", target, realTime(sc, good), good, sc.TimeScale)
+	if bad == 0 && good > 0 {
+		answer = fmt.Sprintf("a site holds at least %d real-time clients within a %s backlog (%d simulated at %g×, the most tried)", realTime(sc, good), target, good, sc.TimeScale)
+	}
 	if good == 0 {
 		answer = fmt.Sprintf("no client count tried (down to %d simulated) kept the backlog within %s", lo, target)
 	}
-	fmt.Fprintf(&md, "\n**%s**; the next count tried, %d (%d real-time), did not hold.\n\n", answer, bad, realTime(sc, bad))
+	switch {
+	case bad == 0:
+		fmt.Fprintf(&md, "\n**%s**: the largest count tried (`--max`) held; the site holds at least that many (raise `--max` for the limit).\n\n", answer)
+	default:
+		fmt.Fprintf(&md, "\n**%s**; the next count tried, %d (%d real-time), did not hold.\n\n", answer, bad, realTime(sc, bad))
+	}
 	fmt.Fprintf(&md, `How real-time clients are counted: the run compresses simulated time %gx, so each simulated
 client sends, per second of the wall clock, what %g clients reporting in real time send — the
 same reports, %gx as often — and the site sees the same arrival rate of reports and state
