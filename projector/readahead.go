@@ -25,6 +25,8 @@ const readAheadRecords = 1024
 // partition next folds them.
 type readAhead struct {
 	out    chan *fetched // in fetch order
+	ended  chan struct{} // closed when a fetch returned the end of the generation (or of ctx)
+	endErr error         // that error, set before ended is closed
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -52,7 +54,7 @@ type checked struct {
 // startReadAhead starts fetching gen's records until stop is called.
 func (pr *Projector) startReadAhead(ctx context.Context, gen Generation) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
-	ra := &readAhead{out: make(chan *fetched, readAheadRecords), cancel: cancel}
+	ra := &readAhead{out: make(chan *fetched, readAheadRecords), ended: make(chan struct{}), cancel: cancel}
 	jobs := make(chan *fetched, readAheadRecords)
 	workers := max(1, runtime.GOMAXPROCS(0))
 	ra.wg.Add(1 + workers)
@@ -60,7 +62,9 @@ func (pr *Projector) startReadAhead(ctx context.Context, gen Generation) *readAh
 		go func() {
 			defer ra.wg.Done()
 			for f := range jobs {
-				f.pre = pr.check(&f.rec)
+				if ctx.Err() == nil { // stopping: what is left is dropped, not checked
+					f.pre = pr.check(&f.rec)
+				}
 				close(f.done)
 			}
 		}()
@@ -78,7 +82,12 @@ func (pr *Projector) startReadAhead(ctx context.Context, gen Generation) *readAh
 					return
 				}
 			} else {
+				// The generation ended: the loop hears it at once, not behind the records
+				// fetched ahead (they are dropped uncommitted, and redelivered to the next owner).
+				ra.endErr = f.err
+				close(ra.ended)
 				close(f.done)
+				return
 			}
 			select {
 			case ra.out <- f:
@@ -102,9 +111,16 @@ func (ra *readAhead) stop() {
 // next returns the next record and what check found, waiting until at most until (then an
 // error wrapping context.DeadlineExceeded); the end of the generation and of ctx are returned.
 func (ra *readAhead) next(ctx context.Context, until time.Time) (*fetched, error) {
+	select {
+	case <-ra.ended:
+		return nil, ra.endErr
+	default:
+	}
 	t := time.NewTimer(time.Until(until))
 	defer t.Stop()
 	select {
+	case <-ra.ended:
+		return nil, ra.endErr
 	case f := <-ra.out:
 		<-f.done
 		if f.err != nil {

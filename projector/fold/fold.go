@@ -259,7 +259,7 @@ func (r *ReportRows) Len() int          { return len(r.rows) }
 func (r *ReportRows) Messages() int { return len(r.hashes) }
 
 // add appends rec's row: its messages' hashes, and the report's hash over its full types and
-// them (both length-prefixed), so that no two different reports share a key.
+// its messages' serials and hashes (both length-prefixed), so that no two different reports share a key.
 func (r *ReportRows) add(rec Record, reportSerial uint64) {
 	first := len(r.hashes)
 	for i := range rec.Report.Messages {
@@ -271,7 +271,10 @@ func (r *ReportRows) add(rec Record, reportSerial uint64) {
 		b = binary.LittleEndian.AppendUint16(b, uint16(t))
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.hashes)-first))
-	for _, h := range r.hashes[first:] {
+	for i, h := range r.hashes[first:] {
+		// The serial too: the message hash leaves it out, and two reports with the same
+		// messages under different serials are two reports.
+		b = binary.LittleEndian.AppendUint64(b, rec.Report.Messages[i].Serial)
 		b = append(b, h[:]...)
 	}
 	r.scratch = b

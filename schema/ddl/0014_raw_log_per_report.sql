@@ -8,7 +8,7 @@
 -- the same view.
 
 -- One row per report a client was acknowledged for. report_hash (the first 16 bytes of
--- SHA-256 over the report's full types and its messages' hashes, in order) keys the row with
+-- SHA-256 over the report's full types and its messages' serials and hashes, in order) keys the row with
 -- (client, report_serial): redeliveries of a report collapse, two different reports are both
 -- kept. Of the deliveries of one report the first accepted stays (first_delivery, the
 -- engine's version, is greatest for the earliest accepted_at): a client's retry after a lost
