@@ -12,14 +12,20 @@ import (
 // in batches of 100 reports, as the projector does: Fold each report, End, Changed. Every
 // iteration is a new round (higher serials, other states), so each round replaces every key
 // and rewrites the cells it moves. One op is a whole round of 301,000 messages.
-func BenchmarkFold(b *testing.B) { benchmarkFold(b, false) }
+func BenchmarkFold(b *testing.B) { benchmarkFold(b, false, false) }
 
 // BenchmarkFoldDelta: after one full round, every op is a round of deltas — each client
 // reports 30 of its 300 updates in another state (a rescan that found changes), 30,000
 // messages per op. A delta should cost its own size, not the client's 300 keys.
-func BenchmarkFoldDelta(b *testing.B) { benchmarkFold(b, true) }
+func BenchmarkFoldDelta(b *testing.B) { benchmarkFold(b, true, false) }
 
-func benchmarkFold(b *testing.B, delta bool) {
+// BenchmarkFoldRescan: as BenchmarkFoldDelta, but each delta also carries the rescan's own
+// state message (topic 501, a newer successful scan), as a client that rescans and finds
+// changes reports them: 31 messages per report. The new scan moves only the keys whose update
+// was first synchronised between the two scans, so it too should cost the delta's size.
+func BenchmarkFoldRescan(b *testing.B) { benchmarkFold(b, true, true) }
+
+func benchmarkFold(b *testing.B, delta, rescan bool) {
 	const clients, updates, batch, parts = 1000, 300, 100, 4
 	ref := index.Ref{Catalog: map[string]index.Update{}, Lists: map[string][]string{}, Collections: map[string][]string{}}
 	ids := make([]string, updates)
@@ -47,6 +53,9 @@ func benchmarkFold(b *testing.B, delta bool) {
 		for u := 0; u < 30; u++ {
 			d.Messages = append(d.Messages, schema.StateMessage{TopicType: 500, TopicID: ids[(c+u*10)%updates]})
 		}
+		if rescan {
+			d.Messages = append(d.Messages, schema.StateMessage{TopicType: 501, TopicID: "S0", State: 3})
+		}
 		deltas[c] = d
 	}
 	msgs := clients * (updates + 1)
@@ -71,7 +80,11 @@ func benchmarkFold(b *testing.B, delta bool) {
 			for i := range r.Messages {
 				m := &r.Messages[i]
 				m.Serial = uint64((n+1)*(updates+1) + i + 1)
-				m.State = int32((c + i + n + 1) % 4)
+				if m.TopicType == 500 {
+					m.State = int32((c + i + n + 1) % 4)
+				} else {
+					m.Time = t0ms + int64(m.Serial)*minute // the rescan: a newer scan
+				}
 			}
 		}
 	}
@@ -89,7 +102,7 @@ func benchmarkFold(b *testing.B, delta bool) {
 	if delta {
 		round(0)
 		fold(reports)
-		msgs = clients * 30
+		msgs = clients * len(deltas[0].Messages)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

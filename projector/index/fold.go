@@ -11,13 +11,16 @@ import (
 
 // Fold applies one report of partition p at offset. Call End after the batch's last Fold.
 //
-// A delta (no full report, no new scan) costs its own size: the per-key cells of the keys it
-// changes move one by one, and only the client's summary cells (client count, scan, distinct
-// errors, update lists) are recomputed, once per batch. Anything else subtracts the client's
-// whole contribution and adds it back at End.
+// A delta (no full report) costs its own size: the per-key cells of the keys it changes move
+// one by one, a newer scan moves only the keys whose update was first synchronised between the
+// two scans, and only the client's summary cells (client count, scan, distinct errors, update
+// lists) are recomputed, once per batch. A full report subtracts the client's whole
+// contribution and adds it back at End.
 func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 	c := x.clients[r.Client]
-	delta := c != nil && x.isDelta(c, r)
+	// A delta leaves the client's full-report markers as they are: only the keys it carries
+	// move, and its scans (if newer) only the keys first synchronised between the two scans.
+	delta := c != nil && len(r.FullTypes) == 0
 	switch {
 	case c == nil:
 		c = x.loadClient(r.Client, p)
@@ -41,6 +44,7 @@ func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 	}
 	x.Seen(p, offset)
 	if c.partial {
+		x.applyScans(c, r)
 		for i := range r.Messages {
 			if m := &r.Messages[i]; m.TopicType.Keyed() {
 				x.applyDelta(c, m.TopicType, m.TopicID, m.Serial, int16(m.State), m.Error)
@@ -65,19 +69,43 @@ func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 	}
 }
 
-// isDelta reports whether r leaves client c's full-report markers and latest scan as they are
-// (so only the keys it carries can move).
-func (x *Index) isDelta(c *client, r *schema.Report) bool {
-	if len(r.FullTypes) > 0 {
-		return false
-	}
+// applyScans takes r's successful scans into client c's latest scan (the greatest serial; of
+// equal serials the later message), and moves the per-key cells the new scan changes: a 500
+// key in state 1–3 counts as scanned after its update's first synchronisation, or not,
+// depending on the latest scan. The client's summary cells are recomputed at End.
+func (x *Index) applyScans(c *client, r *schema.Report) {
+	was := c.scanMs
 	for i := range r.Messages {
-		m := &r.Messages[i]
-		if c.newScan(m) {
-			return false
+		if m := &r.Messages[i]; m.IsSuccessfulScan() && m.Serial >= c.scanSerial {
+			c.scanSerial, c.scanMs = m.Serial, m.Time
 		}
 	}
-	return true
+	if c.scanMs == was {
+		return
+	}
+	var scopes []uint32
+	pt := x.part(c.partition)
+	for k, v := range c.keys {
+		tt, update := k.topicType(), k.topic()
+		if tt != uint16(schema.TopicUpdateCompliance) || v.state < 1 || v.state > 3 {
+			continue
+		}
+		u := x.update(update)
+		fs := u.firstSynced
+		if !u.inCatalog || (was > fs) == (c.scanMs > fs) {
+			continue
+		}
+		d := int64(1)
+		if was > fs {
+			d = -1
+		}
+		if scopes == nil {
+			scopes = x.scopes(c)
+		}
+		for _, s := range scopes {
+			pt.add(cellKey{kind: kindState, topicType: tt, topic: update, state: v.state, scope: s}, 0, d)
+		}
+	}
 }
 
 // newScan reports whether m is a successful scan that would change the client's latest one.
@@ -238,7 +266,7 @@ func (x *Index) keyCells(pt *part, c *client, scopes []uint32, k topicKey, v key
 // scan is newer than the update's first synchronisation.
 func (x *Index) scannedAfter(c *client, tt uint16, update uint32, v keyState) int64 {
 	if tt == uint16(schema.TopicUpdateCompliance) && v.state >= 1 && v.state <= 3 {
-		if fs, ok := x.firstSynced[update]; ok && c.scanMs > fs {
+		if u := x.update(update); u.inCatalog && c.scanMs > u.firstSynced {
 			return 1
 		}
 	}
@@ -268,7 +296,7 @@ func (x *Index) contributeSummary(c *client, sign int64) {
 		}
 		if tt == uint16(schema.TopicUpdateCompliance) {
 			scanned := x.scannedAfter(c, tt, topic, v)
-			for _, l := range x.listsOfUpdate[topic] {
+			for _, l := range x.update(topic).lists {
 				t := &x.tallies[l]
 				switch v.state {
 				case schema.ComplianceRequired:

@@ -145,9 +145,8 @@ type Index struct {
 	// Derived from the reference data (ref.go).
 	ref           Ref
 	excluded      map[string]bool     // catalog updates expired past the cleanup age
-	firstSynced   map[uint32]int64    // catalog update → its first synchronisation, Unix ms
+	updates       []updateRef         // by interned id: what the reference data says of it as an update
 	lists         []list              // the catalog list and every update list
-	listsOfUpdate map[uint32][]uint16 // update → the lists (indexes into lists) it is in
 	collectionsOf map[string][]uint32 // client → the collections it is a member of
 
 	// Scratch space of contributeSummary and scopes, reused between clients.
@@ -155,6 +154,26 @@ type Index struct {
 	errsBuf   []int32
 	scopesBuf []uint32
 }
+
+// updateRef is what the reference data says of one interned id as a catalog update. The
+// folding loops look it up for every live key, so it is a slice indexed by the id rather than
+// a map.
+type updateRef struct {
+	firstSynced int64    // its first synchronisation, Unix ms (if inCatalog)
+	inCatalog   bool     // the catalog has it
+	lists       []uint16 // the lists (indexes into lists) it is in
+}
+
+// update returns the reference data of interned id; an id interned after the reference data
+// was set is in no list and not in the catalog.
+func (x *Index) update(id uint32) *updateRef {
+	if int(id) < len(x.updates) {
+		return &x.updates[id]
+	}
+	return &noUpdate
+}
+
+var noUpdate updateRef
 
 // New returns an empty index; cleanup is how long an expired update stays in lists.
 func New(cleanup time.Duration) *Index {

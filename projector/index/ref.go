@@ -101,11 +101,19 @@ func (x *Index) sameDerived(r Ref, now time.Time) bool {
 func (x *Index) setRef(r Ref, now time.Time) {
 	x.ref = r
 	x.excluded = x.excludedAt(r, now)
-	x.firstSynced = make(map[uint32]int64, len(r.Catalog))
-	for id, u := range r.Catalog {
-		x.firstSynced[x.intern(id)] = u.FirstSynced
+	for id := range r.Catalog {
+		x.intern(id)
 	}
-	x.listsOfUpdate = map[uint32][]uint16{}
+	for id, updates := range r.Lists {
+		x.intern(id)
+		for _, u := range updates {
+			x.intern(u)
+		}
+	}
+	x.updates = make([]updateRef, len(x.names))
+	for id, u := range r.Catalog {
+		x.updates[x.ids[id]] = updateRef{firstSynced: u.FirstSynced, inCatalog: true}
+	}
 	x.lists = x.lists[:0]
 	addList := func(id string, updates []string) {
 		if len(x.lists) >= 1<<16 {
@@ -123,9 +131,10 @@ func (x *Index) setRef(r Ref, now time.Time) {
 			}
 			seen[uid] = true
 			l.updates++
-			x.listsOfUpdate[uid] = append(x.listsOfUpdate[uid], uint16(len(x.lists)))
-			if fs, ok := x.firstSynced[uid]; ok {
-				l.firstSynced = append(l.firstSynced, fs)
+			u := &x.updates[uid]
+			u.lists = append(u.lists, uint16(len(x.lists)))
+			if u.inCatalog {
+				l.firstSynced = append(l.firstSynced, u.firstSynced)
 			}
 		}
 		slices.Sort(l.firstSynced)
