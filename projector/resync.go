@@ -120,10 +120,13 @@ type Tracker struct {
 }
 
 type serialState struct {
-	contiguous uint64              // every serial from the first seen up to here has arrived
-	pending    map[uint64]struct{} // serials above contiguous+1 that have arrived
-	gapSince   time.Time           // when the oldest open gap was first seen
-	requested  bool                // a resync request is out and not yet answered
+	contiguous uint64 // every serial from the first seen up to here has arrived
+	// pending: serials above contiguous+1 that have arrived; nil without a gap. A Go map
+	// never shrinks, so serials that arrive in order never enter it, and an emptied one is
+	// dropped: otherwise each client would keep a map of its largest report's size.
+	pending   map[uint64]struct{}
+	gapSince  time.Time // when the oldest open gap was first seen
+	requested bool      // a resync request is out and not yet answered
 }
 
 // NewTracker returns an empty tracker.
@@ -131,15 +134,12 @@ func NewTracker() *Tracker { return &Tracker{clients: map[string]*serialState{}}
 
 // Observe records that a report of client with the given serials arrived at time at;
 // fullFrom is the report's smallest serial when it is a full report, else 0. It returns true
-// when the report answers an outstanding resync request.
+// when the report answers an outstanding resync request. It sorts serials in place.
 func (t *Tracker) Observe(client string, serials []uint64, fullFrom uint64, at time.Time) (answered bool) {
+	slices.Sort(serials)
 	s, ok := t.clients[client]
 	if !ok {
-		lowest := serials[0]
-		for _, v := range serials {
-			lowest = min(lowest, v)
-		}
-		s = &serialState{contiguous: lowest - 1, pending: map[uint64]struct{}{}}
+		s = &serialState{contiguous: serials[0] - 1}
 		t.clients[client] = s
 	}
 	if fullFrom > 0 && fullFrom-1 > s.contiguous {
@@ -152,13 +152,20 @@ func (t *Tracker) Observe(client string, serials []uint64, fullFrom uint64, at t
 		answered = true
 		s.requested = false
 	}
+	before := s.contiguous
 	for _, v := range serials {
-		if v > s.contiguous {
+		switch {
+		case v <= s.contiguous:
+		case v == s.contiguous+1 && len(s.pending) == 0:
+			s.contiguous = v
+		default:
+			if s.pending == nil {
+				s.pending = map[uint64]struct{}{}
+			}
 			s.pending[v] = struct{}{}
 		}
 	}
-	before := s.contiguous
-	for {
+	for len(s.pending) > 0 {
 		if _, ok := s.pending[s.contiguous+1]; !ok {
 			break
 		}
@@ -177,6 +184,7 @@ func (t *Tracker) Observe(client string, serials []uint64, fullFrom uint64, at t
 	}
 	switch {
 	case len(s.pending) == 0:
+		s.pending = nil
 		s.gapSince = time.Time{}
 	case s.gapSince.IsZero():
 		s.gapSince = at
