@@ -106,10 +106,10 @@ func RestoreIndex(ctx context.Context, rd Reader, db string, cleanup time.Durati
 		})},
 		{"partitions folded before 0007", legacyPartitionsSQL, partitionOffsets(x.LoadPartition)},
 		// A client's partition is fixed (its id keys its reports); rows written before 0005
-		// have -1, and the raw log says which.
+		// have -1, and the raw log of before 0014 (one row per message) says which.
 		{"clients", `SELECT c.client, if(c.p >= 0, c.p, m.p) FROM
 			(SELECT client, max(partition) AS p FROM {db}.clients GROUP BY client) AS c
-			LEFT JOIN (SELECT client, argMax(partition, offset) AS p FROM {db}.state_messages
+			LEFT JOIN (SELECT client, argMax(partition, offset) AS p FROM {db}.state_messages_before_0014
 			           WHERE client IN (SELECT client FROM {db}.clients GROUP BY client HAVING max(partition) < 0)
 			           GROUP BY client) AS m ON m.client = c.client`,
 			func(r []any) error {
@@ -220,10 +220,10 @@ const offsetsSQL = `SELECT partition, max(offset) FROM {db}.offsets GROUP BY par
 const begunSQL = `SELECT partition, max(offset) FROM {db}.batches_begun GROUP BY partition
 	UNION ALL SELECT partition, max(offset) FROM {db}.offsets GROUP BY partition`
 
-// legacyPartitionsSQL reads, from the raw log, how far partitions were folded before 0007 added
-// the offsets table; a partition's first batch since then lands in offsets, which the end of
+// legacyPartitionsSQL reads, from the raw log of before 0014 (where every row written before
+// 0007 is), how far partitions were folded before 0007 added the offsets table; a partition's first batch since then lands in offsets, which the end of
 // the restore reads, and marks it torn.
-const legacyPartitionsSQL = `SELECT partition, max(offset) FROM {db}.state_messages
+const legacyPartitionsSQL = `SELECT partition, max(offset) FROM {db}.state_messages_before_0014
 	WHERE partition NOT IN (SELECT DISTINCT partition FROM {db}.offsets) GROUP BY partition`
 
 // loadCell loads the rows of one aggregate table into x, read in the columns partition,

@@ -435,3 +435,47 @@ func TestLoopFoldsInFetchOrderAfterParallelChecks(t *testing.T) {
 	}
 	wantCount(t, "records_total", l.pr.m.records, n)
 }
+
+// The read-ahead holds no more than readAheadBytes of records fetched and not taken: with
+// records of 40 % of it, two are held and the third waits, however many the broker has; each
+// record the loop takes lets one more be fetched.
+func TestReadAheadIsBoundedByBytes(t *testing.T) {
+	j := &journal{}
+	g := newGeneration(1, j, 0)
+	cfg := DefaultConfig()
+	cfg.Database, cfg.Topic = "db", testTopic
+	pr, err := New(cfg, Params{Consumer: &fakeConsumer{gens: []*fakeGeneration{g}}, Store: &fakeStore{j: j},
+		DeadLetters: &fakeProducer{name: "dlq", j: j}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, readAheadBytes*4/10)
+	for i := range 10 {
+		g.recs <- Record{Topic: testTopic, Offset: int64(i), Key: []byte("pc-1"), Value: big}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ra := pr.startReadAhead(ctx, g)
+	defer ra.stop()
+	fetched := func() int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.fetchesDone
+	}
+	settle := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for fetched() < want && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // room to fetch more than it should
+		if got := fetched(); got != want {
+			t.Fatalf("%d records fetched, want %d (two held, the third waiting for room)", got, want)
+		}
+	}
+	settle(3)
+	if _, err := ra.next(ctx, time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	settle(4)
+}

@@ -9,12 +9,19 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/statepipe/statepipe/schema"
 )
 
-// readAheadRecords bounds the records fetched ahead of the batch loop (about 30 MiB of 300-
-// message reports, decoded): enough to keep the workers busy while the loop inserts a batch.
-const readAheadRecords = 1024
+// The records fetched ahead of the batch loop are bounded by count and by bytes: enough to keep
+// the workers busy while the loop inserts a batch (1,024 300-message reports are about 12 MiB
+// as fetched, 30 MiB decoded), and no more than readAheadBytes as fetched however large the
+// reports are (a record over it is fetched alone).
+const (
+	readAheadRecords = 1024
+	readAheadBytes   = 32 << 20
+)
 
 // readAhead fetches a generation's records ahead of the batch loop and checks each on workers
 // of their own — the vouch signature, the decode and the validation, which depend on the
@@ -29,15 +36,17 @@ type readAhead struct {
 	endErr error         // that error, set before ended is closed
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	bytes  *semaphore.Weighted // the bytes of the records fetched and not yet taken
 }
 
 // fetched is one record with what check found, ready once done is closed; or, with err set,
 // the end of the generation (or of ctx).
 type fetched struct {
-	rec  Record
-	err  error
-	pre  checked
-	done chan struct{}
+	rec    Record
+	err    error
+	pre    checked
+	done   chan struct{}
+	weight int64 // its share of readAheadBytes
 }
 
 // checked is what the record alone says: a report to fold (r, with its acceptance time),
@@ -54,7 +63,8 @@ type checked struct {
 // startReadAhead starts fetching gen's records until stop is called.
 func (pr *Projector) startReadAhead(ctx context.Context, gen Generation) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
-	ra := &readAhead{out: make(chan *fetched, readAheadRecords), ended: make(chan struct{}), cancel: cancel}
+	ra := &readAhead{out: make(chan *fetched, readAheadRecords), ended: make(chan struct{}), cancel: cancel,
+		bytes: semaphore.NewWeighted(readAheadBytes)}
 	jobs := make(chan *fetched, readAheadRecords)
 	workers := max(1, runtime.GOMAXPROCS(0))
 	ra.wg.Add(1 + workers)
@@ -76,6 +86,10 @@ func (pr *Projector) startReadAhead(ctx context.Context, gen Generation) *readAh
 			f := &fetched{done: make(chan struct{})}
 			f.rec, f.err = pr.fetchNext(ctx, gen)
 			if f.err == nil {
+				f.weight = min(int64(len(f.rec.Key)+len(f.rec.Value)), readAheadBytes)
+				if ra.bytes.Acquire(ctx, f.weight) != nil {
+					return
+				}
 				select {
 				case jobs <- f:
 				case <-ctx.Done():
@@ -123,6 +137,7 @@ func (ra *readAhead) next(ctx context.Context, until time.Time) (*fetched, error
 		return nil, ra.endErr
 	case f := <-ra.out:
 		<-f.done
+		ra.bytes.Release(f.weight)
 		if f.err != nil {
 			return nil, f.err
 		}

@@ -92,7 +92,10 @@ type EnrollResponse struct {
 	SerialBase uint64 `json:"serial_base"`
 }
 
-var b64 = base64.RawURLEncoding
+// b64 is the tokens' encoding, strict: one token has one spelling (no non-zero padding bits;
+// ParseCredential refuses line breaks, which the decoder would skip), so that a cache keyed by
+// the token cannot be churned with variants of it.
+var b64 = base64.RawURLEncoding.Strict()
 
 // SignCredential encodes c and signs it with the site's private key: a token of two
 // base64url parts, payload and signature, joined by a dot.
@@ -116,7 +119,7 @@ var (
 func ParseCredential(token string, site ed25519.PublicKey, now time.Time) (Credential, error) {
 	var c Credential
 	p, s, ok := strings.Cut(token, ".")
-	if !ok {
+	if !ok || strings.ContainsAny(token, "\r\n") {
 		return c, ErrCredentialMalformed
 	}
 	payload, err1 := b64.DecodeString(p)
