@@ -11,9 +11,10 @@ import (
 
 // Fold applies one report of partition p at offset. Call End after the batch's last Fold.
 //
-// A delta (no full report) costs its own size: the per-key cells of the keys it changes move
-// one by one, a newer scan moves only the keys whose update was first synchronised between the
-// two scans, and only the client's summary cells (client count, scan, distinct errors, update
+// A delta (no full report) writes cells in proportion to its own size: the per-key cells of
+// the keys it changes move one by one, a newer scan moves only the cells of the keys whose
+// update was first synchronised between the two scans (it reads the client's keys to find
+// them), and only the client's summary cells (client count, scan, distinct errors, update
 // lists) are recomputed, once per batch. A full report subtracts the client's whole
 // contribution and adds it back at End.
 func (x *Index) Fold(p int32, offset int64, r *schema.Report) {

@@ -10,10 +10,12 @@
 // clients per (scope, topic, HRESULT), and clients per (scope, update list, compliance).
 //
 // Folding a batch subtracts each touched client's contribution once, applies its messages,
-// and adds the new contribution — for a delta (no full report, no new scan) only the changed
-// keys' cells and the client's summary cells (client count, scan, distinct errors, lists),
-// so a delta costs its own size, not the client's whole key set (the list cells still read
-// the client's keys, without writing a cell per key). The cells always equal a from-scratch
+// and adds the new contribution — for a delta (no full report) only the changed keys' cells,
+// the cells of the keys a newer scan flips (500 states 1–3 whose update was first
+// synchronised between the two scans) and the client's summary cells (client count, scan,
+// distinct errors, lists), so a delta writes cells in proportion to its own size, not the
+// client's whole key set (the scan and list cells still read the client's keys, without
+// writing a cell per key). The cells always equal a from-scratch
 // computation over the live state, whatever the order of arrival (the per-key maximum, the
 // markers and the latest scan are order-independent and idempotent, so a redelivered or
 // replayed report changes nothing). A change of reference data recomputes every

@@ -198,6 +198,11 @@ func genWorld(t testing.TB, seed uint64, nClients int) *world {
 				serial += 1 + uint64(rng.IntN(3))
 				msgs[i].Serial = serial
 				msgs[i].Time = t0ms + int64(serial)*minute
+				if msgs[i].TopicType == 501 && rng.IntN(3) == 0 {
+					// A client's clock is shown, never used to order: a later scan may carry an
+					// earlier time, so that a newer scan also takes keys out of "scanned after".
+					msgs[i].Time -= int64(rng.IntN(400)) * minute
+				}
 			}
 			rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
 			rep.Messages = msgs
