@@ -49,6 +49,7 @@ test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReportJSON$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCredential$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./ingest/
+	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./configmgr/
 
 test-kafka:
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
