@@ -115,7 +115,8 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 			return fail(fmt.Errorf("cannot use --kafka.listen %q: want 127.0.0.1:PORT", cfg.KafkaListen))
 		}
 		port, _ := strconv.Atoi(portStr)
-		b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Dir: filepath.Join(cfg.Data, "kafka"), Port: port})
+		b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Dir: filepath.Join(cfg.Data, "kafka"), Port: port,
+			MaxRequest: kafka.EmbeddedMaxRequest(cfg.Kafka.BatchBytes)})
 		if err != nil {
 			return fail(err)
 		}

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"cmp"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -28,6 +29,17 @@ type EmbeddedConfig struct {
 	Users []string
 	// TLS, when set, makes the broker listen with TLS only (SASL_SSL with Users).
 	TLS *tls.Config
+	// MaxRequest bounds one request's size in bytes (0: MaxEmbeddedRequest). Set it from the
+	// producers' batch size (EmbeddedMaxRequest) so that no produce request they send is
+	// refused.
+	MaxRequest int64
+}
+
+// EmbeddedMaxRequest is the request bound for producers whose batches reach batchBytes: Kafka's
+// default (MaxEmbeddedRequest), or a batch and 1 MiB for the request's framing when batches are
+// larger.
+func EmbeddedMaxRequest(batchBytes int64) int64 {
+	return max(MaxEmbeddedRequest, batchBytes+1<<20)
 }
 
 // StartEmbedded starts a single-broker kfake cluster.
@@ -58,7 +70,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		if cfg.TLS != nil {
 			l = tls.NewListener(l, cfg.TLS)
 		}
-		return boundedListener{l}, nil
+		return boundedListener{Listener: l, max: cmp.Or(cfg.MaxRequest, MaxEmbeddedRequest)}, nil
 	}))
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
@@ -79,30 +91,34 @@ func (e *Embedded) Addrs() []string { return e.c.ListenAddrs() }
 // Close stops the broker; with a Dir its state is on disk for the next start.
 func (e *Embedded) Close() { e.c.Close() }
 
-// MaxEmbeddedRequest bounds one request to the embedded broker, as Kafka's
+// MaxEmbeddedRequest bounds one request to the embedded broker by default, as Kafka's
 // socket.request.max.bytes does (its default): the broker allocates a request's whole size,
 // read from its first four bytes, before reading it, so without a bound any connection could
 // make it allocate up to 4 GiB (an HTTP request's "GET " reads as 1.1 GiB).
 const MaxEmbeddedRequest = 100 << 20
 
-// errRequestTooLarge closes a connection whose request claims more than MaxEmbeddedRequest.
+// errRequestTooLarge closes a connection whose request claims more than the bound.
 var errRequestTooLarge = errors.New("kafka request larger than the embedded broker accepts")
 
-type boundedListener struct{ net.Listener }
+type boundedListener struct {
+	net.Listener
+	max int64
+}
 
 func (l boundedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &boundedConn{Conn: c}, nil
+	return &boundedConn{Conn: c, max: l.max}, nil
 }
 
 // boundedConn follows the Kafka framing of what it reads (a 4-byte big-endian size, then that
-// many bytes) and fails the read that would hand over a size above MaxEmbeddedRequest, before
-// the broker allocates it.
+// many bytes) and fails the read that would hand over a size above max, before the broker
+// allocates it.
 type boundedConn struct {
 	net.Conn
+	max  int64
 	size [4]byte
 	have int   // bytes of the size prefix read so far
 	body int64 // bytes of the current request's body still to come
@@ -123,9 +139,9 @@ func (c *boundedConn) Read(p []byte) (int, error) {
 		if c.have == len(c.size) {
 			c.have = 0
 			c.body = int64(binary.BigEndian.Uint32(c.size[:]))
-			if c.body > MaxEmbeddedRequest {
+			if c.body > c.max {
 				_ = c.Conn.Close()
-				return 0, fmt.Errorf("%w: %d bytes claimed, at most %d", errRequestTooLarge, c.body, MaxEmbeddedRequest)
+				return 0, fmt.Errorf("%w: %d bytes claimed, at most %d", errRequestTooLarge, c.body, c.max)
 			}
 		}
 	}

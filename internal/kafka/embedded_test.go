@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -54,5 +56,31 @@ func TestEmbeddedBrokerBoundsRequestSize(t *testing.T) {
 	defer p.Close()
 	if err := p.Produce(ctx, Record{Key: []byte("k"), Value: make([]byte, 4<<20)}); err != nil {
 		t.Fatalf("a 4 MiB record: %v", err)
+	}
+}
+
+// The bound follows the producers' batch size: Kafka's default while batches fit in it, a batch
+// and its framing above; a request within the bound passes, one over it is refused.
+func TestEmbeddedRequestBoundFollowsTheBatchSize(t *testing.T) {
+	for batch, want := range map[int64]int64{16 << 20: MaxEmbeddedRequest, 200 << 20: 201 << 20} {
+		if got := EmbeddedMaxRequest(batch); got != want {
+			t.Errorf("EmbeddedMaxRequest(%d) = %d, want %d", batch, got, want)
+		}
+	}
+	frame := func(size uint32) []byte {
+		return binary.BigEndian.AppendUint32(nil, size)
+	}
+	for _, tc := range []struct {
+		size    uint32
+		refused bool
+	}{{200 << 20, false}, {201 << 20, false}, {201<<20 + 1, true}} {
+		server, client := net.Pipe()
+		c := &boundedConn{Conn: server, max: EmbeddedMaxRequest(200 << 20)}
+		go func() { _, _ = client.Write(frame(tc.size)); _ = client.Close() }()
+		_, err := io.ReadAll(c)
+		if got := errors.Is(err, errRequestTooLarge); got != tc.refused {
+			t.Errorf("a request claiming %d bytes: refused %v (%v), want %v", tc.size, got, err, tc.refused)
+		}
+		_ = server.Close()
 	}
 }
