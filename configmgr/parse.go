@@ -126,7 +126,17 @@ func xmlReason(err error) string {
 // nextTop reads up to the next element at the current level outside documents and reports
 // whether there is one (p.start). It returns false at the end of the input, of an enclosing
 // wrapper or when the input cannot be read. Only white space may lie between documents.
-func (p *parser) nextTop() bool {
+func (p *parser) nextTop() bool { return p.nextElement(false) }
+
+// child reads up to the next child element of the element being read and reports whether
+// there is one (p.start); false at the element's end tag or when the input cannot be read.
+// Text and comments between children are skipped.
+func (p *parser) child() bool { return p.nextElement(true) }
+
+// nextElement reads up to the next start tag at the current level (p.start), or returns false
+// at an end tag or when the input cannot be read; text other than white space is an error
+// unless textAllowed.
+func (p *parser) nextElement(textAllowed bool) bool {
 	for {
 		tok, ok := p.next()
 		if !ok {
@@ -139,29 +149,10 @@ func (p *parser) nextTop() bool {
 		case xml.EndElement:
 			return false
 		case xml.CharData:
-			if len(bytes.Trim(t, " \t\r\n\uFEFF")) > 0 {
+			if !textAllowed && len(bytes.Trim(t, " \t\r\n\uFEFF")) > 0 {
 				p.fatalf(ErrMalformed, "text %q outside the Report element", clip(string(t)))
 				return false
 			}
-		}
-	}
-}
-
-// child reads up to the next child element of the element being read and reports whether
-// there is one (p.start); false at the element's end tag or when the input cannot be read.
-// Text and comments between children are skipped.
-func (p *parser) child() bool {
-	for {
-		tok, ok := p.next()
-		if !ok {
-			return false
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			p.start = t
-			return true
-		case xml.EndElement:
-			return false
 		}
 	}
 }

@@ -61,9 +61,7 @@ func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 	}
 	for i := range r.Messages {
 		m := &r.Messages[i]
-		if m.IsSuccessfulScan() && m.Serial >= c.scanSerial {
-			c.scanSerial, c.scanMs = m.Serial, m.Time
-		}
+		c.takeScan(m)
 		if m.TopicType.Keyed() {
 			x.apply(c, m.TopicType, m.TopicID, m.Serial, int16(m.State), m.Error)
 		}
@@ -77,9 +75,7 @@ func (x *Index) Fold(p int32, offset int64, r *schema.Report) {
 func (x *Index) applyScans(c *client, r *schema.Report) {
 	was := c.scanMs
 	for i := range r.Messages {
-		if m := &r.Messages[i]; m.IsSuccessfulScan() && m.Serial >= c.scanSerial {
-			c.scanSerial, c.scanMs = m.Serial, m.Time
-		}
+		c.takeScan(&r.Messages[i])
 	}
 	if c.scanMs == was {
 		return
@@ -88,17 +84,9 @@ func (x *Index) applyScans(c *client, r *schema.Report) {
 	pt := x.part(c.partition)
 	for k, v := range c.keys {
 		tt, update := k.topicType(), k.topic()
-		if tt != uint16(schema.TopicUpdateCompliance) || v.state < 1 || v.state > 3 {
+		d := x.scannedAt(c.scanMs, tt, update, v) - x.scannedAt(was, tt, update, v)
+		if d == 0 {
 			continue
-		}
-		u := x.update(update)
-		fs := u.firstSynced
-		if !u.inCatalog || (was > fs) == (c.scanMs > fs) {
-			continue
-		}
-		d := int64(1)
-		if was > fs {
-			d = -1
 		}
 		if scopes == nil {
 			scopes = x.scopes(c)
@@ -106,6 +94,14 @@ func (x *Index) applyScans(c *client, r *schema.Report) {
 		for _, s := range scopes {
 			pt.add(cellKey{kind: kindState, topicType: tt, topic: update, state: v.state, scope: s}, 0, d)
 		}
+	}
+}
+
+// takeScan makes m the client's latest scan if it is a successful scan at least as new (the
+// greatest serial; of equal serials the later message).
+func (c *client) takeScan(m *schema.StateMessage) {
+	if m.IsSuccessfulScan() && m.Serial >= c.scanSerial {
+		c.scanSerial, c.scanMs = m.Serial, m.Time
 	}
 }
 
@@ -266,8 +262,13 @@ func (x *Index) keyCells(pt *part, c *client, scopes []uint32, k topicKey, v key
 // scannedAfter is 1 when a 500 key in state 1–3 belongs to a client whose latest successful
 // scan is newer than the update's first synchronisation.
 func (x *Index) scannedAfter(c *client, tt uint16, update uint32, v keyState) int64 {
+	return x.scannedAt(c.scanMs, tt, update, v)
+}
+
+// scannedAt is scannedAfter for a latest successful scan at scanMs.
+func (x *Index) scannedAt(scanMs int64, tt uint16, update uint32, v keyState) int64 {
 	if tt == uint16(schema.TopicUpdateCompliance) && v.state >= 1 && v.state <= 3 {
-		if u := x.update(update); u.inCatalog && c.scanMs > u.firstSynced {
+		if u := x.update(update); u.inCatalog && scanMs > u.firstSynced {
 			return 1
 		}
 	}
