@@ -81,12 +81,12 @@ func (c *console) count(what string, start time.Time, done *atomic.Int64, total 
 		return func() {}
 	}
 	show := func() { c.status("%6.1fs  %d/%d %s", time.Since(start).Seconds(), done.Load(), total, what) }
-	return everySecond(show, func() { show(); c.endStatus() })
+	return EverySecond(show, func() { show(); c.endStatus() })
 }
 
-// everySecond calls tick once a second until the returned stop is called, which then calls
-// last (when not nil) and returns once it has.
-func everySecond(tick, last func()) (stop func()) {
+// EverySecond calls tick once a second until the returned stop is called, which then calls
+// last (when not nil) and returns once it has: the clock of a progress line.
+func EverySecond(tick, last func()) (stop func()) {
 	quit, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)

@@ -377,7 +377,7 @@ func (h *harness) startSampler(ctx context.Context) (stop func()) {
 	if h.hier != nil {
 		sm.rateSites = h.hier.primaries // the clients enrol at the primaries
 	}
-	return everySecond(func() { h.sample(ctx, sm) }, nil)
+	return EverySecond(func() { h.sample(ctx, sm) }, nil)
 }
 
 // sample takes one Sample: the harness's counters and state, then the site's.

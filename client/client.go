@@ -69,8 +69,12 @@ type Config struct {
 	Identity *Identity
 	// Name is the machine's name, sent at enrolment.
 	Name string
-	// EnrollToken is the site's enrolment token, if it requires one.
+	// EnrollToken is the bearer token an enrolment sends: the site's enrolment token, if it
+	// requires one; for a new gateway, the site's administrator token.
 	EnrollToken string
+	// Kind is schema.KindGateway to enrol a gateway, which relays ConfigMgr documents for the
+	// clients of its site (Relay); "" a client.
+	Kind string
 	// EnrollGrant is the one-time code an administrator's revocation of this client id
 	// answered: a revoked id enrols again only with it.
 	EnrollGrant string

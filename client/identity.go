@@ -23,7 +23,8 @@ type Identity struct {
 	Client     string    `json:"client"`
 	Site       string    `json:"site"`
 	Name       string    `json:"name,omitempty"`
-	PrivateKey []byte    `json:"private_key"` // ed25519.PrivateKey (JSON: base64)
+	Kind       string    `json:"kind,omitempty"` // schema.KindGateway for a gateway
+	PrivateKey []byte    `json:"private_key"`    // ed25519.PrivateKey (JSON: base64)
 	Credential string    `json:"credential"`
 	Expires    time.Time `json:"expires"`
 	// SerialBase is the serial below the first this enrolment may use: the client's serials
@@ -99,10 +100,10 @@ func (c *Client) enroll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		id = &Identity{Client: c.cfg.ClientID, Site: c.cfg.Site, Name: c.cfg.Name, PrivateKey: key}
+		id = &Identity{Client: c.cfg.ClientID, Site: c.cfg.Site, Name: c.cfg.Name, Kind: c.cfg.Kind, PrivateKey: key}
 	}
 	key := ed25519.PrivateKey(id.PrivateKey)
-	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: key.Public().(ed25519.PublicKey),
+	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Kind: id.Kind, Site: id.Site, PublicKey: key.Public().(ed25519.PublicKey),
 		Grant: c.cfg.EnrollGrant})
 	er, err := c.postEnrollTries(ctx, body, nil, c.cfg.MaxAttempts, max(c.cfg.EnrollPatience, 0))
 	if err != nil {
@@ -198,7 +199,7 @@ func (c *Client) Rotate(ctx context.Context, persist func(*Identity) error) erro
 	if len(next) == ed25519.PrivateKeySize {
 		// A rotation begun before: if the site applied it (its answer was lost), the new key
 		// holds the id already, and enrolling with it completes the rotation.
-		body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site, PublicKey: next.Public().(ed25519.PublicKey)})
+		body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Kind: id.Kind, Site: id.Site, PublicKey: next.Public().(ed25519.PublicKey)})
 		if er, err := c.postEnrollTries(ctx, body, nil, 1, 0); err == nil {
 			return c.rotated(&id, next, er, persist)
 		}
@@ -213,7 +214,7 @@ func (c *Client) Rotate(ctx context.Context, persist func(*Identity) error) erro
 		}
 		c.id = &id
 	}
-	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Site: id.Site,
+	body, _ := json.Marshal(schema.EnrollRequest{Client: id.Client, Name: id.Name, Kind: id.Kind, Site: id.Site,
 		PublicKey: next.Public().(ed25519.PublicKey), Time: time.Now().UnixMilli()})
 	er, err := c.postEnroll(ctx, body, map[string]string{schema.HeaderCredential: id.Credential,
 		schema.HeaderSignature: schema.SignBody(ed25519.PrivateKey(id.PrivateKey), body)})

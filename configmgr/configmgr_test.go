@@ -220,9 +220,10 @@ func TestErrors(t *testing.T) {
 		{"no messages", report(header, ""), ErrMissing, "ReportBody/StateMessage", "", "at least one"},
 		{"no SerialNumber", withMsg(` SerialNumber="1"`, ``), ErrMissing, "ReportBody/StateMessage[1]", "SerialNumber", "missing"},
 		{"SerialNumber abc", withMsg(`SerialNumber="1"`, `SerialNumber="abc"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", `"abc" is not a serial number`},
-		{"SerialNumber 0", withMsg(`SerialNumber="1"`, `SerialNumber="0"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", "> 0"},
+		{"SerialNumber 0", withMsg(`SerialNumber="1"`, `SerialNumber="0"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", "from 1 to 2^40"},
+		{"SerialNumber 2^40", withMsg(`SerialNumber="1"`, `SerialNumber="1099511627776"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", "from 1 to 2^40"},
 		{"SerialNumber negative", withMsg(`SerialNumber="1"`, `SerialNumber="-1"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", `"-1"`},
-		{"SerialNumber 2^64", withMsg(`SerialNumber="1"`, `SerialNumber="18446744073709551616"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", "uint64"},
+		{"SerialNumber 2^64", withMsg(`SerialNumber="1"`, `SerialNumber="18446744073709551616"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", "2^40"},
 		{"SerialNumber twice", withMsg(`SerialNumber="1"`, `SerialNumber="1" SerialNumber="2"`), ErrInvalid, "ReportBody/StateMessage[1]", "SerialNumber", "more than once"},
 		{"duplicate serial", report(header, m2("7")+m2("8")+m2("7")), ErrInvalid, "ReportBody/StateMessage[3]", "SerialNumber", "7 repeats the serial of StateMessage[1]"},
 		{"no MessageTime", withMsg(`MessageTime="20240311084510.250000+000" `, ``), ErrMissing, "ReportBody/StateMessage[1]", "MessageTime", "missing"},
@@ -243,7 +244,7 @@ func TestErrors(t *testing.T) {
 		{"no State", withMsg(`<State ID="11" Criticality="0"/>`, ``), ErrMissing, "ReportBody/StateMessage[1]/State", "", "missing"},
 		{"no State ID", withMsg(`State ID="11"`, `State`), ErrMissing, "ReportBody/StateMessage[1]/State", "ID", "missing"},
 		{"State ID x", withMsg(`State ID="11"`, `State ID="x"`), ErrInvalid, "ReportBody/StateMessage[1]/State", "ID", `"x" is not a number`},
-		{"State ID 17", withMsg(`State ID="11"`, `State ID="17"`), ErrInvalid, "ReportBody/StateMessage[1]/State", "ID", "17 is out of range for topic type 402 (0–14)"},
+		{"State ID 64", withMsg(`State ID="11"`, `State ID="64"`), ErrInvalid, "ReportBody/StateMessage[1]/State", "ID", "64 is out of range for topic type 402 (0–14; 15–63"},
 		{"State ID -1", withMsg(`State ID="11"`, `State ID="-1"`), ErrInvalid, "ReportBody/StateMessage[1]/State", "ID", "-1 is out of range"},
 		{"State ID huge", withMsg(`State ID="11"`, `State ID="99999999999999999999"`), ErrInvalid, "ReportBody/StateMessage[1]/State", "ID", "out of range"},
 		{"State 4 of 500", withMsg(`Type="402"`, `Type="500"`, `State ID="11"`, `State ID="4"`), ErrInvalid, "ReportBody/StateMessage[1]/State", "ID", "4 is out of range for topic type 500 (0–3)"},
@@ -252,7 +253,7 @@ func TestErrors(t *testing.T) {
 		{"long param", withMsg(`<Param>0x80070643</Param>`, `<Param>1</Param><Param>`+strings.Repeat("p", 1025)+`</Param>`), ErrTooLarge, "ReportBody/StateMessage[1]/UserParameters/Param[2]", "", "1025 bytes"},
 		{"param element", withMsg(`<Param>0x80070643</Param>`, `<Param>1</Param><Param><v>2</v></Param>`), ErrInvalid, "ReportBody/StateMessage[1]/UserParameters/Param[2]", "", "holds the element <v>"},
 		{"two UserParameters", withMsg(`</StateMessage>`, `<UserParameters/></StateMessage>`), ErrInvalid, "ReportBody/StateMessage[1]/UserParameters", "", "more than once"},
-		{"second message", report(header, m2("1")+m2("2")+strings.Replace(m2("3"), `ID="11"`, `ID="15"`, 1)), ErrInvalid, "ReportBody/StateMessage[3]/State", "ID", "15 is out of range"},
+		{"second message", report(header, m2("1")+m2("2")+strings.Replace(m2("3"), `ID="11"`, `ID="64"`, 1)), ErrInvalid, "ReportBody/StateMessage[3]/State", "ID", "64 is out of range"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -273,9 +274,9 @@ func TestErrors(t *testing.T) {
 
 // TestErrorText pins the form of an error message.
 func TestErrorText(t *testing.T) {
-	body := msgSerial("3") + msgSerial("2") + strings.Replace(msgSerial("1"), `State ID="11"`, `State ID="17"`, 1)
+	body := msgSerial("3") + msgSerial("2") + strings.Replace(msgSerial("1"), `State ID="11"`, `State ID="64"`, 1)
 	_, err := Translate([]byte(report(header, body)), site)
-	const want = "ReportBody/StateMessage[3]/State@ID: 17 is out of range for topic type 402 (0–14)"
+	const want = "ReportBody/StateMessage[3]/State@ID: 64 is out of range for topic type 402 (0–14; 15–63, states later ConfigMgr versions added, are skipped)"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant    %s", err, want)
 	}
@@ -361,6 +362,33 @@ func TestFull(t *testing.T) {
 	}
 	if res.Report.FullTypes != nil || res.Report.Messages[0].TopicID != "" || res.Skipped[400] != 1 {
 		t.Errorf("got %+v, skipped %v; want no full types, no topic id for 701, 400 skipped", res.Report, res.Skipped)
+	}
+}
+
+// TestAddedStates: states later ConfigMgr versions added to 301 and 402 are skipped and
+// counted, the type is then not full, and the other messages keep their elements' numbers.
+func TestAddedStates(t *testing.T) {
+	full := strings.Replace(header, ">Delta<", ">Full<", 1)
+	dep := strings.NewReplacer(`Type="402"`, `Type="301"`, `ID="u1"`, `ID="d1"`, `ID="11"`, `ID="11"`).Replace(msg) // 301 state 11
+	doc := report(full, msgSerial("1")+strings.Replace(dep, `SerialNumber="1"`, `SerialNumber="2"`, 1)+
+		strings.NewReplacer(`SerialNumber="1"`, `SerialNumber="3"`, `ID="11"`, `ID="15"`).Replace(msg)+
+		strings.NewReplacer(`SerialNumber="1"`, `SerialNumber="4"`, `Type="402"`, `Type="500"`, `ID="11"`, `ID="2"`).Replace(msg))
+	res, err := Translate([]byte(doc), site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"301/11": 1, "402/15": 1}; !reflect.DeepEqual(res.SkippedStates, want) {
+		t.Errorf("SkippedStates = %v, want %v", res.SkippedStates, want)
+	}
+	if want := []schema.TopicType{500}; !reflect.DeepEqual(res.Report.FullTypes, want) {
+		t.Errorf("FullTypes = %v, want %v (402 had a skipped state)", res.Report.FullTypes, want)
+	}
+	if want := []int{1, 4}; !reflect.DeepEqual(res.Elements, want) || len(res.Report.Messages) != 2 {
+		t.Errorf("Elements = %v, want %v; messages %+v", res.Elements, want, res.Report.Messages)
+	}
+	// Only the enforcement types take added states.
+	if _, err := Translate([]byte(withMsg(`Type="402"`, `Type="302"`, `State ID="11"`, `State ID="5"`)), site); err == nil {
+		t.Error("302 state 5: no error")
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package configmgr translates Configuration Manager (ConfigMgr, SCCM) state message
 // documents — the XML a ConfigMgr client posts to its management point, kept as .smx files —
-// into statepipe reports (schema.Report). A gateway in front of ingest calls Translate for one
-// document or TranslateBatch for several, and posts the reports it gets.
+// into statepipe reports (schema.Report). Ingest's POST /v1/configmgr/reports calls
+// TranslateBatch on what a gateway relays (statepipe configmgr import, or a relay of its own)
+// and takes each report the way it takes a client's.
 //
 // It owns the reading of that XML and the mapping below, nothing else: it does no I/O, keeps
 // no state between calls (every function is safe for concurrent use) and must not know about
@@ -38,7 +39,9 @@
 //	ReportHeader/ReportDetails/ReportType       Full: full_types = the keyed topic types below
 //	                                            present in the document (ascending); Delta:
 //	                                            none (case is ignored; anything else: error)
-//	StateMessage@SerialNumber                   serial (decimal uint64 > 0, unique per document)
+//	StateMessage@SerialNumber                   serial (decimal, 1 ≤ n < 2^40, unique per document;
+//	                                            ingest files it above the gateway's relay base,
+//	                                            schema.RelayBase)
 //	StateMessage@MessageTime                    time, Unix ms: WMI datetime
 //	                                            20120924183328.000000+000 (offset in minutes)
 //	                                            or ISO 8601 2012-09-24T18:33:28Z (no zone: UTC);
@@ -61,9 +64,9 @@
 //	Topic@Type  ConfigMgr (STATE_TOPICTYPE_…)  statepipe               states  error
 //	----------  -----------------------------  ----------------------  ------  --------------------
 //	300         SUM_ASSIGNMENT_COMPLIANCE      deployment compliance   0–3     0
-//	301         SUM_ASSIGNMENT_ENFORCEMENT     deployment enforcement  0–10    first failure Param
+//	301         SUM_ASSIGNMENT_ENFORCEMENT     deployment enforcement  0–10*   first failure Param
 //	302         SUM_ASSIGNMENT_EVALUATION      deployment evaluation   0–3     0
-//	402         SUM_CI_ENFORCEMENT             update enforcement      0–14    first failure Param
+//	402         SUM_CI_ENFORCEMENT             update enforcement      0–14*   first failure Param
 //	500         SUM_UPDATE_DETECTION           update compliance       0–3     0
 //	501         SUM_UPDATE_SOURCE_SCAN         update source scan      0–6     0
 //	700         RESYNC_STATE_MSG               resync (unkeyed)        0       0
@@ -73,7 +76,14 @@
 //	            error; a document of only such messages yields no report and no error
 //
 // The ranges are schema's (TopicType.StateCount); a state outside them is an error, not a
-// skip. Of a skipped message only the structure and Topic@Type are checked.
+// skip, except (*) a state of 301 or 402 above its range up to MaxAddedState (63): ConfigMgr
+// has added states to its enforcement types over its versions (301 11 "Waiting for
+// orchestration" and 12 "Waiting for superseding update" in current branch), and a feed must
+// not fail for them. Such a message is skipped and counted by "type/state" in
+// Result.SkippedStates: the key keeps its last modelled state, and a Full document does not
+// mark its type full (the document would otherwise remove the key it does not describe). Of a
+// skipped message only the structure and Topic@Type are checked (and for an added state, the
+// serial, time and topic id).
 //
 // A Full document marks full only the types it carries: a keyed type with no message in it
 // is not emptied (statepipe cannot tell "none" from "not reported" there).
@@ -106,7 +116,7 @@
 // StateMessage counted from 1) and the attribute, with a class for errors.Is (ErrMalformed,
 // ErrMissing, ErrInvalid, ErrTooLarge):
 //
-//	ReportBody/StateMessage[3]/State@ID: 17 is out of range for topic type 402 (0–14)
+//	ReportBody/StateMessage[3]/State@ID: 64 is out of range for topic type 402 (0–14; 15–63, …)
 //
 // Bounds: a document (or a TranslateBatch body) of more than MaxInputBytes, elements nested
 // more than MaxDepth deep, more StateMessage elements than schema.DefaultLimits.MaxMessages,

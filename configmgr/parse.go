@@ -47,7 +47,8 @@ type docState struct {
 	pos      []int          // StateMessage index of each of msgs
 	serials  map[uint64]int // serial → StateMessage index, once serials stop increasing
 	skipped  map[int]int
-	elements int // StateMessage elements seen
+	states   map[string]int // messages skipped for a state ConfigMgr added later, by "type/state"
+	elements int            // StateMessage elements seen
 }
 
 func newParser(input []byte, site string) (*parser, *Error) {
@@ -517,8 +518,8 @@ func (p *parser) translate(n int, m *rawMessage) {
 		return
 	default:
 		s, err := strconv.ParseUint(m.serial, 10, 64)
-		if err != nil || s == 0 {
-			p.fail(msgPath(n, ""), "SerialNumber", ErrInvalid, "%q is not a serial number (a decimal uint64 > 0)", clip(m.serial))
+		if err != nil || s == 0 || s >= schema.RelaySpan {
+			p.fail(msgPath(n, ""), "SerialNumber", ErrInvalid, "%q is not a serial number (a decimal integer from 1 to 2^40 − 1)", clip(m.serial))
 			return
 		}
 		out.Serial = s
@@ -565,8 +566,21 @@ func (p *parser) translate(n int, m *rawMessage) {
 	case err != nil && errors.Is(err, strconv.ErrSyntax):
 		p.fail(msgPath(n, "State"), "ID", ErrInvalid, "%q is not a number", clip(m.state))
 		return
+	case err == nil && st >= int64(count) && st <= MaxAddedState && t.CarriesErrors():
+		// A state a later ConfigMgr added to an enforcement type (301 11 "Waiting for
+		// orchestration", 12 "Waiting for superseding update"; 402 beyond 14): not modelled,
+		// so skipped and counted, and the type is not marked full (package doc).
+		if p.doc.states == nil {
+			p.doc.states = make(map[string]int)
+		}
+		p.doc.states[strconv.Itoa(int(t))+"/"+strconv.FormatInt(st, 10)]++
+		return
 	case err != nil || st < 0 || st >= int64(count):
-		p.fail(msgPath(n, "State"), "ID", ErrInvalid, "%s is out of range for topic type %d (0–%d)", clip(m.state), t, count-1)
+		added := ""
+		if t.CarriesErrors() {
+			added = fmt.Sprintf("; %d–%d, states later ConfigMgr versions added, are skipped", count, MaxAddedState)
+		}
+		p.fail(msgPath(n, "State"), "ID", ErrInvalid, "%s is out of range for topic type %d (0–%d%s)", clip(m.state), t, count-1, added)
 		return
 	}
 	out.State = int32(st)
@@ -617,14 +631,15 @@ func (p *parser) uniqueSerial(n int, serial uint64) bool {
 // result builds the document's Result once it has been read without a problem.
 func (p *parser) result() (Result, *Error) {
 	d := &p.doc
-	res := Result{Machine: d.machine, Skipped: d.skipped}
+	res := Result{Machine: d.machine, Skipped: d.skipped, SkippedStates: d.states}
 	if len(d.msgs) == 0 {
 		return res, nil
 	}
+	res.Elements = d.pos
 	r := &schema.Report{V: schema.Version, Client: d.machine.ClientID, Site: p.site, Messages: d.msgs}
 	if d.full {
 		for i := range d.msgs {
-			if t := d.msgs[i].TopicType; t.Keyed() && !slices.Contains(r.FullTypes, t) {
+			if t := d.msgs[i].TopicType; t.Keyed() && !slices.Contains(r.FullTypes, t) && !d.skippedState(t) {
 				r.FullTypes = append(r.FullTypes, t)
 			}
 		}
@@ -636,6 +651,17 @@ func (p *parser) result() (Result, *Error) {
 	}
 	res.Report = r
 	return res, nil
+}
+
+// skippedState reports whether a message of type t was skipped for its state.
+func (d *docState) skippedState(t schema.TopicType) bool {
+	prefix := strconv.Itoa(int(t)) + "/"
+	for k := range d.states {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // msgPath is the path of StateMessage n, or of its child sub.

@@ -80,7 +80,19 @@ type Result struct {
 	// Skipped counts the messages of topic types statepipe does not model, by topic type; nil
 	// when none was skipped.
 	Skipped map[int]int
+	// SkippedStates counts the messages of 301 and 402 skipped for a state a later ConfigMgr
+	// added (above statepipe's range, at most MaxAddedState), by "type/state" ("301/11"); nil
+	// when none was.
+	SkippedStates map[string]int
+	// Elements gives, for each message of Report, the number (from 1) of the StateMessage
+	// element it came from: Report's messages skip the skipped ones.
+	Elements []int
 }
+
+// MaxAddedState is the highest state of 301 or 402 above statepipe's range that is skipped
+// rather than refused: ConfigMgr has added states to these enforcement types over its
+// versions (301 11 and 12), and a feed must not fail for them; a state above it is an error.
+const MaxAddedState = 63
 
 // Translate translates exactly one Report document (UTF-16 or UTF-8, see the package doc)
 // into a report for site. A problem in the document is an *Error and gives a zero Result; an

@@ -368,7 +368,7 @@ func (a *Auth) current(cred *schema.Credential, now time.Time) *rejection {
 	}
 	holder, held := a.ids.Holder(cred.Client)
 	switch {
-	case held && bytes.Equal(holder.Key, cred.Key) && holder.Inc == cred.Inc:
+	case held && bytes.Equal(holder.Key, cred.Key) && holder.Inc == cred.Inc && holder.Kind == cred.Kind:
 		return nil
 	case a.ids.Retired(cred.Client, cred.Key):
 		return &rejection{http.StatusUnauthorized, schema.CodeUnauthenticated, "revoked",
@@ -385,7 +385,11 @@ func (a *Auth) current(cred *schema.Credential, now time.Time) *rejection {
 // authorize checks that a client reports for itself at its site (an enrolled client only
 // signed), within its credential's serial range and within the clock bounds.
 func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.Time) *rejection {
-	if cred != nil {
+	if cred != nil && cred.Kind == schema.KindGateway {
+		if rej := a.relayed(cred, rep); rej != nil {
+			return rej
+		}
+	} else if cred != nil {
 		if rep.Client != cred.Client {
 			return &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_client",
 				fmt.Sprintf("credential of client %s cannot report for client %s", cred.Client, rep.Client), "client", 0}
@@ -414,13 +418,19 @@ func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.T
 				schema.HeaderCredential, 0}
 		}
 	}
-	if cred == nil && a.ids != nil {
-		// An unsigned report's serials stay below every enrolment's, so a machine that enrols
-		// reports above anything sent in its name unsigned (which anyone could send).
+	if cred == nil && a.ids != nil && rep.Via != "" {
+		// A document relayed unsigned: below every gateway's relays.
+		if rej := relayRange(rep, schema.RelayBase(0), schema.RelayBase(1)); rej != nil {
+			return rej
+		}
+	} else if cred == nil && a.ids != nil {
+		// An unsigned report's serials stay below every relay range and every enrolment's, so
+		// a machine that enrols, and a gateway that relays for it, report above anything sent
+		// in its name unsigned (which anyone could send).
 		for i := range rep.Messages {
-			if rep.Messages[i].Serial > schema.SerialBase(1) {
+			if rep.Messages[i].Serial > schema.UnsignedSerialMax {
 				return &rejection{http.StatusBadRequest, schema.CodeMalformed, "serial_range",
-					fmt.Sprintf("serial %d of an unsigned report is above %d, where enrolled clients' serials begin: enrol, or number from 1", rep.Messages[i].Serial, schema.SerialBase(1)),
+					fmt.Sprintf("serial %d of an unsigned report is above %d, where relayed and enrolled clients' serials begin: enrol, or number from 1", rep.Messages[i].Serial, schema.UnsignedSerialMax),
 					fmt.Sprintf("messages[%d].serial", i), 0}
 			}
 		}
@@ -435,6 +445,35 @@ func (a *Auth) authorize(cred *schema.Credential, rep *schema.Report, now time.T
 			return &rejection{http.StatusBadRequest, schema.CodeMalformed, "clock_skew",
 				fmt.Sprintf("time %d (Unix ms) is more than %s %s the server's clock", t, limit, dir),
 				fmt.Sprintf("messages[%d].time", i), 0}
+		}
+	}
+	return nil
+}
+
+// relayed checks a report a gateway relays: for a client (not a gateway) of the gateway's
+// site, with serials in the gateways' relay ranges (the handler filed them there).
+func (a *Auth) relayed(cred *schema.Credential, rep *schema.Report) *rejection {
+	if rep.Site != cred.Site {
+		return &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_site",
+			fmt.Sprintf("gateway %s is enrolled at site %s, not %s", cred.Client, cred.Site, rep.Site), "site", 0}
+	}
+	if kind, _ := a.ids.Kind(rep.Client); kind == schema.KindGateway || rep.Client == cred.Client {
+		return &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_client",
+			fmt.Sprintf("%s is a gateway's id: a gateway relays for clients only", rep.Client), "client", 0}
+	}
+	return relayRange(rep, schema.RelayBase(1), schema.RelayBase(schema.MaxRelayEpoch+1)+schema.RelaySpan)
+}
+
+// relayRange refuses a relayed report with a serial outside (lo, hi).
+func relayRange(rep *schema.Report, lo, hi uint64) *rejection {
+	if rep.Via == "" {
+		return &rejection{http.StatusBadRequest, schema.CodeMalformed, "invalid", "BUG: a relayed report without via", "via", 0}
+	}
+	for i := range rep.Messages {
+		if s := rep.Messages[i].Serial; s <= lo || s >= hi {
+			return &rejection{http.StatusBadRequest, schema.CodeMalformed, "serial_range",
+				fmt.Sprintf("relayed serial %d is outside the relay range (%d, %d)", s, lo, hi),
+				fmt.Sprintf("messages[%d].serial", i), 0}
 		}
 	}
 	return nil

@@ -38,11 +38,12 @@ import (
 // event. New enrolments are admitted at a site-wide rate (and optionally per source address):
 // above it the answer is 429 with a jittered Retry-After, field "enroll".
 type Enroller struct {
-	site   string
-	auth   *Auth
-	ids    *Identities
-	log    Producer // writer on identity.<site>
-	logger *slog.Logger
+	site       string
+	adminToken string // enrols gateways (schema.KindGateway); empty: anyone who reaches the site
+	auth       *Auth
+	ids        *Identities
+	log        Producer // writer on identity.<site>
+	logger     *slog.Logger
 
 	rateMu     sync.RWMutex
 	newIDs     *rate.Limiter // new enrolments and rotations, site-wide; nil: unlimited
@@ -58,7 +59,10 @@ type Enroller struct {
 
 // EnrollerParams build an Enroller.
 type EnrollerParams struct {
-	Site       string
+	Site string
+	// AdminToken is the site's administrator token: a new gateway enrols only with it (empty:
+	// open, as the site's other administrative endpoints are).
+	AdminToken string
 	Auth       *Auth // its site key signs credentials and vouches for identity events
 	Identities *Identities
 	Log        Producer // writer on identity.<site>
@@ -71,7 +75,7 @@ func NewEnroller(p EnrollerParams) *Enroller {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	e := &Enroller{site: p.Site, auth: p.Auth, ids: p.Identities, log: p.Log, logger: p.Logger,
+	e := &Enroller{site: p.Site, adminToken: p.AdminToken, auth: p.Auth, ids: p.Identities, log: p.Log, logger: p.Logger,
 		outcomes: withLabels(promauto.With(p.Registerer).NewCounterVec(prometheus.CounterOpts{Name: "statepipe_ingest_enrollments_total",
 			Help: "Enrolment, rotation and revocation requests by outcome (enrolled, renewed, rotated, revoked, or the refusal)."}, []string{"outcome"}), enrollOutcomes)}
 	if c := p.Auth.cfg; c.EnrollRate > 0 {
@@ -95,10 +99,6 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, schema.CodeNotFound, "enrolment is off at this site (--ingest.auth off)", "")
 		return
 	}
-	if tok := e.auth.cfg.EnrollToken; tok != "" && !bearer(r, tok) {
-		e.refuse(w, "unauthenticated", http.StatusUnauthorized, schema.CodeUnauthenticated, "enrolment needs the site's enrolment token (Authorization: Bearer)", "Authorization")
-		return
-	}
 	now := time.Now()
 	if wait := e.perAddr.reserve(remoteHost(r), now); wait > 0 {
 		e.paced(w, "enroll_address_rate", wait, fmt.Sprintf("enrolments from %s exceed %g/s", remoteHost(r), e.auth.cfg.EnrollAddressRate))
@@ -120,6 +120,14 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 		e.refuse(w, "malformed", http.StatusBadRequest, schema.CodeMalformed, reason, field)
 		return
 	}
+	gateway := req.Kind == schema.KindGateway
+	// An administrator enrols a gateway: with the admin token when the site has one (the
+	// enrolment token is then not asked for), else as a client enrols.
+	byAdmin := gateway && e.adminToken != "" && bearer(r, e.adminToken)
+	if tok := e.auth.cfg.EnrollToken; !(gateway && e.adminToken != "") && tok != "" && !bearer(r, tok) {
+		e.refuse(w, "unauthenticated", http.StatusUnauthorized, schema.CodeUnauthenticated, "enrolment needs the site's enrolment token (Authorization: Bearer)", "Authorization")
+		return
+	}
 	if req.Site != e.site {
 		e.refuse(w, "wrong_site", http.StatusForbidden, schema.CodeForbidden, fmt.Sprintf("this ingest serves site %s, not %s", e.site, req.Site), "site")
 		return
@@ -129,8 +137,19 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	holder, held := e.ids.Holder(req.Client)
-	ev := IdentityEvent{Op: OpEnroll, Key: req.PublicKey, Name: req.Name, Grant: req.Grant, At: now.UnixMilli()}
+	ev := IdentityEvent{Op: OpEnroll, Key: req.PublicKey, Name: req.Name, Kind: req.Kind, Grant: req.Grant, At: now.UnixMilli()}
 	rotation := r.Header.Get(schema.HeaderCredential) != "" || r.Header.Get(schema.HeaderSignature) != ""
+	kind, known := e.ids.Kind(req.Client)
+	switch {
+	case known && kind != req.Kind:
+		e.refuse(w, "conflict", http.StatusConflict, schema.CodeConflict, kindMismatch(req.Client, kind), "kind")
+		return
+	case gateway && !rotation && !(held && bytes.Equal(holder.Key, req.PublicKey)) && e.adminToken != "" && !byAdmin:
+		// A gateway reports for every client of the site: only an administrator enrols one.
+		// Its renewals (its own key again) and rotations (signed by it) need no token.
+		e.refuse(w, "unauthenticated", http.StatusUnauthorized, schema.CodeUnauthenticated, "enrolling a gateway needs the site's administrator token (Authorization: Bearer)", "Authorization")
+		return
+	}
 	switch {
 	case held && bytes.Equal(holder.Key, req.PublicKey):
 		e.issue(w, req.Client, holder, now, "renewed") // the holder renews: nothing to decide
@@ -155,16 +174,19 @@ func (e *Enroller) ServeEnroll(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("client %s was revoked: enrolling it again needs the one-time grant its revocation answered the administrator (statepipe client enroll --grant)", req.Client), "grant")
 		return
 	}
-	if wait, msg, booked := e.admit(now); wait > 0 {
-		e.refused.Add(1)
-		if booked {
-			e.retryAt(w, "enroll_rate", wait, msg)
-		} else {
-			e.paced(w, "enroll_rate", wait, msg)
+	// A gateway the administrator enrolled is not a client of the rollout the rate paces.
+	if !byAdmin {
+		if wait, msg, booked := e.admit(now); wait > 0 {
+			e.refused.Add(1)
+			if booked {
+				e.retryAt(w, "enroll_rate", wait, msg)
+			} else {
+				e.paced(w, "enroll_rate", wait, msg)
+			}
+			return
 		}
-		return
+		e.admitted.Add(1)
 	}
-	e.admitted.Add(1)
 	var nonce [12]byte
 	_, _ = rand.Read(nonce[:])
 	ev.Nonce = hex.EncodeToString(nonce[:])
@@ -276,6 +298,8 @@ func checkEnrollRequest(req *schema.EnrollRequest) (field, reason string) {
 		return "client", "client must be valid UTF-8 without control characters"
 	case len(req.Name) > 256 || !schema.PrintableID(req.Name):
 		return "name", "name is at most 256 bytes of UTF-8 without control characters"
+	case req.Kind != "" && req.Kind != schema.KindGateway:
+		return "kind", fmt.Sprintf("kind must be %q or absent (a client), not %q", schema.KindGateway, req.Kind)
 	case len(req.PublicKey) != ed25519.PublicKeySize:
 		return "public_key", fmt.Sprintf("public_key must be an Ed25519 public key (%d bytes, base64), got %d bytes", ed25519.PublicKeySize, len(req.PublicKey))
 	}
@@ -312,7 +336,7 @@ func (e *Enroller) issue(w http.ResponseWriter, client string, holder Holder, no
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	token, err := schema.SignCredential(schema.Credential{ID: hex.EncodeToString(id[:]), Client: client, Name: holder.Name, Site: e.site,
-		Key: holder.Key, Inc: holder.Inc, Issued: now.UnixMilli(), Expires: exp.UnixMilli()}, e.auth.key)
+		Key: holder.Key, Inc: holder.Inc, Kind: holder.Kind, Issued: now.UnixMilli(), Expires: exp.UnixMilli()}, e.auth.key)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, schema.CodeInternal, "cannot sign the credential", "")
 		return
@@ -364,6 +388,8 @@ type RevokeAnswer struct {
 	// Grant is the one-time code the machine enrols the id again with (EnrollRequest.Grant);
 	// a later revocation replaces an unused one.
 	Grant string `json:"grant"`
+	// Kind is schema.KindGateway when the id is a gateway's (it enrols again as one).
+	Kind string `json:"kind,omitempty"`
 }
 
 // ServeRevoke handles POST /v1/revoke: the key that holds the client id is retired (every
@@ -407,7 +433,8 @@ func (e *Enroller) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	e.outcomes.WithLabelValues("revoked").Inc()
 	e.logger.Info("client revoked", "client", req.Client)
-	writeJSON(w, http.StatusOK, RevokeAnswer{Client: req.Client, RevokedAt: now.UTC(), Grant: grant})
+	kind, _ := e.ids.Kind(req.Client)
+	writeJSON(w, http.StatusOK, RevokeAnswer{Client: req.Client, RevokedAt: now.UTC(), Grant: grant, Kind: kind})
 }
 
 // RequireBearer guards an administrative handler: with a token set, requests must carry

@@ -51,7 +51,10 @@ type Identities struct {
 	applied map[string]struct{}     // nonces of the events applied (or refused): each counts once
 	waiters map[string]chan Outcome // nonce → the writer waiting for its event's outcome
 	fresh   time.Time               // the log was read up to its end as of then
-	ignored map[string]int          // reason → records ignored
+	// relayEpoch counts the gateway keys revoked (schema.RelayBase): gateways relay at
+	// RelayBase(1 + relayEpoch).
+	relayEpoch uint32
+	ignored    map[string]int // reason → records ignored
 }
 
 type identity struct {
@@ -59,6 +62,7 @@ type identity struct {
 	inc     uint32   // incarnations so far
 	retired [][]byte // keys that held the id or were revoked: never again
 	grant   []byte   // after a revocation: SHA-256 of the one-time code a new enrolment needs
+	kind    string   // set by the id's first enrolment, for good: "" a client, schema.KindGateway
 }
 
 // Holder is the key an id is enrolled with now.
@@ -66,6 +70,7 @@ type Holder struct {
 	Key  ed25519.PublicKey
 	Name string
 	Inc  uint32 // incarnation: 1 for the first holding of the id, +1 per new key
+	Kind string // "" a client, schema.KindGateway a gateway: what the id's first enrolment was
 }
 
 // Identity event operations.
@@ -82,8 +87,9 @@ type IdentityEvent struct {
 	From  []byte `json:"from,omitempty"`  // rotate: the key the id is taken from
 	Grant string `json:"grant,omitempty"` // enroll: the one-time code of a revoked id; revoke: SHA-256 of the new code (hex)
 	Name  string `json:"name,omitempty"`
-	Nonce string `json:"nonce"` // unique; the writer learns the event's outcome by it
-	At    int64  `json:"at_ms"` // when the node wrote it (Unix ms; shown, never ordered by)
+	Kind  string `json:"kind,omitempty"` // enroll: schema.KindGateway for a gateway (the id's first enrolment decides its kind for good)
+	Nonce string `json:"nonce"`          // unique; the writer learns the event's outcome by it
+	At    int64  `json:"at_ms"`          // when the node wrote it (Unix ms; shown, never ordered by)
 }
 
 // Outcome is what an event did.
@@ -262,12 +268,15 @@ func (r *Identities) apply(client string, ev *IdentityEvent) (Outcome, bool) {
 			return lost(fmt.Sprintf("this key was revoked or rotated away for client %s: enrol with a new key", client))
 		case id.grant != nil && !bytes.Equal(grantHash(ev.Grant), id.grant):
 			return lost(fmt.Sprintf("client %s was revoked: enrolling it again needs the one-time grant its revocation answered (statepipe client enroll --grant)", client))
+		case id.inc > 0 && ev.Kind != id.kind:
+			return lost(kindMismatch(client, id.kind))
 		case id.inc >= maxIncarnation:
 			return lost(fmt.Sprintf("client %s has been enrolled %d times, the most an id may be: use a new client id", client, id.inc))
 		}
 		id.inc++
 		id.grant = nil
-		id.holder = &Holder{Key: ev.Key, Name: ev.Name, Inc: id.inc}
+		id.kind = ev.Kind
+		id.holder = &Holder{Key: ev.Key, Name: ev.Name, Inc: id.inc, Kind: id.kind}
 		return Outcome{Won: true, Holder: *id.holder}, true
 	case OpRotate:
 		if len(ev.Key) != ed25519.PublicKeySize || len(ev.From) != ed25519.PublicKeySize {
@@ -289,7 +298,7 @@ func (r *Identities) apply(client string, ev *IdentityEvent) (Outcome, bool) {
 		if name == "" {
 			name = id.holder.Name
 		}
-		id.holder = &Holder{Key: ev.Key, Name: name, Inc: id.inc}
+		id.holder = &Holder{Key: ev.Key, Name: name, Inc: id.inc, Kind: id.kind}
 		return Outcome{Won: true, Holder: *id.holder}, true
 	case OpRevoke:
 		grant, err := hex.DecodeString(ev.Grant)
@@ -302,11 +311,42 @@ func (r *Identities) apply(client string, ev *IdentityEvent) (Outcome, bool) {
 		case id.holder != nil:
 			id.retired = append(id.retired, id.holder.Key)
 			id.holder = nil
+			if id.kind == schema.KindGateway && r.relayEpoch < schema.MaxRelayEpoch {
+				r.relayEpoch++ // every gateway relays above what the revoked key could send
+			}
 		}
 		id.grant = grant // a new code replaces an unused one
 		return Outcome{Won: true}, true
 	}
 	return Outcome{}, false
+}
+
+// kindMismatch says that an enrolment of client asked for another kind than the id's.
+func kindMismatch(client, kind string) string {
+	if kind == schema.KindGateway {
+		return fmt.Sprintf("%s is a gateway's id: a client cannot enrol with it", client)
+	}
+	return fmt.Sprintf("%s is a client's id: a gateway cannot enrol with it", client)
+}
+
+// RelayBase returns the base of the serials gateways relay now: RelayBase(1 + the number of
+// gateway keys revoked so far).
+func (r *Identities) RelayBase() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return schema.RelayBase(1 + r.relayEpoch)
+}
+
+// Kind returns the kind of client's id ("" a client, schema.KindGateway) and whether it was
+// ever enrolled.
+func (r *Identities) Kind(client string) (string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id := r.ids[client]
+	if id == nil || id.inc == 0 {
+		return "", false
+	}
+	return id.kind, true
 }
 
 // grantHash is what a revocation records of a grant code.

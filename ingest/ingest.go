@@ -27,7 +27,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -206,77 +208,19 @@ func New(cfg Config, prod Producer, reg prometheus.Registerer, log *slog.Logger)
 
 // ServeHTTP handles one report.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		h.fail(w, http.StatusMethodNotAllowed, schema.CodeMalformed, "use POST", "")
+	in, ok := h.receive(w, r, reportMedia, false)
+	if !ok {
 		return
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || (mt != schema.MediaMsgpack && mt != "application/x-msgpack" && mt != schema.MediaJSON) {
-		h.fail(w, http.StatusUnsupportedMediaType, schema.CodeUnsupportedMedia,
-			fmt.Sprintf("Content-Type %q is not supported: use %s or %s", r.Header.Get("Content-Type"), schema.MediaMsgpack, schema.MediaJSON), "Content-Type")
-		return
-	}
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		h.rejected.WithLabelValues("body_too_large").Inc()
-		h.failBody(w, &rejection{status: http.StatusRequestEntityTooLarge, code: schema.CodeTooLarge,
-			message: fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.cfg.MaxBodyBytes), field: "body"})
-		return
-	}
-	// The credential before the body: a request no enrolled client signed takes no body
-	// budget (body.go) — an anonymous sender cannot fill it where signatures are required.
-	now := time.Now()
-	var cred *schema.Credential
-	if h.cfg.Auth != nil {
-		var rej *rejection
-		if cred, rej = h.cfg.Auth.credential(r, now); rej == nil && cred != nil {
-			rej = h.cfg.Auth.pace(cred.Client, now)
-		}
-		if rej != nil {
-			w.Header().Set("Connection", "close") // the body is not read
-			h.reject(w, rej)
-			return
-		}
-	}
-	wait, werr := waitParam(r, false)
-	if werr != nil {
-		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, werr.Error(), "wait")
-		return
-	}
-	// The body first, then the slot: a client sending slowly holds only the body budget it
-	// was charged for what arrived (body.go), never one of the slots whole reports need.
-	buf, rej := h.readBody(r)
-	if rej != nil {
-		h.failBody(w, rej)
-		return
-	}
-	var held holds // released on return, or before waiting for the fold
-	defer held.release()
-	held.add(func() { h.releaseBody(buf) })
-	select {
-	case h.inFlight <- struct{}{}:
-		held.add(func() { <-h.inFlight })
-	default:
-		h.rejected.WithLabelValues("overloaded").Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
-		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable,
-			fmt.Sprintf("ingest is handling %d reports already; retry later", cap(h.inFlight)), "")
-		return
-	}
-	if h.cfg.Auth != nil {
-		if rej := h.cfg.Auth.verifyBody(cred, r, buf.Bytes()); rej != nil {
-			h.reject(w, rej)
-			return
-		}
-	}
+	defer in.held.release()
 	// The decoders count messages before decoding any (ErrTooManyMessages: 413), and bound
 	// nesting, integer ranges and what decoding allocates (400).
 	var rep schema.Report
-	if mt == schema.MediaJSON {
-		err = schema.DecodeReportJSON(buf.Bytes(), &rep, h.limits)
+	var err error
+	if in.media == schema.MediaJSON {
+		err = schema.DecodeReportJSON(in.body.Bytes(), &rep, h.limits)
 	} else {
-		err = schema.DecodeReportLimits(buf.Bytes(), &rep, h.limits)
+		err = schema.DecodeReportLimits(in.body.Bytes(), &rep, h.limits)
 	}
 	if errors.Is(err, schema.ErrTooManyMessages) {
 		h.rejected.WithLabelValues("too_many_messages").Inc()
@@ -284,45 +228,165 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("more than the limit of %d messages per report", h.cfg.MaxMessages), "messages")
 		return
 	}
+	if err == nil {
+		err = rep.Validate(h.limits)
+	}
+	if err == nil && rep.Via != "" {
+		err = &schema.FieldError{Field: "via", Reason: "is set by the site's ingest for relayed reports, never by a client"}
+	}
 	if err != nil {
 		h.rejected.WithLabelValues("invalid").Inc()
 		h.failInput(w, err)
 		return
 	}
-	if err := rep.Validate(h.limits); err != nil {
-		h.rejected.WithLabelValues("invalid").Inc()
-		h.failInput(w, err)
-		return
+	rec, rej := h.admit(in, &rep)
+	if rej == nil {
+		rej = h.produce(r.Context(), &rep, rec)
 	}
-	if rep.Site != h.cfg.Site {
-		h.rejected.WithLabelValues("wrong_site").Inc()
-		h.fail(w, http.StatusForbidden, schema.CodeForbidden,
-			fmt.Sprintf("this ingest serves site %s, not %s", h.cfg.Site, rep.Site), "site")
-		return
-	}
-	if h.cfg.Auth != nil {
-		rej := h.cfg.Auth.authorize(cred, &rep, now)
-		if rej == nil && cred == nil {
-			rej = h.cfg.Auth.pace(rep.Client, now)
-		}
-		if rej != nil {
-			h.reject(w, rej)
-			return
-		}
-	}
-	if rej := h.serials.claim(&rep); rej != nil {
+	if rej != nil {
 		h.reject(w, rej)
 		return
+	}
+	ack := h.acked(in, &rep)
+	h.answeredAll.Add(1)
+	h.duration.Observe(time.Since(in.start).Seconds())
+	h.waitFold(r.Context(), in, rec.Key, ack)
+	writeJSON(w, http.StatusOK, ack)
+}
+
+// The media types of POST /v1/reports.
+var reportMedia = []string{schema.MediaMsgpack, "application/x-msgpack", schema.MediaJSON}
+
+// incoming is a request whose body has arrived and verified, holding its body and its
+// in-flight slot until held.release.
+type incoming struct {
+	start, now time.Time
+	media      string
+	cred       *schema.Credential // nil: unsigned
+	wait       bool               // ?wait=true
+	body       body
+	held       holds
+}
+
+// receive checks what can be checked of a request before its body (method, media type,
+// length, credential, pacing), reads its body, takes an in-flight slot and verifies the
+// body's signature; a gateway's credential is required for relay requests (gateway) and
+// refused for the others. It answers the request itself when it returns false.
+func (h *Handler) receive(w http.ResponseWriter, r *http.Request, media []string, gateway bool) (*incoming, bool) {
+	in := &incoming{start: time.Now()}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.fail(w, http.StatusMethodNotAllowed, schema.CodeMalformed, "use POST", "")
+		return nil, false
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !slices.Contains(media, mt) {
+		h.fail(w, http.StatusUnsupportedMediaType, schema.CodeUnsupportedMedia,
+			fmt.Sprintf("Content-Type %q is not supported: use %s", r.Header.Get("Content-Type"), strings.Join(media, " or ")), "Content-Type")
+		return nil, false
+	}
+	in.media = mt
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.rejected.WithLabelValues("body_too_large").Inc()
+		h.failBody(w, &rejection{status: http.StatusRequestEntityTooLarge, code: schema.CodeTooLarge,
+			message: fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes (--ingest.max-body-bytes)", r.ContentLength, h.cfg.MaxBodyBytes), field: "body"})
+		return nil, false
+	}
+	// The credential before the body: a request no enrolled client signed takes no body
+	// budget (body.go) — an anonymous sender cannot fill it where signatures are required.
+	in.now = time.Now()
+	if h.cfg.Auth != nil {
+		cred, rej := h.cfg.Auth.credential(r, in.now)
+		switch {
+		case rej != nil:
+		case cred != nil && gateway != (cred.Kind == schema.KindGateway):
+			rej = kindRejection(cred, gateway)
+		case cred != nil && !gateway:
+			// A gateway is not paced: it relays for a site's clients, bounded by the
+			// in-flight slots like everyone.
+			rej = h.cfg.Auth.pace(cred.Client, in.now)
+		}
+		if rej != nil {
+			w.Header().Set("Connection", "close") // the body is not read
+			h.reject(w, rej)
+			return nil, false
+		}
+		in.cred = cred
+	}
+	if in.wait, err = waitParam(r, false); err != nil {
+		h.fail(w, http.StatusBadRequest, schema.CodeMalformed, err.Error(), "wait")
+		return nil, false
+	}
+	// The body first, then the slot: a client sending slowly holds only the body budget it
+	// was charged for what arrived (body.go), never one of the slots whole reports need.
+	buf, rej := h.readBody(r)
+	if rej != nil {
+		h.failBody(w, rej)
+		return nil, false
+	}
+	in.body = buf
+	in.held.add(func() { h.releaseBody(buf) })
+	select {
+	case h.inFlight <- struct{}{}:
+		in.held.add(func() { <-h.inFlight })
+	default:
+		in.held.release()
+		h.rejected.WithLabelValues("overloaded").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
+		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable,
+			fmt.Sprintf("ingest is handling %d reports already; retry later", cap(h.inFlight)), "")
+		return nil, false
+	}
+	if h.cfg.Auth != nil {
+		if rej := h.cfg.Auth.verifyBody(in.cred, r, buf.Bytes()); rej != nil {
+			in.held.release()
+			h.reject(w, rej)
+			return nil, false
+		}
+	}
+	return in, true
+}
+
+// kindRejection refuses a credential on the wrong endpoint: a client's on a relay endpoint,
+// a gateway's on a client's.
+func kindRejection(cred *schema.Credential, gateway bool) *rejection {
+	if gateway {
+		return &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_client",
+			fmt.Sprintf("%s is a client: relaying ConfigMgr documents needs a gateway's credential (statepipe client enroll --gateway)", cred.Client), schema.HeaderCredential, 0}
+	}
+	return &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_client",
+		fmt.Sprintf("%s is a gateway: it relays ConfigMgr documents (POST /v1/configmgr/reports), it does not report for itself", cred.Client), schema.HeaderCredential, 0}
+}
+
+// admit takes a decoded, valid report through what every way in shares: the site, the trust
+// boundary's authorisation and pacing, the serial check; it returns the record to produce
+// (re-encoded and vouched for), or the rejection to answer.
+func (h *Handler) admit(in *incoming, rep *schema.Report) (Record, *rejection) {
+	if rep.Site != h.cfg.Site {
+		return Record{}, &rejection{http.StatusForbidden, schema.CodeForbidden, "wrong_site",
+			fmt.Sprintf("this ingest serves site %s, not %s", h.cfg.Site, rep.Site), "site", 0}
+	}
+	if h.cfg.Auth != nil {
+		rej := h.cfg.Auth.authorize(in.cred, rep, in.now)
+		if rej == nil && in.cred == nil && rep.Via == "" {
+			// An unsigned client is paced once decoded; relays (a site's clients, through one
+			// request) are bounded by the in-flight slots.
+			rej = h.cfg.Auth.pace(rep.Client, in.now)
+		}
+		if rej != nil {
+			return Record{}, rej
+		}
+	}
+	if rej := h.serials.claim(rep); rej != nil {
+		return Record{}, rej
 	}
 	// Re-encode canonically: what lands in Kafka is always the current msgpack version,
 	// whatever the client sent.
 	var value bytes.Buffer
-	value.Grow(buf.Len())
-	if err := schema.EncodeReport(&value, &rep); err != nil {
+	value.Grow(min(in.body.Len(), 128*len(rep.Messages)+256))
+	if err := schema.EncodeReport(&value, rep); err != nil {
 		panic("BUG: cannot encode a validated report: " + err.Error())
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ProduceTimeout)
-	defer cancel()
 	rec := Record{
 		Key:     []byte(rep.Client),
 		Value:   value.Bytes(),
@@ -336,23 +400,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Headers = append(rec.Headers, Header{Key: schema.HeaderAccepted, Value: schema.AcceptedHeader(at)},
 			Header{Key: schema.HeaderVouch, Value: schema.Vouch(h.cfg.Auth.Key(), h.cfg.Topic, rec.Key, rec.Value, at)})
 	}
-	err = h.prod.Produce(ctx, rec)
+	return rec, nil
+}
+
+// produce produces the records of admitted reports (rep: the first, for the log) and waits
+// for Kafka's acknowledgement of all of them, bounded by ProduceTimeout.
+func (h *Handler) produce(ctx context.Context, rep *schema.Report, recs ...Record) *rejection {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProduceTimeout)
+	defer cancel()
+	err := h.prod.Produce(ctx, recs...)
 	if errors.Is(err, ErrRecordTooLarge) {
-		h.fail(w, http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
-			"the report is larger than the Kafka topic accepts (max.message.bytes); send fewer messages per report", "body")
-		return
+		return &rejection{status: http.StatusRequestEntityTooLarge, code: schema.CodeTooLarge,
+			message: "the report is larger than the Kafka topic accepts (max.message.bytes); send fewer messages per report", field: "body"}
 	}
 	if err != nil {
-		h.log.Warn("kafka did not acknowledge a report", "client", rep.Client, "err", err)
-		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfter))
-		h.fail(w, http.StatusServiceUnavailable, schema.CodeUnavailable, "the broker did not acknowledge the report; retry later", "")
-		return
+		h.log.Warn("kafka did not acknowledge a report", "client", rep.Client, "records", len(recs), "err", err)
+		return &rejection{status: http.StatusServiceUnavailable, code: schema.CodeUnavailable,
+			message: "the broker did not acknowledge the report; retry later", retryAfter: time.Duration(h.cfg.RetryAfter) * time.Second}
 	}
+	return nil
+}
+
+// acked counts a report Kafka acknowledged and returns its acknowledgement.
+func (h *Handler) acked(in *incoming, rep *schema.Report) *schema.Ack {
 	h.messages.Add(float64(len(rep.Messages)))
 	h.requests.WithLabelValues("accepted").Inc()
-	h.answeredAll.Add(1)
-	h.duration.Observe(time.Since(start).Seconds())
-	ack := schema.Ack{Accepted: len(rep.Messages), Released: []string{}}
+	ack := &schema.Ack{Accepted: len(rep.Messages), Released: []string{}}
 	if p := h.cfg.Pacing; p != nil {
 		ack.ReportInterval = p.ReportInterval()
 		if rel := p.Released(rep.Client); rel != nil {
@@ -360,28 +433,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
-	case h.cfg.Resync == nil:
+	case h.cfg.Resync == nil || rep.Via != "": // relayed clients are not followed for resync
 	case len(rep.FullTypes) > 0:
-		h.answered.mark(rep.Client, start) // the projector confirms through the resync topic
+		h.answered.mark(rep.Client, in.start) // the projector confirms through the resync topic
 	default:
 		ack.Resync = h.answered.wanted(h.cfg.Resync, rep.Client)
 	}
-	if wait && h.cfg.Folded != nil {
-		// The report is accepted whatever happens now: a wait that ends early only says so.
-		// It waits holding neither its slot nor its body, so waiters never starve reports.
-		held.release()
-		key := rec.Key
-		select {
-		case h.waiting <- struct{}{}:
-			ack.Folded, ack.Message = waitFolded(r.Context(), h.cfg.FoldWait, func(ctx context.Context) error {
-				return h.cfg.Folded(ctx, key)
-			})
-			<-h.waiting
-		default:
-			ack.Message = fmt.Sprintf("accepted, answered without waiting for the fold: %d reports are waiting already (--ingest.max-waiting)", cap(h.waiting))
-		}
+	return ack
+}
+
+// waitFold waits, when the request asked (?wait=true), for the site to fold what was written
+// with key, and says in ack whether it did. The request is accepted whatever happens now: a
+// wait that ends early only says so. It waits holding neither its slot nor its body, so
+// waiters never starve reports.
+func (h *Handler) waitFold(ctx context.Context, in *incoming, key []byte, ack *schema.Ack) {
+	if !in.wait || h.cfg.Folded == nil {
+		return
 	}
-	writeJSON(w, http.StatusOK, ack)
+	in.held.release()
+	select {
+	case h.waiting <- struct{}{}:
+		ack.Folded, ack.Message = waitFolded(ctx, h.cfg.FoldWait, func(ctx context.Context) error {
+			return h.cfg.Folded(ctx, key)
+		})
+		<-h.waiting
+	default:
+		ack.Message = fmt.Sprintf("accepted, answered without waiting for the fold: %d reports are waiting already (--ingest.max-waiting)", cap(h.waiting))
+	}
 }
 
 // holds are what a request holds (body memory, an in-flight slot), released once.
@@ -434,7 +512,9 @@ func (h *Handler) failInput(w http.ResponseWriter, err error) {
 }
 
 func (h *Handler) reject(w http.ResponseWriter, rej *rejection) {
-	h.rejected.WithLabelValues(rej.reason).Inc()
+	if rej.reason != "" {
+		h.rejected.WithLabelValues(rej.reason).Inc()
+	}
 	if rej.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((rej.retryAfter+time.Second-1)/time.Second)))
 	}
@@ -442,12 +522,17 @@ func (h *Handler) reject(w http.ResponseWriter, rej *rejection) {
 }
 
 func (h *Handler) fail(w http.ResponseWriter, status int, code, msg, field string) {
+	h.count(status, code)
+	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
+}
+
+// count counts a report refused with status and code.
+func (h *Handler) count(status int, code string) {
 	h.requests.WithLabelValues(code).Inc()
 	h.answeredAll.Add(1)
 	if status == http.StatusServiceUnavailable {
 		h.answered503.Add(1)
 	}
-	writeJSON(w, status, schema.ErrorBody{Error: schema.ErrorDetail{Code: code, Message: msg, Field: field}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

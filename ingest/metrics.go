@@ -18,7 +18,7 @@ var (
 	rejectReasons = []string{"unsigned", "bad_credential", "expired_credential", "revoked", "bad_signature",
 		"wrong_client", "wrong_site", "clock_skew", "serial_range", "unknown_credential", "identity_stale",
 		"rate_limited", "invalid", "body_too_large", "too_many_messages", "overloaded", "body_memory",
-		"slow_body", "serial_conflict"}
+		"slow_body", "serial_conflict", "document_too_large"}
 	// enrollOutcomes label statepipe_ingest_enrollments_total: what an enrolment, rotation or
 	// revocation request did, or why it was refused.
 	enrollOutcomes = []string{

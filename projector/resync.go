@@ -51,6 +51,11 @@ func (r *resyncer) track(ctx context.Context, reports []*schema.Report, at time.
 	var answers []Record
 	serials := make([]uint64, 0, 64)
 	for _, rep := range reports {
+		if rep.Via != "" {
+			// Relayed (ConfigMgr): its serials skip what ConfigMgr numbered and statepipe
+			// does not model, and its client cannot answer a request.
+			continue
+		}
 		serials = serials[:0]
 		for i := range rep.Messages {
 			serials = append(serials, rep.Messages[i].Serial)

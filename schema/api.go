@@ -54,3 +54,36 @@ type Ack struct {
 	// released to its whole collection at its start).
 	Released []string `json:"released"`
 }
+
+// ConfigMgrAnswer answers POST /v1/configmgr/reports: an entry per ConfigMgr document of the
+// body, in order. Error is the first refused document's (so that a client that reads only
+// the usual error body sees it); Accepted and Refused count documents.
+type ConfigMgrAnswer struct {
+	Accepted  int                 `json:"accepted"`
+	Refused   int                 `json:"refused"`
+	Documents []ConfigMgrDocument `json:"documents"`
+	Error     *ErrorDetail        `json:"error,omitempty"`
+	// Folded (with ?wait=true, every document accepted) says whether the site folded every
+	// accepted document before answering; Message says why not.
+	Folded  bool   `json:"folded,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// ConfigMgrDocument is the outcome of one ConfigMgr document.
+type ConfigMgrDocument struct {
+	// Client is the document's ClientID ("" when it could not be read).
+	Client string `json:"client,omitempty"`
+	// Status is 200 when the document was accepted (or held nothing statepipe models), else
+	// the status it was refused with (400, 401, 403, 409, 413, 429, 503).
+	Status int `json:"status"`
+	// Messages counts its state messages accepted.
+	Messages int `json:"messages"`
+	// Skipped counts its messages of topic types statepipe does not model, by topic type;
+	// SkippedStates those of 301 and 402 in a state later ConfigMgr versions added, by
+	// "type/state". Both are accepted and not folded.
+	Skipped       map[string]int `json:"skipped,omitempty"`
+	SkippedStates map[string]int `json:"skipped_states,omitempty"`
+	// Error says why it was refused; its field names the element and attribute
+	// ("ReportBody/StateMessage[3]/State@ID").
+	Error *ErrorDetail `json:"error,omitempty"`
+}

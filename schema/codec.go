@@ -32,6 +32,9 @@ func (r *Report) EncodeMsgpack(e *msgpack.Encoder) error {
 	if len(r.FullTypes) > 0 {
 		n++
 	}
+	if r.Via != "" {
+		n++
+	}
 	if err := e.EncodeMapLen(n); err != nil {
 		return err
 	}
@@ -47,6 +50,10 @@ func (r *Report) EncodeMsgpack(e *msgpack.Encoder) error {
 		for _, t := range r.FullTypes {
 			_ = e.EncodeUint(uint64(t))
 		}
+	}
+	if r.Via != "" {
+		_ = e.EncodeString("via")
+		_ = e.EncodeString(r.Via)
 	}
 	_ = e.EncodeString("messages")
 	if err := e.EncodeArrayLen(len(r.Messages)); err != nil {
@@ -562,6 +569,7 @@ const (
 	keySite
 	keyFullTypes
 	keyMessages
+	keyVia
 )
 
 const (
@@ -586,6 +594,8 @@ func reportKey(k []byte) int {
 		return keyFullTypes
 	case "messages":
 		return keyMessages
+	case "via":
+		return keyVia
 	}
 	return 0
 }
@@ -667,6 +677,8 @@ func (d *mpDecoder) report(r *Report) error {
 			err = d.fullTypes(r)
 		case keyMessages:
 			err = d.messages(r)
+		case keyVia:
+			r.Via, err = d.str(d.lim.MaxIDBytes)
 		default:
 			err = d.skip(1)
 		}

@@ -36,7 +36,40 @@ type Credential struct {
 	Inc     uint32 `json:"inc"`    // the enrolment's incarnation: its serials are SerialBase(Inc)+1 …
 	Issued  int64  `json:"iat_ms"` // Unix milliseconds
 	Expires int64  `json:"exp_ms"` // Unix milliseconds
+	// Kind is KindGateway for a gateway (which reports for any client of its site), "" for a
+	// client (which reports for itself).
+	Kind string `json:"kind,omitempty"`
 }
+
+// KindGateway is the kind of a gateway's credential and enrolment: ConfigMgr's management
+// point, or the importer of a copy of its inbox, relaying documents for the clients of its
+// site. An administrator enrols it; its serials are relayed ones (RelayBase).
+const KindGateway = "gateway"
+
+// Relayed serials. A gateway relays ConfigMgr's SerialNumber, a per-client counter since the
+// ConfigMgr client was installed; ingest files it at RelayBase(1 + the site's relay epoch) +
+// SerialNumber — the same base for every gateway of the site, so relays of one client through
+// several gateways keep ConfigMgr's order. The relay epoch counts the gateway keys the site's
+// administrators revoked: after a revocation every gateway relays above anything the revoked
+// key could have sent, so a stolen gateway key's states lose to the next state ConfigMgr
+// relays. Documents accepted unsigned are filed at RelayBase(0), below every gateway's, and
+// unsigned reports stay below that (UnsignedSerialMax). Every relayed serial is below
+// SerialBase(1): a machine that enrols natively wins over anything relayed in its name.
+const (
+	RelaySpan = uint64(1) << 40 // ConfigMgr's SerialNumber must be below it
+	// MaxRelayEpoch is the highest relay epoch with a range of its own: past it (1,022 gateway
+	// revocations at one site) relays stay in the last range.
+	MaxRelayEpoch = uint32(1022)
+)
+
+// RelayBase returns the serial below the first of a relay range: 0 for documents accepted
+// unsigned, 1 + the relay epoch for a gateway's (at most MaxRelayEpoch + 1).
+func RelayBase(r uint32) uint64 { return (1024 + uint64(r)) << 40 }
+
+// UnsignedSerialMax is the highest serial of an unsigned report: below every relay range, so
+// that neither a relayed client's states nor an enrolled client's can be outranked by a
+// report anyone could send.
+const UnsignedSerialMax = uint64(1024) << 40
 
 // CredentialVersion is the credential format version. Version 1 (no incarnation) is no longer
 // accepted: ParseCredential answers it as expired, so the SDK enrols again with its key.
@@ -74,6 +107,8 @@ type EnrollRequest struct {
 	Site      string `json:"site"`
 	PublicKey []byte `json:"public_key"`        // Ed25519, 32 bytes (JSON: base64)
 	Time      int64  `json:"time_ms,omitempty"` // rotation: when it was signed (Unix ms)
+	// Kind is KindGateway to enrol a gateway (with the site's admin token), "" for a client.
+	Kind string `json:"kind,omitempty"`
 	// Grant is the one-time code the revocation of this client id answered its administrator:
 	// a revoked id is enrolled again only with it (a thief with the enrolment token cannot race
 	// the machine for it).
@@ -138,7 +173,7 @@ func ParseCredential(token string, site ed25519.PublicKey, now time.Time) (Crede
 	d.DisallowUnknownFields()
 	c = Credential{}
 	if err := d.Decode(&c); err != nil || c.V != CredentialVersion || len(c.Key) != ed25519.PublicKeySize || c.Client == "" || c.Site == "" ||
-		c.Inc == 0 || c.Inc > MaxIncarnation {
+		c.Inc == 0 || c.Inc > MaxIncarnation || (c.Kind != "" && c.Kind != KindGateway) {
 		return Credential{}, ErrCredentialMalformed
 	}
 	if now.UnixMilli() >= c.Expires {

@@ -552,3 +552,27 @@ func TestDecodeReportJSONStrings(t *testing.T) {
 		t.Errorf("got  %#v\nwant %#v", got, want)
 	}
 }
+
+// Via, set by ingest on relayed reports, survives both codecs, and is an id like the others.
+func TestViaRoundTrips(t *testing.T) {
+	rep := Report{V: Version, Client: "GUID:1", Site: "P01", Via: "gw-p01",
+		Messages: []StateMessage{{Serial: 1, Time: 1, TopicType: 500, TopicID: "u", State: 2}}}
+	var b bytes.Buffer
+	if err := EncodeReport(&b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	if err := DecodeReportLimits(b.Bytes(), &got, DefaultLimits); err != nil || got.Via != "gw-p01" {
+		t.Fatalf("msgpack: %v, via %q", err, got.Via)
+	}
+	js, _ := json.Marshal(&rep)
+	got = Report{}
+	if err := DecodeReportJSON(js, &got, DefaultLimits); err != nil || got.Via != "gw-p01" {
+		t.Fatalf("JSON %s: %v, via %q", js, err, got.Via)
+	}
+	rep.Via = "gw\n1"
+	var fe *FieldError
+	if err := rep.Validate(DefaultLimits); !errors.As(err, &fe) || fe.Field != "via" {
+		t.Errorf("via with a line break: %v, want a FieldError naming via", err)
+	}
+}

@@ -606,6 +606,8 @@ func (d *jsonDecoder) report(r *Report) error {
 			err = d.fullTypes(r)
 		case keyMessages:
 			err = d.messages(r)
+		case keyVia:
+			r.Via, err = d.str(d.lim.MaxIDBytes, 1)
 		}
 		if err != nil {
 			return asField(string(key), err)

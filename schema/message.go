@@ -139,7 +139,16 @@ type Report struct {
 	Site      string         `json:"site"`
 	FullTypes []TopicType    `json:"full_types,omitempty"`
 	Messages  []StateMessage `json:"messages"`
+	// Via names who relayed the report for its client: the gateway's id, or ViaUnsigned for a
+	// relayed report the site accepted unsigned (ConfigMgr documents, POST
+	// /v1/configmgr/reports). Only ingest sets it: a client's own report carrying it is
+	// refused. Relayed serials are ConfigMgr's, with gaps where ConfigMgr numbered messages
+	// statepipe does not model, so the site does not follow them for resync.
+	Via string `json:"via,omitempty"`
 }
+
+// ViaUnsigned is Report.Via of a relayed report accepted without a gateway's signature.
+const ViaUnsigned = "unsigned"
 
 // IsFull reports whether the report is a full report for topic type t.
 func (r *Report) IsFull(t TopicType) bool {

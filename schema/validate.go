@@ -83,6 +83,11 @@ func (r *Report) Validate(lim Limits) error {
 	if err := checkID("site", r.Site, lim); err != nil {
 		return err
 	}
+	if r.Via != "" {
+		if err := checkID("via", r.Via, lim); err != nil {
+			return err
+		}
+	}
 	for i, t := range r.FullTypes {
 		if !t.Known() || !t.Keyed() {
 			return &FieldError{Field: "full_types[" + strconv.Itoa(i) + "]", Reason: fmt.Sprintf("%d is not a keyed topic type", t)}

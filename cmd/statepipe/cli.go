@@ -113,6 +113,8 @@ func cmdClientEnroll(ctx context.Context, args []string) error {
 	grant := fs.String("grant", "", "the one-time grant an administrator's revocation of this client id answered (a revoked id enrols again only with it)")
 	out := fs.String("out", "", "identity file to write (private key and credential; mode 0600); an existing one of the same client and site is enrolled again with its key")
 	force := fs.Bool("force", false, "overwrite an --out file that holds another identity (its private key is lost)")
+	gateway := fs.Bool("gateway", false, "enrol a gateway, which relays ConfigMgr documents for every client of the site (statepipe configmgr import); needs --admin-token")
+	adminToken := fs.String("admin-token", os.Getenv("STATEPIPE_ADMIN_TOKEN"), "with --gateway: the site's administrator token (default $STATEPIPE_ADMIN_TOKEN)")
 	if _, err := fs.parse(args); err != nil {
 		return err
 	}
@@ -120,8 +122,14 @@ func cmdClientEnroll(ctx context.Context, args []string) error {
 		return fs.fail("--site, --id and --out are required")
 	}
 	cfg := client.Config{URL: *base, Site: *site, ClientID: *id, Name: *name, EnrollToken: *token, EnrollGrant: *grant}
+	what := "client"
+	if *gateway {
+		cfg.Kind, cfg.EnrollToken, what = schema.KindGateway, *adminToken, "gateway"
+	}
 	again := false
 	switch prev, err := client.LoadIdentity(*out); {
+	case err == nil && prev.Client == *id && prev.Site == *site && prev.Kind != cfg.Kind:
+		return fmt.Errorf("cannot enrol: %s holds the identity of %s at site %s as a %s: drop or add --gateway to match it", *out, prev.Client, prev.Site, kindName(prev.Kind))
 	case err == nil && prev.Client == *id && prev.Site == *site:
 		// The same machine enrolling again (its answer was lost, or it renews, or its site
 		// was reset): its key, so the site answers a renewal rather than a claim of its own id
@@ -146,8 +154,16 @@ func cmdClientEnroll(ctx context.Context, args []string) error {
 	if again {
 		how = "enrolled again, with the key of " + *out + ","
 	}
-	fmt.Printf("%s client %s at site %s; credential valid until %s; identity in %s\n", how, *id, *site, ident.Expires.Format(time.RFC3339), *out)
+	fmt.Printf("%s %s %s at site %s; credential valid until %s; identity in %s\n", how, what, *id, *site, ident.Expires.Format(time.RFC3339), *out)
 	return nil
+}
+
+// kindName names an identity's kind.
+func kindName(kind string) string {
+	if kind == schema.KindGateway {
+		return "gateway"
+	}
+	return "client"
 }
 
 // enrollAgainHint adds to err, when the site refused identity's credential as not signed by
@@ -282,6 +298,12 @@ func cmdClientRevoke(ctx context.Context, args []string) error {
 	var ans ingest.RevokeAnswer
 	if err := json.Unmarshal(raw, &ans); err != nil {
 		return fmt.Errorf("cannot read the revocation's answer: %w", err)
+	}
+	if ans.Kind == schema.KindGateway {
+		fmt.Printf("revoked gateway %s: its key is refused from now on and can never enrol again, and every gateway of the site\n"+
+			"now relays above anything it sent. The gateway enrols again, with a new key, only with this one-time grant:\n"+
+			"  statepipe client enroll --gateway --admin-token T --site SITE --id %s --grant %s --out IDENTITY\n", *id, *id, ans.Grant)
+		return nil
 	}
 	fmt.Printf("revoked client %s: its key is refused from now on and can never enrol again.\n"+
 		"The machine enrols again, with a new key, only with this one-time grant:\n"+

@@ -517,7 +517,10 @@ func TestUnsignedReportsCannotOutrankAnEnrolment(t *testing.T) {
 	if st, _, e := ts.post(t, "/v1/reports", unsigned(1<<64-2, 2), nil); st != 400 || e.Field != "messages[0].serial" {
 		t.Fatalf("an unsigned report with serial 2^64-2: %d %+v, want 400 naming messages[0].serial", st, e)
 	}
-	if st, _, e := ts.post(t, "/v1/reports", unsigned(schema.SerialBase(1), 2), nil); st != 200 {
+	if st, _, e := ts.post(t, "/v1/reports", unsigned(schema.UnsignedSerialMax+1, 2), nil); st != 400 || e.Field != "messages[0].serial" {
+		t.Fatalf("an unsigned report in the relay ranges: %d %+v, want 400 naming messages[0].serial", st, e)
+	}
+	if st, _, e := ts.post(t, "/v1/reports", unsigned(schema.UnsignedSerialMax, 2), nil); st != 200 {
 		t.Fatalf("an unsigned report at the top of the unsigned range: %d %+v", st, e)
 	}
 	machine, err := client.Enroll(ctx, client.Config{URL: s.url, Site: s.code, ClientID: "victim-pc"})

@@ -46,6 +46,7 @@ func init() {
 		{name: "report", summary: "print a named report from a running site", run: cmdReport},
 		{name: "sql", summary: "run read-only SQL against a running site", run: cmdSQL},
 		{name: "client", summary: "a machine's side: client enroll | send | rotate | revoke", run: subcommands("client", clientCommands(), nil)},
+		{name: "configmgr", summary: "ConfigMgr coexistence: configmgr import DIR relays a state-system inbox's .smx files", run: subcommands("configmgr", configMgrCommands(), nil)},
 		{name: "catalog", summary: "catalog import FILE.jsonl: import update catalog entries", run: refCommand(schema.RefCatalog, "import")},
 		{name: "lists", summary: "lists apply FILE.jsonl: create or replace update lists", run: refCommand(schema.RefUpdateLists, "apply")},
 		{name: "collections", summary: "collections apply FILE.jsonl: create or replace collections", run: refCommand(schema.RefCollections, "apply")},

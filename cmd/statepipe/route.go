@@ -15,9 +15,10 @@ import (
 
 // siteRouter serves every site of an embedded topology on one listener. A request goes to
 // the site it names: a report by its own site field, an enrolment (and a resync) by the site
-// in its body, everything else — reference-data imports, report queries, SQL, revocations —
-// by the site= query parameter; the root when none is named. Each site answers as it would on
-// a listener of its own: the router only picks the site.
+// in its body, everything else — reference-data imports, ConfigMgr documents (which name no
+// site), report queries, SQL, revocations — by the site= query parameter; the root when none
+// is named. Each site answers as it would on a listener of its own: the router only picks
+// the site.
 type siteRouter struct {
 	root  string
 	codes []string // in topology order
@@ -48,7 +49,7 @@ func (rt *siteRouter) register(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /v1/enroll", rt.byBody(jsonSite))
 	mux.HandleFunc("POST /v1/resync", rt.byBody(jsonSite))
-	for _, pattern := range []string{"POST /v1/ref/{kind}", "POST /v1/revoke", "GET /v1/reports/{name}", "POST /v1/sql", "GET /v1/pacing", "POST /v1/pacing/{op}", "GET /v1/deployments/{id}/phases"} {
+	for _, pattern := range []string{"POST /v1/ref/{kind}", "POST /v1/configmgr/reports", "POST /v1/revoke", "GET /v1/reports/{name}", "POST /v1/sql", "GET /v1/pacing", "POST /v1/pacing/{op}", "GET /v1/deployments/{id}/phases"} {
 		mux.HandleFunc(pattern, rt.byParam)
 	}
 }

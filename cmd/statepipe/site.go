@@ -345,7 +345,7 @@ func (s *site) trust(ctx context.Context, cfg *siteConfig, reg prometheus.Regist
 			}
 			return float64(n)
 		}))
-	s.enroller = ingest.NewEnroller(ingest.EnrollerParams{Site: cfg.Code, Auth: auth, Identities: ids, Log: ingestProducer{s.producer(topic)},
+	s.enroller = ingest.NewEnroller(ingest.EnrollerParams{Site: cfg.Code, AdminToken: cfg.AdminToken, Auth: auth, Identities: ids, Log: ingestProducer{s.producer(topic)},
 		Registerer: reg, Logger: log})
 	return nil
 }
@@ -386,6 +386,7 @@ func (s *site) register(mux *http.ServeMux) {
 	admin := r.admin.guard
 	if s.ingest != nil {
 		mux.Handle("POST /v1/reports", s.ingest)
+		mux.Handle("POST /v1/configmgr/reports", s.ingest.ConfigMgr())
 		mux.Handle("POST /v1/ref/{kind}", admin(s.refImport))
 	}
 	if s.enroller != nil {
