@@ -7,7 +7,7 @@ export CHDB_LIB_PATH ?= $(CHDB_LIB)
 # library is still loaded at run time, never linked.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build deps run test test-unit test-kafka test-fuzz check-compose test-rules test-clickhouse test-clickhouse-cluster \
+.PHONY: all build deps run test test-unit test-clients test-kafka test-fuzz check-compose test-rules test-clickhouse test-clickhouse-cluster \
 	bench bench-hierarchy vet fmt clean \
 	dashboards dashboards-gen plugin-frontend plugin-backend test-dashboards test-dashboards-gen test-plugin-frontend test-plugin
 
@@ -27,7 +27,7 @@ run: deps build
 	./bin/statepipe run --data data
 
 ## test: unit + end-to-end on the embedded broker, then end-to-end on real Apache Kafka (needs Java)
-test: deps vet test-unit test-fuzz test-dashboards test-kafka check-compose test-rules
+test: deps vet test-unit test-clients test-fuzz test-dashboards test-kafka check-compose test-rules
 
 vet:
 	$(GO) vet ./...
@@ -41,6 +41,24 @@ TEST_PARALLEL ?= 4
 test-unit:
 	@if [ -z "$${CLICKHOUSE_ADDR:-}" ]; then echo "SKIPPED: the clickhouse-go adapter's contract suite (internal/clickhouse) needs a ClickHouse server: set CLICKHOUSE_ADDR=host:9000 to run it, or run make test-clickhouse (Docker)"; fi
 	STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
+
+## test-clients: real ClickHouse clients against the embedded site's ClickHouse HTTP interface —
+## Python's clickhouse-connect (with pandas) and the npm package @clickhouse/client, at the versions
+## pinned in scripts/clients/, installed into .deps/clients/ (once; again when a pin changes)
+CLIENTS := $(CURDIR)/.deps/clients
+$(CLIENTS)/py/.installed: scripts/clients/requirements.txt
+	python3 -m venv $(CLIENTS)/py
+	$(CLIENTS)/py/bin/pip install -q --disable-pip-version-check -r scripts/clients/requirements.txt
+	touch $@
+
+$(CLIENTS)/node/.installed: scripts/clients/package.json
+	mkdir -p $(CLIENTS)/node
+	cp scripts/clients/package.json $(CLIENTS)/node/package.json
+	cd $(CLIENTS)/node && npm install --no-audit --no-fund --no-package-lock --loglevel=error
+	touch $@
+
+test-clients: deps $(CLIENTS)/py/.installed $(CLIENTS)/node/.installed
+	STATEPIPE_CLIENTS=$(CLIENTS) STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestClickHouseClients$$' -v ./cmd/statepipe/
 
 ## test-fuzz: each fuzz target briefly (FUZZTIME per target), from its seed corpus
 FUZZTIME ?= 8s

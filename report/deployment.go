@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -36,12 +37,29 @@ type Deployment struct {
 	States         []StateCount `json:"states"`
 	State          *int         `json:"state,omitempty"`   // the drill-down state, when asked
 	Machines       []string     `json:"machines,omitzero"` // present (possibly empty) with a drill-down
+	// Evaluation counts the targeted clients by their deployment-evaluation (302) state, and
+	// Compliance by their deployment-compliance (300) state (ConfigMgr's "States 2"); Updates
+	// gives, per update of the deployment, the targeted clients by their update-enforcement
+	// (402) state (ConfigMgr's "States 5"). A targeted client with no such state counts as
+	// state 0. They are counted from the site's own clients: absent where the answer covers
+	// sites below (ask each site, site=CODE).
+	Evaluation []StateCount       `json:"evaluation,omitempty"`
+	Compliance []StateCount       `json:"compliance,omitempty"`
+	Updates    []DeploymentUpdate `json:"updates,omitempty"`
 	// BySite, in a site hierarchy, counts the targeted clients per site of the tree (each
 	// site's own clients: the origin of their counts), in the order of Sites; they add up to
 	// Total and States.
 	BySite []SiteStates `json:"by_site,omitempty"`
 	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
 	Sites []SiteStatus `json:"sites,omitempty"`
+}
+
+// DeploymentUpdate counts a deployment's targeted clients by their enforcement (402) state
+// of one of its updates.
+type DeploymentUpdate struct {
+	UpdateID string       `json:"update_id"`
+	Title    string       `json:"title"`
+	States   []StateCount `json:"states"`
 }
 
 // StateCount counts the clients in one state of a topic type.
@@ -103,6 +121,11 @@ func DeploymentReport(ctx context.Context, q Querier, db, site string, p Deploym
 			return nil, err
 		}
 	}
+	if p.Tree == nil || !p.Tree.Below() {
+		if err := dep.details(ctx, q, db, p.Tree, rep); err != nil {
+			return nil, err
+		}
+	}
 	if p.State != nil {
 		res, err := q.Query(ctx, fmt.Sprintf("SELECT client FROM (%s) WHERE state = %d ORDER BY client", targeted, *p.State))
 		if err != nil {
@@ -135,10 +158,94 @@ func lookupDeployment(ctx context.Context, q Querier, db, id string) (*deploymen
 // collection's members at this site; in a hierarchy, those it has heard from) with its live
 // 301 state for the deployment, 0 when it has none (folding rule 4).
 func (d *deploymentRef) targetedSQL(db string, tree *Tree) string {
+	return d.targetedStatesSQL(db, tree, schema.TopicDeploymentEnforcement, d.id)
+}
+
+// targetedStatesSQL is targetedSQL with each client's live state of topic type t and topic id
+// (0 when it has none).
+func (d *deploymentRef) targetedStatesSQL(db string, tree *Tree, t schema.TopicType, id string) string {
 	return fmt.Sprintf(`SELECT t.client AS client, ifNull(s.state, 0) AS state
 	FROM (%s) AS t
-	LEFT JOIN (SELECT client, state FROM %s.v_live_state WHERE topic_type = 301 AND topic_id = %s) AS s
-	    ON s.client = t.client`, Scope{Collection: d.collection, Tree: tree}.clientsSQL(db), db, Quote(d.id))
+	LEFT JOIN (SELECT client, state FROM %s.v_live_state WHERE topic_type = %d AND topic_id = %s) AS s
+	    ON s.client = t.client`, Scope{Collection: d.collection, Tree: tree}.clientsSQL(db), db, int(t), Quote(id))
+}
+
+// details counts the targeted clients by 302 and 300 state, and per update of the deployment
+// by 402 state, into rep.
+func (d *deploymentRef) details(ctx context.Context, q Querier, db string, tree *Tree, rep *Deployment) error {
+	for _, x := range []struct {
+		t   schema.TopicType
+		dst *[]StateCount
+	}{{schema.TopicDeploymentEvaluation, &rep.Evaluation}, {schema.TopicDeploymentCompliance, &rep.Compliance}} {
+		res, err := q.Query(ctx, "SELECT state, count() FROM ("+d.targetedStatesSQL(db, tree, x.t, d.id)+") GROUP BY state")
+		if err != nil {
+			return fmt.Errorf("cannot count deployment %s by %d state: %w", d.id, x.t, err)
+		}
+		if *x.dst, _, err = stateCounts(x.t, res); err != nil {
+			return err
+		}
+	}
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT u.update_id, ifNull(s.state, 0) AS state, count()
+	FROM (%[1]s) AS t
+	CROSS JOIN (SELECT arrayJoin(any(updates)) AS update_id FROM %[2]s.v_deployments WHERE id = %[3]s) AS u
+	LEFT JOIN (SELECT client, topic_id, state FROM %[2]s.v_live_state WHERE topic_type = 402
+	           AND has((SELECT any(updates) FROM %[2]s.v_deployments WHERE id = %[3]s), topic_id)) AS s
+	    ON s.client = t.client AND s.topic_id = u.update_id
+	GROUP BY u.update_id, state ORDER BY u.update_id, state`, Scope{Collection: d.collection, Tree: tree}.clientsSQL(db), db, Quote(d.id)))
+	if err != nil {
+		return fmt.Errorf("cannot count deployment %s's updates by enforcement state: %w", d.id, err)
+	}
+	counts := map[string]*schema.Result{}
+	for i := range res.Rows {
+		var id string
+		var state, n int64
+		if err := scanRow(res, i, "update enforcement of a deployment", &id, &state, &n); err != nil {
+			return err
+		}
+		r := counts[id]
+		if r == nil {
+			r = &schema.Result{}
+			counts[id] = r
+		}
+		r.Rows = append(r.Rows, res.Rows[i][1:])
+	}
+	// Updates no targeted client holds (no targeted client at all) are listed too.
+	ids, err := deploymentUpdates(ctx, q, db, d.id)
+	if err != nil {
+		return err
+	}
+	titles, err := updateTitles(ctx, q, db, ids)
+	if err != nil {
+		return err
+	}
+	rep.Updates = []DeploymentUpdate{}
+	for _, id := range ids {
+		u := DeploymentUpdate{UpdateID: id, Title: titles[id]}
+		r := counts[id]
+		if r == nil {
+			r = &schema.Result{}
+		}
+		if u.States, _, err = stateCounts(schema.TopicUpdateEnforcement, r); err != nil {
+			return err
+		}
+		rep.Updates = append(rep.Updates, u)
+	}
+	return nil
+}
+
+// deploymentUpdates returns a deployment's update ids, sorted, each once.
+func deploymentUpdates(ctx context.Context, q Querier, db, id string) ([]string, error) {
+	res, err := q.Query(ctx, fmt.Sprintf("SELECT arraySort(arrayDistinct(any(updates))) FROM %s.v_deployments WHERE id = %s", db, Quote(id)))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read deployment %s's updates: %w", id, err)
+	}
+	var ids []string
+	if len(res.Rows) > 0 {
+		if err := scanRow(res, 0, "deployment "+id+"'s updates", &ids); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 // stateCounts lists every state of topic type t with the clients counted in res (rows of
@@ -197,6 +304,11 @@ func printDeployment(w io.Writer, d *Deployment) {
 	if len(d.BySite) > 0 {
 		printBySite(w, schema.TopicDeploymentEnforcement, d.BySite)
 	}
+	printStateLine(w, "evaluation", d.Evaluation)
+	printStateLine(w, "compliance", d.Compliance)
+	if len(d.Updates) > 0 {
+		printDeploymentUpdates(w, d.Updates)
+	}
 	printSites(w, d.Sites)
 	if d.State != nil {
 		fmt.Fprintf(w, "machines in state %d (%s): %d\n", *d.State, schema.TopicDeploymentEnforcement.StateName(*d.State), len(d.Machines))
@@ -209,34 +321,86 @@ func printDeployment(w io.Writer, d *Deployment) {
 // printBySite prints per site of a hierarchy its clients in each state that has any: a row
 // per site, a column per such state.
 func printBySite(w io.Writer, t schema.TopicType, sites []SiteStates) {
+	rows := make([]stateRow, len(sites))
+	for i, st := range sites {
+		rows[i] = stateRow{cells: []string{st.Site, fmt.Sprint(st.Total)}, states: st.States}
+	}
+	printStateTable(w, "per site:", t, []string{"site", "total"}, "", rows)
+}
+
+// stateRow is a row of a state table: its first cells, its clients per state, and a last
+// cell of free text ("" for none).
+type stateRow struct {
+	cells  []string
+	states []StateCount
+	last   string
+}
+
+// printStateTable prints title, then rows under head (and last, when not ""), with a column
+// per state of t that counts clients in any row.
+func printStateTable(w io.Writer, title string, t schema.TopicType, head []string, last string, rows []stateRow) {
 	var shown []int
-	for _, s := range sites {
-		for _, st := range s.States {
+	for _, r := range rows {
+		for _, st := range r.states {
 			if st.Clients != 0 && !slices.Contains(shown, st.State) {
 				shown = append(shown, st.State)
 			}
 		}
 	}
 	slices.Sort(shown)
-	fmt.Fprintln(w, "per site:")
+	fmt.Fprintln(w, title)
 	tw := columns(w)
-	fmt.Fprint(tw, "  site\ttotal")
+	fmt.Fprint(tw, "  "+strings.Join(head, "\t"))
 	for _, i := range shown {
 		fmt.Fprintf(tw, "\t%d %s", i, clipText(t.StateName(i), 24))
 	}
+	if last != "" {
+		fmt.Fprint(tw, "\t"+last)
+	}
 	fmt.Fprintln(tw)
-	for _, s := range sites {
-		fmt.Fprintf(tw, "  %s\t%d", s.Site, s.Total)
+	for _, r := range rows {
+		fmt.Fprint(tw, "  "+strings.Join(r.cells, "\t"))
 		for _, i := range shown {
 			var n int64
-			for _, st := range s.States {
+			for _, st := range r.states {
 				if st.State == i {
 					n = st.Clients
 				}
 			}
 			fmt.Fprintf(tw, "\t%d", n)
 		}
+		if last != "" {
+			fmt.Fprint(tw, "\t"+r.last)
+		}
 		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
+}
+
+// printStateLine prints the states of a topic type that count clients on one line:
+// "evaluation: 2 Evaluation succeeded 3, 0 Unknown 1".
+func printStateLine(w io.Writer, what string, states []StateCount) {
+	if states == nil {
+		return
+	}
+	var parts []string
+	for _, st := range states {
+		if st.Clients > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s %d", st.State, st.Name, st.Clients))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"none"}
+	}
+	fmt.Fprintf(w, "%s: %s\n", what, strings.Join(parts, ", "))
+}
+
+// printDeploymentUpdates prints, per update of a deployment, its targeted clients in each
+// enforcement (402) state any of them is in: a row per update, a column per such state.
+func printDeploymentUpdates(w io.Writer, updates []DeploymentUpdate) {
+	rows := make([]stateRow, len(updates))
+	for i, u := range updates {
+		rows[i] = stateRow{cells: []string{u.UpdateID}, states: u.States, last: clipText(u.Title, 60)}
+	}
+	printStateTable(w, "update enforcement (States 5):", schema.TopicUpdateEnforcement, []string{"update"}, "title", rows)
 }

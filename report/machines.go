@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,10 @@ type MachinesParams struct {
 	List       string
 	Updates    []string
 	Deployment string
+	// Topic, with Deployment, names the deployment's states the cell is of: "enforcement"
+	// (301, the default), "evaluation" (302) or "compliance" (300); with Deployment and Update,
+	// the update's enforcement (402) among the deployment's targets.
+	Topic string
 	// Scope is the clients counted: a collection's members, or every client of the site; not
 	// with Deployment (its targets are its collection's members). Its Tree, in a site
 	// hierarchy, adds Elsewhere (the machines are always this site's own).
@@ -54,6 +59,7 @@ type Machines struct {
 	Updates        []string  `json:"updates,omitempty"` // the set evaluated, with list or updates
 	Deployment     string    `json:"deployment,omitempty"`
 	DeploymentName string    `json:"deployment_name,omitempty"`
+	Topic          string    `json:"topic,omitempty"` // with deployment: the states asked (enforcement, evaluation, compliance)
 	Collection     string    `json:"collection,omitempty"`
 	CollectionName string    `json:"collection_name,omitempty"`
 	State          string    `json:"state"`      // the cell, as asked
@@ -106,7 +112,7 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		return nil, &ParamError{Field: "limit", Message: fmt.Sprintf("limit must be from 1 to %d", MaxMachinesPage)}
 	}
 	given := 0
-	for _, g := range []bool{p.Update != "", p.List != "" || len(p.Updates) > 0, p.Deployment != ""} {
+	for _, g := range []bool{p.Update != "" && p.Deployment == "", p.List != "" || len(p.Updates) > 0, p.Deployment != ""} {
 		if g {
 			given++
 		}
@@ -123,7 +129,7 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 	// cannot tell.
 	elsewhere := func(string) *int64 { return nil }
 	switch {
-	case p.Update != "":
+	case p.Update != "" && p.Deployment == "":
 		st, ok := complianceState(p.State)
 		if !ok {
 			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state %q: with update, want installed, required, not_required or unknown (or 3 to 0)", p.State)}
@@ -153,10 +159,13 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 			}
 		}
 	case p.Deployment != "":
+		states, topicID, err := p.deploymentTopic()
+		if err != nil {
+			return nil, err
+		}
 		st, err := strconv.Atoi(p.State)
-		states := schema.TopicDeploymentEnforcement
 		if err != nil || st < 0 || st >= states.StateCount() {
-			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state %q: with deployment, want an enforcement state, 0 to %d", p.State, states.StateCount()-1)}
+			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state %q: with deployment, want a %d state, 0 to %d", p.State, states, states.StateCount()-1)}
 		}
 		if p.Scope.Collection != "" {
 			return nil, &ParamError{Field: "collection", Message: "a deployment's machines are its target collection's: leave collection out"}
@@ -166,9 +175,25 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		if err != nil {
 			return nil, err
 		}
-		rep.DeploymentName, rep.Collection, rep.CollectionName = dep.name, dep.collection, dep.collectionName
-		cell = fmt.Sprintf("(%s) WHERE state = %d", dep.targetedSQL(db, tree), st)
-		if tree != nil {
+		rep.DeploymentName, rep.Collection, rep.CollectionName, rep.Topic = dep.name, dep.collection, dep.collectionName, p.Topic
+		if topicID == "" {
+			topicID = dep.id
+		} else {
+			ref, err := lookupUpdate(ctx, q, db, topicID, tree)
+			if err != nil {
+				return nil, err
+			}
+			rep.Title = ref.title
+			ids, err := deploymentUpdates(ctx, q, db, dep.id)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(ids, topicID) {
+				return nil, &ParamError{Field: "update", Message: fmt.Sprintf("update %s is not one of deployment %s's (%s)", topicID, dep.id, strings.Join(ids, ", "))}
+			}
+		}
+		cell = fmt.Sprintf("(%s) WHERE state = %d", dep.targetedStatesSQL(db, tree, states, topicID), st)
+		if tree != nil && states == schema.TopicDeploymentEnforcement {
 			by, err := deploymentBySite(ctx, q, db, tree, dep)
 			if err != nil {
 				return nil, err
@@ -255,10 +280,30 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 	return rep, nil
 }
 
+// deploymentTopic returns the topic type and id (the update's; "" for the deployment's own)
+// of a deployment cell.
+func (p MachinesParams) deploymentTopic() (schema.TopicType, string, error) {
+	switch {
+	case p.Update != "" && p.Topic != "" && p.Topic != "enforcement":
+		return 0, "", &ParamError{Field: "topic", Message: "with deployment and update, the cell is the update's enforcement (402): leave topic out"}
+	case p.Update != "":
+		return schema.TopicUpdateEnforcement, p.Update, nil
+	}
+	switch p.Topic {
+	case "", "enforcement":
+		return schema.TopicDeploymentEnforcement, "", nil
+	case "evaluation":
+		return schema.TopicDeploymentEvaluation, "", nil
+	case "compliance":
+		return schema.TopicDeploymentCompliance, "", nil
+	}
+	return 0, "", &ParamError{Field: "topic", Message: fmt.Sprintf("topic %q: want enforcement (the default), evaluation or compliance", p.Topic)}
+}
+
 // ask is the request that lists the machines of the same cell at site.
 func (p MachinesParams) ask(site string) string {
 	v := url.Values{"state": {p.State}, "site": {site}}
-	for name, id := range map[string]string{"update": p.Update, "list": p.List, "deployment": p.Deployment, "collection": p.Scope.Collection} {
+	for name, id := range map[string]string{"update": p.Update, "list": p.List, "deployment": p.Deployment, "collection": p.Scope.Collection, "topic": p.Topic} {
 		if id != "" {
 			v.Set(name, id)
 		}
@@ -289,10 +334,15 @@ func complianceState(s string) (int, bool) {
 func printMachines(w io.Writer, m *Machines) {
 	var cell string
 	switch {
-	case m.Update != "":
+	case m.Update != "" && m.Deployment == "":
 		cell = "update " + named(m.Update, m.Title)
 	case m.Deployment != "":
 		cell = "deployment " + named(m.Deployment, m.DeploymentName)
+		if m.Update != "" {
+			cell += ", update " + named(m.Update, m.Title) + " enforcement"
+		} else if m.Topic != "" {
+			cell += " " + m.Topic
+		}
 	default:
 		cell = listText(m.List, m.ListName, len(m.Updates))
 	}

@@ -951,3 +951,115 @@ func TestTrendShowsChangeOverTime(t *testing.T) {
 	s.status("/v1/reports/trend", 400, "list")
 	s.status("/v1/reports/trend?list=nope", 404, "list")
 }
+
+// ConfigMgr's "States 2", "States 4", "States 5" and "States 6" for a deployment: its
+// targeted clients by 302 and 300 state, per update by 402 state (silent ones in state 0), and
+// the machines of each such cell; and the deployments report's filters (Management 1, 3–6).
+func TestDeploymentDetailsAndTheirMachines(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	members := []string{"m0", "m1", "m2", "m3", "m4"}
+	s.ref(schema.RefCatalog, schema.Update{ID: "U1", Title: "Update one", FirstSynced: start}, schema.Update{ID: "U2", Title: "Update two", FirstSynced: start},
+		schema.Update{ID: "U3", Title: "Update three", FirstSynced: start})
+	s.ref(schema.RefUpdateLists, schema.UpdateList{ID: "L", Name: "list", Updates: []string{"U2", "U3"}})
+	s.ref(schema.RefCollections, schema.Collection{ID: "C", Name: "ring", Members: members}, schema.Collection{ID: "C2", Name: "other", Members: []string{"m0", "z9"}})
+	s.ref(schema.RefDeployments,
+		schema.Deployment{ID: "D", Name: "November", Updates: []string{"U1", "U2"}, Collection: "C", Start: start, Deadline: start.Add(72 * time.Hour), Mandatory: true},
+		schema.Deployment{ID: "D2", Name: "Other", Updates: []string{"U3"}, Collection: "C2", Start: start, Deadline: start.Add(24 * time.Hour)})
+	e.send("m0", nil, msg(1, 302, "D", 2, 0, 1000), msg(2, 300, "D", 1, 0, 1000), msg(3, 402, "U1", 10, 0, 1000), msg(4, 402, "U2", 10, 0, 1000))
+	e.send("m1", nil, msg(1, 302, "D", 2, 0, 1000), msg(2, 300, "D", 2, 0, 1000), msg(3, 402, "U1", 11, 0x80070643, 1000))
+	e.send("m1", nil, msg(4, 402, "U1", 8, 0, 2000)) // later: installing again
+	e.send("m2", nil, msg(1, 302, "D", 3, 0, 1000), msg(2, 402, "U2", 12, 0, 1000), msg(3, 402, "U3", 11, 0, 1000))
+	e.send("m3", []schema.TopicType{402}, msg(1, 402, "U1", 13, 0, 1000))
+	e.send("m3", []schema.TopicType{402}, msg(5, 402, "U2", 13, 0, 2000))           // full: U1 removed
+	e.send("z9", nil, msg(1, 302, "D", 2, 0, 1000), msg(2, 402, "U1", 10, 0, 1000)) // outside C
+	s.fold()
+
+	count := func(tt schema.TopicType, id string) map[int]int64 {
+		out := map[int]int64{}
+		for _, c := range members {
+			st := 0
+			if m, ok := e.live(c, tt, id); ok {
+				st = int(m.State)
+			}
+			out[st]++
+		}
+		return out
+	}
+	if got := fmt.Sprint(count(402, "U1")); got != "map[0:3 8:1 10:1]" { // the oracle, spelled out
+		t.Fatalf("oracle of U1: %s", got)
+	}
+	var got report.Deployment
+	s.must("/v1/reports/deployment?deployment=D", &got)
+	if w := states(302, count(302, "D")); !reflect.DeepEqual(got.Evaluation, w) {
+		t.Errorf("evaluation: %+v\nwant %+v", got.Evaluation, w)
+	}
+	if w := states(300, count(300, "D")); !reflect.DeepEqual(got.Compliance, w) {
+		t.Errorf("compliance: %+v\nwant %+v", got.Compliance, w)
+	}
+	wantUpdates := []report.DeploymentUpdate{{UpdateID: "U1", Title: "Update one", States: states(402, count(402, "U1"))},
+		{UpdateID: "U2", Title: "Update two", States: states(402, count(402, "U2"))}}
+	if !reflect.DeepEqual(got.Updates, wantUpdates) {
+		t.Errorf("updates: %+v\nwant %+v", got.Updates, wantUpdates)
+	}
+	// The machines of each cell.
+	for _, c := range []struct {
+		query string
+		tt    schema.TopicType
+		id    string
+		state int
+	}{{"update=U1&state=0", 402, "U1", 0}, {"update=U2&state=13", 402, "U2", 13}, {"topic=evaluation&state=2", 302, "D", 2},
+		{"topic=compliance&state=0", 300, "D", 0}, {"topic=enforcement&state=0", 301, "D", 0}} {
+		var want []string
+		for _, m := range members {
+			st := 0
+			if l, ok := e.live(m, c.tt, c.id); ok {
+				st = int(l.State)
+			}
+			if st == c.state {
+				want = append(want, m)
+			}
+		}
+		var m report.Machines
+		s.must("/v1/reports/machines?deployment=D&"+c.query, &m)
+		if !reflect.DeepEqual(m.Machines, want) || m.Total != int64(len(want)) || m.StateName != c.tt.StateName(c.state) {
+			t.Errorf("machines of %s: %+v, want %v (%s)", c.query, m, want, c.tt.StateName(c.state))
+		}
+	}
+	s.status("/v1/reports/machines?deployment=D&topic=nope&state=1", 400, "topic")
+	s.status("/v1/reports/machines?deployment=D&topic=evaluation&state=4", 400, "state")
+	s.status("/v1/reports/machines?deployment=D&update=U1&topic=evaluation&state=1", 400, "topic")
+	s.status("/v1/reports/machines?deployment=D&update=nope&state=1", 404, "update")
+	s.status("/v1/reports/machines?deployment=D&update=U3&state=1", 400, "update") // U3 is D2's
+
+	// The deployments report: its filters, each as ConfigMgr's Management reports ask.
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{{"", []string{"D", "D2"}}, {"list=L", []string{"D", "D2"}}, {"update=U3", []string{"D2"}}, {"collection=C", []string{"D"}},
+		{"client=m0", []string{"D", "D2"}}, {"client=m4", []string{"D"}}, {"client=nobody", nil}, {"update=U1&client=z9", nil}} {
+		var r report.Deployments
+		s.must("/v1/reports/deployments?"+c.query, &r)
+		var ids []string
+		for _, d := range r.Deployments {
+			ids = append(ids, d.DeploymentID)
+		}
+		if !reflect.DeepEqual(ids, c.want) {
+			t.Errorf("deployments?%s: %v, want %v", c.query, ids, c.want)
+		}
+	}
+	var one report.Deployments
+	s.must("/v1/reports/deployments?deployment=D&list=L", &one)
+	if len(one.Deployments) != 1 {
+		t.Fatalf("deployments?deployment=D: %+v", one)
+	}
+	d := one.Deployments[0]
+	if d.Name != "November" || d.Collection != "C" || d.CollectionName != "ring" || d.Members != 5 || !d.Mandatory ||
+		!d.Start.Equal(start) || !d.Deadline.Equal(start.Add(72*time.Hour)) || !reflect.DeepEqual(d.Updates, []string{"U1", "U2"}) ||
+		!reflect.DeepEqual(d.Titles, []string{"Update one", "Update two"}) || d.OfList == nil || *d.OfList != 1 || one.ListName != "list" {
+		t.Errorf("deployment D: %+v (list %q)", d, one.ListName)
+	}
+	s.status("/v1/reports/deployments?deployment=nope", 404, "deployment")
+	s.status("/v1/reports/deployments?list=nope", 404, "list")
+	s.status("/v1/reports/deployments?collection=nope", 404, "collection")
+}

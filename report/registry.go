@@ -132,9 +132,10 @@ func Reports() []Definition {
 			Summary: "drill-down: the machines of one cell of compliance, update or deployment (paged)",
 			Params: []Param{
 				{Name: "state", Kind: KindWord, Required: true, Help: "the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); a state number (with deployment)"},
-				{Name: "update", Kind: KindID, Help: "update id: its machines in state"},
+				{Name: "update", Kind: KindID, Help: "update id: its machines in state; with deployment, the deployment's targeted machines in this update's enforcement (402) state"},
 				list, updates,
 				{Name: "deployment", Kind: KindID, Help: "deployment id: its targeted machines in enforcement state (a number)"},
+				{Name: "topic", Kind: KindWord, Help: "with deployment: enforcement (301, the default), evaluation (302) or compliance (300)"},
 				scope,
 				{Name: "after", Kind: KindID, Help: "the page after this client id (the previous answer's next)"},
 				{Name: "limit", Kind: KindInt, Min: 1, Max: MaxMachinesPage, Default: DefaultMachinesPage, Help: fmt.Sprintf("machines per page (1–%d)", MaxMachinesPage)},
@@ -143,14 +144,14 @@ func Reports() []Definition {
 				limit, _ := a.Int("limit")
 				return MachinesReport(ctx, env.Store, env.Database, env.Site, MachinesParams{
 					State: a.Word("state"), Update: a.ID("update"), List: a.ID("list"), Updates: a.IDs("updates"),
-					Deployment: a.ID("deployment"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree},
+					Deployment: a.ID("deployment"), Topic: a.Word("topic"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree},
 					After: a.ID("after"), Limit: limit, ExpiredCleanup: env.ExpiredCleanup})
 			},
 			Table: table(printMachines),
 		},
 		{
 			Name:    "deployment",
-			Summary: "the clients a deployment targets, by enforcement state",
+			Summary: "the clients a deployment targets, by enforcement, evaluation and compliance state, and per update by enforcement state",
 			Params: []Param{
 				{Name: "deployment", Kind: KindID, Required: true, Help: "deployment id"},
 				{Name: "state", Kind: KindInt, Min: 0, Max: 1 << 20, Help: "also list the machines in this enforcement state (see machines for pages; in a hierarchy, this site's own, and over sites below use machines)"},
@@ -163,6 +164,22 @@ func Reports() []Definition {
 				return DeploymentReport(ctx, env.Store, env.Database, env.Site, p)
 			},
 			Table: table(printDeployment),
+		},
+		{
+			Name:    "deployments",
+			Summary: "the deployments of an update list, an update, a collection or a machine (or all), with their updates, target and schedule",
+			Params: []Param{
+				{Name: "deployment", Kind: KindID, Help: "this deployment only, its updates listed with their titles"},
+				{Name: "list", Kind: KindID, Help: "update list id: the deployments holding any of its updates"},
+				{Name: "update", Kind: KindID, Help: "update id: the deployments holding it"},
+				{Name: "collection", Kind: KindID, Help: "collection id: the deployments targeting it"},
+				{Name: "client", Kind: KindID, Help: "client id: the deployments whose target collection holds it"},
+			},
+			Run: func(ctx context.Context, env Env, a Args) (any, error) {
+				return DeploymentsReport(ctx, env.Store, env.Database, env.Site, DeploymentsParams{Deployment: a.ID("deployment"),
+					List: a.ID("list"), Update: a.ID("update"), Collection: a.ID("collection"), Client: a.ID("client")})
+			},
+			Table: table(printDeployments),
 		},
 		{
 			Name:    "errors",

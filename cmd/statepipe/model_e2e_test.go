@@ -44,6 +44,38 @@ func (s *testSite) get(path string, v any) int {
 	return resp.StatusCode
 }
 
+// sendReport sends one report of client (full for topic type 500 when full) and requires that
+// the site accepted it.
+func (s *testSite) sendReport(ctx context.Context, client string, full bool, msgs ...schema.StateMessage) {
+	s.t.Helper()
+	rep := &schema.Report{V: 1, Client: client, Site: s.code, Messages: msgs}
+	if full {
+		rep.FullTypes = []schema.TopicType{500}
+	}
+	if _, err := s.client(client).Send(ctx, rep); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// scanMsg is a completed scan of update source wsus-1 at the time at.
+func scanMsg(serial uint64, at string) schema.StateMessage {
+	return schema.StateMessage{Serial: serial, Time: ms(at), TopicType: 501, TopicID: "wsus-1", State: 3}
+}
+
+// sendComplianceCases sends the reports of the compliance rule cases (for U1 first synced
+// 2024-10-01 and U2 2024-11-01): c1 installed U1 and requires U2, scanned in between; c2 only
+// scanned, after both; c3's second full report leaves U1 installed and U2 removed; c5 requires
+// U1 and never scanned.
+func (s *testSite) sendComplianceCases(ctx context.Context) {
+	s.t.Helper()
+	s.sendReport(ctx, "c1", true, msg(1, "U1", 3), msg(2, "U2", 2))
+	s.sendReport(ctx, "c1", false, scanMsg(3, "2024-10-15T00:00:00Z"))
+	s.sendReport(ctx, "c2", false, scanMsg(1, "2024-11-15T00:00:00Z"))
+	s.sendReport(ctx, "c3", true, msg(1, "U1", 2), msg(2, "U2", 2))
+	s.sendReport(ctx, "c3", true, msg(10, "U1", 3)) // full: U2 is removed as of serial 10
+	s.sendReport(ctx, "c5", false, msg(1, "U1", 2))
+}
+
 // eventually polls f until it returns "" or the deadline passes, then fails with its last say.
 func eventually(t *testing.T, f func() string) {
 	t.Helper()
@@ -90,27 +122,9 @@ func TestComplianceRulesWithReferenceData(t *testing.T) {
 	s.importRef("lists", `{"id":"L","name":"list","updates":["U1","U2","U3"]}`)
 	s.importRef("collections", `{"id":"C","name":"ring","members":["c1","c2","c3","c4"]}`)
 
-	send := func(client string, full bool, msgs ...schema.StateMessage) {
-		t.Helper()
-		rep := &schema.Report{V: 1, Client: client, Site: s.code, Messages: msgs}
-		if full {
-			rep.FullTypes = []schema.TopicType{500}
-		}
-		if _, err := s.client(client).Send(ctx, rep); err != nil {
-			t.Fatal(err)
-		}
-	}
-	scan := func(serial uint64, at string) schema.StateMessage {
-		return schema.StateMessage{Serial: serial, Time: ms(at), TopicType: 501, TopicID: "wsus-1", State: 3}
-	}
-	send("c1", true, msg(1, "U1", 3), msg(2, "U2", 2))
-	send("c1", false, scan(3, "2024-10-15T00:00:00Z"))
-	send("c2", false, scan(1, "2024-11-15T00:00:00Z"))
-	send("c3", true, msg(1, "U1", 2), msg(2, "U2", 2))
-	send("c3", true, msg(10, "U1", 3)) // full: U2 is removed as of serial 10
-	send("c5", false, msg(1, "U1", 2))
+	s.sendComplianceCases(ctx)
 	// A delta older than c3's last full report, arriving late, stays removed.
-	send("c3", false, msg(5, "U2", 3))
+	s.sendReport(ctx, "c3", false, msg(5, "U2", 3))
 
 	var got report.Compliance
 	eventually(t, func() string {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statepipe/statepipe/chhttp"
 	"github.com/statepipe/statepipe/ingest"
 	"github.com/statepipe/statepipe/internal/kafka"
 	"github.com/statepipe/statepipe/pacing"
@@ -46,6 +47,8 @@ type runConfig struct {
 	Store          storeConfig
 	Hierarchy      hierarchyConfig
 	Pacing         pacing.Config
+	// ClickHouseHTTP is ClickHouse's HTTP interface on the embedded site (chhttp.go).
+	ClickHouseHTTP chHTTPConfig
 	// OneSite, with a topology, runs only site Site of it (its Kafka and its parent's from
 	// the topology): one process per site, as in server mode, on the embedded parts.
 	OneSite bool
@@ -56,6 +59,7 @@ func (c *runConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Data, "data", "data", "data directory (embedded Kafka log, embedded ClickHouse tables)")
 	fs.StringVar(&c.KafkaListen, "kafka.listen", "127.0.0.1:9092", "embedded broker address (Kafka tools can read it)")
 	c.Hierarchy.registerFlags(fs)
+	c.ClickHouseHTTP.registerFlags(fs)
 	// Embedded mode is for trying statepipe: unsigned reports are accepted, signed ones
 	// verified. The server roles require signatures.
 	c.registerSiteFlags(fs, ingest.AuthOptional)
@@ -131,6 +135,7 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 		return fail(err)
 	}
 	n.onClose(func() { _ = st.Close() })
+	raw := st // ClickHouse's HTTP interface needs the embedded adapter itself
 	if wrap != nil {
 		st = wrap(st)
 	}
@@ -196,7 +201,24 @@ func startRun(ctx context.Context, cfg runConfig, wrap func(siteStore) siteStore
 	if router != nil {
 		router.register(n.mux)
 	}
+	if err := cfg.startCHHTTP(ctx, n, raw, log); err != nil {
+		return fail(err)
+	}
 	return n, nil
+}
+
+// startCHHTTP starts ClickHouse's HTTP interface where it applies: asked for, one site, the
+// embedded store.
+func (cfg *runConfig) startCHHTTP(ctx context.Context, n *node, st siteStore, log *slog.Logger) error {
+	store, embedded := st.(chhttp.Store)
+	switch {
+	case (cfg.ClickHouseHTTP.Listen == "" && cfg.ClickHouseHTTP.Listener == nil) || !embedded:
+		return nil
+	case len(n.sites) != 1:
+		log.Warn("ClickHouse's HTTP interface is not served for several sites in one process (--clickhouse-http.listen): run one site per process with --site")
+		return nil
+	}
+	return n.startCHHTTP(ctx, cfg.ClickHouseHTTP, n.sites[0], store, cfg.Store.SQL)
 }
 
 // oneSiteKafka sets the site's Kafka for running one site of a server-mode topology: the
@@ -253,7 +275,7 @@ func printWelcome(w io.Writer, url string, cfg runConfig, embeddedKafka bool) {
 	fmt.Fprintf(w, `statepipe is running: site %[2]s
   ingest    POST %[1]s/v1/reports   (application/msgpack or application/json)
   reports   GET  %[1]s/v1/reports/compliance
-  sql       POST %[1]s/v1/sql       (read-only)
+  sql       POST %[1]s/v1/sql       (read-only)%[8]s
   metrics   GET  %[1]s/metrics
   health    GET  %[1]s/healthz
   kafka     %[3]s, topic %[4]s
@@ -265,7 +287,7 @@ Try it:
   ./bin/statepipe client send --url %[1]s --identity pc.identity examples/report.json
   ./bin/statepipe report compliance --url %[1]s
   ./bin/statepipe sql --url %[1]s "SELECT update_id, state_name, count() FROM v_update_compliance GROUP BY ALL"
-`, url, cfg.Site, broker, kafka.StateTopic(cfg.Site), store, database(cfg.Site), welcomeAccess(url, cfg))
+`, url, cfg.Site, broker, kafka.StateTopic(cfg.Site), store, database(cfg.Site), welcomeAccess(url, cfg), welcomeCHHTTP(cfg))
 }
 
 // redactDSN hides a DSN's password.

@@ -97,13 +97,6 @@ func (a *analysts) query(ctx context.Context, database, query string) (*schema.R
 	if err != nil {
 		return nil, err
 	}
-	c, err := a.conn(database)
-	if err != nil {
-		return nil, err
-	}
-	id := a.tag + "-" + strconv.FormatUint(a.seq.Add(1), 10)
-	done := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { a.killUntil(id, done) })
 	res := &schema.Result{Columns: []schema.Column{}, Rows: [][]any{}}
 	var size int64
 	header := func(cols []schema.Column) error {
@@ -124,24 +117,45 @@ func (a *analysts) query(ctx context.Context, database, query string) (*schema.R
 		res.Rows = append(res.Rows, r)
 		return nil
 	}
-	err = c.stream([]byte(schema.SQLTag(id)+canonical), "JSONCompact", func(chunk []byte) error {
-		return decodeJSONCompact(chunk, header, row)
+	err = a.run(ctx, database, canonical, func(c *conn, text []byte) error {
+		return c.stream(text, "JSONCompact", func(chunk []byte) error {
+			return decodeJSONCompact(chunk, header, row)
+		})
 	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// run runs a vetted statement of database with fn on an analyst connection (the slot is the
+// caller's), its text tagged so that the statement is killed when ctx ends, and maps the
+// error: a limit of the answer (a *schema.FieldError) as it is, the context's, the store
+// closing (schema.ErrSQLUnavailable), the engine's refusal (schema.SQLQueryError).
+func (a *analysts) run(ctx context.Context, database, canonical string, fn func(c *conn, text []byte) error) error {
+	c, err := a.conn(database)
+	if err != nil {
+		return err
+	}
+	id := a.tag + "-" + strconv.FormatUint(a.seq.Add(1), 10)
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { a.killUntil(id, done) })
+	err = fn(c, []byte(schema.SQLTag(id)+canonical))
 	close(done)
 	stop()
 	a.put(c, database)
 	var fe *schema.FieldError
 	switch {
 	case err == nil:
-		return res, nil
+		return nil
 	case errors.As(err, &fe): // a limit of the answer: the query was stopped
-		return nil, err
+		return err
 	case ctx.Err() != nil:
-		return nil, fmt.Errorf("cannot run sql: %w", ctx.Err())
+		return fmt.Errorf("cannot run sql: %w", ctx.Err())
 	case a.isClosed():
-		return nil, fmt.Errorf("cannot run sql: %w: %w", schema.ErrSQLUnavailable, ErrClosed)
+		return fmt.Errorf("cannot run sql: %w: %w", schema.ErrSQLUnavailable, ErrClosed)
 	default:
-		return nil, schema.SQLQueryError(err, a.limits)
+		return schema.SQLQueryError(err, a.limits)
 	}
 }
 

@@ -231,6 +231,12 @@ const noActiveStream = "No active streaming query"
 // (chdb_stream_cancel_query) and is returned. As after query, a failed or stopped statement's
 // leftovers are flushed before the connection runs anything else.
 func (c *conn) stream(query []byte, format string, fn func(chunk []byte) error) error {
+	return c.streamRows(query, format, func(chunk []byte, _ uint64) error { return fn(chunk) })
+}
+
+// streamRows is stream, passing fn each chunk's rows too (chdb_result_rows_read of a chunk:
+// the rows of the answer it holds).
+func (c *conn) streamRows(query []byte, format string, fn func(chunk []byte, rows uint64) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.p == nil {
@@ -243,7 +249,7 @@ func (c *conn) stream(query []byte, format string, fn func(chunk []byte) error) 
 	return err
 }
 
-func (c *conn) runStream(query []byte, format string, fn func(chunk []byte) error) error {
+func (c *conn) runStream(query []byte, format string, fn func(chunk []byte, rows uint64) error) error {
 	var qp unsafe.Pointer
 	if len(query) > 0 {
 		qp = unsafe.Pointer(&query[0])
@@ -278,7 +284,7 @@ func (c *conn) runStream(query []byte, format string, fn func(chunk []byte) erro
 			c.lib.destroyResult(chunk)
 			return nil
 		}
-		err := fn(unsafe.Slice((*byte)(c.lib.resultBuffer(chunk)), n))
+		err := fn(unsafe.Slice((*byte)(c.lib.resultBuffer(chunk)), n), c.lib.resultRowsRead(chunk))
 		c.lib.destroyResult(chunk)
 		if err != nil {
 			c.lib.streamCancel(cp, res)

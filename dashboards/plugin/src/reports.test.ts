@@ -5,8 +5,9 @@ describe('reports', () => {
     const names = Object.fromEntries(REPORTS.map((r) => [r.name, r.params.map((p) => p.name)]));
     expect(names).toEqual({
       compliance: ['list', 'updates', 'collection', 'source', 'site'],
-      machines: ['state', 'update', 'list', 'updates', 'deployment', 'collection', 'after', 'limit', 'site'],
+      machines: ['state', 'update', 'list', 'updates', 'deployment', 'topic', 'collection', 'after', 'limit', 'site'],
       deployment: ['deployment', 'state', 'site'],
+      deployments: ['deployment', 'list', 'update', 'collection', 'client', 'site'],
       errors: ['deployment', 'site'],
       scan: ['collection', 'days', 'site'],
       computer: ['client', 'list', 'updates', 'site'],
@@ -22,6 +23,10 @@ describe('reports', () => {
     expect(paramProblems('compliance', { list: 'L', updates: 'U1' })).toEqual(['give only one of list, updates']);
     expect(paramProblems('computer', {})).toEqual(['client is required', 'give one of list, updates']);
     expect(paramProblems('machines', { update: 'U1' })).toEqual(['state is required']);
+    expect(paramProblems('machines', { update: 'U1', deployment: 'D', state: '10' })).toEqual([]);
+    expect(paramProblems('machines', { list: 'L', deployment: 'D', state: '1' })).toEqual([
+      'give only one of list, deployment',
+    ]);
     expect(paramProblems('errors', { collection: 'C' })).toEqual(['report errors takes no parameter collection']);
     expect(paramProblems('trend', { list: 'L', from: '2026-11-01T00:00:00Z', wait: 'true' })).toEqual([]);
     expect(paramProblems('nope', {})).toEqual(['unknown query type nope']);

@@ -104,7 +104,12 @@ export const REPORTS: ReportDef[] = [
           ...enforcementStates,
         ],
       },
-      { name: 'update', label: 'Update', help: 'update id: its machines in state', placeholder: 'KB5044284' },
+      {
+        name: 'update',
+        label: 'Update',
+        help: "update id: its machines in state; with deployment, the deployment's targeted machines in this update's enforcement (402) state",
+        placeholder: 'KB5044284',
+      },
       list,
       updates,
       {
@@ -113,17 +118,27 @@ export const REPORTS: ReportDef[] = [
         resource: 'deployments',
         help: 'deployment id: its targeted machines in an enforcement state (a number)',
       },
+      {
+        name: 'topic',
+        label: 'Topic',
+        help: 'with deployment: enforcement (301, the default), evaluation (302) or compliance (300)',
+        choices: ['enforcement', 'evaluation', 'compliance'].map((s) => ({ value: s, label: s })),
+      },
       collection,
       { name: 'after', label: 'After', help: "the page after this client id (the previous answer's next)" },
       { name: 'limit', label: 'Limit', help: 'machines per page, 1–1000 (default 100)', placeholder: '100' },
       site,
     ],
     oneOf: [['update', 'list', 'updates', 'deployment']],
-    notBoth: [['update', 'list', 'updates', 'deployment']],
+    notBoth: [
+      ['update', 'list', 'updates'],
+      ['list', 'updates', 'deployment'],
+    ],
   },
   {
     name: 'deployment',
-    description: 'ConfigMgr "States 1": the clients a deployment targets, by enforcement state',
+    description:
+      'ConfigMgr "States 1, 2 and 5": the clients a deployment targets, by enforcement, evaluation and compliance state, and per update by enforcement state',
     params: [
       { name: 'deployment', label: 'Deployment', resource: 'deployments', required: true, help: 'deployment id' },
       {
@@ -132,6 +147,24 @@ export const REPORTS: ReportDef[] = [
         help: 'also list the machines in this enforcement state, 0–10 (for pages, and over sites below, use machines)',
         choices: enforcementStates,
       },
+      site,
+    ],
+  },
+  {
+    name: 'deployments',
+    description:
+      'ConfigMgr "Management 1, 3–6": the deployments of an update list, an update, a collection or a machine (or all)',
+    params: [
+      {
+        name: 'deployment',
+        label: 'Deployment',
+        resource: 'deployments',
+        help: 'this deployment only, its updates listed with their titles',
+      },
+      { ...list, help: 'update list id: the deployments holding any of its updates' },
+      { name: 'update', label: 'Update', help: 'update id: the deployments holding it', placeholder: 'KB5044284' },
+      { ...collection, help: 'collection id: the deployments targeting it', placeholder: 'any' },
+      { name: 'client', label: 'Client', help: 'client id: the deployments whose target collection holds it' },
       site,
     ],
   },

@@ -9,6 +9,7 @@ export const QUERY_TYPES = [
   'compliance',
   'machines',
   'deployment',
+  'deployments',
   'errors',
   'scan',
   'computer',

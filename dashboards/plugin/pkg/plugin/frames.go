@@ -10,6 +10,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/statepipe/statepipe/report"
+	"github.com/statepipe/statepipe/schema"
 )
 
 // A report's frames are described in FRAMES.md; keep it true when they change.
@@ -17,15 +18,16 @@ import (
 type frameMapper func(ctx context.Context, c *client, vals url.Values) (data.Frames, error)
 
 var reportFrames = map[string]frameMapper{
-	"compliance": complianceFrames,
-	"machines":   machinesFrames,
-	"deployment": deploymentFrames,
-	"errors":     errorsFrames,
-	"scan":       scanFrames,
-	"computer":   computerFrames,
-	"update":     updateFrames,
-	"trend":      trendFrames,
-	"backlog":    backlogFrames,
+	"compliance":  complianceFrames,
+	"machines":    machinesFrames,
+	"deployment":  deploymentFrames,
+	"deployments": deploymentsFrames,
+	"errors":      errorsFrames,
+	"scan":        scanFrames,
+	"computer":    computerFrames,
+	"update":      updateFrames,
+	"trend":       trendFrames,
+	"backlog":     backlogFrames,
 }
 
 // getReport asks GET /v1/reports/NAME and decodes the answer into a T.
@@ -186,7 +188,49 @@ func deploymentFrames(ctx context.Context, c *client, vals url.Values) (data.Fra
 	if r.State != nil {
 		frames = append(frames, machineFrame("deployment_machines", "machine", r.Machines))
 	}
+	if r.Evaluation != nil {
+		frames = append(frames, stateFrame("deployment_evaluation", "state", "name", "clients", r.Evaluation),
+			stateFrame("deployment_compliance", "state", "name", "clients", r.Compliance))
+	}
+	if r.Updates != nil {
+		// States 5: a row per update, a column per enforcement state.
+		upd := data.NewFrame("deployment_updates", textField("update_id", []string{}), textField("title", []string{}))
+		names := schema.TopicUpdateEnforcement
+		for i := range names.StateCount() {
+			upd.Fields = append(upd.Fields, countField(names.StateName(i), []int64{}))
+		}
+		for _, u := range r.Updates {
+			row := []any{u.UpdateID, u.Title}
+			for i := range names.StateCount() {
+				var n int64
+				for _, st := range u.States {
+					if st.State == i {
+						n = st.Clients
+					}
+				}
+				row = append(row, n)
+			}
+			upd.AppendRow(row...)
+		}
+		frames = append(frames, upd)
+	}
 	return withMeta(frames, shown, custom{r.Site, r.AsOf, r.Sites}), nil
+}
+
+func deploymentsFrames(ctx context.Context, c *client, vals url.Values) (data.Frames, error) {
+	r, shown, err := getReport[report.Deployments](ctx, c, "deployments", vals)
+	if err != nil {
+		return nil, err
+	}
+	f := data.NewFrame("deployments", textField("deployment_id", []string{}), textField("name", []string{}),
+		textField("collection", []string{}), countField("members", []int64{}), countField("updates", []int64{}),
+		anyField("start", []time.Time{}), anyField("deadline", []time.Time{}), anyField("mandatory", []bool{}),
+		textField("origin_site", []string{}), textField("update_ids", []string{}))
+	for _, d := range r.Deployments {
+		f.AppendRow(d.DeploymentID, d.Name, d.Collection, d.Members, int64(len(d.Updates)), d.Start, d.Deadline, d.Mandatory,
+			d.OriginSite, strings.Join(d.Updates, ","))
+	}
+	return withMeta(data.Frames{f}, shown, custom{Site: r.Site, AsOf: r.AsOf}), nil
 }
 
 func errorsFrames(ctx context.Context, c *client, vals url.Values) (data.Frames, error) {

@@ -31,6 +31,8 @@ var goldenCases = []goldenCase{
 	{name: "machines", query: `{"queryType": "machines", "params": {"update": "KB5046617", "state": "required"}}`},
 	{name: "deployment", query: `{"queryType": "deployment", "params": {"deployment": "D-2026-11"}}`},
 	{name: "deployment_drilldown", query: `{"queryType": "deployment", "params": {"deployment": "D-2026-11", "state": 4}}`},
+	{name: "deployments", query: `{"queryType": "deployments", "params": {"client": "pc-03"}}`},
+	{name: "machines_deployment_update", query: `{"queryType": "machines", "params": {"deployment": "D-2026-11", "update": "KB5046617", "state": "0"}}`},
 	{name: "errors", query: `{"queryType": "errors"}`},
 	{name: "scan", query: `{"queryType": "scan", "params": {"collection": "C-ALL", "days": "36500"}}`},
 	{name: "computer", query: `{"queryType": "computer", "params": {"client": "pc-03", "list": "L-2026-11"}}`},

@@ -19,7 +19,7 @@ import (
 
 // QueryTypes are the query types the datasource answers, in the order editors list them:
 // every report of GET /v1/reports/NAME, and sql.
-var QueryTypes = []string{"compliance", "machines", "deployment", "errors", "scan", "computer", "update", "trend", "backlog", "sql"}
+var QueryTypes = []string{"compliance", "machines", "deployment", "deployments", "errors", "scan", "computer", "update", "trend", "backlog", "sql"}
 
 // QueryModel is the JSON of one query beside Grafana's refId, datasource and hide.
 type QueryModel struct {

@@ -90,6 +90,7 @@ describe('QueryEditor', () => {
       'list',
       'updates',
       'deployment',
+      'topic',
       'collection',
       'after',
       'limit',
