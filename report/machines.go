@@ -25,6 +25,11 @@ type MachinesParams struct {
 	List       string
 	Updates    []string
 	Deployment string
+	// Error names an HRESULT ("0x80070643", or its signed or unsigned decimal): the cell is the
+	// clients whose live update (402) or deployment (301) enforcement state carries it — with
+	// Deployment, over its updates and itself and its target collection only (the errors
+	// report's drill-down, ConfigMgr's "Troubleshooting 4").
+	Error string
 	// Topic, with Deployment, names the deployment's states the cell is of: "enforcement"
 	// (301, the default), "evaluation" (302) or "compliance" (300); with Deployment and Update,
 	// the update's enforcement (402) among the deployment's targets.
@@ -60,6 +65,7 @@ type Machines struct {
 	Deployment     string    `json:"deployment,omitempty"`
 	DeploymentName string    `json:"deployment_name,omitempty"`
 	Topic          string    `json:"topic,omitempty"` // with deployment: the states asked (enforcement, evaluation, compliance)
+	Error          string    `json:"error,omitempty"` // the HRESULT of an error cell (0x%08X)
 	Collection     string    `json:"collection,omitempty"`
 	CollectionName string    `json:"collection_name,omitempty"`
 	State          string    `json:"state"`      // the cell, as asked
@@ -112,7 +118,7 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		return nil, &ParamError{Field: "limit", Message: fmt.Sprintf("limit must be from 1 to %d", MaxMachinesPage)}
 	}
 	given := 0
-	for _, g := range []bool{p.Update != "" && p.Deployment == "", p.List != "" || len(p.Updates) > 0, p.Deployment != ""} {
+	for _, g := range []bool{p.Update != "" && p.Deployment == "", p.List != "" || len(p.Updates) > 0, p.Deployment != "" || p.Error != ""} {
 		if g {
 			given++
 		}
@@ -129,6 +135,34 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 	// cannot tell.
 	elsewhere := func(string) *int64 { return nil }
 	switch {
+	case p.Error != "":
+		code, ok := parseHRESULT(p.Error)
+		switch {
+		case !ok:
+			return nil, &ParamError{Field: "error", Message: fmt.Sprintf("error %q: want an HRESULT, 0x80070643 or its decimal", clipText(p.Error, 40))}
+		case p.State != "":
+			return nil, &ParamError{Field: "state", Message: "the cell of an error is its machines: leave state out"}
+		case p.Update != "" || p.Topic != "":
+			return nil, &ParamError{Field: "update", Message: "with error, name a deployment or nothing"}
+		}
+		rep.Error, rep.StateName = schema.HRESULTHex(code), schema.DescribeHRESULT(code)
+		where := schema.ErrorTopicsSQL()
+		if p.Deployment != "" {
+			dep, err := lookupDeployment(ctx, q, db, p.Deployment)
+			if err != nil {
+				return nil, err
+			}
+			rep.DeploymentName, rep.Collection, rep.CollectionName = dep.name, dep.collection, dep.collectionName
+			d := Quote(p.Deployment)
+			where = fmt.Sprintf(`((topic_type = 402 AND topic_id IN (SELECT arrayJoin(updates) FROM %[1]s.v_deployments WHERE id = %[2]s))
+			    OR (topic_type = 301 AND topic_id = %[2]s)) AND client IN (%[3]s)`, db, d, Scope{Collection: dep.collection, Tree: tree}.clientsSQL(db))
+		} else if p.Scope.Collection != "" {
+			if rep.CollectionName, err = p.Scope.check(ctx, q, db); err != nil {
+				return nil, err
+			}
+			where += " AND client IN (" + p.Scope.clientsSQL(db) + ")"
+		}
+		cell = fmt.Sprintf("(SELECT DISTINCT client FROM %s.v_live_state WHERE error = %d AND %s) WHERE 1", db, code, where)
 	case p.Update != "" && p.Deployment == "":
 		st, ok := complianceState(p.State)
 		if !ok {
@@ -280,6 +314,19 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 	return rep, nil
 }
 
+// parseHRESULT reads an HRESULT as people write it: 0x and 1–8 hex digits, or a decimal that
+// fits int32 or uint32; it returns the int32 it travels as.
+func parseHRESULT(s string) (int32, bool) {
+	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
+		u, err := strconv.ParseUint(h, 16, 32)
+		return int32(uint32(u)), err == nil && h != ""
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= -1<<31 && n < 1<<32 {
+		return int32(uint32(n)), true
+	}
+	return 0, false
+}
+
 // deploymentTopic returns the topic type and id (the update's; "" for the deployment's own)
 // of a deployment cell.
 func (p MachinesParams) deploymentTopic() (schema.TopicType, string, error) {
@@ -302,8 +349,11 @@ func (p MachinesParams) deploymentTopic() (schema.TopicType, string, error) {
 
 // ask is the request that lists the machines of the same cell at site.
 func (p MachinesParams) ask(site string) string {
-	v := url.Values{"state": {p.State}, "site": {site}}
-	for name, id := range map[string]string{"update": p.Update, "list": p.List, "deployment": p.Deployment, "collection": p.Scope.Collection, "topic": p.Topic} {
+	v := url.Values{"site": {site}}
+	if p.State != "" {
+		v.Set("state", p.State)
+	}
+	for name, id := range map[string]string{"update": p.Update, "list": p.List, "deployment": p.Deployment, "collection": p.Scope.Collection, "topic": p.Topic, "error": p.Error} {
 		if id != "" {
 			v.Set(name, id)
 		}
@@ -334,6 +384,11 @@ func complianceState(s string) (int, bool) {
 func printMachines(w io.Writer, m *Machines) {
 	var cell string
 	switch {
+	case m.Error != "":
+		cell = "error " + m.Error
+		if m.Deployment != "" {
+			cell += " in deployment " + named(m.Deployment, m.DeploymentName)
+		}
 	case m.Update != "" && m.Deployment == "":
 		cell = "update " + named(m.Update, m.Title)
 	case m.Deployment != "":

@@ -969,7 +969,8 @@ func TestDeploymentDetailsAndTheirMachines(t *testing.T) {
 	e.send("m0", nil, msg(1, 302, "D", 2, 0, 1000), msg(2, 300, "D", 1, 0, 1000), msg(3, 402, "U1", 10, 0, 1000), msg(4, 402, "U2", 10, 0, 1000))
 	e.send("m1", nil, msg(1, 302, "D", 2, 0, 1000), msg(2, 300, "D", 2, 0, 1000), msg(3, 402, "U1", 11, 0x80070643, 1000))
 	e.send("m1", nil, msg(4, 402, "U1", 8, 0, 2000)) // later: installing again
-	e.send("m2", nil, msg(1, 302, "D", 3, 0, 1000), msg(2, 402, "U2", 12, 0, 1000), msg(3, 402, "U3", 11, 0, 1000))
+	e.send("m2", nil, msg(1, 302, "D", 3, 0, 1000), msg(2, 402, "U2", 12, 0, 1000), msg(3, 402, "U3", 11, 0x80070643, 1000))
+	e.send("m4", nil, msg(1, 301, "D", 6, 0x80070643, 1000))
 	e.send("m3", []schema.TopicType{402}, msg(1, 402, "U1", 13, 0, 1000))
 	e.send("m3", []schema.TopicType{402}, msg(5, 402, "U2", 13, 0, 2000))           // full: U1 removed
 	e.send("z9", nil, msg(1, 302, "D", 2, 0, 1000), msg(2, 402, "U1", 10, 0, 1000)) // outside C
@@ -1059,6 +1060,35 @@ func TestDeploymentDetailsAndTheirMachines(t *testing.T) {
 		!reflect.DeepEqual(d.Titles, []string{"Update one", "Update two"}) || d.OfList == nil || *d.OfList != 1 || one.ListName != "list" {
 		t.Errorf("deployment D: %+v (list %q)", d, one.ListName)
 	}
+	// Troubleshooting 4: the machines of an error (live 402 and 301 states carrying it), over
+	// the site and within a deployment (its updates and itself, its collection).
+	for _, c := range []struct{ query, dep string }{{"error=0x80070643", ""}, {"error=2147944003", ""}, {"error=-2147023293", ""},
+		{"error=0x80070643&deployment=D2", "D2"}, {"error=0x80070643&deployment=D", "D"}} {
+		var want []string
+		for _, cl := range e.clients() {
+			for k, m := range e.liveKeys(301, 402) {
+				if k.client != cl || m.Error != hr(0x80070643) || slices.Contains(want, cl) {
+					continue
+				}
+				if c.dep == "D" && !(slices.Contains(members, cl) && (k.topic == 402 && (k.id == "U1" || k.id == "U2") || k.topic == 301 && k.id == "D")) {
+					continue
+				}
+				if c.dep == "D2" && !((cl == "m0" || cl == "z9") && (k.topic == 402 && k.id == "U3" || k.topic == 301 && k.id == "D2")) {
+					continue
+				}
+				want = append(want, cl)
+			}
+		}
+		slices.Sort(want)
+		var m report.Machines
+		s.must("/v1/reports/machines?"+c.query, &m)
+		if !slices.Equal(m.Machines, want) || m.Error != "0x80070643" || m.StateName != "ERROR_INSTALL_FAILURE: fatal error during installation" {
+			t.Errorf("machines of %s: %+v, want %v", c.query, m, want)
+		}
+	}
+	s.status("/v1/reports/machines?error=nope", 400, "error")
+	s.status("/v1/reports/machines?error=0x80070643&state=1", 400, "state")
+	s.status("/v1/reports/machines?deployment=D", 400, "state")
 	s.status("/v1/reports/deployments?deployment=nope", 404, "deployment")
 	s.status("/v1/reports/deployments?list=nope", 404, "list")
 	s.status("/v1/reports/deployments?collection=nope", 404, "collection")

@@ -129,13 +129,14 @@ func Reports() []Definition {
 		},
 		{
 			Name:    "machines",
-			Summary: "drill-down: the machines of one cell of compliance, update or deployment (paged)",
+			Summary: "drill-down: the machines of one cell of compliance, update, deployment or errors (paged)",
 			Params: []Param{
-				{Name: "state", Kind: KindWord, Required: true, Help: "the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); a state number (with deployment)"},
+				{Name: "state", Kind: KindWord, Help: "the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); a state number (with deployment); none with error"},
 				{Name: "update", Kind: KindID, Help: "update id: its machines in state; with deployment, the deployment's targeted machines in this update's enforcement (402) state"},
 				list, updates,
 				{Name: "deployment", Kind: KindID, Help: "deployment id: its targeted machines in enforcement state (a number)"},
 				{Name: "topic", Kind: KindWord, Help: "with deployment: enforcement (301, the default), evaluation (302) or compliance (300)"},
+				{Name: "error", Kind: KindWord, Help: "an HRESULT (0x80070643, or its decimal): the machines whose live update or deployment enforcement state carries it (with deployment: over its updates and itself)"},
 				scope,
 				{Name: "after", Kind: KindID, Help: "the page after this client id (the previous answer's next)"},
 				{Name: "limit", Kind: KindInt, Min: 1, Max: MaxMachinesPage, Default: DefaultMachinesPage, Help: fmt.Sprintf("machines per page (1–%d)", MaxMachinesPage)},
@@ -144,7 +145,7 @@ func Reports() []Definition {
 				limit, _ := a.Int("limit")
 				return MachinesReport(ctx, env.Store, env.Database, env.Site, MachinesParams{
 					State: a.Word("state"), Update: a.ID("update"), List: a.ID("list"), Updates: a.IDs("updates"),
-					Deployment: a.ID("deployment"), Topic: a.Word("topic"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree},
+					Deployment: a.ID("deployment"), Topic: a.Word("topic"), Error: a.Word("error"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree},
 					After: a.ID("after"), Limit: limit, ExpiredCleanup: env.ExpiredCleanup})
 			},
 			Table: table(printMachines),

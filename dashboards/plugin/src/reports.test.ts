@@ -5,7 +5,19 @@ describe('reports', () => {
     const names = Object.fromEntries(REPORTS.map((r) => [r.name, r.params.map((p) => p.name)]));
     expect(names).toEqual({
       compliance: ['list', 'updates', 'collection', 'source', 'site'],
-      machines: ['state', 'update', 'list', 'updates', 'deployment', 'topic', 'collection', 'after', 'limit', 'site'],
+      machines: [
+        'state',
+        'update',
+        'list',
+        'updates',
+        'deployment',
+        'topic',
+        'error',
+        'collection',
+        'after',
+        'limit',
+        'site',
+      ],
       deployment: ['deployment', 'state', 'site'],
       deployments: ['deployment', 'list', 'update', 'collection', 'client', 'site'],
       errors: ['deployment', 'site'],
@@ -22,7 +34,7 @@ describe('reports', () => {
     expect(paramProblems('compliance', {})).toEqual([]);
     expect(paramProblems('compliance', { list: 'L', updates: 'U1' })).toEqual(['give only one of list, updates']);
     expect(paramProblems('computer', {})).toEqual(['client is required', 'give one of list, updates']);
-    expect(paramProblems('machines', { update: 'U1' })).toEqual(['state is required']);
+    expect(paramProblems('machines', { error: '0x80070643', deployment: 'D' })).toEqual([]);
     expect(paramProblems('machines', { update: 'U1', deployment: 'D', state: '10' })).toEqual([]);
     expect(paramProblems('machines', { list: 'L', deployment: 'D', state: '1' })).toEqual([
       'give only one of list, deployment',

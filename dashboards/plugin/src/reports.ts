@@ -94,8 +94,7 @@ export const REPORTS: ReportDef[] = [
       {
         name: 'state',
         label: 'State',
-        required: true,
-        help: 'the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); an enforcement state 0–10 (with deployment)',
+        help: 'the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); an enforcement state 0–10 (with deployment); none with error',
         choices: [
           ...['installed', 'required', 'not_required', 'unknown', 'compliant', 'non_compliant'].map((s) => ({
             value: s,
@@ -124,14 +123,20 @@ export const REPORTS: ReportDef[] = [
         help: 'with deployment: enforcement (301, the default), evaluation (302) or compliance (300)',
         choices: ['enforcement', 'evaluation', 'compliance'].map((s) => ({ value: s, label: s })),
       },
+      {
+        name: 'error',
+        label: 'Error',
+        help: 'an HRESULT (0x80070643, or its decimal): the machines whose live update or deployment enforcement state carries it (with deployment: over its updates and itself)',
+        placeholder: '0x80070643',
+      },
       collection,
       { name: 'after', label: 'After', help: "the page after this client id (the previous answer's next)" },
       { name: 'limit', label: 'Limit', help: 'machines per page, 1–1000 (default 100)', placeholder: '100' },
       site,
     ],
-    oneOf: [['update', 'list', 'updates', 'deployment']],
+    oneOf: [['update', 'list', 'updates', 'deployment', 'error']],
     notBoth: [
-      ['update', 'list', 'updates'],
+      ['update', 'list', 'updates', 'error'],
       ['list', 'updates', 'deployment'],
     ],
   },

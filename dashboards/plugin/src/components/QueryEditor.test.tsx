@@ -91,12 +91,13 @@ describe('QueryEditor', () => {
       'updates',
       'deployment',
       'topic',
+      'error',
       'collection',
       'after',
       'limit',
       'site',
     ]);
-    expect(screen.getByText('give one of update, list, updates, deployment')).toBeInTheDocument();
+    expect(screen.getByText('give one of update, list, updates, deployment, error')).toBeInTheDocument();
   });
 
   it('writes a typed parameter into params under its API name, and drops it when emptied', async () => {
