@@ -124,7 +124,7 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		}
 	}
 	if given != 1 {
-		return nil, &ParamError{Field: "update", Message: "name one cell: update (with state installed, required, not_required or unknown), list or updates (with state compliant, non_compliant or unknown), or deployment (with a state number)"}
+		return nil, &ParamError{Field: "update", Message: "name one cell: update (with state installed, required, not_required or unknown), list or updates (with state compliant, non_compliant or unknown), or deployment (with a state number), or error (an HRESULT, alone or with deployment)"}
 	}
 	rep := &Machines{Site: site, AsOf: time.Now().UTC(), Update: p.Update, List: p.List, Deployment: p.Deployment,
 		Collection: p.Scope.Collection, State: p.State, Machines: []string{}}
