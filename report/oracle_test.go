@@ -1093,3 +1093,48 @@ func TestDeploymentDetailsAndTheirMachines(t *testing.T) {
 	s.status("/v1/reports/deployments?list=nope", 404, "list")
 	s.status("/v1/reports/deployments?collection=nope", 404, "collection")
 }
+
+// ConfigMgr's "Management 2 – Updates required but not deployed": of the catalog (or a
+// list), the updates no deployment holds that some client in scope requires, each counted as
+// the compliance report counts it.
+func TestUpdatesRequiredButNotDeployed(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	var ups []schema.Update
+	for _, id := range []string{"U1", "U2", "U3", "U4"} {
+		ups = append(ups, schema.Update{ID: id, Title: "update " + id, FirstSynced: start})
+	}
+	s.ref(schema.RefCatalog, ups[0], ups[1], ups[2], ups[3])
+	s.ref(schema.RefUpdateLists, schema.UpdateList{ID: "L", Name: "list", Updates: []string{"U2", "U3", "U4"}})
+	s.ref(schema.RefCollections, schema.Collection{ID: "C", Name: "ring", Members: []string{"a", "b"}})
+	s.ref(schema.RefDeployments, schema.Deployment{ID: "D", Name: "November", Updates: []string{"U1", "U3"}, Collection: "C", Start: start, Deadline: start.Add(time.Hour)})
+	e.send("a", nil, msg(1, 500, "U1", 2, 0, 1000), msg(2, 500, "U2", 2, 0, 1000), msg(3, 500, "U4", 3, 0, 1000))
+	e.send("b", nil, msg(1, 500, "U2", 2, 0, 1000), msg(2, 500, "U3", 2, 0, 1000), msg(3, 500, "U4", 1, 0, 1000))
+	e.send("c", nil, msg(1, 500, "U4", 2, 0, 1000)) // outside C
+	s.fold()
+
+	for _, c := range []struct {
+		query string
+		want  []string // the updates listed: not in D, required in scope
+	}{{"not_deployed=true", []string{"U2", "U4"}}, {"not_deployed=true&collection=C", []string{"U2"}}, {"not_deployed=true&list=L", []string{"U2", "U4"}}} {
+		var got report.Compliance
+		s.must("/v1/reports/compliance?"+c.query, &got)
+		var ids []string
+		for _, u := range got.Updates {
+			ids = append(ids, u.UpdateID)
+		}
+		if !reflect.DeepEqual(ids, c.want) || !got.NotDeployed {
+			t.Errorf("%s: updates %v, want %v", c.query, ids, c.want)
+			continue
+		}
+		// Each row counts as the compliance report of the same updates does.
+		var same report.Compliance
+		s.must("/v1/reports/compliance?source=scan&updates="+strings.Join(c.want, ",")+strings.TrimPrefix(strings.TrimPrefix(c.query, "not_deployed=true"), "&list=L"), &same)
+		for i, u := range got.Updates {
+			if w := same.Updates[i]; u != w {
+				t.Errorf("%s: %+v, want %+v", c.query, u, w)
+			}
+		}
+	}
+	s.status("/v1/reports/compliance?not_deployed=maybe", 400, "not_deployed")
+}

@@ -110,9 +110,17 @@ func Reports() []Definition {
 			Params: []Param{
 				{Name: "list", Kind: KindID, Help: "update list id (default: every catalog update)"}, updates, scope,
 				{Name: "source", Kind: KindWord, Help: "aggregates (default: the projector's counts) or scan (recount the live states)"},
+				{Name: "not_deployed", Kind: KindWord, Help: "true: only the updates no deployment holds and some client in scope requires (ConfigMgr's Management 2)"},
 			},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				p := ComplianceParams{List: a.ID("list"), Updates: a.IDs("updates"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree}, ExpiredCleanup: env.ExpiredCleanup}
+				switch nd := a.Word("not_deployed"); nd {
+				case "", "false":
+				case "true":
+					p.NotDeployed = true
+				default:
+					return nil, &ParamError{Field: "not_deployed", Message: fmt.Sprintf("not_deployed %q: want true or false", nd)}
+				}
 				switch src := a.Word("source"); src {
 				case "", "aggregates":
 				case "scan":

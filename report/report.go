@@ -50,19 +50,26 @@ type ComplianceParams struct {
 	// Scan computes every count from the live states instead of the projector's aggregates
 	// (slower; the aggregates must always agree with it).
 	Scan bool
+	// NotDeployed keeps of the update set those no deployment of the site holds, and lists
+	// only those some client in scope requires (ConfigMgr's "Management 2 – Updates required
+	// but not deployed"); the computers line is over the kept set.
+	NotDeployed bool
 }
 
 // Compliance is the compliance report (DESIGN §4).
 type Compliance struct {
-	Site             string             `json:"site"`
-	AsOf             time.Time          `json:"as_of"`
-	List             string             `json:"list,omitempty"`
-	ListName         string             `json:"list_name,omitempty"`
-	RequestedUpdates []string           `json:"requested_updates,omitempty"` // the ids of updates=, sorted, each once
-	Scope            string             `json:"collection,omitempty"`
-	CollectionName   string             `json:"collection_name,omitempty"`
-	Updates          []UpdateCompliance `json:"updates"` // expired updates past the cleanup age left
-	Computers        ComputerCounts     `json:"computers"`
+	Site             string    `json:"site"`
+	AsOf             time.Time `json:"as_of"`
+	List             string    `json:"list,omitempty"`
+	ListName         string    `json:"list_name,omitempty"`
+	RequestedUpdates []string  `json:"requested_updates,omitempty"` // the ids of updates=, sorted, each once
+	// NotDeployed: only the updates no deployment holds and some client in scope requires
+	// (not_deployed=true).
+	NotDeployed    bool               `json:"not_deployed,omitempty"`
+	Scope          string             `json:"collection,omitempty"`
+	CollectionName string             `json:"collection_name,omitempty"`
+	Updates        []UpdateCompliance `json:"updates"` // expired updates past the cleanup age left
+	Computers      ComputerCounts     `json:"computers"`
 	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
 	Sites []SiteStatus `json:"sites,omitempty"`
 }
@@ -139,6 +146,9 @@ func resolveCompliance(ctx context.Context, q Querier, db string, p CompliancePa
 			base = fmt.Sprintf("SELECT DISTINCT topic_id AS uid FROM %s.v_live_state WHERE topic_type = 500", db)
 		}
 	}
+	if p.NotDeployed {
+		base = fmt.Sprintf("SELECT uid FROM (%s) WHERE uid NOT IN (SELECT arrayJoin(updates) FROM %s.v_deployments)", base, db)
+	}
 	cs.idSQL = fmt.Sprintf(`(SELECT DISTINCT uid FROM (%s) WHERE uid NOT IN
 		(SELECT id FROM %s.v_updates WHERE expired = 1 AND expired_at <= now64(3) - toIntervalSecond(%d)))`,
 		base, db, int64(p.ExpiredCleanup.Seconds()))
@@ -171,6 +181,9 @@ func resolveCompliance(ctx context.Context, q Querier, db string, p CompliancePa
 func ComplianceReport(ctx context.Context, q Querier, db, site string, p ComplianceParams) (*Compliance, error) {
 	tree := p.Scope.Tree
 	if tree.Below() {
+		if p.NotDeployed {
+			return nil, &ParamError{Field: "not_deployed", Message: "the updates not deployed are a set of this site's: the sites below send per-list counts, not per set; ask each site with site=CODE"}
+		}
 		if p.Scan {
 			return nil, &ParamError{Field: "source", Message: "source=scan recounts this site's own states, and the sites below send counts only: ask each site with site=CODE"}
 		}
@@ -300,6 +313,10 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	}
 	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total,
 		Unknown: total - compliant - nonCompliant, CompliantPct: pct(compliant, total)}
+	if p.NotDeployed {
+		rep.NotDeployed = true
+		rep.Updates = slices.DeleteFunc(rep.Updates, func(u UpdateCompliance) bool { return u.Required == 0 })
+	}
 	return rep, nil
 }
 
@@ -340,6 +357,8 @@ func (cs *complianceSet) computersSQL(db string) string {
 // the update list, or (no list and no update ids, with a catalog) the whole catalog.
 func aggregatedList(p ComplianceParams, catalog int64) (string, bool) {
 	switch {
+	case p.NotDeployed:
+		return "", false // a set of its own
 	case p.List != "":
 		return p.List, true
 	case len(p.Updates) == 0 && catalog > 0:
@@ -394,6 +413,9 @@ func printCompliance(w io.Writer, c *Compliance) {
 	what := "every catalog update"
 	if c.List != "" || len(c.RequestedUpdates) > 0 {
 		what = listText(c.List, c.ListName, len(c.RequestedUpdates))
+	}
+	if c.NotDeployed {
+		what += ", required but not deployed"
 	}
 	header(w, "compliance", c.Site, c.AsOf, what, scopeText(c.Scope, c.CollectionName))
 	tw := columns(w)

@@ -4,7 +4,7 @@ describe('reports', () => {
   it('names every parameter as the API does', () => {
     const names = Object.fromEntries(REPORTS.map((r) => [r.name, r.params.map((p) => p.name)]));
     expect(names).toEqual({
-      compliance: ['list', 'updates', 'collection', 'source', 'site'],
+      compliance: ['list', 'updates', 'collection', 'source', 'not_deployed', 'site'],
       machines: [
         'state',
         'update',

@@ -83,6 +83,16 @@ export const REPORTS: ReportDef[] = [
           { value: 'scan', label: 'scan' },
         ],
       },
+      {
+        name: 'not_deployed',
+        label: 'Not deployed',
+        help: "true: only the updates no deployment holds and some client in scope requires (ConfigMgr's Management 2)",
+        placeholder: 'false',
+        choices: [
+          { value: 'false', label: 'false' },
+          { value: 'true', label: 'true' },
+        ],
+      },
       site,
     ],
     notBoth: [['list', 'updates']],

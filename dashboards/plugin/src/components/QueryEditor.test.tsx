@@ -72,7 +72,7 @@ describe('QueryEditor', () => {
 
   it("shows the picked report's fields and only those", async () => {
     const { rerender } = await setup({ queryType: 'compliance', params: {} });
-    expect(fieldIds()).toEqual(['list', 'updates', 'collection', 'source', 'site']);
+    expect(fieldIds()).toEqual(['list', 'updates', 'collection', 'source', 'not_deployed', 'site']);
     expect(screen.getByText(REPORTS[0].description)).toBeInTheDocument();
     expect(screen.queryByText('This query is not complete')).not.toBeInTheDocument();
 
