@@ -1137,4 +1137,10 @@ func TestUpdatesRequiredButNotDeployed(t *testing.T) {
 		}
 	}
 	s.status("/v1/reports/compliance?not_deployed=maybe", 400, "not_deployed")
+	// A set with nothing left still says what it is.
+	var none report.Compliance
+	s.must("/v1/reports/compliance?not_deployed=true&updates=U1", &none)
+	if !none.NotDeployed || len(none.Updates) != 0 {
+		t.Errorf("not_deployed of a deployed update: %+v", none)
+	}
 }

@@ -197,7 +197,7 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	}
 	ids, cte := cs.ids, cs.cte
 	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, ListName: cs.listName, Scope: p.Scope.Collection,
-		CollectionName: cs.collectionName, Updates: []UpdateCompliance{}}
+		CollectionName: cs.collectionName, Updates: []UpdateCompliance{}, NotDeployed: p.NotDeployed}
 	if tree != nil {
 		rep.Sites = tree.Sites
 	}
@@ -314,7 +314,6 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total,
 		Unknown: total - compliant - nonCompliant, CompliantPct: pct(compliant, total)}
 	if p.NotDeployed {
-		rep.NotDeployed = true
 		rep.Updates = slices.DeleteFunc(rep.Updates, func(u UpdateCompliance) bool { return u.Required == 0 })
 	}
 	return rep, nil
