@@ -112,6 +112,10 @@ func startSite(t *testing.T, o siteOpts) *testSite {
 	// folding, not the clock bounds (trust_e2e_test.go tests those).
 	cfg.Auth.MaxMessageAge = 100 * 365 * 24 * time.Hour
 	cfg.Projector.BatchWait = 50 * time.Millisecond
+	// Imports wait for their fold (30 s by default): on a loaded 2-core machine running the
+	// suite's sites in parallel, a fold has taken longer, and an import answered 202 failed a
+	// test that was not about time. No test waits for this bound to pass.
+	cfg.Ingest.FoldWait = 2 * time.Minute
 	cfg.Store.ChdbPath = chdbDir
 	if o.tune != nil {
 		o.tune(&cfg)
