@@ -82,14 +82,21 @@ func (st *Store) QueryReadOnly(ctx context.Context, database, query string) (*sc
 	return st.sql.query(ctx, database, query)
 }
 
-func (a *analysts) query(ctx context.Context, database, query string) (*schema.Result, error) {
+// enter checks what every analyst statement needs before it is vetted — a live context, a
+// site's database — and takes a slot (a *schema.SQLBusyError when none is free); the caller
+// releases it.
+func (a *analysts) enter(ctx context.Context, database string) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := schema.CheckSQLDatabase(database); err != nil {
-		return nil, err
+		return err
 	}
-	if err := a.acquire(); err != nil {
+	return a.acquire()
+}
+
+func (a *analysts) query(ctx context.Context, database, query string) (*schema.Result, error) {
+	if err := a.enter(ctx, database); err != nil {
 		return nil, err
 	}
 	defer a.release()

@@ -24,13 +24,7 @@ func (st *Store) QueryReadOnlyFormat(ctx context.Context, database, query, defau
 }
 
 func (a *analysts) queryFormat(ctx context.Context, database, query, defaultFormat string) (*schema.SQLAnswer, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := schema.CheckSQLDatabase(database); err != nil {
-		return nil, err
-	}
-	if err := a.acquire(); err != nil {
+	if err := a.enter(ctx, database); err != nil {
 		return nil, err
 	}
 	defer a.release()
