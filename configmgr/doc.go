@@ -50,7 +50,7 @@
 //	Topic@ID                                    topic_id (keyed types; 700/701 carry none)
 //	State@ID                                    state (within the type's range, below)
 //	UserParameters/Param                        params, in document order (≤ 16 of ≤ 1 KiB)
-//	Param holding a failure HRESULT             error, for 301 and 402 only (below); else 0
+//	Param holding a failure HRESULT             error, for 301, 402 and 501 only (below); else 0
 //	Machine/*                                   Result.Machine, not in the report
 //	StateDetails, Topic@IDType/@User/@UserSID,  not carried
 //	  State@Criticality, UserParameters@Flags/
@@ -88,9 +88,10 @@
 // A Full document marks full only the types it carries: a keyed type with no message in it
 // is not emptied (statepipe cannot tell "none" from "not reported" there).
 //
-// # The HRESULT of an enforcement message
+// # The HRESULT of an enforcement or scan message
 //
-// For the types that carry errors (301 and 402, schema.TopicType.CarriesErrors) error is the
+// For the types whose errors statepipe counts (301 and 402, the enforcement errors, and 501, a
+// failed scan's: schema.TopicType.CountsErrors) error is the
 // first Param whose text is a failure HRESULT: "0x" and 1–8 hex digits, or a decimal that fits
 // int32 or uint32, with the severity (high) bit set — 0x80240022, 2149842978 and -2145124318
 // are the same code, stored as the int32 -2145124318. Params that are not (revision numbers,

@@ -596,7 +596,7 @@ func (p *parser) translate(n int, m *rawMessage) {
 	if len(m.params) > 0 {
 		out.Params = m.params
 	}
-	if t.CarriesErrors() {
+	if t.CountsErrors() {
 		out.Error = firstHRESULT(m.params)
 	}
 

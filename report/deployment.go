@@ -41,8 +41,8 @@ type Deployment struct {
 	// Compliance by their deployment-compliance (300) state (ConfigMgr's "States 2"); Updates
 	// gives, per update of the deployment, the targeted clients by their update-enforcement
 	// (402) state (ConfigMgr's "States 5"). A targeted client with no such state counts as
-	// state 0. They are counted from the site's own clients: absent where the answer covers
-	// sites below (ask each site, site=CODE).
+	// state 0. In a site hierarchy they are counted from the cells of every site of the tree,
+	// as States is.
 	Evaluation []StateCount       `json:"evaluation,omitempty"`
 	Compliance []StateCount       `json:"compliance,omitempty"`
 	Updates    []DeploymentUpdate `json:"updates,omitempty"`
@@ -85,7 +85,8 @@ func (e *ParamError) Error() string { return e.Message }
 // per site, the members of the collection it has heard from (cells of topic type 0 in the
 // collection's scope) by their 301 state for the deployment (cells of topic type 301), the
 // rest in state 0 — the numbers a standalone site gives when it has heard from every member
-// — and lists them per site (BySite). The drill-down lists this site's own machines; over
+// — and lists them per site (BySite); Evaluation, Compliance and Updates likewise from the
+// cells of topic types 302, 300 and 402. The drill-down lists this site's own machines; over
 // sites below it is refused (400 naming state): the machines report answers it with where
 // the others are.
 func DeploymentReport(ctx context.Context, q Querier, db, site string, p DeploymentParams) (*Deployment, error) {
@@ -121,10 +122,12 @@ func DeploymentReport(ctx context.Context, q Querier, db, site string, p Deploym
 			return nil, err
 		}
 	}
-	if p.Tree == nil || !p.Tree.Below() {
-		if err := dep.details(ctx, q, db, p.Tree, rep); err != nil {
+	if p.Tree.Below() {
+		if err := dep.treeDetails(ctx, q, db, p.Tree, rep); err != nil {
 			return nil, err
 		}
+	} else if err := dep.details(ctx, q, db, p.Tree, rep); err != nil {
+		return nil, err
 	}
 	if p.State != nil {
 		res, err := q.Query(ctx, fmt.Sprintf("SELECT client FROM (%s) WHERE state = %d ORDER BY client", targeted, *p.State))
@@ -210,11 +213,7 @@ func (d *deploymentRef) details(ctx context.Context, q Querier, db string, tree 
 		r.Rows = append(r.Rows, res.Rows[i][1:])
 	}
 	// Updates no targeted client holds (no targeted client at all) are listed too.
-	ids, err := deploymentUpdates(ctx, q, db, d.id)
-	if err != nil {
-		return err
-	}
-	titles, err := updateTitles(ctx, q, db, ids)
+	ids, titles, err := d.updatesTitled(ctx, q, db)
 	if err != nil {
 		return err
 	}
@@ -231,6 +230,80 @@ func (d *deploymentRef) details(ctx context.Context, q Querier, db string, tree 
 		rep.Updates = append(rep.Updates, u)
 	}
 	return nil
+}
+
+// treeDetails is details over the sites of a tree, from their cells: per site as it counts
+// alone (targetedBySite), summed.
+func (d *deploymentRef) treeDetails(ctx context.Context, q Querier, db string, tree *Tree, rep *Deployment) error {
+	sum := func(t schema.TopicType, id string) ([]StateCount, error) {
+		by, err := targetedBySite(ctx, q, db, tree, d, t, id)
+		if err != nil {
+			return nil, err
+		}
+		states, _ := sumSites(t, by)
+		return states, nil
+	}
+	var err error
+	if rep.Evaluation, err = sum(schema.TopicDeploymentEvaluation, d.id); err != nil {
+		return err
+	}
+	if rep.Compliance, err = sum(schema.TopicDeploymentCompliance, d.id); err != nil {
+		return err
+	}
+	ids, titles, err := d.updatesTitled(ctx, q, db)
+	if err != nil {
+		return err
+	}
+	// Every update in one read: the targeted clients (topic type 0 of the collection's scope)
+	// and per update those in each 402 state but 0; the rest are in 0.
+	from, cond := tree.cells(db, "states")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT topic_id, toInt64(state), toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND (topic_type = 0 OR (topic_type = 402 AND topic_id IN %s AND state != 0))
+	GROUP BY topic_id, state`, from, cond, Quote(d.collection), inList(append([]string{""}, ids...))))
+	if err != nil {
+		return fmt.Errorf("cannot count deployment %s's updates by enforcement state: %w", d.id, err)
+	}
+	var targeted int64
+	stated := map[string]map[int64]int64{}
+	for i := range res.Rows {
+		var id string
+		var st, n int64
+		if err := scanRow(res, i, "update enforcement of a deployment", &id, &st, &n); err != nil {
+			return err
+		}
+		if id == "" { // topic type 0: no update has the empty id
+			targeted += n
+			continue
+		}
+		if stated[id] == nil {
+			stated[id] = map[int64]int64{}
+		}
+		stated[id][st] += n
+	}
+	t := schema.TopicUpdateEnforcement
+	rep.Updates = []DeploymentUpdate{}
+	for _, id := range ids {
+		u := DeploymentUpdate{UpdateID: id, Title: titles[id], States: emptyStates(t)}
+		u.States[0].Clients = targeted
+		for st, n := range stated[id] {
+			if st > 0 && st < int64(len(u.States)) {
+				u.States[st].Clients += n
+				u.States[0].Clients -= n
+			}
+		}
+		rep.Updates = append(rep.Updates, u)
+	}
+	return nil
+}
+
+// updatesTitled returns the deployment's update ids (deploymentUpdates) and their titles.
+func (d *deploymentRef) updatesTitled(ctx context.Context, q Querier, db string) ([]string, map[string]string, error) {
+	ids, err := deploymentUpdates(ctx, q, db, d.id)
+	if err != nil {
+		return nil, nil, err
+	}
+	titles, err := updateTitles(ctx, q, db, ids)
+	return ids, titles, err
 }
 
 // deploymentUpdates returns a deployment's update ids, sorted, each once.

@@ -79,7 +79,7 @@ func (h *hsite) sendUp(t *testing.T, parent *hsite, via string) {
 // answers are the reports the cells answer, as one site (or tree) gives them.
 type answers struct {
 	dep              report.Deployment
-	errs             report.Errors
+	errs, scanErrs   report.Errors
 	scan, scanC      report.Scan
 	u1, u2, u1C      report.Update
 	listNonCompliant int64 // machines?list=L&state=non_compliant: total
@@ -90,6 +90,7 @@ func collect(s *site) answers {
 	var a answers
 	s.must("/v1/reports/deployment?deployment=D", &a.dep)
 	s.must("/v1/reports/errors", &a.errs)
+	s.must("/v1/reports/errors?topic=scan", &a.scanErrs)
 	s.must("/v1/reports/scan", &a.scan)
 	s.must("/v1/reports/scan?collection=C", &a.scanC)
 	s.must("/v1/reports/update?update=U1", &a.u1)
@@ -120,7 +121,8 @@ func collectAt(s *site, code string) answers {
 func sumAnswers(parts ...answers) answers {
 	out := parts[0]
 	out.dep = sumDeployment(func(a answers) report.Deployment { return a.dep }, parts)
-	out.errs = sumErrors(parts)
+	out.errs = sumErrors(parts, func(a answers) report.Errors { return a.errs })
+	out.scanErrs = sumErrors(parts, func(a answers) report.Errors { return a.scanErrs })
 	out.scan = sumScan(func(a answers) report.Scan { return a.scan }, parts)
 	out.scanC = sumScan(func(a answers) report.Scan { return a.scanC }, parts)
 	for _, u := range []struct {
@@ -148,6 +150,13 @@ func sumDeployment(get func(answers) report.Deployment, parts []answers) report.
 		d := get(a)
 		out.Total += d.Total
 		out.States = addStates(out.States, d.States)
+		out.Evaluation = addStates(out.Evaluation, d.Evaluation)
+		out.Compliance = addStates(out.Compliance, d.Compliance)
+		updates := slices.Clone(out.Updates)
+		for i := range updates {
+			updates[i].States = addStates(updates[i].States, d.Updates[i].States)
+		}
+		out.Updates = updates
 	}
 	return out
 }
@@ -205,10 +214,10 @@ func sumScan(get func(answers) report.Scan, parts []answers) report.Scan {
 
 // sumErrors adds the sites' errors: machines per error, and the updates and deployments
 // that carry it (sorted: the ranking across sites weighs counts the answers do not show).
-func sumErrors(parts []answers) report.Errors {
+func sumErrors(parts []answers, get func(answers) report.Errors) report.Errors {
 	by := map[int32]*report.ErrorCount{}
 	for _, a := range parts {
-		for _, e := range a.errs.Errors {
+		for _, e := range get(a).Errors {
 			if by[e.Error] == nil {
 				by[e.Error] = &report.ErrorCount{Error: e.Error, Hex: e.Hex, Description: e.Description}
 			}
@@ -216,9 +225,10 @@ func sumErrors(parts []answers) report.Errors {
 			c.Machines += e.Machines
 			c.Updates = union(c.Updates, e.Updates)
 			c.Deployments = union(c.Deployments, e.Deployments)
+			c.Sources = union(c.Sources, e.Sources)
 		}
 	}
-	out := report.Errors{Errors: []report.ErrorCount{}}
+	out := report.Errors{Topic: get(parts[0]).Topic, Errors: []report.ErrorCount{}}
 	for _, c := range by {
 		out.Errors = append(out.Errors, *c)
 	}
@@ -239,20 +249,22 @@ func union(a, b []string) []string {
 // which sites, and the per-site and per-client parts checked on their own.
 func normal(a answers) answers {
 	a.dep.Site, a.dep.AsOf, a.dep.Sites, a.dep.BySite = "", time.Time{}, nil, nil
-	a.errs.Site, a.errs.AsOf, a.errs.Sites = "", time.Time{}, nil
-	a.errs.Errors = slices.Clone(a.errs.Errors)
-	for i := range a.errs.Errors {
-		e := &a.errs.Errors[i]
-		e.Updates, e.Deployments = union(e.Updates, nil), union(e.Deployments, nil)
-		if e.Updates == nil {
-			e.Updates = []string{}
-		}
-		if e.Deployments == nil {
-			e.Deployments = []string{}
+	for _, es := range []*report.Errors{&a.errs, &a.scanErrs} {
+		es.Site, es.AsOf, es.Sites = "", time.Time{}, nil
+		es.Errors = slices.Clone(es.Errors)
+		for i := range es.Errors {
+			e := &es.Errors[i]
+			e.Updates, e.Deployments, e.Sources = union(e.Updates, nil), union(e.Deployments, nil), union(e.Sources, nil)
+			if e.Updates == nil {
+				e.Updates = []string{}
+			}
+			if e.Deployments == nil {
+				e.Deployments = []string{}
+			}
 		}
 	}
 	for _, s := range []*report.Scan{&a.scan, &a.scanC} {
-		s.Site, s.AsOf, s.Sites, s.Stale, s.StaleOf = "", time.Time{}, nil, nil, ""
+		s.Site, s.AsOf, s.Sites, s.Stale, s.StaleOf, s.BySite = "", time.Time{}, nil, nil, "", nil
 	}
 	for _, u := range []*report.Update{&a.u1, &a.u2, &a.u1C} {
 		u.Site, u.AsOf, u.Sites = "", time.Time{}, nil
@@ -293,14 +305,11 @@ func less(a answers, unheard int64) answers {
 func sameAnswers(t *testing.T, what string, got, want answers) {
 	t.Helper()
 	g, w := normal(got), normal(want)
-	if g.dep.Updates == nil { // over sites below: the deployment's details are each site's
-		w.dep.Evaluation, w.dep.Compliance, w.dep.Updates = nil, nil, nil
-	}
 	for _, c := range []struct {
 		name      string
 		got, want any
 	}{
-		{"deployment", g.dep, w.dep}, {"errors", g.errs, w.errs}, {"scan", g.scan, w.scan}, {"scan of C", g.scanC, w.scanC},
+		{"deployment", g.dep, w.dep}, {"errors", g.errs, w.errs}, {"scan errors", g.scanErrs, w.scanErrs}, {"scan", g.scan, w.scan}, {"scan of C", g.scanC, w.scanC},
 		{"update U1", g.u1, w.u1}, {"update U2", g.u2, w.u2}, {"update U1 of C", g.u1C, w.u1C},
 		{"non-compliant machines of L", g.listNonCompliant, w.listNonCompliant},
 	} {
@@ -349,15 +358,17 @@ func TestHierarchyReportsAddUpTheSitesBelow(t *testing.T) {
 	cen.e.send("c2", nil, msg(1, 500, "U1", 2, 0, now), msg(2, 402, "U1", 11, e1, now), msg(3, 301, "D", 3, e1, now),
 		msg(4, 501, "wsus", 6, 0x8024400A, now-day/2))
 	// P01: two update sources; p4 is outside C.
-	p01.e.send("p1", nil, msg(1, 501, "wsus", 3, 0, now), msg(2, 301, "D", 4, 0, now))
+	p01.e.send("p1", nil, msg(1, 501, "wsus", 3, 0, now), msg(2, 301, "D", 4, 0, now), msg(3, 302, "D", 2, 0, now), msg(4, 300, "D", 1, 0, now))
 	p01.e.send("p2", nil, msg(1, 500, "U2", 2, 0, now), msg(2, 402, "U2", 11, e1, now), msg(3, 301, "D", 2, e2, now),
 		msg(4, 501, "wsus", 5, 0x8024402C, now))
 	p01.e.send("p3", nil, msg(1, 500, "U1", 1, 0, now), msg(2, 501, "wsus", 3, 0, now), msg(3, 501, "mu", 2, 0, now))
 	p01.e.send("p4", nil, msg(1, 500, "U1", 2, 0, now), msg(2, 402, "U1", 11, e1, now), msg(3, 301, "D", 3, 0, now))
 	// S01: s2 fails both updates and the deployment with one code (one machine); s3 is silent.
 	s01.e.send("s1", nil, msg(1, 500, "U1", 3, 0, now), msg(2, 500, "U2", 3, 0, now), msg(3, 301, "D", 4, 0, now),
-		msg(4, 501, "wsus", 3, 0, now-20*day))
-	s01.e.send("s2", nil, msg(1, 402, "U1", 11, e1, now), msg(2, 402, "U2", 11, e1, now), msg(3, 301, "D", 3, e1, now))
+		msg(4, 501, "wsus", 3, 0, now-20*day), msg(5, 302, "D", 2, 0, now), msg(6, 300, "D", 1, 0, now))
+	cen.e.send("c1", nil, msg(4, 302, "D", 3, 0, now))
+	s01.e.send("s2", nil, msg(1, 402, "U1", 11, e1, now), msg(2, 402, "U2", 11, e1, now), msg(3, 301, "D", 3, e1, now),
+		msg(4, 501, "wsus", 5, 0x8024402C, now)) // the scan error p2 has at P01
 	for _, h := range []*hsite{cen, p01, s01} {
 		h.fold()
 	}
@@ -419,8 +430,42 @@ func TestHierarchyReportsAddUpTheSitesBelow(t *testing.T) {
 			t.Errorf("by_site %s: %+v, alone %d %+v", s.Site, s, a.Total, a.States)
 		}
 	}
+	// The details over the tree (States 2 and 5), spelled out: p1 and s1 evaluated (302 = 2),
+	// c1 succeeded (3); p1 and s1 compliant (300 = 1); U1 failing (402 = 11) on c2 and s2.
+	if d := all.dep; d.Evaluation[2].Clients != 2 || d.Evaluation[3].Clients != 1 || d.Compliance[1].Clients != 2 ||
+		len(d.Updates) != 2 || d.Updates[0].States[11].Clients != 2 {
+		t.Errorf("deployment details over the tree: evaluation %v, compliance %v, updates %+v", d.Evaluation, d.Compliance, d.Updates)
+	}
+	var ev report.Machines
+	top.must("/v1/reports/machines?deployment=D&topic=evaluation&state=2", &ev)
+	if len(ev.Elsewhere) != 2 || *ev.Elsewhere[0].Machines != 1 || *ev.Elsewhere[1].Machines != 1 || ev.Total != 0 {
+		t.Errorf("machines of D in evaluation state 2 over the tree: %+v", ev)
+	}
 	if all.scan.States != nil || all.scan.StaleOf != cen.code || !reflect.DeepEqual(all.scan.Stale, alone[cen.code].scan.Stale) {
 		t.Errorf("scan over the tree: states %v, stale of %q %v", all.scan.States, all.scan.StaleOf, all.scan.Stale)
+	}
+	// Scan per site (ConfigMgr's Scan 2): each site's own counts, exact; P01 (two sources)
+	// without States.
+	for _, sc := range []report.Scan{all.scan, all.scanC} {
+		if got := len(sc.BySite); got != 3 {
+			t.Fatalf("scan by_site: %+v", sc.BySite)
+		}
+	}
+	for i, s := range all.scan.BySite {
+		a := alone[s.Site].scan
+		if s.Site != []string{cen.code, p01.code, s01.code}[i] || s.Total != a.Total || !reflect.DeepEqual(s.States, a.States) || s.StaleClients != a.StaleClients {
+			t.Errorf("scan by_site %s: %+v, alone %d %+v %d", s.Site, s, a.Total, a.States, a.StaleClients)
+		}
+		if c, ac := all.scanC.BySite[i], alone[s.Site].scanC; c.Total != ac.Total || !reflect.DeepEqual(c.States, ac.States) || c.StaleClients != ac.StaleClients {
+			t.Errorf("scan of C by_site %s: %+v, alone %+v", s.Site, c, ac)
+		}
+	}
+	if all.scan.BySite[1].States != nil || all.scan.BySite[2].States[5].Clients != 1 {
+		t.Errorf("oracle: P01 has two sources, S01 one failed scan: %+v", all.scan.BySite)
+	}
+	// Scan errors over the tree: 0x8024402C on p2 (P01) and s2 (S01), 0x8024400A on c2.
+	if e := all.scanErrs.Errors; len(e) != 2 || e[0].Hex != "0x8024402C" || e[0].Machines != 2 || !reflect.DeepEqual(e[0].Sources, []string{"wsus"}) {
+		t.Errorf("scan errors over the tree: %+v", e)
 	}
 	// P01 over its subtree gives what CEN gives for it.
 	p01Tree := collect(p01.tree())
@@ -480,6 +525,28 @@ func TestHierarchyReportsAddUpTheSitesBelow(t *testing.T) {
 			t.Errorf("machines?%s elsewhere:\n got  %q\n want %q", c.query, got, want)
 		}
 	}
+	// The scan drill-downs: CEN's own, the others counted from their cells (P01's latest scan
+	// states cannot be: two sources).
+	for _, c := range []struct{ query, want string }{
+		{"topic=scan&error=0x8024402C", "[] " + p01.code + ":1 " + s01.code + ":1"},
+		{"topic=scan&error=0x8024400A", "[c2]"},
+		{"topic=scan&state=5", "[] " + p01.code + ":? " + s01.code + ":1"},
+		{"topic=scan&state=3&collection=C", "[c1] " + p01.code + ":? " + s01.code + ":1"},
+	} {
+		var m report.Machines
+		top.must("/v1/reports/machines?"+c.query, &m)
+		got := fmt.Sprint(m.Machines)
+		for _, e := range m.Elsewhere {
+			n := "?"
+			if e.Machines != nil {
+				n = fmt.Sprint(*e.Machines)
+			}
+			got += " " + e.Site + ":" + n
+		}
+		if got != c.want || m.Total != int64(len(m.Machines)) {
+			t.Errorf("machines?%s: %s (total %d), want %s", c.query, got, m.Total, c.want)
+		}
+	}
 	top.must("/v1/reports/machines?updates=U1,U2&state=unknown", &m)
 	if len(m.Elsewhere) != 2 || m.Elsewhere[0].Machines != nil || m.Elsewhere[1].Machines != nil {
 		t.Errorf("machines of an ad-hoc set: elsewhere %+v", m.Elsewhere)
@@ -508,6 +575,16 @@ func TestHierarchyReportsAddUpTheSitesBelow(t *testing.T) {
 	if !comp.OwnSiteOnly || comp.Compliant != report.ComputerNonCompliant || len(comp.Sites) != 1 {
 		t.Errorf("computer c2 at CEN: %+v", comp)
 	}
+	// With a deployment, the same own-site rule: CEN's own client c2, targeted, in its 301
+	// state 3 with its error; p1 (heard at P01 only) is not found here; site= below refused.
+	var cd report.Computer
+	top.must("/v1/reports/computer?client=c2&deployment=D", &cd)
+	if d := cd.Deployment; !cd.OwnSiteOnly || len(cd.Sites) != 1 || d == nil || !d.Targeted || d.Enforcement == nil ||
+		d.Enforcement.State != 3 || d.Enforcement.Hex != "0x80070643" || d.Evaluation == nil || d.Evaluation.State != 0 || len(cd.Updates) != 2 {
+		t.Errorf("computer c2 deployment D at CEN: %+v %+v", cd, cd.Deployment)
+	}
+	top.status("/v1/reports/computer?client=p1&deployment=D", 404, "client")
+	top.status("/v1/reports/computer?client=c2&deployment=D&site="+p01.code, 400, "site")
 }
 
 // sortedQuery renders a query string with its parameters sorted by name, as url.Values

@@ -28,11 +28,15 @@ type MachinesParams struct {
 	// Error names an HRESULT ("0x80070643", or its signed or unsigned decimal): the cell is the
 	// clients whose live update (402) or deployment (301) enforcement state carries it — with
 	// Deployment, over its updates and itself and its target collection only (the errors
-	// report's drill-down, ConfigMgr's "Troubleshooting 4").
+	// report's drill-down, ConfigMgr's "Troubleshooting 4"); with Topic "scan", whose live
+	// scan (501) state of some update source carries it ("Troubleshooting 3").
 	Error string
 	// Topic, with Deployment, names the deployment's states the cell is of: "enforcement"
 	// (301, the default), "evaluation" (302) or "compliance" (300); with Deployment and Update,
-	// the update's enforcement (402) among the deployment's targets.
+	// the update's enforcement (402) among the deployment's targets. "scan" names a scan cell:
+	// with State (a 501 state number) the clients in scope whose latest scan is in that state,
+	// those that never reported one in 0 (the scan report's drill-down, ConfigMgr's "Scan 3"
+	// and "Scan 4"); with Error, the scan error's clients.
 	Topic string
 	// Scope is the clients counted: a collection's members, or every client of the site; not
 	// with Deployment (its targets are its collection's members). Its Tree, in a site
@@ -118,13 +122,14 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		return nil, &ParamError{Field: "limit", Message: fmt.Sprintf("limit must be from 1 to %d", MaxMachinesPage)}
 	}
 	given := 0
-	for _, g := range []bool{p.Update != "" && p.Deployment == "", p.List != "" || len(p.Updates) > 0, p.Deployment != "" || p.Error != ""} {
+	scanCell := p.Topic == TopicScan && p.Error == ""
+	for _, g := range []bool{p.Update != "" && p.Deployment == "", p.List != "" || len(p.Updates) > 0, p.Deployment != "" || p.Error != "", scanCell} {
 		if g {
 			given++
 		}
 	}
 	if given != 1 {
-		return nil, &ParamError{Field: "update", Message: "name one cell: update (with state installed, required, not_required or unknown), list or updates (with state compliant, non_compliant or unknown), or deployment (with a state number), or error (an HRESULT, alone or with deployment)"}
+		return nil, &ParamError{Field: "update", Message: "name one cell: update (with state installed, required, not_required or unknown), list or updates (with state compliant, non_compliant or unknown), deployment (with a state number), error (an HRESULT, alone or with deployment, or with topic=scan) or topic=scan (with a scan state number)"}
 	}
 	rep := &Machines{Site: site, AsOf: time.Now().UTC(), Update: p.Update, List: p.List, Deployment: p.Deployment,
 		Collection: p.Scope.Collection, State: p.State, Machines: []string{}}
@@ -142,11 +147,25 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 			return nil, &ParamError{Field: "error", Message: fmt.Sprintf("error %q: want an HRESULT, 0x80070643 or its decimal", clipText(p.Error, 40))}
 		case p.State != "":
 			return nil, &ParamError{Field: "state", Message: "the cell of an error is its machines: leave state out"}
-		case p.Update != "" || p.Topic != "":
+		case p.Topic != "" && p.Topic != TopicScan:
+			return nil, &ParamError{Field: "topic", Message: fmt.Sprintf("topic %q: with error, want scan (501 errors) or nothing (enforcement errors)", clipText(p.Topic, 40))}
+		case p.Topic == TopicScan && p.Deployment != "":
+			return nil, &ParamError{Field: "deployment", Message: "a scan is not of a deployment: with topic=scan, leave deployment out (or use collection)"}
+		case p.Update != "":
 			return nil, &ParamError{Field: "update", Message: "with error, name a deployment or nothing"}
 		}
-		rep.Error, rep.StateName = schema.HRESULTHex(code), schema.DescribeHRESULT(code)
+		rep.Error, rep.StateName, rep.Topic = schema.HRESULTHex(code), schema.DescribeHRESULT(code), p.Topic
 		where := schema.ErrorTopicsSQL()
+		if p.Topic == TopicScan {
+			where = fmt.Sprintf("topic_type = %d", schema.TopicScan)
+		}
+		if tree != nil && p.Deployment == "" {
+			by, err := errorBySite(ctx, q, db, tree, p.Scope.Collection, p.Topic == TopicScan, code)
+			if err != nil {
+				return nil, err
+			}
+			elsewhere = func(site string) *int64 { n := by[site]; return &n }
+		}
 		if p.Deployment != "" {
 			dep, err := lookupDeployment(ctx, q, db, p.Deployment)
 			if err != nil {
@@ -163,6 +182,34 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 			where += " AND client IN (" + p.Scope.clientsSQL(db) + ")"
 		}
 		cell = fmt.Sprintf("(SELECT DISTINCT client FROM %s.v_live_state WHERE error = %d AND %s) WHERE 1", db, code, where)
+	case scanCell:
+		t := schema.TopicScan
+		st, err := strconv.Atoi(p.State)
+		if err != nil || st < 0 || st >= t.StateCount() {
+			return nil, &ParamError{Field: "state", Message: fmt.Sprintf("state %q: with topic=scan, want a scan (501) state, 0 to %d (3 Completed, 5 Failed …)", clipText(p.State, 40), t.StateCount()-1)}
+		}
+		if rep.CollectionName, err = p.Scope.check(ctx, q, db); err != nil {
+			return nil, err
+		}
+		rep.Topic, rep.StateName = p.Topic, t.StateName(st)
+		cell = fmt.Sprintf(`(SELECT c.client AS client, ifNull(s.state, 0) AS state FROM (%[2]s) AS c
+		LEFT JOIN (SELECT client, argMax(state, serial) AS state FROM %[1]s.v_live_state
+		           WHERE topic_type = 501 GROUP BY client) AS s ON s.client = c.client) WHERE state = %[3]d`, db, p.Scope.clientsSQL(db), st)
+		if tree != nil {
+			var scan Scan
+			scan.Collection = p.Scope.Collection
+			if err := treeScan(ctx, q, db, tree, &scan, time.Now()); err != nil {
+				return nil, err
+			}
+			elsewhere = func(site string) *int64 {
+				for _, s := range scan.BySite {
+					if s.Site == site && s.States != nil {
+						return &s.States[st].Clients
+					}
+				}
+				return nil // several sources there: its cells cannot tell
+			}
+		}
 	case p.Update != "" && p.Deployment == "":
 		st, ok := complianceState(p.State)
 		if !ok {
@@ -227,8 +274,8 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 			}
 		}
 		cell = fmt.Sprintf("(%s) WHERE state = %d", dep.targetedStatesSQL(db, tree, states, topicID), st)
-		if tree != nil && states == schema.TopicDeploymentEnforcement {
-			by, err := deploymentBySite(ctx, q, db, tree, dep)
+		if tree != nil {
+			by, err := targetedBySite(ctx, q, db, tree, dep, states, topicID)
 			if err != nil {
 				return nil, err
 			}
@@ -327,6 +374,22 @@ func parseHRESULT(s string) (int32, bool) {
 	return 0, false
 }
 
+// TopicScan is the machines report's topic of scan cells (MachinesParams.Topic).
+const TopicScan = "scan"
+
+// errorBySite counts per origin of the tree the clients in scope (collection id, or "" for
+// the whole site) whose enforcement errors (or scan errors) carry code, from their cells.
+func errorBySite(ctx context.Context, q Querier, db string, tree *Tree, scope string, scan bool, code int32) (map[string]int64, error) {
+	from, cond := tree.cells(db, "errors")
+	tt := 0
+	if scan {
+		tt = int(schema.TopicScan)
+	}
+	return bySite(ctx, q, fmt.Sprintf(`SELECT origin_site, toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND topic_type = %d AND topic_id = '' AND error = %d GROUP BY origin_site`, from, cond, Quote(scope), tt, code),
+		"the error's machines per site")
+}
+
 // deploymentTopic returns the topic type and id (the update's; "" for the deployment's own)
 // of a deployment cell.
 func (p MachinesParams) deploymentTopic() (schema.TopicType, string, error) {
@@ -386,9 +449,14 @@ func printMachines(w io.Writer, m *Machines) {
 	switch {
 	case m.Error != "":
 		cell = "error " + m.Error
+		if m.Topic == TopicScan {
+			cell = "scan error " + m.Error
+		}
 		if m.Deployment != "" {
 			cell += " in deployment " + named(m.Deployment, m.DeploymentName)
 		}
+	case m.Topic == TopicScan:
+		cell = "latest scan"
 	case m.Update != "" && m.Deployment == "":
 		cell = "update " + named(m.Update, m.Title)
 	case m.Deployment != "":

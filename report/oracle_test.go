@@ -266,6 +266,17 @@ func TestDeploymentReportCountsTargetedClients(t *testing.T) {
 		"v_deployment_state ORDER BY deployment_id, client", wantRows)
 }
 
+// stackRanked sorts errors as the errors report ranks them: most machines first, ties by code.
+func stackRanked(out []report.ErrorCount) []report.ErrorCount {
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Machines != out[j].Machines {
+			return out[i].Machines > out[j].Machines
+		}
+		return out[i].Error < out[j].Error
+	})
+	return out
+}
+
 // The errors report: distinct machines per HRESULT of live 402/301 states, most machines
 // first, ties by code; described from the HRESULT table; with the updates and deployments
 // that carry each; optionally per deployment.
@@ -334,13 +345,7 @@ func TestErrorsReportStackRanksByMachines(t *testing.T) {
 			}
 			out = append(out, ec)
 		}
-		sort.Slice(out, func(i, j int) bool {
-			if out[i].Machines != out[j].Machines {
-				return out[i].Machines > out[j].Machines
-			}
-			return out[i].Error < out[j].Error
-		})
-		return out
+		return stackRanked(out)
 	}
 	want := expect("")
 	// The oracle, spelled out: denied ×3 (e0, e1, e2: U1 ×3, U2 ×1), dns ×2 (e3, e4: D), then
@@ -483,6 +488,160 @@ func TestScanReportCountsStatesAndStaleClients(t *testing.T) {
 	}
 	s.view("v_update_scan_status", "SELECT client, source, state, state_name, toUnixTimestamp64Milli(last_scan_time), "+
 		"toUnixTimestamp64Milli(last_successful_scan_time) FROM "+s.db+".v_update_scan_status ORDER BY client, source", wantRows)
+}
+
+// Scan errors (ConfigMgr's Troubleshooting 1 and 3) and the scan drill-down (Scan 3 and 4):
+// per HRESULT the distinct clients whose live 501 state of some source carries it, with the
+// sources; the machines of a scan error or of a latest scan state, over the site and a
+// collection.
+func TestScanErrorsAndScanDrillDown(t *testing.T) {
+	s := newSite(t, 0)
+	e := newEstate(s)
+	const (
+		dns     = 0x8024402C // WU_E_PT_WINHTTP_NAME_NOT_RESOLVED
+		timeout = 0x8024401C
+		denied  = 0x80070005
+	)
+	s.ref(schema.RefCollections, schema.Collection{ID: "CS", Name: "servers", Members: []string{"s0", "s1", "s2", "s9"}})
+	e.send("s0", nil, msg(1, 501, "wsus", 5, dns, 1), msg(2, 501, "mu", 5, dns, 2)) // one machine, two sources, one code
+	e.send("s1", nil, msg(1, 501, "wsus", 6, timeout, 1))
+	e.send("s2", nil, msg(1, 501, "wsus", 5, dns, 1))
+	e.send("s2", nil, msg(2, 501, "wsus", 3, 0, 2))                                   // cleared by a later success
+	e.send("s3", nil, msg(1, 501, "mu", 5, dns, 1), msg(2, 402, "U1", 11, denied, 1)) // an enforcement error is not a scan error
+	e.send("s4", nil, msg(1, 501, "wsus", 2, 0, 1))
+	e.send("s5", nil, msg(1, 500, "U1", 2, 0, 1)) // never scanned
+	s.fold()
+
+	expect := func(scope []string) []report.ErrorCount {
+		machines := map[int32]map[string]bool{}
+		bySource := map[int32]map[string]int{}
+		for k, m := range e.liveKeys(501) {
+			if m.Error == 0 || (scope != nil && !slices.Contains(scope, k.client)) {
+				continue
+			}
+			if machines[m.Error] == nil {
+				machines[m.Error], bySource[m.Error] = map[string]bool{}, map[string]int{}
+			}
+			machines[m.Error][k.client] = true
+			bySource[m.Error][k.id]++
+		}
+		out := []report.ErrorCount{}
+		for code, ms := range machines {
+			ec := report.ErrorCount{Error: code, Hex: fmt.Sprintf("0x%08X", uint32(code)), Description: schema.DescribeHRESULT(code),
+				Machines: int64(len(ms)), Updates: []string{}, Deployments: []string{}}
+			ec.Sources = slices.SortedFunc(maps.Keys(bySource[code]), func(a, b string) int {
+				if c := bySource[code][b] - bySource[code][a]; c != 0 {
+					return c
+				}
+				return strings.Compare(a, b)
+			})
+			out = append(out, ec)
+		}
+		return stackRanked(out)
+	}
+	want := expect(nil)
+	// The oracle, spelled out: dns on s0 (both sources) and s3 (mu): 2 machines, mu ×2 before
+	// wsus ×1; timeout on s1.
+	if fmt.Sprint(want) != fmt.Sprint([]report.ErrorCount{
+		{Error: hr(dns), Hex: "0x8024402C", Description: schema.DescribeHRESULT(hr(dns)), Machines: 2, Updates: []string{}, Deployments: []string{}, Sources: []string{"mu", "wsus"}},
+		{Error: hr(timeout), Hex: "0x8024401C", Description: schema.DescribeHRESULT(hr(timeout)), Machines: 1, Updates: []string{}, Deployments: []string{}, Sources: []string{"wsus"}},
+	}) {
+		t.Fatalf("oracle: %+v", want)
+	}
+	var got report.Errors
+	s.must("/v1/reports/errors?topic=scan", &got)
+	if !reflect.DeepEqual(got.Errors, want) || got.Topic != "scan" {
+		t.Errorf("scan errors:\n got  %+v\n want %+v", got, want)
+	}
+	servers := []string{"s0", "s1", "s2", "s9"}
+	got = report.Errors{}
+	s.must("/v1/reports/errors?topic=scan&collection=CS", &got)
+	if w := expect(servers); !reflect.DeepEqual(got.Errors, w) || len(w) != 2 || w[0].Machines != 1 || got.CollectionName != "servers" {
+		t.Errorf("scan errors of CS:\n got  %+v\n want %+v", got, w)
+	}
+	// The enforcement errors are unchanged by scan errors, and take a collection too.
+	got = report.Errors{}
+	s.must("/v1/reports/errors", &got)
+	if len(got.Errors) != 1 || got.Errors[0].Error != hr(denied) || got.Errors[0].Sources != nil || got.Topic != "enforcement" {
+		t.Errorf("enforcement errors: %+v", got)
+	}
+	s.must("/v1/reports/errors?collection=CS", &got)
+	if len(got.Errors) != 0 {
+		t.Errorf("enforcement errors of CS: %+v", got)
+	}
+	s.status("/v1/reports/errors?topic=bogus", 400, "topic")
+	s.status("/v1/reports/errors?topic=scan&deployment=D", 400, "deployment")
+	s.status("/v1/reports/errors?topic=scan&collection=nope", 404, "collection")
+
+	// Troubleshooting 3: the machines of a scan error.
+	machines := func(path string) []string {
+		t.Helper()
+		var m report.Machines
+		s.must(path, &m)
+		if m.Total != int64(len(m.Machines)) {
+			t.Errorf("%s: total %d, listed %d", path, m.Total, len(m.Machines))
+		}
+		return m.Machines
+	}
+	withError := func(code int32, scope []string) []string {
+		set := map[string]bool{}
+		for k, m := range e.liveKeys(501) {
+			if m.Error == code && (scope == nil || slices.Contains(scope, k.client)) {
+				set[k.client] = true
+			}
+		}
+		return slices.Sorted(maps.Keys(set))
+	}
+	if got, want := machines("/v1/reports/machines?topic=scan&error=0x8024402C"), withError(hr(dns), nil); !slices.Equal(got, want) || len(want) != 2 {
+		t.Errorf("machines of scan error dns: %v, want %v", got, want)
+	}
+	if got, want := machines("/v1/reports/machines?topic=scan&error=0x8024402C&collection=CS"), withError(hr(dns), servers); !slices.Equal(got, want) || len(want) != 1 {
+		t.Errorf("machines of scan error dns in CS: %v, want %v", got, want)
+	}
+	if got := machines("/v1/reports/machines?error=0x8024402C"); len(got) != 0 {
+		t.Errorf("machines of enforcement error dns: %v, want none (it is a scan error)", got)
+	}
+	// Scan 3 and 4: the machines whose latest scan (greatest serial across sources) is in a
+	// state; those that never scanned in 0.
+	latest := func(scope []string, st int32) []string {
+		var out []string
+		for _, c := range scope {
+			state, best := int32(0), uint64(0)
+			for k, m := range e.liveKeys(501) {
+				if k.client == c && m.Serial > best {
+					state, best = m.State, m.Serial
+				}
+			}
+			if state == st {
+				out = append(out, c)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	all := e.clients()
+	for _, tc := range []struct {
+		path  string
+		scope []string
+		state int32
+		n     int
+	}{
+		{"/v1/reports/machines?topic=scan&state=5", all, 5, 2},                   // s0 (mu, serial 2), s3
+		{"/v1/reports/machines?topic=scan&state=3", all, 3, 1},                   // s2
+		{"/v1/reports/machines?topic=scan&state=0", all, 0, 1},                   // s5
+		{"/v1/reports/machines?topic=scan&state=0&collection=CS", servers, 0, 1}, // s9, silent
+		{"/v1/reports/machines?topic=scan&state=6&collection=CS", servers, 6, 1}, // s1
+	} {
+		want := latest(tc.scope, tc.state)
+		if got := machines(tc.path); !slices.Equal(got, want) || len(want) != tc.n {
+			t.Errorf("%s: %v, want %v (oracle %d)", tc.path, got, want, tc.n)
+		}
+	}
+	s.status("/v1/reports/machines?topic=scan&state=7", 400, "state")
+	s.status("/v1/reports/machines?topic=scan", 400, "state")
+	s.status("/v1/reports/machines?topic=scan&state=5&update=U1", 400, "update")
+	s.status("/v1/reports/machines?topic=scan&error=0x8024402C&deployment=D", 400, "deployment")
+	s.status("/v1/reports/machines?topic=evaluation&error=0x8024402C", 400, "topic")
 }
 
 // rule3Fixture is the estate of the computer, update and machines tests: a catalog, a list,

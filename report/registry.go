@@ -106,14 +106,30 @@ func Reports() []Definition {
 	return []Definition{
 		{
 			Name:    "compliance",
-			Summary: "per update of a list (or ids, or the catalog): installed, required, not required, unknown; per computer: compliant or not",
+			Summary: "per update of a list (or ids, or the catalog; of a vendor, a month or year of release): installed, required, not required, unknown; per computer: compliant or not",
 			Params: []Param{
 				{Name: "list", Kind: KindID, Help: "update list id (default: every catalog update)"}, updates, scope,
 				{Name: "source", Kind: KindWord, Help: "aggregates (default: the projector's counts) or scan (recount the live states)"},
 				{Name: "not_deployed", Kind: KindWord, Help: "true: only the updates no deployment holds and some client in scope requires (ConfigMgr's Management 2)"},
+				{Name: "vendor", Kind: KindID, Help: "only the updates of this catalog vendor (exactly as imported, e.g. Microsoft)"},
+				{Name: "released", Kind: KindWord, Help: "only the updates the vendor released in this month (2026-11) or year (2026), UTC"},
+				{Name: "by", Kind: KindWord, Help: "vendor, month or year: also sum the per-update counts per vendor, or per month or year of release (ConfigMgr's Compliance 4)"},
 			},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				p := ComplianceParams{List: a.ID("list"), Updates: a.IDs("updates"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree}, ExpiredCleanup: env.ExpiredCleanup}
+				p := ComplianceParams{List: a.ID("list"), Updates: a.IDs("updates"), Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree}, ExpiredCleanup: env.ExpiredCleanup,
+					Vendor: a.ID("vendor")}
+				if r := a.Word("released"); r != "" {
+					var err error
+					if p.Released, err = ParseReleasedPeriod(r); err != nil {
+						return nil, err
+					}
+				}
+				switch by := a.Word("by"); by {
+				case "", GroupVendor, GroupMonth, GroupYear:
+					p.By = by
+				default:
+					return nil, &ParamError{Field: "by", Message: fmt.Sprintf("by %q: want vendor, month or year", by)}
+				}
 				switch nd := a.Word("not_deployed"); nd {
 				case "", "false":
 				case "true":
@@ -192,10 +208,12 @@ func Reports() []Definition {
 		},
 		{
 			Name:    "errors",
-			Summary: "HRESULTs of live enforcement states, stack-ranked by machines, with their updates and deployments",
-			Params:  []Param{{Name: "deployment", Kind: KindID, Help: "deployment id: its collection, its updates and itself only"}},
+			Summary: "HRESULTs of live enforcement (or scan) states, stack-ranked by machines, with their updates and deployments (or update sources)",
+			Params: []Param{{Name: "topic", Kind: KindWord, Help: "enforcement (default: update 402 and deployment 301 enforcement) or scan (501: scan errors per update source)"},
+				{Name: "deployment", Kind: KindID, Help: "deployment id: its collection, its updates and itself only (enforcement)"}, scope},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
-				return ErrorsReport(ctx, env.Store, env.Database, env.Site, ErrorsParams{Deployment: a.ID("deployment"), Tree: env.Tree})
+				return ErrorsReport(ctx, env.Store, env.Database, env.Site, ErrorsParams{Topic: a.Word("topic"), Deployment: a.ID("deployment"),
+					Scope: Scope{Collection: a.ID("collection"), Tree: env.Tree}})
 			},
 			Table: table(printErrors),
 		},
@@ -212,11 +230,12 @@ func Reports() []Definition {
 		},
 		{
 			Name:    "computer",
-			Summary: "one machine against an update list (or ids): each update's state and enforcement",
-			Params:  []Param{{Name: "client", Kind: KindID, Required: true, Help: "client id"}, list, updates},
+			Summary: "one machine against an update list, ids or a deployment: each update's state and enforcement; with a deployment, its 301/302/300 states for it",
+			Params: []Param{{Name: "client", Kind: KindID, Required: true, Help: "client id"}, list, updates,
+				{Name: "deployment", Kind: KindID, Help: "deployment id, instead of list or updates: its updates, and whether it targets the machine with the machine's enforcement, evaluation and compliance states for it"}},
 			Run: func(ctx context.Context, env Env, a Args) (any, error) {
 				return ComputerReport(ctx, env.Store, env.Database, env.Site, ComputerParams{Client: a.ID("client"), List: a.ID("list"),
-					Updates: a.IDs("updates"), ExpiredCleanup: env.ExpiredCleanup, Tree: env.Tree})
+					Updates: a.IDs("updates"), Deployment: a.ID("deployment"), ExpiredCleanup: env.ExpiredCleanup, Tree: env.Tree})
 			},
 			Table: table(printComputer),
 		},

@@ -22,7 +22,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +56,70 @@ type ComplianceParams struct {
 	// only those some client in scope requires (ConfigMgr's "Management 2 – Updates required
 	// but not deployed"); the computers line is over the kept set.
 	NotDeployed bool
+	// Vendor keeps of the update set the updates whose catalog vendor is exactly this (ConfigMgr's
+	// "Compliance 4 – Updates by vendor, month, year"); "": any.
+	Vendor string
+	// Released keeps of the update set the updates the vendor released in this month or year
+	// (UTC); an update whose release is unknown, or that is not in the catalog, is not kept.
+	// Zero: any.
+	Released ReleasedPeriod
+	// By groups the per-update counts: GroupVendor, GroupMonth or GroupYear; "": no groups.
+	By string
+}
+
+// The groupings of the compliance report (by=).
+const (
+	GroupVendor = "vendor"
+	GroupMonth  = "month" // of release, 2026-11
+	GroupYear   = "year"  // of release, 2026
+)
+
+// ReleasedPeriod is a month or a year of release, UTC: [From, To).
+type ReleasedPeriod struct {
+	Text     string // as asked and answered: 2026-11 or 2026
+	From, To time.Time
+}
+
+// IsZero reports whether no period was asked.
+func (r ReleasedPeriod) IsZero() bool { return r.Text == "" }
+
+var releasedPeriod = regexp.MustCompile(`^([0-9]{4})(?:-([0-9]{2}))?$`)
+
+// ParseReleasedPeriod reads a month (2026-11) or a year (2026) from 1970 to 2299 (the range
+// of a catalog's released); other text is a *ParamError naming released.
+func ParseReleasedPeriod(s string) (ReleasedPeriod, error) {
+	m := releasedPeriod.FindStringSubmatch(s)
+	y, month := 0, 1
+	if m != nil {
+		y, _ = strconv.Atoi(m[1])
+		if m[2] != "" {
+			month, _ = strconv.Atoi(m[2])
+		}
+	}
+	if m == nil || y < 1970 || y > 2299 || month < 1 || month > 12 {
+		return ReleasedPeriod{}, &ParamError{Field: "released", Message: fmt.Sprintf("released %q: want a month (2026-11) or a year (2026), from 1970 to 2299", s)}
+	}
+	from := time.Date(y, time.Month(month), 1, 0, 0, 0, 0, time.UTC)
+	to := from.AddDate(1, 0, 0)
+	if m[2] != "" {
+		to = from.AddDate(0, 1, 0)
+	}
+	return ReleasedPeriod{Text: s, From: from, To: to}, nil
+}
+
+// filtered reports whether p keeps of its update set only some by catalog fields.
+func (p ComplianceParams) filtered() bool { return p.Vendor != "" || !p.Released.IsZero() }
+
+// catalogFilter is the condition on v_updates that p's vendor and released keep.
+func (p ComplianceParams) catalogFilter() string {
+	var conds []string
+	if p.Vendor != "" {
+		conds = append(conds, "vendor = "+Quote(p.Vendor))
+	}
+	if !p.Released.IsZero() {
+		conds = append(conds, fmt.Sprintf("released >= %s AND released < %s", sqlTime(p.Released.From), sqlTime(p.Released.To)))
+	}
+	return strings.Join(conds, " AND ")
 }
 
 // Compliance is the compliance report (DESIGN §4).
@@ -65,11 +131,21 @@ type Compliance struct {
 	RequestedUpdates []string  `json:"requested_updates,omitempty"` // the ids of updates=, sorted, each once
 	// NotDeployed: only the updates no deployment holds and some client in scope requires
 	// (not_deployed=true).
-	NotDeployed    bool               `json:"not_deployed,omitempty"`
+	NotDeployed bool `json:"not_deployed,omitempty"`
+	// Vendor and Released echo the filters asked (vendor=, released=: a month or a year).
+	Vendor         string             `json:"vendor,omitempty"`
+	Released       string             `json:"released,omitempty"`
 	Scope          string             `json:"collection,omitempty"`
 	CollectionName string             `json:"collection_name,omitempty"`
 	Updates        []UpdateCompliance `json:"updates"` // expired updates past the cleanup age left
 	Computers      ComputerCounts     `json:"computers"`
+	// ComputersUncounted says why computers holds only the total: over the sites below, the
+	// cells count computers per update list, not for a set filtered by vendor or released.
+	ComputersUncounted string `json:"computers_uncounted,omitempty"`
+	// By and Groups: the per-update counts summed per vendor, month or year of release (by=);
+	// a group's counts are update × client pairs.
+	By     string            `json:"by,omitempty"`
+	Groups []ComplianceGroup `json:"groups,omitzero"`
 	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
 	Sites []SiteStatus `json:"sites,omitempty"`
 }
@@ -78,6 +154,22 @@ type Compliance struct {
 type UpdateCompliance struct {
 	UpdateID     string  `json:"update_id"`
 	Title        string  `json:"title"`
+	Installed    int64   `json:"installed"`
+	Required     int64   `json:"required"`
+	NotRequired  int64   `json:"not_required"`
+	Unknown      int64   `json:"unknown"`
+	Total        int64   `json:"total"`
+	CompliantPct float64 `json:"compliant_pct"` // (installed + not_required) / total × 100; 0 when total is 0
+	// Vendor and Released are the catalog's ("" and null when not given, or not in the catalog).
+	Vendor   string     `json:"vendor"`
+	Released *time.Time `json:"released"`
+}
+
+// ComplianceGroup sums the per-update counts of the updates of one vendor, month or year of
+// release (by=): Installed … Total count update × client pairs.
+type ComplianceGroup struct {
+	Group        string  `json:"group"` // the vendor, month (2026-11) or year (2026); "" when not given or unknown
+	Updates      int64   `json:"updates"`
 	Installed    int64   `json:"installed"`
 	Required     int64   `json:"required"`
 	NotRequired  int64   `json:"not_required"`
@@ -149,6 +241,9 @@ func resolveCompliance(ctx context.Context, q Querier, db string, p CompliancePa
 	if p.NotDeployed {
 		base = fmt.Sprintf("SELECT uid FROM (%s) WHERE uid NOT IN (SELECT arrayJoin(updates) FROM %s.v_deployments)", base, db)
 	}
+	if p.filtered() {
+		base = fmt.Sprintf("SELECT uid FROM (%s) WHERE uid IN (SELECT id FROM %s.v_updates WHERE %s)", base, db, p.catalogFilter())
+	}
 	cs.idSQL = fmt.Sprintf(`(SELECT DISTINCT uid FROM (%s) WHERE uid NOT IN
 		(SELECT id FROM %s.v_updates WHERE expired = 1 AND expired_at <= now64(3) - toIntervalSecond(%d)))`,
 		base, db, int64(p.ExpiredCleanup.Seconds()))
@@ -171,7 +266,7 @@ func resolveCompliance(ctx context.Context, q Querier, db string, p CompliancePa
 	}
 	cs.cte = fmt.Sprintf(`WITH
 	scope AS (%[2]s),
-	upd AS (SELECT id, title, first_synced FROM %[1]s.v_updates WHERE id IN %[3]s),
+	upd AS (SELECT id, title, first_synced, vendor, released FROM %[1]s.v_updates WHERE id IN %[3]s),
 	scans AS (SELECT client, time AS last_scan FROM %[1]s.client_scans FINAL %[4]s)
 `, db, p.Scope.clientsSQL(db), cs.idSQL, scanScope)
 	return cs, nil
@@ -187,7 +282,9 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		if p.Scan {
 			return nil, &ParamError{Field: "source", Message: "source=scan recounts this site's own states, and the sites below send counts only: ask each site with site=CODE"}
 		}
-		if _, ok := aggregatedList(p, 1); !ok {
+		unfiltered := p
+		unfiltered.Vendor, unfiltered.Released = "", ReleasedPeriod{}
+		if _, ok := aggregatedList(unfiltered, 1); !ok {
 			return nil, &ParamError{Field: "updates", Message: "per-computer compliance over the sites below needs an update list (list=ID, or none for the catalog): the sites send per-list counts, not their machines"}
 		}
 	}
@@ -197,7 +294,11 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	}
 	ids, cte := cs.ids, cs.cte
 	rep := &Compliance{Site: site, AsOf: time.Now().UTC(), List: p.List, ListName: cs.listName, Scope: p.Scope.Collection,
-		CollectionName: cs.collectionName, Updates: []UpdateCompliance{}, NotDeployed: p.NotDeployed}
+		CollectionName: cs.collectionName, Updates: []UpdateCompliance{}, NotDeployed: p.NotDeployed,
+		Vendor: p.Vendor, Released: p.Released.Text, By: p.By}
+	if p.By != "" {
+		rep.Groups = []ComplianceGroup{}
+	}
 	if tree != nil {
 		rep.Sites = tree.Sites
 	}
@@ -225,7 +326,8 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	}
 	scanned, err := q.Query(ctx, cte+`,
 	`+dist+`
-	SELECT u.id, u.title, s.newer FROM (SELECT 1 AS k, id, title, first_synced FROM upd) AS u
+	SELECT u.id, u.title, u.vendor, ifNull(toUnixTimestamp64Milli(u.released), 0), s.newer
+	FROM (SELECT 1 AS k, id, title, vendor, released, first_synced FROM upd) AS u
 	ASOF LEFT JOIN dist AS s ON u.k = s.k AND u.first_synced < s.last_scan`)
 	if err != nil {
 		return nil, fmt.Errorf("cannot count scans per update: %w", err)
@@ -247,7 +349,11 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	}
 	type counts struct{ n3, n2, n1, statedScanned, scannedAfter int64 }
 	per := map[string]*counts{}
-	titles := map[string]string{}
+	type catalogFields struct {
+		title, vendor string
+		released      int64 // ms; 0: unknown
+	}
+	catalog := map[string]catalogFields{}
 	get := func(id string) *counts {
 		if per[id] == nil {
 			per[id] = &counts{}
@@ -272,18 +378,24 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 		c.statedScanned += statedScanned
 	}
 	for i := range scanned.Rows {
-		var id, title string
+		var id string
+		var f catalogFields
 		var after int64
-		if err := scanRow(scanned, i, "scans per update", &id, &title, &after); err != nil {
+		if err := scanRow(scanned, i, "scans per update", &id, &f.title, &f.vendor, &f.released, &after); err != nil {
 			return nil, err
 		}
-		titles[id] = title
+		catalog[id] = f
 		get(id).scannedAfter = after
 	}
 	for _, id := range ids {
 		c := get(id)
-		u := UpdateCompliance{UpdateID: id, Title: titles[id], Installed: c.n3, Required: c.n2,
-			NotRequired: c.n1 + c.scannedAfter - c.statedScanned, Total: total}
+		f := catalog[id]
+		u := UpdateCompliance{UpdateID: id, Title: f.title, Installed: c.n3, Required: c.n2,
+			NotRequired: c.n1 + c.scannedAfter - c.statedScanned, Total: total, Vendor: f.vendor}
+		if f.released != 0 {
+			r := schema.MillisTime(f.released)
+			u.Released = &r
+		}
 		u.Unknown = total - u.Installed - u.Required - u.NotRequired
 		u.CompliantPct = pct(u.Installed+u.NotRequired, total)
 		rep.Updates = append(rep.Updates, u)
@@ -292,6 +404,11 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	// newer than the update), non-compliant when any is 2. The projector keeps these counts
 	// per update list and for the whole catalog; an ad-hoc set of updates is evaluated here.
 	var compliant, nonCompliant int64
+	if p.filtered() && tree.Below() {
+		rep.ComputersUncounted = "over the sites below, computers are counted per update list, not for a set filtered by vendor or released: ask each site with site=CODE, or give a list"
+		rep.Computers = ComputerCounts{Total: total}
+		return rep.finish(p), nil
+	}
 	if list, ok := aggregatedList(p, cs.catalog); ok && !p.Scan {
 		from, cond := tree.cells(db, "lists")
 		res, err := q.Query(ctx, fmt.Sprintf(`SELECT sumIf(clients, status = 1), sumIf(clients, status = 2) FROM %s
@@ -313,10 +430,57 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	}
 	rep.Computers = ComputerCounts{Compliant: compliant, NonCompliant: nonCompliant, Total: total,
 		Unknown: total - compliant - nonCompliant, CompliantPct: pct(compliant, total)}
+	return rep.finish(p), nil
+}
+
+// finish drops of a not_deployed answer the updates no client in scope requires, then groups
+// the updates left (by=).
+func (rep *Compliance) finish(p ComplianceParams) *Compliance {
 	if p.NotDeployed {
 		rep.Updates = slices.DeleteFunc(rep.Updates, func(u UpdateCompliance) bool { return u.Required == 0 })
 	}
-	return rep, nil
+	if p.By == "" {
+		return rep
+	}
+	groups := map[string]*ComplianceGroup{}
+	for _, u := range rep.Updates {
+		key := u.Vendor
+		switch {
+		case p.By == GroupVendor:
+		case u.Released == nil:
+			key = ""
+		case p.By == GroupMonth:
+			key = u.Released.UTC().Format("2006-01")
+		default:
+			key = u.Released.UTC().Format("2006")
+		}
+		g := groups[key]
+		if g == nil {
+			g = &ComplianceGroup{Group: key}
+			groups[key] = g
+		}
+		g.Updates++
+		g.Installed += u.Installed
+		g.Required += u.Required
+		g.NotRequired += u.NotRequired
+		g.Unknown += u.Unknown
+		g.Total += u.Total
+	}
+	for _, g := range groups {
+		g.CompliantPct = pct(g.Installed+g.NotRequired, g.Total)
+		rep.Groups = append(rep.Groups, *g)
+	}
+	// By key, the updates of no vendor or an unknown release last.
+	slices.SortFunc(rep.Groups, func(a, b ComplianceGroup) int {
+		if (a.Group == "") != (b.Group == "") {
+			if a.Group == "" {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.Group, b.Group)
+	})
+	return rep
 }
 
 // scopeTotal counts the clients in scope: the site's (the members of a collection), or in a
@@ -356,7 +520,7 @@ func (cs *complianceSet) computersSQL(db string) string {
 // the update list, or (no list and no update ids, with a catalog) the whole catalog.
 func aggregatedList(p ComplianceParams, catalog int64) (string, bool) {
 	switch {
-	case p.NotDeployed:
+	case p.NotDeployed, p.filtered():
 		return "", false // a set of its own
 	case p.List != "":
 		return p.List, true
@@ -416,18 +580,60 @@ func printCompliance(w io.Writer, c *Compliance) {
 	if c.NotDeployed {
 		what += ", required but not deployed"
 	}
+	if c.Vendor != "" {
+		what += ", vendor " + c.Vendor
+	}
+	if c.Released != "" {
+		what += ", released in " + c.Released
+	}
 	header(w, "compliance", c.Site, c.AsOf, what, scopeText(c.Scope, c.CollectionName))
 	tw := columns(w)
-	fmt.Fprintln(tw, "update\tinstalled\trequired\tnot required\tunknown\ttotal\tcompliant\ttitle")
-	for _, u := range c.Updates {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", u.UpdateID, u.Installed, u.Required, u.NotRequired,
-			u.Unknown, u.Total, percent(u.Installed+u.NotRequired, u.Total), clipText(u.Title, 60))
+	if c.By != "" {
+		// The groups stand for the updates: --json lists both.
+		fmt.Fprintf(tw, "%s\tupdates\tinstalled\trequired\tnot required\tunknown\ttotal\tcompliant\n", c.By)
+		for _, g := range c.Groups {
+			key := g.Group
+			if key == "" {
+				key = "(unknown)"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", clipText(key, 40), g.Updates, g.Installed, g.Required, g.NotRequired,
+				g.Unknown, g.Total, percent(g.Installed+g.NotRequired, g.Total))
+		}
+		_ = tw.Flush()
+		fmt.Fprintf(w, "(update × client pairs per %s; each update: without --by, or --json)\n", c.By)
+	} else {
+		// Vendor and release date are columns when the catalog gives any.
+		catalog := slices.ContainsFunc(c.Updates, func(u UpdateCompliance) bool { return u.Vendor != "" || u.Released != nil })
+		fmt.Fprint(tw, "update\tinstalled\trequired\tnot required\tunknown\ttotal\tcompliant\t")
+		if catalog {
+			fmt.Fprint(tw, "vendor\treleased\t")
+		}
+		fmt.Fprintln(tw, "title")
+		for _, u := range c.Updates {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t", u.UpdateID, u.Installed, u.Required, u.NotRequired,
+				u.Unknown, u.Total, percent(u.Installed+u.NotRequired, u.Total))
+			if catalog {
+				vendor, released := u.Vendor, "—"
+				if vendor == "" {
+					vendor = "—"
+				}
+				if u.Released != nil {
+					released = u.Released.UTC().Format(time.DateOnly)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t", clipText(vendor, 30), released)
+			}
+			fmt.Fprintln(tw, clipText(u.Title, 60))
+		}
+		_ = tw.Flush()
 	}
-	_ = tw.Flush()
 	cc := c.Computers
-	fmt.Fprintf(w, "computers: %d compliant (%s), %d non-compliant (%s), %d unknown (%s), %d total\n",
-		cc.Compliant, percent(cc.Compliant, cc.Total), cc.NonCompliant, percent(cc.NonCompliant, cc.Total),
-		cc.Unknown, percent(cc.Unknown, cc.Total), cc.Total)
+	if c.ComputersUncounted != "" {
+		fmt.Fprintf(w, "computers: %d in scope, not counted by compliance (%s)\n", cc.Total, c.ComputersUncounted)
+	} else {
+		fmt.Fprintf(w, "computers: %d compliant (%s), %d non-compliant (%s), %d unknown (%s), %d total\n",
+			cc.Compliant, percent(cc.Compliant, cc.Total), cc.NonCompliant, percent(cc.NonCompliant, cc.Total),
+			cc.Unknown, percent(cc.Unknown, cc.Total), cc.Total)
+	}
 	printSites(w, c.Sites)
 	scope := ""
 	if c.Scope != "" {

@@ -47,6 +47,9 @@ func TestReportParametersAreJudgedBeforeQuerying(t *testing.T) {
 		{"/v1/reports/computer?list=L", 400, "client"},
 		{"/v1/reports/computer?client=c", 400, "list"},
 		{"/v1/reports/computer?client=c&list=L&updates=U1", 400, "updates"},
+		{"/v1/reports/computer?client=c&list=L&deployment=D", 400, "deployment"},
+		{"/v1/reports/computer?client=c&updates=U1&deployment=D", 400, "deployment"},
+		{"/v1/reports/computer?client=c&deployment=D", 503, ""}, // valid: reaches the store
 		{"/v1/reports/update", 400, "update"},
 		{"/v1/reports/trend?list=L&step=fast", 400, "step"},
 		{"/v1/reports/trend?list=L&step=100us", 400, "step"},
@@ -58,8 +61,13 @@ func TestReportParametersAreJudgedBeforeQuerying(t *testing.T) {
 		{"/v1/reports/trend?step=1ms", 400, "list"},
 		{"/v1/reports/trend?list=L&updates=U1&step=1ms", 400, "updates"},
 		// A parameter the report does not take is refused, not ignored.
-		{"/v1/reports/errors?collection=nope", 400, "collection"},
+		{"/v1/reports/update?deployment=nope&update=U1", 400, "deployment"},
 		{"/v1/reports/scan?deployment=D", 400, "deployment"},
+		// Values a report judges itself, before it queries.
+		{"/v1/reports/errors?topic=bogus", 400, "topic"},
+		{"/v1/reports/errors?topic=scan&deployment=D", 400, "deployment"},
+		{"/v1/reports/errors?deployment=D&collection=C", 400, "collection"},
+		{"/v1/reports/machines?topic=scan&state=7", 400, "state"},
 		{"/v1/reports/trend?update=X&step=1ms", 400, "update"},
 		{"/v1/reports/compliance?updates=U1&Collection=C", 400, "Collection"},
 		{"/v1/reports/errors?site=P01", 503, ""}, // site: every report takes it
@@ -90,9 +98,9 @@ func TestReportsRefuseParametersTheyDoNotTake(t *testing.T) {
 		_ = json.Unmarshal(rec.Body.Bytes(), &eb)
 		return rec.Code, eb.Error
 	}
-	code, e := get("/v1/reports/errors?collection=nope")
-	if want := "report errors takes no parameter collection (it takes: deployment)"; code != 400 || e.Field != "collection" || e.Message != want {
-		t.Errorf("errors?collection=nope: %d %+v, want 400 %q", code, e, want)
+	code, e := get("/v1/reports/scan?deployment=nope")
+	if want := "report scan takes no parameter deployment (it takes: collection, days)"; code != 400 || e.Field != "deployment" || e.Message != want {
+		t.Errorf("scan?deployment=nope: %d %+v, want 400 %q", code, e, want)
 	}
 	code, e = get("/v1/reports/update?update=U1&%1B%5B2J=" + strings.Repeat("x", 10))
 	if code != 400 || e.Field != `\x1b[2J` || strings.ContainsRune(e.Message, 0x1b) {
@@ -300,7 +308,7 @@ func TestReportsSurviveAnyAnswer(t *testing.T) {
 			"tree deployment": func() (any, error) {
 				return DeploymentReport(ctx, q, "db", "CEN", DeploymentParams{Deployment: "D", Tree: tree})
 			},
-			"tree errors": func() (any, error) { return ErrorsReport(ctx, q, "db", "CEN", ErrorsParams{Tree: tree}) },
+			"tree errors": func() (any, error) { return ErrorsReport(ctx, q, "db", "CEN", ErrorsParams{Scope: Scope{Tree: tree}}) },
 			"tree scan": func() (any, error) {
 				return ScanReport(ctx, q, "db", "CEN", ScanParams{Scope: Scope{Collection: "C", Tree: tree}})
 			},

@@ -47,8 +47,22 @@ type Scan struct {
 	// answering (absent, with Stale empty, when site= named a subtree below it). Stale clients
 	// of the sites below are counted in StaleClients and listed by their own site.
 	StaleOf string `json:"stale_of,omitempty"`
+	// BySite, in a site hierarchy, is each site's own part (ConfigMgr's "Scan 2 – Last scan
+	// states by site"), in the order of Sites; they add up to States (where present), Total
+	// and StaleClients.
+	BySite []SiteScan `json:"by_site,omitempty"`
 	// Sites lists, in a site hierarchy, every site counted with its watermark and link state.
 	Sites []SiteStatus `json:"sites,omitempty"`
+}
+
+// SiteScan is one site's clients in scope by the state of their latest scan, and those of
+// them without a recent successful scan.
+type SiteScan struct {
+	Site  string `json:"site"`
+	Total int64  `json:"total"`
+	// States is absent when the site has several update sources (its counts are per source).
+	States       []StateCount `json:"states,omitempty"`
+	StaleClients int64        `json:"stale_clients"`
 }
 
 // ScanSource is the clients in scope by their scan state for one update source.
@@ -70,8 +84,8 @@ type ScanSource struct {
 // topic type 501, States as their sum where every site has at most one source (a client's
 // latest scan is then its one source's; otherwise States is absent), and StaleClients from
 // the latest successful scans (agg_scans): the clients in scope less those whose latest
-// successful scan is at or after the threshold. Stale lists the site's own stale clients only
-// (StaleOf).
+// successful scan is at or after the threshold; BySite has the same per site. Stale lists the
+// site's own stale clients only (StaleOf).
 func ScanReport(ctx context.Context, q Querier, db, site string, p ScanParams) (*Scan, error) {
 	if p.Days == 0 {
 		p.Days = DefaultStaleDays
@@ -176,6 +190,14 @@ func treeScan(ctx context.Context, q Querier, db string, tree *Tree, rep *Scan, 
 	for _, n := range totals {
 		rep.Total += n
 	}
+	rep.BySite = make([]SiteScan, 0, len(tree.Sites))
+	at := map[string]*SiteScan{}
+	for _, site := range tree.order() {
+		rep.BySite = append(rep.BySite, SiteScan{Site: site, Total: totals[site]})
+	}
+	for i := range rep.BySite {
+		at[rep.BySite[i].Site] = &rep.BySite[i]
+	}
 	from, cond := tree.cells(db, "states")
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, topic_id, toInt64(state), toInt64(sum(clients)) FROM %s
 	WHERE %s AND scope = %s AND topic_type = 501 GROUP BY origin_site, topic_id, state HAVING sum(clients) != 0`, from, cond, sc))
@@ -204,6 +226,23 @@ func treeScan(ctx context.Context, q Querier, db string, tree *Tree, rep *Scan, 
 	for _, s := range sourcesOf {
 		single = single && len(s) <= 1
 	}
+	for i := range rep.BySite { // a site's States: its one source's, as States below
+		if s := &rep.BySite[i]; len(sourcesOf[s.Site]) <= 1 {
+			s.States = emptyStates(schema.TopicScan)
+			s.States[0].Clients = s.Total
+		}
+	}
+	for i := range res.Rows {
+		var origin, source string
+		var st, n int64
+		if err := scanRow(res, i, "scan states per source", &origin, &source, &st, &n); err != nil {
+			return err
+		}
+		if s := at[origin]; s != nil && s.States != nil && st > 0 && st < int64(len(s.States)) {
+			s.States[st].Clients += n
+			s.States[0].Clients -= n
+		}
+	}
 	if single { // each client has at most one scan state: its latest
 		rep.States = emptyStates(schema.TopicScan)
 		rep.States[0].Clients = rep.Total
@@ -217,13 +256,18 @@ func treeScan(ctx context.Context, q Querier, db string, tree *Tree, rep *Scan, 
 		}
 	}
 	from, cond = tree.cells(db, "scans")
-	res, err = q.Query(ctx, fmt.Sprintf(`SELECT toInt64(sum(clients)) FROM %s WHERE %s AND scope = %s AND last_scan >= %s`,
-		from, cond, sc, sqlTime(since)))
-	fresh, err := count(res, err, "recent successful scans")
+	fresh, err := bySite(ctx, q, fmt.Sprintf(`SELECT origin_site, toInt64(sum(clients)) FROM %s WHERE %s AND scope = %s AND last_scan >= %s GROUP BY origin_site`,
+		from, cond, sc, sqlTime(since)), "recent successful scans per site")
 	if err != nil {
-		return fmt.Errorf("cannot count clients without a recent successful scan: %w", err)
+		return err
 	}
-	rep.StaleClients = rep.Total - fresh
+	rep.StaleClients = rep.Total
+	for _, n := range fresh {
+		rep.StaleClients -= n
+	}
+	for i := range rep.BySite {
+		rep.BySite[i].StaleClients = rep.BySite[i].Total - fresh[rep.BySite[i].Site]
+	}
 	rep.Sites = tree.Sites
 	return nil
 }
@@ -286,5 +330,27 @@ func printScan(w io.Writer, s *Scan) {
 		label, listed = "stale at "+s.StaleOf, int64(len(s.Stale))
 	}
 	printIDs(w, label, s.Stale, listed, 20)
+	if len(s.BySite) > 0 {
+		fmt.Fprintln(w, "by site (latest scan; ? where a site has several update sources):")
+		tw := columns(w)
+		fmt.Fprint(tw, "  site\tclients")
+		t := schema.TopicScan
+		for i := range t.StateCount() {
+			fmt.Fprintf(tw, "\t%s", clipText(t.StateName(i), 20))
+		}
+		fmt.Fprintf(tw, "\tstale %dd\n", s.StaleDays)
+		for _, site := range s.BySite {
+			fmt.Fprintf(tw, "  %s\t%d", site.Site, site.Total)
+			for i := range t.StateCount() {
+				if site.States == nil {
+					fmt.Fprint(tw, "\t?")
+				} else {
+					fmt.Fprintf(tw, "\t%d", site.States[i].Clients)
+				}
+			}
+			fmt.Fprintf(tw, "\t%d\n", site.StaleClients)
+		}
+		_ = tw.Flush()
+	}
 	printSites(w, s.Sites)
 }

@@ -31,6 +31,8 @@ import (
 //
 //   - compliance: per update and per computer from the cells; updates= (an ad-hoc set's
 //     per-computer counts) and source=scan over sites below are refused naming the parameter.
+//     vendor= and released= keep updates by the catalog (at every site): per update and by=
+//     groups from the cells, the computers line only its total (computers_uncounted says why).
 //   - deployment: per site, the collection's members it heard from (topic type 0) by their
 //     301 state for the deployment, the rest in state 0; by_site lists each site's counts,
 //     which add up to the answer. state= (the machine list) over sites below is refused
@@ -277,16 +279,22 @@ func (t *Tree) ownOnly(report string) error {
 // the whole site) it has heard from: its cells of topic type 0.
 func (t *Tree) originTotals(ctx context.Context, q Querier, db, scope string) (map[string]int64, error) {
 	from, cond := t.cells(db, "states")
-	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, toInt64(sum(clients)) FROM %s
-	WHERE %s AND scope = %s AND topic_type = 0 GROUP BY origin_site`, from, cond, Quote(scope)))
+	return bySite(ctx, q, fmt.Sprintf(`SELECT origin_site, toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND topic_type = 0 GROUP BY origin_site`, from, cond, Quote(scope)), "clients per site")
+}
+
+// bySite runs query, whose rows are (origin site, count), into a map; what names the counts
+// in errors.
+func bySite(ctx context.Context, q Querier, query, what string) (map[string]int64, error) {
+	res, err := q.Query(ctx, query)
 	if err != nil {
-		return nil, fmt.Errorf("cannot count clients per site: %w", err)
+		return nil, fmt.Errorf("cannot count %s: %w", what, err)
 	}
 	out := map[string]int64{}
 	for i := range res.Rows {
 		var site string
 		var n int64
-		if err := scanRow(res, i, "clients per site", &site, &n); err != nil {
+		if err := scanRow(res, i, what, &site, &n); err != nil {
 			return nil, err
 		}
 		out[site] += n
@@ -308,14 +316,21 @@ type SiteStates struct {
 // for the deployment, those without one (or in state 0) in state 0. Every origin is listed, in
 // the order of Sites.
 func deploymentBySite(ctx context.Context, q Querier, db string, t *Tree, dep *deploymentRef) ([]SiteStates, error) {
+	return targetedBySite(ctx, q, db, t, dep, schema.TopicDeploymentEnforcement, dep.id)
+}
+
+// targetedBySite is deploymentBySite for the targeted clients' states of another topic: the
+// deployment's evaluation (302) or compliance (300), or one of its updates' enforcement (402,
+// topic id the update). The cells of the collection's scope count exactly the targeted
+// clients each site heard from, so each is as the site counts it alone.
+func targetedBySite(ctx context.Context, q Querier, db string, t *Tree, dep *deploymentRef, states schema.TopicType, topicID string) ([]SiteStates, error) {
 	from, cond := t.cells(db, "states")
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, topic_type, toInt64(state), toInt64(sum(clients)) FROM %s
-	WHERE %s AND scope = %s AND (topic_type = 0 OR (topic_type = 301 AND topic_id = %s AND state != 0))
-	GROUP BY origin_site, topic_type, state`, from, cond, Quote(dep.collection), Quote(dep.id)))
+	WHERE %s AND scope = %s AND (topic_type = 0 OR (topic_type = %d AND topic_id = %s AND state != 0))
+	GROUP BY origin_site, topic_type, state`, from, cond, Quote(dep.collection), int(states), Quote(topicID)))
 	if err != nil {
-		return nil, fmt.Errorf("cannot count deployment states per site (%s): %w", dep.id, err)
+		return nil, fmt.Errorf("cannot count deployment states per site (%s, %d %s): %w", dep.id, states, topicID, err)
 	}
-	states := schema.TopicDeploymentEnforcement
 	out := make([]SiteStates, 0, len(t.Sites))
 	at := map[string]int{}
 	for _, site := range t.order() {

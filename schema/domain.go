@@ -24,7 +24,8 @@ var errorTopics = [...]TopicType{TopicDeploymentEnforcement, TopicUpdateEnforcem
 // rule 3): 3 Completed and 6 Completed with errors. Sorted.
 var successfulScanStates = [...]int32{ScanCompleted, ScanCompletedWithErrors}
 
-// CarriesErrors reports whether t's messages carry an HRESULT the errors report counts.
+// CarriesErrors reports whether t's messages carry an HRESULT the errors report counts as an
+// enforcement error (301, 402).
 func (t TopicType) CarriesErrors() bool {
 	for _, e := range errorTopics {
 		if t == e {
@@ -33,6 +34,11 @@ func (t TopicType) CarriesErrors() bool {
 	}
 	return false
 }
+
+// CountsErrors reports whether the HRESULTs of t's messages are counted at all: the
+// enforcement errors (CarriesErrors) and the scan (501) errors, a failed scan's code, which
+// the errors report counts apart (topic=scan).
+func (t TopicType) CountsErrors() bool { return t.CarriesErrors() || t == TopicScan }
 
 // ErrorTopics returns the topic types that carry errors (CarriesErrors), in ascending order.
 func ErrorTopics() []TopicType { return errorTopics[:] }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -67,6 +68,62 @@ type Update struct {
 	SupersededBy   []string  `json:"superseded_by"`
 	Expired        bool      `json:"expired"`
 	FirstSynced    time.Time `json:"first_synced"`
+	// Vendor (optional) is who publishes the update, e.g. "Microsoft": the compliance report
+	// filters and groups by it exactly as written.
+	Vendor string `json:"vendor,omitempty"`
+	// Released (optional) is when the vendor released the update, not when it was synchronised
+	// (FirstSynced); zero: unknown. Both optional fields are left out of the canonical JSON
+	// when unset, so a catalog without them encodes as before.
+	Released ReleaseTime `json:"released,omitzero"`
+}
+
+// ReleaseTime is when a vendor released an update: JSON an RFC 3339 time
+// (2026-11-10T18:00:00Z) or an RFC 3339 full date (2026-11-10, midnight UTC); null, absent or
+// the zero value is unknown. It encodes as an RFC 3339 time.
+type ReleaseTime struct{ time.Time }
+
+// The range of a known release time: after the Unix epoch, which the store holds for unknown
+// (ref_updates.released), and before ClickHouse's DateTime64 ends.
+var (
+	minReleased = time.Unix(0, 0).UTC()
+	maxReleased = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// UnmarshalJSON reads an RFC 3339 time or full date; other values are a
+// *json.UnmarshalTypeError, which encoding/json completes with the field's name.
+func (r *ReleaseTime) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*r = ReleaseTime{}
+		return nil
+	}
+	bad := &json.UnmarshalTypeError{Value: clipJSON(b), Type: reflect.TypeFor[ReleaseTime]()}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return bad
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			r.Time = t
+			return nil
+		}
+	}
+	return bad
+}
+
+// UnixMilli is the release time in milliseconds since the epoch as the store holds it: 0 when
+// unknown.
+func (r ReleaseTime) UnixMilli() int64 {
+	if r.IsZero() {
+		return 0
+	}
+	return r.Time.UnixMilli()
+}
+
+func clipJSON(b []byte) string {
+	if len(b) > 40 {
+		return strings.ToValidUTF8(string(b[:40]), "") + "…"
+	}
+	return string(b)
 }
 
 // UpdateList is a named set of updates.
@@ -206,8 +263,18 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 				return &LineError{Field: "title", Reason: "required"}
 			}
 			if le := texts("article", u.Article, "title", u.Title, "classification", u.Classification,
-				"severity", u.Severity, "product", u.Product, "bundle", u.Bundle); le != nil {
+				"severity", u.Severity, "product", u.Product, "bundle", u.Bundle, "vendor", u.Vendor); le != nil {
 				return le
+			}
+			switch {
+			case len(u.Vendor) > DefaultLimits.MaxIDBytes:
+				// The compliance report's vendor= takes at most as many bytes.
+				return &LineError{Field: "vendor", Reason: fmt.Sprintf("longer than %d bytes", DefaultLimits.MaxIDBytes)}
+			case u.Vendor != strings.TrimSpace(u.Vendor):
+				return &LineError{Field: "vendor", Reason: "must not begin or end with white space (reports match it exactly)"}
+			case !u.Released.IsZero() && (!u.Released.After(minReleased) || !u.Released.Before(maxReleased)):
+				return &LineError{Field: "released", Reason: fmt.Sprintf("%s is out of range: after 1970-01-01T00:00:00Z and before 2300-01-01 (absent: unknown)",
+					u.Released.Format(time.RFC3339Nano))}
 			}
 			return ids("superseded_by", u.SupersededBy)
 		}
@@ -316,6 +383,8 @@ func jsonLineError(err error) *LineError {
 	var se *json.SyntaxError
 	var pe *time.ParseError
 	switch {
+	case errors.As(err, &te) && te.Type == reflect.TypeFor[ReleaseTime]():
+		return &LineError{Field: te.Field, Reason: fmt.Sprintf("must be an RFC 3339 time (2026-11-10T18:00:00Z) or date (2026-11-10), got JSON %s", te.Value)}
 	case errors.As(err, &te):
 		return &LineError{Field: te.Field, Reason: fmt.Sprintf("must be %s, got JSON %s", te.Type, te.Value)}
 	case errors.As(err, &se):

@@ -64,3 +64,64 @@ func TestRefDataRefusesControlCharactersInText(t *testing.T) {
 		}
 	}
 }
+
+// A catalog line may give vendor and released (an RFC 3339 time or date; absent or null:
+// unknown); a line without them encodes as before, and a bad value is refused naming its field.
+func TestCatalogVendorAndReleased(t *testing.T) {
+	const base = `"title":"t","first_synced":"2024-10-01T00:00:00Z"`
+	lines := []string{
+		`{"id":"A",` + base + `}`,
+		`{"id":"B",` + base + `,"vendor":"Microsoft","released":"2026-11-10"}`,
+		`{"id":"C",` + base + `,"vendor":"Adobe","released":"2026-10-14T19:00:00+02:00"}`,
+		`{"id":"D",` + base + `,"released":null}`,
+		`{"id":"E",` + base + `,"released":"Nov 2026"}`,
+		`{"id":"F",` + base + `,"released":20261110}`,
+		`{"id":"G",` + base + `,"released":"1969-12-31"}`,
+		`{"id":"H",` + base + `,"released":"2300-01-01"}`,
+		`{"id":"I",` + base + `,"released":""}`,
+		`{"id":"J",` + base + `,"vendor":" Microsoft"}`,
+		`{"id":"K",` + base + `,"vendor":"` + strings.Repeat("v", 129) + `"}`,
+		`{"id":"L",` + base + `,"vendor":"Micro\u001bsoft"}`,
+		`{"id":"M",` + base + `,"vendor":7}`,
+	}
+	recs, errs := ParseRefLines(RefCatalog, strings.NewReader(strings.Join(lines, "\n")))
+	want := map[string]string{
+		"A": `{"id":"A","article":"","title":"t","classification":"","severity":"","product":"","bundle":"","superseded_by":null,"expired":false,"first_synced":"2024-10-01T00:00:00Z"}`,
+		"B": `{"id":"B","article":"","title":"t","classification":"","severity":"","product":"","bundle":"","superseded_by":null,"expired":false,"first_synced":"2024-10-01T00:00:00Z","vendor":"Microsoft","released":"2026-11-10T00:00:00Z"}`,
+		"C": `{"id":"C","article":"","title":"t","classification":"","severity":"","product":"","bundle":"","superseded_by":null,"expired":false,"first_synced":"2024-10-01T00:00:00Z","vendor":"Adobe","released":"2026-10-14T19:00:00+02:00"}`,
+		"D": `{"id":"D","article":"","title":"t","classification":"","severity":"","product":"","bundle":"","superseded_by":null,"expired":false,"first_synced":"2024-10-01T00:00:00Z"}`,
+	}
+	if len(recs) != len(want) {
+		t.Errorf("%d valid lines, want %d", len(recs), len(want))
+	}
+	for _, r := range recs {
+		if string(r.Value) != want[r.ID] {
+			t.Errorf("%s: %s\n want %s", r.ID, r.Value, want[r.ID])
+		}
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, fmt.Sprintf("%d:%s", e.Line, e.Field))
+	}
+	if w := "5:released 6:released 7:released 8:released 9:released 10:vendor 11:vendor 12:vendor 13:vendor"; strings.Join(got, " ") != w {
+		t.Errorf("errors %v, want %s: %v", got, w, errs)
+	}
+	if len(errs) > 0 && errs[0].Reason != `must be an RFC 3339 time (2026-11-10T18:00:00Z) or date (2026-11-10), got JSON "Nov 2026"` {
+		t.Errorf("reason: %q", errs[0].Reason)
+	}
+	// Decoded as the projector does: the release in milliseconds, 0 when unknown.
+	for id, ms := range map[string]int64{"A": 0, "B": 1794268800000, "C": 1791997200000} {
+		for _, r := range recs {
+			if r.ID != id {
+				continue
+			}
+			v, err := DecodeRef(RefCatalog, r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := v.(*Update).Released.UnixMilli(); got != ms {
+				t.Errorf("%s: released %d ms, want %d", id, got, ms)
+			}
+		}
+	}
+}

@@ -95,10 +95,21 @@ func TestConfigMgrImportEqualsTheOracle(t *testing.T) {
 		if !reflect.DeepEqual(gotErr, o.errors) {
 			return fmt.Sprintf("errors:\n got %v\nwant %v", gotErr, o.errors)
 		}
+		var scanErrs report.Errors
+		if code := s.get("/v1/reports/errors?topic=scan", &scanErrs); code != 200 {
+			return fmt.Sprintf("scan errors: %d", code)
+		}
+		gotErr = map[int32]int64{}
+		for _, e := range scanErrs.Errors {
+			gotErr[e.Error] = e.Machines
+		}
+		if !reflect.DeepEqual(gotErr, o.scanErrors) {
+			return fmt.Sprintf("scan errors:\n got %v\nwant %v", gotErr, o.scanErrors)
+		}
 		return ""
 	})
-	if len(o.errors) == 0 || len(o.compliance) == 0 || o.skippedStates == 0 || o.skippedTypes == 0 {
-		t.Fatalf("the inbox exercised too little: %d errors, %d skipped states, %d skipped types", len(o.errors), o.skippedStates, o.skippedTypes)
+	if len(o.errors) == 0 || len(o.scanErrors) == 0 || len(o.compliance) == 0 || o.skippedStates == 0 || o.skippedTypes == 0 {
+		t.Fatalf("the inbox exercised too little: %d errors, %d scan errors, %d skipped states, %d skipped types", len(o.errors), len(o.scanErrors), o.skippedStates, o.skippedTypes)
 	}
 }
 
@@ -208,6 +219,9 @@ func (g *cmInbox) write(t *testing.T, dir string) {
 						params = []string{cmHRESULTs[g.r.IntN(len(cmHRESULTs))]}
 					}
 					msgs = append(msgs, cmMsg(next(), 301, mine[g.r.IntN(len(mine))].id, st, "2026-11-11T09:20:00Z", params...))
+				case k < 10 && g.r.IntN(2) == 0: // a failed scan, its HRESULT among revision-like params
+					msgs = append(msgs, cmMsg(next(), 501, "{9A0B1C2D-3E4F-4A5B-8C6D-7E8F9A0B1C2D}", 5, "2026-11-11T09:25:00Z",
+						"7", cmHRESULTs[g.r.IntN(len(cmHRESULTs))]))
 				default:
 					msgs = append(msgs, cmMsg(next(), 1001, "ClientHealth", 1, "2026-11-11T09:30:00Z"))
 				}
@@ -304,7 +318,7 @@ func encode(enc, text string) []byte {
 type cmOracle struct {
 	compliance                  map[string][4]int64 // update → installed, required, not required, unknown
 	deployments                 map[string]map[int]int64
-	errors                      map[int32]int64
+	errors, scanErrors          map[int32]int64 // HRESULT → machines, of enforcement (301, 402) and of scans (501)
 	skippedStates, skippedTypes int
 }
 
@@ -341,7 +355,8 @@ func oracleOf(t *testing.T, dir string, g *cmInbox) cmOracle {
 		Messages []message `xml:"ReportBody>StateMessage"`
 	}
 	live := map[cmKey]cmState{}
-	o := cmOracle{compliance: map[string][4]int64{}, deployments: map[string]map[int]int64{}, errors: map[int32]int64{}}
+	o := cmOracle{compliance: map[string][4]int64{}, deployments: map[string]map[int]int64{}, errors: map[int32]int64{}, scanErrors: map[int32]int64{}}
+	scannedOK := map[string]bool{} // clients with a completed scan (every one after the sync)
 	for name := range g.files {
 		if name == g.bad {
 			continue
@@ -377,8 +392,11 @@ func oracleOf(t *testing.T, dir string, g *cmInbox) cmOracle {
 					o.skippedStates++
 					continue
 				}
+				if m.Topic.Type == 501 && (m.State.ID == 3 || m.State.ID == 6) {
+					scannedOK[doc.Client] = true
+				}
 				var e int32
-				if m.Topic.Type == 301 || m.Topic.Type == 402 {
+				if m.Topic.Type == 301 || m.Topic.Type == 402 || m.Topic.Type == 501 {
 					for _, p := range m.Params {
 						if v, err := strconv.ParseUint(strings.TrimPrefix(p, "0x"), 16, 32); err == nil && strings.HasPrefix(p, "0x") && v>>31 == 1 {
 							e = int32(uint32(v))
@@ -397,7 +415,7 @@ func oracleOf(t *testing.T, dir string, g *cmInbox) cmOracle {
 		var c [4]int64
 		for _, cl := range g.clients {
 			st := live[cmKey{cl, u, 500}]
-			_, scanned := live[cmKey{cl, "{9A0B1C2D-3E4F-4A5B-8C6D-7E8F9A0B1C2D}", 501}] // every scan completed, after the sync
+			scanned := scannedOK[cl]
 			switch {
 			case st.state == 3:
 				c[0]++
@@ -418,14 +436,21 @@ func oracleOf(t *testing.T, dir string, g *cmInbox) cmOracle {
 		}
 	}
 	for _, cl := range g.clients {
-		codes := map[int32]bool{}
+		codes, scanCodes := map[int32]bool{}, map[int32]bool{}
 		for k, st := range live {
-			if k.client == cl && (k.topic == 301 || k.topic == 402) && st.err != 0 {
+			switch {
+			case k.client != cl || st.err == 0:
+			case k.topic == 301 || k.topic == 402:
 				codes[st.err] = true
+			case k.topic == 501:
+				scanCodes[st.err] = true
 			}
 		}
 		for e := range codes {
 			o.errors[e]++
+		}
+		for e := range scanCodes {
+			o.scanErrors[e]++
 		}
 	}
 	return o

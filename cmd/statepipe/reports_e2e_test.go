@@ -62,7 +62,7 @@ func TestReportsThroughASite(t *testing.T) {
 	t.Parallel()
 	s := startSite(t, siteOpts{})
 	ctx := context.Background()
-	s.importRef("catalog", `{"id":"KB1","article":"KB5001","title":"Cumulative Update","first_synced":"2024-10-01T00:00:00Z"}`,
+	s.importRef("catalog", `{"id":"KB1","article":"KB5001","title":"Cumulative Update","first_synced":"2024-10-01T00:00:00Z","vendor":"Microsoft","released":"2024-10-08"}`,
 		`{"id":"KB2","article":"KB5002","title":"Defender definitions","first_synced":"2030-01-01T00:00:00Z"}`)
 	s.importRef("lists", `{"id":"L","name":"Patch Tuesday","updates":["KB1","KB2"]}`)
 	s.importRef("collections", `{"id":"C","name":"Pilot ring","members":["pc1","pc2","pc3"]}`)
@@ -91,6 +91,16 @@ func TestReportsThroughASite(t *testing.T) {
 		}
 		return ""
 	})
+	// Of a vendor and a month of release (ConfigMgr's Compliance 4), from the imported catalog.
+	if out, err := s.cli("compliance", "--vendor", "Microsoft", "--released", "2024-10", "--collection", "C"); err != nil ||
+		!strings.Contains(out, "every catalog update, vendor Microsoft, released in 2024-10, collection C (Pilot ring)") ||
+		!strings.Contains(out, "Microsoft  2024-10-08  Cumulative Update") || strings.Contains(out, "Defender") ||
+		!strings.Contains(out, "1 compliant (33.33 %), 1 non-compliant (33.33 %), 1 unknown (33.33 %), 3 total") {
+		t.Errorf("compliance --vendor Microsoft --released 2024-10: %v\n%s", err, out)
+	}
+	if _, err := s.cli("compliance", "--released", "2024-13"); err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "released") {
+		t.Errorf("compliance --released 2024-13: %v, want 400 naming released", err)
+	}
 	// The drill-down from a cell to its machines, and the errors with their update and deployment.
 	for _, c := range []struct {
 		args []string
@@ -100,6 +110,8 @@ func TestReportsThroughASite(t *testing.T) {
 		{[]string{"machines", "--list", "L", "--state", "unknown", "--collection", "C"}, []string{"list L (Patch Tuesday)", "\npc3\n"}},
 		{[]string{"errors"}, []string{"0x80070643", "ERROR_INSTALL_FAILURE", "KB1", "D"}},
 		{[]string{"deployment", "--deployment", "D"}, []string{"deployment D (November)", "collection C (Pilot ring)", "3 targeted"}},
+		{[]string{"computer", "--client", "pc2", "--deployment", "D"}, []string{"deployment D (November), 1 update",
+			"deployment D (November): targeted (a member of collection C (Pilot ring))", "6 Failed to install update(s)", "0x80070643", "\nKB1 "}},
 	} {
 		eventually(t, func() string {
 			out, err := s.cli(c.args...)
@@ -114,6 +126,13 @@ func TestReportsThroughASite(t *testing.T) {
 			return ""
 		})
 	}
+	// The computer report for a deployment (States 3), as JSON: its 301 state with the error.
+	var comp report.Computer
+	if code, e := s.rpGet("/v1/reports/computer?client=pc2&deployment=D", &comp); code != 200 || comp.Deployment == nil || !comp.Deployment.Targeted ||
+		comp.Deployment.Enforcement == nil || comp.Deployment.Enforcement.State != 6 || comp.Deployment.Enforcement.Hex != "0x80070643" || len(comp.Updates) != 1 {
+		t.Errorf("computer pc2 deployment D: %d %+v %+v", code, e, comp.Deployment)
+	}
+	s.rpStatus("/v1/reports/computer?client=pc2&deployment=D&list=L", 400, "deployment")
 	// Flags come from the registry: a report's own only, required ones checked before asking.
 	if _, err := s.cli("deployment", "--collection", "C"); err == nil || !strings.Contains(err.Error(), "collection") {
 		t.Errorf("deployment --collection: %v, want the flag refused", err)

@@ -21,11 +21,11 @@ type reportAPI struct {
 // import statepipe's own module (report.Reports), which needs cgo and chDB.
 var reports = map[string]reportAPI{
 	"compliance": {params: []string{"list", "updates", "collection", "source"}},
-	"machines":   {params: []string{"state", "update", "list", "updates", "collection", "deployment", "after", "limit"}, required: []string{"state"}},
+	"machines":   {params: []string{"state", "update", "list", "updates", "collection", "deployment", "topic", "error", "after", "limit"}},
 	"deployment": {params: []string{"deployment", "state"}, required: []string{"deployment"}},
-	"errors":     {params: []string{"deployment"}},
+	"errors":     {params: []string{"topic", "deployment", "collection"}},
 	"scan":       {params: []string{"collection", "days"}},
-	"computer":   {params: []string{"client", "list", "updates"}, required: []string{"client"}, oneOf: []string{"list", "updates"}},
+	"computer":   {params: []string{"client", "list", "updates", "deployment"}, required: []string{"client"}, oneOf: []string{"list", "updates", "deployment"}},
 	"update":     {params: []string{"update", "collection"}, required: []string{"update"}},
 	"trend":      {params: []string{"list", "updates", "collection", "from", "to", "step"}, oneOf: []string{"list", "updates"}},
 	"backlog":    {},

@@ -293,6 +293,22 @@ func deployment() *dashboard.DashboardBuilder {
 			Unit("percent").Max(100).Decimals(1).Span(8).Height(10)).
 		WithPanel(statPanel("Targeted clients", "Clients of the deployment's target collection (in a hierarchy: those the sites heard from, the rest in state 0).").
 			WithTarget(Report("A", "deployment", dep)).ReduceOptions(field("deployment_total", false)).Span(6).Height(10)).
+		WithPanel(barGauge("States 2 – evaluation states",
+			"The same clients by their live deployment evaluation (302) state; none counts as 0 Unknown.").
+			WithTarget(Report("A", "deployment", dep)).
+			ReduceOptions(field("evaluation_clients", true)).
+			Span(12).Height(7)).
+		WithPanel(barGauge("States 2 – compliance states",
+			"The same clients by their live deployment compliance (300) state; none counts as 0 Unknown.").
+			WithTarget(Report("A", "deployment", dep)).
+			ReduceOptions(field("compliance_clients", true)).
+			Span(12).Height(7)).
+		WithPanel(tablePanel("States 5 – enforcement per update",
+			"Per update of $deployment, its targeted clients by their live update enforcement (402) state, a column per state (none: 0 Enforcement state unknown). Drill down with the machines report (deployment, update, state).").
+			WithTarget(Report("A", "deployment", dep)).
+			WithTransformation(dashboard.DataTransformerConfig{Id: "filterFieldsByName",
+				Options: map[string]any{"include": map[string]any{"pattern": "^(update_id|title|[0-9]+ .*)$"}}}).
+			Span(24).Height(8)).
 		WithPanel(tablePanel("Schedule", "The deployment's start and deadline, and the days left to it (negative: past).").
 			WithTarget(SQL("A", sqlSchedule)).
 			OverrideByName("start", []dashboard.DynamicConfigValue{prop("unit", "dateTimeAsIso")}).
@@ -349,7 +365,11 @@ func errorsDashboard() *dashboard.DashboardBuilder {
 		WithPanel(reportTable("HRESULTs with descriptions",
 			"Per error code (hex) its description, the machines whose live enforcement state carries it, and the updates and deployments where it is (at most 10 each).", "hex", "description", "machines", "updates", "deployments").
 			WithTarget(Report("A", "errors", map[string]string{"site": "$site"})).
-			Span(24).Height(12))
+			Span(24).Height(12)).
+		WithPanel(reportTable("Scan errors",
+			"Per error code (hex) of a live scan (501) state: its description, the machines whose scan of some update source carries it, and those sources (at most 10). ConfigMgr's Troubleshooting 1.", "hex", "description", "machines", "sources").
+			WithTarget(Report("A", "errors", map[string]string{"topic": "scan", "site": "$site"})).
+			Span(24).Height(10))
 }
 
 // --- Scan health ----------------------------------------------------------------------
@@ -380,7 +400,9 @@ func scan() *dashboard.DashboardBuilder {
 		WithPanel(reportTable("Clients not scanned in $days days", "The stale clients (at most 1,000, sorted; in a hierarchy the answering site's own).", "client").
 			WithTarget(Report("A", "scan", p))).
 		WithPanel(reportTable("Scan state per update source", "Clients in scope per update source (the 501 topic id) by their state for it.", "source", "source_state", "source_state_name", "source_clients").
-			WithTarget(Report("A", "scan", p)))
+			WithTarget(Report("A", "scan", p))).
+		WithPanel(reportTable("Last scan state by site", "In a site hierarchy, per site: its clients in scope by the state of their latest scan (state -1: the site has several update sources, see per update source), its clients and its stale clients. ConfigMgr's Scan 2. Empty at a standalone site.", "site", "site_state", "site_state_name", "site_clients", "site_total", "site_stale_clients").
+			WithTarget(Report("A", "scan", p)).Span(24))
 }
 
 // --- Operations -----------------------------------------------------------------------

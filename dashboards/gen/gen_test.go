@@ -421,7 +421,7 @@ func TestStatepipeTargetsAreValidQueries(t *testing.T) {
 	// Each kind of mistake is caught.
 	for name, tg := range map[string]map[string]any{
 		"unknown query type":    {"queryType": "compliancy"},
-		"parameter not taken":   {"queryType": "errors", "params": map[string]any{"collection": "$collection"}},
+		"parameter not taken":   {"queryType": "scan", "params": map[string]any{"deployment": "$deployment"}},
 		"required missing":      {"queryType": "deployment", "params": map[string]any{"site": "$site"}},
 		"list and updates both": {"queryType": "trend", "params": map[string]any{"list": "$list", "updates": "KB1"}},
 		"sql without a query":   {"queryType": "sql"},
@@ -828,6 +828,18 @@ func checkFrames(doc map[string]any, frames map[string]frameDoc) []error {
 			ns, _ := inc["names"].([]any)
 			for _, n := range ns {
 				names = append(names, n.(string))
+			}
+			if pattern, _ := inc["pattern"].(string); pattern != "" {
+				re, err := regexp.Compile(pattern)
+				matched := 0
+				for f := range fd.fields {
+					if err == nil && re.MatchString(f) {
+						matched++
+					}
+				}
+				if err != nil || matched == 0 {
+					errs = append(errs, fmt.Errorf("panel %q keeps fields matching %q, which no field of %s does (%v)", str(p, "title"), pattern, qt, err))
+				}
 			}
 			ex, _ := o["excludeByName"].(map[string]any)
 			for n := range ex {

@@ -78,6 +78,9 @@ func describePick(p *dashboard.Panel) string {
 		}
 		inc, _ := tr.Options.(map[string]any)["include"].(map[string]any)
 		names, _ := inc["names"].([]string)
+		if pattern, _ := inc["pattern"].(string); pattern != "" {
+			return " → fields matching `/" + strings.ReplaceAll(pattern, "|", `\|`) + "/`" // a table cell
+		}
 		var quoted []string
 		for i, n := range names {
 			if i == 4 {

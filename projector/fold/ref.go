@@ -25,7 +25,7 @@ type refRow struct {
 }
 
 var refColumns = map[schema.RefKind][]string{
-	schema.RefCatalog:     {"id", "article", "title", "classification", "severity", "product", "bundle", "superseded_by", "expired", "first_synced", "imported_at", "version"},
+	schema.RefCatalog:     {"id", "article", "title", "classification", "severity", "product", "bundle", "superseded_by", "expired", "first_synced", "vendor", "released", "imported_at", "version"},
 	schema.RefUpdateLists: {"id", "name", "updates", "imported_at", "version"},
 	schema.RefCollections: {"id", "name", "members", "imported_at", "version"},
 	schema.RefDeployments: {"id", "name", "updates", "collection", "start", "deadline", "mandatory", "site", "phases", "imported_at", "version"},
@@ -62,6 +62,8 @@ func (r *RefRows) AppendRowBinary(b []byte, i int) []byte {
 		b = schema.AppendStrings(b, v.SupersededBy)
 		b = schema.AppendUInt8(b, boolByte(v.Expired))
 		b = schema.AppendInt64(b, v.FirstSynced.UnixMilli())
+		b = schema.AppendString(b, v.Vendor)
+		b = schema.AppendInt64(b, v.Released.UnixMilli()) // 0: unknown
 	case *schema.UpdateList:
 		b = schema.AppendString(b, v.ID)
 		b = schema.AppendString(b, v.Name)
@@ -99,7 +101,7 @@ func (r *RefRows) Values(i int) []any {
 	switch v := w.v.(type) {
 	case *schema.Update:
 		vals = []any{v.ID, v.Article, v.Title, v.Classification, v.Severity, v.Product, v.Bundle,
-			nonNil(v.SupersededBy), boolByte(v.Expired), v.FirstSynced.UTC()}
+			nonNil(v.SupersededBy), boolByte(v.Expired), v.FirstSynced.UTC(), v.Vendor, schema.MillisTime(v.Released.UnixMilli())}
 	case *schema.UpdateList:
 		vals = []any{v.ID, v.Name, nonNil(v.Updates)}
 	case *schema.Collection:

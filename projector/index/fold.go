@@ -252,7 +252,7 @@ func (x *Index) keyCells(pt *part, c *client, scopes []uint32, k topicKey, v key
 	for _, s := range scopes {
 		pt.add(cellKey{kind: kindState, topicType: tt, topic: topic, state: v.state, scope: s}, sign, sign*scanned)
 	}
-	if v.errCode != 0 && schema.TopicType(tt).CarriesErrors() {
+	if v.errCode != 0 && schema.TopicType(tt).CountsErrors() {
 		for _, s := range scopes {
 			pt.add(cellKey{kind: kindError, topicType: tt, topic: topic, errCode: v.errCode, scope: s}, sign, 0)
 		}
@@ -288,12 +288,19 @@ func (x *Index) contributeSummary(c *client, sign int64) {
 		}
 	}
 	clear(x.tallies)
-	errs := x.errsBuf[:0]
+	errs, scanErrs := x.errsBuf[:0], x.scanErrsBuf[:0]
 	for k, v := range c.keys {
 		tt, topic := k.topicType(), k.topic()
-		if v.errCode != 0 && schema.TopicType(tt).CarriesErrors() {
-			if !slices.Contains(errs, v.errCode) {
-				errs = append(errs, v.errCode)
+		if v.errCode != 0 {
+			switch t := schema.TopicType(tt); {
+			case t.CarriesErrors():
+				if !slices.Contains(errs, v.errCode) {
+					errs = append(errs, v.errCode)
+				}
+			case t == schema.TopicScan:
+				if !slices.Contains(scanErrs, v.errCode) {
+					scanErrs = append(scanErrs, v.errCode)
+				}
 			}
 		}
 		if tt == uint16(schema.TopicUpdateCompliance) {
@@ -310,10 +317,17 @@ func (x *Index) contributeSummary(c *client, sign int64) {
 			}
 		}
 	}
-	x.errsBuf = errs
+	x.errsBuf, x.scanErrsBuf = errs, scanErrs
 	for _, e := range errs {
 		for _, s := range scopes {
 			pt.add(cellKey{kind: kindError, errCode: e, scope: s}, sign, 0)
+		}
+	}
+	// A scan error's distinct clients over every update source: topic type 501 with the empty
+	// topic id, which no source has (a 501 message needs one).
+	for _, e := range scanErrs {
+		for _, s := range scopes {
+			pt.add(cellKey{kind: kindError, topicType: uint16(schema.TopicScan), errCode: e, scope: s}, sign, 0)
 		}
 	}
 	for i := range x.lists {

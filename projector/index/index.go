@@ -152,9 +152,10 @@ type Index struct {
 	collectionsOf map[string][]uint32 // client → the collections it is a member of
 
 	// Scratch space of contributeSummary and scopes, reused between clients.
-	tallies   []listTally // per list
-	errsBuf   []int32
-	scopesBuf []uint32
+	tallies     []listTally // per list
+	errsBuf     []int32
+	scanErrsBuf []int32
+	scopesBuf   []uint32
 }
 
 // updateRef is what the reference data says of one interned id as a catalog update. The

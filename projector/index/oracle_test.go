@@ -168,7 +168,7 @@ func oracle(model map[string]*oclient, ref index.Ref, now time.Time) map[index.C
 				add(ckey{table: "agg_scans", scope: s, scan: c.scan.Time}, 0)
 			}
 		}
-		errs := map[int32]bool{}
+		errs, scanErrs := map[int32]bool{}, map[int32]bool{}
 		for k := range c.keys {
 			m, live := c.live(k)
 			if !live {
@@ -183,8 +183,12 @@ func oracle(model map[string]*oclient, ref index.Ref, now time.Time) map[index.C
 			for _, s := range scopes {
 				add(ckey{table: "agg_states", scope: s, topic: k.id, tt: uint16(k.tt), state: int16(m.State)}, scanned)
 			}
-			if (k.tt == 402 || k.tt == 301) && m.Error != 0 {
-				errs[m.Error] = true
+			if (k.tt == 402 || k.tt == 301 || k.tt == 501) && m.Error != 0 {
+				if k.tt == 501 {
+					scanErrs[m.Error] = true
+				} else {
+					errs[m.Error] = true
+				}
 				for _, s := range scopes {
 					add(ckey{table: "agg_errors", scope: s, topic: k.id, tt: uint16(k.tt), err: m.Error}, 0)
 				}
@@ -193,6 +197,11 @@ func oracle(model map[string]*oclient, ref index.Ref, now time.Time) map[index.C
 		for e := range errs {
 			for _, s := range scopes {
 				add(ckey{table: "agg_errors", scope: s, err: e}, 0)
+			}
+		}
+		for e := range scanErrs { // over every source: topic type 501, no topic id
+			for _, s := range scopes {
+				add(ckey{table: "agg_errors", scope: s, tt: 501, err: e}, 0)
 			}
 		}
 		for id, set := range lists {

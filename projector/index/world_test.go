@@ -152,6 +152,9 @@ func genWorld(t testing.TB, seed uint64, nClients int) *world {
 				}
 			case 501:
 				m.State = []int32{3, 6, 5, 2, 0}[rng.IntN(5)]
+				if m.State == 5 || m.State == 6 || rng.IntN(10) == 0 {
+					m.Error = errPool[rng.IntN(len(errPool))] // a scan error
+				}
 			default:
 				m.State = int32(rng.IntN(tt.StateCount()))
 			}

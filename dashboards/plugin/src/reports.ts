@@ -93,18 +93,37 @@ export const REPORTS: ReportDef[] = [
           { value: 'true', label: 'true' },
         ],
       },
+      {
+        name: 'vendor',
+        label: 'Vendor',
+        help: "only the updates of this vendor, exactly as the catalog names it (ConfigMgr's Compliance 4)",
+        placeholder: 'Microsoft',
+      },
+      {
+        name: 'released',
+        label: 'Released',
+        help: 'only the updates released in this month (2026-11) or year (2026), UTC, by the catalog',
+        placeholder: '2026-11',
+      },
+      {
+        name: 'by',
+        label: 'Group by',
+        help: 'vendor, month or year: also a row per group (frame compliance_groups)',
+        choices: ['vendor', 'month', 'year'].map((s) => ({ value: s, label: s })),
+      },
       site,
     ],
     notBoth: [['list', 'updates']],
   },
   {
     name: 'machines',
-    description: 'Drill-down: the machines of one cell of compliance, update or deployment (a page at a time)',
+    description:
+      'Drill-down: the machines of one cell of compliance, update, deployment, errors or scan (a page at a time)',
     params: [
       {
         name: 'state',
         label: 'State',
-        help: 'the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); an enforcement state 0–10 (with deployment); none with error',
+        help: 'the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); an enforcement state 0–10 (with deployment); a scan state 0–6 (with topic scan); none with error',
         choices: [
           ...['installed', 'required', 'not_required', 'unknown', 'compliant', 'non_compliant'].map((s) => ({
             value: s,
@@ -130,13 +149,13 @@ export const REPORTS: ReportDef[] = [
       {
         name: 'topic',
         label: 'Topic',
-        help: 'with deployment: enforcement (301, the default), evaluation (302) or compliance (300)',
-        choices: ['enforcement', 'evaluation', 'compliance'].map((s) => ({ value: s, label: s })),
+        help: 'with deployment: enforcement (301, the default), evaluation (302) or compliance (300); scan: the machines by latest scan state (with state), or of a scan error (with error)',
+        choices: ['enforcement', 'evaluation', 'compliance', 'scan'].map((s) => ({ value: s, label: s })),
       },
       {
         name: 'error',
         label: 'Error',
-        help: 'an HRESULT (0x80070643, or its decimal): the machines whose live update or deployment enforcement state carries it (with deployment: over its updates and itself)',
+        help: 'an HRESULT (0x80070643, or its decimal): the machines whose live update or deployment enforcement state carries it (with deployment: over its updates and itself; with topic scan: whose scan carries it)',
         placeholder: '0x80070643',
       },
       collection,
@@ -144,7 +163,7 @@ export const REPORTS: ReportDef[] = [
       { name: 'limit', label: 'Limit', help: 'machines per page, 1–1000 (default 100)', placeholder: '100' },
       site,
     ],
-    oneOf: [['update', 'list', 'updates', 'deployment', 'error']],
+    oneOf: [['update', 'list', 'updates', 'deployment', 'error', 'topic']],
     notBoth: [
       ['update', 'list', 'updates', 'error'],
       ['list', 'updates', 'deployment'],
@@ -185,8 +204,16 @@ export const REPORTS: ReportDef[] = [
   },
   {
     name: 'errors',
-    description: 'HRESULTs of live enforcement states, stack-ranked by machines, with their updates and deployments',
+    description:
+      'HRESULTs of live enforcement (or scan) states, stack-ranked by machines, with their updates and deployments (or update sources)',
     params: [
+      {
+        name: 'topic',
+        label: 'Topic',
+        help: "enforcement (default: update 402 and deployment 301) or scan (501, per update source: ConfigMgr's Troubleshooting 1)",
+        placeholder: 'enforcement',
+        choices: ['enforcement', 'scan'].map((s) => ({ value: s, label: s })),
+      },
       {
         name: 'deployment',
         label: 'Deployment',
@@ -194,8 +221,10 @@ export const REPORTS: ReportDef[] = [
         help: "optional: only that deployment's target collection, its updates and itself",
         placeholder: 'every deployment',
       },
+      collection,
       site,
     ],
+    notBoth: [['deployment', 'collection']],
   },
   {
     name: 'scan',
@@ -213,15 +242,22 @@ export const REPORTS: ReportDef[] = [
   },
   {
     name: 'computer',
-    description: 'One machine against an update list (or ids): each update’s state and enforcement',
+    description:
+      'One machine against an update list, ids or a deployment: each update’s state and enforcement; with a deployment, its 301/302/300 states for it (ConfigMgr "States 3")',
     params: [
       { name: 'client', label: 'Client', required: true, help: 'client id', placeholder: 'pc-0001' },
       list,
       updates,
+      {
+        name: 'deployment',
+        label: 'Deployment',
+        resource: 'deployments',
+        help: "deployment id, instead of list or updates: its updates, and the machine's enforcement, evaluation and compliance states for it",
+      },
       site,
     ],
-    oneOf: [['list', 'updates']],
-    notBoth: [['list', 'updates']],
+    oneOf: [['list', 'updates', 'deployment']],
+    notBoth: [['list', 'updates', 'deployment']],
   },
   {
     name: 'update',
@@ -277,7 +313,7 @@ export function reportDef(name: string | undefined): ReportDef | undefined {
 
 /**
  * The parameters to keep when a query changes to the report `to`: those it takes, with a value.
- * (The API refuses a parameter a report does not take, e.g. errors?collection=C.)
+ * (The API refuses a parameter a report does not take, e.g. scan?deployment=D.)
  */
 export function paramsFor(to: string, params: ReportParams | undefined): ReportParams {
   const def = reportDef(to);

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -119,24 +120,36 @@ func complianceFrames(ctx context.Context, c *client, vals url.Values) (data.Fra
 	if err != nil {
 		return nil, err
 	}
-	var ids, titles []string
+	var ids, titles, vendors []string
 	var inst, req, nreq, unk, tot []int64
 	var pcts []float64
+	var released []*time.Time
 	for _, u := range r.Updates {
-		ids, titles = append(ids, u.UpdateID), append(titles, u.Title)
+		ids, titles, vendors = append(ids, u.UpdateID), append(titles, u.Title), append(vendors, u.Vendor)
 		inst, req, nreq, unk, tot = append(inst, u.Installed), append(req, u.Required), append(nreq, u.NotRequired), append(unk, u.Unknown), append(tot, u.Total)
-		pcts = append(pcts, u.CompliantPct)
+		pcts, released = append(pcts, u.CompliantPct), append(released, utcPtr(u.Released))
 	}
 	updates := data.NewFrame("compliance_updates",
 		textField("update_id", nonNil(ids)), textField("title", nonNil(titles)),
 		countField("installed", nonNil(inst)), countField("required", nonNil(req)), countField("not_required", nonNil(nreq)),
-		countField("unknown", nonNil(unk)), countField("total", nonNil(tot)), pctField("compliant_pct", nonNil(pcts)))
+		countField("unknown", nonNil(unk)), countField("total", nonNil(tot)), pctField("compliant_pct", nonNil(pcts)),
+		textField("vendor", nonNil(vendors)), anyField("released", nonNil(released)))
 	k := r.Computers
 	computers := data.NewFrame("compliance_computers",
 		countField("computers_compliant", []int64{k.Compliant}), countField("computers_non_compliant", []int64{k.NonCompliant}),
 		countField("computers_unknown", []int64{k.Unknown}), countField("computers_total", []int64{k.Total}),
 		pctField("computers_compliant_pct", []float64{k.CompliantPct}))
-	return withMeta(data.Frames{updates, computers}, shown, custom{r.Site, r.AsOf, r.Sites}), nil
+	frames := data.Frames{updates, computers}
+	if r.By != "" { // by=vendor|month|year: a row per group
+		g := data.NewFrame("compliance_groups", textField("group", []string{}), countField("group_updates", []int64{}),
+			countField("group_installed", []int64{}), countField("group_required", []int64{}), countField("group_not_required", []int64{}),
+			countField("group_unknown", []int64{}), countField("group_total", []int64{}), pctField("group_compliant_pct", []float64{}))
+		for _, x := range r.Groups {
+			g.AppendRow(x.Group, x.Updates, x.Installed, x.Required, x.NotRequired, x.Unknown, x.Total, x.CompliantPct)
+		}
+		frames = append(frames, g)
+	}
+	return withMeta(frames, shown, custom{r.Site, r.AsOf, r.Sites}), nil
 }
 
 func machinesFrames(ctx context.Context, c *client, vals url.Values) (data.Frames, error) {
@@ -189,15 +202,15 @@ func deploymentFrames(ctx context.Context, c *client, vals url.Values) (data.Fra
 		frames = append(frames, machineFrame("deployment_machines", "machine", r.Machines))
 	}
 	if r.Evaluation != nil {
-		frames = append(frames, stateFrame("deployment_evaluation", "state", "name", "clients", r.Evaluation),
-			stateFrame("deployment_compliance", "state", "name", "clients", r.Compliance))
+		frames = append(frames, stateFrame("deployment_evaluation", "evaluation_state", "evaluation_name", "evaluation_clients", r.Evaluation),
+			stateFrame("deployment_compliance", "compliance_state", "compliance_name", "compliance_clients", r.Compliance))
 	}
 	if r.Updates != nil {
 		// States 5: a row per update, a column per enforcement state.
 		upd := data.NewFrame("deployment_updates", textField("update_id", []string{}), textField("title", []string{}))
 		names := schema.TopicUpdateEnforcement
-		for i := range names.StateCount() {
-			upd.Fields = append(upd.Fields, countField(names.StateName(i), []int64{}))
+		for i := range names.StateCount() { // "11 Failed to install": 402's names, apart from 301's
+			upd.Fields = append(upd.Fields, countField(fmt.Sprintf("%d %s", i, names.StateName(i)), []int64{}))
 		}
 		for _, u := range r.Updates {
 			row := []any{u.UpdateID, u.Title}
@@ -239,20 +252,21 @@ func errorsFrames(ctx context.Context, c *client, vals url.Values) (data.Frames,
 		return nil, err
 	}
 	var codes, machines []int64
-	var hex, desc, upd, dep []string
+	var hex, desc, upd, dep, src []string
+	joined := func(ids []string, more bool) string {
+		if more {
+			return strings.Join(ids, ",") + ",…"
+		}
+		return strings.Join(ids, ",")
+	}
 	for _, e := range r.Errors {
 		codes, hex, desc, machines = append(codes, int64(e.Error)), append(hex, e.Hex), append(desc, e.Description), append(machines, e.Machines)
-		u, d := strings.Join(e.Updates, ","), strings.Join(e.Deployments, ",")
-		if e.MoreUpdates {
-			u += ",…"
-		}
-		if e.MoreDeployments {
-			d += ",…"
-		}
-		upd, dep = append(upd, u), append(dep, d)
+		upd, dep = append(upd, joined(e.Updates, e.MoreUpdates)), append(dep, joined(e.Deployments, e.MoreDeployments))
+		src = append(src, joined(e.Sources, e.MoreSources))
 	}
 	f := data.NewFrame("errors", anyField("error", nonNil(codes)), textField("hex", nonNil(hex)), textField("description", nonNil(desc)),
-		countField("machines", nonNil(machines)), textField("updates", nonNil(upd)), textField("deployments", nonNil(dep)))
+		countField("machines", nonNil(machines)), textField("updates", nonNil(upd)), textField("deployments", nonNil(dep)),
+		textField("sources", nonNil(src)))
 	return withMeta(data.Frames{f}, shown, custom{r.Site, r.AsOf, r.Sites}), nil
 }
 
@@ -277,6 +291,23 @@ func scanFrames(ctx context.Context, c *client, vals url.Values) (data.Frames, e
 	}
 	frames = append(frames, data.NewFrame("scan_sources", textField("source", nonNil(src)), countField("source_state", nonNil(st)),
 		textField("source_state_name", nonNil(names)), countField("source_clients", nonNil(cl))))
+	if r.BySite != nil { // a site hierarchy: a row per site × state, and its total and stale
+		var sites, snames []string
+		var sst, scl, stot, sstale []int64
+		for _, s := range r.BySite {
+			for _, x := range s.States {
+				sites, sst, snames, scl = append(sites, s.Site), append(sst, int64(x.State)), append(snames, x.Name), append(scl, x.Clients)
+				stot, sstale = append(stot, s.Total), append(sstale, s.StaleClients)
+			}
+			if s.States == nil { // several update sources there: its states are per source
+				sites, sst, snames, scl = append(sites, s.Site), append(sst, -1), append(snames, ""), append(scl, 0)
+				stot, sstale = append(stot, s.Total), append(sstale, s.StaleClients)
+			}
+		}
+		frames = append(frames, data.NewFrame("scan_sites", textField("site", nonNil(sites)), countField("site_state", nonNil(sst)),
+			textField("site_state_name", nonNil(snames)), countField("site_clients", nonNil(scl)),
+			countField("site_total", nonNil(stot)), countField("site_stale_clients", nonNil(sstale))))
+	}
 	return withMeta(frames, shown, custom{r.Site, r.AsOf, r.Sites}), nil
 }
 
@@ -303,7 +334,26 @@ func computerFrames(ctx context.Context, c *client, vals url.Values) (data.Frame
 	}
 	summary := data.NewFrame("computer_summary", textField("client", []string{r.Client}), textField("compliant", []string{r.Compliant}),
 		anyField("last_scan_time", []*time.Time{utcPtr(r.LastScanTime)}))
-	return withMeta(data.Frames{f, summary}, shown, custom{r.Site, r.AsOf, r.Sites}), nil
+	frames := data.Frames{f, summary}
+	if d := r.Deployment; d != nil { // deployment=: the machine's 300/301/302 states for it
+		states := data.NewFrame("computer_deployment", textField("deployment_id", []string{}), anyField("targeted", []bool{}),
+			countField("topic_type", []int64{}), anyField("deployment_state", []*int64{}), textField("deployment_state_name", []string{}),
+			anyField("deployment_serial", []uint64{}), anyField("deployment_time", []*time.Time{}), anyField("deployment_error", []*int64{}),
+			textField("deployment_hex", []string{}))
+		for _, x := range []struct {
+			tt int64
+			st *report.ComputerState
+		}{{301, d.Enforcement}, {302, d.Evaluation}, {300, d.Compliance}} {
+			if x.st == nil { // not targeted and nothing live: an empty row
+				states.AppendRow(d.DeploymentID, d.Targeted, x.tt, (*int64)(nil), "", uint64(0), (*time.Time)(nil), (*int64)(nil), "")
+				continue
+			}
+			st, code := int64(x.st.State), int64(x.st.Error)
+			states.AppendRow(d.DeploymentID, d.Targeted, x.tt, &st, x.st.StateName, x.st.Serial, utcPtr(x.st.Time), &code, x.st.Hex)
+		}
+		frames = append(frames, states)
+	}
+	return withMeta(frames, shown, custom{r.Site, r.AsOf, r.Sites}), nil
 }
 
 func updateFrames(ctx context.Context, c *client, vals url.Values) (data.Frames, error) {

@@ -34,6 +34,10 @@ var goldenCases = []goldenCase{
 	{name: "deployments", query: `{"queryType": "deployments", "params": {"client": "pc-03"}}`},
 	{name: "machines_deployment_update", query: `{"queryType": "machines", "params": {"deployment": "D-2026-11", "update": "KB5046617", "state": "0"}}`},
 	{name: "errors", query: `{"queryType": "errors"}`},
+	{name: "scan_errors", query: `{"queryType": "errors", "params": {"topic": "scan", "collection": "C-ALL"}}`},
+	{name: "machines_scan_state", query: `{"queryType": "machines", "params": {"topic": "scan", "state": "3"}}`},
+	{name: "compliance_by_month", query: `{"queryType": "compliance", "params": {"vendor": "Microsoft", "by": "month"}}`},
+	{name: "computer_deployment", query: `{"queryType": "computer", "params": {"client": "pc-03", "deployment": "D-2026-11"}}`},
 	{name: "scan", query: `{"queryType": "scan", "params": {"collection": "C-ALL", "days": "36500"}}`},
 	{name: "computer", query: `{"queryType": "computer", "params": {"client": "pc-03", "list": "L-2026-11"}}`},
 	{name: "update", query: `{"queryType": "update", "params": {"update": "KB5046617", "collection": "C-ALL"}}`},
@@ -50,12 +54,13 @@ var goldenCases = []goldenCase{
 	{name: "central_compliance", query: `{"queryType": "compliance", "params": {"site": "CEN", "wait": "true", "list": "L-2026-11", "collection": "C-ALL"}}`},
 	{name: "central_deployment", query: `{"queryType": "deployment", "params": {"site": "CEN", "wait": "true", "deployment": "D-2026-11"}}`},
 	{name: "central_errors", query: `{"queryType": "errors", "params": {"site": "CEN", "wait": "true"}}`},
+	{name: "central_scan", query: `{"queryType": "scan", "params": {"site": "CEN", "wait": "true", "days": "36500"}}`},
 	{name: "central_backlog", query: `{"queryType": "backlog", "params": {"site": "CEN"}}`},
 	// errors: statepipe's refusals keep its message, field and status; the plugin's own name the field
 	{name: "error_unknown_list", query: `{"queryType": "compliance", "params": {"list": "L-NOPE"}}`},
 	{name: "error_sql_refused", query: `{"queryType": "sql", "rawSql": "SELECT * FROM system.disks"}`},
 	{name: "error_query_type", query: `{"queryType": "compliancy"}`},
-	{name: "error_param_name", query: `{"queryType": "errors", "params": {"collection": "C-ALL"}}`},
+	{name: "error_param_name", query: `{"queryType": "scan", "params": {"deployment": "D-2026-11"}}`},
 	{name: "error_param_missing", query: `{"queryType": "deployment", "params": {}}`},
 	{name: "error_param_value", query: `{"queryType": "scan", "params": {"days": "0"}}`},
 	{name: "error_sql_empty", query: `{"queryType": "sql", "rawSql": "  "}`},
@@ -213,6 +218,19 @@ func TestGoldenFrames(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkGolden(t, c.name, resp, true)
+			// FRAMES.md's first convention: a field name is unique across the frames of one
+			// answer, so a panel can pick a field (or a table its frame) by name.
+			for _, r := range resp.Responses {
+				seen := map[string]string{}
+				for _, fr := range r.Frames {
+					for _, fd := range fr.Fields {
+						if other, ok := seen[fd.Name]; ok {
+							t.Errorf("field %q is in frames %s and %s", fd.Name, other, fr.Name)
+						}
+						seen[fd.Name] = fr.Name
+					}
+				}
+			}
 		})
 	}
 }

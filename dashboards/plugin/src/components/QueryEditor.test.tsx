@@ -64,15 +64,25 @@ describe('QueryEditor', () => {
       queryType: 'compliance',
       params: { list: 'L-2026-11', collection: 'C-ALL', site: 'P01' },
     });
-    await pickOption('statepipe-report', 'errors');
+    await pickOption('statepipe-report', 'deployment');
     expect(onChange).toHaveBeenCalledTimes(1);
-    expect(onChange.mock.lastCall[0]).toEqual({ refId: 'A', queryType: 'errors', params: { site: 'P01' } });
+    expect(onChange.mock.lastCall[0]).toEqual({ refId: 'A', queryType: 'deployment', params: { site: 'P01' } });
     expect(onRunQuery).toHaveBeenCalled();
   });
 
   it("shows the picked report's fields and only those", async () => {
     const { rerender } = await setup({ queryType: 'compliance', params: {} });
-    expect(fieldIds()).toEqual(['list', 'updates', 'collection', 'source', 'not_deployed', 'site']);
+    expect(fieldIds()).toEqual([
+      'list',
+      'updates',
+      'collection',
+      'source',
+      'not_deployed',
+      'vendor',
+      'released',
+      'by',
+      'site',
+    ]);
     expect(screen.getByText(REPORTS[0].description)).toBeInTheDocument();
     expect(screen.queryByText('This query is not complete')).not.toBeInTheDocument();
 
@@ -97,7 +107,7 @@ describe('QueryEditor', () => {
       'limit',
       'site',
     ]);
-    expect(screen.getByText('give one of update, list, updates, deployment, error')).toBeInTheDocument();
+    expect(screen.getByText('give one of update, list, updates, deployment, error, topic')).toBeInTheDocument();
   });
 
   it('writes a typed parameter into params under its API name, and drops it when emptied', async () => {
