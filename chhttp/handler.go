@@ -180,7 +180,8 @@ func readQuery(w http.ResponseWriter, r *http.Request, params map[string][]strin
 // asked for compression (enable_http_compression=1) and takes gzip.
 func (h *Handler) writeAnswer(w http.ResponseWriter, r *http.Request, queryID string, ans *schema.SQLAnswer, took time.Duration) {
 	summary, _ := json.Marshal(map[string]string{
-		"read_rows": "0", "read_bytes": "0", "written_rows": "0", "written_bytes": "0", "total_rows_to_read": "0",
+		"read_rows": strconv.FormatInt(ans.ReadRows, 10), "read_bytes": strconv.FormatInt(ans.ReadBytes, 10),
+		"written_rows": "0", "written_bytes": "0", "total_rows_to_read": strconv.FormatInt(ans.ReadRows, 10),
 		"result_rows": strconv.FormatInt(ans.Rows, 10), "result_bytes": strconv.Itoa(len(ans.Body)),
 		"elapsed_ns": strconv.FormatInt(took.Nanoseconds(), 10),
 	})

@@ -143,6 +143,9 @@ type SQLAnswer struct {
 	Format SQLFormat
 	Body   []byte
 	Rows   int64 // rows of the answer
+	// ReadRows and ReadBytes are what the statement read from tables (0 where the engine
+	// does not say).
+	ReadRows, ReadBytes int64
 }
 
 // SQLRefusal is what kind of refusal an analyst SQL error is, for an interface that speaks

@@ -159,6 +159,19 @@ func TestClickHouseHTTPInterface(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &doc); err != nil || doc.Rows != 10000 || len(doc.Data) != 10000 {
 		t.Errorf("JSON of many blocks: %v, %d rows", err, doc.Rows)
 	}
+	// X-ClickHouse-Summary says what was read (70,000 rows of 8 bytes), and what was answered:
+	// of a document asked again whole, and of an answer in many blocks.
+	readOf := func(a chAnswer) string {
+		var sum map[string]string
+		_ = json.Unmarshal([]byte(a.header.Get("X-ClickHouse-Summary")), &sum)
+		return sum["read_rows"] + " " + sum["read_bytes"] + " " + sum["result_rows"]
+	}
+	if got := readOf(a); got != "70000 560000 10000" {
+		t.Errorf("JSON of many blocks: summary read_rows read_bytes result_rows %q, want 70000 560000 10000", got)
+	}
+	if got := readOf(s.query("/", "SELECT number FROM numbers(150000) WHERE number % 3 = 0 FORMAT TSV")); got != "150000 1200000 50000" {
+		t.Errorf("TSV of many blocks: summary %q, want 150000 1200000 50000", got)
+	}
 	a = s.query("/", "SELECT number, toString(number) AS s FROM numbers(70000) FORMAT Parquet")
 	if a.status != 200 || !strings.HasPrefix(a.body, "PAR1") || !strings.HasSuffix(a.body, "PAR1") || strings.Count(a.body, "PAR1") != 2 {
 		t.Errorf("Parquet of many blocks: %d, %d bytes, %d magics", a.status, len(a.body), strings.Count(a.body, "PAR1"))

@@ -28,6 +28,9 @@ type lib struct {
 	resultLength      func(res unsafe.Pointer) uintptr
 	resultError       func(res unsafe.Pointer) unsafe.Pointer
 	resultRowsRead    func(res unsafe.Pointer) uint64
+	// Rows and bytes the statement read from tables (X-ClickHouse-Summary's read_rows and
+	// read_bytes); nil in a library without them.
+	resultStorageRowsRead, resultStorageBytesRead func(res unsafe.Pointer) uint64
 	// The streaming API: the output of one statement chunk by chunk as the engine makes it.
 	streamQueryN func(conn unsafe.Pointer, q unsafe.Pointer, qlen uintptr, f unsafe.Pointer, flen uintptr) unsafe.Pointer
 	streamFetch  func(conn unsafe.Pointer, res unsafe.Pointer) unsafe.Pointer
@@ -109,6 +112,14 @@ func load(explicit string) (*lib, error) {
 				return
 			}
 			purego.RegisterFunc(fn, sym)
+		}
+		for name, fn := range map[string]any{
+			"chdb_result_storage_rows_read":  &l.resultStorageRowsRead,
+			"chdb_result_storage_bytes_read": &l.resultStorageBytesRead,
+		} {
+			if sym, err := purego.Dlsym(h, name); err == nil {
+				purego.RegisterFunc(fn, sym)
+			}
 		}
 		// ClickHouse installs handlers for SIGSEGV, SIGINT, … that would take them from the Go
 		// runtime (nil-pointer panics, graceful shutdown). Keep Go in charge: no ClickHouse

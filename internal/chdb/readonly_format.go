@@ -35,9 +35,10 @@ func (a *analysts) queryFormat(ctx context.Context, database, query, defaultForm
 	ans := &schema.SQLAnswer{Format: format}
 	err = a.run(ctx, database, canonical, func(c *conn, text []byte) error {
 		chunks := 0
-		err := c.streamRows(text, format.Name, func(chunk []byte, rows uint64) error {
+		err := c.streamRows(text, format.Name, func(chunk []byte, rows uint64, read readStats) error {
 			chunks++
 			ans.Rows += int64(rows)
+			ans.ReadRows, ans.ReadBytes = ans.ReadRows+int64(read.rows), ans.ReadBytes+int64(read.bytes)
 			if err := schema.SQLResultError(ans.Rows, int64(len(ans.Body)+len(chunk)), a.limits); err != nil {
 				return err // stops the query
 			}
@@ -49,7 +50,9 @@ func (a *analysts) queryFormat(ctx context.Context, database, query, defaultForm
 		}
 		// Documents of their own (or none: a header alone): the answer again, whole, now that
 		// its size is known.
-		ans.Body, err = c.query(text, format.Name)
+		var read readStats
+		ans.Body, read, err = c.queryStats(text, format.Name)
+		ans.ReadRows, ans.ReadBytes = int64(read.rows), int64(read.bytes) // the statement that answered
 		return err
 	})
 	if err != nil {

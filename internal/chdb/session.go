@@ -186,14 +186,39 @@ func (c *conn) query(query []byte, format string) ([]byte, error) {
 	if c.p == nil {
 		return nil, ErrClosed
 	}
-	out, err := c.run(query, format)
+	out, _, err := c.run(query, format)
 	if err != nil {
-		_, _ = c.run(flushSQL, "")
+		_, _, _ = c.run(flushSQL, "")
 	}
 	return out, err
 }
 
-func (c *conn) run(query []byte, format string) ([]byte, error) {
+// queryStats is query, with what the statement read from tables.
+func (c *conn) queryStats(query []byte, format string) ([]byte, readStats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == nil {
+		return nil, readStats{}, ErrClosed
+	}
+	out, st, err := c.run(query, format)
+	if err != nil {
+		_, _, _ = c.run(flushSQL, "")
+	}
+	return out, st, err
+}
+
+// readStats is what a result (or a streamed chunk: what was read since the chunk before)
+// says the statement read from tables; zero in a library that does not say.
+type readStats struct{ rows, bytes uint64 }
+
+func (c *conn) readStats(res unsafe.Pointer) readStats {
+	if c.lib.resultStorageRowsRead == nil || c.lib.resultStorageBytesRead == nil {
+		return readStats{}
+	}
+	return readStats{c.lib.resultStorageRowsRead(res), c.lib.resultStorageBytesRead(res)}
+}
+
+func (c *conn) run(query []byte, format string) ([]byte, readStats, error) {
 	var qp unsafe.Pointer
 	if len(query) > 0 {
 		qp = unsafe.Pointer(&query[0])
@@ -203,20 +228,21 @@ func (c *conn) run(query []byte, format string) ([]byte, error) {
 	runtime.KeepAlive(query)
 	runtime.KeepAlive(f)
 	if res == nil {
-		return nil, errors.New("chdb_query returned no result")
+		return nil, readStats{}, errors.New("chdb_query returned no result")
 	}
 	defer c.lib.destroyResult(res)
 	if msg := goString(c.lib.resultError(res)); msg != "" {
-		return nil, errors.New(msg)
+		return nil, readStats{}, errors.New(msg)
 	}
+	st := c.readStats(res)
 	n := c.lib.resultLength(res)
 	if n == 0 {
-		return nil, nil
+		return nil, st, nil
 	}
 	buf := c.lib.resultBuffer(res)
 	out := make([]byte, n)
 	copy(out, unsafe.Slice((*byte)(buf), n))
-	return out, nil
+	return out, st, nil
 }
 
 // noActiveStream is what 26.5 answers a fetch after a stream that ended with the chunk
@@ -231,12 +257,13 @@ const noActiveStream = "No active streaming query"
 // (chdb_stream_cancel_query) and is returned. As after query, a failed or stopped statement's
 // leftovers are flushed before the connection runs anything else.
 func (c *conn) stream(query []byte, format string, fn func(chunk []byte) error) error {
-	return c.streamRows(query, format, func(chunk []byte, _ uint64) error { return fn(chunk) })
+	return c.streamRows(query, format, func(chunk []byte, _ uint64, _ readStats) error { return fn(chunk) })
 }
 
 // streamRows is stream, passing fn each chunk's rows too (chdb_result_rows_read of a chunk:
-// the rows of the answer it holds).
-func (c *conn) streamRows(query []byte, format string, fn func(chunk []byte, rows uint64) error) error {
+// the rows of the answer it holds) and what the statement read from tables since the chunk
+// before (their sum is the statement's).
+func (c *conn) streamRows(query []byte, format string, fn func(chunk []byte, rows uint64, read readStats) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.p == nil {
@@ -244,12 +271,12 @@ func (c *conn) streamRows(query []byte, format string, fn func(chunk []byte, row
 	}
 	err := c.runStream(query, format, fn)
 	if err != nil {
-		_, _ = c.run(flushSQL, "")
+		_, _, _ = c.run(flushSQL, "")
 	}
 	return err
 }
 
-func (c *conn) runStream(query []byte, format string, fn func(chunk []byte, rows uint64) error) error {
+func (c *conn) runStream(query []byte, format string, fn func(chunk []byte, rows uint64, read readStats) error) error {
 	var qp unsafe.Pointer
 	if len(query) > 0 {
 		qp = unsafe.Pointer(&query[0])
@@ -284,7 +311,7 @@ func (c *conn) runStream(query []byte, format string, fn func(chunk []byte, rows
 			c.lib.destroyResult(chunk)
 			return nil
 		}
-		err := fn(unsafe.Slice((*byte)(c.lib.resultBuffer(chunk)), n), c.lib.resultRowsRead(chunk))
+		err := fn(unsafe.Slice((*byte)(c.lib.resultBuffer(chunk)), n), c.lib.resultRowsRead(chunk), c.readStats(chunk))
 		c.lib.destroyResult(chunk)
 		if err != nil {
 			c.lib.streamCancel(cp, res)
