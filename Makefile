@@ -43,8 +43,9 @@ test-unit:
 	STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
 
 ## test-clients: real ClickHouse clients against the embedded site's ClickHouse HTTP interface —
-## Python's clickhouse-connect (with pandas) and the npm package @clickhouse/client, at the versions
-## pinned in scripts/clients/, installed into .deps/clients/ (once; again when a pin changes)
+## Python's clickhouse-connect (with pandas), the npm package @clickhouse/client and ClickHouse's
+## JDBC driver (Maven Central, with Java and Maven), at the versions pinned in scripts/clients/,
+## installed into .deps/clients/ (once; again when a pin changes)
 CLIENTS := $(CURDIR)/.deps/clients
 $(CLIENTS)/py/.installed: scripts/clients/requirements.txt
 	python3 -m venv $(CLIENTS)/py
@@ -57,7 +58,14 @@ $(CLIENTS)/node/.installed: scripts/clients/package.json
 	cd $(CLIENTS)/node && npm install --no-audit --no-fund --no-package-lock --loglevel=error
 	touch $@
 
-test-clients: deps $(CLIENTS)/py/.installed $(CLIENTS)/node/.installed
+$(CLIENTS)/jdbc/.installed: scripts/clients/jdbc/pom.xml
+	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
+		rm -rf $(CLIENTS)/jdbc/libs && \
+		mvn -q -B -f scripts/clients/jdbc/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CLIENTS)/jdbc/libs -DincludeScope=runtime && \
+		touch $@; \
+	else echo "SKIPPED: the JDBC driver's check needs java and mvn"; fi
+
+test-clients: deps $(CLIENTS)/py/.installed $(CLIENTS)/node/.installed $(CLIENTS)/jdbc/.installed
 	STATEPIPE_CLIENTS=$(CLIENTS) STATEPIPE_REQUIRE_CHDB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestClickHouseClients$$' -v ./cmd/statepipe/
 
 ## test-fuzz: each fuzz target briefly (FUZZTIME per target), from its seed corpus

@@ -24,6 +24,7 @@ const (
 	codeTooManyQueries  = 202
 	codeAborted         = 236
 	codeResultTooLarge  = 396
+	codeCorruptedData   = 246
 	codeAccessDenied    = 497
 	codeAuthFailed      = 516
 	codeUnknown         = 1002
@@ -34,7 +35,7 @@ var codeNames = map[int]string{
 	codeUnknownFormat: "UNKNOWN_FORMAT", codeUnknownDatabase: "UNKNOWN_DATABASE", codeReadonly: "READONLY",
 	codeTooManyQueries: "TOO_MANY_SIMULTANEOUS_QUERIES", codeAborted: "ABORTED", codeResultTooLarge: "TOO_MANY_ROWS_OR_BYTES",
 	codeAccessDenied: "ACCESS_DENIED", codeAuthFailed: "AUTHENTICATION_FAILED", codeUnknown: "UNKNOWN_EXCEPTION",
-	159: "TIMEOUT_EXCEEDED", 241: "MEMORY_LIMIT_EXCEEDED", 158: "TOO_MANY_ROWS", 1: "UNSUPPORTED_METHOD",
+	codeCorruptedData: "CORRUPTED_DATA", 159: "TIMEOUT_EXCEEDED", 241: "MEMORY_LIMIT_EXCEEDED", 158: "TOO_MANY_ROWS", 1: "UNSUPPORTED_METHOD",
 }
 
 // chError is an answer in ClickHouse's error format.
@@ -52,7 +53,7 @@ func (e *chError) httpStatus() int {
 		return http.StatusForbidden
 	case codeUnknownTable, codeUnknownDatabase:
 		return http.StatusNotFound
-	case codeSyntax, codeUnknownFormat, codeNotImplemented, 46, 47, 36, 43: // …, UNKNOWN_FUNCTION, UNKNOWN_IDENTIFIER, BAD_ARGUMENTS, ILLEGAL_TYPE_OF_ARGUMENT
+	case codeSyntax, codeUnknownFormat, codeNotImplemented, codeCorruptedData, 46, 47, 36, 43: // …, UNKNOWN_FUNCTION, UNKNOWN_IDENTIFIER, BAD_ARGUMENTS, ILLEGAL_TYPE_OF_ARGUMENT
 		return http.StatusBadRequest
 	case codeTooManyQueries, codeAborted:
 		return http.StatusServiceUnavailable

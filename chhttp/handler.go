@@ -163,6 +163,11 @@ func readQuery(w http.ResponseWriter, r *http.Request, params map[string][]strin
 		if err != nil {
 			return "", &chError{codeSyntax, fmt.Sprintf("cannot read the query (at most %d bytes with the query parameter): %s", MaxQueryBytes, clip(err.Error()))}
 		}
+		if q := params["decompress"]; len(q) > 0 && q[0] == "1" { // the body in ClickHouse's compressed blocks
+			if body, err = decompressNative(body, max(0, MaxQueryBytes-len(query))); err != nil {
+				return "", &chError{codeCorruptedData, clip(err.Error())}
+			}
+		}
 		if len(body) > 0 {
 			if query != "" {
 				query += "\n"
@@ -192,6 +197,14 @@ func (h *Handler) writeAnswer(w http.ResponseWriter, r *http.Request, queryID st
 	hd.Set("X-ClickHouse-Query-Id", queryID)
 	hd.Set("X-ClickHouse-Server-Display-Name", h.displayName)
 	hd.Set("X-ClickHouse-Summary", string(summary))
+	if r.URL.Query().Get("compress") == "1" { // ClickHouse's own blocks (under gzip, if asked too)
+		body, err := compressNative(ans.Body)
+		if err != nil {
+			h.writeError(w, queryID, &chError{codeCorruptedData, "cannot compress the answer: " + clip(err.Error())})
+			return
+		}
+		ans.Body = body
+	}
 	if r.URL.Query().Get("enable_http_compression") == "1" && acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		hd.Set("Content-Encoding", "gzip")
 		hd.Add("Vary", "Accept-Encoding")

@@ -12,7 +12,8 @@ import (
 )
 
 // Request parameters of ClickHouse's HTTP interface that are not settings: read here or
-// ignored (they shape the exchange, never the answer). session_id is ignored: every query
+// ignored (they shape the exchange, never the answer: compress and decompress frame the
+// bodies in ClickHouse's compressed blocks, compress.go). session_id is ignored: every query
 // stands alone, and a session could only hold settings, which cannot change.
 var requestParams = map[string]bool{
 	"query": true, "database": true, "default_format": true, "user": true, "password": true,

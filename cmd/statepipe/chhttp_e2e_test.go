@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/ch-go/compress"
+
 	"github.com/statepipe/statepipe/report"
 )
 
@@ -159,6 +161,21 @@ func TestClickHouseHTTPInterface(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &doc); err != nil || doc.Rows != 10000 || len(doc.Data) != 10000 {
 		t.Errorf("JSON of many blocks: %v, %d rows", err, doc.Rows)
 	}
+	// ClickHouse's own compression, as its drivers ask for it: the answer in compressed blocks
+	// (compress=1), the query sent in them (decompress=1); a body that is not is refused.
+	framed := s.query("/?compress=1", "SELECT number FROM numbers(3) FORMAT TSV")
+	plain := make([]byte, 6)
+	if _, err := io.ReadFull(compress.NewReader(strings.NewReader(framed.body)), plain); err != nil || string(plain) != "0\n1\n2\n" || framed.status != 200 {
+		t.Errorf("compress=1: %d %q (%v)", framed.status, plain, err)
+	}
+	w := compress.NewWriter(compress.LevelZero, compress.LZ4)
+	if err := w.Compress([]byte("SELECT 40 + 2")); err != nil {
+		t.Fatal(err)
+	}
+	if a := s.query("/?decompress=1", string(w.Data)); a.status != 200 || a.body != "42\n" {
+		t.Errorf("decompress=1: %d %q", a.status, a.body)
+	}
+	s.query("/?decompress=1", "SELECT 1").refused(t, "decompress=1 of a plain body", 400, 246)
 	// X-ClickHouse-Summary says what was read (70,000 rows of 8 bytes), and what was answered:
 	// of a document asked again whole, and of an answer in many blocks.
 	readOf := func(a chAnswer) string {
@@ -391,15 +408,23 @@ func TestClickHouseClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	py, _ := filepath.Abs(filepath.Join("..", "..", "scripts", "clients", "clickhouse_connect_check.py"))
+	java, _ := filepath.Abs(filepath.Join("..", "..", "scripts", "clients", "ClickHouseJdbcCheck.java"))
+	jdbcLibs := filepath.Join(dir, "jdbc", "libs")
 	for _, c := range []struct {
 		name   string
 		cmd    []string
 		pandas bool
+		skip   string
 	}{
-		{"clickhouse-connect", []string{filepath.Join(dir, "py", "bin", "python3"), py}, true},
-		{"@clickhouse/client", []string{"node", jsPath}, false},
+		{"clickhouse-connect", []string{filepath.Join(dir, "py", "bin", "python3"), py}, true, ""},
+		{"@clickhouse/client", []string{"node", jsPath}, false, ""},
+		{"clickhouse-jdbc", []string{"java", "-cp", filepath.Join(jdbcLibs, "*"), java}, false,
+			skipUnless(jdbcLibs, "SKIPPED: ClickHouse's JDBC driver is installed by make test-clients where java and mvn are")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.skip != "" {
+				t.Skip(c.skip)
+			}
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(cctx, c.cmd[0], append(c.cmd[1:], s.ch, chReader)...)
@@ -430,6 +455,14 @@ func TestClickHouseClients(t *testing.T) {
 			t.Logf("%s %s: the report view's query in %.1f ms through the client; %v", c.name, o.Version, o.LatencyMS, sortedKeys(got))
 		})
 	}
+}
+
+// skipUnless returns why when path does not exist, else "".
+func skipUnless(path, why string) string {
+	if _, err := os.Stat(path); err != nil {
+		return why
+	}
+	return ""
 }
 
 func sortedKeys(m map[string][4]int64) []string {
