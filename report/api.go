@@ -10,6 +10,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -114,6 +115,35 @@ func (a *API) init() {
 	}
 }
 
+// ParseQueryString reads a request's query string as url.ParseQuery does, but refuses what
+// that would drop — a parameter after a ";", or with a malformed %-escape — with a
+// *ParamError naming it: dropped silently, a filter would widen the answer unseen.
+func ParseQueryString(raw string) (url.Values, error) {
+	qs, err := url.ParseQuery(raw)
+	if err == nil {
+		return qs, nil
+	}
+	for _, part := range strings.Split(raw, "&") {
+		key, value, _ := strings.Cut(part, "=")
+		shown := key
+		if k, kerr := url.QueryUnescape(key); kerr == nil {
+			shown = k
+		}
+		shown = CellText(strings.ToValidUTF8(shown[:min(len(shown), 64)], ""))
+		switch _, verr := url.QueryUnescape(value); {
+		case strings.Contains(part, ";"):
+			return nil, &ParamError{Field: shown, Message: fmt.Sprintf("parameter %s: a ';' in a query string is not a separator: use '&' between parameters, and write a ';' in a value as %%3B", shown)}
+		case shown == key && strings.Contains(key, "%"):
+			if _, kerr := url.QueryUnescape(key); kerr != nil {
+				return nil, &ParamError{Field: shown, Message: fmt.Sprintf("parameter name %q: %v", shown, kerr)}
+			}
+		case verr != nil:
+			return nil, &ParamError{Field: shown, Message: fmt.Sprintf("parameter %s: %v (write a '%%' in a value as %%25)", shown, verr)}
+		}
+	}
+	return nil, &ParamError{Field: "query", Message: "the query string cannot be read: " + err.Error()}
+}
+
 func (a *API) report(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name, code := a.serveReport(w, r)
@@ -126,11 +156,14 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 // serveReport answers GET /v1/reports/NAME, returning the report's name ("" for a name that
 // is not a report's) and the outcome.
 func (a *API) serveReport(w http.ResponseWriter, r *http.Request) (string, string) {
-	qs := r.URL.Query()
 	name := r.PathValue("name")
 	def, known := a.reports[name]
 	if !known {
 		name = ""
+	}
+	qs, err := ParseQueryString(r.URL.RawQuery)
+	if err != nil {
+		return name, reportError(w, err)
 	}
 	common, err := ParseArgs(commonParams, qs)
 	if err != nil {

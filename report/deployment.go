@@ -190,7 +190,7 @@ func (d *deploymentRef) details(ctx context.Context, q Querier, db string, tree 
 	}
 	res, err := q.Query(ctx, fmt.Sprintf(`SELECT u.update_id, ifNull(s.state, 0) AS state, count()
 	FROM (%[1]s) AS t
-	CROSS JOIN (SELECT arrayJoin(any(updates)) AS update_id FROM %[2]s.v_deployments WHERE id = %[3]s) AS u
+	CROSS JOIN (SELECT arrayJoin(arrayDistinct(any(updates))) AS update_id FROM %[2]s.v_deployments WHERE id = %[3]s) AS u
 	LEFT JOIN (SELECT client, topic_id, state FROM %[2]s.v_live_state WHERE topic_type = 402
 	           AND has((SELECT any(updates) FROM %[2]s.v_deployments WHERE id = %[3]s), topic_id)) AS s
 	    ON s.client = t.client AND s.topic_id = u.update_id

@@ -122,6 +122,15 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		return nil, &ParamError{Field: "limit", Message: fmt.Sprintf("limit must be from 1 to %d", MaxMachinesPage)}
 	}
 	given := 0
+	switch p.Topic {
+	case "", "enforcement", "evaluation", "compliance":
+	case TopicScan:
+		if p.Update != "" || p.List != "" || len(p.Updates) > 0 || p.Deployment != "" {
+			return nil, &ParamError{Field: "topic", Message: "topic=scan names a scan cell (with state, a latest scan state; with error, a scan error): leave update, list, updates and deployment out"}
+		}
+	default:
+		return nil, &ParamError{Field: "topic", Message: fmt.Sprintf("topic %q: want scan (with state or error), or with deployment enforcement, evaluation or compliance", clipText(p.Topic, 40))}
+	}
 	scanCell := p.Topic == TopicScan && p.Error == ""
 	for _, g := range []bool{p.Update != "" && p.Deployment == "", p.List != "" || len(p.Updates) > 0, p.Deployment != "" || p.Error != "", scanCell} {
 		if g {
@@ -145,12 +154,12 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		switch {
 		case !ok:
 			return nil, &ParamError{Field: "error", Message: fmt.Sprintf("error %q: want an HRESULT, 0x80070643 or its decimal", clipText(p.Error, 40))}
+		case code == 0:
+			return nil, &ParamError{Field: "error", Message: "error 0 is success, not an error: the errors report lists the HRESULTs there are"}
 		case p.State != "":
 			return nil, &ParamError{Field: "state", Message: "the cell of an error is its machines: leave state out"}
 		case p.Topic != "" && p.Topic != TopicScan:
 			return nil, &ParamError{Field: "topic", Message: fmt.Sprintf("topic %q: with error, want scan (501 errors) or nothing (enforcement errors)", clipText(p.Topic, 40))}
-		case p.Topic == TopicScan && p.Deployment != "":
-			return nil, &ParamError{Field: "deployment", Message: "a scan is not of a deployment: with topic=scan, leave deployment out (or use collection)"}
 		case p.Update != "":
 			return nil, &ParamError{Field: "update", Message: "with error, name a deployment or nothing"}
 		}

@@ -639,8 +639,8 @@ func TestScanErrorsAndScanDrillDown(t *testing.T) {
 	}
 	s.status("/v1/reports/machines?topic=scan&state=7", 400, "state")
 	s.status("/v1/reports/machines?topic=scan", 400, "state")
-	s.status("/v1/reports/machines?topic=scan&state=5&update=U1", 400, "update")
-	s.status("/v1/reports/machines?topic=scan&error=0x8024402C&deployment=D", 400, "deployment")
+	s.status("/v1/reports/machines?topic=scan&state=5&update=U1", 400, "topic")
+	s.status("/v1/reports/machines?topic=scan&error=0x8024402C&deployment=D", 400, "topic")
 	s.status("/v1/reports/machines?topic=evaluation&error=0x8024402C", 400, "topic")
 }
 

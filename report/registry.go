@@ -153,14 +153,14 @@ func Reports() []Definition {
 		},
 		{
 			Name:    "machines",
-			Summary: "drill-down: the machines of one cell of compliance, update, deployment or errors (paged)",
+			Summary: "drill-down: the machines of one cell of compliance, update, deployment, errors or scan (paged)",
 			Params: []Param{
-				{Name: "state", Kind: KindWord, Help: "the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); a state number (with deployment); none with error"},
+				{Name: "state", Kind: KindWord, Help: "the cell: installed, required, not_required or unknown (with update); compliant, non_compliant or unknown (with list or updates); a state number (with deployment, or a scan state 0-6 with topic scan); none with error"},
 				{Name: "update", Kind: KindID, Help: "update id: its machines in state; with deployment, the deployment's targeted machines in this update's enforcement (402) state"},
 				list, updates,
 				{Name: "deployment", Kind: KindID, Help: "deployment id: its targeted machines in enforcement state (a number)"},
-				{Name: "topic", Kind: KindWord, Help: "with deployment: enforcement (301, the default), evaluation (302) or compliance (300)"},
-				{Name: "error", Kind: KindWord, Help: "an HRESULT (0x80070643, or its decimal): the machines whose live update or deployment enforcement state carries it (with deployment: over its updates and itself)"},
+				{Name: "topic", Kind: KindWord, Help: "with deployment: enforcement (301, the default), evaluation (302) or compliance (300); scan: with state, the machines whose latest scan is in it, with error, those whose scan carries it"},
+				{Name: "error", Kind: KindWord, Help: "an HRESULT (0x80070643, or its decimal): the machines whose live update or deployment enforcement state carries it (with deployment: over its updates and itself; with topic scan: their scans)"},
 				scope,
 				{Name: "after", Kind: KindID, Help: "the page after this client id (the previous answer's next)"},
 				{Name: "limit", Kind: KindInt, Min: 1, Max: MaxMachinesPage, Default: DefaultMachinesPage, Help: fmt.Sprintf("machines per page (1–%d)", MaxMachinesPage)},

@@ -405,7 +405,7 @@ func ComplianceReport(ctx context.Context, q Querier, db, site string, p Complia
 	// per update list and for the whole catalog; an ad-hoc set of updates is evaluated here.
 	var compliant, nonCompliant int64
 	if p.filtered() && tree.Below() {
-		rep.ComputersUncounted = "over the sites below, computers are counted per update list, not for a set filtered by vendor or released: ask each site with site=CODE, or give a list"
+		rep.ComputersUncounted = "over the sites below, computers are counted per update list, not for a set filtered by vendor or released: ask each site with site=CODE, or leave vendor and released out"
 		rep.Computers = ComputerCounts{Total: total}
 		return rep.finish(p), nil
 	}

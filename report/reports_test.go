@@ -68,6 +68,16 @@ func TestReportParametersAreJudgedBeforeQuerying(t *testing.T) {
 		{"/v1/reports/errors?topic=scan&deployment=D", 400, "deployment"},
 		{"/v1/reports/errors?deployment=D&collection=C", 400, "collection"},
 		{"/v1/reports/machines?topic=scan&state=7", 400, "state"},
+		{"/v1/reports/machines?topic=scan&error=0x0", 400, "error"},
+		{"/v1/reports/machines?error=0", 400, "error"},
+		{"/v1/reports/machines?topic=scan&state=3&list=L", 400, "topic"},
+		{"/v1/reports/machines?topic=SCAN&state=3", 400, "topic"},
+		// A query string net/url would cut short is refused, naming the parameter, not answered
+		// without the filters it drops.
+		{"/v1/reports/errors?topic=scan;collection=C", 400, "topic"},
+		{"/v1/reports/compliance?vendor=Micro%GGsoft", 400, "vendor"},
+		{"/v1/reports/machines?topic=scan&state=5&collection=colB%", 400, "collection"},
+		{"/v1/reports/compliance?%zz=1", 400, "%zz"},
 		{"/v1/reports/trend?update=X&step=1ms", 400, "update"},
 		{"/v1/reports/compliance?updates=U1&Collection=C", 400, "Collection"},
 		{"/v1/reports/errors?site=P01", 503, ""}, // site: every report takes it

@@ -80,7 +80,10 @@ type Update struct {
 // ReleaseTime is when a vendor released an update: JSON an RFC 3339 time
 // (2026-11-10T18:00:00Z) or an RFC 3339 full date (2026-11-10, midnight UTC); null, absent or
 // the zero value is unknown. It encodes as an RFC 3339 time.
-type ReleaseTime struct{ time.Time }
+type ReleaseTime struct {
+	time.Time
+	given bool // read from a JSON time or date (even one that is the zero time)
+}
 
 // The range of a known release time: after the Unix epoch, which the store holds for unknown
 // (ref_updates.released), and before ClickHouse's DateTime64 ends.
@@ -103,7 +106,7 @@ func (r *ReleaseTime) UnmarshalJSON(b []byte) error {
 	}
 	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
 		if t, err := time.Parse(layout, s); err == nil {
-			r.Time = t
+			*r = ReleaseTime{Time: t, given: true}
 			return nil
 		}
 	}
@@ -272,7 +275,8 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 				return &LineError{Field: "vendor", Reason: fmt.Sprintf("longer than %d bytes", DefaultLimits.MaxIDBytes)}
 			case u.Vendor != strings.TrimSpace(u.Vendor):
 				return &LineError{Field: "vendor", Reason: "must not begin or end with white space (reports match it exactly)"}
-			case !u.Released.IsZero() && (!u.Released.After(minReleased) || !u.Released.Before(maxReleased)):
+			case (u.Released.given || !u.Released.IsZero()) && (u.Released.UnixMilli() <= minReleased.UnixMilli() || !u.Released.Before(maxReleased)):
+				// UnixMilli: a time within the epoch's first millisecond would be stored as unknown.
 				return &LineError{Field: "released", Reason: fmt.Sprintf("%s is out of range: after 1970-01-01T00:00:00Z and before 2300-01-01 (absent: unknown)",
 					u.Released.Format(time.RFC3339Nano))}
 			}
@@ -291,7 +295,7 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 			if le := texts("name", l.Name); le != nil {
 				return le
 			}
-			return ids("updates", l.Updates)
+			return distinctIDs("updates", l.Updates)
 		}
 	case RefCollections:
 		c := new(Collection)
@@ -325,7 +329,7 @@ func parseRef(k RefKind, raw []byte) (string, []byte, *LineError) {
 			if le := texts("name", dp.Name, "collection", dp.Collection, "site", dp.Site); le != nil {
 				return le
 			}
-			if le := ids("updates", dp.Updates); le != nil {
+			if le := distinctIDs("updates", dp.Updates); le != nil {
 				return le
 			}
 			return checkPhases(dp)
@@ -362,6 +366,22 @@ func ids(field string, list []string) *LineError {
 		if strings.TrimSpace(s) == "" || len(s) > DefaultLimits.MaxIDBytes || !PrintableID(s) {
 			return &LineError{Field: fmt.Sprintf("%s[%d]", field, i), Reason: "must be a non-empty id of at most 128 bytes, without control characters"}
 		}
+	}
+	return nil
+}
+
+// distinctIDs is ids, refusing an id listed twice: an update counted once per listing would
+// be counted twice in a deployment's per-update states.
+func distinctIDs(field string, list []string) *LineError {
+	if le := ids(field, list); le != nil {
+		return le
+	}
+	first := make(map[string]int, len(list))
+	for i, s := range list {
+		if j, ok := first[s]; ok {
+			return &LineError{Field: fmt.Sprintf("%s[%d]", field, i), Reason: fmt.Sprintf("%s is listed already (%s[%d])", s, field, j)}
+		}
+		first[s] = i
 	}
 	return nil
 }

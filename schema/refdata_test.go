@@ -83,6 +83,8 @@ func TestCatalogVendorAndReleased(t *testing.T) {
 		`{"id":"K",` + base + `,"vendor":"` + strings.Repeat("v", 129) + `"}`,
 		`{"id":"L",` + base + `,"vendor":"Micro\u001bsoft"}`,
 		`{"id":"M",` + base + `,"vendor":7}`,
+		`{"id":"N",` + base + `,"released":"0001-01-01T00:00:00Z"}`,      // the zero time: not "unknown"
+		`{"id":"O",` + base + `,"released":"1970-01-01T00:00:00.0001Z"}`, // stored as 0 ms: unknown
 	}
 	recs, errs := ParseRefLines(RefCatalog, strings.NewReader(strings.Join(lines, "\n")))
 	want := map[string]string{
@@ -103,7 +105,7 @@ func TestCatalogVendorAndReleased(t *testing.T) {
 	for _, e := range errs {
 		got = append(got, fmt.Sprintf("%d:%s", e.Line, e.Field))
 	}
-	if w := "5:released 6:released 7:released 8:released 9:released 10:vendor 11:vendor 12:vendor 13:vendor"; strings.Join(got, " ") != w {
+	if w := "5:released 6:released 7:released 8:released 9:released 10:vendor 11:vendor 12:vendor 13:vendor 14:released 15:released"; strings.Join(got, " ") != w {
 		t.Errorf("errors %v, want %s: %v", got, w, errs)
 	}
 	if len(errs) > 0 && errs[0].Reason != `must be an RFC 3339 time (2026-11-10T18:00:00Z) or date (2026-11-10), got JSON "Nov 2026"` {
@@ -122,6 +124,25 @@ func TestCatalogVendorAndReleased(t *testing.T) {
 			if got := v.(*Update).Released.UnixMilli(); got != ms {
 				t.Errorf("%s: released %d ms, want %d", id, got, ms)
 			}
+		}
+	}
+}
+
+// An update listed twice in a deployment or an update list is refused, naming the second
+// listing: a deployment's per-update states would count it twice. A member listed twice in a
+// collection is harmless (membership is a set) and stays accepted.
+func TestRefDataRefusesAnUpdateListedTwice(t *testing.T) {
+	for kind, c := range map[RefKind]struct{ line, field string }{
+		RefDeployments: {`{"id":"D","name":"N","updates":["KB1","KB2","KB1"],"collection":"C","site":"P01","start":"2024-11-01T00:00:00Z","deadline":"2024-11-08T00:00:00Z"}`, "updates[2]"},
+		RefUpdateLists: {`{"id":"L","name":"N","updates":["KB1","KB1"]}`, "updates[1]"},
+		RefCollections: {`{"id":"C","name":"N","members":["pc1","pc1"]}`, ""},
+	} {
+		recs, errs := ParseRefLines(kind, strings.NewReader(c.line))
+		switch {
+		case c.field == "" && (len(errs) != 0 || len(recs) != 1):
+			t.Errorf("%s: %v, want accepted", kind, errs)
+		case c.field != "" && (len(errs) != 1 || errs[0].Field != c.field || !strings.Contains(errs[0].Reason, "listed already")):
+			t.Errorf("%s: %+v, want one error naming %s", kind, errs, c.field)
 		}
 	}
 }
