@@ -397,6 +397,20 @@ func TestHierarchyIsExactAtEveryLevel(t *testing.T) {
 	if code := tr.get("/v1/reports/compliance?site=NOPE", "", nil); code != 404 {
 		t.Errorf("site=NOPE: %d, want 404", code)
 	}
+	// A query string net/url would cut short is refused by the router, naming the parameter,
+	// not routed as if site= were absent.
+	for raw, field := range map[string]string{"site=" + tr.code["S"] + ";x=1": "site", "site=" + tr.code["S"] + "&vendor=%zz": "vendor"} {
+		resp, err := http.Get(tr.url + "/v1/reports/compliance?" + raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var eb schema.ErrorBody
+		_ = json.NewDecoder(resp.Body).Decode(&eb)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || eb.Error.Field != field {
+			t.Errorf("?%s: %d %+v, want 400 naming %s", raw, resp.StatusCode, eb.Error, field)
+		}
+	}
 }
 
 // chaos is a link that delivers what it is given twice, the second time in reverse order, and
