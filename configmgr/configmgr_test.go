@@ -490,8 +490,10 @@ func TestParseHRESULT(t *testing.T) {
 		{" 0x80070005\n", -2147024891, true},
 		{"2149842978", -2145124318, true},
 		{"-2145124318", -2145124318, true},
-		{"4294967295", -1, true},
-		{"-1", -1, true},
+		{"4294967295", 0, false}, // -1: a count's or an index's "none", not an error
+		{"-1", 0, false},
+		{"0xFFFFFFFF", 0, false},
+		{"0xFFFFFFFE", -2, true},
 		{"0x80000000", -2147483648, true},
 		{"200", 0, false},
 		{"0", 0, false},

@@ -95,7 +95,8 @@
 // first Param whose text is a failure HRESULT: "0x" and 1–8 hex digits, or a decimal that fits
 // int32 or uint32, with the severity (high) bit set — 0x80240022, 2149842978 and -2145124318
 // are the same code, stored as the int32 -2145124318. Params that are not (revision numbers,
-// counts, GUIDs, 0) are passed over; no such Param gives 0. This is a choice, not a documented
+// counts, GUIDs, 0, and -1 = 0xFFFFFFFF, a count's or an index's "none") are passed over; no
+// such Param gives 0. This is a choice, not a documented
 // ConfigMgr rule: the SDK documents Param only as "a custom parameter" (0 to 5 of them), and
 // no public sample of a 301 or 402 message with its parameters was found. The one public
 // software update sample, a 500 message in Microsoft's troubleshooting guide, carries the

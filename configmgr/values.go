@@ -77,7 +77,8 @@ func firstHRESULT(params []string) int32 {
 
 // parseHRESULT reads a failure HRESULT — severity bit set — written as "0x" and 1–8 hex
 // digits or as a decimal that fits int32 (negative) or uint32 (≥ 2^31), surrounding white
-// space allowed.
+// space allowed. -1 (0xFFFFFFFF, 4294967295) is not one: it is what a count or an index says
+// when it has none, and no facility defines it as an error.
 func parseHRESULT(s string) (int32, bool) {
 	s = strings.TrimSpace(s)
 	var u uint64
@@ -96,7 +97,7 @@ func parseHRESULT(s string) (int32, bool) {
 	default:
 		u, err = strconv.ParseUint(s, 10, 32)
 	}
-	if err != nil || u&0x80000000 == 0 {
+	if err != nil || u&0x80000000 == 0 || u == 0xFFFFFFFF {
 		return 0, false
 	}
 	return int32(uint32(u)), true

@@ -527,7 +527,9 @@ func (a *aboveStatus) get(now time.Time, stale time.Duration) (float64, time.Tim
 // ownSite answers 404 (or 400 for site= twice) unless the request is for this site: a
 // listener serving one site must not act on another's behalf.
 func (p *sitePacer) ownSite(w http.ResponseWriter, r *http.Request) bool {
-	switch sites := r.URL.Query()["site"]; {
+	sites, ok := querySites(w, r)
+	switch {
+	case !ok:
 	case len(sites) > 1:
 		writeAPIError(w, http.StatusBadRequest, schema.CodeMalformed, "give site= once", "site")
 	case len(sites) == 1 && sites[0] != "" && sites[0] != p.site:

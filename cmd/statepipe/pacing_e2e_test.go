@@ -138,6 +138,11 @@ func TestPacingFollowsTheBacklog(t *testing.T) {
 		st, _, _ := postWith(t, s.url+"/v1/pacing/"+op, []byte(body), map[string]string{"Content-Type": "application/json"})
 		return st
 	}
+	// A pause meant for another site, in a query string net/url would cut short, is refused,
+	// not taken as this site's.
+	if st := post("pause?site=ELSEWHERE;x=1", ""); st != 400 {
+		t.Fatalf("pause?site=ELSEWHERE;x=1: %d, want 400", st)
+	}
 	if st := post("pause", ""); st != 200 {
 		t.Fatalf("pause: %d", st)
 	}

@@ -538,7 +538,11 @@ func (d *phaseDecider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusBadRequest, schema.CodeMalformed, "the deployment id must be 1 to 128 bytes without control characters", "deployment")
 		return
 	}
-	if sites := r.URL.Query()["site"]; len(sites) > 1 || (len(sites) == 1 && sites[0] != "" && sites[0] != d.cfg.Site) {
+	sites, ok := querySites(w, r)
+	if !ok {
+		return
+	}
+	if len(sites) > 1 || (len(sites) == 1 && sites[0] != "" && sites[0] != d.cfg.Site) {
 		writeAPIError(w, http.StatusNotFound, schema.CodeNotFound, fmt.Sprintf("site %s is not served here (this is site %s)", strings.Join(sites, ", "), d.cfg.Site), "site")
 		return
 	}

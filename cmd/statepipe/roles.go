@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/statepipe/statepipe/ingest"
+	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -67,6 +68,23 @@ func requireAny(h http.Handler, tokens ...string) http.Handler {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="statepipe"`)
 		writeAPIError(w, http.StatusUnauthorized, schema.CodeUnauthenticated, "this endpoint needs a token (Authorization: Bearer): "+r.URL.Path, "Authorization")
 	})
+}
+
+// querySites returns the request's site= values, read as the reports read their parameters
+// (report.ParseQueryString): a query string net/url would cut short — a ';', a bad %-escape —
+// answers 400 naming the parameter (and false), rather than be read as if site= were absent
+// and so act for the site answering.
+func querySites(w http.ResponseWriter, r *http.Request) ([]string, bool) {
+	qs, err := report.ParseQueryString(r.URL.RawQuery)
+	if err != nil {
+		field := "query"
+		if pe, ok := err.(*report.ParamError); ok {
+			field = pe.Field
+		}
+		writeAPIError(w, http.StatusBadRequest, schema.CodeMalformed, err.Error(), field)
+		return nil, false
+	}
+	return qs["site"], true
 }
 
 func writeAPIError(w http.ResponseWriter, status int, code, msg, field string) {

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/statepipe/statepipe/report"
 	"github.com/statepipe/statepipe/schema"
 )
 
@@ -128,18 +127,10 @@ func (rt *siteRouter) byBody(siteOf func(contentType string, body []byte) string
 // siteParam returns the site= parameter ("" when absent); given more than once it answers 400
 // naming site and reports false.
 func (rt *siteRouter) siteParam(w http.ResponseWriter, r *http.Request) (string, bool) {
-	qs, err := report.ParseQueryString(r.URL.RawQuery) // not URL.Query: it drops what it cannot read, site= among it
-	if err != nil {
-		field := "query"
-		if pe, ok := err.(*report.ParamError); ok {
-			field = pe.Field
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		_ = json.NewEncoder(w).Encode(schema.ErrorBody{Error: schema.ErrorDetail{Code: schema.CodeMalformed, Field: field, Message: err.Error()}})
+	sites, ok := querySites(w, r) // not URL.Query: it drops what it cannot read, site= among it
+	if !ok {
 		return "", false
 	}
-	sites := qs["site"]
 	if len(sites) > 1 {
 		writeRouteError(w, http.StatusBadRequest, schema.CodeMalformed, fmt.Sprintf("site is given %d times: give it once", len(sites)))
 		return "", false
