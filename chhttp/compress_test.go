@@ -3,11 +3,13 @@ package chhttp
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 
 	"github.com/ClickHouse/ch-go/compress"
+	"github.com/pierrec/lz4/v4"
 )
 
 // An answer framed for compress=1 is what ClickHouse's own reader (ch-go's, the Go driver's)
@@ -53,4 +55,39 @@ func TestNativeCompression(t *testing.T) {
 			t.Errorf("%s: %v, want an error saying %q", name, err, c.want)
 		}
 	}
+}
+
+// BenchmarkCompressNative frames a 16 MiB TSV answer (report-view rows) as compress=1 does;
+// BenchmarkLZ4Raw is the same bytes through pierrec/lz4 alone, the ceiling.
+func BenchmarkCompressNative(b *testing.B) {
+	body := benchAnswer()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := compressNative(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLZ4Raw(b *testing.B) {
+	body := benchAnswer()
+	b.SetBytes(int64(len(body)))
+	var c lz4.Compressor
+	dst := make([]byte, lz4.CompressBlockBound(nativeBlockSize))
+	for b.Loop() {
+		for i := 0; i < len(body); i += nativeBlockSize {
+			if _, err := c.CompressBlock(body[i:min(len(body), i+nativeBlockSize)], dst); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// benchAnswer is 16 MiB of rows as v_update_compliance_status answers them in TSV.
+func benchAnswer() []byte {
+	var buf bytes.Buffer
+	for i := 0; buf.Len() < 16<<20; i++ {
+		fmt.Fprintf(&buf, "pc-%06d\tKB50%05d\t%d\tRequired\t2026-11-%02dT08:%02d:00Z\t%d\n", i%300000, i%97, i%4, 1+i%28, i%60, 1000+i)
+	}
+	return buf.Bytes()
 }
