@@ -641,6 +641,11 @@ func printCompliance(w io.Writer, c *Compliance) {
 	}
 	set := " --updates IDS" // the catalog: machines takes a list or ids
 	switch {
+	case c.Vendor != "" || c.Released != "" || c.NotDeployed:
+		// The computers line is over the updates kept: the same set, by their ids.
+		if ids := updateIDs(c.Updates); len(ids) > 0 && len(ids) <= 10 {
+			set = " --updates " + strings.Join(ids, ",")
+		}
 	case c.List != "":
 		set = " --list " + c.List
 	case len(c.RequestedUpdates) > 0:
@@ -648,4 +653,13 @@ func printCompliance(w io.Writer, c *Compliance) {
 	}
 	fmt.Fprintf(w, "machines of a cell: statepipe report machines --update ID --state required%s; of the computers: statepipe report machines%s --state non_compliant%s\n",
 		scope, set, scope)
+}
+
+// updateIDs returns the ids of the rows, in their order.
+func updateIDs(rows []UpdateCompliance) []string {
+	ids := make([]string, len(rows))
+	for i, u := range rows {
+		ids[i] = u.UpdateID
+	}
+	return ids
 }
