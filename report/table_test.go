@@ -156,6 +156,9 @@ func tableCases() []tableCase {
 			[]string{"every catalog update", "IDS"}},
 		{"compliance", Compliance{Site: "P01", AsOf: at, RequestedUpdates: []string{"KB1"}, Scope: "C", Updates: []UpdateCompliance{{UpdateID: "KB1"}}},
 			[]string{"1 update, collection C", "machines --updates KB1 --state non_compliant --collection C"}, []string{"every catalog update"}},
+		// Filtered by the catalog: the computers line is over the updates kept, and so is its drill-down.
+		{"compliance", Compliance{Site: "P01", AsOf: at, List: "pt-10", Vendor: "Microsoft", Updates: []UpdateCompliance{{UpdateID: "KB1"}, {UpdateID: "KB3"}}},
+			[]string{"vendor Microsoft", "machines --updates KB1,KB3 --state non_compliant"}, []string{"--list pt-10"}},
 		{"errors", Errors{Site: "P01", AsOf: at, Errors: []ErrorCount{
 			{Error: 5, Hex: "0x00000005", Machines: 10, Updates: []string{"U0", "U1", "U2", "U3", "U4", "U5", "U6", "U7", "U8", "U9"}, Deployments: []string{}},
 			{Error: 6, Hex: "0x00000006", Machines: 9, Updates: []string{"V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"}, MoreUpdates: true,
