@@ -205,13 +205,12 @@ func MachinesReport(ctx context.Context, q Querier, db, site string, p MachinesP
 		LEFT JOIN (SELECT client, argMax(state, serial) AS state FROM %[1]s.v_live_state
 		           WHERE topic_type = 501 GROUP BY client) AS s ON s.client = c.client) WHERE state = %[3]d`, db, p.Scope.clientsSQL(db), st)
 		if tree != nil {
-			var scan Scan
-			scan.Collection = p.Scope.Collection
-			if err := treeScan(ctx, q, db, tree, &scan, time.Now()); err != nil {
+			bySite, _, err := scanBySite(ctx, q, db, tree, p.Scope.Collection)
+			if err != nil {
 				return nil, err
 			}
 			elsewhere = func(site string) *int64 {
-				for _, s := range scan.BySite {
+				for _, s := range bySite {
 					if s.Site == site && s.States != nil {
 						return &s.States[st].Clients
 					}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/statepipe/statepipe/schema"
@@ -183,79 +184,30 @@ func scanSources(res *schema.Result, total func(source string) int64, sited int)
 // treeScan fills the counts of the scan report over the sites of a tree from their cells.
 func treeScan(ctx context.Context, q Querier, db string, tree *Tree, rep *Scan, since time.Time) error {
 	sc := Quote(rep.Collection)
-	totals, err := tree.originTotals(ctx, q, db, rep.Collection)
-	if err != nil {
-		return err
-	}
-	for _, n := range totals {
-		rep.Total += n
-	}
-	rep.BySite = make([]SiteScan, 0, len(tree.Sites))
-	at := map[string]*SiteScan{}
-	for _, site := range tree.order() {
-		rep.BySite = append(rep.BySite, SiteScan{Site: site, Total: totals[site]})
-	}
-	for i := range rep.BySite {
-		at[rep.BySite[i].Site] = &rep.BySite[i]
-	}
-	from, cond := tree.cells(db, "states")
-	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, topic_id, toInt64(state), toInt64(sum(clients)) FROM %s
-	WHERE %s AND scope = %s AND topic_type = 501 GROUP BY origin_site, topic_id, state HAVING sum(clients) != 0`, from, cond, sc))
-	if err != nil {
-		return fmt.Errorf("cannot count scan states per source: %w", err)
-	}
-	// The sources each site counts: with at most one per site, a client's one scan state is
-	// its latest, and States is their sum. A source's Unknown is every client in scope
-	// without a state for it, as at a standalone site.
-	sourcesOf := map[string]map[string]bool{}
-	for i := range res.Rows {
-		var origin, source string
-		var st, n int64
-		if err := scanRow(res, i, "scan states per source", &origin, &source, &st, &n); err != nil {
-			return err
-		}
-		if sourcesOf[origin] == nil {
-			sourcesOf[origin] = map[string]bool{}
-		}
-		sourcesOf[origin][source] = true
-	}
-	if rep.Sources, err = scanSources(res, func(string) int64 { return rep.Total }, 1); err != nil {
+	var res *schema.Result
+	var err error
+	if rep.BySite, res, err = scanBySite(ctx, q, db, tree, rep.Collection); err != nil {
 		return err
 	}
 	single := true
-	for _, s := range sourcesOf {
-		single = single && len(s) <= 1
+	for _, s := range rep.BySite {
+		rep.Total += s.Total
+		single = single && s.States != nil
 	}
-	for i := range rep.BySite { // a site's States: its one source's, as States below
-		if s := &rep.BySite[i]; len(sourcesOf[s.Site]) <= 1 {
-			s.States = emptyStates(schema.TopicScan)
-			s.States[0].Clients = s.Total
-		}
+	// A source's Unknown is every client in scope without a state for it, as at a standalone
+	// site.
+	if rep.Sources, err = scanSources(res, func(string) int64 { return rep.Total }, 1); err != nil {
+		return err
 	}
-	for i := range res.Rows {
-		var origin, source string
-		var st, n int64
-		if err := scanRow(res, i, "scan states per source", &origin, &source, &st, &n); err != nil {
-			return err
-		}
-		if s := at[origin]; s != nil && s.States != nil && st > 0 && st < int64(len(s.States)) {
-			s.States[st].Clients += n
-			s.States[0].Clients -= n
-		}
-	}
-	if single { // each client has at most one scan state: its latest
+	if single { // each client has at most one scan state, its latest: States is the sites' sum
 		rep.States = emptyStates(schema.TopicScan)
-		rep.States[0].Clients = rep.Total
-		for _, src := range rep.Sources {
-			for i, st := range src.States {
-				if i > 0 {
-					rep.States[i].Clients += st.Clients
-					rep.States[0].Clients -= st.Clients
-				}
+		for _, s := range rep.BySite {
+			for i, st := range s.States {
+				rep.States[i].Clients += st.Clients
 			}
 		}
 	}
-	from, cond = tree.cells(db, "scans")
+	from, cond := tree.cells(db, "scans")
 	fresh, err := bySite(ctx, q, fmt.Sprintf(`SELECT origin_site, toInt64(sum(clients)) FROM %s WHERE %s AND scope = %s AND last_scan >= %s GROUP BY origin_site`,
 		from, cond, sc, sqlTime(since)), "recent successful scans per site")
 	if err != nil {
@@ -270,6 +222,58 @@ func treeScan(ctx context.Context, q Querier, db string, tree *Tree, rep *Scan, 
 	}
 	rep.Sites = tree.Sites
 	return nil
+}
+
+// scanBySite counts, per site of the tree (in the order of Sites), its clients in scope
+// (collection id, or "" for the whole site) by the state of their latest scan, from its cells:
+// a site with at most one update source has each client's one scan state, its latest (those
+// without one in 0 Unknown); for a site with several, States is nil (its cells count per
+// source). It returns the cells read too: rows of (origin site, source, state, clients).
+func scanBySite(ctx context.Context, q Querier, db string, tree *Tree, collection string) ([]SiteScan, *schema.Result, error) {
+	totals, err := tree.originTotals(ctx, q, db, collection)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]SiteScan, 0, len(tree.Sites))
+	at := map[string]int{}
+	for _, site := range tree.order() {
+		at[site] = len(out)
+		states := emptyStates(schema.TopicScan)
+		states[0].Clients = totals[site]
+		out = append(out, SiteScan{Site: site, Total: totals[site], States: states})
+	}
+	from, cond := tree.cells(db, "states")
+	res, err := q.Query(ctx, fmt.Sprintf(`SELECT origin_site, topic_id, toInt64(state), toInt64(sum(clients)) FROM %s
+	WHERE %s AND scope = %s AND topic_type = 501 GROUP BY origin_site, topic_id, state HAVING sum(clients) != 0`, from, cond, Quote(collection)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot count scan states per source: %w", err)
+	}
+	sourcesOf := map[string]map[string]bool{}
+	for i := range res.Rows {
+		var origin, source string
+		var st, n int64
+		if err := scanRow(res, i, "scan states per source", &origin, &source, &st, &n); err != nil {
+			return nil, nil, err
+		}
+		j, ok := at[origin]
+		if !ok {
+			continue // not a site of the tree: the filter keeps none
+		}
+		if sourcesOf[origin] == nil {
+			sourcesOf[origin] = map[string]bool{}
+		}
+		sourcesOf[origin][source] = true
+		if s := out[j].States; st > 0 && st < int64(len(s)) {
+			s[st].Clients += n
+			s[0].Clients -= n
+		}
+	}
+	for site, sources := range sourcesOf {
+		if len(sources) > 1 {
+			out[at[site]].States = nil
+		}
+	}
+	return out, res, nil
 }
 
 // staleClients counts the clients of scope (a subquery of clients) whose latest successful
@@ -309,18 +313,9 @@ func printScan(w io.Writer, s *Scan) {
 	if len(s.Sources) > 1 || (s.States == nil && len(s.Sources) > 0) {
 		fmt.Fprintln(w, "per update source:")
 		tw := columns(w)
-		fmt.Fprint(tw, "  source")
-		t := schema.TopicScan
-		for i := range t.StateCount() {
-			fmt.Fprintf(tw, "\t%s", clipText(t.StateName(i), 20))
-		}
-		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "  source"+scanStateColumns())
 		for _, src := range s.Sources {
-			fmt.Fprintf(tw, "  %s", clipText(src.Source, 40))
-			for _, st := range src.States {
-				fmt.Fprintf(tw, "\t%d", st.Clients)
-			}
-			fmt.Fprintln(tw)
+			fmt.Fprintf(tw, "  %s%s\n", clipText(src.Source, 40), scanStateCells(src.States))
 		}
 		_ = tw.Flush()
 	}
@@ -333,24 +328,35 @@ func printScan(w io.Writer, s *Scan) {
 	if len(s.BySite) > 0 {
 		fmt.Fprintln(w, "by site (latest scan; ? where a site has several update sources):")
 		tw := columns(w)
-		fmt.Fprint(tw, "  site\tclients")
-		t := schema.TopicScan
-		for i := range t.StateCount() {
-			fmt.Fprintf(tw, "\t%s", clipText(t.StateName(i), 20))
-		}
-		fmt.Fprintf(tw, "\tstale %dd\n", s.StaleDays)
+		fmt.Fprintf(tw, "  site\tclients%s\tstale %dd\n", scanStateColumns(), s.StaleDays)
 		for _, site := range s.BySite {
-			fmt.Fprintf(tw, "  %s\t%d", site.Site, site.Total)
-			for i := range t.StateCount() {
-				if site.States == nil {
-					fmt.Fprint(tw, "\t?")
-				} else {
-					fmt.Fprintf(tw, "\t%d", site.States[i].Clients)
-				}
-			}
-			fmt.Fprintf(tw, "\t%d\n", site.StaleClients)
+			fmt.Fprintf(tw, "  %s\t%d%s\t%d\n", site.Site, site.Total, scanStateCells(site.States), site.StaleClients)
 		}
 		_ = tw.Flush()
 	}
 	printSites(w, s.Sites)
+}
+
+// scanStateColumns is a table's columns of the scan states, by name, each after a tab.
+func scanStateColumns() string {
+	var b strings.Builder
+	t := schema.TopicScan
+	for i := range t.StateCount() {
+		b.WriteString("\t" + clipText(t.StateName(i), 20))
+	}
+	return b.String()
+}
+
+// scanStateCells is a row's cells under scanStateColumns: the clients in each state, or "?"
+// in each when states is nil (not counted).
+func scanStateCells(states []StateCount) string {
+	var b strings.Builder
+	for i := range schema.TopicScan.StateCount() {
+		if states == nil || i >= len(states) {
+			b.WriteString("\t?")
+		} else {
+			fmt.Fprintf(&b, "\t%d", states[i].Clients)
+		}
+	}
+	return b.String()
 }
